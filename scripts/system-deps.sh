@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs the Debian/Ubuntu packages vcall needs, where they are missing.
+#   scripts/system-deps.sh run    what running the client needs
+#   scripts/system-deps.sh test   that, plus what the test suite needs (Xvfb, ffmpeg, GStreamer)
+# As root it runs apt-get; otherwise it names the missing packages and how to install them.
+# Idempotent: with everything present it only checks, and prints nothing.
+set -euo pipefail
+
+profile="${1:-run}"
+python="${PYTHON:-python3}"
+
+required=()   # without these the chosen command cannot work
+optional=()   # without these vcall works, but slower (said in its log)
+
+if ! "$python" -c 'import tkinter' 2>/dev/null; then required+=(python3-tk); fi
+if ! "$python" -c 'import ensurepip, venv' 2>/dev/null; then required+=(python3-venv); fi
+optional+=(libturbojpeg0)
+
+if [ "$profile" = test ]; then
+    required+=(xvfb xdotool ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-base
+               gstreamer1.0-plugins-good libturbojpeg0)
+fi
+
+if ! command -v dpkg-query >/dev/null 2>&1; then
+    echo "system-deps: not a Debian/Ubuntu system; make sure these are installed:" \
+         "${required[*]} ${optional[*]}" >&2
+    exit 0
+fi
+
+is_installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+missing=()
+missing_required=()
+for pkg in "${required[@]}" "${optional[@]}"; do
+    if ! is_installed "$pkg" && [[ ! " ${missing[*]} " =~ " $pkg " ]]; then
+        missing+=("$pkg")
+        if [[ " ${required[*]} " =~ " $pkg " ]]; then missing_required+=("$pkg"); fi
+    fi
+done
+
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -eq 0 ]; then
+    echo "system-deps: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    exit 0
+fi
+
+echo "system-deps: missing system packages: ${missing[*]}" >&2
+echo "system-deps: install them with:  sudo apt-get install ${missing[*]}" >&2
+if [ ${#missing_required[@]} -gt 0 ]; then
+    echo "system-deps: cannot continue without: ${missing_required[*]}" >&2
+    exit 1
+fi
+echo "system-deps: continuing; vcall falls back to OpenCV's JPEG codec (slower)." >&2
