@@ -1,0 +1,33 @@
+"""`vcall bench NAME [ARGS...]`: run one benchmark.
+
+Each benchmark module provides ``add_arguments(parser)`` and ``run(args) -> int``, prints a table
+and writes JSON (``--json FILE``). Only the chosen benchmark's module is imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from typing import Any
+
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "e2e": ("benchmarks.e2e", "loopback call between two pipelines: per-stage latency, fps, CPU"),
+    "jpeg": ("benchmarks.jpeg_backends", "PyTurboJPEG vs OpenCV: encode and decode to RGB"),
+    "handoff": ("benchmarks.handoff", "shared-memory ring vs pickling frames through a queue"),
+    "discovery": ("benchmarks.discovery", "discovery server throughput and latency"),
+    "ui": ("benchmarks.ui", "Tk event-loop lag while showing a call"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("benchmark", choices=sorted(BENCHMARKS), help="which benchmark")
+    parser.add_argument("bench_args", nargs=argparse.REMAINDER, help="the benchmark's options")
+
+
+def run(args: argparse.Namespace) -> int:
+    module_name, help_text = BENCHMARKS[args.benchmark]
+    module: Any = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"vcall bench {args.benchmark}", description=help_text)
+    module.add_arguments(parser)
+    result: int = module.run(parser.parse_args(args.bench_args))
+    return result
