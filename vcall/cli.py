@@ -17,7 +17,7 @@ from typing import Protocol, cast
 # name -> (module, help). The module provides add_arguments() and run().
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "gui": ("vcall.gui.app", "open the client (the default with no subcommand)"),
-    "demo": ("vcall.gui.demo", "two clients on this machine calling each other on the test pattern"),
+    "demo": ("vcall.gui.demo", "two clients calling each other on the test pattern"),
     "discovery": ("vcall.discovery.cli", "talk to a discovery server (register, query, list)"),
     "agent": ("vcall.agent", "headless agent: register, answer or place a call, print events"),
     "bench": ("benchmarks.cli", "benchmarks (e2e, jpeg, handoff, discovery)"),
