@@ -1,0 +1,279 @@
+"""Synchronous discovery client, on the same sans-IO codec as the server.
+
+Blocking calls for worker threads and command-line tools (never the Tk thread). One
+connection is kept open and reused (the classic majority behaviour); if the server closed it
+meanwhile (idle timeout, restart), the request is retried once on a fresh connection.
+
+Errors are typed: :class:`WrongPassword`, :class:`UserUnknown`, :class:`ServerUnreachable`
+(names host:port), :class:`DiscoveryTimeout`, :class:`ProtocolError` (garbage from the server),
+:class:`RequestRejected` (the server answered NOK SYNTAX_ERROR / UNKNOWN_COMMAND); all derive
+from :class:`DiscoveryError`. Invalid arguments (our own misuse) raise ``ValueError`` before
+anything is sent.
+
+Replies are reassembled across reads: ``OK USERS_LIST`` is read until its ``n`` entries are
+counted; records from lax servers (nicks with ``#``, ports such as ``8000.0``) are accepted.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Final
+
+from vcall.discovery.codec import (
+    ListUsers,
+    Marker,
+    Nok,
+    NokCode,
+    Query,
+    Quit,
+    Register,
+    RemoteProtocolError,
+    Reply,
+    Request,
+    UserEntry,
+    UserRecord,
+    UsersList,
+    Verb,
+    Welcome,
+    format_request,
+    parse_reply,
+)
+
+__all__ = [
+    "DiscoveryClient",
+    "DiscoveryError",
+    "DiscoveryTimeout",
+    "ProtocolError",
+    "RequestRejected",
+    "ServerUnreachable",
+    "UserEntry",
+    "UserRecord",
+    "UserUnknown",
+    "WrongPassword",
+]
+
+logger = logging.getLogger(__name__)
+
+MAX_REPLY: Final = 16 << 20  # a USERS_LIST of ~200,000 users
+# A reply that parses but might continue (a list ending on an entry boundary with fewer
+# entries than announced) is taken as final after this much quiet.
+REPLY_GAP: Final = 0.2
+
+
+class DiscoveryError(Exception):
+    """Base of every discovery failure."""
+
+
+class WrongPassword(DiscoveryError):  # noqa: N818 (names fixed by the contract)
+    """NOK WRONG_PASS: the nick belongs to someone else (or we are throttled)."""
+
+
+class UserUnknown(DiscoveryError):  # noqa: N818 (names fixed by the contract)
+    """NOK USER_UNKNOWN."""
+
+
+class ServerUnreachable(DiscoveryError):  # noqa: N818 (names fixed by the contract)
+    """Cannot connect to the server, or it closed the connection before replying."""
+
+
+class DiscoveryTimeout(DiscoveryError):  # noqa: N818 (names fixed by the contract)
+    """The server did not answer in time."""
+
+
+class ProtocolError(DiscoveryError):
+    """The server sent something that is not a valid reply."""
+
+
+class RequestRejected(DiscoveryError):  # noqa: N818 (names fixed by the contract)
+    """NOK SYNTAX_ERROR or NOK UNKNOWN_COMMAND: the server refused our request's form."""
+
+
+class _Closed(Exception):  # noqa: N818 (internal signal, not an error)
+    """The connection was closed before any reply byte arrived (worth one retry)."""
+
+
+class DiscoveryClient:
+    """Blocking client of one discovery server. Thread-safe (one request at a time)."""
+
+    def __init__(self, host: str, port: int, timeout: float = 5.0) -> None:
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> DiscoveryClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def _where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    # --- API --------------------------------------------------------------------------------
+
+    def register(
+        self, nick: str, ip: str, port: int, password: str, protocols: Sequence[str]
+    ) -> float:
+        """Register (or update) ``nick``; returns the server's timestamp."""
+        reply = self._request(Register(nick, ip, port, password, tuple(protocols)))
+        if isinstance(reply, Welcome):
+            return reply.ts
+        raise ProtocolError(f"{self._where}: unexpected reply {reply!r}")
+
+    def query(self, nick: str) -> UserRecord:
+        reply = self._request(Query(nick))
+        if isinstance(reply, UserRecord):
+            return reply
+        raise ProtocolError(f"{self._where}: unexpected reply {reply!r}")
+
+    def list_users(self) -> list[UserEntry]:
+        reply = self._request(ListUsers())
+        if isinstance(reply, UsersList):
+            return list(reply.entries)
+        raise ProtocolError(f"{self._where}: unexpected reply {reply!r}")
+
+    def close(self) -> None:
+        """Send QUIT if connected (without waiting long for BYE) and close. Idempotent."""
+        with self._lock:
+            sock, self._sock = self._sock, None
+            if sock is None:
+                return
+            try:
+                sock.settimeout(min(self.timeout, 1.0))
+                sock.sendall(format_request(Quit()))
+                sock.recv(64)  # BYE, or EOF; either is fine
+            except OSError:
+                pass
+            finally:
+                sock.close()
+
+    # --- machinery --------------------------------------------------------------------------
+
+    def _request(self, request: Request) -> Reply:
+        data = format_request(request)  # ValueError on our own misuse, before any I/O
+        verb = _VERB[type(request)]
+        with self._lock:
+            for attempt in (1, 2):
+                reused = self._sock is not None
+                sock = self._connect()
+                try:
+                    reply = self._exchange(sock, data, verb)
+                except _Closed:
+                    self._drop()
+                    if reused and attempt == 1:
+                        logger.debug("%s closed our idle connection: reconnecting", self._where)
+                        continue
+                    raise ServerUnreachable(
+                        f"{self._where} closed the connection without replying"
+                    ) from None
+                except BaseException:
+                    self._drop()
+                    raise
+                break
+        if isinstance(reply, Nok):
+            raise _NOK_ERRORS[reply.code](f"{self._where}: NOK {reply.code}")
+        return reply
+
+    def _connect(self) -> socket.socket:
+        if self._sock is not None:
+            return self._sock
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        except TimeoutError:
+            raise DiscoveryTimeout(f"connecting to {self._where} timed out") from None
+        except OSError as exc:
+            raise ServerUnreachable(f"cannot connect to {self._where}: {exc}") from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock = sock
+        return sock
+
+    def _drop(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def _exchange(self, sock: socket.socket, data: bytes, verb: Verb) -> Reply:
+        deadline = time.monotonic() + self.timeout
+        try:
+            sock.settimeout(self.timeout)
+            sock.sendall(data)
+        except TimeoutError:
+            raise DiscoveryTimeout(f"sending to {self._where} timed out") from None
+        except OSError:
+            raise _Closed from None
+        buf = b""
+        while True:
+            final = False
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DiscoveryTimeout(f"{self._where} did not answer in {self.timeout} s")
+            try:
+                sock.settimeout(remaining)
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                raise DiscoveryTimeout(
+                    f"{self._where} did not answer in {self.timeout} s"
+                ) from None
+            except OSError as exc:
+                if not buf:
+                    raise _Closed from None
+                raise ServerUnreachable(f"{self._where}: {exc}") from None
+            if not chunk:
+                if not buf:
+                    raise _Closed
+                final = True  # EOF ends the reply
+            buf += chunk
+            if len(buf) > MAX_REPLY:
+                raise ProtocolError(f"{self._where}: reply over {MAX_REPLY} bytes")
+            reply = self._parse(buf, verb, final)
+            if not isinstance(reply, Marker):
+                return reply
+            if self._quiet(sock, min(REPLY_GAP, max(0.0, deadline - time.monotonic()))):
+                reply = self._parse(buf, verb, True)
+                if not isinstance(reply, Marker):
+                    return reply
+                raise ProtocolError(f"{self._where}: incomplete reply")  # pragma: no cover
+
+    def _parse(self, buf: bytes, verb: Verb, final: bool) -> Reply | Marker:
+        try:
+            return parse_reply(buf, verb, final=final)
+        except RemoteProtocolError as exc:
+            raise ProtocolError(f"{self._where}: {exc}") from None
+
+    @staticmethod
+    def _quiet(sock: socket.socket, wait: float) -> bool:
+        """True if nothing more arrives within ``wait`` seconds (peeking, not consuming)."""
+        try:
+            sock.settimeout(wait)
+            more = sock.recv(1, socket.MSG_PEEK)
+        except OSError:  # timeout, or an error the next recv will report
+            return True
+        return not more  # EOF: what we have is all there will be
+
+
+_VERB: Final[dict[type, Verb]] = {
+    Register: Verb.REGISTER,
+    Query: Verb.QUERY,
+    ListUsers: Verb.LIST_USERS,
+    Quit: Verb.QUIT,
+}
+
+_NOK_ERRORS: Final[dict[NokCode, type[DiscoveryError]]] = {
+    NokCode.WRONG_PASS: WrongPassword,
+    NokCode.USER_UNKNOWN: UserUnknown,
+    NokCode.SYNTAX_ERROR: RequestRejected,
+    NokCode.UNKNOWN_COMMAND: RequestRejected,
+}

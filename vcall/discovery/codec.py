@@ -1,0 +1,452 @@
+"""Discovery protocol codec: bytes <-> typed messages, with no I/O.
+
+The classic "Redes II práctica 3" discovery grammar has no line terminator: one message is one
+``send()``. This module is the only place that knows the grammar; the server, the client and
+the tests share it.
+
+Guarantees:
+
+* ``format_request`` / ``format_reply`` produce the classic bytes exactly: single spaces, no
+  terminator, no trailing space. They raise :class:`LocalProtocolError` (a ``ValueError``) when
+  asked to send something the grammar cannot carry.
+* ``parse_request`` never raises: any bytes give a request, a rejection with its precise reply
+  code, :data:`INCOMPLETE` (more bytes may still complete it) or :data:`EMPTY` (only
+  whitespace). It is strict: nicks ``[A-Za-z0-9_.-]{1,32}``, an IP address, a port 1-65535,
+  protocols ``V<digits>`` joined by ``#``.
+* ``parse_reply`` is lax (it must survive records from servers that validated nothing: nicks
+  containing ``#``, ports such as ``8000.0``) and raises only :class:`RemoteProtocolError` on
+  garbage, or returns :data:`INCOMPLETE`.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import math
+import re
+from dataclasses import dataclass
+from typing import Final
+
+MAX_NICK_LEN: Final = 32
+MAX_PASSWORD_LEN: Final = 128
+MAX_PROTOCOLS: Final = 32
+
+_NICK_RE: Final = re.compile(r"[A-Za-z0-9_.-]{1,32}", re.ASCII)
+_PROTOCOLS_RE: Final = re.compile(r"V[0-9]{1,9}(?:#V[0-9]{1,9}){0,31}", re.ASCII)
+# A protocols field that more bytes could still turn into a valid one ("V0#", "V0#V").
+_PROTOCOLS_PREFIX_RE: Final = re.compile(r"(?:V[0-9]{1,9}#){1,31}V?|V", re.ASCII)
+_PORT_RE: Final = re.compile(r"[0-9]{1,5}", re.ASCII)
+_TRAILER: Final = b" \r\n"
+
+
+class LocalProtocolError(ValueError):
+    """We were asked to send something the grammar cannot carry (our own misuse)."""
+
+
+class RemoteProtocolError(Exception):
+    """The peer sent bytes that are not a valid message (its fault, not ours)."""
+
+
+class Verb(enum.StrEnum):
+    REGISTER = "REGISTER"
+    QUERY = "QUERY"
+    LIST_USERS = "LIST_USERS"
+    QUIT = "QUIT"
+
+
+# Number of space-separated fields of each request, verb included.
+_FIELD_COUNT: Final[dict[str, int]] = {
+    Verb.REGISTER: 6,
+    Verb.QUERY: 2,
+    Verb.LIST_USERS: 1,
+    Verb.QUIT: 1,
+}
+
+
+class NokCode(enum.StrEnum):
+    WRONG_PASS = "WRONG_PASS"
+    USER_UNKNOWN = "USER_UNKNOWN"
+    SYNTAX_ERROR = "SYNTAX_ERROR"
+    UNKNOWN_COMMAND = "UNKNOWN_COMMAND"
+
+
+# --- requests -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    nick: str
+    ip: str
+    port: int
+    password: str
+    protocols: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    nick: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListUsers:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Quit:
+    pass
+
+
+Request = Register | Query | ListUsers | Quit
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A request that must be answered with ``NOK <code>``."""
+
+    code: NokCode
+    reason: str
+
+
+class Marker(enum.Enum):
+    INCOMPLETE = "incomplete"
+    EMPTY = "empty"
+
+
+INCOMPLETE: Final = Marker.INCOMPLETE
+EMPTY: Final = Marker.EMPTY
+
+# --- replies --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    """``OK USER_FOUND``: where a user accepts calls and what it speaks."""
+
+    nick: str
+    ip: str
+    port: int
+    protocols: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UserEntry:
+    """One entry of ``OK USERS_LIST`` (the registration time, not the protocols)."""
+
+    nick: str
+    ip: str
+    port: int
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    nick: str
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class UsersList:
+    entries: tuple[UserEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Bye:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Nok:
+    code: NokCode
+
+
+Reply = Welcome | UserRecord | UsersList | Bye | Nok
+
+# --- validation -----------------------------------------------------------------------------
+
+
+def valid_nick(nick: str) -> bool:
+    return _NICK_RE.fullmatch(nick) is not None
+
+
+def valid_ip(ip: str) -> bool:
+    if not ip.isascii() or "%" in ip:
+        return False
+    try:
+        ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return True
+
+
+def valid_port(port: int) -> bool:
+    return 1 <= port <= 65535
+
+
+def valid_password(password: str) -> bool:
+    # One token of printable characters: any whitespace would split the field.
+    return (
+        0 < len(password) <= MAX_PASSWORD_LEN
+        and password.isprintable()
+        and not any(c.isspace() for c in password)
+    )
+
+
+def valid_protocols(protocols: tuple[str, ...] | list[str]) -> bool:
+    return 0 < len(protocols) <= MAX_PROTOCOLS and (
+        _PROTOCOLS_RE.fullmatch("#".join(protocols)) is not None
+    )
+
+
+def format_ts(ts: float) -> str:
+    """Registration times go out as integer Unix seconds: both int() and float() parse that."""
+    return str(int(ts))
+
+
+# --- formatting -----------------------------------------------------------------------------
+
+
+def format_request(request: Request) -> bytes:
+    """The classic bytes of a request (no terminator). Raises LocalProtocolError."""
+    match request:
+        case Register(nick, ip, port, password, protocols):
+            _check(valid_nick(nick), f"invalid nick {nick!r}")
+            _check(valid_ip(ip), f"invalid ip {ip!r}")
+            _check(valid_port(port), f"invalid port {port!r}")
+            _check(valid_password(password), "invalid password (1-128 printable, no spaces)")
+            _check(valid_protocols(protocols), f"invalid protocols {protocols!r}")
+            text = f"REGISTER {nick} {ip} {port} {password} {'#'.join(protocols)}"
+        case Query(nick):
+            _check(valid_nick(nick), f"invalid nick {nick!r}")
+            text = f"QUERY {nick}"
+        case ListUsers():
+            text = "LIST_USERS"
+        case Quit():
+            text = "QUIT"
+    return text.encode()
+
+
+def format_reply(reply: Reply) -> bytes:
+    """The classic bytes of a reply (no terminator; USERS_LIST entries each end with '#')."""
+    match reply:
+        case Welcome(nick, ts):
+            text = f"OK WELCOME {nick} {format_ts(ts)}"
+        case UserRecord(nick, ip, port, protocols):
+            text = f"OK USER_FOUND {nick} {ip} {port} {'#'.join(protocols)}"
+        case UsersList(entries):
+            text = format_users_list(entries)
+        case Bye():
+            text = "BYE"
+        case Nok(code):
+            text = f"NOK {code}"
+    return text.encode()
+
+
+def format_users_list(entries: tuple[UserEntry, ...] | list[UserEntry]) -> str:
+    body = "".join(f"{e.nick} {e.ip} {e.port} {format_ts(e.ts)}#" for e in entries)
+    if not body:
+        return "OK USERS_LIST 0"
+    return f"OK USERS_LIST {len(entries)} {body}"
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise LocalProtocolError(message)
+
+
+# --- parsing requests (server side, strict) -------------------------------------------------
+
+
+def parse_request(raw: bytes, *, final: bool) -> Request | Rejected | Marker:
+    """Classify one candidate message.
+
+    ``final`` says that no more bytes belong to this message (a newline ended it, the sender
+    went quiet, or the connection closed). When it is false, a message that more bytes could
+    still complete gives :data:`INCOMPLETE` instead of a rejection.
+    """
+    stripped = raw.rstrip(_TRAILER)
+    if not stripped:
+        return EMPTY
+    try:
+        text = stripped.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if not final and exc.end == len(stripped) and exc.reason == "unexpected end of data":
+            return INCOMPLETE  # a multi-byte character split across reads
+        return Rejected(NokCode.SYNTAX_ERROR, "not UTF-8")
+    fields = text.split(" ")
+    verb = fields[0]
+    expected = _FIELD_COUNT.get(verb)
+    if expected is None:
+        if not final and len(fields) == 1 and any(v.startswith(verb) for v in _FIELD_COUNT):
+            return INCOMPLETE
+        if not verb:
+            return Rejected(NokCode.SYNTAX_ERROR, "leading space")
+        return Rejected(NokCode.UNKNOWN_COMMAND, "unknown verb")
+    count = len(fields)
+    if count < expected:
+        if not final:
+            return INCOMPLETE
+        return Rejected(NokCode.SYNTAX_ERROR, f"{verb} takes {expected - 1} arguments")
+    if count > expected:
+        return Rejected(NokCode.SYNTAX_ERROR, f"{verb} takes {expected - 1} arguments")
+    if verb == Verb.QUERY:
+        if not valid_nick(fields[1]):
+            return Rejected(NokCode.SYNTAX_ERROR, "invalid nick")
+        return Query(fields[1])
+    if verb == Verb.LIST_USERS:
+        return ListUsers()
+    if verb == Verb.QUIT:
+        return Quit()
+    return _parse_register(fields, final)
+
+
+def _parse_register(fields: list[str], final: bool) -> Register | Rejected | Marker:
+    _, nick, ip, port_text, password, protocols_text = fields
+    if not valid_nick(nick):
+        return Rejected(NokCode.SYNTAX_ERROR, "invalid nick")
+    if not valid_ip(ip):
+        return Rejected(NokCode.SYNTAX_ERROR, "invalid ip")
+    if _PORT_RE.fullmatch(port_text) is None or not valid_port(int(port_text)):
+        return Rejected(NokCode.SYNTAX_ERROR, "invalid port")
+    if not valid_password(password):
+        return Rejected(NokCode.SYNTAX_ERROR, "invalid password")
+    if _PROTOCOLS_RE.fullmatch(protocols_text) is None:
+        if not final and _PROTOCOLS_PREFIX_RE.fullmatch(protocols_text) is not None:
+            return INCOMPLETE
+        return Rejected(NokCode.SYNTAX_ERROR, "invalid protocols")
+    return Register(nick, ip, int(port_text), password, tuple(protocols_text.split("#")))
+
+
+# --- parsing replies (client side, lax) -----------------------------------------------------
+
+_NUMBER_HASH_RE: Final = re.compile(r"([0-9][0-9.eE+-]*)#(.*)", re.ASCII | re.DOTALL)
+
+
+def parse_reply(raw: bytes, expect: Verb, *, final: bool) -> Reply | Marker:
+    """Parse the reply to a request of verb ``expect``.
+
+    Returns INCOMPLETE while the bytes may be the start of a longer reply (only meaningful when
+    ``final`` is false). Raises RemoteProtocolError on garbage.
+    """
+    text = _decode_reply(raw)
+    if not text:
+        if final:
+            raise RemoteProtocolError("empty reply")
+        return INCOMPLETE
+    fields = text.split(" ")
+    if fields[0] == "NOK":
+        if len(fields) < 2:
+            return _incomplete_or_raise(final, text)
+        try:
+            return Nok(NokCode(fields[1]))
+        except ValueError:
+            if not final and any(c.startswith(fields[1]) for c in NokCode):
+                return INCOMPLETE
+            raise RemoteProtocolError(f"unknown NOK code: {text[:80]!r}") from None
+    if expect == Verb.QUIT:
+        if text == "BYE":
+            return Bye()
+        if not final and "BYE".startswith(text):
+            return INCOMPLETE
+        raise RemoteProtocolError(f"expected BYE: {text[:80]!r}")
+    if fields[0] != "OK" or len(fields) < 2:
+        if not final and "OK".startswith(fields[0]) and len(fields) == 1:
+            return INCOMPLETE
+        raise RemoteProtocolError(f"not a reply: {text[:80]!r}")
+    kind = fields[1]
+    if expect == Verb.REGISTER and kind == "WELCOME":
+        if len(fields) < 4:
+            return _incomplete_or_raise(final, text)
+        return Welcome(" ".join(fields[2:-1]), _lax_float(fields[-1]))
+    if expect == Verb.QUERY and kind == "USER_FOUND":
+        if len(fields) < 6:
+            return _incomplete_or_raise(final, text)
+        # Lax servers let nicks contain anything but a space; the last three fields are fixed.
+        nick = " ".join(fields[2:-3])
+        protocols = tuple(p for p in fields[-1].split("#") if p)
+        return UserRecord(nick, fields[-3], _lax_port(fields[-2]), protocols)
+    if expect == Verb.LIST_USERS and kind == "USERS_LIST":
+        return _parse_users_list(text, final)
+    if not final and len(fields) == 2 and _expected_kind(expect).startswith(kind):
+        return INCOMPLETE
+    raise RemoteProtocolError(f"unexpected reply to {expect}: {text[:80]!r}")
+
+
+def _expected_kind(expect: Verb) -> str:
+    return {Verb.REGISTER: "WELCOME", Verb.QUERY: "USER_FOUND"}.get(expect, "USERS_LIST")
+
+
+def _decode_reply(raw: bytes) -> str:
+    try:
+        return raw.strip(_TRAILER).decode("utf-8")
+    except UnicodeDecodeError:
+        # A lax server may store anything; keep going rather than fail the whole list.
+        return raw.strip(_TRAILER).decode("utf-8", errors="replace")
+
+
+def _incomplete_or_raise(final: bool, text: str) -> Marker:
+    if final:
+        raise RemoteProtocolError(f"truncated reply: {text[:80]!r}")
+    return INCOMPLETE
+
+
+def _lax_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise RemoteProtocolError(f"bad number {text[:40]!r}") from None
+    if not math.isfinite(value):
+        raise RemoteProtocolError(f"bad number {text[:40]!r}")
+    return value
+
+
+def _lax_port(text: str) -> int:
+    value = _lax_float(text)  # "8000.0" exists out there
+    if value != int(value) or not valid_port(int(value)):
+        raise RemoteProtocolError(f"bad port {text[:40]!r}")
+    return int(value)
+
+
+def _parse_users_list(text: str, final: bool) -> UsersList | Marker:
+    """``OK USERS_LIST <n> <nick> <ip> <port> <ts>#...``; entries may span several reads.
+
+    The reply is complete once ``n`` entries are counted. With fewer (a lax server that
+    miscounts, or a list cut at an entry boundary), the caller decides with ``final``.
+    """
+    fields = text.split(" ", 3)  # OK USERS_LIST <n> <body>
+    if len(fields) < 3:
+        return _incomplete_or_raise(final, text)
+    count_text = fields[2]
+    body = fields[3] if len(fields) > 3 else ""
+    if not count_text.isdigit() or len(count_text) > 9:
+        raise RemoteProtocolError(f"bad USERS_LIST count: {count_text[:20]!r}")
+    count = int(count_text)
+    entries: list[UserEntry] = []
+    tokens = body.split(" ") if body else []
+    pos = 0
+    nick_carry = ""
+    while pos < len(tokens):
+        # Tokens: nick ip port "ts#nextnick" ...; a nick may contain '#' (lax servers) but the
+        # ts is a number directly followed by '#'.
+        nick = nick_carry if nick_carry else tokens[pos]
+        if not nick_carry:
+            pos += 1
+        if pos + 3 > len(tokens):
+            break
+        ip, port_text, tail = tokens[pos], tokens[pos + 1], tokens[pos + 2]
+        match = _NUMBER_HASH_RE.fullmatch(tail)
+        if match is None:
+            break  # truncated (or garbage: decided below)
+        entries.append(UserEntry(nick, ip, _lax_port(port_text), _lax_float(match.group(1))))
+        nick_carry = match.group(2)
+        pos += 3
+        if not nick_carry and pos >= len(tokens):
+            break
+    complete_tail = text.endswith("#") or count == 0
+    if len(entries) >= count and complete_tail:
+        return UsersList(tuple(entries))
+    if not final:
+        return INCOMPLETE
+    if complete_tail:
+        return UsersList(tuple(entries))  # a lax server's miscount: keep what is there
+    raise RemoteProtocolError(f"truncated USERS_LIST ({len(entries)}/{count} entries)")

@@ -1,0 +1,53 @@
+"""In-memory directory of registered users with pre-formatted replies. Pure; no I/O.
+
+QUERY and LIST_USERS are answered from here without touching SQLite or formatting anything:
+each user's ``OK USER_FOUND`` reply is kept as bytes, and the ``OK USERS_LIST`` reply is built
+once and rebuilt only after a change. The server writes every change through to the store
+before it updates the directory.
+"""
+
+from __future__ import annotations
+
+from vcall.discovery.codec import (
+    Nok,
+    NokCode,
+    UserEntry,
+    UserRecord,
+    format_reply,
+    format_users_list,
+)
+from vcall.discovery.store import StoredUser
+
+USER_UNKNOWN_REPLY = format_reply(Nok(NokCode.USER_UNKNOWN))
+
+
+class Directory:
+    def __init__(self, users: list[StoredUser] | None = None) -> None:
+        self._users: dict[str, StoredUser] = {}
+        self._query_replies: dict[str, bytes] = {}
+        self._list_reply: bytes | None = None
+        for user in users or ():
+            self.put(user)
+
+    def __len__(self) -> int:
+        return len(self._users)
+
+    def get(self, nick: str) -> StoredUser | None:
+        return self._users.get(nick)
+
+    def put(self, user: StoredUser) -> None:
+        # Re-inserting moves the nick to the end: the list is in order of last registration.
+        self._users.pop(user.nick, None)
+        self._users[user.nick] = user
+        record = UserRecord(user.nick, user.ip, user.port, user.protocols)
+        self._query_replies[user.nick] = format_reply(record)
+        self._list_reply = None
+
+    def query_reply(self, nick: str) -> bytes:
+        return self._query_replies.get(nick, USER_UNKNOWN_REPLY)
+
+    def list_reply(self) -> bytes:
+        if self._list_reply is None:
+            entries = [UserEntry(u.nick, u.ip, u.port, u.ts) for u in self._users.values()]
+            self._list_reply = format_users_list(entries).encode()
+        return self._list_reply

@@ -1,0 +1,160 @@
+"""Persistent registrations: SQLite, with passwords kept only as scrypt hashes.
+
+Guarantees:
+
+* a password is never stored: only ``hashlib.scrypt`` of it with a per-user random salt, and
+  the scrypt parameters next to the hash (so they can be raised later without breaking old
+  records); verification compares in constant time (``hmac.compare_digest``);
+* hashing and verifying are plain blocking functions: the server runs them in an executor,
+  never on its event loop;
+* :class:`Store` is used from one thread at a time (the server's single writer thread); every
+  ``upsert`` is committed before it returns, so an acknowledged registration survives a crash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+logger = logging.getLogger(__name__)
+
+SALT_BYTES: Final = 16
+HASH_BYTES: Final = 32
+# scrypt cost: N=2**14, r=8, p=1 takes 16 MiB and tens of milliseconds; the throttle keeps
+# an attacker from turning that into a CPU drain.
+DEFAULT_N: Final = 1 << 14
+DEFAULT_R: Final = 8
+DEFAULT_P: Final = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ScryptParams:
+    n: int = DEFAULT_N
+    r: int = DEFAULT_R
+    p: int = DEFAULT_P
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """What is kept of a password: salt, scrypt parameters and the derived key."""
+
+    salt: bytes
+    n: int
+    r: int
+    p: int
+    digest: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredUser:
+    nick: str
+    ip: str
+    port: int
+    protocols: tuple[str, ...]
+    ts: float
+    credential: Credential
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(
+        password.encode("utf-8"),
+        salt=salt,
+        n=n,
+        r=r,
+        p=p,
+        maxmem=256 * r * (n + p + 2) + (1 << 20),
+        dklen=HASH_BYTES,
+    )
+
+
+def hash_password(password: str, params: ScryptParams = ScryptParams()) -> Credential:
+    """Blocking (tens of ms): call it from an executor."""
+    salt = secrets.token_bytes(SALT_BYTES)
+    digest = _scrypt(password, salt, params.n, params.r, params.p)
+    return Credential(salt, params.n, params.r, params.p, digest)
+
+
+def verify_password(password: str, credential: Credential) -> bool:
+    """Blocking (tens of ms): call it from an executor. Constant-time comparison."""
+    c = credential
+    digest = _scrypt(password, c.salt, c.n, c.r, c.p)
+    return hmac.compare_digest(digest, c.digest)
+
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS users (
+    nick TEXT PRIMARY KEY,
+    ip TEXT NOT NULL,
+    port INTEGER NOT NULL,
+    protocols TEXT NOT NULL,
+    ts REAL NOT NULL,
+    salt BLOB NOT NULL,
+    scrypt_n INTEGER NOT NULL,
+    scrypt_r INTEGER NOT NULL,
+    scrypt_p INTEGER NOT NULL,
+    digest BLOB NOT NULL
+)
+"""
+
+
+def default_db_path() -> Path:
+    """$XDG_DATA_HOME/vcall/discovery.sqlite3, or ~/.local/share/vcall/discovery.sqlite3."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "vcall" / "discovery.sqlite3"
+
+
+class Store:
+    """The users table. Open it in the thread that will use it."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        if self.path != ":memory:":
+            # WAL: readers never block, and a commit is one append; NORMAL is durable across
+            # a process crash (the server's failure mode), which is what "persist" means here.
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(_SCHEMA)
+
+    def load_all(self) -> list[StoredUser]:
+        rows = self._db.execute(
+            "SELECT nick, ip, port, protocols, ts, salt, scrypt_n, scrypt_r, scrypt_p, digest "
+            "FROM users ORDER BY ts, nick"
+        ).fetchall()
+        users = []
+        for nick, ip, port, protocols, ts, salt, n, r, p, digest in rows:
+            credential = Credential(bytes(salt), n, r, p, bytes(digest))
+            users.append(StoredUser(nick, ip, port, tuple(protocols.split("#")), ts, credential))
+        return users
+
+    def upsert(self, user: StoredUser) -> None:
+        c = user.credential
+        self._db.execute(
+            "INSERT OR REPLACE INTO users "
+            "(nick, ip, port, protocols, ts, salt, scrypt_n, scrypt_r, scrypt_p, digest) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                user.nick,
+                user.ip,
+                user.port,
+                "#".join(user.protocols),
+                user.ts,
+                c.salt,
+                c.n,
+                c.r,
+                c.p,
+                c.digest,
+            ),
+        )
+
+    def close(self) -> None:
+        self._db.close()
