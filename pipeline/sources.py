@@ -1,0 +1,366 @@
+"""Video sources: the test pattern, a camera, a looped video file, the screen.
+
+API::
+
+    class Source(Protocol):
+        spec: str; width: int; height: int
+        def read_into(self, dst: np.ndarray, now_ns: int) -> int | None
+            # writes one (height, width, 3) uint8 BGR frame into dst (e.g. a shared-memory
+            # slot view); returns its frame id, or None when no frame could be had this time
+        def close(self) -> None                      # idempotent
+    def open_source(spec: str, width: int, height: int, fps: float, *,
+                    first_id: int = 0) -> Source
+    def parse_spec(spec: str) -> SourceSpec          # SourceSpec(kind, target)
+    def list_cameras() -> list[str]                  # ["camera:/dev/video0", ...]; cheap
+    class SourceError(Exception)                     # base
+    class SourceSpecError(SourceError, ValueError)   # malformed spec (local misuse)
+    class CameraUnavailableError(SourceError)        # no such camera / cannot be opened
+    class VideoFileError(SourceError)                # missing or unreadable video file
+    class ScreenCaptureError(SourceError)            # no display / mss missing
+
+Specs: "pattern"; "camera:0" or "camera:/dev/video0"; "file:/path/video.mp4"; "screen" or
+"screen:N" (monitor N of mss, 1 = the first; needs a display).
+
+Guarantees:
+- Frames always have the requested size: camera, file and screen frames are cropped to the
+  requested aspect ratio around the centre (never stretched), then resized with INTER_AREA.
+- Frame ids count up by one per frame returned, from ``first_id``, modulo 2**32.
+- The pattern source renders the stamped test pattern (pipeline.pattern) with the frame id and
+  ``now_ns`` as capture time, so latency can be measured at the display.
+- read_into never paces: pattern, file and screen return at once (the capture loop keeps the
+  frame rate); a camera blocks until the device delivers its next frame. ``fps`` is passed to
+  the camera; the others ignore it.
+- Sources hold OS handles and are not picklable: call open_source inside the process that
+  reads (e.g. the capture stage), passing it the spec string.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import fcntl
+import glob
+import logging
+import os
+import re
+import struct
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from pipeline.pattern import PatternRenderer
+
+logger = logging.getLogger(__name__)
+
+U8Array = npt.NDArray[np.uint8]
+
+_ID_MASK = 0xFFFFFFFF
+# VIDIOC_QUERYCAP = _IOR('V', 0, struct v4l2_capability) (104 bytes).
+_VIDIOC_QUERYCAP = 0x80685600
+_V4L2_CAP_VIDEO_CAPTURE = 0x00000001
+_V4L2_CAP_DEVICE_CAPS = 0x80000000
+
+
+class SourceError(Exception):
+    """A source could not be opened or read."""
+
+
+class SourceSpecError(SourceError, ValueError):
+    """A malformed source spec (a local misuse)."""
+
+
+class CameraUnavailableError(SourceError):
+    """The camera does not exist or cannot be opened."""
+
+
+class VideoFileError(SourceError):
+    """The video file does not exist or has no decodable frame."""
+
+
+class ScreenCaptureError(SourceError):
+    """Screen capture is not possible here (no display, or mss not installed)."""
+
+
+class SourceKind(enum.Enum):
+    PATTERN = "pattern"
+    CAMERA = "camera"
+    FILE = "file"
+    SCREEN = "screen"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSpec:
+    kind: SourceKind
+    target: str = ""  # camera: index or device path; file: path; screen: monitor number
+
+
+def parse_spec(spec: str) -> SourceSpec:
+    """Parse a source spec; SourceSpecError names the accepted forms."""
+    kind_text, sep, target = spec.partition(":")
+    try:
+        kind = SourceKind(kind_text)
+    except ValueError:
+        raise SourceSpecError(
+            f"unknown source {spec!r}: use pattern, camera:N, camera:/dev/videoN, "
+            "file:/path, screen or screen:N"
+        ) from None
+    if kind is SourceKind.PATTERN and sep:
+        raise SourceSpecError(f"pattern takes no argument: {spec!r}")
+    if kind in (SourceKind.CAMERA, SourceKind.FILE) and not target:
+        raise SourceSpecError(f"{kind.value} needs a target, e.g. {kind.value}:0 or :/path")
+    if kind is SourceKind.SCREEN and sep and not target.isdigit():
+        raise SourceSpecError(f"screen takes a monitor number: {spec!r}")
+    return SourceSpec(kind, target)
+
+
+class Source(Protocol):
+    spec: str
+    width: int
+    height: int
+
+    def read_into(self, dst: U8Array, now_ns: int) -> int | None: ...
+
+    def close(self) -> None: ...
+
+
+def _check_dst(dst: U8Array, width: int, height: int) -> None:
+    if dst.shape != (height, width, 3) or dst.dtype != np.uint8:
+        raise ValueError(f"dst must be ({height}, {width}, 3) uint8, got {dst.shape} {dst.dtype}")
+
+
+def fit_into(src: U8Array, dst: U8Array) -> None:
+    """Crop ``src`` to dst's aspect ratio around the centre and resize it into ``dst``."""
+    sh, sw = src.shape[:2]
+    dh, dw = dst.shape[:2]
+    # Crop the side that is too long for the target aspect ratio.
+    if sw * dh > dw * sh:
+        cw, ch = max(1, round(sh * dw / dh)), sh
+    else:
+        cw, ch = sw, max(1, round(sw * dh / dw))
+    x0, y0 = (sw - cw) // 2, (sh - ch) // 2
+    crop = src[y0 : y0 + ch, x0 : x0 + cw]
+    if crop.shape[:2] == (dh, dw):
+        np.copyto(dst, crop)
+        return
+    interpolation = cv2.INTER_AREA if cw >= dw and ch >= dh else cv2.INTER_LINEAR
+    if dst.flags.c_contiguous:
+        # OpenCV writes into a given dst only when it is one contiguous block.
+        cv2.resize(crop, (dw, dh), dst=dst, interpolation=interpolation)
+    else:
+        np.copyto(dst, cv2.resize(crop, (dw, dh), interpolation=interpolation))
+
+
+class _CountingSource:
+    """Frame-id bookkeeping shared by the sources."""
+
+    def __init__(self, spec: str, width: int, height: int, first_id: int) -> None:
+        self.spec = spec
+        self.width = width
+        self.height = height
+        self._next_id = first_id & _ID_MASK
+        self.closed = False
+
+    def _take_id(self) -> int:
+        frame_id = self._next_id
+        self._next_id = (frame_id + 1) & _ID_MASK
+        return frame_id
+
+
+class PatternSource(_CountingSource):
+    """The stamped test pattern."""
+
+    def __init__(self, width: int, height: int, first_id: int = 0) -> None:
+        super().__init__("pattern", width, height, first_id)
+        self._renderer = PatternRenderer(width, height)
+
+    def read_into(self, dst: U8Array, now_ns: int) -> int | None:
+        frame_id = self._take_id()
+        self._renderer.render_into(dst, frame_id, now_ns)
+        return frame_id
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _CaptureSource(_CountingSource):
+    """An OpenCV VideoCapture (camera or file), resized to the requested size."""
+
+    def __init__(self, spec: str, width: int, height: int, first_id: int, cap: Any) -> None:
+        super().__init__(spec, width, height, first_id)
+        self._cap = cap
+        self._buf: Any = None  # reused by VideoCapture.read(image=...) when shapes match
+
+    def _read(self) -> U8Array | None:
+        ok, image = self._cap.read(self._buf)
+        if not ok or image is None or image.ndim != 3 or image.shape[2] != 3:
+            return None
+        self._buf = image
+        frame: U8Array = image
+        return frame
+
+    def read_into(self, dst: U8Array, now_ns: int) -> int | None:
+        _check_dst(dst, self.width, self.height)
+        image = self._read()
+        if image is None:
+            return None
+        fit_into(image, dst)
+        return self._take_id()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._cap.release()
+
+
+class CameraSource(_CaptureSource):
+    """A V4L2 camera through OpenCV; read_into blocks until the next frame."""
+
+
+class FileSource(_CaptureSource):
+    """A video file played in a loop, one file frame per read_into."""
+
+    def __init__(self, spec: str, path: str, width: int, height: int, first_id: int) -> None:
+        super().__init__(spec, width, height, first_id, _open_file(path))
+        self._path = path
+        self.loops = 0
+
+    def _read(self) -> U8Array | None:
+        image = super()._read()
+        if image is not None:
+            return image
+        # End of file: rewind; some containers cannot seek, so reopen if rewinding fails.
+        self.loops += 1
+        if not self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0) or (image := super()._read()) is None:
+            self._cap.release()
+            try:
+                self._cap = _open_file(self._path)
+            except VideoFileError:
+                logger.warning("video file %s cannot be reopened", self._path)
+                return None
+            image = super()._read()
+        return image
+
+
+def _open_file(path: str) -> Any:
+    if not os.path.isfile(path):
+        raise VideoFileError(f"no such video file: {path}")
+    cap = cv2.VideoCapture(path)
+    if not cap.isOpened():
+        cap.release()
+        raise VideoFileError(f"cannot open video file {path} (unknown format?)")
+    return cap
+
+
+class ScreenSource(_CountingSource):
+    """A monitor captured with mss (XShmGetImage on X11), cropped and resized to the size."""
+
+    def __init__(self, spec: str, monitor: int, width: int, height: int, first_id: int) -> None:
+        super().__init__(spec, width, height, first_id)
+        try:
+            # Imported here: only screen capture needs mss, and it is the one optional source.
+            import mss  # noqa: PLC0415
+        except ImportError as exc:
+            raise ScreenCaptureError("screen capture needs the mss package") from exc
+        try:
+            self._mss: Any = mss.MSS()
+            monitors = self._mss.monitors
+        except mss.ScreenShotError as exc:
+            raise ScreenCaptureError(f"{spec}: no display to capture ({exc})") from exc
+        if not 1 <= monitor < len(monitors):
+            self._mss.close()
+            raise ScreenCaptureError(f"{spec}: no monitor {monitor} ({len(monitors) - 1} found)")
+        self._monitor = monitors[monitor]
+        self._error_type: type[Exception] = mss.ScreenShotError
+
+    def read_into(self, dst: U8Array, now_ns: int) -> int | None:
+        _check_dst(dst, self.width, self.height)
+        try:
+            shot = self._mss.grab(self._monitor)
+        except self._error_type:
+            logger.warning("screen grab failed", exc_info=True)
+            return None
+        bgra: U8Array = np.asarray(shot)
+        # mss gives BGRA; drop alpha, then crop and resize into dst.
+        bgr: U8Array = np.empty((bgra.shape[0], bgra.shape[1], 3), dtype=np.uint8)
+        cv2.cvtColor(bgra, cv2.COLOR_BGRA2BGR, dst=bgr)
+        fit_into(bgr, dst)
+        return self._take_id()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._mss.close()
+
+
+def _camera_device(target: str) -> str:
+    return f"/dev/video{target}" if target.isdigit() else target
+
+
+def _open_camera(
+    spec: str, target: str, size: tuple[int, int], fps: float, first_id: int
+) -> CameraSource:
+    device = _camera_device(target)
+    if not os.path.exists(device):
+        found = ", ".join(list_cameras()) or "none"
+        raise CameraUnavailableError(f"{spec}: no camera at {device} (cameras found: {found})")
+    # Probe first: opening a missing or busy device makes OpenCV print to stderr.
+    if not _is_capture_device(device):
+        raise CameraUnavailableError(f"{spec}: {device} is not a video capture device or busy")
+    cap = cv2.VideoCapture(int(target) if target.isdigit() else device, cv2.CAP_V4L2)
+    if not cap.isOpened():
+        cap.release()
+        raise CameraUnavailableError(f"{spec}: cannot open {device}")
+    width, height = size
+    cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
+    cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+    cap.set(cv2.CAP_PROP_FPS, fps)
+    # One buffered frame: a queue of old frames inside the driver is latency.
+    cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+    return CameraSource(spec, width, height, first_id, cap)
+
+
+def _is_capture_device(device: str) -> bool:
+    """Whether ``device`` answers VIDIOC_QUERYCAP with video capture (cheap, no streaming)."""
+    try:
+        fd = os.open(device, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        # Permission problems are reported by the real open with a clearer message later.
+        return exc.errno in (errno.EACCES, errno.EPERM, errno.EBUSY)
+    try:
+        buf = bytearray(104)
+        fcntl.ioctl(fd, _VIDIOC_QUERYCAP, buf)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    capabilities, device_caps = struct.unpack_from("<II", buf, 84)
+    caps = device_caps if capabilities & _V4L2_CAP_DEVICE_CAPS else capabilities
+    return bool(caps & _V4L2_CAP_VIDEO_CAPTURE)
+
+
+def list_cameras() -> list[str]:
+    """Specs of the video capture devices, e.g. ["camera:/dev/video0"]; [] when none."""
+
+    def number(path: str) -> int:
+        match = re.search(r"(\d+)$", path)
+        return int(match.group(1)) if match else -1
+
+    devices = sorted(glob.glob("/dev/video*"), key=number)
+    return [f"camera:{d}" for d in devices if _is_capture_device(d)]
+
+
+def open_source(spec: str, width: int, height: int, fps: float, *, first_id: int = 0) -> Source:
+    """Open the source named by ``spec`` producing (height, width, 3) BGR frames."""
+    if width <= 0 or height <= 0 or fps <= 0:
+        raise ValueError(f"bad source geometry {width}x{height} at {fps} fps")
+    parsed = parse_spec(spec)
+    if parsed.kind is SourceKind.PATTERN:
+        return PatternSource(width, height, first_id)
+    if parsed.kind is SourceKind.CAMERA:
+        return _open_camera(spec, parsed.target, (width, height), fps, first_id)
+    if parsed.kind is SourceKind.FILE:
+        return FileSource(spec, parsed.target, width, height, first_id)
+    return ScreenSource(spec, int(parsed.target or 1), width, height, first_id)
