@@ -1,0 +1,221 @@
+"""``vcall agent``: a headless peer that registers, answers or places a call, and prints events.
+
+Each call event is printed on stdout as one JSON object per line (flushed at once), so tests and
+scripts can follow a call. Commands can be given on stdin, one per line: ``call NICK``,
+``accept``, ``deny``, ``hold``, ``resume``, ``hangup``, ``quit``. The agent ends the call with
+CALL_END and exits 0 on SIGTERM, SIGINT or ``quit``; a caller exits when its call ends. A
+registration failure exits 1 with a message on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from vcall import CLASSIC_VERSION, PROTOCOLS
+from vcall.call.events import CallEnded, CallEvent, CallStarted, IncomingCall
+from vcall.call.heartbeat import HeartbeatConfig
+from vcall.call.manager import CallManager, CallUsageError
+from vcall.call.media import MediaLike
+from vcall.discovery.client import DiscoveryError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SERVER = "127.0.0.1:8000"
+COMMANDS = ("call", "accept", "deny", "hold", "resume", "hangup", "quit")
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host or "127.0.0.1", int(port)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--nick", required=True)
+    parser.add_argument("--password", required=True)
+    parser.add_argument("--server", type=_host_port, default=DEFAULT_SERVER, help="HOST:PORT")
+    parser.add_argument("--listen-ip", default="0.0.0.0", help="call-control listen address")
+    parser.add_argument("--listen-port", type=int, default=0, help="TCP call-control port")
+    parser.add_argument("--advertise-ip", help="IP to register (default: towards the server)")
+    parser.add_argument("--auto-answer", action="store_true", help="accept incoming calls")
+    parser.add_argument("--answer-delay", type=float, default=0.0, help="s before auto-answer")
+    parser.add_argument("--auto-deny", action="store_true", help="deny incoming calls")
+    parser.add_argument("--call", metavar="NICK", help="call NICK after registering")
+    parser.add_argument("--source", default="pattern", help="video source (media only)")
+    parser.add_argument("--preset", default="medium", help="quality preset (media only)")
+    parser.add_argument("--seconds", type=float, help="hang up S seconds after the call starts")
+    parser.add_argument("--hold-after", type=float, help="hold S seconds after the call starts")
+    parser.add_argument("--stats-json", type=Path, help="write media stats here at call end")
+    parser.add_argument("--no-media", action="store_true", help="call control only")
+    parser.add_argument("--once", action="store_true", help="exit after the first call ends")
+    parser.add_argument("--classic", action="store_true", help="register V0 only")
+    parser.add_argument("--ring-timeout", type=float, default=30.0)
+    parser.add_argument("--answer-timeout", type=float, help="default: ring timeout + 5 s")
+    parser.add_argument("--connect-timeout", type=float, default=3.0)
+    parser.add_argument("--heartbeat", type=float, nargs=2, metavar=("INTERVAL", "TIMEOUT"))
+
+
+def _media_factory(args: argparse.Namespace) -> Callable[[], MediaLike] | None:
+    if args.no_media:
+        return None
+    try:
+        # Imported lazily (and by name until pipeline.session lands): control-only agents
+        # should not pay for importing the media pipeline.
+        media_session: Any = importlib.import_module("pipeline.session").MediaSession
+    except ImportError:
+        logger.warning("pipeline.session is not available: running call control only")
+        return None
+
+    def factory() -> MediaLike:
+        session: MediaLike = media_session(
+            source=args.source, preset=args.preset, bind_ip=args.listen_ip
+        )
+        return session
+
+    return factory
+
+
+class _Agent:
+    """Main-thread logic: reacts to events and commands; never blocks the manager's thread."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._print_lock = threading.Lock()
+        self._timers: list[tuple[float, str]] = []
+        self.calls_ended = 0
+
+    def print(self, obj: dict[str, Any]) -> None:
+        with self._print_lock:
+            sys.stdout.write(json.dumps(obj) + "\n")
+            sys.stdout.flush()
+
+    def on_event(self, event: CallEvent) -> None:  # manager thread: print and hand over
+        self.print(event.to_dict())
+        self.inbox.put(("event", event))
+
+    def read_stdin(self) -> None:  # daemon thread
+        for line in sys.stdin:
+            if line.strip():
+                self.inbox.put(("command", line.strip()))
+        self.inbox.put(("stdin_eof", None))
+
+    def run(self, manager: CallManager) -> int:
+        args = self.args
+        if args.call:
+            self.inbox.put(("command", f"call {args.call}"))
+        while True:
+            timeout = 0.2
+            if self._timers:
+                timeout = max(0.0, min(timeout, self._timers[0][0] - time.monotonic()))
+            try:
+                kind, item = self.inbox.get(timeout=timeout)
+            except queue.Empty:
+                kind, item = "tick", None
+            if kind == "quit":
+                return 0
+            if kind == "command" and self._command(manager, str(item)):
+                return 0
+            if kind == "event" and self._event(manager, item):
+                return 0
+            while self._timers and self._timers[0][0] <= time.monotonic():
+                _, cmd = self._timers.pop(0)
+                self._command(manager, cmd)
+
+    def _schedule(self, delay: float, command: str) -> None:
+        self._timers.append((time.monotonic() + delay, command))
+        self._timers.sort()
+
+    def _event(self, manager: CallManager, event: CallEvent) -> bool:
+        args = self.args
+        if isinstance(event, IncomingCall):
+            if args.auto_deny:
+                self._schedule(args.answer_delay, "deny")
+            elif args.auto_answer:
+                self._schedule(args.answer_delay, "accept")
+        elif isinstance(event, CallStarted):
+            if args.hold_after is not None:
+                self._schedule(args.hold_after, "hold")
+            if args.seconds is not None:
+                self._schedule(args.seconds, "hangup")
+        elif isinstance(event, CallEnded):
+            self._timers.clear()
+            self.calls_ended += 1
+            if args.stats_json is not None:
+                self._write_stats(manager)
+            return bool(args.once or args.call)
+        return False
+
+    def _write_stats(self, manager: CallManager) -> None:
+        # The stats arrive from the cleanup a moment after CallEnded.
+        deadline = time.monotonic() + 5.0
+        while manager.last_stats is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stats = manager.last_stats or {}
+        self.args.stats_json.write_text(json.dumps(stats, indent=2))
+
+    def _command(self, manager: CallManager, line: str) -> bool:
+        verb, _, rest = line.partition(" ")
+        if verb == "quit":
+            return True
+        if verb not in COMMANDS:
+            self.print({"event": "error", "message": f"unknown command {line!r}"})
+            return False
+        try:
+            if verb == "call":
+                manager.call(rest.strip())
+            else:
+                getattr(manager, verb)()
+        except CallUsageError as exc:
+            self.print({"event": "error", "message": str(exc), "command": line})
+        return False
+
+
+def run(args: argparse.Namespace) -> int:
+    agent = _Agent(args)
+    hb = HeartbeatConfig(*args.heartbeat) if args.heartbeat else None
+    manager = CallManager(
+        nick=args.nick,
+        password=args.password,
+        server=args.server,
+        listen=(args.listen_ip, args.listen_port),
+        advertise_ip=args.advertise_ip,
+        media_factory=_media_factory(args),
+        on_event=agent.on_event,
+        ring_timeout=args.ring_timeout,
+        answer_timeout=args.answer_timeout,
+        connect_timeout=args.connect_timeout,
+        heartbeat=hb,
+        protocols=(CLASSIC_VERSION,) if args.classic else PROTOCOLS,
+    )
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        agent.inbox.put(("quit", signum))
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        manager.start()
+    except (DiscoveryError, OSError) as exc:
+        print(f"vcall agent: registration failed: {exc}", file=sys.stderr)
+        agent.print({"event": "error", "message": f"registration failed: {exc}"})
+        return 1
+    threading.Thread(target=agent.read_stdin, name="stdin", daemon=True).start()
+    try:
+        return agent.run(manager)
+    finally:
+        manager.close()  # ends a call in progress with CALL_END (or CALL_DENIED if ringing)
+        agent.print({"event": "exit"})

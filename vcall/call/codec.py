@@ -1,0 +1,288 @@
+"""Call-control codec: bytes <-> typed messages, with no I/O.
+
+Classic call-control messages (``CALLING``, ``CALL_ACCEPTED``, ...) have **no terminator**: a
+classic client writes one message per ``send()``. :class:`MessageReader` therefore finds message
+boundaries in a byte stream by three rules, and guarantees that split, glued and CR/LF-ended input
+all decode to the same messages:
+
+1. a CR or LF ends a message (vcall terminates every extension-mode message with LF);
+2. the start of another known verb ends the message before it (glued messages);
+3. otherwise a message is complete once no byte has arrived for ``gap`` seconds, or at EOF.
+
+The buffer is bounded (``max_size``); time is passed in. Garbage from a peer raises
+:class:`PeerProtocolError` (the bad bytes are consumed, so the reader can go on); building a
+message that vcall must not send raises :class:`LocalProtocolError`.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import re
+from dataclasses import dataclass
+
+from vcall import EXTENSION_VERSION
+
+logger = logging.getLogger(__name__)
+
+MAX_MESSAGE_SIZE = 1024
+DEFAULT_GAP = 0.05  # s of silence after which an unterminated classic message is complete
+MAX_NICK_LEN = 64
+SSRC_RE = re.compile(r"^[0-9a-fA-F]{8}$")
+
+
+class CallProtocolError(Exception):
+    """Base of call-control protocol errors."""
+
+
+class PeerProtocolError(CallProtocolError):
+    """The peer sent bytes that are not a valid call-control message."""
+
+
+class LocalProtocolError(CallProtocolError, ValueError):
+    """vcall itself tried to build a message it must not send (a bug or bad user input)."""
+
+
+class Verb(enum.StrEnum):
+    CALLING = "CALLING"
+    CALL_ACCEPTED = "CALL_ACCEPTED"
+    CALL_DENIED = "CALL_DENIED"
+    CALL_BUSY = "CALL_BUSY"
+    CALL_HOLD = "CALL_HOLD"
+    CALL_RESUME = "CALL_RESUME"
+    CALL_END = "CALL_END"
+    CALL_ALIVE = "CALL_ALIVE"  # extension only (V2435): heartbeat
+
+
+# Longest first, so that a verb that is a prefix of another never wins by accident.
+_VERBS_BY_LEN = sorted((v.value.encode() for v in Verb), key=len, reverse=True)
+_VERB_RE = re.compile(b"|".join(re.escape(v) for v in _VERBS_BY_LEN))
+_WS = b" \t\r\n\x00"
+
+
+@dataclass(frozen=True, slots=True)
+class Extension:
+    """vcall's extension tokens in CALLING / CALL_ACCEPTED: ``V2435 <ssrc as 8 hex digits>``."""
+
+    ssrc: int
+
+    def tokens(self) -> list[str]:
+        return [EXTENSION_VERSION, f"{self.ssrc:08x}"]
+
+
+@dataclass(frozen=True, slots=True)
+class Calling:
+    nick: str
+    udp_port: int
+    ext: Extension | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallAccepted:
+    nick: str
+    udp_port: int
+    ext: Extension | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallDenied:
+    nick: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CallBusy:
+    nick: str = ""  # vcall sends it bare; accepts "CALL_BUSY <nick>"
+
+
+@dataclass(frozen=True, slots=True)
+class CallHold:
+    nick: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CallResume:
+    nick: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnd:
+    nick: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CallAlive:
+    """Extension heartbeat; only ever sent to a peer that negotiated V2435."""
+
+    nick: str = ""
+
+
+Message = (
+    Calling | CallAccepted | CallDenied | CallBusy | CallHold | CallResume | CallEnd | CallAlive
+)
+
+_NICK_ONLY: dict[Verb, type[CallDenied | CallBusy | CallHold | CallResume | CallEnd | CallAlive]]
+_NICK_ONLY = {
+    Verb.CALL_DENIED: CallDenied,
+    Verb.CALL_BUSY: CallBusy,
+    Verb.CALL_HOLD: CallHold,
+    Verb.CALL_RESUME: CallResume,
+    Verb.CALL_END: CallEnd,
+    Verb.CALL_ALIVE: CallAlive,
+}
+_VERB_OF: dict[type, Verb] = {cls: verb for verb, cls in _NICK_ONLY.items()}
+_VERB_OF[Calling] = Verb.CALLING
+_VERB_OF[CallAccepted] = Verb.CALL_ACCEPTED
+
+
+def is_extension_only(msg: Message) -> bool:
+    """True for messages a classic (V0-only) peer must never receive."""
+    if isinstance(msg, CallAlive):
+        return True
+    return isinstance(msg, Calling | CallAccepted) and msg.ext is not None
+
+
+def validate_nick(nick: str) -> str:
+    """Check that vcall may put ``nick`` on the wire; raise LocalProtocolError if not."""
+    if not nick or len(nick) > MAX_NICK_LEN:
+        raise LocalProtocolError(f"nick must be 1-{MAX_NICK_LEN} characters: {nick!r}")
+    if not nick.isascii() or not nick.isprintable() or any(c in nick for c in " #"):
+        raise LocalProtocolError(f"nick must be printable ASCII without space or '#': {nick!r}")
+    if _VERB_RE.search(nick.encode()):
+        raise LocalProtocolError(f"nick must not contain a call-control verb: {nick!r}")
+    return nick
+
+
+def encode(msg: Message, *, terminated: bool = False) -> bytes:
+    """Serialise strictly: single spaces, no trailing space; LF only if ``terminated``.
+
+    ``terminated`` is for extension mode (both peers speak V2435); classic messages carry no
+    terminator because classic clients compare whole messages byte for byte.
+    """
+    verb = _VERB_OF[type(msg)]
+    fields: list[str] = [verb.value]
+    if isinstance(msg, Calling | CallAccepted):
+        fields.append(validate_nick(msg.nick))
+        if not 1 <= msg.udp_port <= 65535:
+            raise LocalProtocolError(f"UDP port out of range: {msg.udp_port}")
+        fields.append(str(msg.udp_port))
+        if msg.ext is not None:
+            if not 0 <= msg.ext.ssrc <= 0xFFFFFFFF:
+                raise LocalProtocolError(f"SSRC out of range: {msg.ext.ssrc}")
+            fields.extend(msg.ext.tokens())
+    elif msg.nick:
+        fields.append(validate_nick(msg.nick))
+    elif not isinstance(msg, CallBusy):
+        raise LocalProtocolError(f"{verb.value} needs the sender's nick")
+    return " ".join(fields).encode("ascii") + (b"\n" if terminated else b"")
+
+
+def _parse_port(token: str) -> int:
+    # Accept liberally: "5000", and "5000.0" written by clients that stored ports as floats.
+    try:
+        value = float(token) if "." in token else int(token)
+    except ValueError:
+        raise PeerProtocolError(f"bad UDP port {token!r}") from None
+    if value != int(value) or not 1 <= int(value) <= 65535:
+        raise PeerProtocolError(f"UDP port out of range {token!r}")
+    return int(value)
+
+
+def _parse_ext(tokens: list[str]) -> Extension | None:
+    # Unknown extras (other clients' "V1 ..." extensions) are ignored: the call stays classic.
+    if len(tokens) >= 2 and tokens[0] == EXTENSION_VERSION and SSRC_RE.match(tokens[1]):
+        return Extension(int(tokens[1], 16))
+    return None
+
+
+def decode(raw: bytes) -> Message:
+    """Parse one message (without framing). Tolerates surrounding whitespace and runs of spaces."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PeerProtocolError(f"message is not UTF-8: {raw[:40]!r}") from None
+    tokens = text.split()
+    if not tokens:
+        raise PeerProtocolError("empty message")
+    try:
+        verb = Verb(tokens[0])
+    except ValueError:
+        raise PeerProtocolError(f"unknown verb {tokens[0][:40]!r}") from None
+    if verb in (Verb.CALLING, Verb.CALL_ACCEPTED):
+        if len(tokens) < 3:
+            raise PeerProtocolError(f"{verb.value} needs a nick and a UDP port: {text[:80]!r}")
+        port = _parse_port(tokens[2])
+        ext = _parse_ext(tokens[3:])
+        if verb is Verb.CALLING:
+            return Calling(tokens[1], port, ext)
+        return CallAccepted(tokens[1], port, ext)
+    # Nick is optional on input (bare CALL_BUSY is the norm; be liberal with the others).
+    return _NICK_ONLY[verb](tokens[1] if len(tokens) > 1 else "")
+
+
+class MessageReader:
+    """Bounded framing of a call-control byte stream; see the module docstring for the rules."""
+
+    def __init__(self, *, max_size: int = MAX_MESSAGE_SIZE, gap: float = DEFAULT_GAP) -> None:
+        self._buf = bytearray()
+        self._max_size = max_size
+        self._gap = gap
+        self._last_data = 0.0
+        self._eof = False
+
+    @property
+    def eof(self) -> bool:
+        """EOF was fed and every buffered byte has been consumed."""
+        return self._eof and not self._buf.strip(_WS)
+
+    def feed(self, data: bytes, now: float) -> None:
+        """Add bytes received at ``now``; ``b""`` means EOF."""
+        if not data:
+            self._eof = True
+            return
+        self._buf += data
+        self._last_data = now
+
+    def deadline(self) -> float | None:
+        """When a pending unterminated message becomes complete by the gap rule (or None)."""
+        if self._buf.strip(_WS) and not self._eof:
+            return self._last_data + self._gap
+        return None
+
+    def next_message(self, now: float) -> Message | None:
+        """The next complete message, or None if more bytes (or time) are needed.
+
+        Raises PeerProtocolError for garbage (consumed, so calling again continues after it),
+        including a pending message longer than ``max_size`` (the buffer is then discarded).
+        """
+        start = 0
+        while start < len(self._buf) and self._buf[start] in _WS:
+            start += 1
+        del self._buf[:start]
+        if not self._buf:
+            return None
+        end = self._boundary()
+        if end is None:
+            if len(self._buf) > self._max_size:
+                size = len(self._buf)
+                self._buf.clear()
+                raise PeerProtocolError(f"message longer than {self._max_size} bytes ({size})")
+            if not self._eof and now - self._last_data < self._gap:
+                return None
+            end = len(self._buf)
+        raw = bytes(self._buf[:end])
+        del self._buf[:end]
+        if len(raw) > self._max_size:
+            raise PeerProtocolError(f"message longer than {self._max_size} bytes ({len(raw)})")
+        return decode(raw)
+
+    def _boundary(self) -> int | None:
+        """End of the first message if a terminator or the next verb shows it; else None."""
+        limit = min(len(self._buf), self._max_size + 1)
+        window = bytes(self._buf[:limit])
+        ends = [i for i in (window.find(b"\r"), window.find(b"\n")) if i >= 0]
+        first = _VERB_RE.match(window)
+        # The next verb, searched after the leading one so that "CALL_BUSYCALL_END x" splits.
+        nxt = _VERB_RE.search(window, first.end() if first else 1)
+        if nxt is not None:
+            ends.append(nxt.start())
+        return min(ends) if ends else None

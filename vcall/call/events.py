@@ -1,0 +1,90 @@
+"""Call events delivered to the CallManager's ``on_event`` callback.
+
+Frozen, slotted dataclasses; each has ``to_json()`` giving one JSON object (one line) whose
+``"event"`` field names the event, as printed by ``vcall agent``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+class _Event:
+    __slots__ = ()
+    name = "event"
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"event": self.name}
+        data.update(asdict(self))  # type: ignore[call-overload]
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Registered(_Event):
+    nick: str
+    ip: str
+    port: int  # TCP call-control port we registered
+    protocols: tuple[str, ...]
+    ts: float
+    name = "registered"
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingCall(_Event):
+    peer: str
+    ip: str
+    extension: bool  # the CALLING carried vcall's extension tokens
+    name = "incoming"
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing(_Event):
+    peer: str
+    ip: str
+    port: int
+    extension: bool  # the callee advertises vcall's extension, so CALLING carries the tokens
+    name = "outgoing"
+
+
+@dataclass(frozen=True, slots=True)
+class CallStarted(_Event):
+    peer: str
+    mode: str  # "v0" (classic) or "rtp" (both peers speak V2435)
+    peer_ip: str
+    local_rx_port: int  # the UDP port we declared
+    peer_rx_port: int  # the UDP port the peer declared
+    media: bool  # False: no media pipeline; local_rx_port is a placeholder socket that discards
+    role: str  # "caller" | "callee"
+    name = "started"
+
+
+@dataclass(frozen=True, slots=True)
+class HoldChanged(_Event):
+    local: bool  # held by us
+    remote: bool  # held by the peer
+    name = "hold"
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded(_Event):
+    peer: str
+    reason: str  # an EndReason value
+    detail: str = ""
+    name = "ended"
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged(_Event):
+    old: str
+    new: str
+    name = "state"
+
+
+CallEvent = (
+    Registered | IncomingCall | Outgoing | CallStarted | HoldChanged | CallEnded | StateChanged
+)

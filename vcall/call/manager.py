@@ -1,0 +1,282 @@
+"""CallManager: discovery + call-control transport + state machine + media, for one user.
+
+Threading: the manager runs one asyncio event loop in a daemon thread. Public methods are
+blocking, thread-safe wrappers (never call them from ``on_event``, which runs on that loop's
+thread). Blocking work (discovery client, media session) runs in executors, never on the loop;
+media operations go through one single-thread executor so they keep their order.
+
+Every user action and network event passes through :class:`CallStateMachine`. A user action the
+table forbids raises :class:`CallUsageError`; a peer message the table forbids is logged and
+dropped. The wire rules (docs/protocol.md, sections 2 and 4.1) live in :mod:`vcall.call.session`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
+
+from vcall import EXTENSION_VERSION, PROTOCOLS
+from vcall.call import transport
+from vcall.call.codec import CallBusy, Calling, LocalProtocolError, PeerProtocolError, validate_nick
+from vcall.call.events import CallEvent, Registered
+from vcall.call.heartbeat import HeartbeatConfig
+from vcall.call.media import MediaLike
+from vcall.call.session import CallSession, SessionConfig
+from vcall.call.state import CallInput, CallState, CallStateMachine, IllegalTransitionError
+from vcall.discovery.client import DiscoveryClient
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+API_TIMEOUT = 30.0  # s a blocking public method waits for the loop
+FIRST_MESSAGE_TIMEOUT = 5.0  # s a new connection has to send its first message
+
+
+class CallUsageError(Exception):
+    """A local misuse: an action not allowed in the current state, or a bad argument."""
+
+
+class CallManager:
+    """One user's calls; see docs/architecture.md ("Call manager") for the contract."""
+
+    def __init__(
+        self,
+        *,
+        nick: str,
+        password: str,
+        server: tuple[str, int],
+        listen: tuple[str, int] = ("0.0.0.0", 0),
+        advertise_ip: str | None = None,
+        media_factory: Callable[[], MediaLike] | None = None,
+        on_event: Callable[[CallEvent], None],
+        ring_timeout: float = 30.0,
+        answer_timeout: float | None = None,
+        connect_timeout: float = 3.0,
+        heartbeat: HeartbeatConfig | None = None,
+        protocols: Sequence[str] = PROTOCOLS,
+    ) -> None:
+        try:
+            validate_nick(nick)
+        except LocalProtocolError as exc:
+            raise CallUsageError(str(exc)) from None
+        self.nick = nick
+        self._password = password
+        self._server = server
+        self._listen = listen
+        self._advertise_ip = advertise_ip
+        self._on_event = on_event
+        self.protocols = tuple(protocols)
+        self.config = SessionConfig(
+            nick=nick,
+            extension=EXTENSION_VERSION in self.protocols,
+            ring_timeout=ring_timeout,
+            answer_timeout=ring_timeout + 5.0 if answer_timeout is None else answer_timeout,
+            connect_timeout=connect_timeout,
+            heartbeat=heartbeat or HeartbeatConfig(),
+            bind_ip=listen[0],
+        )
+        self._media_factory = media_factory
+        self._sm = CallStateMachine()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run_loop, name="vcall-call", daemon=True)
+        self._media_pool = concurrent.futures.ThreadPoolExecutor(1, "vcall-media")
+        self._server_obj: asyncio.Server | None = None
+        self._session: CallSession | None = None
+        self._started = False
+        self._closed = False
+        self.registered_port = 0
+        self.registered_ip = ""
+        self.last_stats: dict[str, Any] | None = None
+
+    # -- public, blocking ------------------------------------------------------------------
+
+    @property
+    def state(self) -> CallState:
+        return self._sm.state
+
+    @property
+    def media(self) -> MediaLike | None:
+        session = self._session
+        return session.media if session is not None else None
+
+    @property
+    def peer(self) -> str | None:
+        session = self._session
+        return session.peer if session is not None else None
+
+    def start(self) -> None:
+        """Listen on the call-control port and register; raises DiscoveryError subclasses."""
+        if self._started:
+            raise CallUsageError("already started")
+        self._started = True
+        self._thread.start()
+        try:
+            self._run(self._start())
+        except BaseException:
+            self.close()
+            raise
+
+    def call(self, nick: str) -> None:
+        """Place a call; progress and failures arrive as events."""
+        self._run(self._action(lambda: self._dial(nick)))
+
+    def accept(self) -> None:
+        self._run(self._action(lambda: self._require_session().accept()))
+
+    def deny(self) -> None:
+        self._run(self._action(lambda: self._require_session().deny()))
+
+    def hold(self) -> None:
+        self._run(self._action(lambda: self._require_session().hold()))
+
+    def resume(self) -> None:
+        self._run(self._action(lambda: self._require_session().resume()))
+
+    def hangup(self) -> None:
+        self._run(self._action(lambda: self._require_session().hangup()))
+
+    def close(self) -> None:
+        """End any call (CALL_END / CALL_DENIED), stop listening, stop the loop. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread.is_alive():
+            try:
+                self._run(self._shutdown(), check_closed=False)
+            except Exception:
+                logger.exception("error while closing the call manager")
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5.0)
+        if not self._thread.is_alive():
+            self._loop.close()
+        self._media_pool.shutdown(wait=True)
+
+    # -- loop plumbing ---------------------------------------------------------------------
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_forever()
+
+    def _run(self, coro: Coroutine[Any, Any, T], *, check_closed: bool = True) -> T:
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise CallUsageError("CallManager methods must not be called from its event thread")
+        if check_closed and (self._closed or not self._started):
+            coro.close()
+            raise CallUsageError("the call manager is not running (start() it first)")
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return future.result(API_TIMEOUT)
+
+    def _emit(self, event: CallEvent) -> None:
+        try:
+            self._on_event(event)
+        except Exception:
+            logger.exception("on_event callback failed for %r", event)
+
+    async def _in_thread(self, fn: Callable[[], T]) -> T:
+        return await self._loop.run_in_executor(None, fn)
+
+    def _require_session(self) -> CallSession:
+        if self._session is None:
+            raise CallUsageError(f"no call in progress (state {self._sm.state.value})")
+        return self._session
+
+    async def _action(self, fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        try:
+            await fn()
+        except (IllegalTransitionError, LocalProtocolError) as exc:
+            raise CallUsageError(str(exc)) from None
+
+    # -- coroutines on the loop ------------------------------------------------------------
+
+    async def _start(self) -> None:
+        host, port = self._listen
+        self._server_obj = await transport.listen(host, port, self._on_connection)
+        self.registered_port = self._server_obj.sockets[0].getsockname()[1]
+        ip = self._advertise_ip
+        if ip is None:
+            ip = (
+                host if host not in ("0.0.0.0", "") else transport.local_ip_towards(self._server[0])
+            )
+        self.registered_ip = ip
+        ts = await self._in_thread(
+            lambda: self._discovery(
+                lambda c: c.register(
+                    self.nick, ip, self.registered_port, self._password, self.protocols
+                )
+            )
+        )
+        logger.info(
+            "registered %s at %s:%d %s", self.nick, ip, self.registered_port, self.protocols
+        )
+        self._emit(Registered(self.nick, ip, self.registered_port, self.protocols, ts))
+
+    def _discovery(self, op: Callable[[DiscoveryClient], T]) -> T:
+        with DiscoveryClient(self._server[0], self._server[1]) as client:
+            return op(client)
+
+    def _new_session(self) -> CallSession:
+        return CallSession(
+            config=self.config,
+            sm=self._sm,
+            emit=self._emit,
+            in_thread=self._in_thread,
+            media_pool=self._media_pool,
+            media_factory=self._media_factory,
+            discovery=self._discovery,
+            on_finished=self._on_session_finished,
+            stats_sink=self._store_stats,
+        )
+
+    def _store_stats(self, stats: dict[str, Any]) -> None:
+        self.last_stats = stats
+
+    def _on_session_finished(self, session: CallSession) -> None:
+        if self._session is session:
+            self._session = None
+
+    async def _dial(self, nick: str) -> None:
+        try:
+            validate_nick(nick)
+        except LocalProtocolError as exc:
+            raise CallUsageError(str(exc)) from None
+        if nick == self.nick:
+            raise CallUsageError("cannot call yourself")
+        session = self._new_session()
+        session.begin_outgoing(nick)  # raises IllegalTransitionError when not idle
+        self._session = session
+
+    async def _on_connection(self, conn: transport.ControlConnection) -> None:
+        """A new TCP connection on our listener: a CALLING, or the minority dialect."""
+        try:
+            msg = await conn.read_message(FIRST_MESSAGE_TIMEOUT)
+        except (PeerProtocolError, TimeoutError, OSError) as exc:
+            logger.info("dropping connection from %s: %s", conn.peer_ip, exc)
+            return
+        if msg is None:
+            return
+        session = self._session
+        if isinstance(msg, Calling):
+            if session is not None or self._closed or not self._sm.allowed(CallInput.PEER_CALLING):
+                logger.info("busy: answering CALL_BUSY to %s from %s", msg.nick, conn.peer_ip)
+                await conn.send(CallBusy(), terminated=False)  # bare, classic form
+                return
+            session = self._new_session()
+            self._session = session
+            await session.serve_incoming(conn, msg)
+        elif session is not None and session.takes_fresh_connection(conn, msg):
+            await session.serve_fresh_connection(conn, msg)
+        else:
+            logger.info("ignoring %s from %s: no matching call", msg, conn.peer_ip)
+
+    async def _shutdown(self) -> None:
+        session = self._session
+        if session is not None:
+            await session.shutdown()
+        if self._server_obj is not None:
+            self._server_obj.close()
+        await asyncio.sleep(0)

@@ -1,0 +1,522 @@
+"""One call's life on the event loop: the wire rules of call control around the state machine.
+
+A :class:`CallSession` is created by the CallManager for each outgoing or incoming call and lives
+on the manager's event loop. It guarantees:
+
+- every user action and peer message goes through the shared :class:`CallStateMachine`;
+- extension-only bytes (tokens, LF terminator, CALL_ALIVE) reach only a peer that advertised
+  V2435 (the callee's QUERY result, or the caller's CALLING tokens);
+- the minority dialect is accepted: peer messages on a fresh connection from the peer's address,
+  and EOF right after CALL_ACCEPTED from a classic peer; our own messages then go on a fresh
+  connection to the peer's registered port;
+- when the call ends, ``CallEnded`` is emitted at once and the connection, media session and
+  timers are released by one cleanup task (``shutdown()`` waits for it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from vcall import EXTENSION_VERSION
+from vcall.call import transport
+from vcall.call.codec import (
+    CallAccepted,
+    CallAlive,
+    CallBusy,
+    CallDenied,
+    CallEnd,
+    CallHold,
+    Calling,
+    CallResume,
+    Extension,
+    LocalProtocolError,
+    Message,
+    PeerProtocolError,
+    is_extension_only,
+)
+from vcall.call.events import (
+    CallEnded,
+    CallEvent,
+    CallStarted,
+    HoldChanged,
+    IncomingCall,
+    Outgoing,
+    StateChanged,
+)
+from vcall.call.heartbeat import Heartbeat, HeartbeatConfig
+from vcall.call.media import MediaLike, make_endpoint
+from vcall.call.state import (
+    ACTIVE_STATES,
+    CallInput,
+    CallState,
+    CallStateMachine,
+    EndReason,
+    IllegalTransitionError,
+    hold_flags,
+    video_flows,
+)
+from vcall.discovery.client import DiscoveryClient, DiscoveryError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+SEND_TIMEOUT = 2.0  # s for one write to drain
+FRESH_IDLE_TIMEOUT = 5.0  # s a minority-dialect connection may stay idle
+MINORITY_EOF_GRACE = 1.0  # s after CALL_ACCEPTED in which a classic peer's EOF is tolerated
+MAX_GARBAGE = 8  # bad messages tolerated on one connection before closing it
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    nick: str
+    extension: bool  # we advertise V2435
+    ring_timeout: float
+    answer_timeout: float
+    connect_timeout: float
+    heartbeat: HeartbeatConfig
+    bind_ip: str
+
+
+class CallSession:
+    """The I/O side of one call (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        config: SessionConfig,
+        sm: CallStateMachine,
+        emit: Callable[[CallEvent], None],
+        in_thread: Callable[[Callable[[], Any]], Awaitable[Any]],
+        media_pool: concurrent.futures.Executor,
+        media_factory: Callable[[], MediaLike] | None,
+        discovery: Callable[[Callable[[DiscoveryClient], Any]], Any],
+        on_finished: Callable[[CallSession], None],
+        stats_sink: Callable[[dict[str, Any]], None],
+    ) -> None:
+        self.config = config
+        self._sm = sm
+        self._emit = emit
+        self._in_thread = in_thread
+        self._media_pool = media_pool
+        self._media_factory = media_factory
+        self._discovery = discovery
+        self._on_finished = on_finished
+        self._stats_sink = stats_sink
+        self.peer = ""
+        self.role = ""
+        self.peer_ip = ""
+        self.peer_port: int | None = None  # the peer's registered TCP port, when known
+        self.conn: transport.ControlConnection | None = None
+        self.peer_ext = False  # the peer speaks V2435 (and so do we)
+        self.negotiated = False  # both confirmed V2435 in CALLING / CALL_ACCEPTED
+        self.local_ssrc = secrets.randbits(32) or 1
+        self.peer_ssrc = 0
+        self.local_rx_port = 0
+        self.peer_rx_port = 0
+        self.media: MediaLike | None = None
+        self._sink: transport.DiscardSink | None = None
+        self._sink_transport: asyncio.BaseTransport | None = None
+        self.minority = False
+        self._accepted_at: float | None = None
+        self._accepting = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._finished = False
+        self._cleanup_task: asyncio.Task[None] | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    # -- state -----------------------------------------------------------------------------
+
+    def _apply(self, inp: CallInput, detail: str = "", farewell: Message | None = None) -> None:
+        """Feed the state machine (raises IllegalTransitionError) and perform the consequences."""
+        t = self._sm.handle(inp)
+        self._emit(StateChanged(t.old.value, t.new.value))
+        if t.new is CallState.ENDED:
+            assert t.reason is not None
+            self._finish(t.reason, detail, farewell)
+        elif hold_flags(t.old) != hold_flags(t.new):
+            local, remote = hold_flags(t.new)
+            flows = video_flows(t.new)
+            self._media_op(lambda m: m.set_sending(flows))
+            self._emit(HoldChanged(local, remote))
+
+    def _peer_input(self, inp: CallInput, detail: str = "") -> None:
+        try:
+            self._apply(inp, detail)
+        except IllegalTransitionError as exc:
+            logger.warning("ignoring %s from %s: %s", inp.value, self.peer, exc)
+
+    def _fail(self, inp: CallInput, detail: str, farewell: Message | None = None) -> None:
+        if not self._finished and self._sm.allowed(inp):
+            logger.info("call with %s: %s", self.peer, detail)
+            self._apply(inp, detail, farewell)
+
+    def _finish(self, reason: EndReason, detail: str, farewell: Message | None) -> None:
+        self._finished = True
+        self._emit(CallEnded(self.peer, reason.value, detail))
+        self._on_finished(self)
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        self._cleanup_task = asyncio.get_running_loop().create_task(self._cleanup(farewell))
+
+    async def _cleanup(self, farewell: Message | None) -> None:
+        if farewell is not None:
+            await self._send(farewell)
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            await conn.aclose()
+        media, self.media = self.media, None
+        loop = asyncio.get_running_loop()
+        if media is not None:
+            try:
+                self._stats_sink(await loop.run_in_executor(self._media_pool, media.stats))
+            except Exception:
+                logger.exception("media stats failed")
+            try:
+                await loop.run_in_executor(self._media_pool, media.close)
+            except Exception:
+                logger.exception("media close failed")
+        if self._sink_transport is not None and self._sink is not None:
+            self._sink_transport.close()
+            self._stats_sink(
+                {"media": False, "rx_datagrams": self._sink.datagrams, "rx_bytes": self._sink.bytes}
+            )
+
+    async def shutdown(self) -> None:
+        """End the call as the user would (CALL_END / CALL_DENIED) and wait for the cleanup."""
+        state = self._sm.state
+        if not self._finished:
+            if state is CallState.RINGING:
+                self._fail(CallInput.HANGUP, "shutting down", CallDenied(self.config.nick))
+            elif state is CallState.OUTGOING or state in ACTIVE_STATES:
+                self._fail(CallInput.HANGUP, "shutting down", CallEnd(self.config.nick))
+        if self._cleanup_task is not None:
+            await self._cleanup_task
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _media_op(self, fn: Callable[[MediaLike], None]) -> None:
+        media = self.media
+        if media is None:
+            return
+
+        def run() -> None:
+            try:
+                fn(media)
+            except Exception:
+                logger.exception("media operation failed")
+
+        self._media_pool.submit(run)
+
+    async def _open_media(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._media_factory is None:
+            transport_, sink = await loop.create_datagram_endpoint(
+                transport.DiscardSink, local_addr=(self.config.bind_ip, 0)
+            )
+            self._sink_transport, self._sink = transport_, sink
+            self.local_rx_port = transport_.get_extra_info("sockname")[1]
+            return
+        factory = self._media_factory
+        self.media = media = await loop.run_in_executor(self._media_pool, factory)
+        self.local_rx_port = await loop.run_in_executor(self._media_pool, media.open)
+        if self._finished and self.media is media:  # ended while opening: cleanup missed it
+            self.media = None
+            await loop.run_in_executor(self._media_pool, media.close)
+
+    async def _send(self, msg: Message) -> None:
+        """Send to the peer on the control connection, or on a fresh one (minority dialect)."""
+        if is_extension_only(msg) and not self.peer_ext:
+            raise LocalProtocolError("refusing to send an extension message to a classic peer")
+        terminated = self.negotiated or is_extension_only(msg)
+        conn = self.conn
+        try:
+            if conn is not None and not conn.closed:
+                await asyncio.wait_for(conn.send(msg, terminated=terminated), SEND_TIMEOUT)
+                return
+            if not (self.minority or self.role == "callee") or not self.peer_ip:
+                return
+            port = self.peer_port
+            if port is None:
+                record = await self._in_thread(
+                    lambda: self._discovery(lambda c: c.query(self.peer))
+                )
+                port = self.peer_port = record.port
+            fresh = await transport.connect(self.peer_ip, port, self.config.connect_timeout)
+            try:
+                await asyncio.wait_for(fresh.send(msg, terminated=terminated), SEND_TIMEOUT)
+            finally:
+                await fresh.aclose()
+        except (OSError, TimeoutError, transport.ConnectFailedError, DiscoveryError) as exc:
+            logger.warning("could not send %s to %s: %s", type(msg).__name__, self.peer, exc)
+
+    async def _timer(
+        self, delay: float, when: CallState, inp: CallInput, detail: str, farewell: Message | None
+    ) -> None:
+        await asyncio.sleep(delay)
+        if self._sm.state is when and not self._finished:
+            self._fail(inp, detail, farewell)
+
+    # -- outgoing --------------------------------------------------------------------------
+
+    def begin_outgoing(self, nick: str) -> None:
+        self.peer, self.role = nick, "caller"
+        self._apply(CallInput.DIAL)
+        self._spawn(self._dial())
+
+    async def _dial(self) -> None:
+        try:
+            record = await self._in_thread(lambda: self._discovery(lambda c: c.query(self.peer)))
+        except DiscoveryError as exc:
+            self._fail(CallInput.FAILED, f"lookup of {self.peer} failed: {exc}")
+            return
+        self.peer_ip, self.peer_port = record.ip, record.port
+        self.peer_ext = self.config.extension and EXTENSION_VERSION in record.protocols
+        self._emit(Outgoing(self.peer, record.ip, record.port, self.peer_ext))
+        try:
+            await self._open_media()
+        except Exception as exc:
+            logger.exception("media open failed")
+            self._fail(CallInput.FAILED, f"media session failed to open: {exc}")
+            return
+        try:
+            conn = await transport.connect(record.ip, record.port, self.config.connect_timeout)
+        except transport.ConnectFailedError as exc:
+            self._fail(CallInput.FAILED, f"connect {exc.reason}: {exc.detail}")
+            return
+        if self._finished:
+            await conn.aclose()
+            return
+        self.conn = conn
+        ext = Extension(self.local_ssrc) if self.peer_ext else None
+        await self._send(Calling(self.config.nick, self.local_rx_port, ext))
+        timeout = self.config.answer_timeout
+        self._spawn(
+            self._timer(
+                timeout,
+                CallState.OUTGOING,
+                CallInput.ANSWER_TIMEOUT,
+                f"{self.peer} did not answer within {timeout:g} s",
+                CallEnd(self.config.nick),
+            )
+        )
+        await self._read_loop(conn, control=True)
+
+    # -- incoming --------------------------------------------------------------------------
+
+    async def serve_incoming(self, conn: transport.ControlConnection, msg: Calling) -> None:
+        """Ring for ``msg`` (state must allow it) and read the control connection until the end."""
+        self.peer, self.role, self.peer_ip, self.conn = msg.nick, "callee", conn.peer_ip, conn
+        self.peer_rx_port = msg.udp_port
+        self.peer_ext = self.config.extension and msg.ext is not None
+        self.peer_ssrc = msg.ext.ssrc if msg.ext is not None and self.peer_ext else 0
+        self._apply(CallInput.PEER_CALLING)
+        self._emit(IncomingCall(self.peer, conn.peer_ip, self.peer_ext))
+        timeout = self.config.ring_timeout
+        self._spawn(
+            self._timer(
+                timeout,
+                CallState.RINGING,
+                CallInput.RING_TIMEOUT,
+                f"not answered within {timeout:g} s",
+                CallDenied(self.config.nick),
+            )
+        )
+        await self._read_loop(conn, control=True)
+
+    def takes_fresh_connection(self, conn: transport.ControlConnection, msg: Message) -> bool:
+        """Is ``msg``, first on a new connection, from this call's peer (minority dialect)?"""
+        if self._finished or isinstance(msg, Calling) or conn.peer_ip != self.peer_ip:
+            return False
+        return not msg.nick or msg.nick == self.peer or isinstance(msg, CallBusy)
+
+    async def serve_fresh_connection(self, conn: transport.ControlConnection, msg: Message) -> None:
+        logger.info("minority dialect: %s on a fresh connection from %s", msg, conn.peer_ip)
+        self._on_peer_message(msg, fresh=True)
+        await self._read_loop(conn, control=False)
+
+    async def accept(self) -> None:
+        if self._sm.state is not CallState.RINGING or self._accepting:
+            raise IllegalTransitionError(self._sm.state, CallInput.ACCEPT)
+        self._accepting = True
+        try:
+            await self._open_media()
+        except Exception as exc:
+            logger.exception("media open failed")
+            self._fail(
+                CallInput.FAILED,
+                f"media session failed to open: {exc}",
+                CallDenied(self.config.nick),
+            )
+            return
+        if self._finished:
+            raise IllegalTransitionError(self._sm.state, CallInput.ACCEPT)
+        self.negotiated = self.peer_ext
+        ext = Extension(self.local_ssrc) if self.negotiated else None
+        await self._send(CallAccepted(self.config.nick, self.local_rx_port, ext))
+        self._accepted_at = time.monotonic()
+        self._apply(CallInput.ACCEPT)
+        self._start_call()
+
+    # -- user actions ----------------------------------------------------------------------
+
+    async def deny(self) -> None:
+        if self._sm.state is not CallState.RINGING:
+            raise IllegalTransitionError(self._sm.state, CallInput.DENY)
+        self._apply(CallInput.DENY, "", CallDenied(self.config.nick))
+
+    async def hold(self) -> None:
+        self._apply(CallInput.HOLD)
+        await self._send(CallHold(self.config.nick))
+
+    async def resume(self) -> None:
+        self._apply(CallInput.RESUME)
+        await self._send(CallResume(self.config.nick))
+
+    async def hangup(self) -> None:
+        ringing = self._sm.state is CallState.RINGING
+        farewell: Message = CallDenied(self.config.nick) if ringing else CallEnd(self.config.nick)
+        self._apply(CallInput.HANGUP, "", farewell)
+        if self._cleanup_task is not None:
+            await self._cleanup_task
+
+    # -- call running ----------------------------------------------------------------------
+
+    def _start_call(self) -> None:
+        mode: Literal["v0", "rtp"] = "rtp" if self.negotiated else "v0"
+        if self.media is not None:
+            endpoint = make_endpoint(
+                self.peer_ip, self.peer_rx_port, mode, self.local_ssrc, self.peer_ssrc
+            )
+            self._media_op(lambda m: m.connect(endpoint))
+        self._emit(
+            CallStarted(
+                peer=self.peer,
+                mode=mode,
+                peer_ip=self.peer_ip,
+                local_rx_port=self.local_rx_port,
+                peer_rx_port=self.peer_rx_port,
+                media=self.media is not None,
+                role=self.role,
+            )
+        )
+        if self.negotiated and self.conn is not None:
+            self._spawn(self._heartbeat())
+
+    async def _heartbeat(self) -> None:
+        hb = Heartbeat(time.monotonic(), self.config.heartbeat)
+        while not self._finished:
+            conn = self.conn
+            if conn is None:
+                return
+            now = time.monotonic()
+            hb.on_heard(conn.last_heard)
+            if hb.expired(now):
+                self._fail(
+                    CallInput.HEARTBEAT_TIMEOUT,
+                    f"no sign of life from {self.peer} for {hb.silence(now):.1f} s",
+                )
+                return
+            if hb.send_due(now):
+                hb.on_sent(now)
+                self._spawn(self._send(CallAlive(self.config.nick)))
+            await asyncio.sleep(max(0.02, hb.next_deadline() - time.monotonic()))
+
+    async def _read_loop(self, conn: transport.ControlConnection, *, control: bool) -> None:
+        garbage = 0
+        idle = None if control else FRESH_IDLE_TIMEOUT
+        while not self._finished:
+            error = ""
+            try:
+                msg = await conn.read_message(idle)
+            except PeerProtocolError as exc:
+                garbage += 1
+                logger.warning("bad message from %s: %s", conn.peer_ip, exc)
+                if garbage < MAX_GARBAGE:
+                    continue
+                msg, error = None, "too many bad messages"
+            except TimeoutError:
+                return
+            except OSError as exc:
+                msg, error = None, f"control connection error: {exc}"
+            if msg is None:
+                if control:
+                    self._on_control_eof(conn, error)
+                return
+            if not self._finished:
+                self._on_peer_message(msg, fresh=not control)
+
+    def _on_peer_message(self, msg: Message, *, fresh: bool) -> None:
+        logger.debug("<- %s %s", self.peer, msg)
+        match msg:
+            case CallAccepted():
+                self._on_accepted(msg, fresh=fresh)
+            case CallDenied():
+                self._peer_input(CallInput.PEER_DENIED, f"{self.peer} denied the call")
+            case CallBusy():
+                self._peer_input(CallInput.PEER_BUSY, f"{self.peer} is busy")
+            case CallHold():
+                self._peer_input(CallInput.PEER_HOLD)
+            case CallResume():
+                self._peer_input(CallInput.PEER_RESUME)
+            case CallEnd():
+                self._peer_input(CallInput.PEER_END, f"{self.peer} hung up")
+            case CallAlive():
+                pass  # its bytes already refreshed conn.last_heard
+            case Calling():
+                logger.warning("ignoring CALLING inside the call with %s", self.peer)
+
+    def _on_accepted(self, msg: CallAccepted, *, fresh: bool) -> None:
+        if self._sm.state is not CallState.OUTGOING:
+            logger.warning("ignoring CALL_ACCEPTED in state %s", self._sm.state.value)
+            return
+        self.peer_rx_port = msg.udp_port
+        self.negotiated = self.peer_ext and msg.ext is not None
+        self.peer_ssrc = msg.ext.ssrc if msg.ext is not None and self.negotiated else 0
+        if fresh:
+            self.minority = True
+        self._accepted_at = time.monotonic()
+        self._apply(CallInput.PEER_ACCEPTED)
+        self._start_call()
+
+    def _on_control_eof(self, conn: transport.ControlConnection, error: str) -> None:
+        if self._finished or conn is not self.conn:
+            return
+        self.conn = None
+        detail = error or f"{self.peer} closed the control connection"
+        state = self._sm.state
+        if state is CallState.OUTGOING and not self.peer_ext:
+            # A minority classic callee may close and answer on a fresh connection.
+            logger.info(
+                "classic callee closed the connection; waiting for a fresh-connection reply"
+            )
+            self.minority = True
+            return
+        recent = self._accepted_at is not None and (
+            time.monotonic() - self._accepted_at < MINORITY_EOF_GRACE
+        )
+        if state in ACTIVE_STATES and (self.minority or (recent and not self.negotiated)):
+            logger.info(
+                "classic peer closed the control connection: minority dialect, call goes on"
+            )
+            self.minority = True
+            return
+        if state is CallState.RINGING:
+            detail = error or f"{self.peer} gave up (closed the connection)"
+        self._fail(CallInput.CONNECTION_LOST, detail)
