@@ -164,12 +164,13 @@ def test_any_split_of_glued_messages_decodes_the_same(
     cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=6)))
     r = MessageReader(gap=0.05)
     out: list[Message] = []
-    prev = 0
-    for i, cut in enumerate([*cuts, len(stream)]):
+    prev, now = 0, 0.0
+    for cut in [*cuts, len(stream)]:
         if cut > prev:  # feed(b"") would mean EOF
-            r.feed(stream[prev:cut], float(i) * 0.01)  # chunks arrive quicker than the gap
+            now += 0.01  # chunks of one message arrive quicker than the gap
+            r.feed(stream[prev:cut], now)
+            out += _drain(r, now)
         prev = cut
-        out += _drain(r, float(i) * 0.01)
     r.feed(b"", 1.0)
     out += _drain(r, 1.0)
     assert out == [m for m, _ in items]
