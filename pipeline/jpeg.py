@@ -18,6 +18,9 @@ API::
     @dataclass(frozen=True, slots=True)
     class EncodedFrame: jpeg: bytes; quality: int; width: int; height: int
     def encode_under(codec, bgr, quality, max_bytes) -> EncodedFrame   # FrameTooLargeError
+    class CappedEncoder:                   # the same for a stream: starts from the last fit
+        def __init__(self, codec: JpegCodec, max_bytes: int, probe_every: int = 15) -> None
+        def encode(self, bgr: np.ndarray, quality: int) -> EncodedFrame
     def fit_size(src: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]
     class JpegError(Exception)             # bad data (from a peer): cannot be decoded or too big
     class FrameTooLargeError(Exception)    # encode_under found no setting under max_bytes
@@ -365,22 +368,78 @@ def _scaled(bgr: U8Array, scale: float) -> U8Array:
     return out
 
 
-def encode_under(codec: JpegCodec, bgr: U8Array, quality: int, max_bytes: int) -> EncodedFrame:
-    """Encode at ``quality``; if the JPEG exceeds max_bytes, step quality down by QUALITY_STEP
-    to MIN_QUALITY, then the resolution through SCALE_STEPS (restarting from ``quality``).
-    FrameTooLargeError when nothing fits (the caller drops the frame)."""
-    _check_quality(quality)
-    if max_bytes <= 0:
-        raise ValueError(f"max_bytes must be positive, got {max_bytes}")
+def _ladder(quality: int) -> list[tuple[float, int]]:
+    """(scale, quality) settings from best to smallest: quality first, then resolution."""
     qualities = [quality, *range(quality - QUALITY_STEP, MIN_QUALITY - 1, -QUALITY_STEP)]
     if qualities[-1] > MIN_QUALITY:
         qualities.append(MIN_QUALITY)
+    return [(scale, q) for scale in SCALE_STEPS for q in qualities]
+
+
+def _check_limit(max_bytes: int) -> None:
+    if max_bytes <= 0:
+        raise ValueError(f"max_bytes must be positive, got {max_bytes}")
+
+
+def _encode_from(
+    codec: JpegCodec, bgr: U8Array, ladder: list[tuple[float, int]], start: int, max_bytes: int
+) -> tuple[int, EncodedFrame]:
+    """The first ladder step from ``start`` on whose JPEG fits, and that JPEG."""
+    scaled: dict[float, U8Array] = {}
     smallest = 0
-    for scale in SCALE_STEPS:
-        image = _scaled(bgr, scale)
-        for q in qualities:
-            jpeg = codec.encode(image, q)
-            smallest = len(jpeg)
-            if smallest <= max_bytes:
-                return EncodedFrame(jpeg, q, image.shape[1], image.shape[0])
+    for index in range(start, len(ladder)):
+        scale, q = ladder[index]
+        image = scaled.get(scale)
+        if image is None:
+            image = scaled[scale] = _scaled(bgr, scale)
+        jpeg = codec.encode(image, q)
+        smallest = len(jpeg)
+        if smallest <= max_bytes:
+            return index, EncodedFrame(jpeg, q, image.shape[1], image.shape[0])
     raise FrameTooLargeError(f"no setting fits {max_bytes} bytes (smallest {smallest})")
+
+
+def encode_under(codec: JpegCodec, bgr: U8Array, quality: int, max_bytes: int) -> EncodedFrame:
+    """Encode at ``quality``; if the JPEG exceeds max_bytes, step quality down by QUALITY_STEP
+    to MIN_QUALITY, then the resolution through SCALE_STEPS (restarting from ``quality``).
+    FrameTooLargeError when nothing fits (the caller drops the frame). Stateless: a stream
+    should use CappedEncoder, which starts from the last setting that fitted."""
+    _check_quality(quality)
+    _check_limit(max_bytes)
+    return _encode_from(codec, bgr, _ladder(quality), 0, max_bytes)[1]
+
+
+class CappedEncoder:
+    """encode_under for a stream of frames: usually one encode per frame.
+
+    Each frame starts at the setting that fitted last time; every ``probe_every`` frames it
+    first tries one step better, so the quality comes back when the picture gets simpler.
+    Changing the requested quality (a new preset) starts again from the top.
+    """
+
+    def __init__(self, codec: JpegCodec, max_bytes: int, probe_every: int = 15) -> None:
+        _check_limit(max_bytes)
+        if probe_every < 1:
+            raise ValueError(f"probe_every must be >= 1, got {probe_every}")
+        self.codec = codec
+        self.max_bytes = max_bytes
+        self._probe_every = probe_every
+        self._quality = -1
+        self._ladder: list[tuple[float, int]] = []
+        self._index = 0
+        self._frames = 0
+
+    def encode(self, bgr: U8Array, quality: int) -> EncodedFrame:
+        _check_quality(quality)
+        if quality != self._quality:
+            self._quality, self._ladder, self._index = quality, _ladder(quality), 0
+        self._frames += 1
+        start = self._index
+        if start > 0 and self._frames % self._probe_every == 0:
+            start -= 1
+        try:
+            self._index, frame = _encode_from(self.codec, bgr, self._ladder, start, self.max_bytes)
+        except FrameTooLargeError:
+            self._index = len(self._ladder) - 1
+            raise
+        return frame

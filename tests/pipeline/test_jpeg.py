@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 import pipeline.jpeg as jpeg_mod
 from pipeline.jpeg import (
     MAX_DIMENSION,
+    CappedEncoder,
     EncodedFrame,
     FrameTooLargeError,
     JpegCodec,
@@ -284,6 +285,52 @@ def test_encode_under_respects_the_limit(codec: JpegCodec) -> None:
         encode_under(codec, image, 70, 500)
     with pytest.raises(ValueError):
         encode_under(codec, image, 70, 0)
+
+
+class CountingCodec:
+    """A real codec that counts its encodes."""
+
+    def __init__(self, inner: JpegCodec) -> None:
+        self.name = inner.name
+        self.inner = inner
+        self.encodes = 0
+
+    def encode(self, bgr: np.ndarray, quality: int) -> bytes:
+        self.encodes += 1
+        return self.inner.encode(bgr, quality)
+
+    def decode_rgb(self, jpeg: bytes, scale_to: tuple[int, int] | None = None) -> np.ndarray:
+        return self.inner.decode_rgb(jpeg, scale_to)
+
+    def decode_rgb_into(self, jpeg: bytes, dst: np.ndarray) -> None:
+        self.inner.decode_rgb_into(jpeg, dst)
+
+
+def test_capped_encoder_remembers_what_fits() -> None:
+    codec = CountingCodec(TurboJpegCodec())
+    busy, calm = noisy(640, 480), smooth(640, 480)
+    limit = len(codec.inner.encode(busy, 70)) // 3
+    assert len(codec.inner.encode(calm, 70)) < limit
+    encoder = CappedEncoder(codec, limit, probe_every=5)
+    first = encoder.encode(busy, 70)
+    searched = codec.encodes
+    assert searched > 1 and len(first.jpeg) <= limit
+    codec.encodes = 0
+    for _ in range(20):
+        frame = encoder.encode(busy, 70)
+        assert len(frame.jpeg) <= limit
+        assert (frame.quality, frame.width) == (first.quality, first.width)
+    # About one encode per frame: one extra probe every 5 frames.
+    assert codec.encodes <= 20 + 20 // 5
+    # Simpler content: the probes climb back to full quality and size, one step at a time.
+    for _ in range(5 * searched + 5):
+        frame = encoder.encode(calm, 70)
+        assert len(frame.jpeg) <= limit
+    assert (frame.quality, frame.width, frame.height) == (70, 640, 480)
+    # A new requested quality (preset switch) starts from the top.
+    assert encoder.encode(calm, 50).quality == 50
+    with pytest.raises(FrameTooLargeError):
+        CappedEncoder(codec, 300).encode(busy, 70)
 
 
 def test_fit_size() -> None:
