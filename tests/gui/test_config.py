@@ -1,0 +1,146 @@
+"""vcall.config: the TOML file, flag overrides, and the state file (never the password unless
+asked)."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from vcall.config import (
+    Config,
+    ConfigError,
+    State,
+    apply_overrides,
+    config_dir,
+    format_server,
+    load_config,
+    load_state,
+    parse_server,
+    save_state,
+)
+
+
+def test_config_dir_follows_xdg(tmp_path: Path) -> None:
+    assert config_dir({"XDG_CONFIG_HOME": str(tmp_path)}) == tmp_path / "vcall"
+    assert config_dir({}) == Path.home() / ".config" / "vcall"
+    # A relative XDG_CONFIG_HOME is invalid per the spec and ignored.
+    assert config_dir({"XDG_CONFIG_HOME": "rel"}) == Path.home() / ".config" / "vcall"
+
+
+def test_missing_file_gives_defaults(tmp_path: Path) -> None:
+    config = load_config(tmp_path / "none.toml")
+    assert config == Config()
+    assert config.server is None  # no server: the client starts an embedded one
+
+
+def test_full_file(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        """
+[server]
+host = "disc.example.org"
+port = 8001
+[network]
+listen_port = 9000
+media_port = 9100
+advertise_ip = "192.0.2.7"
+[media]
+source = "camera:0"
+preset = "high"
+[call]
+ring_timeout = 12
+[future]
+thing = 1
+"""
+    )
+    config = load_config(path)
+    assert config.server == ("disc.example.org", 8001)
+    assert (config.listen_port, config.media_port) == (9000, 9100)
+    assert config.advertise_ip == "192.0.2.7"
+    assert (config.source, config.preset, config.ring_timeout) == ("camera:0", "high", 12.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[server]\nport = 70000\n", "server.port"),
+        ("[server]\nport = 'x'\n", "server.port"),
+        ("[media]\npreset = 'ultra'\n", "media.preset"),
+        ("[call]\nring_timeout = -1\n", "call.ring_timeout"),
+        ("[server\n", "config.toml"),
+    ],
+)
+def test_bad_file_names_the_key(tmp_path: Path, text: str, needle: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        load_config(path)
+
+
+def test_flags_override_the_file() -> None:
+    base = Config(server_host="a", server_port=1, preset="low")
+    merged = apply_overrides(base, server_host="b", preset="max", source=None)
+    assert merged.server == ("b", 1)
+    assert merged.preset == "max"
+    assert merged.source == base.source  # None: not given
+    with pytest.raises(ConfigError):
+        apply_overrides(base, preset="nope")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("host", ("host", 8000)),
+        ("host:81", ("host", 81)),
+        (" 10.0.0.1:9 ", ("10.0.0.1", 9)),
+        ("[::1]:82", ("::1", 82)),
+        ("[::1]", ("::1", 8000)),
+    ],
+)
+def test_parse_server(text: str, expected: tuple[str, int]) -> None:
+    assert parse_server(text) == expected
+    assert parse_server(format_server(*expected)) == expected
+
+
+@pytest.mark.parametrize("text", ["", ":80", "h:x", "h:70000", "[::1", "[::1]x", "a b:1"])
+def test_parse_server_rejects(text: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_server(text)
+
+
+@given(st.text(max_size=40))
+def test_parse_server_never_crashes(text: str) -> None:
+    try:
+        host, port = parse_server(text)
+    except ConfigError:
+        return
+    assert host and 0 <= port <= 65535
+
+
+def test_state_never_stores_password_unless_asked(tmp_path: Path) -> None:
+    path = tmp_path / "vcall" / "state.json"
+    save_state(State("alice", "h:1", remember_password=False, password="s3cret"), path)
+    raw = path.read_text()
+    assert "s3cret" not in raw
+    assert json.loads(raw) == {"nick": "alice", "server": "h:1", "remember_password": False}
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_state(path) == State("alice", "h:1", False, "")
+
+    save_state(State("alice", "h:1", remember_password=True, password="s3cret"), path)
+    assert load_state(path) == State("alice", "h:1", True, "s3cret")
+
+
+@pytest.mark.parametrize(
+    "content", ["", "not json", "[1]", '{"nick": 3}', '{"nick": "a", "password": "x"}']
+)
+def test_damaged_state_is_ignored(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "state.json"
+    path.write_text(content)
+    state = load_state(path)
+    assert state.password == ""  # a password without remember_password is never loaded
+    assert state in (State(), State(nick="a"))

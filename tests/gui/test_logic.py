@@ -1,0 +1,158 @@
+"""vcall.gui.logic: the pure helpers behind the widgets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from vcall.discovery.client import DiscoveryTimeout, ServerUnreachable, UserUnknown, WrongPassword
+from vcall.gui.events import UserRow
+from vcall.gui.logic import (
+    History,
+    StatsView,
+    chart_segments,
+    describe_end,
+    describe_error,
+    filter_users,
+    fit_size,
+    format_duration,
+    nice_ceiling,
+    summarize_stats,
+    to_ppm,
+    valid_nick,
+)
+
+USERS = [UserRow(n, "127.0.0.1", 9000 + i) for i, n in enumerate(["bob", "Alice", "albert", "x"])]
+
+
+def test_filter_as_you_type() -> None:
+    assert [u.nick for u in filter_users(USERS, "")] == ["albert", "Alice", "bob", "x"]
+    assert [u.nick for u in filter_users(USERS, "al")] == ["albert", "Alice"]
+    assert [u.nick for u in filter_users(USERS, "ALI")] == ["Alice"]
+    assert [u.nick for u in filter_users(USERS, " b ")] == ["albert", "bob"]
+    assert filter_users(USERS, "zz") == []
+    assert [u.nick for u in filter_users(USERS, "", exclude="bob")] == ["albert", "Alice", "x"]
+
+
+def test_valid_nick() -> None:
+    assert valid_nick("alice") is None
+    for bad in ("", "a b", "a#b", "x" * 65, "a\nb"):
+        assert valid_nick(bad)
+
+
+def test_error_words() -> None:
+    assert "Wrong password for alice" in describe_error(WrongPassword("x"), nick="alice")
+    down = describe_error(ServerUnreachable("h:1 refused"), server="h:1")
+    assert "h:1" in down and "down or unreachable" in down
+    assert "did not answer" in describe_error(DiscoveryTimeout("t"), server="h:1")
+    assert "No user called carol" in describe_error(UserUnknown("carol"), peer="carol")
+    assert describe_error(ValueError("something odd")) == "Something odd"
+
+
+@pytest.mark.parametrize(
+    ("reason", "needle", "error"),
+    [
+        ("busy", "bob is busy", True),
+        ("peer_denied", "bob declined", True),
+        ("answer_timeout", "did not answer", True),
+        ("failed", "Could not call bob: connection refused", True),
+        ("connection_lost", "Lost the connection", True),
+        ("peer_hangup", "bob hung up", False),
+        ("hangup", "ended", False),
+        ("ring_timeout", "Missed call from bob", False),
+        ("weird", "Call ended: weird", False),
+    ],
+)
+def test_end_words(reason: str, needle: str, error: bool) -> None:
+    message, is_error = describe_end(reason, "bob", "connection refused" * (reason == "failed"))
+    assert needle in message
+    assert is_error is error
+    assert describe_end(reason, "")[0][0].isupper()  # "The peer ...", "Call ..."
+
+
+def test_format_duration() -> None:
+    assert format_duration(0) == "0:00"
+    assert format_duration(-3) == "0:00"
+    assert format_duration(61.9) == "1:01"
+    assert format_duration(3600 + 62) == "1:01:02"
+
+
+@given(st.integers(1, 4000), st.integers(1, 4000), st.integers(2, 3000), st.integers(2, 3000))
+def test_fit_size_keeps_inside_and_even(sw: int, sh: int, bw: int, bh: int) -> None:
+    w, h = fit_size((sw, sh), (bw, bh))
+    assert w % 2 == 0 and h % 2 == 0
+    assert 2 <= w <= max(2, bw) and 2 <= h <= max(2, bh)
+
+
+def test_fit_size_letterboxes() -> None:
+    assert fit_size((1280, 720), (800, 800)) == (800, 450)
+    assert fit_size((640, 480), (1000, 450)) == (600, 450)
+
+
+def test_to_ppm() -> None:
+    rgb = np.zeros((2, 3, 3), np.uint8)
+    rgb[0, 0] = (1, 2, 3)
+    data = to_ppm(rgb)
+    assert data.startswith(b"P6 3 2 255\n")
+    assert data[len(b"P6 3 2 255\n") :][:3] == b"\x01\x02\x03"
+    assert len(data) == len(b"P6 3 2 255\n") + 18
+    with pytest.raises(ValueError):
+        to_ppm(np.zeros((2, 3), np.uint8))
+
+
+def test_summarize_stats_reads_nested_and_tolerates_garbage() -> None:
+    view = summarize_stats(
+        {
+            "rx": {"fps": 29.5, "kbps": 1800.0, "loss_pct": 0.5, "size": [1280, 720]},
+            "tx": {"fps": 30, "kbps": 2000},
+            "rtt_ms": 1.2,
+            "capture_to_display": {"p50_ms": 40.0, "p95_ms": 55.0},
+            "stages": {"decode": {"p50_ms": 4.0}, "capture": {"p50_ms": 1.0}, "odd": 2},
+            "mode": "rtp",
+        }
+    )
+    assert (view.fps_in, view.fps_out, view.kbps_in, view.loss_pct) == (29.5, 30, 1800, 0.5)
+    assert (view.c2d_p50_ms, view.c2d_p95_ms, view.rtt_ms) == (40.0, 55.0, 1.2)
+    assert view.stages == (("capture", 1.0), ("decode", 4.0), ("odd", 2.0))
+    assert view.resolution == "1280x720"
+    labels = dict(view.lines())
+    assert labels["round trip"] == "1.2 ms"
+    empty = summarize_stats({"rx": "nonsense", "rtt_ms": float("nan"), "stages": [1, 2]})
+    assert empty == StatsView()
+    assert dict(empty.lines())["loss"] == "–"
+
+
+@given(
+    st.recursive(
+        st.none() | st.floats() | st.integers() | st.text(max_size=5),
+        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=4),
+    )
+)
+def test_summarize_stats_never_raises(data: object) -> None:
+    if isinstance(data, dict):
+        summarize_stats(data).lines()
+
+
+def test_history_and_chart() -> None:
+    history = History(length=4)
+    for fps in (10.0, None, 20.0, 30.0, 40.0):
+        history.add(StatsView(fps_in=fps))
+    assert history.series("fps_in") == [None, 20.0, 30.0, 40.0]  # bounded: oldest dropped
+    top = nice_ceiling(40.0)
+    assert top == 50.0
+    segments = chart_segments(history.series("fps_in"), 31, 11, 4, top)
+    assert len(segments) == 1
+    xs, ys = segments[0][0::2], segments[0][1::2]
+    assert xs == [10.0, 20.0, 30.0]  # newest at the right edge
+    assert ys[-1] == pytest.approx(10 * (1 - 40 / 50))
+    assert chart_segments([1.0, None, 2.0], 31, 11, 3, 10) == []  # single points dropped
+    assert chart_segments([5.0, 500.0], 11, 11, 2, 10)[0][3] == 0.0  # clipped to the top
+
+
+@pytest.mark.parametrize(
+    ("value", "top"), [(0, 1.0), (0.3, 0.5), (1, 1), (1.5, 2), (7, 10), (30, 50), (101, 200)]
+)
+def test_nice_ceiling(value: float, top: float) -> None:
+    assert nice_ceiling(value) == pytest.approx(top)

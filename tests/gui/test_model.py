@@ -1,0 +1,57 @@
+"""vcall.gui.model: the whole user journey's screen logic, without a display."""
+
+from __future__ import annotations
+
+from vcall.gui import events as ev
+from vcall.gui.model import Phase, Screen, UiModel, reduce, status_line
+
+
+def run(events: list[ev.Event], start: UiModel | None = None, now: float = 100.0) -> UiModel:
+    model = start or UiModel()
+    for event in events:
+        model = reduce(model, event, now)
+    return model
+
+
+def test_login_failure_stays_on_login_with_message() -> None:
+    model = run([ev.LoginFailed("Wrong password for alice.")])
+    assert model.screen is Screen.LOGIN
+    assert model.message_error and "Wrong password" in model.message
+
+
+def test_journey() -> None:
+    model = run([ev.LoggedIn("alice", ("127.0.0.1", 8000))])
+    assert model.screen is Screen.MAIN and model.nick == "alice"
+    model = run([ev.Dialing("bob")], model)
+    assert (model.screen, model.phase) == (Screen.CALL, Phase.DIALING)
+    assert status_line(model, 100.0) == "Calling bob…"
+    model = reduce(model, ev.Connected("bob", "rtp"), 100.0)
+    assert model.phase is Phase.CONNECTED
+    assert status_line(model, 165.0) == "In call with bob · 1:05 · RTP"
+    model = run([ev.HoldState(True, False), ev.SendingChanged(False)], model)
+    assert status_line(model, 100.0) == "In call with bob · 0:00 · on hold · sending paused · RTP"
+    model = run([ev.HoldState(False, True)], model)
+    assert "held by bob" in status_line(model, 100.0)
+    model = run([ev.PresetChanged("high"), ev.SourceChanged("file:/x.mp4")], model)
+    assert (model.preset, model.source) == ("high", "file:/x.mp4")
+    model = run([ev.Ended("bob hung up.")], model)
+    assert (model.screen, model.phase, model.peer) == (Screen.MAIN, Phase.IDLE, "")
+    assert model.sending and not model.hold_remote
+    assert model.preset == "high"  # settings outlive the call
+    assert status_line(model, 0) == "Not in a call"
+
+
+def test_incoming_ring_countdown_and_logout() -> None:
+    model = run([ev.LoggedIn("bob", ("h", 1)), ev.Ringing("alice", 30.0)], now=10.0)
+    assert model.phase is Phase.RINGING and model.screen is Screen.MAIN
+    assert status_line(model, 25.0) == "alice is calling (15 s)"
+    model = run([ev.Ended("Missed call from alice.")], model)
+    assert model.phase is Phase.IDLE
+    model = run([ev.PresetChanged("low"), ev.LoggedOut()], model)
+    assert model.screen is Screen.LOGIN and model.nick == "" and model.preset == "low"
+
+
+def test_unrelated_events_change_nothing() -> None:
+    model = UiModel()
+    assert reduce(model, ev.StatsUpdate({}, 0.0), 0.0) is model
+    assert reduce(model, ev.MediaDetached(), 0.0) is model

@@ -1,0 +1,226 @@
+"""vcall.gui.worker with a fake call manager and fake media: command routing, event
+translation, pause vs hold, and that failures come back as words (no display, no network)."""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from vcall.call import events as ce
+from vcall.config import Config
+from vcall.discovery.client import ServerUnreachable, WrongPassword
+from vcall.gui import events as ev
+from vcall.gui.worker import ClientWorker
+
+
+class FakeMedia:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self._r, self._w = os.pipe()
+
+    def notify_fd(self) -> int:
+        return self._r
+
+    def set_sending(self, enabled: bool) -> None:
+        self.calls.append(("sending", enabled))
+
+    def set_preset(self, name: str) -> None:
+        self.calls.append(("preset", name))
+
+    def set_source(self, spec: str) -> None:
+        if spec == "file:/missing":
+            raise FileNotFoundError("no such file: /missing")
+        self.calls.append(("source", spec))
+
+    def set_display_size(self, peer: tuple[int, int], me: tuple[int, int]) -> None:
+        self.calls.append(("display", (peer, me)))
+
+    def stats(self) -> dict[str, Any]:
+        return {"rx": {"fps": 30.0}}
+
+    def close(self) -> None:
+        os.close(self._r)
+        os.close(self._w)
+
+
+class FakeManager:
+    fail_start: Exception | None = None
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.kwargs = kwargs
+        self.on_event = kwargs["on_event"]
+        self.actions: list[str] = []
+        self.media: FakeMedia | None = None
+        self.closed = False
+
+    def start(self) -> None:
+        if FakeManager.fail_start is not None:
+            raise FakeManager.fail_start
+
+    def _later(self, event: object) -> None:
+        # CallManager delivers events from its own I/O thread.
+        threading.Thread(target=self.on_event, args=(event,)).start()
+
+    def call(self, nick: str) -> None:
+        self.actions.append(f"call {nick}")
+        if nick == "self":
+            raise ValueError("cannot call yourself")
+        self._later(ce.Outgoing(nick, "127.0.0.1", 1, True))
+
+    def accept(self) -> None:
+        self.actions.append("accept")
+
+    def deny(self) -> None:
+        self.actions.append("deny")
+
+    def hold(self) -> None:
+        self.actions.append("hold")
+
+    def resume(self) -> None:
+        self.actions.append("resume")
+
+    def hangup(self) -> None:
+        self.actions.append("hangup")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def wait_for(worker: ClientWorker, kind: type, timeout: float = 5.0) -> list[ev.Event]:
+    """Events until (and including) the first of ``kind``; fails after ``timeout``."""
+    seen: list[ev.Event] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        select.select([worker.wake_fd], [], [], 0.1)
+        for event in worker.drain():
+            seen.append(event)
+            if isinstance(event, kind):
+                return seen
+    raise AssertionError(f"no {kind.__name__} within {timeout} s; saw {seen}")
+
+
+@pytest.fixture
+def worker() -> Any:
+    FakeManager.fail_start = None
+    managers: list[FakeManager] = []
+
+    def factory(**kwargs: Any) -> FakeManager:
+        managers.append(FakeManager(**kwargs))
+        return managers[-1]
+
+    users = [ev.UserRow("bob", "127.0.0.1", 9000)]
+    w = ClientWorker(Config(ring_timeout=7.0), manager_factory=factory, lister=lambda s: users)
+    w.managers = managers  # type: ignore[attr-defined]
+    w.start()
+    yield w
+    w.stop()
+    assert not w._thread.is_alive()
+
+
+def test_login_lists_users_and_passes_loopback_addresses(worker: Any) -> None:
+    worker.post(ev.Login("alice", "pw", ("127.0.0.1", 8000)))
+    seen = wait_for(worker, ev.UsersListed)
+    assert isinstance(seen[0], ev.LoggedIn)
+    assert seen[-1] == ev.UsersListed((ev.UserRow("bob", "127.0.0.1", 9000),))
+    kwargs = worker.managers[0].kwargs
+    assert kwargs["listen"] == ("127.0.0.1", 0) and kwargs["advertise_ip"] == "127.0.0.1"
+    assert kwargs["ring_timeout"] == 7.0 and kwargs["server"] == ("127.0.0.1", 8000)
+
+
+@pytest.mark.parametrize(
+    ("exc", "needle"),
+    [(WrongPassword("x"), "Wrong password for alice"), (ServerUnreachable("x"), "down")],
+)
+def test_login_failure_words(worker: Any, exc: Exception, needle: str) -> None:
+    FakeManager.fail_start = exc
+    worker.post(ev.Login("alice", "pw", ("127.0.0.1", 8000)))
+    seen = wait_for(worker, ev.LoginFailed)
+    assert needle in seen[-1].message
+    assert worker.managers[0].closed
+
+
+def test_call_flow_pause_outlasts_hold(worker: Any) -> None:
+    worker.post(ev.Login("alice", "pw", ("127.0.0.1", 8000)))
+    wait_for(worker, ev.UsersListed)
+    manager: FakeManager = worker.managers[0]
+    worker.post(ev.SetDisplaySize((800, 450), (240, 135)))
+    worker.post(ev.Dial("bob"))
+    assert wait_for(worker, ev.Dialing)[-1] == ev.Dialing("bob")
+    media = manager.media = FakeMedia()
+    manager.on_event(ce.CallStarted("bob", "rtp", "127.0.0.1", 1, 2, True, "caller"))
+    seen = wait_for(worker, ev.Connected)
+    attached = next(e for e in seen if isinstance(e, ev.MediaAttached))
+    assert attached.session is media and attached.notify_fd != media.notify_fd()  # a dup
+    os.close(attached.notify_fd)
+    assert ("display", ((800, 450), (240, 135))) in media.calls  # size given before the call
+    assert isinstance(wait_for(worker, ev.StatsUpdate)[-1].stats, dict)
+
+    worker.post(ev.SetSending(False))
+    wait_for(worker, ev.SendingChanged)
+    manager.on_event(ce.HoldChanged(True, False))
+    wait_for(worker, ev.HoldState)
+    media.calls.clear()
+    worker.post(ev.SetSending(True))  # un-pausing while held must not start sending
+    wait_for(worker, ev.SendingChanged)
+    assert media.calls == []
+    worker.post(ev.SetSending(False))
+    wait_for(worker, ev.SendingChanged)
+    manager.on_event(ce.HoldChanged(False, False))  # the manager resumes; the pause remains
+    wait_for(worker, ev.HoldState)
+    assert media.calls[-1] == ("sending", False)
+
+    worker.post(ev.SetPreset("high"))
+    worker.post(ev.SetSource("file:/missing"))
+    seen = wait_for(worker, ev.Notice)
+    assert ev.PresetChanged("high") in seen and "/missing" in seen[-1].message
+    assert ("preset", "high") in media.calls
+
+    for command in (ev.Hold(), ev.Resume(), ev.Hangup()):
+        worker.post(command)
+    manager.on_event(ce.CallEnded("bob", "peer_hangup"))
+    seen = wait_for(worker, ev.Ended)
+    assert ev.MediaDetached() in seen and seen[-1] == ev.Ended("bob hung up.", False)
+    assert manager.actions == ["call bob", "hold", "resume", "hangup"]
+    media.close()
+
+
+def test_incoming_ring_and_refused_dial(worker: Any) -> None:
+    worker.post(ev.Login("alice", "pw", ("127.0.0.1", 8000)))
+    wait_for(worker, ev.UsersListed)
+    manager: FakeManager = worker.managers[0]
+    manager.on_event(ce.IncomingCall("carol", "127.0.0.1", False))
+    assert wait_for(worker, ev.Ringing)[-1] == ev.Ringing("carol", 7.0)
+    worker.post(ev.Deny())
+    manager.on_event(ce.CallEnded("carol", "denied"))
+    assert "declined the call from carol" in wait_for(worker, ev.Ended)[-1].message
+    worker.post(ev.Dial("self"))
+    seen = wait_for(worker, ev.Ended)
+    assert seen[-1] == ev.Ended("Cannot call yourself", error=True)
+
+
+def test_commands_before_login_become_notices(worker: Any) -> None:
+    worker.post(ev.Hangup())
+    assert "not logged in" in wait_for(worker, ev.Notice)[-1].message.lower()
+
+
+def test_display_sizes_coalesce() -> None:
+    w = ClientWorker(Config())  # not started: commands stay queued
+    for i in range(50):
+        w.post(ev.SetDisplaySize((i, i), (1, 1)))
+    w.post(ev.Refresh())
+    w.post(ev.SetDisplaySize((99, 99), (1, 1)))
+    assert list(w._commands) == [ev.Refresh(), ev.SetDisplaySize((99, 99), (1, 1))]
+    w.stop()
+
+
+def test_stop_closes_manager_and_reports(worker: Any) -> None:
+    worker.post(ev.Login("alice", "pw", ("127.0.0.1", 8000)))
+    wait_for(worker, ev.UsersListed)
+    worker.post(ev.Shutdown())
+    wait_for(worker, ev.WorkerStopped)
+    assert worker.managers[0].closed

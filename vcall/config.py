@@ -1,0 +1,248 @@
+"""The client's configuration file and its small remembered state.
+
+Configuration: TOML in ``$XDG_CONFIG_HOME/vcall/config.toml`` (or ``~/.config/vcall/config.toml``),
+read with :mod:`tomllib`; command-line flags override it (:func:`apply_overrides`)::
+
+    [server]                 # no [server] host: the client starts an embedded server on loopback
+    host = "discovery.example.org"
+    port = 8000
+
+    [network]
+    listen_port = 0          # TCP call-control port (0: any free port)
+    media_port = 0           # UDP port video is received on (0: any free port)
+    advertise_ip = "192.0.2.7"   # the address registered with the server (default: guessed)
+
+    [media]
+    source = "pattern"       # "pattern", "camera:0", "file:/path/video.mp4"
+    preset = "medium"        # "low" | "medium" | "high" | "max"
+
+    [call]
+    ring_timeout = 30        # seconds an incoming call rings before it is denied
+
+State: ``state.json`` beside the configuration holds the last nick and server, and the password
+only when the user ticked "remember password". It is written atomically with mode 0600.
+
+Guarantees: a missing file gives the defaults; a malformed file raises :class:`ConfigError`
+naming the file and the key; unknown keys are ignored with a warning (a newer config must not
+stop an older client); a damaged state file is ignored (it is only a convenience).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.presets import PRESET_NAMES
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SERVER_PORT = 8000
+CONFIG_NAME = "config.toml"
+STATE_NAME = "state.json"
+# The state file is tiny; anything bigger is not ours.
+_MAX_STATE_BYTES = 64 * 1024
+
+
+class ConfigError(ValueError):
+    """The configuration file or a server address is malformed (the user's to fix)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server_host: str | None = None
+    server_port: int = DEFAULT_SERVER_PORT
+    listen_port: int = 0
+    media_port: int = 0
+    advertise_ip: str | None = None
+    source: str = "pattern"
+    preset: str = "medium"
+    ring_timeout: float = 30.0
+
+    @property
+    def server(self) -> tuple[str, int] | None:
+        """(host, port) of the configured server; None means "start an embedded one"."""
+        return None if self.server_host is None else (self.server_host, self.server_port)
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    nick: str = ""
+    server: str = ""
+    remember_password: bool = False
+    password: str = ""
+
+
+def config_dir(env: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_CONFIG_HOME/vcall``, or ``~/.config/vcall`` when the variable is unset or empty."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_CONFIG_HOME") or ""
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".config"
+    return root / "vcall"
+
+
+def config_path(env: Mapping[str, str] | None = None) -> Path:
+    return config_dir(env) / CONFIG_NAME
+
+
+def state_path(env: Mapping[str, str] | None = None) -> Path:
+    return config_dir(env) / STATE_NAME
+
+
+def parse_server(text: str, default_port: int = DEFAULT_SERVER_PORT) -> tuple[str, int]:
+    """``host``, ``host:port`` or ``[v6]:port`` -> (host, port); ConfigError otherwise."""
+    text = text.strip()
+    if not text:
+        raise ConfigError("empty server address")
+    host, port_text = text, ""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ConfigError(f"bad server address {text!r}: missing ']'")
+        host, rest = text[1:end], text[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise ConfigError(f"bad server address {text!r}")
+            port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    if not host or any(c.isspace() for c in host):
+        raise ConfigError(f"bad server address {text!r}: no host")
+    if not port_text:
+        return host, default_port
+    return host, _port(port_text, f"server address {text!r}")
+
+
+def format_server(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _port(value: object, where: str) -> int:
+    try:
+        port = int(str(value), 10) if not isinstance(value, bool) else -1
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{where}: port must be an integer 0..65535, got {value!r}")
+    return port
+
+
+_SCHEMA: dict[str, dict[str, str]] = {
+    # section -> key -> Config field
+    "server": {"host": "server_host", "port": "server_port"},
+    "network": {
+        "listen_port": "listen_port",
+        "media_port": "media_port",
+        "advertise_ip": "advertise_ip",
+    },
+    "media": {"source": "source", "preset": "preset"},
+    "call": {"ring_timeout": "ring_timeout"},
+}
+
+
+def _convert(field: str, value: Any, where: str) -> Any:
+    if field in {"server_port", "listen_port", "media_port"}:
+        return _port(value, where)
+    if field == "ring_timeout":
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ConfigError(f"{where}: must be a positive number of seconds, got {value!r}")
+        return float(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: must be a non-empty string, got {value!r}")
+    if field == "preset" and value not in PRESET_NAMES:
+        raise ConfigError(f"{where}: unknown preset {value!r}; one of {', '.join(PRESET_NAMES)}")
+    return value.strip()
+
+
+def parse_config(data: Mapping[str, Any], origin: str = "config") -> Config:
+    """Build a Config from parsed TOML; ConfigError names ``origin`` and the bad key."""
+    values: dict[str, Any] = {}
+    for section, table in data.items():
+        keys = _SCHEMA.get(section)
+        if keys is None or not isinstance(table, Mapping):
+            logger.warning("%s: ignoring unknown entry [%s]", origin, section)
+            continue
+        for key, value in table.items():
+            field = keys.get(key)
+            if field is None:
+                logger.warning("%s: ignoring unknown key %s.%s", origin, section, key)
+                continue
+            values[field] = _convert(field, value, f"{origin}: {section}.{key}")
+    return Config(**values)
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Read the configuration file; the defaults when it does not exist."""
+    path = config_path() if path is None else path
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return Config()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    return parse_config(data, str(path))
+
+
+def apply_overrides(config: Config, **overrides: Any) -> Config:
+    """Command-line values override the file; None means "not given on the command line"."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    unknown = set(given) - {f.name for f in dataclasses.fields(Config)}
+    if unknown:
+        raise TypeError(f"unknown config fields: {sorted(unknown)}")  # a programming error
+    for field, value in given.items():
+        given[field] = _convert(field, value, f"--{field.replace('_', '-')}")
+    return dataclasses.replace(config, **given)
+
+
+def load_state(path: Path | None = None) -> State:
+    """The remembered nick/server (and password if asked for); empty State when unreadable."""
+    path = state_path() if path is None else path
+    try:
+        if path.stat().st_size > _MAX_STATE_BYTES:
+            raise ValueError("state file too large")
+        data = json.loads(path.read_text("utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+        remember = data.get("remember_password") is True
+        password = data.get("password", "") if remember else ""
+        fields = (data.get("nick", ""), data.get("server", ""), password)
+        if not all(isinstance(f, str) for f in fields):
+            raise ValueError("bad field types")
+        return State(str(fields[0]), str(fields[1]), remember, str(fields[2]))
+    except FileNotFoundError:
+        return State()
+    except (OSError, ValueError) as exc:
+        logger.warning("ignoring unreadable state file %s: %s", path, exc)
+        return State()
+
+
+def save_state(state: State, path: Path | None = None) -> None:
+    """Write the state atomically, mode 0600; the password only if remember_password."""
+    path = state_path() if path is None else path
+    data: dict[str, Any] = {
+        "nick": state.nick,
+        "server": state.server,
+        "remember_password": state.remember_password,
+    }
+    if state.remember_password:
+        data["password"] = state.password
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

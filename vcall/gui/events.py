@@ -1,0 +1,236 @@
+"""Messages between the Tk thread and the client worker.
+
+Commands go from Tk callbacks to the worker (:mod:`vcall.gui.worker`); events come back. Events
+are the GUI's own vocabulary: the worker translates call-manager events, discovery errors and
+media statistics into them, so widgets and the pure model depend on nothing below the GUI.
+All are frozen, slotted dataclasses; none holds a Tk object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# ---------------------------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    nick: str
+    password: str
+    server: tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Logout:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Dial:
+    nick: str
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Deny:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Hangup:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SetSending:
+    enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SetPreset:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetSource:
+    spec: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetDisplaySize:
+    peer: tuple[int, int]
+    self_view: tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    pass
+
+
+Command = (
+    Login
+    | Logout
+    | Refresh
+    | Dial
+    | Accept
+    | Deny
+    | Hold
+    | Resume
+    | Hangup
+    | SetSending
+    | SetPreset
+    | SetSource
+    | SetDisplaySize
+    | Shutdown
+)
+
+# ------------------------------------------------------------------------------------ events
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    nick: str
+    ip: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedIn:
+    nick: str
+    server: tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class LoginFailed:
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedOut:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class UsersListed:
+    users: tuple[UserRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A message for the user; ``error`` ones are shown prominently."""
+
+    message: str
+    error: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Ringing:
+    """An incoming call is ringing; ``timeout`` seconds until it is denied automatically."""
+
+    peer: str
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class Dialing:
+    peer: str
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    peer: str
+    mode: str
+
+
+@dataclass(frozen=True, slots=True)
+class HoldState:
+    local: bool
+    remote: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """The call (or the attempt) is over; ``message`` says why in the user's words."""
+
+    message: str
+    error: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MediaAttached:
+    """The call's media session exists; the Tk side reads frames from it (non-blocking)."""
+
+    session: Any  # pipeline.session.MediaSession; Any keeps this module free of the pipeline
+    notify_fd: int
+
+
+@dataclass(frozen=True, slots=True)
+class MediaDetached:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SendingChanged:
+    enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PresetChanged:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class SourceChanged:
+    spec: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatsUpdate:
+    stats: dict[str, Any]
+    at: float  # time.monotonic() when sampled
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStopped:
+    pass
+
+
+Event = (
+    LoggedIn
+    | LoginFailed
+    | LoggedOut
+    | UsersListed
+    | Notice
+    | Ringing
+    | Dialing
+    | Connected
+    | HoldState
+    | Ended
+    | MediaAttached
+    | MediaDetached
+    | SendingChanged
+    | PresetChanged
+    | SourceChanged
+    | StatsUpdate
+    | WorkerStopped
+)

@@ -1,0 +1,301 @@
+"""Pure helpers of the Tk client: no Tk, no sockets, no clocks (time is passed in).
+
+Filtering the user list, the words shown for errors and call endings, durations, fitting video
+into a widget, PPM encoding of frames for Tk's PhotoImage, and the statistics panel's figures and
+chart. Everything here is tested without a display.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from vcall.gui.events import UserRow
+
+# ------------------------------------------------------------------------------- user list
+
+
+def filter_users(users: Iterable[UserRow], text: str, exclude: str = "") -> list[UserRow]:
+    """Users whose nick contains ``text`` (case-insensitive), sorted by nick; not ``exclude``."""
+    needle = text.strip().casefold()
+    rows = [u for u in users if needle in u.nick.casefold() and u.nick != exclude]
+    return sorted(rows, key=lambda u: (u.nick.casefold(), u.nick))
+
+
+def valid_nick(nick: str) -> str | None:
+    """None when ``nick`` can be registered; otherwise why not (shown under the field)."""
+    if not nick:
+        return "Enter a nick."
+    if len(nick) > 64:
+        return "A nick has at most 64 characters."
+    if any(c.isspace() or c == "#" or not c.isprintable() for c in nick):
+        return "A nick cannot contain spaces or '#'."
+    return None
+
+
+def valid_password(password: str) -> str | None:
+    if not password:
+        return "Enter a password."
+    if any(c.isspace() or c == "#" or not c.isprintable() for c in password):
+        return "A password cannot contain spaces or '#'."
+    return None
+
+
+# ---------------------------------------------------------------------------------- words
+
+# Discovery errors by class name: the GUI shows words, not tracebacks. Matching on the class
+# hierarchy's names keeps this module free of the discovery package (and of its import cost).
+_DISCOVERY_MESSAGES = {
+    "WrongPassword": "Wrong password for {nick}. The first registration of a nick fixes its "
+    "password.",
+    "ServerUnreachable": "The discovery server at {server} is down or unreachable.",
+    "DiscoveryTimeout": "The discovery server at {server} did not answer in time.",
+    "ProtocolError": "The server at {server} does not speak the discovery protocol.",
+    "UserUnknown": "No user called {peer} is registered.",
+    "RequestRejected": "The server at {server} refused the request ({detail}).",
+}
+
+
+def describe_error(exc: BaseException, *, nick: str = "", server: str = "", peer: str = "") -> str:
+    """The user's words for a failure of login, list or call set-up."""
+    for cls in type(exc).__mro__:
+        template = _DISCOVERY_MESSAGES.get(cls.__name__)
+        if template is not None:
+            return template.format(nick=nick, server=server, peer=peer, detail=exc)
+    if isinstance(exc, ConnectionRefusedError | TimeoutError | OSError) and peer:
+        return f"Cannot reach {peer}: {exc.strerror or exc}."
+    detail = str(exc) or type(exc).__name__
+    return f"{detail[0].upper()}{detail[1:]}" if detail else "Unknown error."
+
+
+# CallEnded reasons (vcall.call.state.EndReason values) -> (message, is_error).
+_END_MESSAGES: dict[str, tuple[str, bool]] = {
+    "hangup": ("Call with {peer} ended.", False),
+    "peer_hangup": ("{peer} hung up.", False),
+    "denied": ("You declined the call from {peer}.", False),
+    "peer_denied": ("{peer} declined the call.", True),
+    "busy": ("{peer} is busy in another call.", True),
+    "ring_timeout": ("Missed call from {peer}.", False),
+    "answer_timeout": ("{peer} did not answer.", True),
+    "failed": ("Could not call {peer}{detail}.", True),
+    "connection_lost": ("Lost the connection to {peer}.", True),
+    "heartbeat_timeout": ("{peer} stopped responding; the call was ended.", True),
+}
+
+
+def describe_end(reason: str, peer: str, detail: str = "") -> tuple[str, bool]:
+    """(message, is_error) for a call that ended with ``reason`` (an EndReason value)."""
+    who = peer or "the peer"
+    key = reason.strip().lower()
+    if key in _END_MESSAGES:
+        template, error = _END_MESSAGES[key]
+        text = template.format(peer=who, detail=f": {detail}" if detail else "")
+        # Capitalise a sentence, never a nick.
+        return (text[0].upper() + text[1:] if not peer else text), error
+    extra = f" ({detail})" if detail else ""
+    return (f"Call ended: {reason}{extra}." if reason else "Call ended."), False
+
+
+def format_duration(seconds: float) -> str:
+    """``m:ss`` below an hour, ``h:mm:ss`` from then on; negative counts as zero."""
+    total = max(0, int(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+# ---------------------------------------------------------------------------------- video
+
+
+def fit_size(src: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
+    """The largest even (width, height) inside ``box`` with ``src``'s aspect ratio."""
+    sw, sh = src
+    bw, bh = box
+    if sw <= 0 or sh <= 0 or bw < 2 or bh < 2:
+        return (max(2, bw - bw % 2), max(2, bh - bh % 2))
+    scale = min(bw / sw, bh / sh)
+    w = max(2, int(sw * scale) // 2 * 2)
+    h = max(2, int(sh * scale) // 2 * 2)
+    return (w, h)
+
+
+def to_ppm(rgb: npt.NDArray[np.uint8]) -> bytes:
+    """A binary PPM (P6) of an (H, W, 3) uint8 RGB image, for ``PhotoImage(data=...)``."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
+    height, width = rgb.shape[:2]
+    return b"P6 %d %d 255\n" % (width, height) + np.ascontiguousarray(rgb).tobytes()
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+@dataclass(frozen=True, slots=True)
+class StatsView:
+    """The figures the statistics panel shows; None when the session does not report one."""
+
+    fps_in: float | None = None
+    fps_out: float | None = None
+    kbps_in: float | None = None
+    kbps_out: float | None = None
+    loss_pct: float | None = None
+    rtt_ms: float | None = None
+    c2d_p50_ms: float | None = None
+    c2d_p95_ms: float | None = None
+    stages: tuple[tuple[str, float], ...] = ()  # (stage, p50 ms), pipeline order
+    resolution: str = ""
+    mode: str = ""
+
+    def lines(self) -> list[tuple[str, str]]:
+        """(label, value) rows for the panel, with units."""
+
+        def num(v: float | None, unit: str, digits: int = 1) -> str:
+            return "–" if v is None else f"{v:.{digits}f} {unit}"
+
+        rows = [
+            ("frames/s in / out", f"{num(self.fps_in, '')}/ {num(self.fps_out, '')}".strip()),
+            ("kbit/s in / out", f"{num(self.kbps_in, '', 0)}/ {num(self.kbps_out, '', 0)}"),
+            ("loss", num(self.loss_pct, "%")),
+            ("round trip", num(self.rtt_ms, "ms")),
+            ("capture→display p50", num(self.c2d_p50_ms, "ms")),
+            ("capture→display p95", num(self.c2d_p95_ms, "ms")),
+        ]
+        rows += [(f"  {name}", num(ms, "ms")) for name, ms in self.stages]
+        if self.resolution:
+            rows.append(("receiving", self.resolution))
+        if self.mode:
+            rows.append(("media", self.mode))
+        return rows
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _dig(data: Mapping[str, Any], *path: str) -> Any:
+    cur: Any = data
+    for key in path:
+        if not isinstance(cur, Mapping) or key not in cur:
+            return None
+        cur = cur[key]
+    return cur
+
+
+def _first(data: Mapping[str, Any], *paths: Sequence[str]) -> float | None:
+    for path in paths:
+        value = _number(_dig(data, *path))
+        if value is not None:
+            return value
+    return None
+
+
+# Pipeline stages in the order a frame passes them; the stats name each one's latency.
+STAGE_ORDER = ("capture", "encode", "send", "network", "receive", "jitter", "decode", "display")
+
+
+def summarize_stats(stats: Mapping[str, Any]) -> StatsView:
+    """Pick the panel's figures out of ``MediaSession.stats()`` (a JSON-like dict).
+
+    Tolerant by design: a missing or malformed figure shows as "–", never as an exception, so a
+    newer or older pipeline cannot break the panel.
+    """
+    stages: list[tuple[str, float]] = []
+    raw_stages = stats.get("stages")
+    if isinstance(raw_stages, Mapping):
+        names = [n for n in STAGE_ORDER if n in raw_stages]
+        names += sorted(str(n) for n in raw_stages if n not in STAGE_ORDER)
+        for name in names:
+            entry = raw_stages.get(name)
+            value = _first(entry, ("p50_ms",), ("p50",)) if isinstance(entry, Mapping) else None
+            if value is None:
+                value = _number(entry)
+            if value is not None:
+                stages.append((name, value))
+    size = _dig(stats, "rx", "size") or _dig(stats, "rx_size")
+    resolution = (
+        f"{size[0]}x{size[1]}"
+        if isinstance(size, Sequence) and not isinstance(size, str) and len(size) == 2
+        else ""
+    )
+    mode = stats.get("mode")
+    return StatsView(
+        fps_in=_first(stats, ("rx", "fps"), ("fps_in",), ("display", "fps")),
+        fps_out=_first(stats, ("tx", "fps"), ("fps_out",), ("send", "fps")),
+        kbps_in=_first(stats, ("rx", "kbps"), ("kbps_in",)),
+        kbps_out=_first(stats, ("tx", "kbps"), ("kbps_out",)),
+        loss_pct=_first(stats, ("rx", "loss_pct"), ("loss_pct",), ("rtcp", "loss_pct")),
+        rtt_ms=_first(stats, ("rtt_ms",), ("rtcp", "rtt_ms")),
+        c2d_p50_ms=_first(stats, ("capture_to_display", "p50_ms"), ("c2d_p50_ms",)),
+        c2d_p95_ms=_first(stats, ("capture_to_display", "p95_ms"), ("c2d_p95_ms",)),
+        stages=tuple(stages),
+        resolution=resolution,
+        mode=mode if isinstance(mode, str) else "",
+    )
+
+
+class History:
+    """The last ``length`` samples of a few series, for the chart (a bounded deque each)."""
+
+    SERIES = ("fps_in", "kbps_in", "c2d_p50_ms", "rtt_ms")
+
+    def __init__(self, length: int = 120) -> None:
+        self.length = length
+        self._data: dict[str, deque[float | None]] = {s: deque(maxlen=length) for s in self.SERIES}
+
+    def add(self, view: StatsView) -> None:
+        for name in self.SERIES:
+            self._data[name].append(getattr(view, name))
+
+    def series(self, name: str) -> list[float | None]:
+        return list(self._data[name])
+
+    def clear(self) -> None:
+        for values in self._data.values():
+            values.clear()
+
+
+def nice_ceiling(value: float) -> float:
+    """The smallest of 1, 2, 5 x 10^k not below ``value`` (a chart's top line); 1 for <= 0."""
+    if not value > 0 or not math.isfinite(value):
+        return 1.0
+    exponent = math.floor(math.log10(value))
+    for step in (1.0, 2.0, 5.0, 10.0):
+        top = step * 10.0**exponent
+        if top >= value * (1 - 1e-12):
+            return top
+    return 10.0 ** (exponent + 1)  # pragma: no cover - the loop always returns
+
+
+def chart_segments(
+    values: Sequence[float | None], width: int, height: int, length: int, top: float
+) -> list[list[float]]:
+    """Polylines (flat x0, y0, x1, y1, ... lists) of ``values`` in a width x height box.
+
+    The newest sample is at the right edge; ``length`` samples span the width; a None breaks the
+    line; values are clipped to [0, top]. Lines of a single point are dropped.
+    """
+    if width < 2 or height < 2 or length < 2 or not top > 0:
+        return []
+    step = (width - 1) / (length - 1)
+    first_x = (width - 1) - step * (len(values) - 1)
+    segments: list[list[float]] = []
+    current: list[float] = []
+    for index, value in enumerate(values):
+        if value is None:
+            if len(current) >= 4:
+                segments.append(current)
+            current = []
+            continue
+        clipped = min(max(value, 0.0), top)
+        current += [first_x + step * index, (height - 1) * (1 - clipped / top)]
+    if len(current) >= 4:
+        segments.append(current)
+    return segments

@@ -1,0 +1,96 @@
+"""Login and registration screen: nick, password, server, "remember password".
+
+Widgets only: :attr:`LoginScreen.on_submit` receives what the user typed once it passes the
+local checks (:func:`~vcall.gui.logic.valid_nick`, server address syntax); the app posts it to the
+worker. Return in any field submits.
+"""
+
+from __future__ import annotations
+
+import tkinter as tk
+from collections.abc import Callable
+from tkinter import ttk
+
+from vcall.config import ConfigError, parse_server
+from vcall.gui.logic import valid_nick, valid_password
+
+# (nick, password, (host, port), remember_password)
+SubmitHandler = Callable[[str, str, tuple[str, int], bool], None]
+
+
+class LoginScreen(ttk.Frame):
+    def __init__(self, master: tk.Misc, *, on_submit: SubmitHandler) -> None:
+        super().__init__(master, padding=24)
+        self.on_submit = on_submit
+        self.nick = tk.StringVar(self)
+        self.password = tk.StringVar(self)
+        self.server = tk.StringVar(self)
+        self.remember = tk.BooleanVar(self, value=False)
+        ttk.Label(self, text="vcall", font=("TkHeadingFont", 20, "bold")).grid(
+            row=0, column=0, columnspan=2, pady=(0, 16)
+        )
+        self.entries: dict[str, ttk.Entry] = {}
+        for row, (label, var, key, show) in enumerate(
+            (
+                ("Nick", self.nick, "nick", ""),
+                ("Password", self.password, "password", "•"),
+                ("Server", self.server, "server", ""),
+            ),
+            start=1,
+        ):
+            ttk.Label(self, text=label).grid(row=row, column=0, sticky="e", padx=(0, 8), pady=4)
+            entry = ttk.Entry(self, textvariable=var, width=32, show=show)
+            entry.grid(row=row, column=1, sticky="we", pady=4)
+            entry.bind("<Return>", lambda _e: self.submit())
+            self.entries[key] = entry
+        self.remember_check = ttk.Checkbutton(
+            self, text="Remember password on this computer", variable=self.remember
+        )
+        self.remember_check.grid(row=4, column=1, sticky="w", pady=4)
+        self.button = ttk.Button(self, text="Register and log in", command=self.submit)
+        self.button.grid(row=5, column=1, sticky="e", pady=(8, 4))
+        self.message = ttk.Label(self, text="", foreground="#b00020", wraplength=380)
+        self.message.grid(row=6, column=0, columnspan=2, sticky="we", pady=(8, 0))
+        self.hint = ttk.Label(
+            self,
+            text="The first registration of a nick sets its password.",
+            foreground="#666666",
+        )
+        self.hint.grid(row=7, column=0, columnspan=2, sticky="we")
+        self.columnconfigure(1, weight=1)
+
+    def fill(self, nick: str, server: str, password: str = "", remember: bool = False) -> None:
+        self.nick.set(nick)
+        self.server.set(server)
+        self.password.set(password)
+        self.remember.set(remember)
+
+    def focus_first_empty(self) -> None:
+        for key, var in (("nick", self.nick), ("password", self.password)):
+            if not var.get():
+                self.entries[key].focus_set()
+                return
+        self.button.focus_set()
+
+    def show_message(self, text: str, error: bool = True) -> None:
+        self.message.configure(text=text, foreground="#b00020" if error else "#1b5e20")
+
+    def set_busy(self, busy: bool) -> None:
+        self.button.configure(state="disabled" if busy else "normal")
+        if busy:
+            self.show_message("Registering…", error=False)
+
+    def submit(self) -> None:
+        if str(self.button.cget("state")) == "disabled":
+            return
+        nick, password = self.nick.get().strip(), self.password.get()
+        problem = valid_nick(nick) or valid_password(password)
+        if problem is None:
+            try:
+                server = parse_server(self.server.get())
+            except ConfigError as exc:
+                problem = f"Server: {exc}."
+        if problem is not None:
+            self.show_message(problem)
+            return
+        self.on_submit(nick, password, server, self.remember.get())

@@ -1,0 +1,125 @@
+"""Main screen: call a user by nick, or from the user list (refresh, filter as you type,
+double-click or button to call); log out; exit.
+
+Widgets only. The list keeps the last :class:`~vcall.gui.events.UserRow` set it was given and
+re-renders it through :func:`~vcall.gui.logic.filter_users` on every keystroke in the filter.
+"""
+
+from __future__ import annotations
+
+import tkinter as tk
+from collections.abc import Callable, Sequence
+from tkinter import ttk
+
+from vcall.gui.events import UserRow
+from vcall.gui.logic import filter_users
+
+
+class MainScreen(ttk.Frame):
+    def __init__(
+        self,
+        master: tk.Misc,
+        *,
+        on_call: Callable[[str], None],
+        on_refresh: Callable[[], None],
+        on_logout: Callable[[], None],
+        on_exit: Callable[[], None],
+    ) -> None:
+        super().__init__(master, padding=12)
+        self.on_call = on_call
+        self._users: tuple[UserRow, ...] = ()
+        self._me = ""
+        self.header = ttk.Label(self, text="", font=("TkHeadingFont", 12, "bold"))
+        self.header.grid(row=0, column=0, columnspan=3, sticky="w", pady=(0, 8))
+
+        self.call_nick = tk.StringVar(self)
+        ttk.Label(self, text="Call by nick").grid(row=1, column=0, sticky="w")
+        self.call_entry = ttk.Entry(self, textvariable=self.call_nick, width=24)
+        self.call_entry.grid(row=1, column=1, sticky="we", padx=4)
+        self.call_entry.bind("<Return>", lambda _e: self._call_typed())
+        self.call_button = ttk.Button(self, text="Call", command=self._call_typed)
+        self.call_button.grid(row=1, column=2, sticky="we")
+
+        self.filter_text = tk.StringVar(self)
+        ttk.Label(self, text="Filter").grid(row=2, column=0, sticky="w", pady=(12, 4))
+        self.filter_entry = ttk.Entry(self, textvariable=self.filter_text, width=24)
+        self.filter_entry.grid(row=2, column=1, sticky="we", padx=4, pady=(12, 4))
+        self.filter_text.trace_add("write", lambda *_a: self._render())
+        self.refresh_button = ttk.Button(self, text="Refresh", command=on_refresh)
+        self.refresh_button.grid(row=2, column=2, sticky="we", pady=(12, 4))
+
+        self.tree = ttk.Treeview(self, columns=("address",), height=14, selectmode="browse")
+        self.tree.heading("#0", text="Nick")
+        self.tree.heading("address", text="Address")
+        self.tree.column("#0", width=180)
+        self.tree.column("address", width=180)
+        self.tree.grid(row=3, column=0, columnspan=3, sticky="nsew")
+        self.tree.bind("<Double-Button-1>", self._double_click)
+        self.tree.bind("<Return>", lambda _e: self._call_selected())
+        scroll = ttk.Scrollbar(self, orient="vertical", command=self.tree.yview)
+        scroll.grid(row=3, column=3, sticky="ns")
+        self.tree.configure(yscrollcommand=scroll.set)
+
+        buttons = ttk.Frame(self)
+        buttons.grid(row=4, column=0, columnspan=3, sticky="we", pady=(8, 0))
+        self.call_selected_button = ttk.Button(
+            buttons, text="Call selected", command=self._call_selected
+        )
+        self.call_selected_button.pack(side="left")
+        self.exit_button = ttk.Button(buttons, text="Exit", command=on_exit)
+        self.exit_button.pack(side="right")
+        self.logout_button = ttk.Button(buttons, text="Log out", command=on_logout)
+        self.logout_button.pack(side="right", padx=4)
+
+        self.message = ttk.Label(self, text="", wraplength=480)
+        self.message.grid(row=5, column=0, columnspan=3, sticky="we", pady=(8, 0))
+        self.columnconfigure(1, weight=1)
+        self.rowconfigure(3, weight=1)
+
+    def set_identity(self, nick: str, server: str) -> None:
+        self._me = nick
+        self.header.configure(text=f"{nick} @ {server}")
+        self._render()
+
+    def set_users(self, users: Sequence[UserRow]) -> None:
+        self._users = tuple(users)
+        self._render()
+
+    def visible_nicks(self) -> list[str]:
+        return [str(self.tree.item(iid, "text")) for iid in self.tree.get_children()]
+
+    def show_message(self, text: str, error: bool = False) -> None:
+        self.message.configure(text=text, foreground="#b00020" if error else "#1b5e20")
+
+    def _render(self) -> None:
+        selected = self._selected_nick()
+        self.tree.delete(*self.tree.get_children())
+        for index, user in enumerate(filter_users(self._users, self.filter_text.get(), self._me)):
+            iid = self.tree.insert("", "end", iid=str(index), text=user.nick,
+                                   values=(f"{user.ip}:{user.port}",))  # fmt: skip
+            if user.nick == selected:
+                self.tree.selection_set(iid)
+
+    def _selected_nick(self) -> str | None:
+        selection = self.tree.selection()
+        return str(self.tree.item(selection[0], "text")) if selection else None
+
+    def _double_click(self, event: tk.Event[ttk.Treeview]) -> None:
+        iid = self.tree.identify_row(event.y)
+        if iid:
+            self.tree.selection_set(iid)
+            self._call_selected()
+
+    def _call_selected(self) -> None:
+        nick = self._selected_nick()
+        if nick is None:
+            self.show_message("Select a user to call first.", error=True)
+            return
+        self.on_call(nick)
+
+    def _call_typed(self) -> None:
+        nick = self.call_nick.get().strip()
+        if not nick:
+            self.show_message("Type the nick of the user to call.", error=True)
+            return
+        self.on_call(nick)

@@ -1,0 +1,160 @@
+"""What the client shows, as one value: which screen, which call phase, which message.
+
+:func:`reduce` folds worker events (:mod:`vcall.gui.events`) into a new :class:`UiModel`; the
+widgets only render it. Pure: ``now`` (``time.monotonic()``) is passed in, so the whole user
+journey's screen logic is tested without a display.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+
+from vcall.gui import events as ev
+from vcall.gui.logic import format_duration
+
+
+class Screen(enum.Enum):
+    LOGIN = "login"
+    MAIN = "main"
+    CALL = "call"
+
+
+class Phase(enum.Enum):
+    IDLE = "idle"
+    DIALING = "dialing"  # we called, the peer has not answered yet
+    RINGING = "ringing"  # the peer calls us, the dialog is up
+    CONNECTED = "connected"
+
+
+@dataclass(frozen=True, slots=True)
+class UiModel:
+    screen: Screen = Screen.LOGIN
+    phase: Phase = Phase.IDLE
+    nick: str = ""
+    server: tuple[str, int] | None = None
+    peer: str = ""
+    mode: str = ""
+    connected_at: float | None = None
+    ring_deadline: float | None = None
+    hold_local: bool = False
+    hold_remote: bool = False
+    sending: bool = True
+    preset: str = "medium"
+    source: str = "pattern"
+    message: str = ""
+    message_error: bool = False
+    busy: bool = False  # a login is in flight: the login button is disabled
+
+    @property
+    def in_call(self) -> bool:
+        return self.phase is not Phase.IDLE
+
+
+def reduce(model: UiModel, event: ev.Event, now: float) -> UiModel:
+    """The model after ``event``."""
+    rep = dataclasses.replace
+    match event:
+        case ev.LoggedIn(nick=nick, server=server):
+            return rep(
+                model,
+                screen=Screen.MAIN,
+                nick=nick,
+                server=server,
+                busy=False,
+                message=f"Registered as {nick}.",
+                message_error=False,
+            )
+        case ev.LoginFailed(message=message):
+            return rep(model, screen=Screen.LOGIN, busy=False, message=message, message_error=True)
+        case ev.LoggedOut():
+            return UiModel(preset=model.preset, source=model.source, message="Logged out.")
+        case ev.Notice(message=message, error=error):
+            return rep(model, message=message, message_error=error)
+        case ev.Dialing(peer=peer):
+            return rep(
+                model,
+                phase=Phase.DIALING,
+                peer=peer,
+                screen=Screen.CALL,
+                message=f"Calling {peer}…",
+                message_error=False,
+                hold_local=False,
+                hold_remote=False,
+                sending=True,
+            )
+        case ev.Ringing(peer=peer, timeout=timeout):
+            return rep(
+                model,
+                phase=Phase.RINGING,
+                peer=peer,
+                ring_deadline=now + timeout,
+                message=f"{peer} is calling.",
+                message_error=False,
+            )
+        case ev.Connected(peer=peer, mode=mode):
+            return rep(
+                model,
+                phase=Phase.CONNECTED,
+                peer=peer,
+                mode=mode,
+                screen=Screen.CALL,
+                connected_at=now,
+                ring_deadline=None,
+                hold_local=False,
+                hold_remote=False,
+                message=f"In a call with {peer}.",
+                message_error=False,
+            )
+        case ev.HoldState(local=local, remote=remote):
+            return rep(model, hold_local=local, hold_remote=remote)
+        case ev.Ended(message=message, error=error):
+            return rep(
+                model,
+                phase=Phase.IDLE,
+                screen=Screen.MAIN,
+                peer="",
+                mode="",
+                connected_at=None,
+                ring_deadline=None,
+                hold_local=False,
+                hold_remote=False,
+                sending=True,
+                message=message,
+                message_error=error,
+            )
+        case ev.SendingChanged(enabled=enabled):
+            return rep(model, sending=enabled)
+        case ev.PresetChanged(name=name):
+            return rep(model, preset=name)
+        case ev.SourceChanged(spec=spec):
+            return rep(model, source=spec)
+        case _:
+            return model
+
+
+def status_line(model: UiModel, now: float) -> str:
+    """The call screen's status bar: state, peer, duration, hold and pause."""
+    match model.phase:
+        case Phase.IDLE:
+            return "Not in a call"
+        case Phase.DIALING:
+            return f"Calling {model.peer}…"
+        case Phase.RINGING:
+            left = 0.0 if model.ring_deadline is None else max(0.0, model.ring_deadline - now)
+            return f"{model.peer} is calling ({left:.0f} s)"
+        case Phase.CONNECTED:
+            start = now if model.connected_at is None else model.connected_at
+            parts = [f"In call with {model.peer}", format_duration(now - start)]
+            if model.hold_local and model.hold_remote:
+                parts.append("on hold (both)")
+            elif model.hold_local:
+                parts.append("on hold")
+            elif model.hold_remote:
+                parts.append(f"held by {model.peer}")
+            if not model.sending:
+                parts.append("sending paused")
+            if model.mode:
+                parts.append(model.mode.upper())
+            return " · ".join(parts)

@@ -1,0 +1,83 @@
+"""A video view: one persistent PhotoImage updated in place, centred in a fixed-size frame.
+
+The frame never takes its size from the picture (propagation off), so showing a bigger frame
+cannot grow the window and feed back into the display size; :attr:`on_resize` reports the area
+available, which the client passes to ``MediaSession.set_display_size``.
+"""
+
+from __future__ import annotations
+
+import logging
+import tkinter as tk
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+from vcall.gui.logic import to_ppm
+
+logger = logging.getLogger(__name__)
+
+
+class VideoView(tk.Frame):
+    def __init__(
+        self,
+        master: tk.Misc,
+        *,
+        width: int,
+        height: int,
+        placeholder: str = "",
+        on_resize: Callable[[int, int], None] | None = None,
+    ) -> None:
+        super().__init__(master, width=width, height=height, background="black")
+        self.pack_propagate(False)
+        self.grid_propagate(False)
+        self.on_resize = on_resize
+        self.frames_shown = 0
+        self._photo = tk.PhotoImage(master=self, width=1, height=1)
+        self._image = tk.Label(self, image=self._photo, background="black", borderwidth=0)
+        self._image.place(relx=0.5, rely=0.5, anchor="center")
+        self._text = tk.Label(
+            self, text=placeholder, foreground="#bbbbbb", background="black", wraplength=width
+        )
+        self._text.place(relx=0.5, rely=0.5, anchor="center")
+        self._size = (width, height)
+        self.bind("<Configure>", self._configured)
+
+    @property
+    def area(self) -> tuple[int, int]:
+        """The (width, height) the picture may use."""
+        return self._size
+
+    def image_box(self) -> tuple[int, int, int, int]:
+        """Root-window (x, y, width, height) of the picture shown now (for screenshots)."""
+        return (
+            self._image.winfo_rootx(),
+            self._image.winfo_rooty(),
+            self._photo.width(),
+            self._photo.height(),
+        )
+
+    def show(self, rgb: npt.NDArray[np.uint8]) -> None:
+        """Show an (H, W, 3) uint8 RGB picture; replaces the previous one in place."""
+        self._photo.configure(data=to_ppm(rgb), format="ppm")
+        if self.frames_shown == 0:
+            self._text.place_forget()
+        self.frames_shown += 1
+
+    def clear(self, placeholder: str | None = None) -> None:
+        """Blank the picture and show ``placeholder`` (keeps the old text if None)."""
+        self._photo.blank()
+        self._photo.configure(width=1, height=1)
+        if placeholder is not None:
+            self._text.configure(text=placeholder)
+        self._text.place(relx=0.5, rely=0.5, anchor="center")
+        self.frames_shown = 0
+
+    def _configured(self, event: tk.Event[tk.Misc]) -> None:
+        size = (max(2, event.width), max(2, event.height))
+        if size != self._size:
+            self._size = size
+            self._text.configure(wraplength=size[0])
+            if self.on_resize is not None:
+                self.on_resize(*size)

@@ -1,0 +1,403 @@
+"""The client's worker: owns the call manager and its media session, off the Tk thread.
+
+Tk callbacks only :meth:`ClientWorker.post` commands (never blocks: a bounded deque that drops
+the oldest, with display-size commands coalesced). One worker thread runs them against the
+:class:`~vcall.call.manager.CallManager` (whose methods return promptly; progress arrives as its
+events) and the discovery client.
+Results come back as :mod:`vcall.gui.events` in a bounded outbox; :attr:`ClientWorker.wake_fd`
+becomes readable whenever the outbox has something, for a Tk file handler.
+
+Guarantees: no method called from Tk touches the network or the pipeline; every failure of a
+command becomes a :class:`~vcall.gui.events.Notice`, :class:`~vcall.gui.events.LoginFailed` or
+:class:`~vcall.gui.events.Ended` with the user's words, never an exception in Tk; :meth:`stop`
+hangs up, closes the manager and joins the thread.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import importlib
+import ipaddress
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from vcall.call import events as call_events
+from vcall.config import Config, format_server
+from vcall.gui import events as ev
+from vcall.gui.logic import describe_end, describe_error
+
+logger = logging.getLogger(__name__)
+
+STATS_INTERVAL = 0.5  # seconds between statistics snapshots during a call
+_MAX_COMMANDS = 256
+_MAX_EVENTS = 1024
+
+
+class ManagerLike(Protocol):
+    """The part of CallManager the worker uses (a fake in unit tests)."""
+
+    def start(self) -> None: ...
+    def call(self, nick: str) -> None: ...
+    def accept(self) -> None: ...
+    def deny(self) -> None: ...
+    def hold(self) -> None: ...
+    def resume(self) -> None: ...
+    def hangup(self) -> None: ...
+    def close(self) -> None: ...
+
+    @property
+    def media(self) -> Any: ...
+
+
+# (nick, password, server, listen, advertise_ip, media_factory, on_event, ring_timeout) -> manager
+ManagerFactory = Callable[..., ManagerLike]
+# (host, port) -> list of (nick, ip, port)
+UserLister = Callable[[tuple[str, int]], list[ev.UserRow]]
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _default_manager_factory(**kwargs: Any) -> ManagerLike:
+    from vcall.call.manager import CallManager  # noqa: PLC0415 - heavy; only when logging in
+
+    manager: ManagerLike = CallManager(**kwargs)
+    return manager
+
+
+def _default_lister(server: tuple[str, int]) -> list[ev.UserRow]:
+    from vcall.discovery.client import DiscoveryClient  # noqa: PLC0415
+
+    with DiscoveryClient(*server) as client:
+        return [ev.UserRow(u.nick, u.ip, u.port) for u in client.list_users()]
+
+
+def _default_media_factory(**kwargs: Any) -> Any:
+    # Imported when a call starts: logging in does not pay for the pipeline's imports.
+    session = importlib.import_module("pipeline.session")
+    return session.MediaSession(**kwargs)
+
+
+class _Internal:
+    """A call-manager event handed from an I/O thread to the worker thread."""
+
+    __slots__ = ("event",)
+
+    def __init__(self, event: object) -> None:
+        self.event = event
+
+
+class ClientWorker:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        manager_factory: ManagerFactory = _default_manager_factory,
+        lister: UserLister = _default_lister,
+        media_factory: Callable[..., Any] = _default_media_factory,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._config = config
+        self._manager_factory = manager_factory
+        self._lister = lister
+        self._media_factory = media_factory
+        self._clock = clock
+        self._preset = config.preset
+        self._source = config.source
+        self._sending = True
+        self._display: tuple[tuple[int, int], tuple[int, int]] | None = None
+        self._manager: ManagerLike | None = None
+        self._server: tuple[str, int] | None = None
+        self._nick = ""
+        self._peer = ""
+        self._media: Any = None
+        self._next_stats = 0.0
+        self._commands: collections.deque[ev.Command | _Internal] = collections.deque(
+            maxlen=_MAX_COMMANDS
+        )
+        self._cond = threading.Condition()
+        self._outbox: collections.deque[ev.Event] = collections.deque(maxlen=_MAX_EVENTS)
+        self._out_lock = threading.Lock()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._thread = threading.Thread(target=self._run, name="vcall-gui-worker", daemon=True)
+        self._held = False  # either side holds: the manager stops sending
+        self._closed = False
+
+    # ------------------------------------------------------------------ Tk-thread side
+
+    @property
+    def wake_fd(self) -> int:
+        """Readable while events wait in the outbox (drained by :meth:`drain`)."""
+        return self._wake_r
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def post(self, command: ev.Command) -> None:
+        """Queue ``command`` for the worker; never blocks."""
+        with self._cond:
+            if isinstance(command, ev.SetDisplaySize):
+                # Only the newest size matters: a resize drag sends dozens.
+                pending = [c for c in self._commands if not isinstance(c, ev.SetDisplaySize)]
+                self._commands.clear()
+                self._commands.extend(pending)
+            if len(self._commands) == self._commands.maxlen:
+                logger.warning("command queue full: dropping %r", self._commands[0])
+            self._commands.append(command)
+            self._cond.notify()
+
+    def drain(self) -> list[ev.Event]:
+        """All events waiting, oldest first."""
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake_r, 4096):
+                pass
+        with self._out_lock:
+            events = list(self._outbox)
+            self._outbox.clear()
+        return events
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Hang up, unregister the manager and join the worker; idempotent."""
+        if self._thread.is_alive():
+            self.post(ev.Shutdown())
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                logger.error("worker did not stop within %.1f s", timeout)
+        if not self._closed:
+            self._closed = True
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+
+    # ----------------------------------------------------------------- any-thread side
+
+    def _emit(self, event: ev.Event) -> None:
+        with self._out_lock:
+            if len(self._outbox) == self._outbox.maxlen:
+                logger.warning("event outbox full: dropping %r", self._outbox[0])
+            self._outbox.append(event)
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._wake_w, b"!")
+
+    def _on_manager_event(self, event: object) -> None:
+        """CallManager's callback (its I/O threads): hand over to the worker thread."""
+        with self._cond:
+            self._commands.append(_Internal(event))
+            self._cond.notify()
+
+    # ------------------------------------------------------------------- worker thread
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while not self._commands:
+                        wait = self._next_stats - self._clock() if self._media else None
+                        if wait is not None and wait <= 0:
+                            break
+                        self._cond.wait(wait)
+                    command = self._commands.popleft() if self._commands else None
+                if command is None:
+                    self._poll_stats()
+                    continue
+                if isinstance(command, ev.Shutdown):
+                    break
+                try:
+                    self._handle(command)
+                except Exception as exc:  # a command must never kill the worker
+                    logger.exception("command %r failed", command)
+                    self._emit(ev.Notice(describe_error(exc, peer=self._peer), error=True))
+                if self._media is not None and self._clock() >= self._next_stats:
+                    self._poll_stats()
+        finally:
+            self._logout()
+            self._emit(ev.WorkerStopped())
+
+    def _handle(self, command: ev.Command | _Internal) -> None:
+        match command:
+            case _Internal(event=event):
+                self._translate(event)
+            case ev.Login():
+                self._login(command)
+            case ev.Logout():
+                self._logout()
+                self._emit(ev.LoggedOut())
+            case ev.Refresh():
+                self._refresh()
+            case ev.Dial(nick=nick):
+                self._dial(nick)
+            case ev.Accept():
+                self._need_manager().accept()
+            case ev.Deny():
+                self._need_manager().deny()
+            case ev.Hold():
+                self._need_manager().hold()
+            case ev.Resume():
+                self._need_manager().resume()
+            case ev.Hangup():
+                self._need_manager().hangup()
+            case ev.SetSending(enabled=enabled):
+                # While held the manager keeps sending off; resuming it is the manager's job.
+                if self._media is not None and not (enabled and self._held):
+                    self._media.set_sending(enabled)
+                self._sending = enabled
+                self._emit(ev.SendingChanged(enabled))
+            case ev.SetPreset(name=name):
+                if self._media is not None:
+                    self._media.set_preset(name)
+                self._preset = name
+                self._emit(ev.PresetChanged(name))
+            case ev.SetSource(spec=spec):
+                if self._media is not None:
+                    self._media.set_source(spec)
+                self._source = spec
+                self._emit(ev.SourceChanged(spec))
+            case ev.SetDisplaySize(peer=peer, self_view=self_view):
+                self._display = (peer, self_view)
+                if self._media is not None:
+                    self._media.set_display_size(peer, self_view)
+
+    def _need_manager(self) -> ManagerLike:
+        if self._manager is None:
+            raise RuntimeError("not logged in")
+        return self._manager
+
+    def _login(self, command: ev.Login) -> None:
+        self._logout()
+        host, _port = command.server
+        local = _is_loopback(host)
+        bind_ip = "127.0.0.1" if local else "0.0.0.0"
+        advertise = self._config.advertise_ip or ("127.0.0.1" if local else None)
+
+        def media() -> Any:
+            return self._media_factory(
+                source=self._source, preset=self._preset, bind_ip=bind_ip,
+                rx_port=self._config.media_port,
+            )  # fmt: skip
+
+        manager = self._manager_factory(
+            nick=command.nick,
+            password=command.password,
+            server=command.server,
+            listen=(bind_ip, self._config.listen_port),
+            advertise_ip=advertise,
+            media_factory=media,
+            on_event=self._on_manager_event,
+            ring_timeout=self._config.ring_timeout,
+        )
+        try:
+            manager.start()
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                manager.close()
+            logger.info("login as %s at %s failed: %r", command.nick, command.server, exc)
+            self._emit(
+                ev.LoginFailed(
+                    describe_error(exc, nick=command.nick, server=format_server(*command.server))
+                )
+            )
+            return
+        self._manager, self._server, self._nick = manager, command.server, command.nick
+        self._emit(ev.LoggedIn(command.nick, command.server))
+        self._refresh()
+
+    def _logout(self) -> None:
+        manager, self._manager = self._manager, None
+        if manager is None:
+            return
+        self._detach_media()
+        try:
+            manager.close()  # hangs up a call in progress
+        except Exception:
+            logger.exception("closing the call manager failed")
+
+    def _refresh(self) -> None:
+        if self._server is None:
+            raise RuntimeError("not logged in")
+        try:
+            users = self._lister(self._server)
+        except Exception as exc:
+            self._emit(ev.Notice(describe_error(exc, server=format_server(*self._server)), True))
+            return
+        self._emit(ev.UsersListed(tuple(users)))
+
+    def _dial(self, nick: str) -> None:
+        manager = self._need_manager()
+        self._peer = nick
+        self._emit(ev.Dialing(nick))
+        try:
+            manager.call(nick)  # returns at once; progress and failure arrive as events
+        except Exception as exc:
+            logger.info("call to %s failed: %r", nick, exc)
+            server = format_server(*self._server) if self._server else ""
+            self._emit(ev.Ended(describe_error(exc, peer=nick, server=server), error=True))
+
+    def _translate(self, event: object) -> None:
+        """One CallManager event -> GUI events (and media attach/detach)."""
+        match event:
+            case call_events.IncomingCall(peer=peer):
+                self._peer = peer
+                self._emit(ev.Ringing(peer, self._config.ring_timeout))
+            case call_events.Outgoing(peer=peer):
+                self._peer = peer
+            case call_events.CallStarted(peer=peer, mode=mode):
+                self._peer = peer
+                self._held = False
+                self._attach_media()
+                self._emit(ev.Connected(peer, mode))
+            case call_events.HoldChanged(local=local, remote=remote):
+                self._held = local or remote
+                # The manager resumes sending when the hold ends; a user's pause outlasts it.
+                if not self._held and not self._sending and self._media is not None:
+                    self._media.set_sending(False)
+                self._emit(ev.HoldState(local, remote))
+            case call_events.CallEnded(peer=peer, reason=reason, detail=detail):
+                self._detach_media()
+                message, error = describe_end(reason, peer or self._peer, detail)
+                self._emit(ev.Ended(message, error))
+                self._peer = ""
+                self._held = False
+                self._sending = True  # pausing is per call
+            case _:
+                logger.debug("call event %r", event)
+
+    def _attach_media(self) -> None:
+        media = self._manager.media if self._manager is not None else None
+        if media is None or media is self._media:
+            return
+        self._media = media
+        if self._display is not None:
+            media.set_display_size(*self._display)
+        if not self._sending:
+            media.set_sending(False)
+        # Tk gets its own duplicate of the fd: it stays valid until Tk has removed its file
+        # handler, even when the session closes its own copy first.
+        self._emit(ev.MediaAttached(media, os.dup(media.notify_fd())))
+        self._next_stats = self._clock()
+
+    def _detach_media(self) -> None:
+        if self._media is not None:
+            self._media = None
+            self._emit(ev.MediaDetached())
+
+    def _poll_stats(self) -> None:
+        self._next_stats = self._clock() + STATS_INTERVAL
+        media = self._media
+        if media is None:
+            return
+        try:
+            stats = media.stats()
+        except Exception:
+            logger.debug("stats() failed", exc_info=True)
+            return
+        self._emit(ev.StatsUpdate(stats, self._clock()))
