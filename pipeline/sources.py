@@ -30,6 +30,8 @@ Guarantees:
 - read_into never paces: pattern, file and screen return at once (the capture loop keeps the
   frame rate); a camera blocks until the device delivers its next frame. ``fps`` is passed to
   the camera; the others ignore it.
+- A camera or file that yields no frame MAX_CONSECUTIVE_MISSES times in a row raises
+  CameraUnavailableError / VideoFileError from read_into (unplugged camera, file gone).
 - Sources hold OS handles and are not picklable: call open_source inside the process that
   reads (e.g. the capture stage), passing it the spec string.
 """
@@ -58,6 +60,9 @@ logger = logging.getLogger(__name__)
 U8Array = npt.NDArray[np.uint8]
 
 _ID_MASK = 0xFFFFFFFF
+# A camera or file that gives no frame this many times in a row is reported lost (an exception),
+# so the capture stage can say so and switch to the pattern instead of showing a frozen frame.
+MAX_CONSECUTIVE_MISSES = 30
 # VIDIOC_QUERYCAP = _IOR('V', 0, struct v4l2_capability) (104 bytes).
 _VIDIOC_QUERYCAP = 0x80685600
 _V4L2_CAP_VIDEO_CAPTURE = 0x00000001
@@ -192,6 +197,7 @@ class _CaptureSource(_CountingSource):
         super().__init__(spec, width, height, first_id)
         self._cap = cap
         self._buf: Any = None  # reused by VideoCapture.read(image=...) when shapes match
+        self.misses = 0  # consecutive reads without a frame
 
     def _read(self) -> U8Array | None:
         ok, image = self._cap.read(self._buf)
@@ -205,9 +211,16 @@ class _CaptureSource(_CountingSource):
         _check_dst(dst, self.width, self.height)
         image = self._read()
         if image is None:
+            self.misses += 1
+            if self.misses >= MAX_CONSECUTIVE_MISSES:
+                raise self._lost(f"{self.spec}: no frame in {self.misses} reads")
             return None
+        self.misses = 0
         fit_into(image, dst)
         return self._take_id()
+
+    def _lost(self, message: str) -> SourceError:
+        return SourceError(message)
 
     def close(self) -> None:
         if not self.closed:
@@ -218,6 +231,9 @@ class _CaptureSource(_CountingSource):
 class CameraSource(_CaptureSource):
     """A V4L2 camera through OpenCV; read_into blocks until the next frame."""
 
+    def _lost(self, message: str) -> SourceError:
+        return CameraUnavailableError(f"{message} (unplugged?)")
+
 
 class FileSource(_CaptureSource):
     """A video file played in a loop, one file frame per read_into."""
@@ -226,6 +242,9 @@ class FileSource(_CaptureSource):
         super().__init__(spec, width, height, first_id, _open_file(path))
         self._path = path
         self.loops = 0
+
+    def _lost(self, message: str) -> SourceError:
+        return VideoFileError(f"{message} ({self._path} unreadable)")
 
     def _read(self) -> U8Array | None:
         image = super()._read()
@@ -308,12 +327,17 @@ def _open_camera(
         raise CameraUnavailableError(f"{spec}: no camera at {device} (cameras found: {found})")
     # Probe first: opening a missing or busy device makes OpenCV print to stderr.
     if not _is_capture_device(device):
-        raise CameraUnavailableError(f"{spec}: {device} is not a video capture device or busy")
+        raise CameraUnavailableError(f"{spec}: {device} is not a video capture device")
     cap = cv2.VideoCapture(int(target) if target.isdigit() else device, cv2.CAP_V4L2)
     if not cap.isOpened():
         cap.release()
         raise CameraUnavailableError(f"{spec}: cannot open {device}")
     width, height = size
+    if width * height > 640 * 480:
+        # UVC cameras give 720p and more at 30 fps only as MJPEG (raw YUYV saturates USB 2);
+        # OpenCV decodes it. Set before the size (V4L2 negotiates both together); a camera
+        # without MJPEG keeps its own format.
+        cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*"MJPG"))
     cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
     cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
     cap.set(cv2.CAP_PROP_FPS, fps)

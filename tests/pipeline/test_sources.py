@@ -290,3 +290,33 @@ def test_sources_open_and_capture_in_a_spawned_child(video_file: Path) -> None:
     finally:
         shm.close()
         shm.unlink()
+
+
+class _DeadCapture:
+    """A VideoCapture whose device or file went away: every read fails, seeking too."""
+
+    def read(self, image: object = None) -> tuple[bool, None]:
+        return False, None
+
+    def set(self, prop: int, value: float) -> bool:
+        return False
+
+    def release(self) -> None:
+        pass
+
+
+def test_a_file_that_goes_away_is_reported_lost(
+    video_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = open_source(f"file:{video_file}", 320, 240, 30)
+    dst = blank(320, 240)
+    assert source.read_into(dst, 0) == 0
+    video_file.unlink()
+    monkeypatch.setattr(source, "_cap", _DeadCapture())
+    misses = 0
+    with pytest.raises(VideoFileError, match="no frame in 30 reads"):
+        while True:
+            assert source.read_into(dst, 0) is None
+            misses += 1
+    assert misses == sources_mod.MAX_CONSECUTIVE_MISSES - 1
+    source.close()
