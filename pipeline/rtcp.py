@@ -1,0 +1,523 @@
+"""RTCP (RFC 3550): SR/RR/SDES/BYE packets, reception statistics, and a pure report session.
+
+API::
+
+    class RtcpError(ValueError)                       # garbage from the network
+    ReportBlock(ssrc, fraction_lost, cumulative_lost, highest_seq, jitter, lsr, dlsr)
+    SenderReport(ssrc, ntp_timestamp, rtp_timestamp, packet_count, octet_count, reports=())
+    ReceiverReport(ssrc, reports=())
+    SourceDescription(chunks: tuple[SdesChunk, ...]); SdesChunk(ssrc, items: ((type, bytes),))
+    Bye(sources: tuple[int, ...], reason: str = "")
+    UnknownRtcp(packet_type, count, body)
+    def parse_rtcp(data) -> list[RtcpPacket]          # a compound packet; RtcpError on garbage
+    def serialize_rtcp(packets) -> bytes             # one compound datagram
+
+    class ReceptionStats:                             # one remote source, RFC 3550 A.1/A.3/A.8
+        def __init__(self, ssrc: int, clock_rate: int = 90000) -> None
+        def update(self, seq: int, rtp_ts: int, arrival: float) -> None
+        def report_block(self, lsr: int = 0, dlsr: int = 0) -> ReportBlock  # fraction since last
+        received, cumulative_lost, jitter_s, highest_seq, fraction_lost (last report)
+
+    class RtcpSession:                                # no I/O, no clock: ``now`` is passed in
+        def __init__(self, ssrc, cname="vcall", clock_rate=90000, interval=1.0,
+                     wallclock_offset=0.0)            # now + offset = Unix time, for NTP fields
+        def on_rtp_sent(self, rtp_ts, payload_bytes, now, packets=1) -> None
+        def due(self, now) -> bool                    # a report is due (every ``interval`` s)
+        def build_report(self, now, reception=None) -> bytes   # SR (if sending) or RR, + CNAME
+        def build_bye(self, reason="") -> bytes
+        def receive(self, datagram, now) -> list[RtcpPacket]    # never raises; counts garbage
+        stats -> RtcpStats(rtt_s, remote_fraction_lost, remote_cumulative_lost, remote_jitter_s,
+                           reports_sent, reports_received, malformed, peer_ssrc)
+
+Guarantees: ``parse_rtcp`` raises nothing but RtcpError on any input; serialise and parse
+round-trip. RTT is A - LSR - DLSR (RFC 3550 6.4.1) in seconds, computed only from a report
+that echoes one of our sender reports; all arithmetic is modulo 2**32 where the wire is.
+The report interval is fixed (1 s by default, not RFC 3550's 5 s minimum): a 1:1 call wants
+loss and RTT figures quickly, and the report costs a few hundred bytes per second.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from pipeline.rtp import SEQ_MOD, ts_diff
+
+logger = logging.getLogger(__name__)
+
+PT_SR, PT_RR, PT_SDES, PT_BYE = 200, 201, 202, 203
+SDES_CNAME = 1
+NTP_EPOCH_OFFSET = 2_208_988_800  # seconds from 1900-01-01 to 1970-01-01
+_HDR = struct.Struct("!BBH")
+_BLOCK = struct.Struct("!IIIIII")  # ssrc, fraction<<24|lost, highest, jitter, lsr, dlsr
+_SR_INFO = struct.Struct("!IQIII")
+# RFC 3550 A.1: a jump of more than MAX_DROPOUT is a restart candidate.
+MAX_DROPOUT = 3000
+MAX_MISORDER = 100
+
+
+class RtcpError(ValueError):
+    """A datagram that is not a well-formed RTCP compound packet (garbage from a peer)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReportBlock:
+    ssrc: int
+    fraction_lost: int  # 0..255, fraction of 256
+    cumulative_lost: int  # signed 24-bit
+    highest_seq: int  # extended highest sequence number
+    jitter: int  # RTP timestamp units
+    lsr: int  # middle 32 bits of the last SR's NTP timestamp, 0 if none
+    dlsr: int  # delay since that SR, 1/65536 s
+
+
+@dataclass(frozen=True, slots=True)
+class SenderReport:
+    ssrc: int
+    ntp_timestamp: int  # 64-bit NTP (32.32 fixed point, seconds since 1900)
+    rtp_timestamp: int
+    packet_count: int
+    octet_count: int
+    reports: tuple[ReportBlock, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverReport:
+    ssrc: int
+    reports: tuple[ReportBlock, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SdesChunk:
+    ssrc: int
+    items: tuple[tuple[int, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceDescription:
+    chunks: tuple[SdesChunk, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Bye:
+    sources: tuple[int, ...]
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownRtcp:
+    packet_type: int
+    count: int
+    body: bytes
+
+
+RtcpPacket = SenderReport | ReceiverReport | SourceDescription | Bye | UnknownRtcp
+
+
+# --- wire format ----------------------------------------------------------------------------
+
+
+def _parse_blocks(body: bytes, pos: int, count: int) -> tuple[ReportBlock, ...]:
+    if len(body) < pos + 24 * count:
+        raise RtcpError("RTCP report blocks truncated")
+    blocks = []
+    for i in range(count):
+        ssrc, word, highest, jitter, lsr, dlsr = _BLOCK.unpack_from(body, pos + 24 * i)
+        lost = word & 0xFFFFFF
+        if lost & 0x800000:
+            lost -= 1 << 24
+        blocks.append(ReportBlock(ssrc, word >> 24, lost, highest, jitter, lsr, dlsr))
+    return tuple(blocks)
+
+
+def _parse_sdes(body: bytes, count: int) -> SourceDescription:
+    chunks = []
+    pos = 0
+    for _ in range(count):
+        if len(body) < pos + 4:
+            raise RtcpError("SDES chunk truncated")
+        (ssrc,) = struct.unpack_from("!I", body, pos)
+        pos += 4
+        items = []
+        while True:
+            if pos >= len(body):
+                raise RtcpError("SDES items not terminated")
+            kind = body[pos]
+            if kind == 0:
+                pos = (pos + 4) & ~3  # the null item, then padding to a 32-bit boundary
+                break
+            if pos + 2 > len(body) or pos + 2 + body[pos + 1] > len(body):
+                raise RtcpError("SDES item truncated")
+            length = body[pos + 1]
+            items.append((kind, body[pos + 2 : pos + 2 + length]))
+            pos += 2 + length
+        chunks.append(SdesChunk(ssrc, tuple(items)))
+    return SourceDescription(tuple(chunks))
+
+
+def _parse_one(pt: int, count: int, body: bytes) -> RtcpPacket:
+    if pt == PT_SR:
+        if len(body) < 24:
+            raise RtcpError("SR too short")
+        ssrc, ntp, rtp_ts, packets, octets = _SR_INFO.unpack_from(body, 0)
+        return SenderReport(ssrc, ntp, rtp_ts, packets, octets, _parse_blocks(body, 24, count))
+    if pt == PT_RR:
+        if len(body) < 4:
+            raise RtcpError("RR too short")
+        (ssrc,) = struct.unpack_from("!I", body, 0)
+        return ReceiverReport(ssrc, _parse_blocks(body, 4, count))
+    if pt == PT_SDES:
+        return _parse_sdes(body, count)
+    if pt == PT_BYE:
+        if len(body) < 4 * count:
+            raise RtcpError("BYE truncated")
+        sources = struct.unpack_from(f"!{count}I", body, 0)
+        reason = ""
+        pos = 4 * count
+        if pos < len(body):
+            length = body[pos]
+            if pos + 1 + length > len(body):
+                raise RtcpError("BYE reason truncated")
+            reason = body[pos + 1 : pos + 1 + length].decode("utf-8", "replace")
+        return Bye(tuple(sources), reason)
+    return UnknownRtcp(pt, count, body)
+
+
+def parse_rtcp(data: bytes | bytearray | memoryview) -> list[RtcpPacket]:
+    """Parse a compound RTCP datagram. RtcpError on anything malformed."""
+    buf = bytes(data)
+    if len(buf) < 4:
+        raise RtcpError("RTCP packet too short")
+    packets: list[RtcpPacket] = []
+    pos = 0
+    while pos < len(buf):
+        if len(buf) < pos + 4:
+            raise RtcpError("RTCP header truncated")
+        b0, pt, words = _HDR.unpack_from(buf, pos)
+        if b0 >> 6 != 2:
+            raise RtcpError(f"RTCP version {b0 >> 6}, expected 2")
+        end = pos + 4 + 4 * words
+        if end > len(buf):
+            raise RtcpError("RTCP length exceeds the datagram")
+        body = buf[pos + 4 : end]
+        if b0 & 0x20:
+            if not body or body[-1] == 0 or body[-1] > len(body):
+                raise RtcpError("bad RTCP padding")
+            body = body[: -body[-1]]
+        packets.append(_parse_one(pt, b0 & 0x1F, body))
+        pos = end
+    return packets
+
+
+def _blocks_bytes(blocks: Sequence[ReportBlock]) -> bytes:
+    return b"".join(
+        _BLOCK.pack(
+            b.ssrc,
+            (b.fraction_lost << 24) | (b.cumulative_lost & 0xFFFFFF),
+            b.highest_seq,
+            b.jitter,
+            b.lsr,
+            b.dlsr,
+        )
+        for b in blocks
+    )
+
+
+def _packet(pt: int, count: int, body: bytes) -> bytes:
+    if len(body) % 4:
+        body += b"\x00" * (4 - len(body) % 4)
+    if count > 31:
+        raise ValueError("at most 31 items per RTCP packet")
+    return _HDR.pack(0x80 | count, pt, len(body) // 4) + body
+
+
+def serialize_rtcp(packets: Iterable[RtcpPacket]) -> bytes:
+    """One compound datagram. ValueError (local misuse) on out-of-range fields."""
+    out = []
+    try:
+        for p in packets:
+            if isinstance(p, SenderReport):
+                info = _SR_INFO.pack(
+                    p.ssrc, p.ntp_timestamp, p.rtp_timestamp, p.packet_count, p.octet_count
+                )
+                out.append(_packet(PT_SR, len(p.reports), info + _blocks_bytes(p.reports)))
+            elif isinstance(p, ReceiverReport):
+                body = struct.pack("!I", p.ssrc) + _blocks_bytes(p.reports)
+                out.append(_packet(PT_RR, len(p.reports), body))
+            elif isinstance(p, SourceDescription):
+                body = b""
+                for chunk in p.chunks:
+                    c = struct.pack("!I", chunk.ssrc)
+                    c += b"".join(bytes((k, len(v))) + v for k, v in chunk.items)
+                    c += b"\x00" * (4 - len(c) % 4)  # null item + padding (at least one byte)
+                    body += c
+                out.append(_packet(PT_SDES, len(p.chunks), body))
+            elif isinstance(p, Bye):
+                body = struct.pack(f"!{len(p.sources)}I", *p.sources)
+                if p.reason:
+                    reason = p.reason.encode()[:255]
+                    body += bytes((len(reason),)) + reason
+                out.append(_packet(PT_BYE, len(p.sources), body))
+            else:
+                out.append(_packet(p.packet_type, p.count, p.body))
+    except struct.error as exc:
+        raise ValueError(f"RTCP field out of range: {exc}") from exc
+    return b"".join(out)
+
+
+# --- reception statistics -------------------------------------------------------------------
+
+
+class ReceptionStats:
+    """Receive statistics of one RTP source (RFC 3550 A.1 sequence tracking, A.3 loss, A.8
+    interarrival jitter). ``arrival`` is in seconds on any one clock."""
+
+    def __init__(self, ssrc: int, clock_rate: int = 90000) -> None:
+        self.ssrc = ssrc
+        self.clock_rate = clock_rate
+        self.received = 0
+        self.fraction_lost = 0  # of the last report_block(), 0..255
+        self._base_seq = 0
+        self._max_seq = 0
+        self._cycles = 0
+        self._bad_seq: int | None = None
+        self._expected_prior = 0
+        self._received_prior = 0
+        self._jitter = 0.0  # timestamp units
+        self._last_arrival: float | None = None
+        self._last_ts = 0
+        self._started = False
+
+    def _init_seq(self, seq: int) -> None:
+        self._base_seq = seq
+        self._max_seq = seq
+        self._cycles = 0
+        self._bad_seq = None
+        self.received = 0
+        self._expected_prior = 0
+        self._received_prior = 0
+
+    def update(self, seq: int, rtp_ts: int, arrival: float) -> None:
+        """Account for one received packet of this source."""
+        if not self._started:
+            self._started = True
+            self._init_seq(seq)
+        else:
+            udelta = (seq - self._max_seq) % SEQ_MOD
+            if udelta < MAX_DROPOUT:
+                if seq < self._max_seq:
+                    self._cycles += SEQ_MOD
+                self._max_seq = seq
+            elif udelta <= SEQ_MOD - MAX_MISORDER:
+                # A big jump: believe it only when the next packet follows it (a restart).
+                if seq != self._bad_seq:
+                    self._bad_seq = (seq + 1) % SEQ_MOD
+                    return
+                self._init_seq(seq)
+            # else: a duplicate or a reordered packet, counted below as received
+        self.received += 1
+        if self._last_arrival is not None:
+            d = (arrival - self._last_arrival) * self.clock_rate - ts_diff(rtp_ts, self._last_ts)
+            self._jitter += (abs(d) - self._jitter) / 16
+        self._last_arrival = arrival
+        self._last_ts = rtp_ts
+
+    @property
+    def highest_seq(self) -> int:
+        """Extended highest sequence number received (cycles << 16 | seq)."""
+        return self._cycles + self._max_seq
+
+    @property
+    def expected(self) -> int:
+        return self.highest_seq - self._base_seq + 1 if self._started else 0
+
+    @property
+    def cumulative_lost(self) -> int:
+        """Packets expected minus received (negative with duplicates), clamped to 24 bits."""
+        return max(-(1 << 23), min(self.expected - self.received, (1 << 23) - 1))
+
+    @property
+    def jitter_s(self) -> float:
+        return self._jitter / self.clock_rate
+
+    def report_block(self, lsr: int = 0, dlsr: int = 0) -> ReportBlock:
+        """A report block; resets the interval used for the fraction lost."""
+        expected = self.expected
+        expected_interval = expected - self._expected_prior
+        received_interval = self.received - self._received_prior
+        self._expected_prior = expected
+        self._received_prior = self.received
+        lost_interval = expected_interval - received_interval
+        self.fraction_lost = (
+            min((lost_interval << 8) // expected_interval, 255)
+            if expected_interval > 0 and lost_interval > 0
+            else 0
+        )
+        return ReportBlock(
+            self.ssrc,
+            self.fraction_lost,
+            self.cumulative_lost,
+            self.highest_seq & 0xFFFFFFFF,
+            int(self._jitter) & 0xFFFFFFFF,
+            lsr,
+            dlsr,
+        )
+
+
+# --- session --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RtcpStats:
+    rtt_s: float | None
+    remote_fraction_lost: float | None  # 0..1, as the peer reported about our stream
+    remote_cumulative_lost: int | None
+    remote_jitter_s: float | None
+    reports_sent: int
+    reports_received: int
+    malformed: int
+    peer_ssrc: int | None
+
+
+def _ntp(seconds_since_1970: float) -> int:
+    return int((seconds_since_1970 + NTP_EPOCH_OFFSET) * (1 << 32)) & 0xFFFFFFFFFFFFFFFF
+
+
+class RtcpSession:
+    """RTCP for one RTP stream we send (SR) and, optionally, one we receive (RR blocks)."""
+
+    def __init__(
+        self,
+        ssrc: int,
+        cname: str = "vcall",
+        clock_rate: int = 90000,
+        interval: float = 1.0,
+        wallclock_offset: float = 0.0,
+    ) -> None:
+        self.ssrc = ssrc
+        self.cname = cname.encode()[:255]
+        self.clock_rate = clock_rate
+        self.interval = interval
+        self.wallclock_offset = wallclock_offset
+        self._packets_sent = 0
+        self._octets_sent = 0
+        self._last_rtp_ts = 0
+        self._last_rtp_time: float | None = None
+        self._last_report: float | None = None
+        self._peer_lsr = 0  # middle 32 bits of the peer's last SR
+        self._peer_sr_arrival = 0.0
+        self._peer_ssrc: int | None = None
+        self._rtt: float | None = None
+        self._remote: ReportBlock | None = None
+        self._reports_sent = 0
+        self._reports_received = 0
+        self._malformed = 0
+
+    def _ntp_now(self, now: float) -> int:
+        return _ntp(now + self.wallclock_offset)
+
+    def on_rtp_sent(self, rtp_ts: int, payload_bytes: int, now: float, packets: int = 1) -> None:
+        """Account for RTP packets we sent (for the SR's counts and timestamp mapping)."""
+        self._packets_sent = (self._packets_sent + packets) & 0xFFFFFFFF
+        self._octets_sent = (self._octets_sent + payload_bytes) & 0xFFFFFFFF
+        self._last_rtp_ts = rtp_ts
+        self._last_rtp_time = now
+
+    def due(self, now: float) -> bool:
+        return self._last_report is None or now - self._last_report >= self.interval
+
+    def build_report(self, now: float, reception: ReceptionStats | None = None) -> bytes:
+        """An SR (when we sent RTP in the last two intervals) or an RR, then SDES CNAME."""
+        blocks: tuple[ReportBlock, ...] = ()
+        if reception is not None and reception.received:
+            lsr = dlsr = 0
+            if self._peer_lsr and reception.ssrc == self._peer_ssrc:
+                lsr = self._peer_lsr
+                dlsr = int(max(now - self._peer_sr_arrival, 0.0) * 65536) & 0xFFFFFFFF
+            blocks = (reception.report_block(lsr, dlsr),)
+        report: SenderReport | ReceiverReport
+        sending = self._last_rtp_time is not None and now - self._last_rtp_time < 2 * self.interval
+        if sending and self._last_rtp_time is not None:
+            elapsed_ts = int((now - self._last_rtp_time) * self.clock_rate)
+            report = SenderReport(
+                self.ssrc,
+                self._ntp_now(now),
+                (self._last_rtp_ts + elapsed_ts) & 0xFFFFFFFF,
+                self._packets_sent,
+                self._octets_sent,
+                blocks,
+            )
+        else:
+            report = ReceiverReport(self.ssrc, blocks)
+        sdes = SourceDescription((SdesChunk(self.ssrc, ((SDES_CNAME, self.cname),)),))
+        self._last_report = now
+        self._reports_sent += 1
+        return serialize_rtcp([report, sdes])
+
+    def build_bye(self, reason: str = "") -> bytes:
+        return serialize_rtcp([ReceiverReport(self.ssrc), Bye((self.ssrc,), reason)])
+
+    def receive(self, datagram: bytes | bytearray | memoryview, now: float) -> list[RtcpPacket]:
+        """Take in a compound packet from the peer. Garbage is counted and dropped."""
+        try:
+            packets = parse_rtcp(datagram)
+        except RtcpError as exc:
+            self._malformed += 1
+            logger.debug("dropped malformed RTCP: %s", exc)
+            return []
+        for p in packets:
+            if isinstance(p, SenderReport | ReceiverReport):
+                self._reports_received += 1
+                if p.ssrc == self.ssrc:
+                    continue  # our own report looped back
+                if isinstance(p, SenderReport):
+                    self._peer_ssrc = p.ssrc
+                    self._peer_lsr = (p.ntp_timestamp >> 16) & 0xFFFFFFFF
+                    self._peer_sr_arrival = now
+                for block in p.reports:
+                    if block.ssrc == self.ssrc:
+                        self._on_block(block, now)
+        return packets
+
+    def _on_block(self, block: ReportBlock, now: float) -> None:
+        self._remote = block
+        if block.lsr:
+            a = (self._ntp_now(now) >> 16) & 0xFFFFFFFF
+            rtt = ((a - block.lsr - block.dlsr) & 0xFFFFFFFF) / 65536
+            # A "negative" RTT (clock step, forged report) wraps to a huge value: ignore it.
+            if rtt < 60.0:
+                self._rtt = rtt
+
+    @property
+    def stats(self) -> RtcpStats:
+        r = self._remote
+        return RtcpStats(
+            rtt_s=self._rtt,
+            remote_fraction_lost=None if r is None else r.fraction_lost / 256,
+            remote_cumulative_lost=None if r is None else r.cumulative_lost,
+            remote_jitter_s=None if r is None else r.jitter / self.clock_rate,
+            reports_sent=self._reports_sent,
+            reports_received=self._reports_received,
+            malformed=self._malformed,
+            peer_ssrc=self._peer_ssrc,
+        )
+
+
+__all__ = [
+    "Bye",
+    "ReceiverReport",
+    "ReceptionStats",
+    "ReportBlock",
+    "RtcpError",
+    "RtcpPacket",
+    "RtcpSession",
+    "RtcpStats",
+    "SdesChunk",
+    "SenderReport",
+    "SourceDescription",
+    "UnknownRtcp",
+    "parse_rtcp",
+    "serialize_rtcp",
+]

@@ -1,0 +1,245 @@
+"""RFC 2435 packetizer and reassembler, wired together in memory with loss and reordering."""
+
+from __future__ import annotations
+
+import random
+import struct
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from turbojpeg import TJSAMP_420, TJSAMP_422, TJSAMP_444, TurboJPEG
+
+from pipeline.jpegmarkers import ijg_quant_tables, split_jpeg
+from pipeline.rtp import RtpPacket
+from pipeline.rtpjpeg import (
+    JpegFrame,
+    PacketizeError,
+    RtpJpegPacketizer,
+    RtpJpegReassembler,
+)
+
+TJ = TurboJPEG()
+pytestmark = pytest.mark.filterwarnings("error")  # "Corrupt JPEG data" warnings fail a test
+SSRC = 0x1234ABCD
+
+
+def jpeg(
+    width: int = 320, height: int = 240, quality: int = 80, seed: int = 0, sub: int = TJSAMP_420
+) -> bytes:
+    rng = np.random.default_rng(seed)
+    img = np.zeros((height, width, 3), np.uint8)
+    img[:, :, 1] = np.linspace(0, 255, width, dtype=np.uint8)[None, :]
+    h, w = min(50, height), min(80, width)
+    img[:h, :w] = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+    return bytes(TJ.encode(img, quality=quality, jpeg_subsample=sub))
+
+
+def feed(r: RtpJpegReassembler, packets: list[bytes], now: float = 0.0) -> list[JpegFrame]:
+    out: list[JpegFrame] = []
+    for p in packets:
+        out += r.push(p, now)
+    return out
+
+
+def test_round_trip_byte_exact_scan() -> None:
+    src = jpeg()
+    pk = RtpJpegPacketizer(SSRC, initial_seq=100)
+    packets = pk.packetize(src, 9000)
+    assert len(packets) > 3
+    parsed = [RtpPacket.parse(p) for p in packets]
+    assert all(len(p.payload) <= 1200 for p in parsed)
+    assert [p.sequence_number for p in parsed] == list(range(100, 100 + len(packets)))
+    assert {p.timestamp for p in parsed} == {9000}
+    assert [p.marker for p in parsed] == [False] * (len(parsed) - 1) + [True]
+    assert all(p.payload_type == 26 and p.ssrc == SSRC for p in parsed)
+    assert parsed[0].payload[4:6] == bytes((1, 255))  # type 1 (4:2:0), Q 255
+    assert pk.packets_sent == len(packets)
+    assert pk.payload_octets_sent == sum(len(p.payload) for p in parsed)
+
+    frames = feed(RtpJpegReassembler(SSRC), packets, now=1.5)
+    assert len(frames) == 1
+    f = frames[0]
+    assert (f.width, f.height, f.rtp_ts, f.packets, f.ssrc) == (320, 240, 9000, len(packets), SSRC)
+    assert split_jpeg(f.jpeg).scan == split_jpeg(src).scan
+    assert np.array_equal(TJ.decode(f.jpeg), TJ.decode(src))
+
+
+def test_opencv_jpeg_and_422_and_restart() -> None:
+    img = np.full((240, 320, 3), 90, np.uint8)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_RST_INTERVAL, 3])
+    assert ok
+    for src, rtype in ((buf.tobytes(), 65), (jpeg(sub=TJSAMP_422), 0)):
+        packets = RtpJpegPacketizer(SSRC, initial_seq=0).packetize(src, 0)
+        assert RtpPacket.parse(packets[0]).payload[4] == rtype
+        (f,) = feed(RtpJpegReassembler(SSRC), packets)
+        assert split_jpeg(f.jpeg).scan == split_jpeg(src).scan
+        assert np.array_equal(TJ.decode(f.jpeg), TJ.decode(src))
+
+
+def test_q_standard_tables_and_cached_tables() -> None:
+    src = jpeg(quality=70)
+    pk = RtpJpegPacketizer(SSRC, q=70, initial_seq=0)
+    packets = pk.packetize(src, 0)
+    assert len(RtpPacket.parse(packets[0]).payload) <= 1200
+    (f,) = feed(RtpJpegReassembler(SSRC), packets)
+    assert split_jpeg(f.jpeg).quant_tables == ijg_quant_tables(70)
+    assert np.array_equal(TJ.decode(f.jpeg), TJ.decode(src))
+    with pytest.raises(PacketizeError, match="Q=50"):
+        RtpJpegPacketizer(SSRC, q=50).packetize(src, 0)
+
+    # Q 128-254: tables in band once, then a zero-length table header uses the cache.
+    r = RtpJpegReassembler(SSRC)
+    pk = RtpJpegPacketizer(SSRC, q=200, initial_seq=0)
+    assert len(feed(r, pk.packetize(src, 0))) == 1
+    second = pk.packetize(src, 3000)
+    first = RtpPacket.parse(second[0])
+    payload = first.payload[:8] + b"\x00\x00\x00\x00" + first.payload[8 + 4 + 128 :]
+    second[0] = RtpPacket(26, first.sequence_number, 3000, SSRC, payload=payload).serialize()
+    (f,) = feed(r, second)
+    assert np.array_equal(TJ.decode(f.jpeg), TJ.decode(src))
+    # Q 255 without tables cannot be rebuilt: counted, not raised.
+    r2 = RtpJpegReassembler(SSRC)
+    bad = bytearray(second[0])
+    bad[12 + 5] = 255
+    assert feed(r2, [bytes(bad), *second[1:]]) == []
+    assert r2.stats.unsupported == 1
+
+
+def test_reordered_duplicated_and_wraparound() -> None:
+    src = jpeg(640, 480, quality=90)
+    pk = RtpJpegPacketizer(SSRC, initial_seq=65530)
+    r = RtpJpegReassembler(SSRC)
+    rng = random.Random(4)
+    ts = 0xFFFFFFFF - 6000  # the timestamp wraps too
+    got = []
+    for i in range(5):
+        packets = pk.packetize(src, (ts + i * 3000) & 0xFFFFFFFF)
+        shuffled = packets + packets[:3]  # duplicates
+        rng.shuffle(shuffled)
+        got += feed(r, shuffled, now=i / 30)
+    assert len(got) == 5
+    assert [f.rtp_ts for f in got] == [(ts + i * 3000) & 0xFFFFFFFF for i in range(5)]
+    assert all(split_jpeg(f.jpeg).scan == split_jpeg(src).scan for f in got)
+    s = r.stats
+    assert s.frames == 5 and s.incomplete == 0 and s.lost_packets == 0
+    assert s.duplicates >= 1  # a duplicate arriving after completion counts as one too
+
+
+def test_lost_packet_drops_frame_when_newer_completes() -> None:
+    pk = RtpJpegPacketizer(SSRC, initial_seq=0)
+    r = RtpJpegReassembler(SSRC)
+    a = pk.packetize(jpeg(seed=1), 0)
+    b = pk.packetize(jpeg(seed=2), 3000)
+    assert feed(r, a[:2] + a[3:]) == []  # one fragment lost
+    (f,) = feed(r, b)
+    assert f.rtp_ts == 3000
+    assert r.stats.incomplete == 1 and r.stats.lost_packets == 1
+    assert feed(r, a[2:3]) == []  # the straggler is late now
+    assert r.stats.late == 1
+
+
+def test_timeout_drops_partial_frame() -> None:
+    r = RtpJpegReassembler(SSRC, timeout=0.5)
+    a = RtpJpegPacketizer(SSRC, initial_seq=0).packetize(jpeg(), 0)
+    feed(r, a[:-1], now=0.0)
+    assert r.expire(0.4) == 0
+    assert r.expire(0.6) == 1
+    assert r.stats.incomplete == 1
+    assert feed(r, a[-1:], now=0.7) == []
+
+
+def test_partial_frames_bounded() -> None:
+    pk = RtpJpegPacketizer(SSRC, initial_seq=0)
+    r = RtpJpegReassembler(SSRC, max_partial=3)
+    for i in range(10):
+        feed(r, pk.packetize(jpeg(), i * 3000)[:1])
+    assert r.stats.incomplete == 7
+
+
+def test_wrong_ssrc_and_payload_type_dropped() -> None:
+    src = jpeg()
+    other = RtpJpegPacketizer(0x5555, initial_seq=0).packetize(src, 0)
+    r = RtpJpegReassembler(SSRC)
+    assert feed(r, other) == []
+    assert r.stats.wrong_source == len(other)
+    wrong_pt = RtpJpegPacketizer(SSRC, payload_type=96, initial_seq=0).packetize(src, 0)
+    assert feed(r, wrong_pt) == []
+    assert len(feed(RtpJpegReassembler(SSRC, payload_type=None), wrong_pt)) == 1
+
+
+def test_any_source_locks_then_follows_after_silence() -> None:
+    src = jpeg()
+    a = RtpJpegPacketizer(1, initial_seq=0)
+    b = RtpJpegPacketizer(2, initial_seq=500)
+    r = RtpJpegReassembler(None, timeout=0.5)
+    assert len(feed(r, a.packetize(src, 0), now=0.0)) == 1
+    assert feed(r, b.packetize(src, 0), now=0.1) == []  # a second sender is ignored
+    (f,) = feed(r, b.packetize(src, 3000), now=1.0)  # after the first fell silent
+    assert f.ssrc == 2 and r.stats.source_changes == 1
+
+
+def test_packetizer_rejects_what_rfc2435_cannot_carry() -> None:
+    pk = RtpJpegPacketizer(SSRC)
+    with pytest.raises(PacketizeError):
+        pk.packetize(jpeg(sub=TJSAMP_444), 0)
+    with pytest.raises(PacketizeError, match="multiples of 8"):
+        pk.packetize(jpeg(100, 60), 0)
+    with pytest.raises(PacketizeError, match="2040"):
+        pk.packetize(jpeg(2048, 16), 0)
+    with pytest.raises(PacketizeError):
+        pk.packetize(b"not a jpeg", 0)
+    with pytest.raises(ValueError):
+        RtpJpegPacketizer(SSRC, q=100)
+    with pytest.raises(ValueError):
+        RtpJpegPacketizer(SSRC, max_payload=50)
+
+
+def test_reassembler_limits() -> None:
+    packets = RtpJpegPacketizer(SSRC, initial_seq=0).packetize(jpeg(640, 480), 0)
+    r = RtpJpegReassembler(SSRC, max_dim=320)
+    assert feed(r, packets) == []
+    assert r.stats.unsupported == 1
+    r = RtpJpegReassembler(SSRC, max_frame_bytes=2000)
+    assert feed(r, packets) == []
+
+
+def test_headers_with_reserved_values_counted() -> None:
+    src = jpeg()
+    packets = RtpJpegPacketizer(SSRC, initial_seq=0).packetize(src, 0)
+    r = RtpJpegReassembler(SSRC)
+    mangled = []
+    for p in packets:
+        b = bytearray(p)
+        b[12 + 4] = 7  # type 7: no defined sampling
+        mangled.append(bytes(b))
+    assert feed(r, mangled) == []
+    assert r.stats.unsupported == 1
+    short = RtpPacket(26, 999, 5, SSRC, payload=b"\x00\x00").serialize()
+    assert r.push(short, 0) == [] and r.stats.malformed == 1
+
+
+@settings(max_examples=300)
+@given(st.lists(st.binary(max_size=80), max_size=20))
+def test_any_datagrams_never_raise(datagrams: list[bytes]) -> None:
+    r = RtpJpegReassembler(None)
+    for d in datagrams:
+        r.push(d, 0.0)
+        r.push(struct.pack("!BBHII", 0x80, 26, 1, 2, 3) + d, 0.0)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_mutated_stream_never_raises(data: st.DataObject) -> None:
+    packets = RtpJpegPacketizer(SSRC, initial_seq=0).packetize(jpeg(160, 120, quality=95), 0)
+    r = RtpJpegReassembler(SSRC)
+    order = data.draw(st.permutations(range(len(packets))))
+    for i in order:
+        p = bytearray(packets[i])
+        if data.draw(st.booleans()):
+            pos = data.draw(st.integers(0, len(p) - 1))
+            p[pos] = data.draw(st.integers(0, 255))
+        for f in r.push(bytes(p), 0.0):
+            assert f.width <= 2040 and f.height <= 2040
