@@ -339,6 +339,9 @@ class CallSession:
             )
         )
         await self._read_loop(conn, control=True)
+        if self._cleanup_task is not None:
+            # The listener closes this connection when we return: let the farewell go first.
+            await self._cleanup_task
 
     def takes_fresh_connection(self, conn: transport.ControlConnection, msg: Message) -> bool:
         """Is ``msg``, first on a new connection, from this call's peer (minority dialect)?"""

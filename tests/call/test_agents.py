@@ -1,0 +1,165 @@
+"""Two (or three) real ``vcall agent`` processes through a real discovery server on loopback.
+
+Control only (``--no-media``): these tests are about call control; the media path has its own
+test. Timeouts are short (ring 1 s) so the file stays fast.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+from tests.call.agents import AgentFactory
+
+CTRL = ("--no-media",)
+
+
+def test_call_accept_hold_resume_from_each_side_and_caller_hangs_up(agents: AgentFactory) -> None:
+    bob = agents("bob", *CTRL, "--auto-answer")
+    alice = agents("alice", *CTRL, "--call", "bob")
+    started = alice.wait("started")
+    assert started["mode"] == "rtp" and started["role"] == "caller" and not started["media"]
+    assert alice.wait("outgoing")["extension"] is True
+    assert bob.wait("incoming", peer="alice")["extension"] is True
+    assert bob.wait("started")["peer_rx_port"] == started["local_rx_port"]
+
+    bob.send("hold")
+    alice.wait("hold", local=False, remote=True)
+    bob.wait("hold", local=True, remote=False)
+    alice.send("hold")
+    alice.wait("hold", local=True, remote=True)
+    bob.wait("hold", local=True, remote=True)
+    bob.send("resume")
+    alice.wait("hold", local=True, remote=False)
+    alice.send("resume")
+    bob.wait("hold", local=False, remote=False)
+    alice.wait("hold", local=False, remote=False)
+    alice.send("resume")  # not held: a local misuse, reported, the call goes on
+    assert "not allowed" in alice.wait("error")["message"]
+
+    alice.send("hangup")
+    assert alice.wait("ended")["reason"] == "hangup"
+    assert bob.wait("ended")["reason"] == "peer_hangup"
+    assert alice.exit_code() == 0  # a caller exits when its call ends
+    assert bob.wait("state", old="in_call", new="ended")
+
+
+def test_callee_hangs_up(agents: AgentFactory) -> None:
+    bob = agents("bob", *CTRL, "--auto-answer")
+    alice = agents("alice", *CTRL, "--call", "bob")
+    bob.wait("started")
+    alice.wait("started")
+    bob.send("hangup")
+    assert bob.wait("ended")["reason"] == "hangup"
+    assert alice.wait("ended")["reason"] == "peer_hangup"
+    assert alice.exit_code() == 0
+
+
+def test_deny(agents: AgentFactory) -> None:
+    bob = agents("bob", *CTRL, "--auto-deny")
+    alice = agents("alice", *CTRL, "--call", "bob")
+    assert alice.wait("ended")["reason"] == "peer_denied"
+    assert bob.wait("ended")["reason"] == "denied"
+    assert not alice.has("started") and not bob.has("started")
+
+
+def test_busy_while_ringing_and_while_in_call(agents: AgentFactory) -> None:
+    bob = agents("bob", *CTRL)  # answers by command
+    alice = agents("alice", *CTRL, "--call", "bob")
+    bob.wait("incoming", peer="alice")
+    carol = agents("carol", *CTRL, "--call", "bob")
+    assert carol.wait("ended")["reason"] == "busy"
+    bob.send("accept")
+    alice.wait("started")
+    dave = agents("dave", *CTRL, "--call", "bob")
+    assert dave.wait("ended")["reason"] == "busy"
+    assert not bob.has("incoming", peer="carol") and not bob.has("incoming", peer="dave")
+    bob.send("hangup")
+    alice.wait("ended", reason="peer_hangup")
+
+
+def test_ring_timeout_denies(agents: AgentFactory) -> None:
+    bob = agents("bob", *CTRL, "--ring-timeout", "1")
+    alice = agents("alice", *CTRL, "--call", "bob")
+    ended = bob.wait("ended")
+    assert ended["reason"] == "ring_timeout" and "1 s" in ended["detail"]
+    assert alice.wait("ended")["reason"] == "peer_denied"
+
+
+def test_answer_timeout_gives_up_with_a_clear_reason(agents: AgentFactory) -> None:
+    bob = agents("bob", *CTRL)
+    alice = agents("alice", *CTRL, "--call", "bob", "--answer-timeout", "1")
+    ended = alice.wait("ended")
+    assert ended["reason"] == "answer_timeout" and "did not answer within 1 s" in ended["detail"]
+    assert bob.wait("ended")["reason"] == "peer_hangup"  # the caller cancelled with CALL_END
+
+
+def test_unknown_user_and_refused_connection(agents: AgentFactory) -> None:
+    from tests.call.agents import register_raw
+    from tests.fixtures.discovery import free_port
+
+    alice = agents("alice", *CTRL)
+    alice.send("call nobody")
+    ended = alice.wait("ended")
+    assert ended["reason"] == "failed" and "lookup of nobody" in ended["detail"]
+    register_raw(agents.server, "ghost", free_port(), ["V0"])  # nobody listens there
+    alice.send("call ghost")
+    ended = alice.wait("ended", peer="ghost")
+    assert ended["reason"] == "failed" and "refused" in ended["detail"]
+
+
+def test_wrong_password_exits_nonzero(agents: AgentFactory) -> None:
+    agents("bob", *CTRL).send("quit")
+    impostor = agents("bob", *CTRL, "--password", "wrong", wait_registered=False)
+    assert impostor.exit_code() == 1
+    assert b"registration failed" in impostor.stderr or impostor.has("error")
+
+
+def test_peer_sigkill_ends_the_call_within_1s(agents: AgentFactory) -> None:
+    bob = agents("bob", *CTRL, "--auto-answer")
+    alice = agents("alice", *CTRL, "--call", "bob")
+    alice.wait("started")
+    bob.wait("started")
+    killed = time.monotonic()
+    bob.signal(signal.SIGKILL)
+    t, ended = alice.wait_timed("ended")
+    assert ended["reason"] == "connection_lost"
+    assert t - killed < 1.0, f"noticed after {t - killed:.2f} s"
+
+
+def test_silent_extension_peer_ends_within_3s(agents: AgentFactory) -> None:
+    bob = agents("bob", *CTRL, "--auto-answer")
+    alice = agents("alice", *CTRL, "--call", "bob")
+    assert alice.wait("started")["mode"] == "rtp"
+    bob.wait("started")
+    time.sleep(0.6)  # a beat or two go by while the peer is alive
+    stopped = time.monotonic()
+    bob.signal(signal.SIGSTOP)
+    try:
+        t, ended = alice.wait_timed("ended", timeout=6)
+    finally:
+        bob.signal(signal.SIGCONT)
+    assert ended["reason"] == "heartbeat_timeout"
+    assert t - stopped < 3.0, f"noticed after {t - stopped:.2f} s"
+    bob.signal(signal.SIGKILL)
+
+
+def test_sigterm_ends_the_call_cleanly(agents: AgentFactory) -> None:
+    bob = agents("bob", *CTRL, "--auto-answer")
+    alice = agents("alice", *CTRL, "--call", "bob")
+    alice.wait("started")
+    bob.wait("started")
+    bob.signal(signal.SIGTERM)
+    assert bob.exit_code() == 0
+    assert bob.wait("ended")["reason"] == "hangup"
+    assert alice.wait("ended")["reason"] == "peer_hangup"
+
+
+def test_two_classic_agents_speak_v0(agents: AgentFactory) -> None:
+    bob = agents("bob", *CTRL, "--auto-answer", "--classic")
+    alice = agents("alice", *CTRL, "--call", "bob", "--seconds", "1")
+    assert alice.wait("outgoing")["extension"] is False
+    assert alice.wait("started")["mode"] == "v0"
+    assert bob.wait("started")["mode"] == "v0"
+    assert alice.wait("ended")["reason"] == "hangup"  # --seconds 1
+    assert bob.wait("ended")["reason"] == "peer_hangup"
