@@ -16,8 +16,9 @@ API::
         # RGB, BGR or grey uint8 image; None when no valid stamp is found; never raises
     STAMP_MIN_WIDTH, STAMP_MIN_HEIGHT    # smallest image read_stamp can still read
 
-The picture: colour bars and a diagonal gradient that scroll sideways, a box that bounces, and a
-strip along the top holding the stamp as black/white cells. The strip is a grid of
+The picture: colour bars and a diagonal gradient that scroll sideways, a box that bounces, a
+caption with the frame id and capture time for people (bottom left), and a strip along the top
+holding the stamp for programs as black/white cells. The strip is a grid of
 STAMP_ROWS x STAMP_COLS cells, each cell width/STAMP_COLS wide and height/STAMP_ROW_DIV tall, so
 its geometry follows the image size: a frame scaled to any size (even with another aspect ratio)
 is read without knowing its original size. Each row starts and ends with a sync cell; the other
@@ -37,6 +38,7 @@ import logging
 import zlib
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -66,6 +68,10 @@ _U32 = 0xFFFFFFFF
 _U64 = 0xFFFFFFFFFFFFFFFF
 
 U8Array = npt.NDArray[np.uint8]
+
+# The caption: sized once for the widest text it can hold.
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+_LABEL_TEMPLATE = "frame 4294967295  t 99999999.999 s"
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +134,21 @@ class PatternRenderer:
         body_h = height - self._strip_h
         self._background = self._make_background(2 * width, body_h)
         self._box = max(8, min(width, height) // 6)
+        self._init_label()
+
+    def _init_label(self) -> None:
+        """A small scratch image for the human-readable caption (frame id and time)."""
+        self._font_scale = self.height / 720
+        self._thickness = max(1, round(2 * self._font_scale))
+        (tw, th), base = cv2.getTextSize(_LABEL_TEMPLATE, _FONT, self._font_scale, self._thickness)
+        pad = max(2, th // 3)
+        self._label_org = (pad, pad + th)
+        lw, lh = tw + 2 * pad, th + base + 2 * pad
+        # Drawn into its own contiguous buffer (OpenCV cannot draw on a strided view of dst),
+        # then copied to the bottom-left corner; skipped when the frame is too small for it.
+        self._label: U8Array | None = None
+        if lw < self.width and lh < self.height - self._strip_h:
+            self._label = np.zeros((lh, lw, 3), dtype=np.uint8)
 
     def _make_background(self, width: int, height: int) -> U8Array:
         bg = np.empty((height, width, 3), dtype=np.uint8)
@@ -168,6 +189,16 @@ class PatternRenderer:
             0,
             255,
         )
+        if self._label is not None:
+            label = self._label
+            label[:] = 0
+            text = f"frame {frame_id}  t {capture_ns / 1e9:.3f} s"
+            cv2.putText(
+                label, text, self._label_org, _FONT, self._font_scale, (255, 255, 255),
+                self._thickness, cv2.LINE_AA,
+            )  # fmt: skip
+            lh, lw = label.shape[:2]
+            dst[self.height - lh :, :lw] = label
         # One pixel row per stamp row, then row copies: works on any view of dst and costs
         # far less than expanding the whole strip with fancy indexing.
         self._strip_rows[:] = _encode_bits(frame_id, capture_ns)[:, self._col_of_x][:, :, None]
