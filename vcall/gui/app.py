@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import select
+import signal
 import time
 import tkinter as tk
 from dataclasses import dataclass
@@ -390,6 +391,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--geometry", help="Tk window geometry, e.g. 1100x640+0+0")
     parser.add_argument("--title", default="vcall", help="window title")
     parser.add_argument("--state-file", type=Path, help=argparse.SUPPRESS)
+    # The demo's clients: exit when the demo (this pid) dies, even by SIGKILL.
+    parser.add_argument("--die-with-parent", type=int, default=0, help=argparse.SUPPRESS)
 
 
 def build_config(args: argparse.Namespace) -> Config:
@@ -411,6 +414,12 @@ def build_config(args: argparse.Namespace) -> Config:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.die_with_parent:
+        from pipeline.lifecycle import set_parent_death_signal  # noqa: PLC0415
+
+        set_parent_death_signal(signal.SIGTERM)
+        if os.getppid() != args.die_with_parent:  # the parent died before prctl
+            return 1
     try:
         config = build_config(args)
     except ConfigError as exc:
@@ -445,6 +454,9 @@ def run(args: argparse.Namespace) -> int:
         state_file=args.state_file,
     )
     app = ClientApp(root, config, options)
+    # SIGTERM closes the window properly (hang up, unregister, stop the pipeline). Python runs
+    # the handler between Tk events; the handler only schedules the exit.
+    signal.signal(signal.SIGTERM, lambda _s, _f: root.after(0, app.exit))
     try:
         root.mainloop()
     except KeyboardInterrupt:

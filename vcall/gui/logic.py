@@ -52,8 +52,7 @@ def valid_password(password: str) -> str | None:
 # Discovery errors by class name: the GUI shows words, not tracebacks. Matching on the class
 # hierarchy's names keeps this module free of the discovery package (and of its import cost).
 _DISCOVERY_MESSAGES = {
-    "WrongPassword": "Wrong password for {nick}. The first registration of a nick fixes its "
-    "password.",
+    "WrongPassword": "Wrong password for {nick}: this nick is registered with another password.",
     "ServerUnreachable": "The discovery server at {server} is down or unreachable.",
     "DiscoveryTimeout": "The discovery server at {server} did not answer in time.",
     "ProtocolError": "The server at {server} does not speak the discovery protocol.",

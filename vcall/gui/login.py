@@ -20,13 +20,15 @@ SubmitHandler = Callable[[str, str, tuple[str, int], bool], None]
 
 class LoginScreen(ttk.Frame):
     def __init__(self, master: tk.Misc, *, on_submit: SubmitHandler) -> None:
-        super().__init__(master, padding=24)
+        super().__init__(master)
+        form = ttk.Frame(self, padding=24)
+        form.place(relx=0.5, rely=0.4, anchor="center")  # a compact form, centred
         self.on_submit = on_submit
         self.nick = tk.StringVar(self)
         self.password = tk.StringVar(self)
         self.server = tk.StringVar(self)
         self.remember = tk.BooleanVar(self, value=False)
-        ttk.Label(self, text="vcall", font=("TkHeadingFont", 20, "bold")).grid(
+        ttk.Label(form, text="vcall", font=("TkHeadingFont", 20, "bold")).grid(
             row=0, column=0, columnspan=2, pady=(0, 16)
         )
         self.entries: dict[str, ttk.Entry] = {}
@@ -38,26 +40,26 @@ class LoginScreen(ttk.Frame):
             ),
             start=1,
         ):
-            ttk.Label(self, text=label).grid(row=row, column=0, sticky="e", padx=(0, 8), pady=4)
-            entry = ttk.Entry(self, textvariable=var, width=32, show=show)
+            ttk.Label(form, text=label).grid(row=row, column=0, sticky="e", padx=(0, 8), pady=4)
+            entry = ttk.Entry(form, textvariable=var, width=32, show=show)
             entry.grid(row=row, column=1, sticky="we", pady=4)
             entry.bind("<Return>", lambda _e: self.submit())
             self.entries[key] = entry
         self.remember_check = ttk.Checkbutton(
-            self, text="Remember password on this computer", variable=self.remember
+            form, text="Remember password on this computer", variable=self.remember
         )
         self.remember_check.grid(row=4, column=1, sticky="w", pady=4)
-        self.button = ttk.Button(self, text="Register and log in", command=self.submit)
+        self.button = ttk.Button(form, text="Register and log in", command=self.submit)
         self.button.grid(row=5, column=1, sticky="e", pady=(8, 4))
-        self.message = ttk.Label(self, text="", foreground="#b00020", wraplength=380)
+        self.message = ttk.Label(form, text="", foreground="#b00020", wraplength=380)
         self.message.grid(row=6, column=0, columnspan=2, sticky="we", pady=(8, 0))
         self.hint = ttk.Label(
-            self,
+            form,
             text="The first registration of a nick sets its password.",
             foreground="#666666",
         )
         self.hint.grid(row=7, column=0, columnspan=2, sticky="we")
-        self.columnconfigure(1, weight=1)
+        form.columnconfigure(1, weight=1)
 
     def fill(self, nick: str, server: str, password: str = "", remember: bool = False) -> None:
         self.nick.set(nick)

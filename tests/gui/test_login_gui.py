@@ -1,0 +1,128 @@
+"""Real login and main screens under Xvfb, against a real discovery server process:
+registration, the user list with filter-as-you-type, what is remembered, and the messages for a
+wrong password and a server that is down."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.fixtures.discovery import DiscoveryProcess, free_port
+from tests.gui.harness import Client
+from vcall.config import Config
+from vcall.discovery.client import DiscoveryClient
+from vcall.gui.model import Screen
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def client(xvfb_display: str, tmp_path: Path) -> Iterator[Callable[..., Client]]:
+    made: list[Client] = []
+
+    def make(config: Config | None = None) -> Client:
+        made.append(Client(config or Config(), tmp_path / "state.json"))
+        return made[-1]
+
+    yield make
+    for c in made:
+        c.close()
+
+
+def test_register_list_filter_and_remember(
+    client: Callable[..., Client],
+    discovery_server: DiscoveryProcess,
+    tmp_path: Path,
+    screenshot: Callable[[str], np.ndarray],
+) -> None:
+    server = f"127.0.0.1:{discovery_server.port}"
+    with DiscoveryClient(*discovery_server.address) as other:
+        for i, nick in enumerate(["bob", "bobby", "carol", "dave"]):
+            other.register(nick, "127.0.0.1", 9000 + i, "pw", ["V0"])
+
+    c = client()
+    c.login("alice", "secret", server)
+    c.pump_until(lambda: c.app.model.screen is Screen.MAIN, 15, "main screen")
+    main = c.app.main
+    c.pump_until(main.visible_nicks, 10, "user list")
+    assert main.visible_nicks() == ["bob", "bobby", "carol", "dave"]  # not alice herself
+    assert "alice @ " + server in main.header.cget("text")
+
+    c.type_into(main.filter_entry, "bo")
+    assert main.visible_nicks() == ["bob", "bobby"]
+    c.type_into(main.filter_entry, "bb", clear=False)
+    assert main.visible_nicks() == ["bobby"]
+    c.type_into(main.filter_entry, "ROL")
+    assert main.visible_nicks() == ["carol"]
+    c.type_into(main.filter_entry, "")
+    screenshot("main-screen")
+
+    # Someone registers after the list was fetched: Refresh shows them.
+    with DiscoveryClient(*discovery_server.address) as other:
+        other.register("erin", "127.0.0.1", 9100, "pw", ["V0"])
+    c.click(main.refresh_button)
+    c.pump_until(lambda: "erin" in main.visible_nicks(), 10, "erin after refresh")
+
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state == {"nick": "alice", "server": server, "remember_password": False}
+    assert "secret" not in (tmp_path / "state.json").read_text()
+
+    c.click(main.logout_button)
+    c.pump_until(lambda: c.app.model.screen is Screen.LOGIN, 10, "login screen")
+    c.close()
+
+    # A new start remembers nick and server, not the password.
+    again = client()
+    login = again.app.login
+    assert (login.nick.get(), login.server.get(), login.password.get()) == ("alice", server, "")
+
+
+def test_remember_password_when_asked(
+    client: Callable[..., Client], discovery_server: DiscoveryProcess, tmp_path: Path
+) -> None:
+    c = client()
+    c.click(c.app.login.remember_check)
+    assert c.app.login.remember.get()
+    c.login("zoe", "kept", f"127.0.0.1:{discovery_server.port}")
+    c.pump_until(lambda: c.app.model.screen is Screen.MAIN, 15, "main screen")
+    assert json.loads((tmp_path / "state.json").read_text())["password"] == "kept"
+    again = client()
+    assert again.app.login.password.get() == "kept"
+
+
+def test_wrong_password_message(
+    client: Callable[..., Client],
+    discovery_server: DiscoveryProcess,
+    screenshot: Callable[[str], np.ndarray],
+) -> None:
+    with DiscoveryClient(*discovery_server.address) as other:
+        other.register("alice", "127.0.0.1", 9000, "right", ["V0"])
+    c = client()
+    c.login("alice", "wrong", f"127.0.0.1:{discovery_server.port}")
+    message = c.app.login.message
+    c.pump_until(lambda: "Wrong password" in message.cget("text"), 15, "wrong password")
+    assert c.app.model.screen is Screen.LOGIN
+    assert str(c.app.login.button.cget("state")) == "normal"  # can try again
+    screenshot("wrong-password")
+
+
+def test_server_down_message(client: Callable[..., Client]) -> None:
+    port = free_port()  # nothing listens there
+    c = client()
+    c.login("alice", "pw", f"127.0.0.1:{port}")
+    message = c.app.login.message
+    c.pump_until(lambda: "down or unreachable" in message.cget("text"), 20, "server down")
+    assert f"127.0.0.1:{port}" in message.cget("text")
+    assert c.app.model.screen is Screen.LOGIN
+
+
+def test_local_validation(client: Callable[..., Client]) -> None:
+    c = client()
+    c.login("has space", "pw", "127.0.0.1:1")
+    assert "spaces" in c.app.login.message.cget("text")
+    c.login("ok", "pw", "127.0.0.1:99999")
+    assert "port" in c.app.login.message.cget("text")
