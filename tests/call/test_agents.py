@@ -157,9 +157,10 @@ def test_sigterm_ends_the_call_cleanly(agents: AgentFactory) -> None:
 
 def test_two_classic_agents_speak_v0(agents: AgentFactory) -> None:
     bob = agents("bob", *CTRL, "--auto-answer", "--classic")
-    alice = agents("alice", *CTRL, "--call", "bob", "--seconds", "1")
+    alice = agents("alice", *CTRL, "--call", "bob", "--seconds", "1", "--hold-after", "0.2")
     assert alice.wait("outgoing")["extension"] is False
     assert alice.wait("started")["mode"] == "v0"
     assert bob.wait("started")["mode"] == "v0"
+    bob.wait("hold", local=False, remote=True)  # --hold-after 0.2
     assert alice.wait("ended")["reason"] == "hangup"  # --seconds 1
     assert bob.wait("ended")["reason"] == "peer_hangup"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Coroutine, Sequence
@@ -263,7 +264,8 @@ class CallManager:
         if isinstance(msg, Calling):
             if session is not None or self._closed or not self._sm.allowed(CallInput.PEER_CALLING):
                 logger.info("busy: answering CALL_BUSY to %s from %s", msg.nick, conn.peer_ip)
-                await conn.send(CallBusy(), terminated=False)  # bare, classic form
+                with contextlib.suppress(OSError):
+                    await conn.send(CallBusy(), terminated=False)  # bare, classic form
                 return
             session = self._new_session()
             self._session = session
