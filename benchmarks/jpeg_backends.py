@@ -4,6 +4,8 @@ Images: the stamped test pattern (sharp edges, flat areas) and a camera-like ima
 colour regions plus sensor noise, which is what makes real frames expensive). OpenCV's decode to
 RGB is imdecode + cvtColor, as a caller without TurboJPEG would do it. "decode_display" decodes
 to the display size (default: half the resolution) using each backend's DCT scaling.
+"turbojpeg" is the codec as vcall uses it (fast IDCT and upsampling when decoding);
+"turbojpeg-accurate" decodes with libjpeg's defaults, like OpenCV.
 
 Prints medians and p95 in ms per codec and the OpenCV/TurboJPEG ratio; ``--json FILE`` writes::
 
@@ -76,13 +78,16 @@ def _summary(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), p95
 
 
-def _codecs() -> list[JpegCodec]:
-    codecs: list[JpegCodec] = []
+def _codecs() -> list[tuple[str, JpegCodec]]:
+    """(label, codec): vcall's TurboJPEG set-up (fast decode), TurboJPEG's accurate decode, and
+    OpenCV, which has no fast-decode switch."""
+    codecs: list[tuple[str, JpegCodec]] = []
     try:
-        codecs.append(TurboJpegCodec())
+        codecs.append(("turbojpeg", TurboJpegCodec()))
+        codecs.append(("turbojpeg-accurate", TurboJpegCodec(fast_decode=False)))
     except (OSError, RuntimeError) as exc:
         print(f"TurboJPEG unavailable ({exc}); measuring OpenCV only")
-    codecs.append(OpenCvCodec())
+    codecs.append(("opencv", OpenCvCodec()))
     return codecs
 
 
@@ -96,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     render_into(pattern, 1, time.monotonic_ns())
     images = {"pattern": pattern, "camera-like": camera_like(width, height)}
     results: list[dict[str, Any]] = []
-    for codec in _codecs():
+    for label, codec in _codecs():
         for image_name, image in images.items():
             jpeg = codec.encode(image, args.quality)
             dst = np.empty((display[1], display[0], 3), np.uint8)
@@ -105,11 +110,13 @@ def run(args: argparse.Namespace) -> int:
                 "decode_rgb": functools.partial(codec.decode_rgb, jpeg),
                 "decode_display": functools.partial(codec.decode_rgb_into, jpeg, dst),
             }
+            if label == "turbojpeg-accurate":
+                del operations["encode"]  # encoding is the same as "turbojpeg"
             for op, fn in operations.items():
                 median, p95 = _summary(_time(fn, args.frames))
                 results.append(
                     {
-                        "codec": codec.name,
+                        "codec": label,
                         "image": image_name,
                         "operation": op,
                         "median_ms": round(median, 4),
@@ -160,13 +167,13 @@ def _print_table(
         f" {args.frames} frames (times in ms)"
     )
     ratio_of = {(r["image"], r["operation"]): r["opencv_over_turbojpeg"] for r in ratios}
-    header = f"{'image':<12} {'operation':<15} {'codec':<10} {'median':>8} {'p95':>8} {'bytes':>8}"
+    header = f"{'image':<12} {'operation':<15} {'codec':<18} {'median':>8} {'p95':>8} {'bytes':>8}"
     print(header + f" {'opencv/turbo':>13}")
     print("-" * (len(header) + 14))
     for r in results:
         ratio = ratio_of.get((r["image"], r["operation"])) if r["codec"] == "opencv" else None
         print(
-            f"{r['image']:<12} {r['operation']:<15} {r['codec']:<10} {r['median_ms']:>8.3f}"
+            f"{r['image']:<12} {r['operation']:<15} {r['codec']:<18} {r['median_ms']:>8.3f}"
             f" {r['p95_ms']:>8.3f} {r['bytes']:>8}" + (f" {ratio:>12.2f}x" if ratio else "")
         )
 

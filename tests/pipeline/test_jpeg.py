@@ -32,8 +32,9 @@ from pipeline.jpeg import (
 )
 from pipeline.pattern import Stamp, read_stamp, render_into
 
-CODECS: list[JpegCodec] = [TurboJpegCodec(), OpenCvCodec()]
-codec_param = pytest.mark.parametrize("codec", CODECS, ids=lambda c: c.name)
+CODECS: list[JpegCodec] = [TurboJpegCodec(), TurboJpegCodec(fast_decode=False), OpenCvCodec()]
+CODEC_IDS = ["turbojpeg", "turbojpeg-accurate", "opencv"]
+codec_param = pytest.mark.parametrize("codec", CODECS, ids=CODEC_IDS)
 
 # ITU-T T.81 Annex K.3 standard Huffman tables (also RFC 2435 appendix A): (bits, values).
 ANNEX_K = {
@@ -156,7 +157,9 @@ def test_round_trip_shape_and_quality(codec: JpegCodec, size: tuple[int, int]) -
     image = smooth(*size)
     decoded = codec.decode_rgb(codec.encode(image, 85))
     assert decoded.shape == (size[1], size[0], 3) and decoded.dtype == np.uint8
-    assert psnr(decoded, image[:, :, ::-1]) > 35
+    # Accurate decoding gives 37-49 dB here; fast decoding (nearest chroma upsampling) loses
+    # most on tiny smooth images (100x75: 33.6 dB), 0.2 dB on camera-like content.
+    assert psnr(decoded, image[:, :, ::-1]) > 32
     # Straight to RGB: on the colour bars, swapped channels would be far off.
     bars = pattern(*size)
     decoded = codec.decode_rgb(codec.encode(bars, 85))
@@ -397,10 +400,11 @@ def test_bench_jpeg_runs_and_writes_sane_json(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "turbojpeg" in proc.stdout and "opencv" in proc.stdout
+    assert "turbojpeg-accurate" in proc.stdout
     report = json.loads(out.read_text())
     assert report["resolution"] == [640, 480] and report["frames"] == 20
     results = report["results"]
-    assert {r["codec"] for r in results} == {"turbojpeg", "opencv"}
+    assert {r["codec"] for r in results} == {"turbojpeg", "turbojpeg-accurate", "opencv"}
     assert {r["image"] for r in results} == {"pattern", "camera-like"}
     assert {r["operation"] for r in results} >= {"encode", "decode_rgb", "decode_display"}
     for r in results:
