@@ -12,6 +12,8 @@ API::
                     first_id: int = 0) -> Source
     def parse_spec(spec: str) -> SourceSpec          # SourceSpec(kind, target)
     def list_cameras() -> list[str]                  # ["camera:/dev/video0", ...]; cheap
+    def fit_into(src: np.ndarray, dst: np.ndarray) -> None   # centre-crop to dst's aspect, resize
+    MAX_CONSECUTIVE_MISSES = 30
     class SourceError(Exception)                     # base
     class SourceSpecError(SourceError, ValueError)   # malformed spec (local misuse)
     class CameraUnavailableError(SourceError)        # no such camera / cannot be opened
@@ -23,7 +25,8 @@ Specs: "pattern"; "camera:0" or "camera:/dev/video0"; "file:/path/video.mp4"; "s
 
 Guarantees:
 - Frames always have the requested size: camera, file and screen frames are cropped to the
-  requested aspect ratio around the centre (never stretched), then resized with INTER_AREA.
+  requested aspect ratio around the centre (never stretched), then resized (INTER_AREA when
+  shrinking, INTER_LINEAR when enlarging).
 - Frame ids count up by one per frame returned, from ``first_id``, modulo 2**32.
 - The pattern source renders the stamped test pattern (pipeline.pattern) with the frame id and
   ``now_ns`` as capture time, so latency can be measured at the display.
