@@ -238,6 +238,15 @@ def test_decompression_bomb_is_refused_before_decoding(codec: JpegCodec) -> None
 
 
 @codec_param
+def test_decodes_progressive_and_optimised_jpegs_from_other_senders(codec: JpegCodec) -> None:
+    image = smooth(320, 240)
+    for flag in (cv2.IMWRITE_JPEG_PROGRESSIVE, cv2.IMWRITE_JPEG_OPTIMIZE):
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80, flag, 1])
+        assert ok
+        assert psnr(codec.decode_rgb(buf.tobytes()), image[:, :, ::-1]) > 32
+
+
+@codec_param
 def test_damaged_jpegs_raise_jpeg_error(codec: JpegCodec) -> None:
     good = codec.encode(pattern(320, 240), 70)
     for bad in (b"", b"\xff\xd8", b"not a jpeg", good[:200], good[: len(good) // 2]):
