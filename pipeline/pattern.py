@@ -23,12 +23,14 @@ STAMP_ROWS x STAMP_COLS cells, each cell width/STAMP_COLS wide and height/STAMP_
 its geometry follows the image size: a frame scaled to any size (even with another aspect ratio)
 is read without knowing its original size. Each row starts and ends with a sync cell; the other
 128 cells carry frame_id (32 bits), capture_ns (64 bits) and a CRC-32 of both (32 bits).
-A cell is read as the mean of its centre, and must be clearly dark or clearly light.
+A cell is read as the mean of 4x4 samples in its centre half, and must be clearly dark or
+clearly light.
 
 Guarantees: the stamp survives JPEG at quality >= 30 (4:2:0) and a downscale of a 1280x720 or
 640x480 frame to a quarter of its width, also both at once; read_stamp returns None rather than
 a wrong stamp (sync cells, decisive cells and the CRC must all agree; a false positive on
-arbitrary content needs about 2**-40 luck). Rendering 1280x720 costs about 1 ms.
+arbitrary content needs about 2**-40 luck). Rendering 1280x720 costs about 0.4 ms (1920x1080
+about 0.8 ms); read_stamp about 0.2 ms at any size (a fixed 4x4 samples per cell).
 """
 
 from __future__ import annotations
