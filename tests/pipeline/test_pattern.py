@@ -179,9 +179,7 @@ def test_random_cells_on_the_stamp_grid_fail_the_crc(seed: int) -> None:
     cells[:, 0] = [255, 0, 255, 0]
     cells[:, -1] = [0, 255, 0, 255]
     strip_h = 480 * STAMP_ROWS // STAMP_ROW_DIV
-    image[:strip_h] = cv2.resize(cells, (640, strip_h), interpolation=cv2.INTER_NEAREST)[
-        :, :, None
-    ]
+    image[:strip_h] = cv2.resize(cells, (640, strip_h), interpolation=cv2.INTER_NEAREST)[:, :, None]
     assert read_stamp(image) is None
 
 
