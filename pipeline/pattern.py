@@ -209,7 +209,8 @@ class PatternRenderer:
             dst[edges[row] : edges[row + 1]] = self._strip_rows[row]
 
 
-@functools.lru_cache(maxsize=8)
+# A renderer holds a background twice the frame's width (12 MB at 1080p): keep only a few.
+@functools.lru_cache(maxsize=4)
 def _renderer(width: int, height: int) -> PatternRenderer:
     return PatternRenderer(width, height)
 

@@ -39,6 +39,15 @@ def test_stamp_round_trip_raw(frame_id: int, capture_ns: int) -> None:
     assert read_stamp(frame(640, 480, frame_id, capture_ns)) == Stamp(frame_id, capture_ns)
 
 
+@given(frame_id=st.integers(0, U32), capture_ns=st.integers(0, U64), quality=st.integers(30, 100))
+@settings(max_examples=40, deadline=None)
+def test_stamp_round_trip_through_jpeg_and_quarter_display(
+    frame_id: int, capture_ns: int, quality: int
+) -> None:
+    jpeg = CODECS[0].encode(frame(1280, 720, frame_id, capture_ns), quality)
+    assert read_stamp(CODECS[0].decode_rgb(jpeg, (320, 180))) == Stamp(frame_id, capture_ns)
+
+
 @pytest.mark.parametrize("codec", CODECS, ids=lambda c: c.name)
 @pytest.mark.parametrize("quality", [30, 50, 70, 85, 95])
 @pytest.mark.parametrize("size", [(320, 240), (640, 480), (1280, 720)])
