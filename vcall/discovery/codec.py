@@ -32,6 +32,7 @@ MAX_PASSWORD_LEN: Final = 128
 MAX_PROTOCOLS: Final = 32
 
 _NICK_RE: Final = re.compile(r"[A-Za-z0-9_.-]{1,32}", re.ASCII)
+_PROTOCOL_RE: Final = re.compile(r"V[0-9]{1,9}", re.ASCII)
 _PROTOCOLS_RE: Final = re.compile(r"V[0-9]{1,9}(?:#V[0-9]{1,9}){0,31}", re.ASCII)
 # A protocols field that more bytes could still turn into a valid one ("V0#", "V0#V").
 _PROTOCOLS_PREFIX_RE: Final = re.compile(r"(?:V[0-9]{1,9}#){1,31}V?|V", re.ASCII)
@@ -193,8 +194,8 @@ def valid_password(password: str) -> bool:
 
 
 def valid_protocols(protocols: tuple[str, ...] | list[str]) -> bool:
-    return 0 < len(protocols) <= MAX_PROTOCOLS and (
-        _PROTOCOLS_RE.fullmatch("#".join(protocols)) is not None
+    return 0 < len(protocols) <= MAX_PROTOCOLS and all(
+        _PROTOCOL_RE.fullmatch(p) is not None for p in protocols
     )
 
 
