@@ -30,13 +30,13 @@ import enum
 import logging
 import os
 import select
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from multiprocessing import shared_memory
 
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.shm import SegmentSet
+from pipeline.shm import Segment, SegmentSet
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ N_STAMPS = 16
 # Ring header words.
 _H_MAGIC, _H_SLOTS, _H_CAPACITY, _H_WRITES = range(4)
 # Slot header words; the stamps follow.
-_S_LOCK, _S_SEQ, _S_FRAME, _S_NBYTES, _S_WIDTH, _S_HEIGHT, _S_AUX = range(7)
+_S_LOCK, _S_SEQ, _S_FRAME, _S_NBYTES, _S_WIDTH, _S_HEIGHT, _S_AUX, _S_AUX2 = range(8)
 _S_STAMPS = 8
 
 U8Array = npt.NDArray[np.uint8]
@@ -87,6 +87,7 @@ class Descriptor:
     width: int
     height: int
     aux: int  # ring-specific (e.g. JPEG quality)
+    aux2: int = 0  # ring-specific
     stamps: tuple[int, ...] = field(default=(0,) * N_STAMPS)
 
     def stamp(self, ts: Ts) -> int:
@@ -97,13 +98,6 @@ def _round_up(n: int, to: int) -> int:
     return (n + to - 1) // to * to
 
 
-def _buf(shm: shared_memory.SharedMemory) -> memoryview:
-    buf = shm.buf
-    if buf is None:
-        raise RingError(f"segment {shm.name} is closed")
-    return buf
-
-
 def _eventfd() -> int:
     return os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
 
@@ -111,12 +105,10 @@ def _eventfd() -> int:
 class Ring:
     """A ring in one shared-memory segment plus one eventfd per reader."""
 
-    def __init__(
-        self, shm: shared_memory.SharedMemory, reader_fds: list[int], owned_fds: list[int]
-    ) -> None:
+    def __init__(self, shm: Segment, reader_fds: list[int], owned_fds: list[int]) -> None:
         self._shm = shm
         self.name = shm.name
-        self._buf = _buf(shm)
+        self._buf = shm.buf
         self.reader_fds = reader_fds
         self._owned_fds = owned_fds
         header = self._buf[:HEADER_BYTES].cast("Q")
@@ -146,7 +138,7 @@ class Ring:
             raise RingError(f"slot capacity must be positive, got {capacity}")
         stride = _round_up(SLOT_HEADER_BYTES + capacity, PAGE)
         shm = segments.create(kind, HEADER_BYTES + n_slots * stride)
-        header = _buf(shm)[:HEADER_BYTES].cast("Q")
+        header = shm.buf[:HEADER_BYTES].cast("Q")
         header[_H_SLOTS] = n_slots
         header[_H_CAPACITY] = capacity
         header[_H_WRITES] = 0
@@ -224,7 +216,8 @@ class RingWriter:
         width: int = 0,
         height: int = 0,
         aux: int = 0,
-        stamps: dict[Ts, int] | None = None,
+        aux2: int = 0,
+        stamps: Mapping[int, int] | None = None,
     ) -> int:
         """Publish the open slot and wake the readers; returns the frame's seq."""
         slot = self._open
@@ -241,6 +234,7 @@ class RingWriter:
         header[_S_WIDTH] = width
         header[_S_HEIGHT] = height
         header[_S_AUX] = aux
+        header[_S_AUX2] = aux2
         for i in range(N_STAMPS):
             header[_S_STAMPS + i] = 0
         if stamps:
@@ -271,7 +265,7 @@ class RingWriter:
         width: int = 0,
         height: int = 0,
         aux: int = 0,
-        stamps: dict[Ts, int] | None = None,
+        stamps: Mapping[int, int] | None = None,
     ) -> int:
         """Copy ``data`` into the next slot and commit it (for small payloads, e.g. JPEG)."""
         n = len(data)
@@ -323,6 +317,7 @@ class RingReader:
             width=header[_S_WIDTH],
             height=header[_S_HEIGHT],
             aux=header[_S_AUX],
+            aux2=header[_S_AUX2],
             stamps=tuple(header[_S_STAMPS : _S_STAMPS + N_STAMPS].tolist()),
         )
         if header[_S_LOCK] != lock:

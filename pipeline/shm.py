@@ -9,18 +9,26 @@ in /dev/shm. Guarantees:
 - ``remove_stale()`` (called at every session start) unlinks segments whose controller is gone:
   its pid no longer exists, or the pid was reused by a process started after the segment was
   created. Segments of live controllers are never touched.
-- If the controller is killed, Python's multiprocessing resource tracker (which registered each
-  segment at creation) also unlinks them once the last process holding its pipe has exited.
+- If the controller is killed, Python's multiprocessing resource tracker (each segment is
+  registered with it at creation, as ``multiprocessing.shared_memory`` does) also unlinks them
+  once the last process holding its pipe has exited.
+
+Segments are POSIX shared memory (what ``shm_open`` and ``multiprocessing.shared_memory`` use on
+Linux: files in /dev/shm, mapped with mmap). ``Segment`` maps them itself rather than through
+``SharedMemory`` because ``SharedMemory.close`` raises (and its finaliser prints) BufferError
+while any numpy view of the mapping is alive; a ``Segment`` mapping simply goes away with its
+last view.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import mmap
 import os
 import re
 import secrets
-from multiprocessing import shared_memory
+from multiprocessing import resource_tracker
 from pathlib import Path
 
 import psutil
@@ -88,13 +96,44 @@ def remove_stale() -> list[str]:
     return removed
 
 
+class Segment:
+    """One mapped segment. ``buf`` is a writable memoryview of the whole mapping."""
+
+    def __init__(self, name: str, size: int) -> None:
+        fd = os.open(SHM_DIR / name, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.ftruncate(fd, size)
+            self._mmap = mmap.mmap(fd, size)
+        except BaseException:
+            os.close(fd)
+            (SHM_DIR / name).unlink()
+            raise
+        os.close(fd)
+        # The tracker unlinks it if this process dies without doing so (name as shm_open's).
+        resource_tracker.register("/" + name, "shared_memory")
+        self.name = name
+        self.size = size
+        self.buf: memoryview = memoryview(self._mmap)
+
+    def close(self) -> None:
+        """Drop this object's own view; the mapping goes when the last numpy view does."""
+        with contextlib.suppress(BufferError):
+            self.buf.release()
+            self._mmap.close()
+
+    def unlink(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (SHM_DIR / self.name).unlink()
+        resource_tracker.unregister("/" + self.name, "shared_memory")
+
+
 class SegmentSet:
     """The segments of one session, created by the controller and unlinked together."""
 
     def __init__(self) -> None:
         self.token = secrets.token_hex(4)
         self._owner_pid = os.getpid()
-        self._segments: list[shared_memory.SharedMemory] = []
+        self._segments: list[Segment] = []
         self._closed = False
 
     def name_for(self, kind: str) -> str:
@@ -102,15 +141,17 @@ class SegmentSet:
             raise ShmError(f"segment kind must be [a-z0-9]+, got {kind!r}")
         return f"{segment_prefix(self._owner_pid)}{self.token}_{kind}"
 
-    def create(self, kind: str, size: int) -> shared_memory.SharedMemory:
-        """Create (exclusively) a zero-filled segment of at least ``size`` bytes."""
+    def create(self, kind: str, size: int) -> Segment:
+        """Create (exclusively) a zero-filled segment of ``size`` bytes."""
         if self._closed:
             raise ShmError("segment set is closed")
         if os.getpid() != self._owner_pid:
             raise ShmError("only the controller that owns the set creates segments")
-        shm = shared_memory.SharedMemory(name=self.name_for(kind), create=True, size=size)
-        self._segments.append(shm)
-        return shm
+        if size <= 0:
+            raise ShmError(f"segment size must be positive, got {size}")
+        segment = Segment(self.name_for(kind), size)
+        self._segments.append(segment)
+        return segment
 
     @property
     def names(self) -> list[str]:
@@ -122,14 +163,8 @@ class SegmentSet:
             return
         self._closed = True
         owner = os.getpid() == self._owner_pid
-        for shm in self._segments:
-            try:
-                shm.close()
-            except BufferError:
-                # A numpy view is still alive somewhere: the mapping goes when it is collected;
-                # unlinking below still removes the name.
-                logger.debug("segment %s still has exported views", shm.name)
+        for segment in self._segments:
+            segment.close()
             if owner:
-                with contextlib.suppress(FileNotFoundError):
-                    shm.unlink()
+                segment.unlink()
         self._segments.clear()

@@ -1,0 +1,556 @@
+"""MediaSession: the controller's handle on one call's media pipeline (see docs/architecture.md).
+
+``open()`` removes stale segments of dead controllers, creates this session's rings, binds the
+UDP receive socket (and, for RTCP, the next port: the RTP port is even), and forks the five
+stage processes from a launcher thread that lives until ``close()`` (so the parent-death
+signal fires only when the controller really dies). ``connect()`` tells the stages where to
+send and whom to accept. Everything else is a small control message on a pipe; pixels stay in
+shared memory. ``close()`` stops the stages (stop message, then SIGTERM, then SIGKILL), closes
+the sockets and unlinks every segment; it is idempotent.
+
+Threading: the methods may be called from any one thread at a time (the GUI's worker thread or
+the Tk thread); ``latest()`` and ``notify_fd()`` are cheap and never block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import functools
+import logging
+import multiprocessing
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.context import ForkProcess
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from pipeline import lifecycle, shm
+from pipeline.presets import DEFAULT_PRESET, Preset, get_preset
+from pipeline.ring import Ring, RingReader, Ts
+from pipeline.sdp import build_sdp
+from pipeline.sources import parse_spec
+from pipeline.stages import capture, display, encode, receive, send
+from pipeline.stages.base import Stage, StageContext, stage_main
+from pipeline.stats import CpuMeter, LatencyWindow, StatsChannel
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("capture", "encode", "send", "receive", "display")
+RAW_SLOTS = 4
+JPEG_SLOTS = 4
+RGB_SLOTS = 3
+MAX_FRAME = (1920, 1080)
+JPEG_TX_CAPACITY = 2 * 1024 * 1024
+JPEG_RX_CAPACITY = 4 * 1024 * 1024  # the reassembler's own frame cap
+SELF_VIEW_MAX = (640, 480)
+DEFAULT_PEER_VIEW = (640, 480)
+DEFAULT_SELF_VIEW = (160, 120)
+RECEIVE_BUFFER = 4 * 1024 * 1024
+STOP_TIMEOUT_S = 2.0
+EVEN_PORT_ATTEMPTS = 64
+
+U8Array = npt.NDArray[np.uint8]
+Mode = Literal["v0", "rtp"]
+
+
+class MediaSessionError(Exception):
+    """Local misuse of a MediaSession (wrong order of calls, bad arguments)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PeerEndpoint:
+    ip: str
+    rx_port: int  # the UDP port the peer declared in CALLING / CALL_ACCEPTED
+    mode: Mode  # "rtp" only when both peers speak the extension
+    local_ssrc: int = 0  # rtp: the SSRC we announced and send with
+    peer_ssrc: int = 0  # rtp: the SSRC the peer announced; other packets dropped
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A displayed frame, copied out of shared memory: the caller owns ``image``."""
+
+    image: U8Array  # (height, width, 3) uint8 RGB
+    width: int
+    height: int
+    frame_id: int  # receive order (peer) or capture id (self view)
+    capture_ns: int  # monotonic_ns at capture when known (pattern stamp / self view), else 0
+    shown_ns: int  # monotonic_ns when the display stage finished it
+    pattern_id: int  # the test pattern's embedded frame id (0 if not the pattern)
+    source_size: tuple[int, int]  # (width, height) of the frame before scaling for display
+
+
+def _bind_even_pair(ip: str, port: int) -> tuple[socket.socket, socket.socket]:
+    """Bind RTP on an even port (``port``, or any free one when 0) and RTCP on port + 1."""
+    for _ in range(EVEN_PORT_ATTEMPTS if port == 0 else 1):
+        rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            rtp.bind((ip, port))
+            chosen = rtp.getsockname()[1]
+            if port == 0 and chosen % 2:
+                raise OSError(errno.EADDRINUSE, "odd port")
+            rtcp.bind((ip, chosen + 1))
+        except OSError:
+            rtp.close()
+            rtcp.close()
+            if port != 0:
+                raise
+            continue
+        return rtp, rtcp
+    raise OSError(errno.EADDRINUSE, "no free even UDP port pair")
+
+
+def _set_receive_buffer(sock: socket.socket) -> None:
+    # A 1080p frame is ~200 datagrams arriving in one burst: the default buffer (208 KiB of
+    # truesize) overflows. SO_RCVBUFFORCE passes rmem_max when we may; else take what we get.
+    for option in (getattr(socket, "SO_RCVBUFFORCE", 33), socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, RECEIVE_BUFFER)
+            return
+        except OSError:
+            continue
+
+
+class MediaSession:
+    def __init__(
+        self,
+        *,
+        source: str = "pattern",
+        preset: str | Preset = DEFAULT_PRESET,
+        bind_ip: str = "0.0.0.0",
+        rx_port: int = 0,
+        codec: str = "auto",
+        v0_max_bytes: int = encode.V0_MAX_BYTES,
+        peer_view: tuple[int, int] = DEFAULT_PEER_VIEW,
+        self_view: tuple[int, int] = DEFAULT_SELF_VIEW,
+    ) -> None:
+        parse_spec(source)  # a malformed spec is the caller's mistake: raise now
+        self._source = source
+        self._preset = preset if isinstance(preset, Preset) else get_preset(preset)
+        self._bind_ip = bind_ip
+        self._rx_port = rx_port
+        self._codec = codec
+        self._v0_max = v0_max_bytes
+        self._peer_box = peer_view
+        self._self_box = self_view
+        self._state: Literal["new", "open", "closed"] = "new"
+        self._lock = threading.RLock()
+        self._peer: PeerEndpoint | None = None
+        self._sending = True
+        self._segments: shm.SegmentSet | None = None
+        self._rings: dict[str, Ring] = {}
+        self._stats: dict[str, StatsChannel] = {}
+        self._controls: dict[str, Connection] = {}
+        self._procs: dict[str, ForkProcess] = {}
+        self._socks: list[socket.socket] = []
+        self._watchdog: lifecycle.Watchdog | None = None
+        self._launcher: lifecycle.Launcher | None = None
+        self._notify = -1
+        self._readers: dict[str, RingReader] = {}
+        self._cached: dict[str, tuple[int, Frame]] = {}
+        self._read_latency = LatencyWindow()
+        self._cpu = CpuMeter()
+        self._opened_ns = 0
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def open(self) -> int:
+        """Bind the receive socket(s), start the stage processes; returns the RTP rx port."""
+        with self._lock:
+            if self._state != "new":
+                raise MediaSessionError(f"open() on a {self._state} session")
+            self._state = "open"
+            try:
+                self._open()
+            except BaseException:
+                self.close()
+                raise
+            return self._rx_port
+
+    def _open(self) -> None:
+        shm.remove_stale()
+        self._segments = seg = shm.SegmentSet()
+        frame_max = max(MAX_FRAME[0] * MAX_FRAME[1] * 3, self._preset.frame_bytes)
+        peer_max = max(frame_max, self._peer_box[0] * self._peer_box[1] * 3)
+        self._notify = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        r = self._rings
+        r["raw"] = Ring.create(seg, "raw", n_slots=RAW_SLOTS, capacity=frame_max, n_readers=2)
+        r["jtx"] = Ring.create(seg, "jtx", n_slots=JPEG_SLOTS, capacity=JPEG_TX_CAPACITY)
+        r["jrx"] = Ring.create(seg, "jrx", n_slots=JPEG_SLOTS, capacity=JPEG_RX_CAPACITY)
+        r["txinfo"] = Ring.create(seg, "txinfo", n_slots=2, capacity=64, n_readers=0)
+        r["peer"] = Ring.create(
+            seg, "peer", n_slots=RGB_SLOTS, capacity=peer_max, reader_fds=[self._notify]
+        )
+        r["self"] = Ring.create(
+            seg,
+            "self",
+            n_slots=RGB_SLOTS,
+            capacity=SELF_VIEW_MAX[0] * SELF_VIEW_MAX[1] * 3,
+            reader_fds=[self._notify],
+        )
+        for name in STAGES:
+            self._stats[name] = StatsChannel.create(seg, name)
+        rtp, rtcp = _bind_even_pair(self._bind_ip, self._rx_port)
+        self._socks = [rtp, rtcp]
+        _set_receive_buffer(rtp)
+        self._rx_port = rtp.getsockname()[1]
+        self._watchdog = lifecycle.Watchdog()
+        p = self._preset
+        factories: dict[str, Callable[[StageContext], Stage]] = {
+            "capture": functools.partial(
+                capture.CaptureStage, raw=r["raw"], spec=self._source, preset=p
+            ),
+            "encode": functools.partial(
+                encode.EncodeStage,
+                raw=r["raw"],
+                raw_reader=0,
+                jpeg_tx=r["jtx"],
+                preset=p,
+                codec=self._codec,
+                v0_max_bytes=self._v0_max,
+            ),
+            "send": functools.partial(
+                send.SendStage, jpeg_tx=r["jtx"], txinfo=r["txinfo"], fps=p.fps
+            ),
+            "receive": functools.partial(
+                receive.ReceiveStage,
+                rtp_sock=rtp,
+                rtcp_sock=rtcp,
+                jpeg_rx=r["jrx"],
+                txinfo=r["txinfo"],
+            ),
+            "display": functools.partial(
+                display.DisplayStage,
+                jpeg_rx=r["jrx"],
+                raw=r["raw"],
+                raw_reader=1,
+                rgb_peer=r["peer"],
+                rgb_self=r["self"],
+                peer_box=self._peer_box,
+                self_box=self._self_box,
+                codec=self._codec,
+            ),
+        }
+        self._launcher = lifecycle.Launcher(lambda: self._start_stages(factories))
+        self._launcher.run()
+        for name, proc in self._procs.items():
+            if proc.pid is not None:
+                self._cpu.track(name, proc.pid)
+        self._cpu.track("controller", os.getpid())
+        self._readers = {k: RingReader(r[k], self._notify) for k in ("peer", "self")}
+        self._opened_ns = time.monotonic_ns()
+        logger.info(
+            "media session open: rx port %d, %s, %s, %dx%d@%d",
+            self._rx_port,
+            self._source,
+            p.name,
+            p.width,
+            p.height,
+            p.fps,
+        )
+
+    def _start_stages(self, factories: dict[str, Callable[[StageContext], Stage]]) -> None:
+        assert self._watchdog is not None
+        ctx_fork = multiprocessing.get_context("fork")
+        sock_fds = tuple(s.fileno() for s in self._socks)
+        for fd in sock_fds:  # other sessions' stages must not keep our ports bound
+            lifecycle.register_controller_fd(fd)
+        for name in STAGES:
+            reader, writer = ctx_fork.Pipe(duplex=False)
+            lifecycle.register_controller_fd(writer.fileno())
+            self._controls[name] = writer
+            ctx = StageContext(
+                name=name,
+                controller_pid=os.getpid(),
+                watchdog_fd=self._watchdog.read_fd,
+                control=reader,
+                stats=self._stats[name],
+                keep_fds=sock_fds if name == "receive" else (),
+            )
+            proc = ctx_fork.Process(
+                target=stage_main, args=(ctx, factories[name]), name=f"vcall-{name}", daemon=True
+            )
+            proc.start()
+            reader.close()
+            self._procs[name] = proc
+
+    def close(self) -> None:
+        """Stop the stages, close sockets, unlink segments. Idempotent; never raises."""
+        with self._lock:
+            if self._state == "closed":
+                return
+            self._state = "closed"
+            self._stop_stages()
+            if self._launcher is not None:
+                self._launcher.close()
+            for conn in self._controls.values():
+                lifecycle.unregister_controller_fd(conn.fileno())
+                conn.close()
+            self._controls.clear()
+            for sock in self._socks:
+                lifecycle.unregister_controller_fd(sock.fileno())
+                sock.close()
+            self._socks = []
+            if self._watchdog is not None:
+                self._watchdog.close()
+            for ring in self._rings.values():
+                ring.close()
+            if self._notify >= 0:
+                os.close(self._notify)
+                self._notify = -1
+            self._readers.clear()
+            self._cached.clear()
+            self._rings.clear()
+            self._stats.clear()
+            if self._segments is not None:
+                self._segments.close()
+            logger.info("media session closed")
+
+    def _stop_stages(self) -> None:
+        for conn in self._controls.values():
+            with contextlib.suppress(OSError, ValueError):
+                conn.send(("stop",))
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for proc in self._procs.values():
+            proc.join(max(0.0, deadline - time.monotonic()))
+        for proc in self._procs.values():
+            if proc.is_alive():
+                logger.warning("stage %s did not stop: terminating", proc.name)
+                proc.terminate()
+                proc.join(1.0)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(1.0)
+            proc.close()
+        self._procs.clear()
+
+    def __enter__(self) -> MediaSession:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- control ----------------------------------------------------------------------------
+    def _send(self, msg: tuple[Any, ...], *stages: str) -> None:
+        if self._state != "open":
+            raise MediaSessionError(f"session is {self._state}, not open")
+        for name in stages or STAGES:
+            try:
+                self._controls[name].send(msg)
+            except (OSError, ValueError) as exc:  # the stage died: close() will reap it
+                logger.warning("control message to %s failed: %s", name, exc)
+
+    def connect(self, peer: PeerEndpoint) -> None:
+        """Start sending to, and accepting from, ``peer``."""
+        if peer.mode not in ("v0", "rtp"):
+            raise MediaSessionError(f"unknown media mode {peer.mode!r}")
+        if not 0 < peer.rx_port < 65536:
+            raise MediaSessionError(f"bad peer port {peer.rx_port}")
+        with self._lock:
+            self._peer = peer
+            self._send(("connect", peer.mode), "encode")
+            self._send(("connect", peer.ip, peer.rx_port, peer.mode, peer.local_ssrc), "send")
+            self._send(
+                ("connect", peer.ip, peer.rx_port, peer.mode, peer.local_ssrc, peer.peer_ssrc),
+                "receive",
+            )
+
+    def set_sending(self, enabled: bool) -> None:
+        with self._lock:
+            self._sending = enabled
+            self._send(("sending", enabled), "encode", "send")
+
+    def set_preset(self, name: str | Preset) -> None:
+        preset = name if isinstance(name, Preset) else get_preset(name)
+        with self._lock:
+            if self._rings and preset.frame_bytes > self._rings["raw"].capacity:
+                raise MediaSessionError(f"preset {preset.name} exceeds {MAX_FRAME}")
+            self._preset = preset
+            self._send(("preset", preset), "capture", "encode", "send")
+
+    def set_source(self, spec: str) -> None:
+        parse_spec(spec)
+        with self._lock:
+            self._source = spec
+            self._send(("source", spec), "capture")
+
+    def set_display_size(self, peer: tuple[int, int], self_view: tuple[int, int]) -> None:
+        for w, h in (peer, self_view):
+            if w <= 0 or h <= 0:
+                raise MediaSessionError(f"display sizes must be positive: {peer}, {self_view}")
+        with self._lock:
+            self._peer_box, self._self_box = peer, self_view
+            self._send(("display_size", peer, self_view), "display")
+
+    # -- frames -----------------------------------------------------------------------------
+    def notify_fd(self) -> int:
+        """An eventfd, readable when a new peer or self-view frame is ready (``latest`` drains
+        it)."""
+        if self._notify < 0:
+            raise MediaSessionError("session is not open")
+        return self._notify
+
+    def latest(self) -> tuple[Frame | None, Frame | None]:
+        """The newest peer and self-view frames (copies); never blocks."""
+        with self._lock:
+            if self._state != "open":
+                return None, None
+            with contextlib.suppress(BlockingIOError):
+                os.eventfd_read(self._notify)
+            return self._latest("peer"), self._latest("self")
+
+    def _latest(self, kind: str) -> Frame | None:
+        reader = self._readers[kind]
+        for _ in range(3):
+            desc = reader.peek()
+            if desc is None:
+                return None
+            cached = self._cached.get(kind)
+            if cached is not None and cached[0] == desc.seq:
+                return cached[1]
+            image = reader.array(desc).copy()
+            if not reader.valid(desc):
+                continue
+            shown = desc.stamp(Ts.DISPLAYED)
+            if kind == "peer":
+                self._read_latency.add_ns(time.monotonic_ns() - shown)
+            frame = Frame(
+                image=image,
+                width=desc.width,
+                height=desc.height,
+                frame_id=desc.frame_id,
+                capture_ns=desc.stamp(Ts.CAPTURE),
+                shown_ns=shown,
+                pattern_id=desc.aux if kind == "peer" else 0,
+                source_size=(desc.aux2 >> 16, desc.aux2 & 0xFFFF),
+            )
+            self._cached[kind] = (desc.seq, frame)
+            return frame
+        return None
+
+    # -- information ------------------------------------------------------------------------
+    def sdp(self) -> str:
+        """An SDP describing the RTP stream we send (for ffmpeg/GStreamer); rtp mode only."""
+        peer = self._peer
+        if peer is None or peer.mode != "rtp":
+            raise MediaSessionError("sdp() needs a session connected in rtp mode")
+        return build_sdp(
+            peer.ip, peer.rx_port, ssrc=peer.local_ssrc or None, framerate=self._preset.fps
+        )
+
+    @property
+    def rx_port(self) -> int:
+        return self._rx_port
+
+    def stats(self) -> dict[str, Any]:
+        """A JSON-serialisable snapshot: latencies (ms), rates, loss, RTT, drops, CPU."""
+        with self._lock:
+            stages = {k: ch.read() or {} for k, ch in self._stats.items()}
+            cpu = self._cpu.sample() if self._state == "open" else {}
+            return summarise(self, stages, cpu)
+
+    def _describe(self) -> dict[str, Any]:
+        p = self._preset
+        peer = self._peer
+        return {
+            "state": self._state,
+            "rx_port": self._rx_port,
+            "mode": None if peer is None else peer.mode,
+            "peer": None if peer is None else f"{peer.ip}:{peer.rx_port}",
+            "sending": self._sending,
+            "preset": {
+                "name": p.name,
+                "size": [p.width, p.height],
+                "quality": p.quality,
+                "fps": p.fps,
+            },
+            "source": self._source,
+            "uptime_s": round((time.monotonic_ns() - self._opened_ns) / 1e9, 3)
+            if self._opened_ns
+            else 0.0,
+            "controller_read_ms": self._read_latency.summary(),
+            "dead_stages": sorted(
+                name for name, proc in self._procs.items() if proc.exitcode is not None
+            ),
+        }
+
+
+# Per-stage latency windows, in pipeline order, and the stage process that measures each.
+LATENCY_ORDER = (
+    ("capture", "send"),
+    ("encode_wait", "send"),
+    ("encode", "send"),
+    ("send_wait", "send"),
+    ("send", "send"),
+    ("capture_to_receive", "display"),
+    ("reassembly", "receive"),
+    ("jitter_buffer", "receive"),
+    ("display_wait", "display"),
+    ("decode", "display"),
+    ("capture_to_display", "display"),
+    ("self_view", "display"),
+)
+
+
+def summarise(
+    session: MediaSession, stages: dict[str, dict[str, Any]], cpu: dict[str, float]
+) -> dict[str, Any]:
+    """Merge the stages' snapshots into the figures a GUI or benchmark shows."""
+    out = session._describe()
+    lat = {}
+    for name, stage in LATENCY_ORDER:
+        summary = stages.get(stage, {}).get("latency_ms", {}).get(name)
+        if summary is not None:
+            lat[name] = summary
+    out["latency_ms"] = lat
+    snd, rcv, dsp, enc = (stages.get(k, {}) for k in ("send", "receive", "display", "encode"))
+    out["codec"] = enc.get("codec") or dsp.get("codec")
+    out["fps_sent"] = snd.get("fps_sent", 0.0)
+    out["fps_received"] = rcv.get("fps_received", 0.0)
+    out["fps_shown"] = dsp.get("fps_shown", 0.0)
+    out["fps_self_view"] = dsp.get("fps_self_view", 0.0)
+    out["bitrate_sent_bps"] = snd.get("bitrate_bps", 0)
+    out["bitrate_received_bps"] = rcv.get("bitrate_bps", 0)
+    rtp, rtcp, jb = rcv.get("rtp"), rcv.get("rtcp", {}), rcv.get("jitter_buffer", {})
+    out["loss"] = {
+        "lost_packets": None if rtp is None else rtp.get("lost_packets"),
+        "lost_frames": jb.get("lost_frames", 0)
+        + (rcv.get("v0", {}).get("lost_frames", 0) if rtp is None else 0),
+        "remote_fraction_lost": rtcp.get("remote_fraction_lost"),
+        "remote_cumulative_lost": rtcp.get("remote_cumulative_lost"),
+    }
+    out["jitter_ms"] = (rtp or {}).get("jitter_ms", jb.get("jitter_ms"))
+    out["jitter_buffer_delay_ms"] = jb.get("delay_ms")
+    out["rtt_ms"] = rtcp.get("rtt_ms")
+    counters = {k: stages.get(k, {}).get("counters", {}) for k in STAGES}
+    out["drops"] = {
+        "capture_to_encode": enc.get("ring_dropped", 0),
+        "encode_to_send": snd.get("ring_dropped", 0),
+        "receive_to_display": dsp.get("ring_dropped", 0),
+        "jitter_late": jb.get("late", 0),
+        "jitter_skipped": jb.get("skipped", 0),
+        "jitter_overflow": jb.get("overflow", 0),
+        "incomplete_frames": (rtp or {}).get("incomplete", 0),
+        "wrong_address": counters["receive"].get("dropped_wrong_address", 0),
+        "wrong_source": (rtp or {}).get("wrong_source", 0),
+        "malformed": counters["receive"].get("malformed", 0) + (rtp or {}).get("malformed", 0),
+        "rejected_jpeg": counters["display"].get("rejected_jpeg", 0)
+        + counters["display"].get("undecodable", 0),
+        "torn": sum(c.get("torn", 0) for c in counters.values()),
+    }
+    if cpu:
+        cpu = dict(cpu)
+        cpu["total"] = round(sum(cpu.values()), 1)
+    out["cpu_percent"] = cpu
+    out["errors"] = {"source": stages.get("capture", {}).get("error", "")}
+    out["stages"] = stages
+    return out

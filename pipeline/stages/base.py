@@ -1,0 +1,149 @@
+"""The shell every stage process runs: child set-up, a select loop, control messages, stats.
+
+A stage is a subclass of ``Stage`` that lists the fds it waits on, handles control messages and
+does one step when something is ready. ``Stage.run`` never busy-waits: it sleeps in ``select``
+on those fds plus the control pipe, with the timeout the stage asks for. Control messages are
+small tuples ``(verb, *args)`` from the controller; ``("stop",)`` or EOF on the control pipe
+ends the loop; the watchdog (``lifecycle.child_init``) ends the process if the controller dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from pipeline import lifecycle
+from pipeline.stats import LatencyWindow, StatsChannel
+
+logger = logging.getLogger(__name__)
+
+# Longest a stage sleeps without looking at its control pipe and publishing stats.
+MAX_SLEEP_S = 0.25
+# At most this many control messages are handled per loop turn (the pipe is the bound).
+MAX_CONTROL_PER_TURN = 16
+
+Message = tuple[Any, ...]
+
+
+@dataclass(slots=True)
+class StageContext:
+    """What the controller hands a stage process (inherited through fork, never pickled)."""
+
+    name: str
+    controller_pid: int
+    watchdog_fd: int
+    control: Connection
+    stats: StatsChannel
+    keep_fds: tuple[int, ...] = field(default=())
+
+
+class Stage:
+    """Base of a stage's loop. Subclasses override ``wait_fds``, ``timeout``, ``step``."""
+
+    def __init__(self, ctx: StageContext) -> None:
+        self.ctx = ctx
+        self.running = True
+        self.latency: dict[str, LatencyWindow] = {}
+        self.counters: dict[str, int] = {}
+        self.errors = 0
+
+    # -- for subclasses -------------------------------------------------------------------
+    def wait_fds(self) -> Sequence[int]:
+        return ()
+
+    def timeout(self, now_ns: int) -> float:
+        return MAX_SLEEP_S
+
+    def step(self, ready: Sequence[int], now_ns: int) -> None:
+        """Called every loop turn with the fds that are readable (maybe none)."""
+
+    def handle(self, msg: Message) -> None:
+        logger.warning("%s: unknown control message %r", self.ctx.name, msg[:1])
+
+    def snapshot(self, now_ns: int) -> dict[str, Any]:
+        return {}
+
+    def close(self) -> None:
+        """Release what the stage opened (sources, sockets)."""
+
+    # -- helpers ----------------------------------------------------------------------------
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    def window(self, name: str) -> LatencyWindow:
+        win = self.latency.get(name)
+        if win is None:
+            win = self.latency[name] = LatencyWindow()
+        return win
+
+    def publish(self, now_ns: int, force: bool = False) -> None:
+        snap: dict[str, Any] = {
+            "pid": os.getpid(),
+            "counters": dict(self.counters),
+            "latency_ms": {k: v.summary() for k, v in self.latency.items()},
+        }
+        snap.update(self.snapshot(now_ns))
+        self.ctx.stats.publish(snap, now_ns, force)
+
+    def _poll_control(self) -> None:
+        conn = self.ctx.control
+        for _ in range(MAX_CONTROL_PER_TURN):
+            try:
+                if not conn.poll(0):
+                    return
+                msg: Message = conn.recv()
+            except (EOFError, OSError):
+                logger.debug("%s: control pipe closed", self.ctx.name)
+                self.running = False
+                return
+            if not isinstance(msg, tuple) or not msg:
+                continue
+            if msg[0] == "stop":
+                self.running = False
+                return
+            try:
+                self.handle(msg)
+            except Exception:
+                logger.exception("%s: control message %r failed", self.ctx.name, msg[:1])
+
+    def run(self) -> None:
+        control_fd = self.ctx.control.fileno()
+        try:
+            while self.running:
+                now = time.monotonic_ns()
+                fds = [control_fd, *self.wait_fds()]
+                timeout = max(0.0, min(self.timeout(now), MAX_SLEEP_S))
+                try:
+                    ready, _, _ = select.select(fds, [], [], timeout)
+                except InterruptedError:
+                    continue
+                if control_fd in ready:
+                    self._poll_control()
+                    if not self.running:
+                        break
+                now = time.monotonic_ns()
+                self.step([fd for fd in ready if fd != control_fd], now)
+                self.publish(now)
+        finally:
+            self.publish(time.monotonic_ns(), force=True)
+            self.close()
+
+
+def stage_main(ctx: StageContext, factory: Callable[[StageContext], Stage]) -> None:
+    """Process target: set up the child, build the stage inside it, run it."""
+    lifecycle.child_init(
+        ctx.controller_pid, ctx.watchdog_fd, keep_fds=(ctx.control.fileno(), *ctx.keep_fds)
+    )
+    try:
+        stage = factory(ctx)
+        stage.run()
+    except Exception:
+        # The controller sees the exit code (stats: "dead_stages"); the log has the cause.
+        logger.exception("stage %s crashed", ctx.name)
+        os._exit(1)

@@ -1,0 +1,136 @@
+"""Capture stage: read the source straight into the raw ring's next slot, at the preset's rate.
+
+Control: ``("preset", Preset)`` changes size and rate (the source is reopened at the new size);
+``("source", spec)`` switches source (on failure the old one stays and the error is counted and
+shown in the stats). Frame ids keep counting across switches.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from pipeline.presets import Preset
+from pipeline.ring import Ring, Ts
+from pipeline.sources import Source, SourceError, open_source
+from pipeline.stages.base import Message, Stage, StageContext
+
+logger = logging.getLogger(__name__)
+
+
+class CaptureStage(Stage):
+    def __init__(self, ctx: StageContext, *, raw: Ring, spec: str, preset: Preset) -> None:
+        super().__init__(ctx)
+        self._writer = raw.writer()
+        self._capacity = raw.capacity
+        self._preset = preset
+        self._spec = spec
+        self._next_id = 0
+        self._source: Source | None = None
+        self._last_error = ""
+        self._source = self._open(spec, preset)
+        if self._source is None and spec != "pattern":
+            self._spec = "pattern"
+            self._source = self._open("pattern", preset)
+        self._period_ns = int(1e9 / preset.fps)
+        self._deadline = time.monotonic_ns()
+
+    def _open(self, spec: str, preset: Preset) -> Source | None:
+        if preset.frame_bytes > self._capacity:
+            self._last_error = f"{preset.width}x{preset.height} exceeds the raw ring's slots"
+            logger.error("capture: %s", self._last_error)
+            return None
+        try:
+            return open_source(
+                spec, preset.width, preset.height, preset.fps, first_id=self._next_id
+            )
+        except (SourceError, ValueError, OSError) as exc:
+            self._last_error = f"{spec}: {exc}"
+            self.count("source_errors")
+            logger.warning("capture: cannot open source %s", self._last_error)
+            return None
+
+    def _paced(self) -> bool:
+        # A camera blocks in read until its next frame: it is its own clock.
+        return not self._spec.startswith("camera")
+
+    def timeout(self, now_ns: int) -> float:
+        if not self._paced():
+            return 0.0
+        return max(0.0, (self._deadline - now_ns) / 1e9)
+
+    def step(self, ready: Sequence[int], now_ns: int) -> None:
+        if self._source is None or (self._paced() and now_ns < self._deadline):
+            return
+        if self._paced():
+            self._deadline += self._period_ns
+            if self._deadline < now_ns:  # fell behind (machine busy): never burst to catch up
+                self._deadline = now_ns + self._period_ns
+        p = self._preset
+        dst = self._writer.begin_array(p.width, p.height)
+        capture_ns = time.monotonic_ns()
+        try:
+            frame_id = self._source.read_into(dst, capture_ns)
+        except (SourceError, OSError, ValueError) as exc:
+            self._writer.abort()
+            self.count("read_errors")
+            self._last_error = str(exc)
+            logger.warning("capture: read failed: %s", exc)
+            return
+        if frame_id is None:
+            self._writer.abort()
+            self.count("no_frame")
+            return
+        self._next_id = (frame_id + 1) & 0xFFFFFFFF
+        done = time.monotonic_ns()
+        if not self._paced():  # the camera returned when its frame was ready
+            capture_ns = done
+        self._writer.commit(
+            frame_id=frame_id,
+            nbytes=dst.nbytes,
+            width=p.width,
+            height=p.height,
+            stamps={Ts.CAPTURE: capture_ns, Ts.CAPTURED: done},
+        )
+        self.window("capture").add_ns(done - capture_ns)
+        self.count("frames")
+
+    def handle(self, msg: Message) -> None:
+        verb = msg[0]
+        if verb == "preset":
+            preset: Preset = msg[1]
+            source = self._open(self._spec, preset)
+            if source is not None:
+                self._replace(source, self._spec, preset)
+        elif verb == "source":
+            spec: str = msg[1]
+            source = self._open(spec, self._preset)
+            if source is not None:
+                self._replace(source, spec, self._preset)
+        else:
+            super().handle(msg)
+
+    def _replace(self, source: Source, spec: str, preset: Preset) -> None:
+        if self._source is not None:
+            self._source.close()
+        self._source, self._spec, self._preset = source, spec, preset
+        self._period_ns = int(1e9 / preset.fps)
+        self._deadline = time.monotonic_ns()
+        self._last_error = ""
+        logger.info("capture: %s at %dx%d %d fps", spec, preset.width, preset.height, preset.fps)
+
+    def snapshot(self, now_ns: int) -> dict[str, Any]:
+        p = self._preset
+        return {
+            "source": self._spec,
+            "size": [p.width, p.height],
+            "fps_target": p.fps,
+            "error": self._last_error,
+        }
+
+    def close(self) -> None:
+        if self._source is not None:
+            self._source.close()
+            self._source = None

@@ -1,0 +1,169 @@
+"""Display stage: JPEGs of the rx ring -> RGB at the display size in the peer ring; raw frames
+-> a small RGB self-view in the self ring. Both rings wake the controller through one eventfd.
+
+A JPEG's declared size is checked (SOF header, microseconds, no allocation) before anything is
+decoded; then it is decoded straight to RGB, straight into the peer ring's slot, at the size
+that fits the display box (TurboJPEG's DCT scaling does most of the shrinking). When the frame
+is the test pattern, its embedded capture time gives capture-to-display latency (same host).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import cv2
+
+from pipeline.jpeg import JpegCodec, JpegError, codec_by_name, fit_size
+from pipeline.jpegmarkers import JpegError as MarkerError
+from pipeline.jpegmarkers import check_size
+from pipeline.pattern import read_stamp
+from pipeline.ring import Ring, Ts
+from pipeline.stages.base import Message, Stage, StageContext
+from pipeline.stats import RateMeter
+
+logger = logging.getLogger(__name__)
+
+MAX_DECLARED = 4096
+# A capture-to-display figure outside this range is not from this host's clock.
+MAX_PLAUSIBLE_NS = 10_000_000_000
+
+
+class DisplayStage(Stage):
+    def __init__(
+        self,
+        ctx: StageContext,
+        *,
+        jpeg_rx: Ring,
+        raw: Ring,
+        raw_reader: int,
+        rgb_peer: Ring,
+        rgb_self: Ring,
+        peer_box: tuple[int, int],
+        self_box: tuple[int, int],
+        codec: str = "auto",
+    ) -> None:
+        super().__init__(ctx)
+        self._rx = jpeg_rx.reader(0)
+        self._raw = raw.reader(raw_reader)
+        self._peer = rgb_peer.writer()
+        self._self = rgb_self.writer()
+        self._peer_cap = rgb_peer.capacity
+        self._self_cap = rgb_self.capacity
+        self._codec: JpegCodec = codec_by_name(codec)
+        self._peer_box = peer_box
+        self._self_box = self_box
+        self._shown = RateMeter()
+        self._self_shown = RateMeter()
+
+    def wait_fds(self) -> Sequence[int]:
+        return (self._rx.fd, self._raw.fd)
+
+    def step(self, ready: Sequence[int], now_ns: int) -> None:
+        if self._rx.fd in ready:
+            self._rx.drain()
+            self._show_peer()
+        if self._raw.fd in ready:
+            self._raw.drain()
+            self._show_self()
+
+    def _fit(self, src: tuple[int, int], box: tuple[int, int], capacity: int) -> tuple[int, int]:
+        w, h = fit_size(src, box)
+        while w * h * 3 > capacity:  # never more than the ring was sized for
+            w, h = max(1, w * 3 // 4), max(1, h * 3 // 4)
+        return w, h
+
+    def _show_peer(self) -> None:
+        desc = self._rx.latest()
+        if desc is None:
+            return
+        start = time.monotonic_ns()
+        jpeg = self._rx.copy_bytes(desc)
+        if jpeg is None:
+            self.count("torn")
+            return
+        try:
+            width, height = check_size(jpeg, MAX_DECLARED, MAX_DECLARED)
+        except MarkerError as exc:
+            self.count("rejected_jpeg")
+            logger.debug("display: JPEG rejected before decoding: %s", exc)
+            return
+        w, h = self._fit((width, height), self._peer_box, self._peer_cap)
+        dst = self._peer.begin_array(w, h)
+        try:
+            self._codec.decode_rgb_into(jpeg, dst)
+        except (JpegError, ValueError) as exc:
+            self._peer.abort()
+            self.count("undecodable")
+            logger.debug("display: undecodable JPEG: %s", exc)
+            return
+        stamp = read_stamp(dst)
+        done = time.monotonic_ns()
+        capture_ns = 0
+        if stamp is not None and 0 < done - stamp.capture_ns < MAX_PLAUSIBLE_NS:
+            capture_ns = stamp.capture_ns
+        stamps = dict(enumerate(desc.stamps))
+        stamps[Ts.CAPTURE] = capture_ns
+        stamps[Ts.DECODE_START] = start
+        stamps[Ts.DISPLAYED] = done
+        self._peer.commit(
+            frame_id=desc.frame_id,
+            nbytes=dst.nbytes,
+            width=w,
+            height=h,
+            aux=stamp.frame_id if stamp is not None else 0,
+            aux2=(width << 16) | height,
+            stamps=stamps,
+        )
+        self._shown.add(done)
+        self.count("frames")
+        self.window("display_wait").add_ns(start - desc.stamp(Ts.PLAYOUT))
+        self.window("decode").add_ns(done - start)
+        if capture_ns:
+            self.window("capture_to_display").add_ns(done - capture_ns)
+            self.window("capture_to_receive").add_ns(desc.stamp(Ts.RECV_FIRST) - capture_ns)
+
+    def _show_self(self) -> None:
+        desc = self._raw.latest()
+        if desc is None or desc.width == 0:
+            return
+        w, h = self._fit((desc.width, desc.height), self._self_box, self._self_cap)
+        src = self._raw.array(desc)
+        dst = self._self.begin_array(w, h)
+        interpolation = cv2.INTER_AREA if w < desc.width else cv2.INTER_LINEAR
+        cv2.resize(src, (w, h), dst=dst, interpolation=interpolation)
+        if not self._raw.valid(desc):
+            self._self.abort()
+            self.count("self_torn")
+            return
+        cv2.cvtColor(dst, cv2.COLOR_BGR2RGB, dst=dst)
+        done = time.monotonic_ns()
+        self._self.commit(
+            frame_id=desc.frame_id,
+            nbytes=dst.nbytes,
+            width=w,
+            height=h,
+            aux2=(desc.width << 16) | desc.height,
+            stamps={Ts.CAPTURE: desc.stamp(Ts.CAPTURE), Ts.DISPLAYED: done},
+        )
+        self._self_shown.add(done)
+        self.window("self_view").add_ns(done - desc.stamp(Ts.CAPTURE))
+
+    def handle(self, msg: Message) -> None:
+        if msg[0] == "display_size":
+            self._peer_box, self._self_box = tuple(msg[1]), tuple(msg[2])
+        else:
+            super().handle(msg)
+
+    def snapshot(self, now_ns: int) -> dict[str, Any]:
+        return {
+            "codec": self._codec.name,
+            "fps_shown": round(self._shown.rate(now_ns), 2),
+            "fps_self_view": round(self._self_shown.rate(now_ns), 2),
+            "peer_box": list(self._peer_box),
+            "self_box": list(self._self_box),
+            "ring_dropped": self._rx.dropped,
+            "self_ring_dropped": self._raw.dropped,
+        }

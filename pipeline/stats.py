@@ -1,0 +1,176 @@
+"""Pipeline statistics: latency windows, rates, and a per-stage board in shared memory.
+
+Each stage process keeps its own ``LatencyWindow``s and ``RateMeter``s (pure, time passed in)
+and publishes a JSON snapshot a few times a second to its ``StatsChannel`` (a two-slot ring:
+the newest snapshot wins, the controller never blocks a stage). ``MediaSession.stats()`` merges
+the stages' snapshots with CPU figures from psutil. Everything returned is JSON-serialisable:
+latencies in milliseconds, rates per second, CPU in percent of one core.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import deque
+from typing import Any
+
+import psutil
+
+from pipeline.ring import Ring, RingReader, RingWriter
+from pipeline.shm import SegmentSet
+
+logger = logging.getLogger(__name__)
+
+WINDOW_SAMPLES = 2048
+RATE_WINDOW_S = 2.0
+STATS_CAPACITY = 64 * 1024
+PUBLISH_INTERVAL_NS = 250_000_000
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    """Nearest-rank percentile of an already sorted non-empty list."""
+    index = min(len(sorted_values) - 1, max(0, round(p / 100 * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+class LatencyWindow:
+    """The last ``WINDOW_SAMPLES`` durations of one stage, summarised as p50/p95/p99 in ms."""
+
+    def __init__(self, size: int = WINDOW_SAMPLES) -> None:
+        self._samples: deque[float] = deque(maxlen=size)
+        self.count = 0
+
+    def add_ns(self, duration_ns: int) -> None:
+        if duration_ns < 0:  # a missing stamp; never a negative latency
+            return
+        self._samples.append(duration_ns / 1e6)
+        self.count += 1
+
+    def summary(self) -> dict[str, float | int]:
+        if not self._samples:
+            return {"count": self.count}
+        values = sorted(self._samples)
+        return {
+            "count": self.count,
+            "p50": round(percentile(values, 50), 3),
+            "p95": round(percentile(values, 95), 3),
+            "p99": round(percentile(values, 99), 3),
+            "max": round(values[-1], 3),
+            "mean": round(sum(values) / len(values), 3),
+        }
+
+
+class RateMeter:
+    """Events (and bytes) per second over the last ``RATE_WINDOW_S`` seconds."""
+
+    def __init__(self, window_s: float = RATE_WINDOW_S) -> None:
+        self._window_ns = int(window_s * 1e9)
+        self._events: deque[tuple[int, int]] = deque()
+        self._bytes = 0
+        self.total = 0
+        self.total_bytes = 0
+
+    def add(self, now_ns: int, nbytes: int = 0) -> None:
+        self._events.append((now_ns, nbytes))
+        self._bytes += nbytes
+        self.total += 1
+        self.total_bytes += nbytes
+        self._expire(now_ns)
+
+    def _expire(self, now_ns: int) -> None:
+        while self._events and now_ns - self._events[0][0] > self._window_ns:
+            self._bytes -= self._events.popleft()[1]
+
+    def rate(self, now_ns: int) -> float:
+        self._expire(now_ns)
+        if len(self._events) < 2:
+            return 0.0
+        span = max(now_ns - self._events[0][0], 1)
+        # n events span n - 1 intervals.
+        return (len(self._events) - 1) * 1e9 / span
+
+    def bits_per_second(self, now_ns: int) -> float:
+        self._expire(now_ns)
+        if len(self._events) < 2:
+            return 0.0
+        span = max(now_ns - self._events[0][0], 1)
+        return (self._bytes - self._events[0][1]) * 8e9 / span
+
+
+class StatsChannel:
+    """A stage's snapshot slot: the stage writes JSON, the controller reads the newest."""
+
+    def __init__(self, ring: Ring) -> None:
+        self._ring = ring
+        self._writer: RingWriter | None = None
+        self._reader: RingReader | None = None
+        self._last_publish = 0
+
+    @classmethod
+    def create(cls, segments: SegmentSet, stage: str) -> StatsChannel:
+        ring = Ring.create(segments, f"st{stage}", n_slots=2, capacity=STATS_CAPACITY, n_readers=0)
+        return cls(ring)
+
+    def publish(self, snapshot: dict[str, Any], now_ns: int, force: bool = False) -> bool:
+        """Write ``snapshot`` unless one was written less than PUBLISH_INTERVAL_NS ago."""
+        if not force and now_ns - self._last_publish < PUBLISH_INTERVAL_NS:
+            return False
+        self._last_publish = now_ns
+        data = json.dumps(snapshot, separators=(",", ":")).encode()
+        if len(data) > STATS_CAPACITY:
+            logger.warning("stats snapshot of %d bytes dropped", len(data))
+            return False
+        if self._writer is None:
+            self._writer = self._ring.writer()
+        self._writer.write(data, frame_id=0)
+        return True
+
+    def read(self) -> dict[str, Any] | None:
+        if self._reader is None:
+            self._reader = RingReader(self._ring, -1)
+        for _ in range(3):
+            desc = self._reader.peek()
+            if desc is None:
+                return None
+            data = self._reader.copy_bytes(desc)
+            if data is not None:
+                result: dict[str, Any] = json.loads(data)
+                return result
+        return None
+
+
+class CpuMeter:
+    """CPU use of a set of processes, in percent of one core, since the previous call."""
+
+    def __init__(self) -> None:
+        self._procs: dict[str, psutil.Process] = {}
+        self._last: dict[str, tuple[float, float]] = {}
+        self._result: dict[str, float] = {}
+
+    def track(self, name: str, pid: int) -> None:
+        try:
+            proc = psutil.Process(pid)
+            times = proc.cpu_times()
+        except psutil.Error:
+            return
+        self._procs[name] = proc
+        self._last[name] = (times.user + times.system, time.monotonic())
+
+    def sample(self) -> dict[str, float]:
+        """Per process CPU since the previous sample (kept if called again within 50 ms)."""
+        result = self._result
+        for name, proc in self._procs.items():
+            try:
+                times = proc.cpu_times()
+            except psutil.Error:
+                continue
+            now = time.monotonic()
+            busy = times.user + times.system
+            last_busy, last_t = self._last[name]
+            if now - last_t > 0.05:
+                result[name] = round(100.0 * (busy - last_busy) / (now - last_t), 1)
+                self._last[name] = (busy, now)
+            else:
+                result.setdefault(name, 0.0)
+        return dict(result)
