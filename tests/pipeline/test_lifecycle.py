@@ -1,0 +1,180 @@
+"""Nothing outlives the controller: SIGKILL of a controller, the watchdog pipe, stale segments,
+clean and idempotent close."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from pipeline import lifecycle, shm
+from pipeline.session import MediaSession
+
+pytestmark = pytest.mark.usefixtures("no_leaks")
+
+REPO = Path(__file__).resolve().parents[2]
+GONE_WITHIN_S = 5.0
+
+CONTROLLER = textwrap.dedent(
+    """
+    import os, sys, time
+    from pipeline.session import MediaSession
+    session = MediaSession(bind_ip="127.0.0.1", preset="low")
+    session.open()
+    pids = [p.pid for p in session._procs.values()]
+    print(" ".join(map(str, pids)), flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def _wait_gone(pids: list[int], timeout: float = GONE_WITHIN_S) -> list[int]:
+    deadline = time.monotonic() + timeout
+    alive = pids
+    while time.monotonic() < deadline:
+        alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+        if not alive:
+            return []
+        time.sleep(0.05)
+    return alive
+
+
+def test_sigkilled_controller_leaves_no_process_and_no_segment() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CONTROLLER],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # the resource tracker's leak warning is expected here
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        stage_pids = [int(p) for p in line.split()]
+        assert len(stage_pids) == 5
+        segments = shm.list_segments(proc.pid)
+        assert segments, "the controller created no segment?"
+        # Stage processes may be reparented to us or to init: either way they must go.
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        assert _wait_gone(stage_pids) == []
+        # The resource tracker may have removed them already; the next start certainly does.
+        shm.remove_stale()
+        assert shm.list_segments(proc.pid) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _sleeper(read_fd: int, controller: int) -> None:
+    lifecycle.child_init(controller, read_fd)
+    time.sleep(30)
+
+
+def test_watchdog_pipe_eof_ends_the_child_even_without_the_death_signal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No parent-death signal: only the watchdog can end the child.
+    monkeypatch.setattr(lifecycle, "set_parent_death_signal", lambda sig=0: False)
+    dog = lifecycle.Watchdog()
+    child = multiprocessing.get_context("fork").Process(
+        target=_sleeper, args=(dog.read_fd, os.getpid()), daemon=True
+    )
+    child.start()
+    try:
+        time.sleep(0.3)
+        assert child.is_alive()
+        dog.close()  # what the controller's death does to the pipe
+        child.join(GONE_WITHIN_S)
+        assert child.exitcode == 0
+    finally:
+        if child.is_alive():
+            child.kill()
+            child.join()
+        dog.close()
+
+
+def _holds_fd(fd: int, watch_fd: int, result: Any) -> None:
+    lifecycle.child_init(os.getppid(), watch_fd)
+    try:
+        os.fstat(fd)
+        result.put(True)
+    except OSError:
+        result.put(False)
+
+
+def test_children_close_controller_only_fds() -> None:
+    dog = lifecycle.Watchdog()
+    other = lifecycle.Watchdog()  # e.g. another session's
+    ctx = multiprocessing.get_context("fork")
+    result = ctx.Queue()
+    child = ctx.Process(target=_holds_fd, args=(other.write_fd, dog.read_fd, result))
+    child.start()
+    try:
+        assert result.get(timeout=10) is False  # the write end was closed in the child
+        child.join(5)
+    finally:
+        if child.is_alive():
+            child.kill()
+            child.join()
+        result.close()
+        result.join_thread()
+        dog.close()
+        other.close()
+
+
+def test_death_signal_follows_the_launcher_thread_not_a_worker_thread() -> None:
+    """open() from a short-lived worker thread: stages must survive the thread's end."""
+    session = MediaSession(bind_ip="127.0.0.1", preset="low")
+    worker = threading.Thread(target=session.open)
+    worker.start()
+    worker.join()
+    try:
+        time.sleep(0.5)
+        pids = [p.pid for p in session._procs.values()]
+        assert len(pids) == 5
+        assert all(psutil.pid_exists(p) for p in pids)
+        assert session.stats()["dead_stages"] == []
+    finally:
+        session.close()
+
+
+def test_stale_segments_of_a_dead_controller_are_removed_at_the_next_start() -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = shm.SHM_DIR / f"vcall_{dead.pid}_deadbeef_raw"
+    stale.write_bytes(b"\0" * 4096)
+    mine = shm.SHM_DIR / f"vcall_{os.getpid()}_cafebabe_raw"  # a live controller's: kept
+    mine.write_bytes(b"\0" * 16)
+    try:
+        session = MediaSession(bind_ip="127.0.0.1", preset="low")
+        session.open()
+        session.close()
+        assert not stale.exists()
+        assert mine.exists()
+    finally:
+        stale.unlink(missing_ok=True)
+        mine.unlink(missing_ok=True)
+
+
+def test_close_is_clean_and_idempotent() -> None:
+    session = MediaSession(bind_ip="127.0.0.1", preset="low")
+    session.open()
+    pids = [p.pid for p in session._procs.values()]
+    names = shm.list_segments()
+    assert any(n.startswith(shm.segment_prefix()) for n in names)
+    session.close()
+    session.close()
+    assert _wait_gone(pids, 0.5) == []
+    assert shm.list_segments(os.getpid()) == []
