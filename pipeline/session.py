@@ -458,6 +458,13 @@ class MediaSession:
             cpu = self._cpu.sample() if self._state == "open" else {}
             return summarise(self, stages, cpu)
 
+    def reset_stats(self) -> None:
+        """Start the latency windows and counters afresh (benchmarks: after warm-up)."""
+        with self._lock:
+            self._read_latency = LatencyWindow()
+            self._cpu.sample()
+            self._send(("reset_stats",))
+
     def _describe(self) -> dict[str, Any]:
         p = self._preset
         peer = self._peer

@@ -107,6 +107,10 @@ class Stage:
             if msg[0] == "stop":
                 self.running = False
                 return
+            if msg[0] == "reset_stats":
+                self.latency.clear()
+                self.counters.clear()
+                continue
             try:
                 self.handle(msg)
             except Exception:

@@ -38,6 +38,12 @@ logger = logging.getLogger(__name__)
 MAX_DATAGRAM = 65536
 MAX_DATAGRAMS_PER_TURN = 512
 EXPIRE_INTERVAL_NS = 100_000_000
+# Playout delay = JITTER_FACTOR x measured frame jitter, at most MAX_PLAYOUT_DELAY_S. RTP
+# timestamps are capture times, so the sender's own processing variation (a millisecond or two)
+# counts as jitter: a factor of 1.5 keeps the delay at about that on a clean link, and the cap
+# keeps an interactive call interactive when the path is bad.
+JITTER_FACTOR = 1.5
+MAX_PLAYOUT_DELAY_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +85,9 @@ class ReceiveStage(Stage):
         self._mode: str | None = None
         self._reassembler: RtpJpegReassembler | None = None
         self._rtcp_session: RtcpSession | None = None
-        self._jitter: JitterBuffer[_RxFrame] = JitterBuffer()
+        self._jitter: JitterBuffer[_RxFrame] = JitterBuffer(
+            jitter_factor=JITTER_FACTOR, max_delay=MAX_PLAYOUT_DELAY_S
+        )
         self._frame_counter = 0
         self._last_expire = 0
         self._tx_packets = 0
