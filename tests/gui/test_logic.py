@@ -102,26 +102,42 @@ def test_to_ppm() -> None:
         to_ppm(np.zeros((2, 3), np.uint8))
 
 
-def test_summarize_stats_reads_nested_and_tolerates_garbage() -> None:
+def test_summarize_stats_reads_the_session_snapshot() -> None:
     view = summarize_stats(
         {
-            "rx": {"fps": 29.5, "kbps": 1800.0, "loss_pct": 0.5, "size": [1280, 720]},
-            "tx": {"fps": 30, "kbps": 2000},
+            "fps_shown": 29.5,
+            "fps_sent": 30,
+            "bitrate_received_bps": 1_800_000,
+            "bitrate_sent_bps": 2_000_000,
+            "loss": {"lost_packets": 3, "remote_fraction_lost": 0.005},
             "rtt_ms": 1.2,
-            "capture_to_display": {"p50_ms": 40.0, "p95_ms": 55.0},
-            "stages": {"decode": {"p50_ms": 4.0}, "capture": {"p50_ms": 1.0}, "odd": 2},
+            "jitter_ms": 0.4,
+            "latency_ms": {
+                "capture_to_display": {"count": 9, "p50": 40.0, "p95": 55.0},
+                "decode": {"p50": 4.0},
+                "capture": {"p50": 1.0},
+                "encode": {"count": 0},
+            },
+            "preset": {"name": "high", "size": [1280, 720], "quality": 70, "fps": 30},
             "mode": "rtp",
+            "cpu_percent": {"capture": 10.0, "total": 55.5},
+            "errors": {"source": ""},
         }
     )
-    assert (view.fps_in, view.fps_out, view.kbps_in, view.loss_pct) == (29.5, 30, 1800, 0.5)
+    assert (view.fps_in, view.fps_out, view.kbps_in, view.kbps_out) == (29.5, 30, 1800, 2000)
+    assert view.loss_pct == pytest.approx(0.5) and view.lost_packets == 3
     assert (view.c2d_p50_ms, view.c2d_p95_ms, view.rtt_ms) == (40.0, 55.0, 1.2)
-    assert view.stages == (("capture", 1.0), ("decode", 4.0), ("odd", 2.0))
-    assert view.resolution == "1280x720"
+    assert view.stages == (("capture", 1.0), ("decode", 4.0))  # pipeline order
+    assert view.sending == "high 1280x720 q70"
     labels = dict(view.lines())
     assert labels["round trip"] == "1.2 ms"
-    empty = summarize_stats({"rx": "nonsense", "rtt_ms": float("nan"), "stages": [1, 2]})
+    assert labels["media / CPU"] == "RTP / 56 %"
+    assert "source error" not in labels
+    broken = summarize_stats({"errors": {"source": "cannot open /x.mp4"}})
+    assert dict(broken.lines())["source error"] == "cannot open /x.mp4"
+    empty = summarize_stats({"latency_ms": "nonsense", "rtt_ms": float("nan"), "preset": [1]})
     assert empty == StatsView()
-    assert dict(empty.lines())["loss"] == "–"
+    assert dict(empty.lines())["round trip"] == "–"
 
 
 @given(

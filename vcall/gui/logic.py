@@ -143,33 +143,45 @@ class StatsView:
     fps_out: float | None = None
     kbps_in: float | None = None
     kbps_out: float | None = None
-    loss_pct: float | None = None
+    loss_pct: float | None = None  # of what we send, as the peer reports it (RTCP)
+    lost_packets: float | None = None  # of what we receive
     rtt_ms: float | None = None
+    jitter_ms: float | None = None
     c2d_p50_ms: float | None = None
     c2d_p95_ms: float | None = None
     stages: tuple[tuple[str, float], ...] = ()  # (stage, p50 ms), pipeline order
-    resolution: str = ""
+    sending: str = ""  # "high 1280x720 q70"
     mode: str = ""
+    cpu_pct: float | None = None
+    source_error: str = ""
 
     def lines(self) -> list[tuple[str, str]]:
         """(label, value) rows for the panel, with units."""
 
-        def num(v: float | None, unit: str, digits: int = 1) -> str:
-            return "–" if v is None else f"{v:.{digits}f} {unit}"
+        def num(v: float | None, unit: str = "", digits: int = 1) -> str:
+            return "–" if v is None else f"{v:.{digits}f}{unit}"
 
         rows = [
-            ("frames/s in / out", f"{num(self.fps_in, '')}/ {num(self.fps_out, '')}".strip()),
-            ("kbit/s in / out", f"{num(self.kbps_in, '', 0)}/ {num(self.kbps_out, '', 0)}"),
-            ("loss", num(self.loss_pct, "%")),
-            ("round trip", num(self.rtt_ms, "ms")),
-            ("capture→display p50", num(self.c2d_p50_ms, "ms")),
-            ("capture→display p95", num(self.c2d_p95_ms, "ms")),
+            ("frames/s in / out", f"{num(self.fps_in)} / {num(self.fps_out)}"),
+            ("kbit/s in / out", f"{num(self.kbps_in, '', 0)} / {num(self.kbps_out, '', 0)}"),
+            (
+                "loss (peer) / lost in",
+                f"{num(self.loss_pct, ' %')} / {num(self.lost_packets, '', 0)}",
+            ),
+            ("round trip", num(self.rtt_ms, " ms")),
+            ("jitter", num(self.jitter_ms, " ms")),
+            ("capture→display p50", num(self.c2d_p50_ms, " ms")),
+            ("capture→display p95", num(self.c2d_p95_ms, " ms")),
         ]
-        rows += [(f"  {name}", num(ms, "ms")) for name, ms in self.stages]
-        if self.resolution:
-            rows.append(("receiving", self.resolution))
-        if self.mode:
-            rows.append(("media", self.mode))
+        rows += [(f"  {name.replace('_', ' ')}", num(ms, " ms")) for name, ms in self.stages]
+        if self.sending:
+            rows.append(("sending", self.sending))
+        if self.mode or self.cpu_pct is not None:
+            rows.append(
+                ("media / CPU", f"{self.mode.upper() or '–'} / {num(self.cpu_pct, ' %', 0)}")
+            )
+        if self.source_error:
+            rows.append(("source error", self.source_error))
         return rows
 
 
@@ -179,7 +191,7 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _dig(data: Mapping[str, Any], *path: str) -> Any:
+def _dig(data: Any, *path: str) -> Any:
     cur: Any = data
     for key in path:
         if not isinstance(cur, Mapping) or key not in cur:
@@ -188,16 +200,24 @@ def _dig(data: Mapping[str, Any], *path: str) -> Any:
     return cur
 
 
-def _first(data: Mapping[str, Any], *paths: Sequence[str]) -> float | None:
-    for path in paths:
-        value = _number(_dig(data, *path))
-        if value is not None:
-            return value
-    return None
+def _scaled(value: Any, factor: float) -> float | None:
+    number = _number(value)
+    return None if number is None else number * factor
 
 
-# Pipeline stages in the order a frame passes them; the stats name each one's latency.
-STAGE_ORDER = ("capture", "encode", "send", "network", "receive", "jitter", "decode", "display")
+# Per-stage latencies (MediaSession.stats()["latency_ms"]) shown, in the order a frame meets them.
+STAGE_ORDER = (
+    "capture",
+    "encode_wait",
+    "encode",
+    "send_wait",
+    "send",
+    "network_and_receive",
+    "reassembly",
+    "jitter_buffer",
+    "display_wait",
+    "decode",
+)
 
 
 def summarize_stats(stats: Mapping[str, Any]) -> StatsView:
@@ -206,37 +226,37 @@ def summarize_stats(stats: Mapping[str, Any]) -> StatsView:
     Tolerant by design: a missing or malformed figure shows as "–", never as an exception, so a
     newer or older pipeline cannot break the panel.
     """
-    stages: list[tuple[str, float]] = []
-    raw_stages = stats.get("stages")
-    if isinstance(raw_stages, Mapping):
-        names = [n for n in STAGE_ORDER if n in raw_stages]
-        names += sorted(str(n) for n in raw_stages if n not in STAGE_ORDER)
-        for name in names:
-            entry = raw_stages.get(name)
-            value = _first(entry, ("p50_ms",), ("p50",)) if isinstance(entry, Mapping) else None
-            if value is None:
-                value = _number(entry)
-            if value is not None:
-                stages.append((name, value))
-    size = _dig(stats, "rx", "size") or _dig(stats, "rx_size")
-    resolution = (
-        f"{size[0]}x{size[1]}"
-        if isinstance(size, Sequence) and not isinstance(size, str) and len(size) == 2
-        else ""
+    latency = stats.get("latency_ms")
+    latency = latency if isinstance(latency, Mapping) else {}
+    stages = tuple(
+        (name, value)
+        for name in STAGE_ORDER
+        if (value := _number(_dig(latency, name, "p50"))) is not None
     )
+    preset = stats.get("preset")
+    sending = ""
+    if isinstance(preset, Mapping):
+        size = preset.get("size")
+        if isinstance(size, Sequence) and not isinstance(size, str) and len(size) == 2:
+            sending = f"{preset.get('name', '')} {size[0]}x{size[1]} q{preset.get('quality', '?')}"
     mode = stats.get("mode")
+    error = _dig(stats, "errors", "source")
     return StatsView(
-        fps_in=_first(stats, ("rx", "fps"), ("fps_in",), ("display", "fps")),
-        fps_out=_first(stats, ("tx", "fps"), ("fps_out",), ("send", "fps")),
-        kbps_in=_first(stats, ("rx", "kbps"), ("kbps_in",)),
-        kbps_out=_first(stats, ("tx", "kbps"), ("kbps_out",)),
-        loss_pct=_first(stats, ("rx", "loss_pct"), ("loss_pct",), ("rtcp", "loss_pct")),
-        rtt_ms=_first(stats, ("rtt_ms",), ("rtcp", "rtt_ms")),
-        c2d_p50_ms=_first(stats, ("capture_to_display", "p50_ms"), ("c2d_p50_ms",)),
-        c2d_p95_ms=_first(stats, ("capture_to_display", "p95_ms"), ("c2d_p95_ms",)),
-        stages=tuple(stages),
-        resolution=resolution,
+        fps_in=_number(stats.get("fps_shown")),
+        fps_out=_number(stats.get("fps_sent")),
+        kbps_in=_scaled(stats.get("bitrate_received_bps"), 1e-3),
+        kbps_out=_scaled(stats.get("bitrate_sent_bps"), 1e-3),
+        loss_pct=_scaled(_dig(stats, "loss", "remote_fraction_lost"), 100.0),
+        lost_packets=_number(_dig(stats, "loss", "lost_packets")),
+        rtt_ms=_number(stats.get("rtt_ms")),
+        jitter_ms=_number(stats.get("jitter_ms")),
+        c2d_p50_ms=_number(_dig(latency, "capture_to_display", "p50")),
+        c2d_p95_ms=_number(_dig(latency, "capture_to_display", "p95")),
+        stages=stages,
+        sending=sending.strip(),
         mode=mode if isinstance(mode, str) else "",
+        cpu_pct=_number(_dig(stats, "cpu_percent", "total")),
+        source_error=error if isinstance(error, str) else "",
     )
 
 

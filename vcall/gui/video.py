@@ -34,7 +34,8 @@ class VideoView(tk.Frame):
         self.grid_propagate(False)
         self.on_resize = on_resize
         self.frames_shown = 0
-        self._photo = tk.PhotoImage(master=self, width=1, height=1)
+        # No -width/-height: a photo with an explicit size would keep it and crop new data.
+        self._photo = tk.PhotoImage(master=self)
         self._image = tk.Label(self, image=self._photo, background="black", borderwidth=0)
         self._image.place(relx=0.5, rely=0.5, anchor="center")
         self._text = tk.Label(
@@ -68,7 +69,7 @@ class VideoView(tk.Frame):
     def clear(self, placeholder: str | None = None) -> None:
         """Blank the picture and show ``placeholder`` (keeps the old text if None)."""
         self._photo.blank()
-        self._photo.configure(width=1, height=1)
+        self._photo.configure(width=0, height=0)  # 0: the size follows the next data
         if placeholder is not None:
             self._text.configure(text=placeholder)
         self._text.place(relx=0.5, rely=0.5, anchor="center")
