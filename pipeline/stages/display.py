@@ -132,7 +132,9 @@ class DisplayStage(Stage):
         w, h = self._fit((desc.width, desc.height), self._self_box, self._self_cap)
         src = self._raw.array(desc)
         dst = self._self.begin_array(w, h)
-        interpolation = cv2.INTER_AREA if w < desc.width else cv2.INTER_LINEAR
+        # INTER_AREA costs 1-2 ms per 720p/1080p frame when shrinking 8x, INTER_LINEAR 0.05 ms:
+        # for a thumbnail-sized self view the cheaper filter's aliasing is an acceptable trade.
+        interpolation = cv2.INTER_AREA if 2 * w >= desc.width else cv2.INTER_LINEAR
         cv2.resize(src, (w, h), dst=dst, interpolation=interpolation)
         if not self._raw.valid(desc):
             self._self.abort()

@@ -43,6 +43,8 @@ EXPIRE_INTERVAL_NS = 100_000_000
 # counts as jitter: a factor of 1.5 keeps the delay at about that on a clean link, and the cap
 # keeps an interactive call interactive when the path is bad.
 JITTER_FACTOR = 1.5
+# A V0 seq jump larger than this is a restart (or a forgery), not that many lost frames.
+V0_MAX_GAP = 1000
 MAX_PLAYOUT_DELAY_S = 0.05
 
 
@@ -161,9 +163,11 @@ class ReceiveStage(Stage):
         except V0Error:
             self.count("malformed")
             return
-        if self._v0_last_seq is not None and frame.seq > self._v0_last_seq + 1:
-            self._v0_lost += frame.seq - self._v0_last_seq - 1
-        self._v0_last_seq = max(frame.seq, self._v0_last_seq or 0)
+        last = self._v0_last_seq
+        if last is not None and last + 1 < frame.seq <= last + V0_MAX_GAP:
+            self._v0_lost += frame.seq - last - 1
+        if last is None or frame.seq > last or frame.seq < last - V0_MAX_GAP:
+            self._v0_last_seq = frame.seq  # in order, or the sender restarted its counter
         rx = _RxFrame(frame.jpeg, frame.width, frame.height, frame.seq, arrival_ns, arrival_ns)
         ts = None if frame.ts is None else to_rtp_ts(frame.ts)
         self._jitter.push(rx, ts, arrival_ns / 1e9, seq=frame.seq)

@@ -252,3 +252,27 @@ def test_rx_port_is_even_with_rtcp_on_the_next_port() -> None:
         probe.close()
     finally:
         session.close()
+
+
+def test_a_jpeg_bomb_from_the_peer_is_rejected_before_decoding() -> None:
+    """A 600-byte JPEG declaring 30000x30000, from the peer's own address."""
+    header = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
+    sof = header.index(b"\xff\xc0")
+    bomb = bytearray(header)
+    bomb[sof + 5 : sof + 9] = (30000).to_bytes(2, "big") + (30000).to_bytes(2, "big")
+    with call("v0") as (_a, b):
+        wait_for(lambda: peer_frame(b))
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            for seq in range(10**6, 10**6 + 5):
+                datagram = encode_v0(seq, time.time(), 30000, 30000, 30, bytes(bomb))
+                sock.sendto(datagram, (LOCAL, b.rx_port))
+                time.sleep(0.05)
+            wait_for(lambda: b.stats()["drops"]["rejected_jpeg"] >= 1)
+        finally:
+            sock.close()
+        st = b.stats()
+        assert st["dead_stages"] == []
+        first = peer_frame(b)
+        assert first is not None
+        wait_for(lambda: (f := peer_frame(b)) is not None and f.shown_ns > first.shown_ns)
