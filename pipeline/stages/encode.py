@@ -5,9 +5,8 @@ slot meanwhile (``valid`` fails) the JPEG is thrown away and counted as torn.
 
 In V0 mode frames must stay under a peer-safe size (``v0_max_bytes``, 32 KB by default, since
 classic receivers read 8 to 32 KB): the frame is first scaled to fit 640x480 (the classic
-clients' own size) and then ``encode_under`` steps quality (and if needed resolution) down. The
-quality that fitted is remembered, so the next frame starts there instead of re-trying every
-step, and is probed one step up every second.
+clients' own size) and then ``CappedEncoder`` steps quality (and if needed resolution) down,
+starting from the setting that fitted the previous frame (about one encode per frame).
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pipeline.jpeg import FrameTooLargeError, JpegCodec, codec_by_name, encode_under, fit_size
+from pipeline.jpeg import CappedEncoder, FrameTooLargeError, JpegCodec, codec_by_name, fit_size
 from pipeline.presets import Preset
 from pipeline.ring import Ring, RingError, Ts
 from pipeline.stages.base import Message, Stage, StageContext
@@ -29,8 +28,6 @@ logger = logging.getLogger(__name__)
 
 V0_MAX_BYTES = 32 * 1024
 V0_MAX_SIZE = (640, 480)
-V0_PROBE_FRAMES = 30
-QUALITY_STEP = 10
 
 
 class EncodeStage(Stage):
@@ -52,9 +49,8 @@ class EncodeStage(Stage):
         self._preset = preset
         self._mode: str | None = None  # None until connected: nothing to encode for
         self._sending = True
-        self._v0_max = v0_max_bytes
+        self._capped = CappedEncoder(self._codec, v0_max_bytes)
         self._v0_quality = preset.quality
-        self._v0_fitted = 0
 
     def wait_fds(self) -> Sequence[int]:
         return (self._reader.fd,)
@@ -107,11 +103,7 @@ class EncodeStage(Stage):
             small = np.empty((th, tw, 3), dtype=np.uint8)
             cv2.resize(image, (tw, th), dst=small, interpolation=cv2.INTER_AREA)
             image = small
-        self._v0_fitted += 1
-        if self._v0_fitted >= V0_PROBE_FRAMES:  # try a better quality now and then
-            self._v0_fitted = 0
-            self._v0_quality = min(self._preset.quality, self._v0_quality + QUALITY_STEP)
-        frame = encode_under(self._codec, image, self._v0_quality, self._v0_max)
+        frame = self._capped.encode(image, self._preset.quality)
         self._v0_quality = frame.quality
         return frame.jpeg, frame.width, frame.height, frame.quality
 

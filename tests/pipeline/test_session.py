@@ -276,3 +276,33 @@ def test_a_jpeg_bomb_from_the_peer_is_rejected_before_decoding() -> None:
         first = peer_frame(b)
         assert first is not None
         wait_for(lambda: (f := peer_frame(b)) is not None and f.shown_ns > first.shown_ns)
+
+
+def test_v0_datagrams_are_classic_and_under_the_peer_safe_size() -> None:
+    """A classic peer (a plain UDP socket here) gets strict V0 under 32 KB, even at 720p."""
+    from pipeline.v0 import decode_v0
+
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind((LOCAL, 0))
+    peer.settimeout(WAIT_S)
+    session = MediaSession(bind_ip=LOCAL, preset="high")
+    try:
+        session.open()
+        session.connect(PeerEndpoint(LOCAL, peer.getsockname()[1], "v0"))
+        seqs = []
+        for _ in range(10):
+            datagram, _addr = peer.recvfrom(65536)
+            header = datagram.split(b"#", 4)
+            assert len(datagram) <= 32 * 1024 + 64
+            assert header[3] == b"30"  # integer fps
+            frame = decode_v0(datagram)
+            assert frame.width <= 640
+            assert frame.height <= 480
+            assert frame.ts is not None
+            assert abs(frame.ts - time.time()) < 60
+            seqs.append(frame.seq)
+        assert seqs == sorted(seqs)
+        assert len(set(seqs)) == len(seqs)
+    finally:
+        session.close()
+        peer.close()
