@@ -130,14 +130,15 @@ def test_summarize_stats_reads_the_session_snapshot() -> None:
     assert view.stages == (("capture", 1.0), ("decode", 4.0))  # pipeline order
     assert view.sending == "high 1280x720 q70"
     labels = dict(view.lines())
-    assert labels["round trip"] == "1.2 ms"
+    assert labels["RTT / jitter"] == "1.2 / 0.4 ms"
+    assert labels["capture→display p50/p95"] == "40 / 55 ms"
     assert labels["media / CPU"] == "RTP / 56 %"
     assert "source error" not in labels
     broken = summarize_stats({"errors": {"source": "cannot open /x.mp4"}})
     assert dict(broken.lines())["source error"] == "cannot open /x.mp4"
     empty = summarize_stats({"latency_ms": "nonsense", "rtt_ms": float("nan"), "preset": [1]})
     assert empty == StatsView()
-    assert dict(empty.lines())["round trip"] == "–"
+    assert dict(empty.lines())["RTT / jitter"] == "– / –"
 
 
 @given(

@@ -27,9 +27,12 @@ def test_journey() -> None:
     assert status_line(model, 100.0) == "Calling bob…"
     model = reduce(model, ev.Connected("bob", "rtp"), 100.0)
     assert model.phase is Phase.CONNECTED
-    assert status_line(model, 165.0) == "In call with bob · 1:05 · RTP"
+    assert status_line(model, 165.0) == "In call with bob · 1:05 · RTP medium"
     model = run([ev.HoldState(True, False), ev.SendingChanged(False)], model)
-    assert status_line(model, 100.0) == "In call with bob · 0:00 · on hold · sending paused · RTP"
+    assert (
+        status_line(model, 100.0)
+        == "In call with bob · 0:00 · on hold · sending paused · RTP medium"
+    )
     model = run([ev.HoldState(False, True)], model)
     assert "held by bob" in status_line(model, 100.0)
     model = run([ev.PresetChanged("high"), ev.SourceChanged("file:/x.mp4")], model)

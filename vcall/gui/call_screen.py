@@ -73,39 +73,39 @@ class CallScreen(ttk.Frame):
         self.peer_view.grid(row=0, column=0, sticky="nsew")
         side = ttk.Frame(self, padding=(6, 0, 0, 0))
         side.grid(row=0, column=1, sticky="ns")
-        self.self_view = VideoView(side, width=240, height=135, placeholder="Self view")
+        self.self_view = VideoView(side, width=192, height=108, placeholder="Self view")
         self.self_view.pack(anchor="n")
+        self.stats = StatsPanel(side)
+        self.stats.pack(fill="x", pady=(6, 0))
 
-        controls = ttk.Frame(side, padding=(0, 6))
-        controls.pack(fill="x")
-        self.hangup_button = ttk.Button(controls, text="Hang up (Ctrl+E)", command=on_hangup)
-        self.hangup_button.pack(fill="x")
-        self.hold_button = ttk.Button(controls, text="Hold (Ctrl+H)", command=self.toggle_hold)
-        self.hold_button.pack(fill="x", pady=(4, 0))
-        self.pause_button = ttk.Button(controls, text="", command=self.toggle_pause)
-        self.pause_button.pack(fill="x", pady=(4, 0))
-
-        ttk.Label(controls, text="Quality (Ctrl+Q)").pack(anchor="w", pady=(8, 0))
-        self.quality = ttk.Combobox(controls, values=PRESET_NAMES, state="readonly", width=14)
-        self.quality.pack(fill="x")
+        # The call's controls in one toolbar row under the video.
+        bar = ttk.Frame(self, padding=(0, 6, 0, 0))
+        bar.grid(row=1, column=0, columnspan=2, sticky="we")
+        self.hangup_button = ttk.Button(bar, text="Hang up", command=on_hangup)
+        self.hangup_button.pack(side="left")
+        self.hold_button = ttk.Button(bar, text="Hold", width=8, command=self.toggle_hold)
+        self.hold_button.pack(side="left", padx=(6, 0))
+        self.pause_button = ttk.Button(bar, text="Pause", width=14, command=self.toggle_pause)
+        self.pause_button.pack(side="left", padx=(6, 0))
+        ttk.Label(bar, text="Quality").pack(side="left", padx=(12, 4))
+        self.quality = ttk.Combobox(bar, values=PRESET_NAMES, state="readonly", width=7)
+        self.quality.pack(side="left")
         self.quality.bind("<<ComboboxSelected>>", lambda _e: self._on_preset(self.quality.get()))
-
-        ttk.Label(controls, text="Source").pack(anchor="w", pady=(6, 0))
+        ttk.Label(bar, text="Source").pack(side="left", padx=(12, 4))
         self._sources: dict[str, str] = {}
-        self.source = ttk.Combobox(controls, state="readonly", width=24)
-        self.source.pack(fill="x")
+        self.source = ttk.Combobox(bar, state="readonly", width=22)
+        self.source.pack(side="left")
         self.source.bind("<<ComboboxSelected>>", lambda _e: self._source_chosen())
         self.set_cameras(cameras if cameras is not None else [])
+        self.stats_button = ttk.Button(bar, text="Stats", width=6, command=self.toggle_stats)
+        self.stats_button.pack(side="left", padx=(12, 0))
 
-        self.stats_button = ttk.Button(
-            controls, text="Statistics (Ctrl+S)", command=self.toggle_stats
-        )
-        self.stats_button.pack(fill="x", pady=(8, 0))
-        self.stats = StatsPanel(side)
-        self.stats.pack(fill="x")
-
-        self.status = ttk.Label(self, text="", relief="sunken", anchor="w", padding=(4, 2))
-        self.status.grid(row=1, column=0, columnspan=2, sticky="we", pady=(6, 0))
+        status = ttk.Frame(self, relief="sunken", padding=(4, 2))
+        status.grid(row=2, column=0, columnspan=2, sticky="we", pady=(6, 0))
+        self.status = ttk.Label(status, text="", anchor="w")
+        self.status.pack(side="left", fill="x", expand=True)
+        help_text = " · ".join(f"Ctrl+{seq[-2].upper()} {what}" for seq, what in SHORTCUTS.items())
+        ttk.Label(status, text=help_text, foreground="#666666").pack(side="right")
         self.columnconfigure(0, weight=1)
         self.rowconfigure(0, weight=1)
 
@@ -128,7 +128,7 @@ class CallScreen(ttk.Frame):
         if self.stats.winfo_manager():
             self.stats.pack_forget()
         else:
-            self.stats.pack(fill="x")
+            self.stats.pack(fill="x", pady=(6, 0))
 
     @property
     def stats_visible(self) -> bool:
@@ -167,16 +167,13 @@ class CallScreen(ttk.Frame):
         self._model = model
         connected = model.phase is Phase.CONNECTED
         state = "normal" if connected else "disabled"
-        self.hold_button.configure(
-            text="Resume (Ctrl+H)" if model.hold_local else "Hold (Ctrl+H)", state=state
-        )
+        self.hold_button.configure(text="Resume" if model.hold_local else "Hold", state=state)
         self.pause_button.configure(
-            text="Resume sending (Ctrl+P)" if not model.sending else "Pause sending (Ctrl+P)",
-            state=state,
+            text="Resume sending" if not model.sending else "Pause sending", state=state
         )
         self.quality.set(model.preset)
         self._refresh_sources()
         self.hangup_button.configure(
-            text="Cancel call (Ctrl+E)" if model.phase is Phase.DIALING else "Hang up (Ctrl+E)"
+            text="Cancel call" if model.phase is Phase.DIALING else "Hang up"
         )
         self.status.configure(text=status)

@@ -54,8 +54,8 @@ def _geometries(screen: tuple[int, int]) -> tuple[str, str]:
     if sw >= 1800:
         w, h = min(940, sw // 2 - 10), min(600, sh - 80)
         return f"{w}x{h}+0+0", f"{w}x{h}+{w + 10}+0"
-    w, h = min(1000, sw), max(420, min(600, sh // 2 - 20))
-    return f"{w}x{h}+0+0", f"{w}x{h}+0+{h + 20}"
+    w, h = min(1100, sw), max(420, min(600, sh // 2 - 10))
+    return f"{w}x{h}+0+0", f"{w}x{h}+0+{h + 10}"
 
 
 def _client(

@@ -168,14 +168,13 @@ class StatsView:
                 "loss (peer) / lost in",
                 f"{num(self.loss_pct, ' %')} / {num(self.lost_packets, '', 0)}",
             ),
-            ("round trip", num(self.rtt_ms, " ms")),
-            ("jitter", num(self.jitter_ms, " ms")),
-            ("capture→display p50", num(self.c2d_p50_ms, " ms")),
-            ("capture→display p95", num(self.c2d_p95_ms, " ms")),
+            ("RTT / jitter", f"{num(self.rtt_ms)} / {num(self.jitter_ms, ' ms')}"),
+            (
+                "capture→display p50/p95",
+                f"{num(self.c2d_p50_ms, '', 0)} / {num(self.c2d_p95_ms, ' ms', 0)}",
+            ),
         ]
-        rows += [(f"  {name.replace('_', ' ')}", num(ms, " ms")) for name, ms in self.stages]
-        if self.sending:
-            rows.append(("sending", self.sending))
+        rows += [(f"  {STAGE_LABELS.get(name, name)}", num(ms, " ms")) for name, ms in self.stages]
         if self.mode or self.cpu_pct is not None:
             rows.append(
                 ("media / CPU", f"{self.mode.upper() or '–'} / {num(self.cpu_pct, ' %', 0)}")
@@ -205,19 +204,10 @@ def _scaled(value: Any, factor: float) -> float | None:
     return None if number is None else number * factor
 
 
-# Per-stage latencies (MediaSession.stats()["latency_ms"]) shown, in the order a frame meets them.
-STAGE_ORDER = (
-    "capture",
-    "encode_wait",
-    "encode",
-    "send_wait",
-    "send",
-    "network_and_receive",
-    "reassembly",
-    "jitter_buffer",
-    "display_wait",
-    "decode",
-)
+# Per-stage latencies (MediaSession.stats()["latency_ms"]) shown, in the order a frame meets
+# them: the stages that do work; the waits between them are in capture→display.
+STAGE_ORDER = ("capture", "encode", "send", "network_and_receive", "jitter_buffer", "decode")
+STAGE_LABELS = {"network_and_receive": "network + receive", "jitter_buffer": "jitter buffer"}
 
 
 def summarize_stats(stats: Mapping[str, Any]) -> StatsView:

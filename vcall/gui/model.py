@@ -155,6 +155,5 @@ def status_line(model: UiModel, now: float) -> str:
                 parts.append(f"held by {model.peer}")
             if not model.sending:
                 parts.append("sending paused")
-            if model.mode:
-                parts.append(model.mode.upper())
+            parts.append(f"{model.mode.upper()} {model.preset}".strip())
             return " · ".join(parts)

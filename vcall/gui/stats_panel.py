@@ -14,17 +14,17 @@ from vcall.gui.logic import History, StatsView, chart_segments, nice_ceiling
 
 # Series drawn on the chart: (History series, colour, legend label, unit).
 CHART_SERIES = (
-    ("fps_in", "#2e9e44", "frames/s", ""),
-    ("c2d_p50_ms", "#e07020", "capture→display", "ms"),
-    ("kbps_in", "#3070d0", "kbit/s", ""),
+    ("fps_in", "#3cc45a", "fps", ""),
+    ("c2d_p50_ms", "#f08a3c", "c→d", " ms"),
+    ("kbps_in", "#5a90f0", "kbit/s", ""),
 )
 
 
 class StatsPanel(ttk.LabelFrame):
-    ROWS = 16  # label rows kept ready: figures plus per-stage latencies
+    ROWS = 14  # label rows kept ready: figures plus per-stage latencies
 
-    def __init__(self, master: tk.Misc, *, chart_size: tuple[int, int] = (240, 90)) -> None:
-        super().__init__(master, text="Statistics", padding=4)
+    def __init__(self, master: tk.Misc, *, chart_size: tuple[int, int] = (240, 64)) -> None:
+        super().__init__(master, text="Statistics", padding=(4, 0, 4, 4))
         self.history = History()
         self._labels: list[tuple[ttk.Label, ttk.Label]] = []
         grid = ttk.Frame(self)
@@ -43,10 +43,10 @@ class StatsPanel(ttk.LabelFrame):
         )
         self.chart.pack(fill="x", pady=(4, 0))
         self._lines: dict[str, list[int]] = {name: [] for name, *_ in CHART_SERIES}
-        # One legend line per series, in the series' colour, in the chart's top-left corner.
+        # The legend: one line along the chart's top, each series in its colour.
         self._legend = {
             name: self.chart.create_text(
-                4, 2 + 11 * i, anchor="nw", fill=colour, font="TkSmallCaptionFont", text=""
+                4 + 80 * i, 2, anchor="nw", fill=colour, font="TkSmallCaptionFont", text=""
             )
             for i, (name, colour, *_rest) in enumerate(CHART_SERIES)
         }
@@ -63,14 +63,20 @@ class StatsPanel(ttk.LabelFrame):
     def render(self, view: StatsView) -> None:
         rows = view.lines()[: self.ROWS]
         for index, (name_label, value_label) in enumerate(self._labels):
-            name, value = rows[index] if index < len(rows) else ("", "")
-            name_label.configure(text=name)
-            value_label.configure(text=value)
+            if index < len(rows):
+                name_label.configure(text=rows[index][0])
+                value_label.configure(text=rows[index][1])
+                name_label.grid()
+                value_label.grid()
+            else:  # unused rows take no space
+                name_label.grid_remove()
+                value_label.grid_remove()
         self._draw_chart()
 
     def _draw_chart(self) -> None:
         width = max(self.chart.winfo_width(), self._chart_size[0])
         height = self._chart_size[1]
+        legend_x = 4
         for name, colour, label, unit in CHART_SERIES:
             values = self.history.series(name)
             known = [v for v in values if v is not None]
@@ -85,7 +91,9 @@ class StatsPanel(ttk.LabelFrame):
             for item in items[len(segments) :]:
                 self.chart.itemconfigure(item, state="hidden")
             latest = f"{known[-1]:.0f}" if known else "–"
-            self.chart.itemconfigure(
-                self._legend[name], text=f"{label} {latest}{unit} (scale {top:g})"
-            )
-            self.chart.tag_raise(self._legend[name])
+            item = self._legend[name]
+            self.chart.itemconfigure(item, text=f"{label} {latest}{unit} /{top:g}")
+            self.chart.coords(item, legend_x, 2)
+            self.chart.tag_raise(item)
+            box = self.chart.bbox(item)
+            legend_x = (box[2] if box else legend_x) + 8
