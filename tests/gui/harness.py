@@ -75,7 +75,10 @@ class Client:
                 tree.see(iid)
                 self.root.update()
                 x, y, _w, h = tree.bbox(iid)  # type: ignore[misc]
-                tree.event_generate("<Double-Button-1>", x=x + 5, y=y + h // 2)
+                # Tk will not generate a Double event; two quick clicks make one.
+                for _ in range(2):
+                    tree.event_generate("<ButtonPress-1>", x=x + 5, y=y + h // 2)
+                    tree.event_generate("<ButtonRelease-1>", x=x + 5, y=y + h // 2)
                 self.root.update()
                 return
         raise AssertionError(f"{nick} not in the list {tree.get_children()}")

@@ -112,6 +112,7 @@ class ClientApp:
         self._shown: tuple[object, object] = (None, None)
         self.incoming: IncomingDialog | None = None
         self.frames_handled = 0
+        self.last_stats: dict[str, Any] = {}  # the newest MediaSession.stats() snapshot
         from pipeline.sources import list_cameras  # noqa: PLC0415 - imports OpenCV
 
         try:
@@ -248,6 +249,7 @@ class ClientApp:
             case ev.MediaDetached():
                 self._detach_media()
             case ev.StatsUpdate(stats=stats):
+                self.last_stats = stats
                 self.call.stats.add(summarize_stats(stats))
             case ev.WorkerStopped():
                 if self._exiting:

@@ -1,0 +1,203 @@
+"""The whole call journey in real windows under Xvfb, with real parts: a real discovery server
+process, a second real client window in its own process (``vcall gui --auto-accept``), the real
+call manager and media pipeline. The test drives the in-process window with generated events
+and checks screenshots: the peer's video area shows the moving, stamped test pattern."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.pattern import Stamp, read_stamp
+from tests.fixtures.discovery import DiscoveryProcess
+from tests.gui.harness import Client, crop
+from vcall.config import Config
+from vcall.gui.call_screen import FILE_LABEL, PATTERN_LABEL
+from vcall.gui.model import Phase, Screen
+
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("no_leaks")]
+
+Shot = Callable[[str], np.ndarray]
+
+
+class PeerWindow:
+    """``vcall gui`` in its own process, logged in; its log goes to a file."""
+
+    def __init__(self, server: DiscoveryProcess, tmp: Path, nick: str, *extra: str) -> None:
+        self.log_path = tmp / f"{nick}.log"
+        cmd = [
+            sys.executable, "-m", "vcall", "gui", "--server", f"127.0.0.1:{server.port}",
+            "--nick", nick, "--password", "pw", "--auto-login", "--geometry", "640x400+0+620",
+            "--state-file", str(tmp / f"{nick}.json"), "--die-with-parent", str(os.getpid()),
+            *extra,
+        ]  # fmt: skip
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()  # the client hangs up and closes on SIGTERM
+        try:
+            code = self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"peer window ignored SIGTERM:\n{self.log()}") from None
+        assert code == 0, f"peer window exited with {code}:\n{self.log()}"
+
+
+@pytest.fixture
+def alice(
+    xvfb_display: str, tmp_path: Path, discovery_server: DiscoveryProcess
+) -> Iterator[Client]:
+    config = Config(server_host="127.0.0.1", server_port=discovery_server.port, ring_timeout=20)
+    client = Client(config, tmp_path / "alice.json", geometry="1100x600+0+0")
+    yield client
+    client.close()
+
+
+def log_in(client: Client, nick: str, server: DiscoveryProcess) -> None:
+    client.login(nick, "pw", f"127.0.0.1:{server.port}")
+    client.pump_until(lambda: client.app.model.screen is Screen.MAIN, 20, f"{nick} logged in")
+
+
+def wait_listed(client: Client, nick: str, peer: PeerWindow) -> None:
+    main = client.app.main
+    deadline = time.monotonic() + 30
+    while nick not in main.visible_nicks():
+        assert peer.proc.poll() is None, f"peer window died:\n{peer.log()}"
+        assert time.monotonic() < deadline, f"{nick} never listed:\n{peer.log()}"
+        client.click(main.refresh_button)
+        client.pump(0.3)
+
+
+def peer_area(client: Client, shot: Shot, name: str) -> np.ndarray:
+    return crop(shot(name), client.app.call.peer_view.image_box())
+
+
+def self_area(client: Client, shot: Shot, name: str) -> np.ndarray:
+    return crop(shot(name), client.app.call.self_view.image_box())
+
+
+def stamp_of(image: np.ndarray, what: str) -> Stamp:
+    stamp = read_stamp(image)
+    assert stamp is not None, f"{what}: no test-pattern stamp readable"
+    return stamp
+
+
+def assert_moving(client: Client, shot: Shot, name: str) -> None:
+    """Two screenshots of the peer's video: the stamped pattern, not black, and moving."""
+    first = peer_area(client, shot, f"{name}-1")
+    client.pump(0.5)
+    second = peer_area(client, shot, f"{name}-2")
+    assert first.shape == second.shape and first.shape[0] > 100 and first.shape[1] > 100
+    assert first.mean() > 40, "peer video area is black"
+    assert np.abs(first.astype(int) - second.astype(int)).mean() > 1.0, "peer video is frozen"
+    a, b = stamp_of(first, name), stamp_of(second, name)
+    assert b.frame_id > a.frame_id, f"{name}: frame ids do not advance ({a} -> {b})"
+
+
+def wait_stats(client: Client, check: Callable[[dict], bool], what: str) -> None:
+    client.pump_until(lambda: check(client.app.last_stats), 15, what)
+
+
+def test_call_hold_resume_quality_source_hangup(
+    alice: Client, discovery_server: DiscoveryProcess, tmp_path: Path, screenshot: Shot
+) -> None:
+    video = tmp_path / "clip.mp4"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=30",
+         "-t", "2", "-pix_fmt", "yuv420p", str(video)],
+        check=True, timeout=60,
+    )  # fmt: skip
+    bob = PeerWindow(discovery_server, tmp_path, "bob", "--auto-accept")
+    try:
+        app = alice.app
+        log_in(alice, "alice", discovery_server)
+        wait_listed(alice, "bob", bob)
+        alice.type_into(app.main.filter_entry, "bo")
+        alice.double_click_row(app.main.tree, "bob")
+        alice.pump_until(lambda: app.model.screen is Screen.CALL, 10, "call screen")
+        alice.pump_until(
+            lambda: app.model.phase is Phase.CONNECTED, 30, f"bob answers\n{bob.log()}"
+        )
+        alice.pump_until(lambda: app.call.peer_view.frames_shown > 10, 20, "peer video")
+        assert "In call with bob" in app.call.status.cget("text")
+        assert_moving(alice, screenshot, "in-call")
+        assert app.call.self_view.frames_shown > 0
+
+        # Hold (shortcut): video stops both ways; the last frame stays on screen.
+        alice.key("<Control-h>")
+        alice.pump_until(lambda: app.model.hold_local, 10, "hold")
+        assert app.call.hold_button.cget("text") == "Resume"
+        alice.pump(1.0)  # frames in flight land
+        held_a = peer_area(alice, screenshot, "held-1")
+        alice.pump(0.7)
+        held_b = peer_area(alice, screenshot, "held-2")
+        assert stamp_of(held_a, "held") == stamp_of(held_b, "held"), "video moves while held"
+        assert "on hold" in app.call.status.cget("text")
+
+        # Resume (button): moving again.
+        alice.click(app.call.hold_button)
+        alice.pump_until(lambda: not app.model.hold_local, 10, "resume")
+        alice.pump(1.0)
+        assert_moving(alice, screenshot, "resumed")
+
+        # Pause sending (button), resume sending (shortcut).
+        alice.click(app.call.pause_button)
+        wait_stats(alice, lambda s: s.get("sending") is False, "sending paused")
+        assert "sending paused" in app.call.status.cget("text")
+        alice.key("<Control-p>")
+        wait_stats(alice, lambda s: s.get("sending") is True, "sending resumed")
+
+        # Quality: the selector, then the shortcut (next preset).
+        app.call.quality.set("high")
+        app.call.quality.event_generate("<<ComboboxSelected>>")
+        wait_stats(alice, lambda s: s.get("preset", {}).get("size") == [1280, 720], "720p")
+        alice.key("<Control-q>")
+        wait_stats(alice, lambda s: s.get("preset", {}).get("name") == "max", "max quality")
+        assert app.call.quality.get() == "max"
+
+        # Source: a video file through the chooser; our self-view stops showing the pattern.
+        app.call.ask_file = lambda: str(video)
+        app.call.source.set(FILE_LABEL)
+        app.call.source.event_generate("<<ComboboxSelected>>")
+        wait_stats(alice, lambda s: s.get("source") == f"file:{video}", "file source")
+        alice.pump_until(
+            lambda: read_stamp(self_area(alice, screenshot, "file-source")) is None,
+            10, "self-view shows the file",
+        )  # fmt: skip
+        assert app.call.source.get() == "File: clip.mp4"
+        app.call.source.set(PATTERN_LABEL)
+        app.call.source.event_generate("<<ComboboxSelected>>")
+        wait_stats(alice, lambda s: s.get("source") == "pattern", "pattern source")
+
+        # Statistics panel: figures and the chart; the shortcut hides and shows it.
+        assert app.call.stats_visible
+        figures = dict(app.call.stats.history.series("fps_in") and [("ok", "")])
+        assert figures, "no statistics arrived"
+        assert app.last_stats["fps_shown"] > 0
+        alice.key("<Control-s>")
+        assert not app.call.stats_visible
+        alice.key("<Control-s>")
+        assert app.call.stats_visible
+        screenshot("stats")
+
+        # Hang up (shortcut): back on the main screen with a message.
+        alice.key("<Control-e>")
+        alice.pump_until(lambda: app.model.screen is Screen.MAIN, 15, "main screen after hangup")
+        assert app.main.message.cget("text") == "Call with bob ended."
+        assert app.call.peer_view.frames_shown == 0  # the view was cleared
+        screenshot("after-hangup")
+    finally:
+        bob.stop()
