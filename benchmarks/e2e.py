@@ -21,7 +21,8 @@ import time
 from typing import Any
 
 from pipeline.presets import Preset
-from pipeline.session import LATENCY_ORDER, MediaSession, PeerEndpoint
+from pipeline.session import MediaSession, PeerEndpoint
+from pipeline.stats import LATENCY_ORDER
 
 TARGETS = {"c2d_p50_ms": 15.0, "c2d_p99_ms": 25.0, "fps_shown": 29.0, "cpu_share_of_machine": 50.0}
 LOCAL = "127.0.0.1"

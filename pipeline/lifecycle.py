@@ -128,6 +128,10 @@ def _terminate(signum: int, frame: Any) -> None:
     raise SystemExit(0)
 
 
+def _nothing() -> None:
+    return None
+
+
 class Launcher:
     """A thread that runs ``start`` (forking children) and stays alive until ``close``.
 
@@ -145,6 +149,7 @@ class Launcher:
     def _run(self) -> None:
         try:
             self._start()
+            self._start = _nothing  # drop what the start function referenced
         except BaseException as exc:
             self._error = exc
             self._started.set()

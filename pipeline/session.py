@@ -15,7 +15,6 @@ the Tk thread); ``latest()`` and ``notify_fd()`` are cheap and never block.
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import logging
 import multiprocessing
@@ -39,11 +38,11 @@ from pipeline.sdp import build_sdp
 from pipeline.sources import parse_spec
 from pipeline.stages import capture, display, encode, receive, send
 from pipeline.stages.base import Stage, StageContext, stage_main
-from pipeline.stats import CpuMeter, LatencyWindow, StatsChannel
+from pipeline.stats import STAGE_NAMES, CpuMeter, LatencyWindow, StatsChannel, summarise
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("capture", "encode", "send", "receive", "display")
+STAGES = STAGE_NAMES
 RAW_SLOTS = 4
 JPEG_SLOTS = 4
 RGB_SLOTS = 3
@@ -53,9 +52,7 @@ JPEG_RX_CAPACITY = 4 * 1024 * 1024  # the reassembler's own frame cap
 SELF_VIEW_MAX = (640, 480)
 DEFAULT_PEER_VIEW = (640, 480)
 DEFAULT_SELF_VIEW = (160, 120)
-RECEIVE_BUFFER = 4 * 1024 * 1024
 STOP_TIMEOUT_S = 2.0
-EVEN_PORT_ATTEMPTS = 64
 
 U8Array = npt.NDArray[np.uint8]
 Mode = Literal["v0", "rtp"]
@@ -86,38 +83,6 @@ class Frame:
     shown_ns: int  # monotonic_ns when the display stage finished it
     pattern_id: int  # the test pattern's embedded frame id (0 if not the pattern)
     source_size: tuple[int, int]  # (width, height) of the frame before scaling for display
-
-
-def _bind_even_pair(ip: str, port: int) -> tuple[socket.socket, socket.socket]:
-    """Bind RTP on an even port (``port``, or any free one when 0) and RTCP on port + 1."""
-    for _ in range(EVEN_PORT_ATTEMPTS if port == 0 else 1):
-        rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            rtp.bind((ip, port))
-            chosen = rtp.getsockname()[1]
-            if port == 0 and chosen % 2:
-                raise OSError(errno.EADDRINUSE, "odd port")
-            rtcp.bind((ip, chosen + 1))
-        except OSError:
-            rtp.close()
-            rtcp.close()
-            if port != 0:
-                raise
-            continue
-        return rtp, rtcp
-    raise OSError(errno.EADDRINUSE, "no free even UDP port pair")
-
-
-def _set_receive_buffer(sock: socket.socket) -> None:
-    # A 1080p frame is ~200 datagrams arriving in one burst: the default buffer (208 KiB of
-    # truesize) overflows. SO_RCVBUFFORCE passes rmem_max when we may; else take what we get.
-    for option in (getattr(socket, "SO_RCVBUFFORCE", 33), socket.SO_RCVBUF):
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, option, RECEIVE_BUFFER)
-            return
-        except OSError:
-            continue
 
 
 class MediaSession:
@@ -198,9 +163,8 @@ class MediaSession:
         )
         for name in STAGES:
             self._stats[name] = StatsChannel.create(seg, name)
-        rtp, rtcp = _bind_even_pair(self._bind_ip, self._rx_port)
+        rtp, rtcp = receive.bind_rx_sockets(self._bind_ip, self._rx_port)
         self._socks = [rtp, rtcp]
-        _set_receive_buffer(rtp)
         self._rx_port = rtp.getsockname()[1]
         self._watchdog = lifecycle.Watchdog()
         p = self._preset
@@ -291,6 +255,7 @@ class MediaSession:
             self._stop_stages()
             if self._launcher is not None:
                 self._launcher.close()
+                self._launcher = None  # it references the rings: let their mappings go
             for conn in self._controls.values():
                 lifecycle.unregister_controller_fd(conn.fileno())
                 conn.close()
@@ -401,12 +366,22 @@ class MediaSession:
 
     def latest(self) -> tuple[Frame | None, Frame | None]:
         """The newest peer and self-view frames (copies); never blocks."""
-        with self._lock:
+        # Never wait for the lock: close() holds it while stages stop, and the Tk thread must
+        # not stall meanwhile; the frames already handed out are as good as any then.
+        if not self._lock.acquire(blocking=False):
+            return self._cached_frames()
+        try:
             if self._state != "open":
                 return None, None
             with contextlib.suppress(BlockingIOError):
                 os.eventfd_read(self._notify)
             return self._latest("peer"), self._latest("self")
+        finally:
+            self._lock.release()
+
+    def _cached_frames(self) -> tuple[Frame | None, Frame | None]:
+        peer, mine = self._cached.get("peer"), self._cached.get("self")
+        return (peer[1] if peer else None), (mine[1] if mine else None)
 
     def _latest(self, kind: str) -> Frame | None:
         reader = self._readers[kind]
@@ -456,7 +431,7 @@ class MediaSession:
         with self._lock:
             stages = {k: ch.read() or {} for k, ch in self._stats.items()}
             cpu = self._cpu.sample() if self._state == "open" else {}
-            return summarise(self, stages, cpu)
+            return summarise(self._describe(), stages, cpu)
 
     def reset_stats(self) -> None:
         """Start the latency windows and counters afresh (benchmarks: after warm-up)."""
@@ -489,75 +464,3 @@ class MediaSession:
                 name for name, proc in self._procs.items() if proc.exitcode is not None
             ),
         }
-
-
-# Per-stage latency windows, in pipeline order, and the stage process that measures each.
-LATENCY_ORDER = (
-    ("capture", "send"),
-    ("encode_wait", "send"),
-    ("encode", "send"),
-    ("send_wait", "send"),
-    ("send", "send"),
-    ("capture_to_receive", "display"),
-    ("reassembly", "receive"),
-    ("jitter_buffer", "receive"),
-    ("display_wait", "display"),
-    ("decode", "display"),
-    ("capture_to_display", "display"),
-    ("self_view", "display"),
-)
-
-
-def summarise(
-    session: MediaSession, stages: dict[str, dict[str, Any]], cpu: dict[str, float]
-) -> dict[str, Any]:
-    """Merge the stages' snapshots into the figures a GUI or benchmark shows."""
-    out = session._describe()
-    lat = {}
-    for name, stage in LATENCY_ORDER:
-        summary = stages.get(stage, {}).get("latency_ms", {}).get(name)
-        if summary is not None:
-            lat[name] = summary
-    out["latency_ms"] = lat
-    snd, rcv, dsp, enc = (stages.get(k, {}) for k in ("send", "receive", "display", "encode"))
-    out["codec"] = enc.get("codec") or dsp.get("codec")
-    out["fps_sent"] = snd.get("fps_sent", 0.0)
-    out["fps_received"] = rcv.get("fps_received", 0.0)
-    out["fps_shown"] = dsp.get("fps_shown", 0.0)
-    out["fps_self_view"] = dsp.get("fps_self_view", 0.0)
-    out["bitrate_sent_bps"] = snd.get("bitrate_bps", 0)
-    out["bitrate_received_bps"] = rcv.get("bitrate_bps", 0)
-    rtp, rtcp, jb = rcv.get("rtp"), rcv.get("rtcp", {}), rcv.get("jitter_buffer", {})
-    out["loss"] = {
-        "lost_packets": None if rtp is None else rtp.get("lost_packets"),
-        "lost_frames": jb.get("lost_frames", 0)
-        + (rcv.get("v0", {}).get("lost_frames", 0) if rtp is None else 0),
-        "remote_fraction_lost": rtcp.get("remote_fraction_lost"),
-        "remote_cumulative_lost": rtcp.get("remote_cumulative_lost"),
-    }
-    out["jitter_ms"] = (rtp or {}).get("jitter_ms", jb.get("jitter_ms"))
-    out["jitter_buffer_delay_ms"] = jb.get("delay_ms")
-    out["rtt_ms"] = rtcp.get("rtt_ms")
-    counters = {k: stages.get(k, {}).get("counters", {}) for k in STAGES}
-    out["drops"] = {
-        "capture_to_encode": enc.get("ring_dropped", 0),
-        "encode_to_send": snd.get("ring_dropped", 0),
-        "receive_to_display": dsp.get("ring_dropped", 0),
-        "jitter_late": jb.get("late", 0),
-        "jitter_skipped": jb.get("skipped", 0),
-        "jitter_overflow": jb.get("overflow", 0),
-        "incomplete_frames": (rtp or {}).get("incomplete", 0),
-        "wrong_address": counters["receive"].get("dropped_wrong_address", 0),
-        "wrong_source": (rtp or {}).get("wrong_source", 0),
-        "malformed": counters["receive"].get("malformed", 0) + (rtp or {}).get("malformed", 0),
-        "rejected_jpeg": counters["display"].get("rejected_jpeg", 0)
-        + counters["display"].get("undecodable", 0),
-        "torn": sum(c.get("torn", 0) for c in counters.values()),
-    }
-    if cpu:
-        cpu = dict(cpu)
-        cpu["total"] = round(sum(cpu.values()), 1)
-    out["cpu_percent"] = cpu
-    out["errors"] = {"source": stages.get("capture", {}).get("error", "")}
-    out["stages"] = stages
-    return out

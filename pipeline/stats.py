@@ -26,6 +26,7 @@ WINDOW_SAMPLES = 2048
 RATE_WINDOW_S = 2.0
 STATS_CAPACITY = 64 * 1024
 PUBLISH_INTERVAL_NS = 250_000_000
+STAGE_NAMES = ("capture", "encode", "send", "receive", "display")
 
 
 def percentile(sorted_values: list[float], p: float) -> float:
@@ -174,3 +175,76 @@ class CpuMeter:
             else:
                 result.setdefault(name, 0.0)
         return dict(result)
+
+
+# Per-stage latency windows, in pipeline order, and the stage process that measures each.
+LATENCY_ORDER = (
+    ("capture", "send"),
+    ("encode_wait", "send"),
+    ("encode", "send"),
+    ("send_wait", "send"),
+    ("send", "send"),
+    ("capture_to_receive", "display"),
+    ("reassembly", "receive"),
+    ("jitter_buffer", "receive"),
+    ("display_wait", "display"),
+    ("decode", "display"),
+    ("capture_to_display", "display"),
+    ("self_view", "display"),
+)
+
+
+def summarise(
+    described: dict[str, Any], stages: dict[str, dict[str, Any]], cpu: dict[str, float]
+) -> dict[str, Any]:
+    """Merge a session's description and its stages' snapshots into the figures a GUI or a
+    benchmark shows (see docs/architecture.md, Media pipeline)."""
+    out = dict(described)
+    lat = {}
+    for name, stage in LATENCY_ORDER:
+        summary = stages.get(stage, {}).get("latency_ms", {}).get(name)
+        if summary is not None:
+            lat[name] = summary
+    out["latency_ms"] = lat
+    snd, rcv, dsp, enc = (stages.get(k, {}) for k in ("send", "receive", "display", "encode"))
+    out["codec"] = enc.get("codec") or dsp.get("codec")
+    out["fps_sent"] = snd.get("fps_sent", 0.0)
+    out["fps_received"] = rcv.get("fps_received", 0.0)
+    out["fps_shown"] = dsp.get("fps_shown", 0.0)
+    out["fps_self_view"] = dsp.get("fps_self_view", 0.0)
+    out["bitrate_sent_bps"] = snd.get("bitrate_bps", 0)
+    out["bitrate_received_bps"] = rcv.get("bitrate_bps", 0)
+    rtp, rtcp, jb = rcv.get("rtp"), rcv.get("rtcp", {}), rcv.get("jitter_buffer", {})
+    out["loss"] = {
+        "lost_packets": None if rtp is None else rtp.get("lost_packets"),
+        "lost_frames": jb.get("lost_frames", 0)
+        + (rcv.get("v0", {}).get("lost_frames", 0) if rtp is None else 0),
+        "remote_fraction_lost": rtcp.get("remote_fraction_lost"),
+        "remote_cumulative_lost": rtcp.get("remote_cumulative_lost"),
+    }
+    out["jitter_ms"] = (rtp or {}).get("jitter_ms", jb.get("jitter_ms"))
+    out["jitter_buffer_delay_ms"] = jb.get("delay_ms")
+    out["rtt_ms"] = rtcp.get("rtt_ms")
+    counters = {k: stages.get(k, {}).get("counters", {}) for k in STAGE_NAMES}
+    out["drops"] = {
+        "capture_to_encode": enc.get("ring_dropped", 0),
+        "encode_to_send": snd.get("ring_dropped", 0),
+        "receive_to_display": dsp.get("ring_dropped", 0),
+        "jitter_late": jb.get("late", 0),
+        "jitter_skipped": jb.get("skipped", 0),
+        "jitter_overflow": jb.get("overflow", 0),
+        "incomplete_frames": (rtp or {}).get("incomplete", 0),
+        "wrong_address": counters["receive"].get("dropped_wrong_address", 0),
+        "wrong_source": (rtp or {}).get("wrong_source", 0),
+        "malformed": counters["receive"].get("malformed", 0) + (rtp or {}).get("malformed", 0),
+        "rejected_jpeg": counters["display"].get("rejected_jpeg", 0)
+        + counters["display"].get("undecodable", 0),
+        "torn": sum(c.get("torn", 0) for c in counters.values()),
+    }
+    if cpu:
+        cpu = dict(cpu)
+        cpu["total"] = round(sum(cpu.values()), 1)
+    out["cpu_percent"] = cpu
+    out["errors"] = {"source": stages.get("capture", {}).get("error", "")}
+    out["stages"] = stages
+    return out

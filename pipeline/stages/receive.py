@@ -15,6 +15,7 @@ every second sends our report to the peer's port + 1: an SR built from the send 
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import logging
 import socket
@@ -36,6 +37,8 @@ from pipeline.v0 import V0Error, decode_v0
 logger = logging.getLogger(__name__)
 
 MAX_DATAGRAM = 65536
+RECEIVE_BUFFER = 4 * 1024 * 1024
+EVEN_PORT_ATTEMPTS = 64
 MAX_DATAGRAMS_PER_TURN = 512
 EXPIRE_INTERVAL_NS = 100_000_000
 # Playout delay = JITTER_FACTOR x measured frame jitter, at most MAX_PLAYOUT_DELAY_S. RTP
@@ -46,6 +49,39 @@ JITTER_FACTOR = 1.5
 # A V0 seq jump larger than this is a restart (or a forgery), not that many lost frames.
 V0_MAX_GAP = 1000
 MAX_PLAYOUT_DELAY_S = 0.05
+
+
+def bind_rx_sockets(ip: str, port: int) -> tuple[socket.socket, socket.socket]:
+    """Bind RTP on an even port (``port``, or any free one when 0) and RTCP on port + 1."""
+    for _ in range(EVEN_PORT_ATTEMPTS if port == 0 else 1):
+        rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            rtp.bind((ip, port))
+            chosen = rtp.getsockname()[1]
+            if port == 0 and chosen % 2:
+                raise OSError(errno.EADDRINUSE, "odd port")
+            rtcp.bind((ip, chosen + 1))
+        except OSError:
+            rtp.close()
+            rtcp.close()
+            if port != 0:
+                raise
+            continue
+        _set_receive_buffer(rtp)
+        return rtp, rtcp
+    raise OSError(errno.EADDRINUSE, "no free even UDP port pair")
+
+
+def _set_receive_buffer(sock: socket.socket) -> None:
+    # A 1080p frame is ~200 datagrams arriving in one burst: the default buffer (208 KiB of
+    # truesize) overflows. SO_RCVBUFFORCE passes rmem_max when we may; else take what we get.
+    for option in (getattr(socket, "SO_RCVBUFFORCE", 33), socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, RECEIVE_BUFFER)
+            return
+        except OSError:
+            continue
 
 
 @dataclass(frozen=True, slots=True)
