@@ -9,6 +9,8 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.ring import (
     HEADER_BYTES,
@@ -222,3 +224,38 @@ def test_concurrent_writer_never_yields_a_torn_frame(segments: SegmentSet) -> No
     assert accepted <= reader.read
     assert reader.dropped + reader.read == 3000
     ring.close()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_slots=st.integers(2, 5),
+    ops=st.lists(st.one_of(st.integers(1, 7), st.just(0)), min_size=1, max_size=40),
+)
+def test_ring_matches_a_newest_wins_model(n_slots: int, ops: list[int]) -> None:
+    """Op n > 0: write n frames; op 0: read. The reader always gets the newest frame, and
+    every frame it skipped is counted as dropped, whatever the slot count."""
+    segments = SegmentSet()
+    try:
+        ring = Ring.create(segments, "m", n_slots=n_slots, capacity=16)
+        writer, reader = ring.writer(), ring.reader()
+        written = last_read = dropped = 0
+        for op in ops:
+            if op:
+                for _ in range(op):
+                    written += 1
+                    writer.write(written.to_bytes(8, "big"), frame_id=written)
+                continue
+            desc = reader.latest()
+            if written == last_read:
+                assert desc is None
+                continue
+            assert desc is not None
+            assert desc.frame_id == desc.seq == written
+            assert int.from_bytes(reader.view(desc).tobytes(), "big") == written
+            dropped += written - last_read - 1
+            last_read = written
+            assert reader.dropped == dropped
+            assert reader.valid(desc)
+        ring.close()
+    finally:
+        segments.close()
