@@ -57,7 +57,7 @@ def test_error_words() -> None:
         ("busy", "bob is busy", True),
         ("peer_denied", "bob declined", True),
         ("answer_timeout", "did not answer", True),
-        ("failed", "Could not call bob: connection refused", True),
+        ("failed", "Could not call bob: media broke", True),
         ("connection_lost", "Lost the connection", True),
         ("peer_hangup", "bob hung up", False),
         ("hangup", "ended", False),
@@ -66,10 +66,27 @@ def test_error_words() -> None:
     ],
 )
 def test_end_words(reason: str, needle: str, error: bool) -> None:
-    message, is_error = describe_end(reason, "bob", "connection refused" * (reason == "failed"))
+    message, is_error = describe_end(reason, "bob", "media broke" * (reason == "failed"))
     assert needle in message
     assert is_error is error
     assert describe_end(reason, "")[0][0].isupper()  # "The peer ...", "Call ..."
+
+
+@pytest.mark.parametrize(
+    ("detail", "expected"),
+    [
+        (
+            "connect refused: connection refused by 127.0.0.1:9.",
+            "Cannot reach bob: the user seems to be offline (connection refused by 127.0.0.1:9).",
+        ),
+        ("lookup of bob failed: NOK USER_UNKNOWN", "No user called bob is registered."),
+        ("lookup of bob failed: timed out", "Cannot look bob up on the discovery server"),
+        ("", "Could not call bob."),
+    ],
+)
+def test_failure_words(detail: str, expected: str) -> None:
+    message, error = describe_end("failed", "bob", detail)
+    assert message.startswith(expected) and error
 
 
 def test_format_duration() -> None:

@@ -145,6 +145,7 @@ class ClientApp:
         )
         self._screens = {Screen.LOGIN: self.login, Screen.MAIN: self.main, Screen.CALL: self.call}
         self._shown_screen: Screen | None = None
+        self._tick_id = ""
         self._bind_shortcuts()
         root.protocol("WM_DELETE_WINDOW", self.exit)
 
@@ -185,6 +186,9 @@ class ClientApp:
         self.root.after(EXIT_GRACE_MS, self._finish_exit)
 
     def _finish_exit(self) -> None:
+        with contextlib.suppress(tk.TclError):
+            self.root.after_cancel(self._tick_id)
+        self._close_incoming()
         self._detach_media()
         with contextlib.suppress(tk.TclError, ValueError, OSError):
             self.root.tk.deletefilehandler(self.worker.wake_fd)
@@ -344,7 +348,7 @@ class ClientApp:
     def _tick(self) -> None:
         if self.model.screen is Screen.CALL:
             self.call.status.configure(text=status_line(self.model, time.monotonic()))
-        self.root.after(STATUS_TICK_MS, self._tick)
+        self._tick_id = self.root.after(STATUS_TICK_MS, self._tick)
 
     def _render(self) -> None:
         model = self.model

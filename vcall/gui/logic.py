@@ -82,7 +82,6 @@ _END_MESSAGES: dict[str, tuple[str, bool]] = {
     "busy": ("{peer} is busy in another call.", True),
     "ring_timeout": ("Missed call from {peer}.", False),
     "answer_timeout": ("{peer} did not answer.", True),
-    "failed": ("Could not call {peer}{detail}.", True),
     "connection_lost": ("Lost the connection to {peer}.", True),
     "heartbeat_timeout": ("{peer} stopped responding; the call was ended.", True),
 }
@@ -92,6 +91,8 @@ def describe_end(reason: str, peer: str, detail: str = "") -> tuple[str, bool]:
     """(message, is_error) for a call that ended with ``reason`` (an EndReason value)."""
     who = peer or "the peer"
     key = reason.strip().lower()
+    if key == "failed":
+        return _describe_failure(who, detail), True
     if key in _END_MESSAGES:
         template, error = _END_MESSAGES[key]
         text = template.format(peer=who, detail=f": {detail}" if detail else "")
@@ -99,6 +100,19 @@ def describe_end(reason: str, peer: str, detail: str = "") -> tuple[str, bool]:
         return (text[0].upper() + text[1:] if not peer else text), error
     extra = f" ({detail})" if detail else ""
     return (f"Call ended: {reason}{extra}." if reason else "Call ended."), False
+
+
+def _describe_failure(peer: str, detail: str) -> str:
+    """A failed call set-up; ``detail`` is call control's sentence (lookup / connect / media)."""
+    low = detail.lower()
+    if "unknown" in low or "user_unknown" in low:
+        return f"No user called {peer} is registered."
+    if low.startswith("connect"):
+        why = detail.split(":", 1)[-1].strip().rstrip(".")
+        return f"Cannot reach {peer}: the user seems to be offline ({why})."
+    if low.startswith("lookup"):
+        return f"Cannot look {peer} up on the discovery server ({detail.rstrip('.')})."
+    return f"Could not call {peer}: {detail.rstrip('.')}." if detail else f"Could not call {peer}."
 
 
 def format_duration(seconds: float) -> str:

@@ -1,0 +1,179 @@
+"""Incoming calls and failed calls in a real window under Xvfb, against real peers: another
+client window (accept, video), headless agents (deny, missed call, busy, declined), and a
+registered address where nobody listens (unreachable)."""
+
+from __future__ import annotations
+
+import json
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.fixtures.discovery import DiscoveryProcess, free_port
+from tests.gui.harness import Client
+from tests.gui.test_call_gui import PeerWindow, assert_moving, log_in
+from vcall.config import Config
+from vcall.discovery.client import DiscoveryClient
+from vcall.gui.model import Phase, Screen
+
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("no_leaks")]
+
+Shot = Callable[[str], np.ndarray]
+
+
+class Agent:
+    """``vcall agent`` (call control only), its JSON events read from stdout."""
+
+    def __init__(self, server: DiscoveryProcess, nick: str, *extra: str) -> None:
+        cmd = [
+            sys.executable, "-m", "vcall", "agent", "--nick", nick, "--password", "pw",
+            "--server", f"127.0.0.1:{server.port}", "--listen-ip", "127.0.0.1",
+            "--advertise-ip", "127.0.0.1", "--no-media", *extra,
+        ]  # fmt: skip
+        self.log_path = server.db_path.with_name(f"agent-{nick}.log")
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log
+            )
+        self._buffer = b""
+
+    def wait_event(self, name: str, timeout: float = 20.0) -> dict[str, object]:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\n" in self._buffer:
+                line, self._buffer = self._buffer.split(b"\n", 1)
+                event = json.loads(line)
+                if event.get("event") == name:
+                    return event
+            left = deadline - time.monotonic()
+            assert left > 0, f"agent: no {name!r} event within {timeout} s"
+            if select.select([self.proc.stdout], [], [], left)[0]:
+                chunk = self.proc.stdout.read1(4096)  # type: ignore[attr-defined]
+                assert chunk, f"agent exited before {name!r}:\n{self.log_path.read_text()}"
+                self._buffer += chunk
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture
+def make_alice(
+    xvfb_display: str, tmp_path: Path, discovery_server: DiscoveryProcess
+) -> Iterator[Callable[..., Client]]:
+    made: list[Client] = []
+
+    def make(ring_timeout: float = 20.0) -> Client:
+        config = Config(
+            server_host="127.0.0.1", server_port=discovery_server.port, ring_timeout=ring_timeout
+        )
+        made.append(Client(config, tmp_path / "alice.json", geometry="1100x600+0+0"))
+        log_in(made[-1], "alice", discovery_server)
+        return made[-1]
+
+    yield make
+    for client in made:
+        client.close()
+
+
+def test_incoming_accept_then_deny(
+    make_alice: Callable[..., Client],
+    discovery_server: DiscoveryProcess,
+    tmp_path: Path,
+    screenshot: Shot,
+) -> None:
+    alice = make_alice()
+    app = alice.app
+    bob = PeerWindow(discovery_server, tmp_path, "bob", "--call", "alice")
+    try:
+        alice.pump_until(lambda: app.incoming is not None, 30, f"bob's call rings\n{bob.log()}")
+        assert app.model.phase is Phase.RINGING
+        screenshot("ringing")
+        dialog = app.incoming
+        assert dialog is not None
+        alice.click(dialog.accept_button)
+        alice.pump_until(lambda: app.model.phase is Phase.CONNECTED, 20, "connected")
+        assert app.incoming is None  # the dialog closed
+        alice.pump_until(lambda: app.call.peer_view.frames_shown > 10, 20, "peer video")
+        assert_moving(alice, screenshot, "accepted")
+        alice.click(app.call.hangup_button)
+        alice.pump_until(lambda: app.model.screen is Screen.MAIN, 15, "hung up")
+    finally:
+        bob.stop()
+
+    carol = Agent(discovery_server, "carol", "--call", "alice")
+    try:
+        alice.pump_until(lambda: app.incoming is not None, 20, "carol's call rings")
+        dialog = app.incoming
+        assert dialog is not None
+        alice.click(dialog.deny_button)
+        alice.pump_until(lambda: app.model.phase is Phase.IDLE, 15, "denied")
+        assert app.main.message.cget("text") == "You declined the call from carol."
+        assert carol.wait_event("ended")["reason"] == "peer_denied"
+    finally:
+        carol.stop()
+
+
+def test_missed_call(make_alice: Callable[..., Client], discovery_server: DiscoveryProcess) -> None:
+    alice = make_alice(ring_timeout=2.0)
+    app = alice.app
+    dave = Agent(discovery_server, "dave", "--call", "alice")
+    try:
+        alice.pump_until(lambda: app.incoming is not None, 20, "dave's call rings")
+        alice.pump_until(lambda: app.incoming is None, 10, "ringing stops by itself")
+        assert app.main.message.cget("text") == "Missed call from dave."
+        assert dave.wait_event("ended")["reason"] == "peer_denied"
+    finally:
+        dave.stop()
+
+
+def test_busy_declined_unreachable_messages(
+    make_alice: Callable[..., Client], discovery_server: DiscoveryProcess, screenshot: Shot
+) -> None:
+    agents = [
+        Agent(discovery_server, "dave", "--auto-deny"),
+        Agent(discovery_server, "erin", "--auto-answer"),
+    ]
+    try:
+        for agent in agents:
+            agent.wait_event("registered")
+        agents.append(Agent(discovery_server, "frank", "--call", "erin"))
+        agents[-1].wait_event("started")  # erin is now in a call
+        with DiscoveryClient(*discovery_server.address) as other:  # nobody listens there
+            other.register("ghost", "127.0.0.1", free_port(), "pw", ["V0"])
+        alice = make_alice()
+        app, main = alice.app, alice.app.main
+        for nick, expected in (
+            ("dave", "dave declined the call."),
+            ("erin", "erin is busy in another call."),
+            ("ghost", "Cannot reach ghost"),
+            ("nobody", "No user called nobody is registered."),
+        ):
+            main.show_message("")
+            alice.type_into(main.call_entry, nick)
+            alice.click(main.call_button)
+            alice.pump_until(
+                lambda: main.message.cget("text") and not app.model.in_call, 30, f"call {nick}"
+            )
+            text = main.message.cget("text")
+            assert text.startswith(expected), f"{nick}: {text!r}"
+            assert str(main.message.cget("foreground")) == "#b00020"  # shown as an error
+        screenshot("call-failed")
+    finally:
+        for agent in agents:
+            agent.stop()
