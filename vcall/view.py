@@ -1,0 +1,241 @@
+"""``vcall view --rtp PORT``: show an RTP/JPEG (RFC 2435) stream from any sender.
+
+Usage::
+
+    vcall view --rtp 5004 [--bind IP] [--ssrc N] [--frames N] [--seconds S]
+               [--save-last out.png] [--stats-json stats.json] [--headless]
+
+It receives on UDP ``PORT`` (RTCP on PORT+1 is not read), reassembles frames with
+:class:`pipeline.rtpjpeg.RtpJpegReassembler`, plays them out through the jitter buffer,
+decodes them to RGB and shows them in a Tk window (or, with ``--headless``, only counts them).
+A line of counts is printed every second and a summary at the end; ``--stats-json`` writes the
+same figures (plus the mean colour of the last frame) as JSON. It stops after ``--frames``
+frames, after ``--seconds``, when the window is closed, or on Ctrl-C. Exit status 0 when at
+least one frame was shown, 1 otherwise.
+
+Layers: :class:`Viewer` is the pure core (datagrams in, decoded frames and statistics out, time
+passed in); :func:`receive_loop` is the thin socket adapter; the Tk window only polls the
+newest frame with ``after()`` and never touches the socket.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import socket
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from pipeline.jitter import JitterBuffer
+from pipeline.jpeg import JpegCodec, JpegError, best_codec
+from pipeline.rtpjpeg import JpegFrame, RtpJpegReassembler
+
+logger = logging.getLogger(__name__)
+
+RGB = npt.NDArray[np.uint8]
+MAX_DATAGRAM = 65536
+RECV_BUFFER = 4 << 20  # a 1080p frame is ~150 packets: absorb a burst of a few frames
+POLL_S = 0.05  # socket timeout: how often the loop checks for the end
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rtp", type=int, required=True, metavar="PORT", help="UDP port")
+    parser.add_argument("--bind", default="0.0.0.0", metavar="IP", help="local address")
+    parser.add_argument(
+        "--ssrc", type=lambda s: int(s, 0), default=None, help="accept only this SSRC"
+    )
+    parser.add_argument("--frames", type=int, default=None, help="stop after N frames")
+    parser.add_argument("--seconds", type=float, default=None, help="stop after S seconds")
+    parser.add_argument("--save-last", default=None, metavar="PNG", help="save the last frame")
+    parser.add_argument("--stats-json", default=None, metavar="FILE", help="write statistics")
+    parser.add_argument("--headless", action="store_true", help="no window (tests, servers)")
+
+
+@dataclass(slots=True)
+class ViewerCounts:
+    frames: int = 0  # decoded and shown
+    decode_errors: int = 0
+    width: int = 0
+    height: int = 0
+    last_mean_rgb: list[float] = field(default_factory=list)
+
+
+class Viewer:
+    """Datagrams in, decoded RGB frames out. No socket, no clock, no window."""
+
+    def __init__(self, codec: JpegCodec, ssrc: int | None = None) -> None:
+        self.codec = codec
+        self.reassembler = RtpJpegReassembler(ssrc)
+        self.jitter: JitterBuffer[JpegFrame] = JitterBuffer()
+        self.counts = ViewerCounts()
+        self.last: RGB | None = None
+
+    def push(self, datagram: bytes, now: float) -> None:
+        for frame in self.reassembler.push(datagram, now):
+            self.jitter.push(frame, frame.rtp_ts, now)
+
+    def next_due(self, now: float) -> float | None:
+        return self.jitter.next_due(now)
+
+    def pop(self, now: float) -> RGB | None:
+        """Decode and return the frame due now, if any."""
+        self.reassembler.expire(now)
+        frame = self.jitter.pop(now)
+        if frame is None:
+            return None
+        try:
+            rgb = self.codec.decode_rgb(frame.jpeg)
+        except JpegError as exc:
+            self.counts.decode_errors += 1
+            logger.debug("undecodable frame ts=%d: %s", frame.rtp_ts, exc)
+            return None
+        self.counts.frames += 1
+        self.counts.height, self.counts.width = rgb.shape[:2]
+        self.last = rgb
+        return rgb
+
+    def stats(self) -> dict[str, Any]:
+        counts = asdict(self.counts)
+        if self.last is not None:
+            counts["last_mean_rgb"] = [round(float(v), 2) for v in self.last.mean(axis=(0, 1))]
+        return {
+            **counts,
+            "reassembler": asdict(self.reassembler.stats),
+            "jitter": asdict(self.jitter.stats),
+            "codec": self.codec.name,
+        }
+
+
+class _Shared:
+    """The newest frame, handed from the receive thread to the Tk thread."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.frame: RGB | None = None
+        self.stop = threading.Event()
+
+
+def receive_loop(
+    sock: socket.socket,
+    viewer: Viewer,
+    shared: _Shared,
+    frames: int | None,
+    seconds: float | None,
+) -> None:
+    """Move datagrams from the socket into the viewer until a limit or ``shared.stop``."""
+    start = time.monotonic()
+    next_print = start + 1.0
+    while not shared.stop.is_set():
+        now = time.monotonic()
+        due = viewer.next_due(now)
+        sock.settimeout(POLL_S if due is None else max(min(due, POLL_S), 0.0005))
+        try:
+            data = sock.recv(MAX_DATAGRAM)
+        except TimeoutError:
+            data = b""
+        now = time.monotonic()
+        if data:
+            viewer.push(data, now)
+        rgb = viewer.pop(now)
+        if rgb is not None:
+            with shared.lock:
+                shared.frame = rgb
+        if now >= next_print:
+            _print_counts(viewer, now - start)
+            next_print = now + 1.0
+        if frames is not None and viewer.counts.frames >= frames:
+            break
+        if seconds is not None and now - start >= seconds:
+            break
+    shared.stop.set()
+
+
+def _print_counts(viewer: Viewer, elapsed: float) -> None:
+    r = viewer.reassembler.stats
+    print(
+        f"view: {elapsed:5.1f} s  frames {viewer.counts.frames}  "
+        f"{viewer.counts.width}x{viewer.counts.height}  lost packets {r.lost_packets}  "
+        f"incomplete {r.incomplete}  late {r.late}  dropped {r.wrong_source + r.malformed}",
+        flush=True,
+    )
+
+
+def _run_window(shared: _Shared, title: str) -> None:  # pragma: no cover - needs a display
+    import tkinter as tk  # noqa: PLC0415 - headless runs (tests, servers) never load Tk
+
+    root = tk.Tk()
+    root.title(title)
+    label = tk.Label(root, text="waiting for RTP/JPEG...", width=60, height=10)
+    label.pack(fill="both", expand=True)
+    photo: list[tk.PhotoImage] = []
+
+    def poll() -> None:
+        if shared.stop.is_set():
+            root.destroy()
+            return
+        with shared.lock:
+            rgb, shared.frame = shared.frame, None
+        if rgb is not None:
+            h, w = rgb.shape[:2]
+            ppm = b"P6 %d %d 255\n" % (w, h) + rgb.tobytes()
+            if photo and (photo[0].width(), photo[0].height()) == (w, h):
+                photo[0].configure(data=ppm, format="PPM")  # in place: no new image per frame
+            else:
+                photo[:] = [tk.PhotoImage(data=ppm, format="PPM")]
+                label.configure(image=photo[0], text="", width=w, height=h)
+        root.after(10, poll)
+
+    root.protocol("WM_DELETE_WINDOW", shared.stop.set)
+    root.after(10, poll)
+    root.mainloop()
+
+
+def run(args: argparse.Namespace) -> int:
+    viewer = Viewer(best_codec(), args.ssrc)
+    shared = _Shared()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECV_BUFFER)
+        sock.bind((args.bind, args.rtp))
+    except OSError as exc:
+        sock.close()
+        print(f"vcall view: cannot listen on {args.bind}:{args.rtp}: {exc}", file=sys.stderr)
+        return 2
+    print(f"view: listening for RTP/JPEG on {args.bind}:{args.rtp}", flush=True)
+    start = time.monotonic()
+    worker = threading.Thread(
+        target=receive_loop,
+        args=(sock, viewer, shared, args.frames, args.seconds),
+        name="view-rx",
+        daemon=True,
+    )
+    worker.start()
+    try:
+        if args.headless:
+            while worker.is_alive():
+                worker.join(0.2)
+        else:
+            _run_window(shared, f"vcall view :{args.rtp}")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        shared.stop.set()
+        worker.join()
+        sock.close()
+    _print_counts(viewer, time.monotonic() - start)
+    stats = viewer.stats()
+    stats["seconds"] = round(time.monotonic() - start, 3)
+    if args.stats_json:
+        with open(args.stats_json, "w", encoding="utf-8") as fh:
+            json.dump(stats, fh, indent=2)
+    if args.save_last and viewer.last is not None:
+        cv2.imwrite(args.save_last, np.ascontiguousarray(viewer.last[:, :, ::-1]))
+    return 0 if viewer.counts.frames else 1
