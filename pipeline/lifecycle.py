@@ -1,61 +1,61 @@
-"""Children that die with their controller: parent-death signal, pipe-EOF watchdog, fd hygiene.
+"""Children that die with their controller: fork, fd hygiene, parent-death signal, watchdog.
 
-Stage processes are forked from the controller. Guarantees, for every child set up with
-``child_init``:
+Stage processes are forked from the controller (``ChildProcess``). Guarantees, for every child:
 
+- It keeps only the descriptors it was given (plus stdin/stdout/stderr and the streams of the
+  logging handlers): everything else the controller had open at fork time (call-control TCP
+  sockets, listening sockets, other sessions' pipes, the X connection) is closed at once, so a
+  child never keeps a TCP connection from sending its FIN or a port bound after the controller
+  closed it.
 - ``prctl(PR_SET_PDEATHSIG, SIGKILL)``: the kernel kills the child when the thread that forked
-  it exits, including when the controller is SIGKILLed. (Hence ``Launcher``: the session forks
+  it exits, including when the controller is SIGKILLed. (Hence ``Launcher``: a session forks
   its children from a thread that lives as long as the session, never from a short-lived
-  worker thread.)
-- A watchdog thread blocks on the read end of a pipe whose only write end is held by the
-  controller; EOF (the controller is gone, whatever the reason) ends the child with
-  ``os._exit``. The race where the controller dies before prctl runs is closed by checking the
-  parent pid after prctl.
-- Descriptors that only the controller may hold (the write ends of watchdog and control pipes,
-  registered with ``register_controller_fd``) are closed in every child right after fork, so a
-  sibling never keeps another session's watchdog pipe open.
+  worker thread.) The race where the controller dies before prctl runs is closed by checking
+  the parent pid afterwards.
+- A watchdog thread blocks on the read end of a pipe whose only write end is the controller's;
+  EOF (the controller is gone, whatever the reason) ends the child with ``os._exit``.
+
+``ChildProcess`` is a small fork wrapper rather than ``multiprocessing.Process`` because the
+latter's child must keep an unnamed pipe open for the parent's ``join``, which the fd policy
+above would close; ours waits on a pidfd instead.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import logging
+import multiprocessing
 import os
+import select
 import signal
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
-
-_controller_fds: set[int] = set()
-_controller_fds_lock = threading.Lock()
+PR_SET_NAME = 15
 
 
-def register_controller_fd(fd: int) -> None:
-    """``fd`` must be closed in every forked child (it keeps a watchdog/control pipe open)."""
-    with _controller_fds_lock:
-        _controller_fds.add(fd)
-
-
-def unregister_controller_fd(fd: int) -> None:
-    with _controller_fds_lock:
-        _controller_fds.discard(fd)
+def _prctl(option: int, value: int | bytes) -> bool:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        arg: Any = ctypes.c_char_p(value) if isinstance(value, bytes) else ctypes.c_ulong(value)
+        result: int = libc.prctl(option, arg, 0, 0, 0)
+    except (OSError, AttributeError):
+        return False
+    return result == 0
 
 
 def set_parent_death_signal(sig: int = signal.SIGKILL) -> bool:
     """Ask the kernel to send ``sig`` to this process when its parent thread dies."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        result: int = libc.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(sig), 0, 0, 0)
-    except (OSError, AttributeError):
-        logger.warning("prctl unavailable: relying on the watchdog pipe only")
-        return False
-    if result != 0:
-        logger.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+    if not _prctl(PR_SET_PDEATHSIG, sig):
+        logger.warning("prctl(PR_SET_PDEATHSIG) unavailable: relying on the watchdog pipe")
         return False
     return True
 
@@ -65,7 +65,6 @@ class Watchdog:
 
     def __init__(self) -> None:
         self.read_fd, self.write_fd = os.pipe()
-        register_controller_fd(self.write_fd)
         self._closed = False
 
     def close(self) -> None:
@@ -73,7 +72,6 @@ class Watchdog:
         if self._closed:
             return
         self._closed = True
-        unregister_controller_fd(self.write_fd)
         for fd in (self.write_fd, self.read_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -97,6 +95,30 @@ def _exit_now() -> None:
     os._exit(0)
 
 
+def _logging_fds() -> set[int]:
+    """Descriptors the logging handlers write to (kept so children can still log)."""
+    fds = set()
+    for ref in list(logging._handlerList):  # type: ignore[attr-defined]
+        handler = ref()
+        stream = getattr(handler, "stream", None)
+        with contextlib.suppress(Exception):
+            fds.add(stream.fileno())  # type: ignore[union-attr]
+    return fds
+
+
+def close_fds_except(keep: Iterable[int]) -> int:
+    """Close every open descriptor not in ``keep`` (0, 1, 2 are always kept); returns how many."""
+    kept = {0, 1, 2, *keep}
+    closed = 0
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in kept:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+                closed += 1
+    return closed
+
+
 def child_init(
     controller_pid: int,
     watchdog_read_fd: int,
@@ -104,13 +126,13 @@ def child_init(
     on_eof: Callable[[], None] = _exit_now,
 ) -> None:
     """First thing a forked stage process runs."""
-    keep = set(keep_fds)
-    with _controller_fds_lock:
-        stale = _controller_fds - keep
-        _controller_fds.clear()
-    for fd in stale:
-        with contextlib.suppress(OSError):
-            os.close(fd)
+    # Garbage inherited from the controller (e.g. objects of its other threads, which do not
+    # exist here) is collected now, while its descriptors are still the inherited ones, and
+    # what survives is frozen: a controller socket collected later would close whatever new
+    # descriptor had reused its number.
+    gc.collect()
+    gc.freeze()
+    close_fds_except({watchdog_read_fd, *keep_fds, *_logging_fds()})
     set_parent_death_signal()
     # SIGINT goes to the controller's whole process group from a terminal: the controller
     # decides when its stages stop.
@@ -126,6 +148,88 @@ def child_init(
 
 def _terminate(signum: int, frame: Any) -> None:
     raise SystemExit(0)
+
+
+class ChildProcess:
+    """A forked child running ``target()``; exit code 0 on return, 1 on an exception."""
+
+    def __init__(self, name: str, target: Callable[[], None]) -> None:
+        self.name = name
+        self._target = target
+        self.pid: int | None = None
+        self._pidfd = -1
+        self.exitcode: int | None = None
+
+    def start(self) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            code = 1
+            try:
+                multiprocessing.current_process().name = self.name
+                _prctl(PR_SET_NAME, self.name.encode()[:15])
+                self._target()
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 0
+            except BaseException:
+                logger.exception("%s crashed", self.name)
+            finally:
+                with contextlib.suppress(Exception):
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                os._exit(code)
+        self.pid = pid
+        self._target = _nothing  # the parent does not need what the child ran
+        try:
+            self._pidfd = os.pidfd_open(pid)
+        except OSError:
+            self._pidfd = -1
+
+    def poll(self) -> int | None:
+        """The exit code if the child has ended (reaping it), else None."""
+        if self.exitcode is not None or self.pid is None:
+            return self.exitcode
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            self.exitcode = -1
+            return self.exitcode
+        if pid == 0:
+            return None
+        self.exitcode = os.waitstatus_to_exitcode(status)
+        return self.exitcode
+
+    def is_alive(self) -> bool:
+        return self.pid is not None and self.poll() is None
+
+    def join(self, timeout: float | None = None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.is_alive():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return
+            if self._pidfd >= 0:
+                select.select([self._pidfd], [], [], left)
+            else:
+                time.sleep(0.01 if left is None else min(0.01, left))
+
+    def _signal(self, sig: int) -> None:
+        if self.pid is not None and self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def close(self) -> None:
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
 
 
 def _nothing() -> None:
@@ -149,11 +253,12 @@ class Launcher:
     def _run(self) -> None:
         try:
             self._start()
-            self._start = _nothing  # drop what the start function referenced
         except BaseException as exc:
             self._error = exc
             self._started.set()
             return
+        finally:
+            self._start = _nothing  # drop what the start function referenced
         self._started.set()
         self._stop.wait()
 

@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from multiprocessing.context import ForkProcess
 from typing import Any, Literal
 
 import numpy as np
@@ -115,7 +114,7 @@ class MediaSession:
         self._rings: dict[str, Ring] = {}
         self._stats: dict[str, StatsChannel] = {}
         self._controls: dict[str, Connection] = {}
-        self._procs: dict[str, ForkProcess] = {}
+        self._procs: dict[str, lifecycle.ChildProcess] = {}
         self._socks: list[socket.socket] = []
         self._watchdog: lifecycle.Watchdog | None = None
         self._launcher: lifecycle.Launcher | None = None
@@ -223,13 +222,15 @@ class MediaSession:
 
     def _start_stages(self, factories: dict[str, Callable[[StageContext], Stage]]) -> None:
         assert self._watchdog is not None
-        ctx_fork = multiprocessing.get_context("fork")
+        # What every stage keeps after fork: the session's eventfds (a writer wakes all the
+        # readers of its ring); the receive stage also keeps the sockets. Everything else the
+        # controller has open is closed in the child (lifecycle.child_init).
+        eventfds = {self._notify}
+        for ring in self._rings.values():
+            eventfds.update(ring.reader_fds)
         sock_fds = tuple(s.fileno() for s in self._socks)
-        for fd in sock_fds:  # other sessions' stages must not keep our ports bound
-            lifecycle.register_controller_fd(fd)
         for name in STAGES:
-            reader, writer = ctx_fork.Pipe(duplex=False)
-            lifecycle.register_controller_fd(writer.fileno())
+            reader, writer = multiprocessing.Pipe(duplex=False)
             self._controls[name] = writer
             ctx = StageContext(
                 name=name,
@@ -237,10 +238,10 @@ class MediaSession:
                 watchdog_fd=self._watchdog.read_fd,
                 control=reader,
                 stats=self._stats[name],
-                keep_fds=sock_fds if name == "receive" else (),
+                keep_fds=(*eventfds, *(sock_fds if name == "receive" else ())),
             )
-            proc = ctx_fork.Process(
-                target=stage_main, args=(ctx, factories[name]), name=f"vcall-{name}", daemon=True
+            proc = lifecycle.ChildProcess(
+                f"vcall-{name}", functools.partial(stage_main, ctx, factories[name])
             )
             proc.start()
             reader.close()
@@ -257,11 +258,9 @@ class MediaSession:
                 self._launcher.close()
                 self._launcher = None  # it references the rings: let their mappings go
             for conn in self._controls.values():
-                lifecycle.unregister_controller_fd(conn.fileno())
                 conn.close()
             self._controls.clear()
             for sock in self._socks:
-                lifecycle.unregister_controller_fd(sock.fileno())
                 sock.close()
             self._socks = []
             if self._watchdog is not None:
@@ -294,6 +293,8 @@ class MediaSession:
             if proc.is_alive():
                 proc.kill()
                 proc.join(1.0)
+            if proc.exitcode not in (0, None):
+                logger.warning("stage %s exited with %s", proc.name, proc.exitcode)
             proc.close()
         self._procs.clear()
 
@@ -461,6 +462,6 @@ class MediaSession:
             else 0.0,
             "controller_read_ms": self._read_latency.summary(),
             "dead_stages": sorted(
-                name for name, proc in self._procs.items() if proc.exitcode is not None
+                name for name, proc in self._procs.items() if proc.poll() is not None
             ),
         }

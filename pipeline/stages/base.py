@@ -144,10 +144,7 @@ def stage_main(ctx: StageContext, factory: Callable[[StageContext], Stage]) -> N
     lifecycle.child_init(
         ctx.controller_pid, ctx.watchdog_fd, keep_fds=(ctx.control.fileno(), *ctx.keep_fds)
     )
-    try:
-        stage = factory(ctx)
-        stage.run()
-    except Exception:
-        # The controller sees the exit code (stats: "dead_stages"); the log has the cause.
-        logger.exception("stage %s crashed", ctx.name)
-        os._exit(1)
+    # An exception propagates to lifecycle.ChildProcess: logged, exit code 1, and the controller
+    # shows the stage in stats()["dead_stages"].
+    stage = factory(ctx)
+    stage.run()

@@ -3,16 +3,15 @@ clean and idempotent close."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
@@ -77,20 +76,19 @@ def test_sigkilled_controller_leaves_no_process_and_no_segment() -> None:
             proc.wait()
 
 
-def _sleeper(read_fd: int, controller: int) -> None:
-    lifecycle.child_init(controller, read_fd)
-    time.sleep(30)
-
-
 def test_watchdog_pipe_eof_ends_the_child_even_without_the_death_signal(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # No parent-death signal: only the watchdog can end the child.
     monkeypatch.setattr(lifecycle, "set_parent_death_signal", lambda sig=0: False)
     dog = lifecycle.Watchdog()
-    child = multiprocessing.get_context("fork").Process(
-        target=_sleeper, args=(dog.read_fd, os.getpid()), daemon=True
-    )
+    controller = os.getpid()
+
+    def sleeper() -> None:
+        lifecycle.child_init(controller, dog.read_fd)
+        time.sleep(30)
+
+    child = lifecycle.ChildProcess("vcall-test", sleeper)
     child.start()
     try:
         time.sleep(0.3)
@@ -99,39 +97,62 @@ def test_watchdog_pipe_eof_ends_the_child_even_without_the_death_signal(
         child.join(GONE_WITHIN_S)
         assert child.exitcode == 0
     finally:
-        if child.is_alive():
-            child.kill()
-            child.join()
+        child.kill()
+        child.join()
+        child.close()
         dog.close()
 
 
-def _holds_fd(fd: int, watch_fd: int, result: Any) -> None:
-    lifecycle.child_init(os.getppid(), watch_fd)
-    try:
-        os.fstat(fd)
-        result.put(True)
-    except OSError:
-        result.put(False)
-
-
-def test_children_close_controller_only_fds() -> None:
+def test_children_keep_only_the_descriptors_they_are_given() -> None:
+    """A controller's TCP connection must not stay open in a stage (its FIN would never go)."""
     dog = lifecycle.Watchdog()
-    other = lifecycle.Watchdog()  # e.g. another session's
-    ctx = multiprocessing.get_context("fork")
-    result = ctx.Queue()
-    child = ctx.Process(target=_holds_fd, args=(other.write_fd, dog.read_fd, result))
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    server_side, _ = listener.accept()
+    result_r, result_w = os.pipe()
+    controller = os.getpid()
+
+    def probe() -> None:
+        lifecycle.child_init(controller, dog.read_fd, keep_fds=(result_w,))
+        still_open = []
+        for fd in (client.fileno(), listener.fileno(), dog.write_fd):
+            try:
+                os.fstat(fd)
+                still_open.append(fd)
+            except OSError:
+                pass
+        os.write(result_w, repr(still_open).encode())
+
+    child = lifecycle.ChildProcess("vcall-test", probe)
     child.start()
     try:
-        assert result.get(timeout=10) is False  # the write end was closed in the child
-        child.join(5)
+        os.close(result_w)
+        assert os.read(result_r, 100) == b"[]"
+        child.join(GONE_WITHIN_S)
+        assert child.exitcode == 0
+        # The controller closes its end of the call: the peer sees EOF at once.
+        client.close()
+        server_side.settimeout(5)
+        assert server_side.recv(10) == b""
     finally:
-        if child.is_alive():
-            child.kill()
-            child.join()
-        result.close()
-        result.join_thread()
+        child.kill()
+        child.join()
+        child.close()
+        for sock in (server_side, listener, client):
+            sock.close()
+        os.close(result_r)
         dog.close()
-        other.close()
+
+
+def test_a_crashing_child_exits_with_code_1() -> None:
+    def boom() -> None:
+        raise RuntimeError("stage bug")
+
+    child = lifecycle.ChildProcess("vcall-test", boom)
+    child.start()
+    child.join(GONE_WITHIN_S)
+    child.close()
+    assert child.exitcode == 1
 
 
 def test_death_signal_follows_the_launcher_thread_not_a_worker_thread() -> None:
