@@ -24,12 +24,13 @@ import contextlib
 import logging
 import resource
 import signal
+import socket
 import time
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from vcall.discovery.codec import (
     Bye,
@@ -60,6 +61,18 @@ logger = logging.getLogger(__name__)
 _BYE = format_reply(Bye())
 _WRONG_PASS = format_reply(Nok(NokCode.WRONG_PASS))
 _NOK = {code: format_reply(Nok(code)) for code in NokCode}
+DROP_REPORT_INTERVAL = 10.0  # seconds between summaries of dropped connections
+DROPS_PER_TICK = 50  # connections closed by timers per tick (see _tick)
+ACCEPT_BATCH = 32  # connections accepted per event-loop iteration
+LISTEN_BACKLOG = 4096  # connections the kernel queues meanwhile
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family = infos[0][0]
+    return socket.create_server(
+        (host, port), family=family, backlog=LISTEN_BACKLOG, reuse_port=False
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +102,12 @@ class _Connection(asyncio.Protocol):
         self.admitted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but have its interface.
+        self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.address = str(peer[0]) if peer else "?"
         if not self._server.admit(self):
-            transport.abort()
+            self._transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._framer.closed = True
@@ -118,14 +131,16 @@ class _Connection(asyncio.Protocol):
         if self._eof and not self._busy and self._transport is not None:
             self._transport.close()
 
-    def poll(self, now: float) -> None:
+    def poll(self, now: float) -> bool:
+        """Run this connection's timers; True if they closed it."""
         if self._busy or self._transport is None:
-            return
+            return False
         event = self._framer.poll(now)
         if event is not None:
             self._handle(event)
             self._drain(now)
         self._server.track_pending(self, self._framer.pending and not self._framer.closed)
+        return self._framer.closed
 
     def abort(self) -> None:
         if self._transport is not None:
@@ -165,7 +180,8 @@ class _Connection(asyncio.Protocol):
             transport.close()
         elif kind is Drop:
             assert isinstance(event, Drop)
-            logger.info("dropping %s: %s", self.address, event.reason)
+            self._server.note_drop(event.reason)
+            logger.debug("dropping %s: %s", self.address, event.reason)
             if event.reply is not None:
                 transport.write(_NOK[event.reply.code])
                 transport.close()
@@ -210,6 +226,7 @@ class DiscoveryServer:
         self._pending: set[_Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._nick_locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._drops: dict[str, int] = {}
         self.address: tuple[str, int] = (config.host, config.port)
 
     async def start(self) -> tuple[str, int]:
@@ -217,17 +234,23 @@ class DiscoveryServer:
         self._store = await self.loop.run_in_executor(self._db_pool, Store, db)
         users = await self.loop.run_in_executor(self._db_pool, self._store.load_all)
         self.directory = Directory(users)
+        sock = _listening_socket(self.config.host, self.config.port)
+        # asyncio accepts up to `backlog` connections per loop iteration, and then runs a task
+        # for each: a burst of 1,000 reconnecting clients would stall every other client for
+        # ~100 ms. So asyncio gets a small batch, and the kernel queue (re-set after
+        # create_server, which calls listen() itself) absorbs the burst.
         self._server = await self.loop.create_server(
-            lambda: _Connection(self),
-            self.config.host,
-            self.config.port,
-            backlog=4096,
-            reuse_address=True,
+            lambda: _Connection(self), sock=sock, backlog=ACCEPT_BATCH
         )
+        sock.listen(LISTEN_BACKLOG)
         sockname = self._server.sockets[0].getsockname()
         self.address = (str(sockname[0]), int(sockname[1]))
         self.spawn(self._tick())
-        logger.info("listening on %s:%d (db %s, %d users)", *self.address, db, len(self.directory))
+        loop_kind = type(self.loop).__module__.split(".")[0]
+        logger.info(
+            "listening on %s:%d (db %s, %d users, %s loop)",
+            *self.address, db, len(self.directory), loop_kind,
+        )  # fmt: skip
         return self.address
 
     async def close(self) -> None:
@@ -246,6 +269,7 @@ class DiscoveryServer:
             self._store = None
         self._hash_pool.shutdown(wait=True, cancel_futures=True)
         self._db_pool.shutdown(wait=True)
+        self._log_drops()
         logger.info("stopped")
 
     # --- connections ------------------------------------------------------------------------
@@ -253,10 +277,12 @@ class DiscoveryServer:
     def admit(self, conn: _Connection) -> bool:
         count = self._per_address.get(conn.address, 0)
         if len(self._connections) >= self.config.max_connections:
-            logger.warning("connection cap reached: refusing %s", conn.address)
+            self.note_drop("connection cap reached")
+            logger.debug("connection cap reached: refusing %s", conn.address)
             return False
         if count >= self.config.max_per_address:
-            logger.warning("per-address cap reached: refusing %s", conn.address)
+            self.note_drop("per-address cap reached")
+            logger.debug("per-address cap reached: refusing %s", conn.address)
             return False
         self._per_address[conn.address] = count + 1
         self._connections.add(conn)
@@ -275,6 +301,20 @@ class DiscoveryServer:
         else:
             del self._per_address[conn.address]
 
+    def note_drop(self, reason: str) -> None:
+        """Count a dropped or refused connection; the counts are logged once per interval.
+
+        One log line per drop would let an attacker flood the log (and block the server on
+        a full stderr pipe).
+        """
+        self._drops[reason] = self._drops.get(reason, 0) + 1
+
+    def _log_drops(self) -> None:
+        if self._drops:
+            summary = ", ".join(f"{n} x {reason}" for reason, n in sorted(self._drops.items()))
+            logger.info("dropped or refused in the last %.0f s: %s", DROP_REPORT_INTERVAL, summary)
+            self._drops.clear()
+
     def track_pending(self, conn: _Connection, pending: bool) -> None:
         if pending:
             self._pending.add(conn)
@@ -292,22 +332,34 @@ class DiscoveryServer:
         tick = max(0.01, min(0.1, limits.gap / 2, limits.request_timeout / 4))
         sweep_every = max(tick, min(1.0, limits.idle_timeout / 4))
         next_sweep = self.loop.time() + sweep_every
+        next_report = self.loop.time() + DROP_REPORT_INTERVAL
         while True:
             await asyncio.sleep(tick)
             now = self.loop.time()
+            # At most DROPS_PER_TICK closes per tick: 1,000 slow clients that started
+            # together time out together, and closing them (and accepting their reconnects)
+            # in one go would stall everyone else for tens of milliseconds.
+            budget = DROPS_PER_TICK
             for conn in list(self._pending):
-                conn.poll(now)
-            if now >= next_sweep:
+                budget -= conn.poll(now)
+                if budget <= 0:
+                    break
+            if now >= next_sweep and budget > 0:
                 next_sweep = now + sweep_every
                 for conn in list(self._connections):
-                    conn.poll(now)
+                    budget -= conn.poll(now)
+                    if budget <= 0:
+                        break
+            if now >= next_report:
+                next_report = now + DROP_REPORT_INTERVAL
+                self._log_drops()
 
     # --- REGISTER ---------------------------------------------------------------------------
 
     async def register(self, request: Register, address: str) -> bytes:
         keys = (f"nick:{request.nick}", f"addr:{address}")
         if self._throttle.blocked(keys, self.loop.time()):
-            logger.info("REGISTER %s from %s: throttled", request.nick, address)
+            logger.debug("REGISTER %s from %s: throttled", request.nick, address)
             return _WRONG_PASS
         async with self._nick_lock(request.nick):
             existing = self.directory.get(request.nick)
@@ -426,11 +478,31 @@ async def serve(config: ServerConfig) -> None:
         await server.close()
 
 
+def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed (its per-event cost is a fraction of asyncio's), else asyncio."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop  # noqa: PLC0415  (optional dependency)
+    except ImportError:
+        if choice == "uvloop":
+            raise SystemExit(
+                "vcall-discovery: --loop uvloop, but uvloop is not installed"
+            ) from None
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="vcall-discovery", description="vcall discovery server (classic protocol)"
     )
     add_server_arguments(parser)
+    parser.add_argument(
+        "--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
+        help="event loop (default: uvloop if installed)",
+    )  # fmt: skip
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -442,7 +514,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config.db != ":memory:":
         Path(config.db).parent.mkdir(parents=True, exist_ok=True)
     try:
-        asyncio.run(serve(config))
+        with asyncio.Runner(loop_factory=_loop_factory(args.loop)) as runner:
+            runner.run(serve(config))
     except OSError as exc:
         logger.error("cannot serve on %s:%d: %s", config.host, config.port, exc)
         return 1
