@@ -70,6 +70,20 @@ class _Progress:
     due: float = 0.0
 
 
+def _wait_registered(server: tuple[str, int], nick: str, proc: subprocess.Popen[bytes]) -> bool:
+    from vcall.discovery.client import DiscoveryClient, DiscoveryError
+
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with DiscoveryClient(*server, timeout=2.0) as client:
+                client.query(nick)
+                return True
+        except DiscoveryError:
+            time.sleep(0.2)
+    return False
+
+
 def _measure(args: argparse.Namespace, display: str) -> dict[str, Any]:
     from vcall.config import Config
     from vcall.discovery.embedded import EmbeddedServer
@@ -85,6 +99,10 @@ def _measure(args: argparse.Namespace, display: str) -> dict[str, Any]:
             "--advertise-ip", "127.0.0.1", "--auto-answer", "--preset", args.preset,
         ]  # fmt: skip
         peer = subprocess.Popen(agent, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        if not _wait_registered(server.address, "peer", peer):
+            peer.kill()
+            peer.wait()
+            return {"error": "the peer agent did not register within 30 s"}
         root = tk.Tk()
         root.geometry(args.geometry)
         app = ClientApp(
