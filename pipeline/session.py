@@ -8,8 +8,9 @@ send and whom to accept. Everything else is a small control message on a pipe; p
 shared memory. ``close()`` stops the stages (stop message, then SIGTERM, then SIGKILL), closes
 the sockets and unlinks every segment; it is idempotent.
 
-Threading: the methods may be called from any one thread at a time (the GUI's worker thread or
-the Tk thread); ``latest()`` and ``notify_fd()`` are cheap and never block.
+Threading: every method is thread-safe (one lock), so the GUI's worker thread and the Tk
+thread may share a session; ``latest()`` and ``notify_fd()`` are cheap and never wait for the
+lock.
 """
 
 from __future__ import annotations

@@ -19,6 +19,9 @@ from pipeline.stages.base import Message, Stage, StageContext
 
 logger = logging.getLogger(__name__)
 
+RETRY_NS = 100_000_000  # wait before reading again from a camera whose read failed
+LOG_EVERY = 50
+
 
 class CaptureStage(Stage):
     def __init__(self, ctx: StageContext, *, raw: Ring, spec: str, preset: Preset) -> None:
@@ -57,12 +60,11 @@ class CaptureStage(Stage):
         return not self._spec.startswith("camera")
 
     def timeout(self, now_ns: int) -> float:
-        if not self._paced():
-            return 0.0
+        # A camera's deadline stays in the past (its read is the clock) unless a read failed.
         return max(0.0, (self._deadline - now_ns) / 1e9)
 
     def step(self, ready: Sequence[int], now_ns: int) -> None:
-        if self._source is None or (self._paced() and now_ns < self._deadline):
+        if self._source is None or now_ns < self._deadline:
             return
         if self._paced():
             self._deadline += self._period_ns
@@ -75,13 +77,11 @@ class CaptureStage(Stage):
             frame_id = self._source.read_into(dst, capture_ns)
         except (SourceError, OSError, ValueError) as exc:
             self._writer.abort()
-            self.count("read_errors")
-            self._last_error = str(exc)
-            logger.warning("capture: read failed: %s", exc)
+            self._failed(now_ns, "read_errors", str(exc))
             return
         if frame_id is None:
             self._writer.abort()
-            self.count("no_frame")
+            self._failed(now_ns, "no_frame", "")
             return
         self._next_id = (frame_id + 1) & 0xFFFFFFFF
         done = time.monotonic_ns()
@@ -96,6 +96,15 @@ class CaptureStage(Stage):
         )
         self.window("capture").add_ns(done - capture_ns)
         self.count("frames")
+
+    def _failed(self, now_ns: int, counter: str, error: str) -> None:
+        self.count(counter)
+        if error:
+            self._last_error = error
+        if self.counters[counter] % LOG_EVERY == 1:
+            logger.warning("capture: %s (%d so far) %s", counter, self.counters[counter], error)
+        if not self._paced():  # a camera that fails at once must not spin the loop
+            self._deadline = now_ns + RETRY_NS
 
     def handle(self, msg: Message) -> None:
         verb = msg[0]

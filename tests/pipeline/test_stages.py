@@ -1,0 +1,209 @@
+"""Stage loops driven by hand, in this process, on real rings: pacing, failure back-off,
+descriptor stamps carried along, display sizing, JPEG checks."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.pattern import read_stamp, render_into
+from pipeline.presets import Preset, get_preset
+from pipeline.ring import Ring, Ts
+from pipeline.shm import SegmentSet
+from pipeline.sources import SourceError
+from pipeline.stages import capture, display, encode
+from pipeline.stages.base import StageContext
+from pipeline.stats import StatsChannel
+
+pytestmark = pytest.mark.usefixtures("no_leaks")
+
+LOW = get_preset("low")
+
+
+@pytest.fixture
+def segments() -> Iterator[SegmentSet]:
+    seg = SegmentSet()
+    yield seg
+    seg.close()
+
+
+@pytest.fixture
+def make_ctx(segments: SegmentSet) -> Iterator[Callable[[str], StageContext]]:
+    pipes: list[Any] = []
+
+    def make(name: str) -> StageContext:
+        reader, writer = multiprocessing.Pipe(duplex=False)
+        pipes.extend((reader, writer))
+        return StageContext(
+            name=name,
+            controller_pid=0,
+            watchdog_fd=-1,
+            control=reader,
+            stats=StatsChannel.create(segments, name),
+        )
+
+    yield make
+    for conn in pipes:
+        conn.close()
+
+
+class FailingCamera:
+    spec = "camera:9"
+    width, height = LOW.width, LOW.height
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def read_into(self, dst: np.ndarray, now_ns: int) -> int | None:
+        self.reads += 1
+        raise SourceError("unplugged")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_failing_camera_backs_off_instead_of_spinning(
+    segments: SegmentSet, make_ctx: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cam = FailingCamera()
+    monkeypatch.setattr(capture, "open_source", lambda *a, **k: cam)
+    raw = Ring.create(segments, "raw", n_slots=3, capacity=LOW.frame_bytes)
+    stage = capture.CaptureStage(make_ctx("capture"), raw=raw, spec="camera:9", preset=LOW)
+    now = time.monotonic_ns()
+    assert stage.timeout(now) == 0.0  # a working camera is read at once
+    stage.step([], now)
+    assert cam.reads == 1
+    assert stage.timeout(now) == pytest.approx(capture.RETRY_NS / 1e9, rel=0.01)
+    stage.step([], now + 1000)  # too early: no read
+    assert cam.reads == 1
+    stage.step([], now + capture.RETRY_NS)
+    assert cam.reads == 2
+    assert stage.counters["read_errors"] == 2
+    assert raw.writes == 0
+    assert "unplugged" in stage.snapshot(now)["error"]
+    raw.close()
+
+
+def test_the_pattern_is_paced_at_the_preset_rate(segments: SegmentSet, make_ctx: Any) -> None:
+    raw = Ring.create(segments, "raw", n_slots=3, capacity=LOW.frame_bytes)
+    stage = capture.CaptureStage(make_ctx("capture"), raw=raw, spec="pattern", preset=LOW)
+    now = time.monotonic_ns()
+    stage.step([], now)
+    assert raw.writes == 1
+    stage.step([], now + 1_000_000)  # 1 ms later: not due at 15 fps
+    assert raw.writes == 1
+    assert 0 < stage.timeout(now + 1_000_000) <= 1 / LOW.fps
+    stage.step([], now + 10**9 // LOW.fps + 1)
+    assert raw.writes == 2
+    desc = raw.reader().latest()
+    assert desc is not None
+    assert (desc.width, desc.height) == LOW.size
+    assert 0 < desc.stamp(Ts.CAPTURE) <= desc.stamp(Ts.CAPTURED)
+    image = raw.reader().array(desc)
+    stamp = read_stamp(image)
+    assert stamp is not None
+    assert stamp.capture_ns == desc.stamp(Ts.CAPTURE)
+    stage.close()
+    raw.close()
+
+
+def test_encode_waits_for_connect_then_carries_the_stamps(
+    segments: SegmentSet, make_ctx: Any
+) -> None:
+    raw = Ring.create(segments, "raw", n_slots=3, capacity=LOW.frame_bytes, n_readers=2)
+    jtx = Ring.create(segments, "jtx", n_slots=3, capacity=1 << 20)
+    stage = encode.EncodeStage(
+        make_ctx("encode"),
+        raw=raw,
+        raw_reader=0,
+        jpeg_tx=jtx,
+        preset=LOW,
+        codec="auto",
+        v0_max_bytes=encode.V0_MAX_BYTES,
+    )
+    writer = raw.writer()
+
+    def capture_one(frame_id: int) -> None:
+        dst = writer.begin_array(LOW.width, LOW.height)
+        t = time.monotonic_ns()
+        render_into(dst, frame_id, t)
+        writer.commit(
+            frame_id=frame_id,
+            nbytes=dst.nbytes,
+            width=LOW.width,
+            height=LOW.height,
+            stamps={Ts.CAPTURE: t, Ts.CAPTURED: time.monotonic_ns()},
+        )
+
+    capture_one(1)
+    stage.step([stage.wait_fds()[0]], time.monotonic_ns())
+    assert jtx.writes == 0  # not connected: nothing to encode for
+    assert stage.counters["skipped_idle"] == 1
+    stage.handle(("connect", "rtp"))
+    capture_one(2)
+    stage.step([stage.wait_fds()[0]], time.monotonic_ns())
+    assert jtx.writes == 1
+    desc = jtx.reader().latest()
+    assert desc is not None
+    assert desc.frame_id == 2
+    assert desc.aux == LOW.quality
+    s = desc.stamps
+    assert 0 < s[Ts.CAPTURE] <= s[Ts.CAPTURED] <= s[Ts.ENCODE_START] <= s[Ts.ENCODED]
+    jpeg = jtx.reader().view(desc).tobytes()
+    decoded = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert decoded.shape == (LOW.height, LOW.width, 3)
+    stage.handle(("sending", False))
+    capture_one(3)
+    stage.step([stage.wait_fds()[0]], time.monotonic_ns())
+    assert jtx.writes == 1  # paused
+    raw.close()
+    jtx.close()
+
+
+def test_display_decodes_at_the_view_size_and_rejects_bombs(
+    segments: SegmentSet, make_ctx: Any
+) -> None:
+    high: Preset = get_preset("high")
+    jrx = Ring.create(segments, "jrx", n_slots=3, capacity=1 << 20)
+    raw = Ring.create(segments, "raw", n_slots=3, capacity=high.frame_bytes, n_readers=2)
+    peer = Ring.create(segments, "peer", n_slots=3, capacity=high.frame_bytes)
+    mine = Ring.create(segments, "self", n_slots=3, capacity=640 * 480 * 3)
+    stage = display.DisplayStage(
+        make_ctx("display"),
+        jpeg_rx=jrx,
+        raw=raw,
+        raw_reader=1,
+        rgb_peer=peer,
+        rgb_self=mine,
+        peer_box=(400, 400),
+        self_box=(160, 120),
+        codec="auto",
+    )
+    image = np.empty((high.height, high.width, 3), np.uint8)
+    t = time.monotonic_ns()
+    render_into(image, 42, t)
+    jpeg = cv2.imencode(".jpg", image)[1].tobytes()
+    jrx.writer().write(jpeg, frame_id=7, stamps={Ts.PLAYOUT: time.monotonic_ns()})
+    stage.step([jrx.reader_fds[0]], time.monotonic_ns())
+    desc = peer.reader().latest()
+    assert desc is not None
+    assert (desc.width, desc.height) == (400, 225)  # 16:9 kept inside 400x400
+    assert desc.aux == 42  # the pattern's id read back
+    assert desc.stamp(Ts.CAPTURE) == t
+    assert desc.stamp(Ts.DISPLAYED) >= desc.stamp(Ts.DECODE_START) > 0
+    assert stage.latency["capture_to_display"].count == 1
+    bomb = bytearray(jpeg)
+    sof = bomb.index(b"\xff\xc0")
+    bomb[sof + 5 : sof + 9] = (30000).to_bytes(2, "big") * 2
+    jrx.writer().write(bytes(bomb), frame_id=8)
+    stage.step([jrx.reader_fds[0]], time.monotonic_ns())
+    assert stage.counters["rejected_jpeg"] == 1
+    assert peer.writes == 1
+    for ring in (jrx, raw, peer, mine):
+        ring.close()
