@@ -1,26 +1,43 @@
-"""Interop tests run real ffmpeg / GStreamer processes: none may outlive its test.
+"""Interop tests run real ffmpeg / GStreamer (and vcall pipeline) processes: none may outlive
+its test.
 
 The suite-wide ``no_leaks`` fixture also checks /dev/shm globally, which flags other concurrent
-pipeline runs on a shared machine; these tests create no segment, so they check children only.
+pipeline runs on a shared machine; MediaSession cleans its own segments (tested in
+tests/pipeline), so these tests check child processes only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import time
 from collections.abc import Iterator
+from multiprocessing import resource_tracker
 
 import psutil
 import pytest
 
+GRACE_S = 5.0
+
+
+def _children() -> set[int]:
+    procs = psutil.Process().children(recursive=True)
+    return {p.pid for p in procs if p.status() != psutil.STATUS_ZOMBIE}
+
 
 @pytest.fixture(autouse=True)
 def no_child_left() -> Iterator[None]:
-    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    # multiprocessing's resource tracker is a session-long helper started lazily: not a leak.
+    resource_tracker.ensure_running()
+    before = _children()
     yield
-    left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
-    for p in left:
-        p.kill()
-    assert not left, f"child processes left running: {left}"
+    deadline = time.monotonic() + GRACE_S
+    while (left := _children() - before) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in left:
+        with contextlib.suppress(psutil.Error):
+            psutil.Process(pid).kill()
+    assert not left, f"child processes left running: {sorted(left)}"
 
 
 @pytest.fixture(autouse=True, scope="session")
