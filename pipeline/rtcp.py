@@ -19,15 +19,17 @@ API::
         received, cumulative_lost, jitter_s, highest_seq, fraction_lost (last report)
 
     class RtcpSession:                                # no I/O, no clock: ``now`` is passed in
-        def __init__(self, ssrc, cname="vcall", clock_rate=90000, interval=1.0,
-                     wallclock_offset=0.0)            # now + offset = Unix time, for NTP fields
+        def __init__(self, ssrc, cname="vcall", *, clock_rate=90000, interval=1.0,
+                     wallclock_offset=0.0,            # now + offset = Unix time, for NTP fields
+                     peer_ssrc=None)                  # if given, other senders' reports dropped
         def on_rtp_sent(self, rtp_ts, payload_bytes, now, packets=1) -> None
         def due(self, now) -> bool                    # a report is due (every ``interval`` s)
         def build_report(self, now, reception=None) -> bytes   # SR (if sending) or RR, + CNAME
         def build_bye(self, reason="") -> bytes
         def receive(self, datagram, now) -> list[RtcpPacket]    # never raises; counts garbage
         stats -> RtcpStats(rtt_s, remote_fraction_lost, remote_cumulative_lost, remote_jitter_s,
-                           reports_sent, reports_received, malformed, peer_ssrc)
+                           reports_sent, reports_received, malformed, peer_ssrc,
+                           wrong_source)
 
 Guarantees: ``parse_rtcp`` raises nothing but RtcpError on any input; serialise and parse
 round-trip. RTT is A - LSR - DLSR (RFC 3550 6.4.1) in seconds, computed only from a report
@@ -379,6 +381,7 @@ class RtcpStats:
     reports_received: int
     malformed: int
     peer_ssrc: int | None
+    wrong_source: int = 0  # reports from an SSRC other than the expected peer's
 
 
 def _ntp(seconds_since_1970: float) -> int:
@@ -392,11 +395,14 @@ class RtcpSession:
         self,
         ssrc: int,
         cname: str = "vcall",
+        *,
         clock_rate: int = 90000,
         interval: float = 1.0,
         wallclock_offset: float = 0.0,
+        peer_ssrc: int | None = None,
     ) -> None:
         self.ssrc = ssrc
+        self.expected_peer = peer_ssrc
         self.cname = cname.encode()[:255]
         self.clock_rate = clock_rate
         self.interval = interval
@@ -414,6 +420,7 @@ class RtcpSession:
         self._reports_sent = 0
         self._reports_received = 0
         self._malformed = 0
+        self._wrong_source = 0
 
     def _ntp_now(self, now: float) -> int:
         return _ntp(now + self.wallclock_offset)
@@ -472,6 +479,9 @@ class RtcpSession:
                 self._reports_received += 1
                 if p.ssrc == self.ssrc:
                     continue  # our own report looped back
+                if self.expected_peer is not None and p.ssrc != self.expected_peer:
+                    self._wrong_source += 1  # the per-call SSRC is the token: not our peer
+                    continue
                 if isinstance(p, SenderReport):
                     self._peer_ssrc = p.ssrc
                     self._peer_lsr = (p.ntp_timestamp >> 16) & 0xFFFFFFFF
@@ -502,6 +512,7 @@ class RtcpSession:
             reports_received=self._reports_received,
             malformed=self._malformed,
             peer_ssrc=self._peer_ssrc,
+            wrong_source=self._wrong_source,
         )
 
 

@@ -148,6 +148,19 @@ def test_receive_counts_garbage_and_ignores_own_reports() -> None:
     assert bye[1] == Bye((1,), "hangup")
 
 
+def test_reports_from_other_sources_dropped_when_peer_known() -> None:
+    a = RtcpSession(0xA, peer_ssrc=0xB)
+    a.on_rtp_sent(0, 100, 0.0)
+    sr = a.build_report(0.0)
+    forged = RtcpSession(0xC)
+    rec = ReceptionStats(0xA)
+    rec.update(1, 0, 0.0)
+    forged.receive(sr, 0.0)
+    a.receive(forged.build_report(0.1, rec), 0.1)
+    assert a.stats.wrong_source == 1 and a.stats.rtt_s is None
+    assert a.stats.remote_cumulative_lost is None
+
+
 def test_report_without_sending_is_rr() -> None:
     s = RtcpSession(3)
     assert isinstance(parse_rtcp(s.build_report(5.0))[0], ReceiverReport)
