@@ -1,0 +1,33 @@
+"""The discovery benchmark runs end to end with tiny numbers and reports sane figures."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_benchmark_quick_run(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.discovery", "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "closed-loop" in done.stdout and "p99 ms" in done.stdout
+    report = json.loads(out.read_text())
+    results = {r["scenario"]: r for r in report["results"]}
+    assert set(results) == {"closed-loop", "open-loop", "open-loop+slow"}
+    for r in results.values():
+        assert r["errors"] == 0, r
+        assert r["achieved_rps"] > 0
+        assert 0 < r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"] <= r["max_ms"]
+        assert math.isfinite(r["max_ms"])
+    # The open loop offers 200 QUERY/s: what it achieves must be close to that.
+    assert 150 <= results["open-loop"]["achieved_rps"] <= 250
+    assert results["open-loop+slow"]["slow"] == 20
