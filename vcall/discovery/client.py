@@ -166,11 +166,12 @@ class DiscoveryClient:
         data = format_request(request)  # ValueError on our own misuse, before any I/O
         verb = _VERB[type(request)]
         with self._lock:
+            deadline = time.monotonic() + self.timeout  # one deadline for the whole call
             for attempt in (1, 2):
                 reused = self._sock is not None
-                sock = self._connect()
+                sock = self._connect(deadline)
                 try:
-                    reply = self._exchange(sock, data, verb)
+                    reply = self._exchange(sock, data, verb, deadline)
                 except _Closed:
                     self._drop()
                     if reused and attempt == 1:
@@ -187,11 +188,14 @@ class DiscoveryClient:
             raise _NOK_ERRORS[reply.code](f"{self._where}: NOK {reply.code}")
         return reply
 
-    def _connect(self) -> socket.socket:
+    def _connect(self, deadline: float) -> socket.socket:
         if self._sock is not None:
             return self._sock
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise DiscoveryTimeout(f"{self._where} did not answer in {self.timeout} s")
         try:
-            sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+            sock = socket.create_connection((self.host, self.port), timeout=remaining)
         except TimeoutError:
             raise DiscoveryTimeout(f"connecting to {self._where} timed out") from None
         except OSError as exc:
@@ -205,10 +209,9 @@ class DiscoveryClient:
             self._sock.close()
             self._sock = None
 
-    def _exchange(self, sock: socket.socket, data: bytes, verb: Verb) -> Reply:
-        deadline = time.monotonic() + self.timeout
+    def _exchange(self, sock: socket.socket, data: bytes, verb: Verb, deadline: float) -> Reply:
         try:
-            sock.settimeout(self.timeout)
+            sock.settimeout(max(0.001, deadline - time.monotonic()))
             sock.sendall(data)
         except TimeoutError:
             raise DiscoveryTimeout(f"sending to {self._where} timed out") from None

@@ -25,11 +25,11 @@ import logging
 import resource
 import signal
 import socket
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, cast
 
 from vcall.discovery.codec import (
@@ -511,13 +511,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     raise_nofile_limit()
     config = config_from_args(args)
-    if config.db != ":memory:":
-        Path(config.db).parent.mkdir(parents=True, exist_ok=True)
     try:
         with asyncio.Runner(loop_factory=_loop_factory(args.loop)) as runner:
             runner.run(serve(config))
-    except OSError as exc:
-        logger.error("cannot serve on %s:%d: %s", config.host, config.port, exc)
+    except (OSError, sqlite3.Error) as exc:
+        logger.error("cannot serve on %s:%d (db %s): %s", config.host, config.port, config.db, exc)
         return 1
     return 0
 
