@@ -10,7 +10,6 @@ registration failure exits 1 with a message on stderr.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import queue
@@ -71,19 +70,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _media_factory(args: argparse.Namespace) -> Callable[[], MediaLike] | None:
     if args.no_media:
         return None
-    try:
-        # Imported lazily (and by name until pipeline.session lands): control-only agents
-        # should not pay for importing the media pipeline.
-        media_session: Any = importlib.import_module("pipeline.session").MediaSession
-    except ImportError:
-        logger.warning("pipeline.session is not available: running call control only")
-        return None
+    # Imported here: a control-only agent does not pay for loading the media pipeline.
+    from pipeline.session import MediaSession  # noqa: PLC0415
 
     def factory() -> MediaLike:
-        session: MediaLike = media_session(
-            source=args.source, preset=args.preset, bind_ip=args.listen_ip
-        )
-        return session
+        return MediaSession(source=args.source, preset=args.preset, bind_ip=args.listen_ip)
 
     return factory
 

@@ -1,0 +1,73 @@
+"""Two ``vcall agent`` processes with the real media pipeline on loopback: frames flow in both
+directions, hold stops the sending, stats are sane; nothing (stage process, /dev/shm segment)
+outlives an agent, even one killed with SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.call.agents import AgentFactory
+
+pytestmark = pytest.mark.usefixtures("no_leaks")
+
+MEDIA = ("--preset", "low", "--source", "pattern")
+
+
+def _stats(path: Path) -> dict[str, Any]:
+    stats: dict[str, Any] = json.loads(path.read_text())
+    return stats
+
+
+def test_rtp_call_frames_flow_and_hold_stops_sending(agents: AgentFactory, tmp_path: Path) -> None:
+    bob_json, alice_json = tmp_path / "bob.json", tmp_path / "alice.json"
+    bob = agents("bob", *MEDIA, "--auto-answer", "--once", "--stats-json", str(bob_json))
+    alice = agents(
+        "alice", *MEDIA, "--call", "bob", "--hold-after", "2", "--seconds", "2.5",
+        "--stats-json", str(alice_json),
+    )  # fmt: skip
+    started = alice.wait("started", timeout=20)
+    assert started["media"] is True and started["mode"] == "rtp"
+    assert bob.wait("started", timeout=20)["media"] is True
+    bob.wait("hold", local=False, remote=True)
+    assert alice.wait("ended")["reason"] == "hangup"
+    assert bob.wait("ended")["reason"] == "peer_hangup"
+    assert alice.exit_code() == 0 and bob.exit_code() == 0
+    for path in (alice_json, bob_json):
+        stats = _stats(path)
+        assert stats["mode"] == "rtp" and stats["dead_stages"] == []
+        assert stats["sending"] is False  # held at the end: both sides stopped sending
+        receive = stats["stages"]["receive"]
+        assert receive["counters"]["frames"] >= 5, receive  # ~2 s at 15 fps before the hold
+        assert receive["rtp"]["wrong_source"] == 0  # the SSRCs from call control match
+        assert stats["stages"]["send"]["counters"]["frames"] >= 5
+        assert stats["rtt_ms"] is not None and 0 <= stats["rtt_ms"] < 1000
+        assert stats["loss"]["lost_frames"] <= receive["counters"]["frames"]
+
+
+def test_classic_v0_call_with_media(agents: AgentFactory, tmp_path: Path) -> None:
+    bob_json = tmp_path / "bob.json"
+    bob = agents(
+        "bob", *MEDIA, "--auto-answer", "--once", "--classic", "--stats-json", str(bob_json)
+    )
+    alice = agents("alice", *MEDIA, "--call", "bob", "--seconds", "2")
+    assert alice.wait("started", timeout=20)["mode"] == "v0"
+    assert bob.wait("ended", timeout=20)["reason"] == "peer_hangup"
+    assert bob.exit_code() == 0
+    stats = _stats(bob_json)
+    assert stats["mode"] == "v0"
+    assert stats["stages"]["receive"]["counters"]["frames"] >= 5
+
+
+def test_sigkilled_peer_with_media_leaves_nothing_behind(agents: AgentFactory) -> None:
+    bob = agents("bob", *MEDIA, "--auto-answer")
+    alice = agents("alice", *MEDIA, "--call", "bob")
+    alice.wait("started", timeout=20)
+    bob.wait("started", timeout=20)
+    bob.signal(signal.SIGKILL)  # its stage processes must die with it (no_leaks checks)
+    assert alice.wait("ended")["reason"] == "connection_lost"
+    assert alice.exit_code() == 0
