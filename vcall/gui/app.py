@@ -12,6 +12,7 @@ server on loopback, so it works out of the box on a fresh machine.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import logging
 import os
@@ -112,6 +113,8 @@ class ClientApp:
         self._shown: tuple[object, object] = (None, None)
         self.incoming: IncomingDialog | None = None
         self.frames_handled = 0
+        # Durations (ms) of the last frame handler runs, for `vcall bench ui`.
+        self.handler_ms: collections.deque[float] = collections.deque(maxlen=4096)
         self.last_stats: dict[str, Any] = {}  # the newest MediaSession.stats() snapshot
         from pipeline.sources import list_cameras  # noqa: PLC0415 - imports OpenCV
 
@@ -315,7 +318,12 @@ class ClientApp:
         self.call.peer_view.clear("Waiting for video…")
         self.call.self_view.clear()
 
-    def _on_frame(self, fd: int, _mask: int) -> None:
+    def _on_frame(self, fd: int, mask: int) -> None:
+        start = time.perf_counter()
+        self._show_frames(fd)
+        self.handler_ms.append((time.perf_counter() - start) * 1000.0)
+
+    def _show_frames(self, fd: int) -> None:
         # Drain the notification without ever blocking (the fd may be in blocking mode, and
         # latest() may already have consumed it).
         with contextlib.suppress(OSError):

@@ -1,0 +1,112 @@
+"""The commands as a user runs them, under Xvfb: `vcall gui` out of the box (embedded server,
+SIGTERM closes it cleanly), `vcall demo` (two windows showing each other's moving pattern), and
+`vcall bench ui` (runs and reports sane figures)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vcall.config import Config
+from vcall.gui import app as gui_app
+from vcall.gui.demo import _geometries
+
+pytestmark = pytest.mark.gui
+
+Shot = Callable[[str], np.ndarray]
+
+
+def vcall(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "vcall", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+
+
+def test_build_config_flags_override_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[server]\nhost = "far.example"\n[media]\npreset = "low"\n')
+    parser = argparse.ArgumentParser()
+    gui_app.add_arguments(parser)
+    config = gui_app.build_config(parser.parse_args(["--config", str(path)]))
+    assert config == Config(server_host="far.example", preset="low")
+    args = parser.parse_args(["--config", str(path), "--server", "near:9", "--preset", "high"])
+    assert gui_app.build_config(args).server == ("near", 9)
+    assert gui_app.build_config(args).preset == "high"
+
+
+def test_gui_out_of_the_box(xvfb_display: str, tmp_path: Path) -> None:
+    """No config, no server: an embedded server on loopback; login works; SIGTERM exits 0."""
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path)}
+    proc = vcall("gui", "--nick", "first", "--password", "pw", "--auto-login", env=env)
+    state = tmp_path / "vcall" / "state.json"
+    try:
+        deadline = time.monotonic() + 30
+        while not state.exists():
+            assert proc.poll() is None, proc.communicate()[0].decode()
+            assert time.monotonic() < deadline, "never logged in"
+            time.sleep(0.2)
+        saved = json.loads(state.read_text())
+        assert saved["nick"] == "first" and saved["server"].startswith("127.0.0.1:")
+        assert "password" not in saved
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=20)[0].decode()
+    assert proc.returncode == 0, out
+    assert "embedded discovery server" in out
+
+
+def test_demo_shows_two_moving_videos(xvfb_display: str, screenshot: Shot) -> None:
+    proc = vcall("demo", "--duration", "14")
+    try:
+        first, second = _geometries((1280, 1024))
+        boxes = []
+        for geometry in (first, second):
+            size, x, y = geometry.split("+")
+            width, height = (int(v) for v in size.split("x"))
+            # The middle of the video area: left of the side column, above the toolbar.
+            boxes.append((int(x) + 150, int(y) + 60, width // 2 - 150, height // 2))
+        deadline = time.monotonic() + 25
+        while True:
+            a = screenshot("demo-1")
+            if all(a[y : y + h, x : x + w].mean() > 40 for x, y, w, h in boxes):
+                break
+            assert proc.poll() is None, proc.communicate()[0].decode()[-3000:]
+            assert time.monotonic() < deadline, "the demo windows show no video"
+            time.sleep(0.5)
+        time.sleep(0.5)
+        b = screenshot("demo-2")
+        for x, y, w, h in boxes:
+            diff = np.abs(a[y : y + h, x : x + w].astype(int) - b[y : y + h, x : x + w]).mean()
+            assert diff > 1.0, "a demo video is frozen"
+    finally:
+        out = proc.communicate(timeout=40)[0].decode()
+    assert proc.returncode == 0, out[-3000:]
+
+
+def test_bench_ui_runs(xvfb_display: str, tmp_path: Path) -> None:
+    out_json = tmp_path / "ui.json"
+    proc = vcall(
+        "bench", "ui", "--preset", "medium", "--seconds", "2", "--warmup", "0.5",
+        "--json", str(out_json),
+    )  # fmt: skip
+    out = proc.communicate(timeout=90)[0].decode()
+    assert proc.returncode == 0, out[-3000:]
+    result = json.loads(out_json.read_text())
+    assert result["samples"] > 20
+    assert 0 <= result["lag_ms"]["p50"] <= result["lag_ms"]["p99"] <= result["lag_ms"]["max"]
+    assert result["frames_shown_per_s"] > 0
+    assert "p99" in out
