@@ -1,4 +1,8 @@
-"""The discovery server: a thin asyncio adapter around the sans-IO framer and the directory.
+"""The discovery server: listener, shared state and the command line (`vcall-discovery`).
+
+Each connection is a :class:`~vcall.discovery.connection.Connection` (the thin adapter around
+the sans-IO framer); this module owns what they share: the directory, the store, the caps,
+the timers and the REGISTER logic.
 
 ``vcall-discovery [--host 127.0.0.1] [--port 8000] [--db PATH]`` runs it; ``EmbeddedServer``
 (embedded.py) runs the same class in a background thread.
@@ -30,22 +34,18 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from vcall.discovery.codec import (
-    Bye,
-    ListUsers,
     Nok,
     NokCode,
-    Query,
-    Quit,
     Register,
-    Rejected,
     Welcome,
     format_reply,
 )
+from vcall.discovery.connection import Connection
 from vcall.discovery.directory import Directory
-from vcall.discovery.framing import Drop, Event, Limits, RequestFramer
+from vcall.discovery.framing import Limits
 from vcall.discovery.store import (
     ScryptParams,
     Store,
@@ -58,9 +58,7 @@ from vcall.discovery.throttle import FailureThrottle, ThrottlePolicy
 
 logger = logging.getLogger(__name__)
 
-_BYE = format_reply(Bye())
 _WRONG_PASS = format_reply(Nok(NokCode.WRONG_PASS))
-_NOK = {code: format_reply(Nok(code)) for code in NokCode}
 DROP_REPORT_INTERVAL = 10.0  # seconds between summaries of dropped connections
 DROPS_PER_TICK = 50  # connections closed by timers per tick (see _tick)
 ACCEPT_BATCH = 32  # connections accepted per event-loop iteration
@@ -88,132 +86,12 @@ class ServerConfig:
     hash_workers: int = 2
 
 
-class _Connection(asyncio.Protocol):
-    """One client connection: moves bytes between the transport and its RequestFramer."""
-
-    def __init__(self, server: DiscoveryServer) -> None:
-        self._server = server
-        self._loop = server.loop
-        self._transport: asyncio.Transport | None = None
-        self._framer = RequestFramer(server.config.limits, self._loop.time())
-        self._busy = False  # answering a REGISTER: later requests wait in the framer
-        self._eof = False
-        self.address = "?"
-        self.admitted = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses, but have its interface.
-        self._transport = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername")
-        self.address = str(peer[0]) if peer else "?"
-        if not self._server.admit(self):
-            self._transport.abort()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._framer.closed = True
-        self._server.forget(self)
-
-    def data_received(self, data: bytes) -> None:
-        now = self._loop.time()
-        self._framer.receive_data(data, now)
-        if not self._busy:
-            self._drain(now)
-
-    def eof_received(self) -> bool | None:
-        # A one-shot client that half-closes: answer what it sent, then close.
-        self._eof = True
-        if not self._busy:
-            self._drain(self._loop.time() + self._server.config.limits.gap)
-            self._close_if_done()
-        return True  # keep the write side open until the answers are out
-
-    def _close_if_done(self) -> None:
-        if self._eof and not self._busy and self._transport is not None:
-            self._transport.close()
-
-    def poll(self, now: float) -> bool:
-        """Run this connection's timers; True if they closed it."""
-        if self._busy or self._transport is None:
-            return False
-        event = self._framer.poll(now)
-        if event is not None:
-            self._handle(event)
-            self._drain(now)
-        self._server.track_pending(self, self._framer.pending and not self._framer.closed)
-        return self._framer.closed
-
-    def abort(self) -> None:
-        if self._transport is not None:
-            self._transport.abort()
-
-    def _drain(self, now: float) -> None:
-        framer = self._framer
-        while not self._busy:
-            event = framer.next_event(now)
-            if event is None:
-                break
-            self._handle(event)
-        self._server.track_pending(self, framer.pending and not framer.closed)
-
-    def _handle(self, event: Event) -> None:
-        transport = self._transport
-        assert transport is not None
-        kind = type(event)
-        # Ordered by frequency; QUERY and LIST_USERS are the hot path.
-        if kind is Query:
-            assert isinstance(event, Query)
-            transport.write(self._server.directory.query_reply(event.nick))
-        elif kind is ListUsers:
-            transport.write(self._server.directory.list_reply())
-        elif kind is Register:
-            assert isinstance(event, Register)
-            self._busy = True
-            transport.pause_reading()
-            self._server.spawn(self._register(event))
-        elif kind is Rejected:
-            assert isinstance(event, Rejected)
-            logger.debug("%s: %s (%s)", self.address, event.code, event.reason)
-            transport.write(_NOK[event.code])
-        elif kind is Quit:
-            transport.write(_BYE)
-            self._framer.closed = True
-            transport.close()
-        elif kind is Drop:
-            assert isinstance(event, Drop)
-            self._server.note_drop(event.reason)
-            logger.debug("dropping %s: %s", self.address, event.reason)
-            if event.reply is not None:
-                transport.write(_NOK[event.reply.code])
-                transport.close()
-            else:
-                transport.abort()
-
-    async def _register(self, request: Register) -> None:
-        try:
-            reply = await self._server.register(request, self.address)
-        except Exception:
-            logger.exception("REGISTER %s failed", request.nick)
-            reply = None
-        transport = self._transport
-        self._busy = False
-        if transport is None or transport.is_closing():
-            return
-        if reply is None:
-            transport.abort()  # the store failed: better no answer than a false WELCOME
-            return
-        transport.write(reply)
-        now = self._loop.time()
-        self._framer.touch(now)
-        transport.resume_reading()
-        self._drain(now + (self._server.config.limits.gap if self._eof else 0.0))
-        self._close_if_done()
-
-
 class DiscoveryServer:
     """The server. ``await start()``, then ``await close()``; one event loop."""
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
+        self.limits = config.limits
         self.directory = Directory()
         self.loop = asyncio.get_running_loop()
         self._throttle = FailureThrottle(config.throttle)
@@ -221,9 +99,9 @@ class DiscoveryServer:
         self._db_pool = ThreadPoolExecutor(1, "vcall-sqlite")  # SQLite: one writer thread
         self._store: Store | None = None
         self._server: asyncio.Server | None = None
-        self._connections: set[_Connection] = set()
+        self._connections: set[Connection] = set()
         self._per_address: dict[str, int] = {}
-        self._pending: set[_Connection] = set()
+        self._pending: set[Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._nick_locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._drops: dict[str, int] = {}
@@ -240,7 +118,7 @@ class DiscoveryServer:
         # ~100 ms. So asyncio gets a small batch, and the kernel queue (re-set after
         # create_server, which calls listen() itself) absorbs the burst.
         self._server = await self.loop.create_server(
-            lambda: _Connection(self), sock=sock, backlog=ACCEPT_BATCH
+            lambda: Connection(self), sock=sock, backlog=ACCEPT_BATCH
         )
         sock.listen(LISTEN_BACKLOG)
         sockname = self._server.sockets[0].getsockname()
@@ -274,7 +152,7 @@ class DiscoveryServer:
 
     # --- connections ------------------------------------------------------------------------
 
-    def admit(self, conn: _Connection) -> bool:
+    def admit(self, conn: Connection) -> bool:
         count = self._per_address.get(conn.address, 0)
         if len(self._connections) >= self.config.max_connections:
             self.note_drop("connection cap reached")
@@ -289,7 +167,7 @@ class DiscoveryServer:
         conn.admitted = True
         return True
 
-    def forget(self, conn: _Connection) -> None:
+    def forget(self, conn: Connection) -> None:
         self._pending.discard(conn)
         if not conn.admitted:
             return
@@ -315,7 +193,7 @@ class DiscoveryServer:
             logger.info("dropped or refused in the last %.0f s: %s", DROP_REPORT_INTERVAL, summary)
             self._drops.clear()
 
-    def track_pending(self, conn: _Connection, pending: bool) -> None:
+    def track_pending(self, conn: Connection, pending: bool) -> None:
         if pending:
             self._pending.add(conn)
         else:

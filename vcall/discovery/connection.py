@@ -1,0 +1,170 @@
+"""One discovery client connection: the thin adapter between a transport and its framer.
+
+It moves bytes from the transport into a :class:`RequestFramer` and answers the framer's
+events in order: QUERY and LIST_USERS with the directory's pre-built bytes (one
+``transport.write`` each), REGISTER through the server (reading paused until it is answered),
+rejections with ``NOK <code>``, QUIT with ``BYE`` and a close, drops with a close. Everything
+shared (caps, timers, registrations) belongs to the server, reached through :class:`ServerSide`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any, Protocol, cast
+
+from vcall.discovery.codec import (
+    Bye,
+    ListUsers,
+    Nok,
+    NokCode,
+    Query,
+    Quit,
+    Register,
+    Rejected,
+    format_reply,
+)
+from vcall.discovery.directory import Directory
+from vcall.discovery.framing import Drop, Event, Limits, RequestFramer
+
+logger = logging.getLogger(__name__)
+
+_BYE = format_reply(Bye())
+_NOK = {code: format_reply(Nok(code)) for code in NokCode}
+
+
+class ServerSide(Protocol):
+    """What a connection needs from the server that owns it."""
+
+    loop: asyncio.AbstractEventLoop
+    limits: Limits
+    directory: Directory
+
+    def admit(self, conn: Connection) -> bool: ...
+    def forget(self, conn: Connection) -> None: ...
+    def track_pending(self, conn: Connection, pending: bool) -> None: ...
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None: ...
+    def note_drop(self, reason: str) -> None: ...
+    async def register(self, request: Register, address: str) -> bytes: ...
+
+
+class Connection(asyncio.Protocol):
+    """One client connection: moves bytes between the transport and its RequestFramer."""
+
+    def __init__(self, server: ServerSide) -> None:
+        self._server = server
+        self._loop = server.loop
+        self._transport: asyncio.Transport | None = None
+        self._framer = RequestFramer(server.limits, self._loop.time())
+        self._busy = False  # answering a REGISTER: later requests wait in the framer
+        self._eof = False
+        self.address = "?"
+        self.admitted = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but have its interface.
+        self._transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.address = str(peer[0]) if peer else "?"
+        if not self._server.admit(self):
+            self._transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._framer.closed = True
+        self._server.forget(self)
+
+    def data_received(self, data: bytes) -> None:
+        now = self._loop.time()
+        self._framer.receive_data(data, now)
+        if not self._busy:
+            self._drain(now)
+
+    def eof_received(self) -> bool | None:
+        # A one-shot client that half-closes: answer what it sent, then close.
+        self._eof = True
+        if not self._busy:
+            self._drain(self._loop.time() + self._server.limits.gap)
+            self._close_if_done()
+        return True  # keep the write side open until the answers are out
+
+    def _close_if_done(self) -> None:
+        if self._eof and not self._busy and self._transport is not None:
+            self._transport.close()
+
+    def poll(self, now: float) -> bool:
+        """Run this connection's timers; True if they closed it."""
+        if self._busy or self._transport is None:
+            return False
+        event = self._framer.poll(now)
+        if event is not None:
+            self._handle(event)
+            self._drain(now)
+        self._server.track_pending(self, self._framer.pending and not self._framer.closed)
+        return self._framer.closed
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _drain(self, now: float) -> None:
+        framer = self._framer
+        while not self._busy:
+            event = framer.next_event(now)
+            if event is None:
+                break
+            self._handle(event)
+        self._server.track_pending(self, framer.pending and not framer.closed)
+
+    def _handle(self, event: Event) -> None:
+        transport = self._transport
+        assert transport is not None
+        kind = type(event)
+        # Ordered by frequency; QUERY and LIST_USERS are the hot path.
+        if kind is Query:
+            assert isinstance(event, Query)
+            transport.write(self._server.directory.query_reply(event.nick))
+        elif kind is ListUsers:
+            transport.write(self._server.directory.list_reply())
+        elif kind is Register:
+            assert isinstance(event, Register)
+            self._busy = True
+            transport.pause_reading()
+            self._server.spawn(self._register(event))
+        elif kind is Rejected:
+            assert isinstance(event, Rejected)
+            logger.debug("%s: %s (%s)", self.address, event.code, event.reason)
+            transport.write(_NOK[event.code])
+        elif kind is Quit:
+            transport.write(_BYE)
+            self._framer.closed = True
+            transport.close()
+        elif kind is Drop:
+            assert isinstance(event, Drop)
+            self._server.note_drop(event.reason)
+            logger.debug("dropping %s: %s", self.address, event.reason)
+            if event.reply is not None:
+                transport.write(_NOK[event.reply.code])
+                transport.close()
+            else:
+                transport.abort()
+
+    async def _register(self, request: Register) -> None:
+        try:
+            reply = await self._server.register(request, self.address)
+        except Exception:
+            logger.exception("REGISTER %s failed", request.nick)
+            reply = None
+        transport = self._transport
+        self._busy = False
+        if transport is None or transport.is_closing():
+            return
+        if reply is None:
+            transport.abort()  # the store failed: better no answer than a false WELCOME
+            return
+        transport.write(reply)
+        now = self._loop.time()
+        self._framer.touch(now)
+        transport.resume_reading()
+        self._drain(now + (self._server.limits.gap if self._eof else 0.0))
+        self._close_if_done()
