@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 
 import pytest
 
@@ -64,3 +65,31 @@ def server_address_after_stop() -> tuple[str, int]:
         assert server.address is not None
         address = server.address
     return address
+
+
+def test_racing_first_registrations_of_one_nick(discovery_server: DiscoveryProcess) -> None:
+    """Four clients register a new nick at once: exactly one password wins."""
+    outcomes: dict[str, str] = {}
+    barrier = threading.Barrier(4)
+
+    def attempt(password: str) -> None:
+        with DiscoveryClient(*discovery_server.address) as client:
+            client.list_users()  # connected before the race starts
+            barrier.wait()
+            try:
+                client.register("zed", "10.0.0.1", 1000, password, ["V0"])
+                outcomes[password] = "welcome"
+            except WrongPassword:
+                outcomes[password] = "wrong"
+
+    threads = [threading.Thread(target=attempt, args=(f"pw{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    winners = [p for p, o in outcomes.items() if o == "welcome"]
+    assert len(outcomes) == 4
+    assert len(winners) == 1, outcomes
+    with DiscoveryClient(*discovery_server.address) as client:
+        client.register("zed", "10.0.0.2", 1001, winners[0], ["V0"])  # the winner owns it
+        assert client.query("zed").ip == "10.0.0.2"
