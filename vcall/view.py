@@ -171,7 +171,12 @@ def _print_counts(viewer: Viewer, elapsed: float) -> None:
 def _run_window(shared: _Shared, title: str) -> None:  # pragma: no cover - needs a display
     import tkinter as tk  # noqa: PLC0415 - headless runs (tests, servers) never load Tk
 
-    root = tk.Tk()
+    try:
+        root = tk.Tk()
+    except tk.TclError as exc:
+        print(f"vcall view: no display ({exc}); use --headless", file=sys.stderr)
+        shared.stop.set()
+        return
     root.title(title)
     label = tk.Label(root, text="waiting for RTP/JPEG...", width=60, height=10)
     label.pack(fill="both", expand=True)
