@@ -177,3 +177,25 @@ def test_busy_declined_unreachable_messages(
     finally:
         for agent in agents:
             agent.stop()
+
+
+def test_peer_vanishes_mid_call(
+    make_alice: Callable[..., Client], discovery_server: DiscoveryProcess, tmp_path: Path
+) -> None:
+    alice = make_alice()
+    app = alice.app
+    bob = PeerWindow(discovery_server, tmp_path, "bob", "--call", "alice")
+    try:
+        alice.pump_until(lambda: app.incoming is not None, 30, f"bob's call rings\n{bob.log()}")
+        alice.key("<Return>")  # accepts in the dialog
+        alice.pump_until(lambda: app.model.phase is Phase.CONNECTED, 20, "connected")
+        alice.pump_until(lambda: app.call.peer_view.frames_shown > 3, 20, "peer video")
+        bob.proc.kill()  # no goodbye: the call-control connection just drops
+        alice.pump_until(lambda: app.model.screen is Screen.MAIN, 15, "call ends")
+        assert app.main.message.cget("text") in (
+            "Lost the connection to bob.",
+            "bob stopped responding; the call was ended.",
+        )
+    finally:
+        bob.proc.kill()
+        bob.proc.wait()

@@ -257,7 +257,12 @@ class ClientApp:
                 self._detach_media()
             case ev.StatsUpdate(stats=stats):
                 self.last_stats = stats
-                self.call.stats.add(summarize_stats(stats))
+                view = summarize_stats(stats)
+                self.call.stats.add(view)
+                if view.source_error:
+                    self.model = reduce(
+                        self.model, ev.Notice(f"Video source: {view.source_error}", True), 0.0
+                    )
             case ev.WorkerStopped():
                 if self._exiting:
                     self._finish_exit()

@@ -103,7 +103,10 @@ class CallScreen(ttk.Frame):
         status = ttk.Frame(self, relief="sunken", padding=(4, 2))
         status.grid(row=2, column=0, columnspan=2, sticky="we", pady=(6, 0))
         self.status = ttk.Label(status, text="", anchor="w")
-        self.status.pack(side="left", fill="x", expand=True)
+        self.status.pack(side="left")
+        # Errors during the call (a source that fails to open...), next to the call state.
+        self.notice = ttk.Label(status, text="", foreground="#b00020", anchor="w")
+        self.notice.pack(side="left", fill="x", expand=True, padx=(12, 0))
         help_text = " · ".join(f"Ctrl+{seq[-2].upper()} {what}" for seq, what in SHORTCUTS.items())
         ttk.Label(status, text=help_text, foreground="#666666").pack(side="right")
         self.columnconfigure(0, weight=1)
@@ -177,3 +180,4 @@ class CallScreen(ttk.Frame):
             text="Cancel call" if model.phase is Phase.DIALING else "Hang up"
         )
         self.status.configure(text=status)
+        self.notice.configure(text=model.message if model.message_error else "")
