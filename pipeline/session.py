@@ -16,6 +16,7 @@ lock.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import multiprocessing
@@ -322,6 +323,11 @@ class MediaSession:
             raise MediaSessionError(f"unknown media mode {peer.mode!r}")
         if not 0 < peer.rx_port < 65536:
             raise MediaSessionError(f"bad peer port {peer.rx_port}")
+        try:  # an IP address, canonical text; a host name is resolved once, here
+            ip = socket.getaddrinfo(peer.ip, None, socket.AF_INET, socket.SOCK_DGRAM)[0][4][0]
+        except (OSError, UnicodeError) as exc:
+            raise MediaSessionError(f"bad peer address {peer.ip!r}: {exc}") from None
+        peer = dataclasses.replace(peer, ip=str(ip))
         with self._lock:
             self._peer = peer
             self._send(("connect", peer.mode), "encode")

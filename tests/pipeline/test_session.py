@@ -306,3 +306,19 @@ def test_v0_datagrams_are_classic_and_under_the_peer_safe_size() -> None:
     finally:
         session.close()
         peer.close()
+
+
+def test_a_peer_given_by_host_name_is_resolved_once_at_connect() -> None:
+    a = MediaSession(bind_ip=LOCAL, preset="low")
+    b = MediaSession(bind_ip=LOCAL, preset="low")
+    try:
+        port_a, port_b = a.open(), b.open()
+        a.connect(PeerEndpoint("localhost", port_b, "v0"))
+        b.connect(PeerEndpoint(LOCAL, port_a, "v0"))
+        wait_for(lambda: peer_frame(b))
+        assert a.stats()["peer"] == f"{LOCAL}:{port_b}"
+        with pytest.raises(MediaSessionError):
+            a.connect(PeerEndpoint("no-such-host.invalid", port_b, "v0"))
+    finally:
+        a.close()
+        b.close()
