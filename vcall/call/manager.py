@@ -87,6 +87,7 @@ class CallManager:
         self._media_pool = concurrent.futures.ThreadPoolExecutor(1, "vcall-media")
         self._server_obj: asyncio.Server | None = None
         self._session: CallSession | None = None
+        self._ending: set[CallSession] = set()  # ended calls whose cleanup is still running
         self._started = False
         self._closed = False
         self.registered_port = 0
@@ -239,6 +240,9 @@ class CallManager:
     def _on_session_finished(self, session: CallSession) -> None:
         if self._session is session:
             self._session = None
+        # close() waits for the farewell, the connection and the media session to be released.
+        self._ending.add(session)
+        session.cleanup_done(lambda: self._ending.discard(session))
 
     async def _dial(self, nick: str) -> None:
         try:
@@ -279,6 +283,8 @@ class CallManager:
         session = self._session
         if session is not None:
             await session.shutdown()
+        for ending in list(self._ending):
+            await ending.shutdown()
         if self._server_obj is not None:
             self._server_obj.close()
         await asyncio.sleep(0)

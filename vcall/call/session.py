@@ -146,7 +146,8 @@ class CallSession:
         elif hold_flags(t.old) != hold_flags(t.new):
             local, remote = hold_flags(t.new)
             flows = video_flows(t.new)
-            self._media_op(lambda m: m.set_sending(flows))
+            if flows != video_flows(t.old):  # held by one side -> by both: nothing to change
+                self._media_op(lambda m: m.set_sending(flows))
             self._emit(HoldChanged(local, remote))
 
     def _peer_input(self, inp: CallInput, detail: str = "") -> None:
@@ -162,13 +163,13 @@ class CallSession:
 
     def _finish(self, reason: EndReason, detail: str, farewell: Message | None) -> None:
         self._finished = True
-        self._emit(CallEnded(self.peer, reason.value, detail))
-        self._on_finished(self)
         current = asyncio.current_task()
         for task in self._tasks:
             if task is not current:
                 task.cancel()
         self._cleanup_task = asyncio.get_running_loop().create_task(self._cleanup(farewell))
+        self._emit(CallEnded(self.peer, reason.value, detail))
+        self._on_finished(self)
 
     async def _cleanup(self, farewell: Message | None) -> None:
         if farewell is not None:
@@ -192,6 +193,11 @@ class CallSession:
             self._stats_sink(
                 {"media": False, "rx_datagrams": self._sink.datagrams, "rx_bytes": self._sink.bytes}
             )
+
+    def cleanup_done(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` on the loop once the cleanup of an ended call has finished."""
+        assert self._cleanup_task is not None, "only for an ended call"
+        self._cleanup_task.add_done_callback(lambda _task: callback())
 
     async def shutdown(self) -> None:
         """End the call as the user would (CALL_END / CALL_DENIED) and wait for the cleanup."""
@@ -230,6 +236,9 @@ class CallSession:
             transport_, sink = await loop.create_datagram_endpoint(
                 transport.DiscardSink, local_addr=(self.config.bind_ip, 0)
             )
+            if self._finished:  # ended meanwhile: the cleanup has already run
+                transport_.close()
+                return
             self._sink_transport, self._sink = transport_, sink
             self.local_rx_port = transport_.get_extra_info("sockname")[1]
             return

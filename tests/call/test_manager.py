@@ -1,0 +1,162 @@
+"""CallManager in process: two managers through a real discovery server, with a recording fake
+media session, to check exactly what call control asks of the media layer and the API's errors."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.fixtures.discovery import DiscoveryProcess
+from vcall.call.events import CallEnded, CallEvent, CallStarted, IncomingCall
+from vcall.call.manager import CallManager, CallUsageError
+from vcall.call.media import MediaLike
+from vcall.call.state import CallState
+
+
+class FakeMedia:
+    """Records calls; declares a fixed rx port."""
+
+    next_port = 41000
+
+    def __init__(self) -> None:
+        FakeMedia.next_port += 2
+        self.port = FakeMedia.next_port
+        self.calls: list[tuple[str, Any]] = []
+
+    def open(self) -> int:
+        self.calls.append(("open", None))
+        return self.port
+
+    def connect(self, peer: Any) -> None:
+        self.calls.append(("connect", peer))
+
+    def set_sending(self, enabled: bool) -> None:
+        self.calls.append(("set_sending", enabled))
+
+    def stats(self) -> dict[str, Any]:
+        self.calls.append(("stats", None))
+        return {"fake": True}
+
+    def close(self) -> None:
+        self.calls.append(("close", None))
+
+
+class Peer:
+    def __init__(self, nick: str, server: tuple[str, int], **kw: Any) -> None:
+        self.events: queue.Queue[CallEvent] = queue.Queue()
+        self.medias: list[FakeMedia] = []
+        self.manager = CallManager(
+            nick=nick,
+            password="pw",
+            server=server,
+            listen=("127.0.0.1", 0),
+            media_factory=self._factory,
+            on_event=self.events.put,
+            **kw,
+        )
+
+    def _factory(self) -> MediaLike:
+        media = FakeMedia()
+        self.medias.append(media)
+        return media
+
+    def wait(self, kind: type, timeout: float = 10.0) -> Any:
+        while True:
+            event = self.events.get(timeout=timeout)
+            if isinstance(event, kind):
+                return event
+
+
+@pytest.fixture
+def pair(discovery_server: DiscoveryProcess) -> Iterator[tuple[Peer, Peer]]:
+    alice = Peer("alice", discovery_server.address)
+    bob = Peer("bob", discovery_server.address)
+    try:
+        alice.manager.start()
+        bob.manager.start()
+        yield alice, bob
+    finally:
+        alice.manager.close()
+        bob.manager.close()
+
+
+def test_media_is_driven_exactly(pair: tuple[Peer, Peer]) -> None:
+    alice, bob = pair
+    alice.manager.call("bob")
+    assert bob.wait(IncomingCall).peer == "alice"
+    assert bob.manager.state is CallState.RINGING
+    bob.manager.accept()
+    assert alice.wait(CallStarted).mode == "rtp"
+    assert bob.wait(CallStarted).mode == "rtp"
+    bob.manager.hold()
+    alice.manager.hold()
+    bob.manager.resume()
+    alice.manager.resume()
+    alice.manager.hangup()  # returns once the media session is closed
+    assert alice.wait(CallEnded).reason == "hangup"
+    assert bob.wait(CallEnded).reason == "peer_hangup"
+    bob.manager.close()
+    (am,), (bm,) = alice.medias, bob.medias
+    a_peer, b_peer = am.calls[1][1], bm.calls[1][1]
+    assert (a_peer.ip, a_peer.rx_port, a_peer.mode) == ("127.0.0.1", bm.port, "rtp")
+    assert (b_peer.ip, b_peer.rx_port, b_peer.mode) == ("127.0.0.1", am.port, "rtp")
+    assert a_peer.local_ssrc == b_peer.peer_ssrc != 0
+    assert b_peer.local_ssrc == a_peer.peer_ssrc != 0
+    # each side: open, connect, sending off at the first hold, on only when both resumed
+    expected = [("set_sending", False), ("set_sending", True), ("stats", None), ("close", None)]
+    assert [c[0] for c in am.calls[:2]] == ["open", "connect"]
+    assert am.calls[2:] == expected and bm.calls[2:] == expected
+    assert alice.manager.last_stats == {"fake": True}
+    assert alice.manager.state is CallState.ENDED
+
+
+def test_local_misuse_raises_and_changes_nothing(pair: tuple[Peer, Peer]) -> None:
+    alice, bob = pair
+    for action in (alice.manager.hold, alice.manager.accept, alice.manager.hangup):
+        with pytest.raises(CallUsageError):
+            action()
+    with pytest.raises(CallUsageError):
+        alice.manager.call("alice")
+    with pytest.raises(CallUsageError):
+        alice.manager.call("bad nick")
+    assert alice.manager.state is CallState.IDLE
+    alice.manager.call("bob")
+    bob.wait(IncomingCall)
+    with pytest.raises(CallUsageError):
+        alice.manager.call("bob")  # already calling
+    with pytest.raises(CallUsageError):
+        bob.manager.hold()  # ringing: not in a call yet
+    assert bob.manager.state is CallState.RINGING
+    bob.manager.deny()
+    assert alice.wait(CallEnded).reason == "peer_denied"
+    alice.manager.close()  # waits for the cleanup of the ended call
+    assert alice.medias[0].calls[-1] == ("close", None)  # opened before CALLING, closed
+
+
+def test_methods_refuse_to_run_on_the_event_thread(discovery_server: DiscoveryProcess) -> None:
+    errors: list[Exception] = []
+    done = threading.Event()
+    manager: CallManager
+
+    def on_event(event: CallEvent) -> None:
+        try:
+            manager.hangup()
+        except CallUsageError as exc:
+            errors.append(exc)
+        done.set()
+
+    manager = CallManager(
+        nick="carol", password="pw", server=discovery_server.address,
+        listen=("127.0.0.1", 0), on_event=on_event,
+    )  # fmt: skip
+    try:
+        manager.start()  # emits Registered from the loop thread
+        assert done.wait(5)
+        assert "event thread" in str(errors[0])
+    finally:
+        manager.close()
+        manager.close()  # idempotent
