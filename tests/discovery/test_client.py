@@ -191,3 +191,32 @@ def test_close_sends_quit_and_is_idempotent(scripted: Callable[..., ScriptedServ
     while not seen and time.monotonic() < deadline:
         time.sleep(0.01)
     assert seen == [b"QUIT"]
+
+
+def test_a_slow_split_reply_is_waited_for(scripted: Callable[..., ScriptedServer]) -> None:
+    server = scripted(replies(b"OK USER_FOUND bob 192.168.1.2", 0.5, b" 8000 V0"))
+    with DiscoveryClient(*server.address, timeout=3) as client:
+        assert client.query("bob") == UserRecord("bob", "192.168.1.2", 8000, ("V0",))
+
+
+def test_a_truncated_reply_then_eof_is_a_protocol_error(
+    scripted: Callable[..., ScriptedServer],
+) -> None:
+    def handler(conn: socket.socket) -> None:
+        conn.recv(4096)
+        conn.sendall(b"OK USER_FOUND bob")
+
+    server = scripted(handler)
+    with DiscoveryClient(*server.address, timeout=3) as client, pytest.raises(ProtocolError):
+        client.query("bob")
+
+
+def test_a_truncated_reply_that_never_ends_times_out(
+    scripted: Callable[..., ScriptedServer],
+) -> None:
+    server = scripted(replies(b"OK USERS_LIST 2 a 1.1.1.1 1 1", 2.0))
+    with (
+        DiscoveryClient(*server.address, timeout=0.5) as client,
+        pytest.raises(DiscoveryTimeout),
+    ):
+        client.list_users()
