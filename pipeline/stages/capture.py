@@ -67,9 +67,9 @@ class CaptureStage(Stage):
         if self._source is None or now_ns < self._deadline:
             return
         if self._paced():
-            self._deadline += self._period_ns
-            if self._deadline < now_ns:  # fell behind (machine busy): never burst to catch up
-                self._deadline = now_ns + self._period_ns
+            # Keep the timeline: a late wake-up (busy machine) is made up by capturing the next
+            # frame at once; frames more than one period late are skipped, never burst out.
+            self._deadline = max(self._deadline + self._period_ns, now_ns - self._period_ns)
         p = self._preset
         dst = self._writer.begin_array(p.width, p.height)
         capture_ns = time.monotonic_ns()
