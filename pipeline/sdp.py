@@ -6,17 +6,27 @@ API::
                   session_name: str = "vcall", origin_ip: str | None = None,
                   session_id: int = 0, ssrc: int | None = None, cname: str | None = None,
                   framerate: float | None = None) -> str
+    class SdpError(ValueError)          # a description we cannot use (from a file or a peer)
+    @dataclass(frozen=True, slots=True)
+    class SdpVideo: address: str; port: int; payload_type: int
+    def parse_sdp(text: str) -> SdpVideo   # the first RTP/AVP video stream carrying JPEG/90000
 
 The text describes what a receiver at ``dest_ip:port`` gets: ``m=video PORT RTP/AVP 26``,
 ``c=IN IP4 dest_ip`` and ``a=rtpmap:26 JPEG/90000``; RTCP goes to port + 1 (the RTP/AVP
 default). ``ffplay -protocol_whitelist file,udp,rtp -i stream.sdp`` opens it. Lines end in
 CRLF as RFC 4566 says. ValueError on arguments that would make an invalid description.
+
+``parse_sdp`` reads what ffmpeg (``-sdp_file``), GStreamer or vcall write, leniently (LF or CRLF,
+unknown lines ignored, media-level ``c=`` over session-level): the first ``m=video`` stream over
+RTP/AVP whose payload type is 26 or has ``a=rtpmap:<pt> JPEG/90000``. It raises nothing but
+SdpError on any text.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
 
@@ -61,3 +71,63 @@ def build_sdp(
             raise ValueError(f"bad SSRC {ssrc}")
         lines.append(f"a=ssrc:{ssrc} cname:{_clean(cname or 'vcall')}")
     return "\r\n".join(lines) + "\r\n"
+
+
+MAX_SDP = 64 * 1024
+
+
+class SdpError(ValueError):
+    """An SDP text without a usable RTP/JPEG video stream."""
+
+
+@dataclass(frozen=True, slots=True)
+class SdpVideo:
+    address: str  # where the stream is sent (the c= line), "" if none was given
+    port: int
+    payload_type: int
+
+
+def _jpeg_payload(formats: list[str], rtpmaps: dict[str, str]) -> int | None:
+    for fmt in formats:
+        if not (fmt.isascii() and fmt.isdecimal()):
+            continue
+        encoding = rtpmaps.get(fmt, "").upper()
+        if encoding.startswith("JPEG/90000") or (fmt == "26" and not encoding):
+            return int(fmt)
+    return None
+
+
+def parse_sdp(text: str) -> SdpVideo:
+    """The first RTP/AVP video stream carrying JPEG/90000. SdpError otherwise."""
+    if len(text) > MAX_SDP:
+        raise SdpError("SDP text too long")
+    session_addr = ""
+    media: list[tuple[list[str], str, dict[str, str]]] = []  # (m= fields, c= address, rtpmaps)
+    for raw in text.splitlines():
+        line = raw.strip()
+        kind, sep, value = line.partition("=")
+        if not sep or len(kind) != 1:
+            continue
+        if kind == "m":
+            media.append((value.split(), "", {}))
+        elif kind == "c":
+            parts = value.split()
+            addr = parts[2].split("/")[0] if len(parts) >= 3 else ""
+            if media:
+                media[-1] = (media[-1][0], addr, media[-1][2])
+            else:
+                session_addr = addr
+        elif kind == "a" and value.startswith("rtpmap:") and media:
+            fmt, _, encoding = value[len("rtpmap:") :].partition(" ")
+            media[-1][2][fmt.strip()] = encoding.strip()
+    for fields, addr, rtpmaps in media:
+        if len(fields) < 4 or fields[0] != "video" or fields[2].upper() != "RTP/AVP":
+            continue
+        pt = _jpeg_payload(fields[3:], rtpmaps)
+        if pt is None or not 0 <= pt < 128:
+            continue
+        port_text = fields[1].split("/")[0]
+        if not (port_text.isascii() and port_text.isdecimal()) or not 0 < int(port_text) < 65536:
+            raise SdpError(f"bad port in m=video line: {fields[1]!r}")
+        return SdpVideo(addr or session_addr, int(port_text), pt)
+    raise SdpError("no RTP/AVP video stream with JPEG/90000 in the SDP")

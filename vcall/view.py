@@ -2,10 +2,12 @@
 
 Usage::
 
-    vcall view --rtp 5004 [--bind IP] [--ssrc N] [--frames N] [--seconds S]
-               [--save-last out.png] [--stats-json stats.json] [--headless]
+    vcall view (--rtp 5004 | --sdp stream.sdp) [--bind IP] [--ssrc N] [--frames N]
+               [--seconds S] [--save-last out.png] [--stats-json stats.json] [--headless]
 
-It receives on UDP ``PORT`` (RTCP on PORT+1 is not read), reassembles frames with
+It receives on UDP ``PORT`` (or the port and payload type of the SDP's first RTP/JPEG video
+stream, e.g. one written by ``ffmpeg -sdp_file``; RTCP on PORT+1 is not read), reassembles
+frames with
 :class:`pipeline.rtpjpeg.RtpJpegReassembler`, plays them out through the jitter buffer,
 decodes them to RGB and shows them in a Tk window (or, with ``--headless``, only counts them).
 A line of counts is printed every second and a summary at the end; ``--stats-json`` writes the
@@ -21,6 +23,7 @@ newest frame with ``after()`` and never touches the socket.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import socket
@@ -36,7 +39,8 @@ import numpy.typing as npt
 
 from pipeline.jitter import JitterBuffer
 from pipeline.jpeg import JpegCodec, JpegError, best_codec
-from pipeline.rtpjpeg import JpegFrame, RtpJpegReassembler
+from pipeline.rtpjpeg import PT_JPEG, JpegFrame, RtpJpegReassembler
+from pipeline.sdp import SdpError, parse_sdp
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +48,13 @@ RGB = npt.NDArray[np.uint8]
 MAX_DATAGRAM = 65536
 RECV_BUFFER = 4 << 20  # a 1080p frame is ~150 packets: absorb a burst of a few frames
 POLL_S = 0.05  # socket timeout: how often the loop checks for the end
+MAX_SDP_FILE = 64 * 1024
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rtp", type=int, required=True, metavar="PORT", help="UDP port")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--rtp", type=int, metavar="PORT", help="UDP port (payload type 26)")
+    where.add_argument("--sdp", metavar="FILE", help="take port and payload type from an SDP")
     parser.add_argument("--bind", default="0.0.0.0", metavar="IP", help="local address")
     parser.add_argument(
         "--ssrc", type=lambda s: int(s, 0), default=None, help="accept only this SSRC"
@@ -71,9 +78,11 @@ class ViewerCounts:
 class Viewer:
     """Datagrams in, decoded RGB frames out. No socket, no clock, no window."""
 
-    def __init__(self, codec: JpegCodec, ssrc: int | None = None) -> None:
+    def __init__(
+        self, codec: JpegCodec, ssrc: int | None = None, payload_type: int = PT_JPEG
+    ) -> None:
         self.codec = codec
-        self.reassembler = RtpJpegReassembler(ssrc)
+        self.reassembler = RtpJpegReassembler(ssrc, payload_type=payload_type)
         self.jitter: JitterBuffer[JpegFrame] = JitterBuffer()
         self.counts = ViewerCounts()
         self.last: RGB | None = None
@@ -203,8 +212,28 @@ def _run_window(shared: _Shared, title: str) -> None:  # pragma: no cover - need
     root.mainloop()
 
 
+def _stream(args: argparse.Namespace) -> tuple[int, int]:
+    """(port, payload type) from --rtp or --sdp; ValueError with a message for the user."""
+    if args.sdp is None:
+        return int(args.rtp), PT_JPEG
+    try:
+        with open(args.sdp, encoding="utf-8", errors="replace") as fh:
+            video = parse_sdp(fh.read(MAX_SDP_FILE))
+    except (OSError, SdpError) as exc:
+        raise ValueError(f"cannot use {args.sdp}: {exc}") from exc
+    if video.address and ipaddress.ip_address(video.address).is_multicast:
+        raise ValueError(f"{args.sdp}: multicast ({video.address}) is not supported")
+    return video.port, video.payload_type
+
+
 def run(args: argparse.Namespace) -> int:
-    viewer = Viewer(best_codec(), args.ssrc)
+    try:
+        port, payload_type = _stream(args)
+    except ValueError as exc:
+        print(f"vcall view: {exc}", file=sys.stderr)
+        return 2
+    args.rtp = port
+    viewer = Viewer(best_codec(), args.ssrc, payload_type)
     shared = _Shared()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:

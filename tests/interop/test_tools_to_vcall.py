@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from pipeline.rtpjpeg import RtpJpegReassembler
+from pipeline.sdp import build_sdp
 from tests.interop.tools import (
     QUADRANTS,
     H,
@@ -172,3 +173,25 @@ def test_vcall_view_headless_shows_ffmpeg_stream(tmp_path: Path) -> None:
     saved = cv2.imread(str(png_out))
     assert saved is not None
     check_pattern(np.ascontiguousarray(saved[:, :, ::-1]), 0)
+
+
+def test_vcall_view_from_sdp_with_dynamic_payload_type(tmp_path: Path) -> None:
+    """`vcall view --sdp` takes the port and payload type (here 96) from the description."""
+    port = free_port()
+    sdp = tmp_path / "stream.sdp"
+    sdp.write_text(build_sdp("127.0.0.1", port, payload_type=96))
+    stats_file = tmp_path / "stats.json"
+    view = [
+        sys.executable, "-m", "vcall", "view", "--sdp", str(sdp), "--bind", "127.0.0.1",
+        "--frames", str(COUNT), "--seconds", "30", "--headless", "--stats-json", str(stats_file),
+    ]  # fmt: skip
+    png = write_pattern_png(tmp_path / "p.png")
+    sender = ffmpeg_sender(png, port, "-force_duplicated_matrix", "1", "-payload_type", "96")
+    with running(view) as viewer:
+        wait_bound(port, viewer)
+        subprocess.run(sender, check=True, timeout=30, capture_output=True)
+        viewer.wait(30)
+    assert viewer.returncode == 0
+    stats = json.loads(stats_file.read_text())
+    assert stats["frames"] == COUNT
+    assert stats["reassembler"]["wrong_source"] == 0

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-import pytest
+import contextlib
 
-from pipeline.sdp import build_sdp
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline.sdp import SdpError, SdpVideo, build_sdp, parse_sdp
+
+# Written by ffmpeg 5.1: ffmpeg ... -payload_type 96 -f rtp -sdp_file out.sdp rtp://127.0.0.1:5040
+FFMPEG_SDP = (
+    "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=No Name\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    "a=tool:libavformat LIBAVFORMAT_VERSION\r\nm=video 5040 RTP/AVP 96\r\nb=AS:200\r\n"
+    "a=rtpmap:96 JPEG/90000\r\n"
+)
 
 
 def test_minimal_sdp() -> None:
@@ -31,3 +42,39 @@ def test_options_and_injection() -> None:
 def test_bad_arguments(args: tuple[str, int]) -> None:
     with pytest.raises(ValueError):
         build_sdp(*args)
+
+
+def test_parse_own_and_ffmpeg_sdp() -> None:
+    assert parse_sdp(build_sdp("127.0.0.1", 5004)) == SdpVideo("127.0.0.1", 5004, 26)
+    assert parse_sdp(FFMPEG_SDP) == SdpVideo("127.0.0.1", 5040, 96)
+    # Static payload type 26 without an rtpmap, LF line ends, media-level address.
+    text = (
+        "v=0\nc=IN IP4 10.0.0.1\nm=audio 4000 RTP/AVP 0\n"
+        "m=video 6000 RTP/AVP 26\nc=IN IP4 10.0.0.2/127\n"
+    )
+    assert parse_sdp(text) == SdpVideo("10.0.0.2", 6000, 26)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "v=0\nm=video 5004 RTP/AVP 96\n",  # dynamic type without rtpmap
+        "v=0\nm=video 5004 RTP/AVP 96\na=rtpmap:96 H264/90000\n",
+        "v=0\nm=video x RTP/AVP 26\n",
+        "v=0\nm=video 5004 RTP/AVP x\na=rtpmap:x JPEG/90000\n",
+        "v=0\nm=video ² RTP/AVP 26\n",
+        "v=0\nm=video 5004 RTP/SAVP 26\n",
+        "x" * 70000,
+    ],
+)
+def test_unusable_sdp(text: str) -> None:
+    with pytest.raises(SdpError):
+        parse_sdp(text)
+
+
+@given(st.text(max_size=300))
+def test_any_text_only_sdp_error(text: str) -> None:
+    for candidate in (text, "m=video " + text, "m=video 5004 RTP/AVP " + text):
+        with contextlib.suppress(SdpError):
+            parse_sdp(candidate)
