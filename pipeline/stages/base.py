@@ -52,6 +52,7 @@ class Stage:
         self.latency: dict[str, LatencyWindow] = {}
         self.counters: dict[str, int] = {}
         self.errors = 0
+        self._reset_ns = time.monotonic_ns()
 
     # -- for subclasses -------------------------------------------------------------------
     def wait_fds(self) -> Sequence[int]:
@@ -86,6 +87,8 @@ class Stage:
         snap: dict[str, Any] = {
             "pid": os.getpid(),
             "counters": dict(self.counters),
+            # The time the counters and windows cover: frames / since_reset_s is a rate.
+            "since_reset_s": round((now_ns - self._reset_ns) / 1e9, 4),
             "latency_ms": {k: v.summary() for k, v in self.latency.items()},
         }
         snap.update(self.snapshot(now_ns))
@@ -110,6 +113,7 @@ class Stage:
             if msg[0] == "reset_stats":
                 self.latency.clear()
                 self.counters.clear()
+                self._reset_ns = time.monotonic_ns()
                 continue
             try:
                 self.handle(msg)
