@@ -87,7 +87,7 @@ def _wait_registered(server: tuple[str, int], nick: str, proc: subprocess.Popen[
 def _measure(args: argparse.Namespace, display: str) -> dict[str, Any]:
     from vcall.config import Config
     from vcall.discovery.embedded import EmbeddedServer
-    from vcall.gui.app import AppOptions, ClientApp
+    from vcall.gui.client import AppOptions, ClientApp
     from vcall.gui.model import Phase
 
     with EmbeddedServer() as server, tempfile.TemporaryDirectory(prefix="vcall-bench-") as tmp:
@@ -129,7 +129,7 @@ def _measure(args: argparse.Namespace, display: str) -> dict[str, Any]:
                     result["peer_view"] = list(app.call.peer_view.area)
                     # What the display stage produced, to tell the pipeline from the Tk thread.
                     result["display_stage_fps"] = app.last_stats.get("fps_shown")
-                    handler_ms.extend(app.handler_ms)
+                    handler_ms.extend(app.feed.handler_ms)
                     root.quit()
                     return
             elif state.phase == "connecting":
@@ -150,7 +150,7 @@ def _measure(args: argparse.Namespace, display: str) -> dict[str, Any]:
             elif state.phase == "warmup" and now - state.t0 >= args.warmup:
                 state.phase, state.t0 = "measuring", now
                 state.frames0 = app.call.peer_view.frames_shown
-                app.handler_ms.clear()
+                app.feed.handler_ms.clear()
             state.due = time.monotonic() + interval
             root.after(int(args.interval), tick)
 

@@ -17,7 +17,7 @@ from tkinter import ttk
 import numpy as np
 
 from vcall.config import Config
-from vcall.gui.app import AppOptions, ClientApp
+from vcall.gui.client import AppOptions, ClientApp
 
 KEYSYMS = {" ": "space", ".": "period", ":": "colon", "-": "minus", "_": "underscore"}
 

@@ -1,0 +1,292 @@
+"""The Tk client's application object: screens, model, worker and video feed tied together.
+
+:class:`ClientApp` ties the screens to the worker. The Tk thread only posts commands and renders
+events: the worker's wake pipe and the media session's notify fd are Tk file handlers, so the
+event loop sleeps until there is something to show and never waits on the network or the
+pipeline. Video goes into one persistent PhotoImage per view, updated in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import tkinter as tk
+from dataclasses import dataclass
+from pathlib import Path
+from tkinter import ttk
+from typing import Any
+
+from vcall.config import (
+    Config,
+    State,
+    format_server,
+    load_state,
+    save_state,
+    state_path,
+)
+from vcall.gui import events as ev
+from vcall.gui.call_screen import SHORTCUTS, CallScreen
+from vcall.gui.feed import VideoFeed
+from vcall.gui.incoming import IncomingDialog
+from vcall.gui.logic import summarize_stats
+from vcall.gui.login import LoginScreen
+from vcall.gui.main_screen import MainScreen
+from vcall.gui.model import Phase, Screen, UiModel, reduce, status_line
+from vcall.gui.worker import ClientWorker
+
+logger = logging.getLogger(__name__)
+
+STATUS_TICK_MS = 500
+EXIT_GRACE_MS = 8000  # how long exit waits for the worker to hang up and unregister
+
+
+@dataclass(frozen=True, slots=True)
+class AppOptions:
+    """Start-up behaviour beyond the config (the demo's autopilot uses these)."""
+
+    nick: str = ""
+    password: str = ""
+    server_text: str = ""  # prefilled server field; overrides the remembered one
+    auto_login: bool = False
+    auto_accept: bool = False
+    auto_call: str = ""
+    title: str = "vcall"
+    state_file: Path | None = None  # None: the default state file
+
+
+class ClientApp:
+    def __init__(
+        self,
+        root: tk.Tk,
+        config: Config,
+        options: AppOptions = AppOptions(),
+        *,
+        worker: ClientWorker | None = None,
+    ) -> None:
+        self.root = root
+        self.config = config
+        self.options = options
+        self.model = UiModel(preset=config.preset, source=config.source)
+        self.worker = worker if worker is not None else ClientWorker(config)
+        self._state_file = options.state_file if options.state_file else state_path()
+        self._pending_login: tuple[str, str, tuple[str, int], bool] | None = None
+        self._auto_called = False
+        self._exiting = False
+        self.incoming: IncomingDialog | None = None
+        self.last_stats: dict[str, Any] = {}  # the newest MediaSession.stats() snapshot
+        from pipeline.sources import list_cameras  # noqa: PLC0415 - imports OpenCV
+
+        try:
+            cameras = list_cameras()
+        except OSError:
+            cameras = []
+
+        root.title(options.title)
+        root.minsize(640, 420)
+        ttk.Style(root).theme_use("clam")
+        self.container = ttk.Frame(root)
+        self.container.pack(fill="both", expand=True)
+        self.login = LoginScreen(self.container, on_submit=self._submit_login)
+        self.main = MainScreen(
+            self.container,
+            on_call=lambda nick: self.worker.post(ev.Dial(nick)),
+            on_refresh=lambda: self.worker.post(ev.Refresh()),
+            on_logout=lambda: self.worker.post(ev.Logout()),
+            on_exit=self.exit,
+        )
+        self.call = CallScreen(
+            self.container,
+            on_hangup=lambda: self.worker.post(ev.Hangup()),
+            on_hold=lambda hold: self.worker.post(ev.Hold() if hold else ev.Resume()),
+            on_pause=lambda pause: self.worker.post(ev.SetSending(not pause)),
+            on_preset=lambda name: self.worker.post(ev.SetPreset(name)),
+            on_source=lambda spec: self.worker.post(ev.SetSource(spec)),
+            on_display_size=lambda peer, me: self.worker.post(ev.SetDisplaySize(peer, me)),
+            cameras=cameras,
+        )
+        self.feed = VideoFeed(root, self.call.peer_view, self.call.self_view)
+        self._screens = {Screen.LOGIN: self.login, Screen.MAIN: self.main, Screen.CALL: self.call}
+        self._shown_screen: Screen | None = None
+        self._tick_id = ""
+        self._bind_shortcuts()
+        root.protocol("WM_DELETE_WINDOW", self.exit)
+
+        state = load_state(self._state_file)
+        server_text = options.server_text or state.server
+        if config.server is not None and not options.server_text:
+            server_text = format_server(*config.server)
+        self.login.fill(
+            options.nick or state.nick,
+            server_text,
+            options.password or state.password,
+            state.remember_password,
+        )
+        self.worker.start()
+        root.tk.createfilehandler(self.worker.wake_fd, tk.READABLE, self._on_wake)
+        self._render()
+        self.login.focus_first_empty()
+        self._tick()
+        if options.auto_login:
+            root.after_idle(self.login.submit)
+
+    # ------------------------------------------------------------------- user actions
+
+    def _submit_login(
+        self, nick: str, password: str, server: tuple[str, int], remember: bool
+    ) -> None:
+        self._pending_login = (nick, password, server, remember)
+        self.login.set_busy(True)
+        self.worker.post(ev.Login(nick, password, server))
+
+    def exit(self) -> None:
+        """Hang up, unregister and close; the window goes away at once."""
+        if self._exiting:
+            return
+        self._exiting = True
+        self.root.withdraw()
+        self.worker.post(ev.Shutdown())
+        self.root.after(EXIT_GRACE_MS, self._finish_exit)
+
+    def _finish_exit(self) -> None:
+        with contextlib.suppress(tk.TclError):
+            self.root.after_cancel(self._tick_id)
+        self._close_incoming()
+        self.feed.detach()
+        with contextlib.suppress(tk.TclError, ValueError, OSError):
+            self.root.tk.deletefilehandler(self.worker.wake_fd)
+        with contextlib.suppress(tk.TclError):
+            self.root.quit()
+
+    def _bind_shortcuts(self) -> None:
+        actions = {
+            "<Control-e>": lambda: self.worker.post(ev.Hangup()),
+            "<Control-h>": self.call.toggle_hold,
+            "<Control-p>": self.call.toggle_pause,
+            "<Control-q>": self.call.next_quality,
+            "<Control-s>": self.call.toggle_stats,
+        }
+        assert set(actions) == set(SHORTCUTS)
+        for sequence, action in actions.items():
+
+            def handler(_event: tk.Event[tk.Misc], action: Any = action) -> str:
+                if self.model.screen is Screen.CALL:
+                    action()
+                return "break"
+
+            self.root.bind_all(sequence, handler)
+
+    # ------------------------------------------------------------------------ events
+
+    def _on_wake(self, _fd: int, _mask: int) -> None:
+        for event in self.worker.drain():
+            try:
+                self.handle(event)
+            except Exception:  # a rendering bug must not kill the event loop
+                logger.exception("handling %r failed", event)
+
+    def handle(self, event: ev.Event) -> None:
+        """Fold one worker event into the model and the widgets."""
+        self.model = reduce(self.model, event, time.monotonic())
+        match event:
+            case ev.LoggedIn(nick=nick, server=server):
+                self._remember_login()
+                self.main.set_identity(nick, format_server(*server))
+                self.root.title(f"{self.options.title} — {nick}")
+                if self.options.auto_call and not self._auto_called:
+                    self._auto_called = True
+                    self.worker.post(ev.Dial(self.options.auto_call))
+            case ev.LoginFailed(message=message):
+                self.login.set_busy(False)
+                self.login.show_message(message)
+            case ev.LoggedOut():
+                self.root.title(self.options.title)
+                self.login.set_busy(False)
+                self.login.show_message("Logged out.", error=False)
+            case ev.UsersListed(users=users):
+                self.main.set_users(users)
+            case ev.Ringing(peer=peer, timeout=timeout):
+                self._open_incoming(peer, timeout)
+            case ev.Connected() | ev.Ended():
+                self._close_incoming()
+                if isinstance(event, ev.Connected):
+                    self.call.stats.reset()
+            case ev.MediaAttached(session=session, notify_fd=fd):
+                self.feed.attach(session, fd)
+                # Ask for frames at the size of the views now on screen.
+                self.worker.post(
+                    ev.SetDisplaySize(self.call.peer_view.area, self.call.self_view.area)
+                )
+            case ev.MediaDetached():
+                self.feed.detach()
+            case ev.StatsUpdate(stats=stats):
+                self.last_stats = stats
+                view = summarize_stats(stats)
+                self.call.stats.add(view)
+                if view.source_error:
+                    self.model = reduce(
+                        self.model, ev.Notice(f"Video source: {view.source_error}", True), 0.0
+                    )
+            case ev.WorkerStopped():
+                if self._exiting:
+                    self._finish_exit()
+            case _:
+                pass
+        self._render()
+
+    def _remember_login(self) -> None:
+        if self._pending_login is None:
+            return
+        nick, password, server, remember = self._pending_login
+        self._pending_login = None
+        try:
+            save_state(
+                State(nick, format_server(*server), remember, password if remember else ""),
+                self._state_file,
+            )
+        except OSError as exc:
+            logger.warning("cannot save %s: %s", self._state_file, exc)
+
+    def _open_incoming(self, peer: str, timeout: float) -> None:
+        self._close_incoming()
+        self.incoming = IncomingDialog(
+            self.root,
+            peer=peer,
+            timeout=timeout,
+            on_accept=lambda: self.worker.post(ev.Accept()),
+            on_deny=lambda: self.worker.post(ev.Deny()),
+        )
+        if self.options.auto_accept:
+            dialog = self.incoming
+            # A moment's ring so that the demo shows the dialog.
+            self.root.after(700, lambda: dialog.accept() if dialog.winfo_exists() else None)
+
+    def _close_incoming(self) -> None:
+        if self.incoming is not None:
+            with contextlib.suppress(tk.TclError):
+                self.incoming.close()
+            self.incoming = None
+
+    # ------------------------------------------------------------------------ render
+
+    def _tick(self) -> None:
+        if self.model.screen is Screen.CALL:
+            self.call.status.configure(text=status_line(self.model, time.monotonic()))
+        self._tick_id = self.root.after(STATUS_TICK_MS, self._tick)
+
+    def _render(self) -> None:
+        model = self.model
+        screen = model.screen
+        if screen is not self._shown_screen:
+            for widget in self._screens.values():
+                widget.pack_forget()
+            self._screens[screen].pack(fill="both", expand=True)
+            self._shown_screen = screen
+        if screen is Screen.CALL:
+            self.call.render(model, status_line(model, time.monotonic()))
+        elif screen is Screen.MAIN and model.message:
+            self.main.show_message(model.message, model.message_error)
+        elif screen is Screen.LOGIN and model.message and model.message_error:
+            self.login.show_message(model.message)
+        if screen is Screen.MAIN and model.phase is Phase.RINGING:
+            self.main.show_message(model.message)
