@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.jitter import JitterBuffer
@@ -129,6 +129,7 @@ def test_bad_parameters() -> None:
         JitterBuffer(min_delay=0.5, max_delay=0.1)
 
 
+@settings(deadline=None)  # a loaded 2-core box: no per-example deadline
 @given(
     st.lists(st.tuples(st.integers(0, 2**32 - 1), st.floats(0, 0.05), st.booleans()), max_size=60)
 )

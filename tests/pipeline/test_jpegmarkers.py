@@ -37,6 +37,9 @@ def image(width: int = 64, height: int = 48, seed: int = 1) -> np.ndarray:
     return img
 
 
+SMALL_JPEG = bytes(TJ.encode(image(16, 16), quality=50))
+
+
 def bomb(width: int = 30000, height: int = 30000) -> bytes:
     """A ~600-byte file whose frame header declares width x height."""
     real = TJ.encode(np.zeros((8, 8, 3), np.uint8), quality=50)
@@ -172,7 +175,7 @@ def test_ijg_tables() -> None:
     assert all(1 <= v <= 255 for v in ijg_quant_tables(1)[0] + ijg_quant_tables(99)[1])
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=400))
 def test_any_bytes_only_jpeg_error(data: bytes) -> None:
     for fn in (declared_size, split_jpeg, check_size):
@@ -180,10 +183,10 @@ def test_any_bytes_only_jpeg_error(data: bytes) -> None:
             fn(b"\xff\xd8" + data)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.data())
 def test_mutated_real_jpeg_only_jpeg_error(data: st.DataObject) -> None:
-    src = bytearray(TJ.encode(image(16, 16), quality=50))
+    src = bytearray(SMALL_JPEG)
     for _ in range(data.draw(st.integers(1, 5))):
         pos = data.draw(st.integers(0, len(src) - 1))
         src[pos] = data.draw(st.integers(0, 255))

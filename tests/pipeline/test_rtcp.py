@@ -60,7 +60,7 @@ def test_garbage_rejected(data: bytes) -> None:
         parse_rtcp(data)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=200))
 def test_any_bytes_only_rtcp_error(data: bytes) -> None:
     for candidate in (data, b"\x80" + data, b"\x81\xc9" + data):

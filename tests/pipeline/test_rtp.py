@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.rtp import (
@@ -78,6 +78,7 @@ def test_sequence_arithmetic_wraps() -> None:
     assert to_rtp_ts(2**32 / 90000 + 1.0) == 90000
 
 
+@settings(deadline=None)  # a loaded 2-core box: no per-example deadline
 @given(st.binary(max_size=200))
 def test_any_bytes_parse_or_rtp_error(data: bytes) -> None:
     try:
@@ -99,11 +100,13 @@ _packets = st.builds(
 )
 
 
+@settings(deadline=None)  # a loaded 2-core box: no per-example deadline
 @given(_packets)
 def test_round_trip(p: RtpPacket) -> None:
     assert RtpPacket.parse(p.serialize()) == p
 
 
+@settings(deadline=None)  # a loaded 2-core box: no per-example deadline
 @given(st.integers(0, 65535), st.integers(-32768, 32767))
 def test_seq_diff_inverts_add(a: int, n: int) -> None:
     assert seq_diff(seq_add(a, n), a) == n

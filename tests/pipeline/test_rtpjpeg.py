@@ -221,7 +221,7 @@ def test_headers_with_reserved_values_counted() -> None:
     assert r.push(short, 0) == [] and r.stats.malformed == 1
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(st.binary(max_size=80), max_size=20))
 def test_any_datagrams_never_raise(datagrams: list[bytes]) -> None:
     r = RtpJpegReassembler(None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.sdp import SdpError, SdpVideo, build_sdp, parse_sdp
@@ -73,6 +73,7 @@ def test_unusable_sdp(text: str) -> None:
         parse_sdp(text)
 
 
+@settings(deadline=None)  # a loaded 2-core box: no per-example deadline
 @given(st.text(max_size=300))
 def test_any_text_only_sdp_error(text: str) -> None:
     for candidate in (text, "m=video " + text, "m=video 5004 RTP/AVP " + text):

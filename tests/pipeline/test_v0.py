@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.v0 import V0Error, V0Frame, V0TooLargeError, decode_v0, encode_v0
@@ -70,6 +70,7 @@ def test_garbage(data: bytes) -> None:
         decode_v0(data)
 
 
+@settings(deadline=None)  # a loaded 2-core box: no per-example deadline
 @given(st.binary(max_size=120))
 def test_any_bytes_only_v0_error(data: bytes) -> None:
     for candidate in (data, b"1#2#3x4#5#" + data, data + b"#" + JPEG):
@@ -77,6 +78,7 @@ def test_any_bytes_only_v0_error(data: bytes) -> None:
             decode_v0(candidate)
 
 
+@settings(deadline=None)  # a loaded 2-core box: no per-example deadline
 @given(
     st.builds(
         V0Frame,
