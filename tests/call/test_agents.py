@@ -112,7 +112,9 @@ def test_wrong_password_exits_nonzero(agents: AgentFactory) -> None:
     agents("bob", *CTRL).send("quit")
     impostor = agents("bob", *CTRL, "--password", "wrong", wait_registered=False)
     assert impostor.exit_code() == 1
-    assert b"registration failed" in impostor.stderr or impostor.has("error")
+    impostor.stop()  # joins the stderr reader
+    assert b"registration failed" in impostor.stderr and b"WRONG_PASS" in impostor.stderr
+    assert impostor.has("error")
 
 
 def test_peer_sigkill_ends_the_call_within_1s(agents: AgentFactory) -> None:
@@ -164,3 +166,12 @@ def test_two_classic_agents_speak_v0(agents: AgentFactory) -> None:
     bob.wait("hold", local=False, remote=True)  # --hold-after 0.2
     assert alice.wait("ended")["reason"] == "hangup"  # --seconds 1
     assert bob.wait("ended")["reason"] == "peer_hangup"
+
+
+def test_unreachable_server_exits_nonzero_with_a_message(agents: AgentFactory) -> None:
+    from tests.fixtures.discovery import free_port
+
+    agent = agents("bob", *CTRL, "--server", f"127.0.0.1:{free_port()}", wait_registered=False)
+    assert agent.exit_code() == 1
+    agent.stop()  # joins the stderr reader
+    assert b"registration failed" in agent.stderr and b"127.0.0.1" in agent.stderr

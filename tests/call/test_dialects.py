@@ -127,3 +127,21 @@ def test_listener_survives_garbage_and_slow_senders(agents: AgentFactory) -> Non
         assert re.fullmatch(rb"CALL_ACCEPTED bob \d+", recv_until_quiet(conn))
         conn.sendall(b"CALL_END slow")
         assert bob.wait("ended")["reason"] == "peer_hangup"
+
+
+def test_idle_connection_flood_is_bounded(agents: AgentFactory) -> None:
+    bob = agents("bob", *CTRL, "--auto-answer")
+    port = bob.registered()["port"]
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=3) for _ in range(40)]
+    try:
+        closed = 0
+        for s in idle[32:]:  # over the cap: closed at once, without waiting for a message
+            s.settimeout(3)
+            closed += s.recv(10) == b""
+        assert closed == 8
+    finally:
+        for s in idle:
+            s.close()
+    time.sleep(0.3)  # the closed ones release their places
+    reply = send_fresh(port, b"CALLING late 40000", read_reply=True)
+    assert re.fullmatch(rb"CALL_ACCEPTED bob \d+", reply)

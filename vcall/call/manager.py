@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 API_TIMEOUT = 30.0  # s a blocking public method waits for the loop
 FIRST_MESSAGE_TIMEOUT = 5.0  # s a new connection has to send its first message
+MAX_PENDING_CONNECTIONS = 32  # connections still waiting for their first message
 
 
 class CallUsageError(Exception):
@@ -87,6 +88,7 @@ class CallManager:
         self._media_pool = concurrent.futures.ThreadPoolExecutor(1, "vcall-media")
         self._server_obj: asyncio.Server | None = None
         self._session: CallSession | None = None
+        self._pending_conns = 0
         self._ending: set[CallSession] = set()  # ended calls whose cleanup is still running
         self._started = False
         self._closed = False
@@ -257,11 +259,17 @@ class CallManager:
 
     async def _on_connection(self, conn: transport.ControlConnection) -> None:
         """A new TCP connection on our listener: a CALLING, or the minority dialect."""
+        if self._pending_conns >= MAX_PENDING_CONNECTIONS:
+            logger.warning("too many connections waiting for a first message: closing one")
+            return
+        self._pending_conns += 1
         try:
             msg = await conn.read_message(FIRST_MESSAGE_TIMEOUT)
         except (PeerProtocolError, TimeoutError, OSError) as exc:
             logger.info("dropping connection from %s: %s", conn.peer_ip, exc)
             return
+        finally:
+            self._pending_conns -= 1
         if msg is None:
             return
         session = self._session
