@@ -30,7 +30,7 @@ CONTROLLER = textwrap.dedent(
     from pipeline.session import MediaSession
     session = MediaSession(bind_ip="127.0.0.1", preset="low")
     session.open()
-    pids = [p.pid for p in session._procs.values()]
+    pids = [p.pid for p in session._procs.values() if p.pid is not None]
     print(" ".join(map(str, pids)), flush=True)
     time.sleep(60)
     """
@@ -163,7 +163,7 @@ def test_death_signal_follows_the_launcher_thread_not_a_worker_thread() -> None:
     worker.join()
     try:
         time.sleep(0.5)
-        pids = [p.pid for p in session._procs.values()]
+        pids = [p.pid for p in session._procs.values() if p.pid is not None]
         assert len(pids) == 5
         assert all(psutil.pid_exists(p) for p in pids)
         assert session.stats()["dead_stages"] == []
@@ -192,7 +192,7 @@ def test_stale_segments_of_a_dead_controller_are_removed_at_the_next_start() -> 
 def test_close_is_clean_and_idempotent() -> None:
     session = MediaSession(bind_ip="127.0.0.1", preset="low")
     session.open()
-    pids = [p.pid for p in session._procs.values()]
+    pids = [p.pid for p in session._procs.values() if p.pid is not None]
     names = shm.list_segments()
     assert any(n.startswith(shm.segment_prefix()) for n in names)
     session.close()

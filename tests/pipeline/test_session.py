@@ -4,6 +4,7 @@ each other on the test pattern, in V0 and RTP modes."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import socket
 import time
@@ -69,20 +70,21 @@ def stamped_peer_frame(session: MediaSession) -> Frame | None:
     return frame if frame is not None and read_stamp(frame.image) is not None else None
 
 
+def newer_stamped_frame(session: MediaSession, than: Frame) -> Frame | None:
+    frame = stamped_peer_frame(session)
+    return frame if frame is not None and frame.frame_id > than.frame_id else None
+
+
 def test_frames_flow_both_ways_with_the_moving_pattern(pair: Pair) -> None:
     a, b = pair
     for session in (a, b):
-        first = wait_for(lambda s=session: stamped_peer_frame(s))
+        first = wait_for(functools.partial(stamped_peer_frame, session))
         stamp1 = read_stamp(first.image)
         assert stamp1 is not None
         assert first.pattern_id == stamp1.frame_id
         assert first.capture_ns == stamp1.capture_ns
         assert first.image.shape == (first.height, first.width, 3)
-        later = wait_for(
-            lambda s=session, f=first: (
-                (fr := stamped_peer_frame(s)) is not None and fr.frame_id > f.frame_id and fr
-            )
-        )
+        later = wait_for(functools.partial(newer_stamped_frame, session, first))
         stamp2 = read_stamp(later.image)
         assert stamp2 is not None
         assert stamp2.frame_id > stamp1.frame_id  # the pattern moves on

@@ -157,6 +157,7 @@ def test_encode_waits_for_connect_then_carries_the_stamps(
     assert 0 < s[Ts.CAPTURE] <= s[Ts.CAPTURED] <= s[Ts.ENCODE_START] <= s[Ts.ENCODED]
     jpeg = jtx.reader().view(desc).tobytes()
     decoded = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert decoded is not None
     assert decoded.shape == (LOW.height, LOW.width, 3)
     stage.handle(("sending", False))
     capture_one(3)
