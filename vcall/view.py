@@ -12,8 +12,8 @@ frames with
 decodes them to RGB and shows them in a Tk window (or, with ``--headless``, only counts them).
 A line of counts is printed every second and a summary at the end; ``--stats-json`` writes the
 same figures (plus the mean colour of the last frame) as JSON. It stops after ``--frames``
-frames, after ``--seconds``, when the window is closed, or on Ctrl-C. Exit status 0 when at
-least one frame was shown, 1 otherwise.
+frames, after ``--seconds``, when the window is closed, on SIGTERM or on Ctrl-C. Exit status
+0 when at least one frame was shown, 1 otherwise.
 
 Layers: :class:`Viewer` is the pure core (datagrams in, decoded frames and statistics out, time
 passed in); :func:`receive_loop` is the thin socket adapter; the Tk window only polls the
@@ -26,6 +26,7 @@ import argparse
 import ipaddress
 import json
 import logging
+import signal
 import socket
 import sys
 import threading
@@ -243,6 +244,8 @@ def run(args: argparse.Namespace) -> int:
         sock.close()
         print(f"vcall view: cannot listen on {args.bind}:{args.rtp}: {exc}", file=sys.stderr)
         return 2
+    # SIGTERM ends the view like closing the window: counts, stats and the last frame are kept.
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: shared.stop.set())
     print(f"view: listening for RTP/JPEG on {args.bind}:{args.rtp}", flush=True)
     start = time.monotonic()
     worker = threading.Thread(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -88,11 +89,15 @@ def send_vcall(
     restart: int = 0,
     fps: float = 60.0,
     ssrc: int = 0x5EED0001,
+    stop: threading.Event | None = None,
 ) -> None:
-    """Send ``count`` frames of the pattern (frame i carries i in its strip) as RTP/JPEG."""
+    """Send ``count`` frames of the pattern (frame i carries i in its strip) as RTP/JPEG,
+    or fewer if ``stop`` is set meanwhile."""
     pk = RtpJpegPacketizer(ssrc, q=q, initial_seq=65530)  # wraps after six packets
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         for i in range(count):
+            if stop is not None and stop.is_set():
+                break
             ts = (0xFFFFFFFF - 3000 + i * 1500) & 0xFFFFFFFF  # the timestamp wraps too
             for datagram in pk.packetize(encode(i, quality=quality, sub=sub, restart=restart), ts):
                 sock.sendto(datagram, ("127.0.0.1", port))
