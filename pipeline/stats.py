@@ -245,6 +245,9 @@ def summarise(
         cpu = dict(cpu)
         cpu["total"] = round(sum(cpu.values()), 1)
     out["cpu_percent"] = cpu
-    out["errors"] = {"source": stages.get("capture", {}).get("error", "")}
+    cap = stages.get("capture", {})
+    # What the capture stage really runs (a failed switch keeps the old source).
+    out["source"] = cap.get("source", out.get("source"))
+    out["errors"] = {"source": cap.get("error", "")}
     out["stages"] = stages
     return out

@@ -160,9 +160,12 @@ def test_preset_and_source_switch_during_a_call(tmp_path: Path) -> None:
         # A camera that does not exist: the old source stays and the error is reported.
         a.set_source("camera:/dev/video99")
         wait_for(lambda: a.stats()["errors"]["source"])
+        assert a.stats()["source"] == "pattern"
         assert stamped_peer_frame(b) is not None or wait_for(lambda: stamped_peer_frame(b))
         a.set_source(f"file:{video}")
         wait_for(lambda: (f := peer_frame(b)) is not None and read_stamp(f.image) is None)
+        assert a.stats()["source"] == f"file:{video}"
+        assert a.stats()["errors"]["source"] == ""
         a.set_source("pattern")
         wait_for(lambda: stamped_peer_frame(b))
 
