@@ -49,8 +49,15 @@ class IncomingDialog(tk.Toplevel):
         self.bind("<Escape>", lambda _e: self.deny())
         self.protocol("WM_DELETE_WINDOW", self.deny)
         self.accept_button.focus_set()
+        self._centre_over(master.winfo_toplevel())
         self._tick_id: str | None = None
         self._tick()
+
+    def _centre_over(self, window: tk.Misc) -> None:
+        self.update_idletasks()
+        x = window.winfo_rootx() + (window.winfo_width() - self.winfo_reqwidth()) // 2
+        y = window.winfo_rooty() + (window.winfo_height() - self.winfo_reqheight()) // 3
+        self.geometry(f"+{max(0, x)}+{max(0, y)}")
 
     def accept(self) -> None:
         if not self._answered:
