@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from vcall import EXTENSION_VERSION
-from vcall.call import transport
+from vcall.call import policy, transport
 from vcall.call.codec import (
     CallAccepted,
     CallAlive,
@@ -39,7 +39,6 @@ from vcall.call.codec import (
     LocalProtocolError,
     Message,
     PeerProtocolError,
-    is_extension_only,
 )
 from vcall.call.events import (
     CallEnded,
@@ -69,7 +68,6 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 SEND_TIMEOUT = 2.0  # s for one write to drain
 FRESH_IDLE_TIMEOUT = 5.0  # s a minority-dialect connection may stay idle
-MINORITY_EOF_GRACE = 1.0  # s after CALL_ACCEPTED in which a classic peer's EOF is tolerated
 MAX_GARBAGE = 8  # bad messages tolerated on one connection before closing it
 
 
@@ -251,9 +249,12 @@ class CallSession:
 
     async def _send(self, msg: Message) -> None:
         """Send to the peer on the control connection, or on a fresh one (minority dialect)."""
-        if is_extension_only(msg) and not self.peer_ext:
-            raise LocalProtocolError("refusing to send an extension message to a classic peer")
-        terminated = self.negotiated or is_extension_only(msg)
+        try:
+            terminated = policy.terminated_for(
+                msg, peer_ext=self.peer_ext, negotiated=self.negotiated
+            )
+        except ValueError as exc:
+            raise LocalProtocolError(str(exc)) from None
         conn = self.conn
         try:
             if conn is not None and not conn.closed:
@@ -354,9 +355,11 @@ class CallSession:
 
     def takes_fresh_connection(self, conn: transport.ControlConnection, msg: Message) -> bool:
         """Is ``msg``, first on a new connection, from this call's peer (minority dialect)?"""
-        if self._finished or isinstance(msg, Calling) or conn.peer_ip != self.peer_ip:
+        if self._finished:
             return False
-        return not msg.nick or msg.nick == self.peer or isinstance(msg, CallBusy)
+        return policy.belongs_to_call(
+            msg, conn_ip=conn.peer_ip, peer_ip=self.peer_ip, peer_nick=self.peer
+        )
 
     async def serve_fresh_connection(self, conn: transport.ControlConnection, msg: Message) -> None:
         logger.info("minority dialect: %s on a fresh connection from %s", msg, conn.peer_ip)
@@ -511,24 +514,21 @@ class CallSession:
         if self._finished or conn is not self.conn:
             return
         self.conn = None
-        detail = error or f"{self.peer} closed the control connection"
         state = self._sm.state
-        if state is CallState.OUTGOING and not self.peer_ext:
-            # A minority classic callee may close and answer on a fresh connection.
-            logger.info(
-                "classic callee closed the connection; waiting for a fresh-connection reply"
-            )
-            self.minority = True
-            return
-        recent = self._accepted_at is not None and (
-            time.monotonic() - self._accepted_at < MINORITY_EOF_GRACE
+        action = policy.on_control_eof(
+            state,
+            peer_ext=self.peer_ext,
+            negotiated=self.negotiated,
+            minority=self.minority,
+            accepted_at=self._accepted_at,
+            now=time.monotonic(),
         )
-        if state in ACTIVE_STATES and (self.minority or (recent and not self.negotiated)):
-            logger.info(
-                "classic peer closed the control connection: minority dialect, call goes on"
-            )
-            self.minority = True
+        if action is not policy.EofAction.END:
+            logger.info("%s closed the control connection in %s: %s", self.peer, state, action)
+            self.minority = True  # from now on, our messages go on fresh connections
             return
         if state is CallState.RINGING:
             detail = error or f"{self.peer} gave up (closed the connection)"
+        else:
+            detail = error or f"{self.peer} closed the control connection"
         self._fail(CallInput.CONNECTION_LOST, detail)
