@@ -20,6 +20,8 @@ import sys
 import time
 from typing import Any
 
+import psutil
+
 from pipeline.presets import Preset
 from pipeline.session import MediaSession, PeerEndpoint
 from pipeline.stats import LATENCY_ORDER
@@ -120,8 +122,10 @@ def run_call(args: argparse.Namespace) -> dict[str, Any]:
         a.reset_stats()
         b.reset_stats()
         start = time.monotonic()
+        machine_before = psutil.cpu_times()
         reads = _consume([a, b], start + args.seconds)
         elapsed = time.monotonic() - start
+        machine = _busy_percent(machine_before, psutil.cpu_times())
         stats_a, stats_b = a.stats(), b.stats()
     finally:
         a.close()
@@ -156,7 +160,10 @@ def run_call(args: argparse.Namespace) -> dict[str, Any]:
             "cpus": ncpu,
             "loadavg": [round(x, 2) for x in os.getloadavg()],
             "python": platform.python_version(),
-            "note": "shared machine: other work competes for the CPUs",
+            # The whole machine's CPU use during the measurement (all cores, ours included), and
+            # the part that was not this call: other work competing for the same cores.
+            "machine_busy_percent": machine,
+            "others_busy_percent": round(max(0.0, machine - share), 1),
         },
         "directions": directions,
         "cpu_percent": cpu,
@@ -166,6 +173,13 @@ def run_call(args: argparse.Namespace) -> dict[str, Any]:
         "targets": TARGETS,
         "targets_met": met,
     }
+
+
+def _busy_percent(before: Any, after: Any) -> float:
+    """Percent of all cores busy between two psutil.cpu_times() samples."""
+    idle = (after.idle + after.iowait) - (before.idle + before.iowait)
+    total = sum(after) - sum(before)
+    return round(100.0 * (1 - idle / total), 1) if total > 0 else 0.0
 
 
 def _fmt(value: Any) -> str:
@@ -178,7 +192,9 @@ def print_table(result: dict[str, Any]) -> None:
         f"e2e loopback call, {cfg['mode']}, {cfg['resolution'][0]}x{cfg['resolution'][1]} "
         f"@ {cfg['fps']} fps, q{cfg['quality']}, display {cfg['display'][0]}x"
         f"{cfg['display'][1]}, codec {cfg['codec']}, {cfg['seconds']:.1f} s "
-        f"(load {result['host']['loadavg'][0]} on {result['host']['cpus']} CPUs, shared machine)"
+        f"(load {result['host']['loadavg'][0]} on {result['host']['cpus']} CPUs; machine "
+        f"{result['host']['machine_busy_percent']}% busy, of which others "
+        f"{result['host']['others_busy_percent']}%)"
     )
     dirs = result["directions"]
     names = list(dirs["a_to_b"]["latency_ms"])
