@@ -207,10 +207,15 @@ class ClientApp:
                 self.main.set_users(users)
             case ev.Ringing(peer=peer, timeout=timeout):
                 self._open_incoming(peer, timeout)
-            case ev.Connected() | ev.Ended():
+            case ev.Dialing(peer=peer):
+                self.call.peer_view.clear(f"Calling {peer}…")
+            case ev.Connected():
                 self._close_incoming()
-                if isinstance(event, ev.Connected):
-                    self.call.stats.reset()
+                self.call.stats.reset()
+                self.call.peer_view.clear("Waiting for video…")
+            case ev.Ended():
+                self._close_incoming()
+                self.worker.post(ev.Refresh())  # who is there may have changed meanwhile
             case ev.MediaAttached(session=session, notify_fd=fd):
                 self.feed.attach(session, fd)
                 # Ask for frames at the size of the views now on screen.

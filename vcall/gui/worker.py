@@ -313,6 +313,7 @@ class ClientWorker:
 
     def _logout(self) -> None:
         manager, self._manager = self._manager, None
+        self._server = None
         if manager is None:
             return
         self._detach_media()
@@ -322,8 +323,8 @@ class ClientWorker:
             logger.exception("closing the call manager failed")
 
     def _refresh(self) -> None:
-        if self._server is None:
-            raise RuntimeError("not logged in")
+        if self._server is None or self._manager is None:
+            return  # logged out meanwhile: nothing to list
         try:
             users = self._lister(self._server)
         except Exception as exc:
