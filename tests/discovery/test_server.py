@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 import signal
 import socket
@@ -348,3 +349,45 @@ def test_throttle_over_the_wire(tmp_path: Path) -> None:
             assert ask(s, b"REGISTER hank 10.0.0.1 1 right V0") == b"NOK WRONG_PASS"
     finally:
         assert proc.stop() == 0
+
+
+def test_a_peer_that_never_reads_cannot_make_the_server_buffer_replies(tmp_path: Path) -> None:
+    import psutil
+
+    # asyncio copies what it buffers (uvloop keeps references to our shared reply bytes, so
+    # it would hide a missing back-pressure).
+    proc = start_discovery_process(tmp_path, [*FAST, "--loop", "asyncio", "--idle-timeout", "2"])
+    try:
+        assert proc.proc is not None
+        with DiscoveryClient(*proc.address) as client:
+            for i in range(300):  # a ~60 KB USERS_LIST reply
+                client.register(f"u{i:03d}-{'y' * 26}", f"10.1.{i % 250}.1", 1000 + i, "p", ["V0"])
+        server = psutil.Process(proc.proc.pid)
+        before = server.memory_info().rss
+        flood = connect(proc.address)
+        flood.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        flood.settimeout(0.5)
+        sent = 0
+        with contextlib.suppress(TimeoutError):  # the server stops reading: our send blocks
+            for _ in range(4000):  # ~70 MB of replies if the server buffered them all
+                flood.sendall(b"LIST_USERS\n")
+                sent += 1
+        with connect(proc.address) as other:  # everyone else is still served
+            assert ask(other, b"QUERY nobody") == b"NOK USER_UNKNOWN"
+        time.sleep(1.0)
+        growth = server.memory_info().rss - before
+        assert growth < 16 * 1024 * 1024, (growth, sent)
+        # And a peer that stays stalled for an idle timeout is dropped.
+        flood_port = flood.getsockname()[1]
+
+        def flood_open() -> bool:
+            return any(c.raddr and c.raddr[1] == flood_port for c in server.net_connections("tcp"))
+
+        deadline = time.monotonic() + 10
+        while flood_open() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not flood_open()
+        flood.close()
+    finally:
+        assert proc.stop() == 0
+    assert "not reading replies" in proc.log()

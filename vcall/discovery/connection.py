@@ -57,7 +57,11 @@ class Connection(asyncio.Protocol):
         self._loop = server.loop
         self._transport: asyncio.Transport | None = None
         self._framer = RequestFramer(server.limits, self._loop.time())
-        self._busy = False  # answering a REGISTER: later requests wait in the framer
+        # Reasons to stop reading and answering: a REGISTER being answered (replies stay in
+        # order), and a peer that does not read its replies (pause_writing). While held,
+        # requests wait in the kernel, not in our memory.
+        self._holds = 0
+        self._write_paused_at: float | None = None
         self._eof = False
         self.address = "?"
         self.admitted = False
@@ -77,24 +81,60 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         now = self._loop.time()
         self._framer.receive_data(data, now)
-        if not self._busy:
+        if not self._holds:
             self._drain(now)
 
     def eof_received(self) -> bool | None:
         # A one-shot client that half-closes: answer what it sent, then close.
         self._eof = True
-        if not self._busy:
+        if not self._holds:
             self._drain(self._loop.time() + self._server.limits.gap)
             self._close_if_done()
         return True  # keep the write side open until the answers are out
 
     def _close_if_done(self) -> None:
-        if self._eof and not self._busy and self._transport is not None:
+        if self._eof and not self._holds and self._transport is not None:
             self._transport.close()
+
+    def pause_writing(self) -> None:
+        # The peer does not read its replies (e.g. LIST_USERS in a loop): stop reading its
+        # requests until the buffer drains, so its output never grows past the high-water mark.
+        self._write_paused_at = self._loop.time()
+        self._hold()
+
+    def resume_writing(self) -> None:
+        self._write_paused_at = None
+        self._release()
+
+    def _hold(self) -> None:
+        self._holds += 1
+        if self._holds == 1 and self._transport is not None:
+            self._transport.pause_reading()
+
+    def _release(self) -> None:
+        self._holds -= 1
+        transport = self._transport
+        if self._holds or transport is None or transport.is_closing():
+            return
+        now = self._loop.time()
+        self._framer.touch(now)
+        transport.resume_reading()
+        self._drain(now + (self._server.limits.gap if self._eof else 0.0))
+        self._close_if_done()
 
     def poll(self, now: float) -> bool:
         """Run this connection's timers; True if they closed it."""
-        if self._busy or self._transport is None:
+        if self._transport is None:
+            return False
+        if self._write_paused_at is not None:
+            # Not reading our replies for a whole idle timeout: drop it.
+            if now - self._write_paused_at >= self._server.limits.idle_timeout:
+                self._server.note_drop("not reading replies")
+                self._framer.closed = True
+                self._transport.abort()
+                return True
+            return False
+        if self._holds:
             return False
         event = self._framer.poll(now)
         if event is not None:
@@ -109,7 +149,7 @@ class Connection(asyncio.Protocol):
 
     def _drain(self, now: float) -> None:
         framer = self._framer
-        while not self._busy:
+        while not self._holds:
             event = framer.next_event(now)
             if event is None:
                 break
@@ -128,8 +168,7 @@ class Connection(asyncio.Protocol):
             transport.write(self._server.directory.list_reply())
         elif kind is Register:
             assert isinstance(event, Register)
-            self._busy = True
-            transport.pause_reading()
+            self._hold()
             self._server.spawn(self._register(event))
         elif kind is Rejected:
             assert isinstance(event, Rejected)
@@ -156,15 +195,9 @@ class Connection(asyncio.Protocol):
             logger.exception("REGISTER %s failed", request.nick)
             reply = None
         transport = self._transport
-        self._busy = False
-        if transport is None or transport.is_closing():
-            return
-        if reply is None:
-            transport.abort()  # the store failed: better no answer than a false WELCOME
-            return
-        transport.write(reply)
-        now = self._loop.time()
-        self._framer.touch(now)
-        transport.resume_reading()
-        self._drain(now + (self._server.limits.gap if self._eof else 0.0))
-        self._close_if_done()
+        if transport is not None and not transport.is_closing():
+            if reply is None:
+                transport.abort()  # the store failed: better no answer than a false WELCOME
+            else:
+                transport.write(reply)
+        self._release()
