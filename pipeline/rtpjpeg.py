@@ -53,13 +53,14 @@ from pipeline.jpegmarkers import (
     split_jpeg,
 )
 from pipeline.rtcp import ReceptionStats
-from pipeline.rtp import RtpError, RtpPacket, rtp_header, seq_add, ts_diff
+from pipeline.rtp import RTP_HEADER_SIZE, RtpError, RtpPacket, rtp_header, seq_add, ts_diff
 
 logger = logging.getLogger(__name__)
 
 PT_JPEG = 26
 CLOCK_RATE = 90000
 MAX_DIM = 2040  # width/8 and height/8 are one byte each
+_FAST_HEADER = struct.Struct("!BHII")  # RTP header after its first byte
 _MAIN_HDR = 8
 _RESTART_HDR = 4
 _QT_HDR = 4
@@ -199,7 +200,7 @@ class _Partial:
     )
 
     def __init__(self, now: float) -> None:
-        self.fragments: dict[int, bytes] = {}
+        self.fragments: dict[int, memoryview] = {}  # views of the datagrams
         self.nbytes = 0
         self.total: int | None = None  # known once the marker packet arrived
         self.header: tuple[int, int, int, int] | None = None  # type, q, w, h of offset 0
@@ -233,6 +234,8 @@ class RtpJpegReassembler:
         self.timeout = timeout
         self.max_frame_bytes = max_frame_bytes
         self.max_partial = max_partial
+        # Real senders fill packets (ffmpeg, GStreamer and vcall send ~1 KB or more each).
+        self._max_fragments = max_frame_bytes // 256 + 16
         self._ssrc: int | None = expected_ssrc
         self._last_packet_time: float | None = None
         self._partials: dict[int, _Partial] = {}
@@ -254,8 +257,15 @@ class RtpJpegReassembler:
 
     def push(self, datagram: bytes | bytearray | memoryview, now: float) -> list[JpegFrame]:
         """Take one datagram; return the frames it completed (usually none or one)."""
+        data = bytes(datagram) if not isinstance(datagram, bytes) else datagram
+        if len(data) > RTP_HEADER_SIZE and data[0] == 0x80:
+            # The common case (version 2, no padding, extension or CSRC): no RtpPacket object,
+            # and fragments stay zero-copy views of the datagram until the frame is joined.
+            b1, seq, ts, ssrc = _FAST_HEADER.unpack_from(data, 1)
+            payload = memoryview(data)[RTP_HEADER_SIZE:]
+            return self._push(b1 & 0x7F, seq, ts, ssrc, b1 >= 0x80, payload, now)
         try:
-            packet = RtpPacket.parse(datagram)
+            packet = RtpPacket.parse(data)
         except RtpError:
             self._c["malformed"] += 1
             return []
@@ -263,17 +273,36 @@ class RtpJpegReassembler:
 
     def push_packet(self, packet: RtpPacket, now: float) -> list[JpegFrame]:
         """As push(), for an already parsed packet."""
-        if self.payload_type is not None and packet.payload_type != self.payload_type:
+        return self._push(
+            packet.payload_type,
+            packet.sequence_number,
+            packet.timestamp,
+            packet.ssrc,
+            packet.marker,
+            memoryview(packet.payload),
+            now,
+        )
+
+    def _push(  # noqa: PLR0917 - the hot path; a header object per packet is what it avoids
+        self,
+        payload_type: int,
+        seq: int,
+        ts: int,
+        ssrc: int,
+        marker: bool,
+        payload: memoryview,
+        now: float,
+    ) -> list[JpegFrame]:
+        if self.payload_type is not None and payload_type != self.payload_type:
             self._c["wrong_source"] += 1
             return []
-        if not self._accept_source(packet.ssrc, now):
+        if not self._accept_source(ssrc, now):
             self._c["wrong_source"] += 1
             return []
         self._last_packet_time = now
         assert self._reception is not None
-        self._reception.update(packet.sequence_number, packet.timestamp, now)
+        self._reception.update(seq, ts, now)
         self.expire(now)
-        payload = packet.payload
         if len(payload) < _MAIN_HDR:
             self._c["malformed"] += 1
             return []
@@ -287,7 +316,6 @@ class RtpJpegReassembler:
                 return []
             restart = int.from_bytes(payload[pos : pos + 2], "big")
             pos += _RESTART_HDR
-        ts = packet.timestamp
         if self._last_done is not None:
             behind = ts_diff(ts, self._last_done)
             if -_RESET_TICKS < behind <= 0:
@@ -310,13 +338,19 @@ class RtpJpegReassembler:
                     # 16-bit tables (precision bits) are legal but nobody sends them.
                     self._drop(ts, "unsupported")
                     return []
-                tables = tuple(body[i : i + 64] for i in range(0, length, 64))
+                tables = tuple(bytes(body[i : i + 64]) for i in range(0, length, 64))
                 pos += length
         data = payload[pos:]
         if offset in part.fragments:
             self._c["duplicates"] += 1
             return []
-        if offset + len(data) > self.max_frame_bytes:
+        # Bounds memory per frame whatever a sender does: overlapping fragments at many offsets
+        # (nbytes) or many tiny ones (the fragment count).
+        if (
+            offset + len(data) > self.max_frame_bytes
+            or part.nbytes + len(data) > self.max_frame_bytes
+            or len(part.fragments) >= self._max_fragments
+        ):
             self._drop(ts, "unsupported")
             return []
         part.fragments[offset] = data
@@ -328,7 +362,7 @@ class RtpJpegReassembler:
             part.header = (rtype, q, w8 * 8, h8 * 8)
             part.restart = restart
             part.tables = tables
-        if packet.marker:
+        if marker:
             part.total = offset + len(data)
         if part.total is None or part.header is None or part.nbytes < part.total:
             return []
@@ -336,7 +370,7 @@ class RtpJpegReassembler:
         if scan is None:
             return []
         try:
-            frame = self._build(ts, part, scan, packet.ssrc)
+            frame = self._build(ts, part, scan, ssrc)
         except _BadFrameError as exc:
             logger.debug("dropped RTP/JPEG frame ts=%d: %s", ts, exc)
             self._drop(ts, "unsupported")

@@ -276,3 +276,17 @@ def test_in_order_lossless_stream_yields_every_frame() -> None:
     r = RtpJpegReassembler(SSRC)
     out = [f for packets in _STREAM for p in packets for f in r.push(p, 0.0)]
     assert len(out) == 4 and r.stats.lost_packets == 0 and r.stats.incomplete == 0
+
+
+def test_memory_per_frame_bounded_against_overlaps_and_tiny_fragments() -> None:
+    r = RtpJpegReassembler(SSRC, max_frame_bytes=64 * 1024)
+    header = bytes((0, 0, 0, 0, 1, 50, 40, 30))
+    for off in range(0, 2000, 2):  # 1000 overlapping 1000-byte fragments: 1 MB for a 3 KB span
+        body = header[:1] + off.to_bytes(3, "big") + header[4:] + bytes(1000)
+        r.push(RtpPacket(26, off // 2, 7, SSRC, payload=body).serialize(), 0.0)
+    assert r.stats.unsupported == 1
+    r = RtpJpegReassembler(SSRC, max_frame_bytes=64 * 1024)
+    for off in range(1000):  # empty fragments
+        body = header[:1] + off.to_bytes(3, "big") + header[4:]
+        r.push(RtpPacket(26, off, 7, SSRC, payload=body).serialize(), 0.0)
+    assert r.stats.unsupported == 1
