@@ -45,7 +45,8 @@ def test_rtp_call_frames_flow_and_hold_stops_sending(agents: AgentFactory, tmp_p
         assert receive["counters"]["frames"] >= 5, receive  # ~2 s at 15 fps before the hold
         assert receive["rtp"]["wrong_source"] == 0  # the SSRCs from call control match
         assert stats["stages"]["send"]["counters"]["frames"] >= 5
-        assert stats["rtt_ms"] is not None and 0 <= stats["rtt_ms"] < 1000
+        # RTCP reports go every few seconds: an RTT may not be known yet in so short a call
+        assert stats["rtt_ms"] is None or 0 <= stats["rtt_ms"] < 1000
         assert stats["loss"]["lost_frames"] <= receive["counters"]["frames"]
 
 
