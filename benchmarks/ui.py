@@ -158,13 +158,7 @@ def _measure(args: argparse.Namespace, display: str) -> dict[str, Any]:
         try:
             root.mainloop()
         finally:
-            app.exit()
-            end = time.monotonic() + 15
-            while app.worker._thread.is_alive() and time.monotonic() < end:
-                root.update()
-                time.sleep(0.01)
-            app._finish_exit()
-            app.worker.stop()
+            app.shutdown()
             root.destroy()
             if peer.stdin is not None:
                 peer.stdin.close()

@@ -94,11 +94,7 @@ class Client:
         if self.closed:
             return
         self.closed = True
-        app = self.app
-        app.exit()
-        self.pump_until(lambda: not app.worker._thread.is_alive(), 15.0, "worker stopped")
-        app._finish_exit()
-        app.worker.stop()
+        self.app.shutdown()
         self.root.destroy()
 
 

@@ -119,7 +119,7 @@ def worker() -> Any:
     w.start()
     yield w
     w.stop()
-    assert not w._thread.is_alive()
+    assert not w.running
 
 
 def test_login_lists_users_and_passes_loopback_addresses(worker: Any) -> None:

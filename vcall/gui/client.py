@@ -148,6 +148,17 @@ class ClientApp:
         self.worker.post(ev.Shutdown())
         self.root.after(EXIT_GRACE_MS, self._finish_exit)
 
+    def shutdown(self, timeout: float = 15.0) -> None:
+        """:meth:`exit` for callers without ``mainloop`` (tests, benchmarks): pumps Tk events
+        until the worker has hung up and stopped, then releases everything."""
+        self.exit()
+        deadline = time.monotonic() + timeout
+        while self.worker.running and time.monotonic() < deadline:
+            self.root.update()
+            time.sleep(0.01)
+        self._finish_exit()
+        self.worker.stop()
+
     def _finish_exit(self) -> None:
         with contextlib.suppress(tk.TclError):
             self.root.after_cancel(self._tick_id)

@@ -144,6 +144,10 @@ class ClientWorker:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
     def post(self, command: ev.Command) -> None:
         """Queue ``command`` for the worker; never blocks."""
         with self._cond:
