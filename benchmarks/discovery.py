@@ -446,7 +446,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.quick:
-        args.duration, args.closed_conns, args.open_conns = 1.5, 10, 50
+        args.duration, args.closed_conns, args.open_conns = 1.0, 10, 50
         args.rate, args.slow = 200.0, 20
     raise_nofile_limit()
     ctx = mp.get_context("spawn")
