@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import struct
+import time
 
 import cv2
 import numpy as np
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from turbojpeg import TJSAMP_420, TJSAMP_422, TJSAMP_444, TurboJPEG
 
 from pipeline.jpegmarkers import ijg_quant_tables, split_jpeg
+from pipeline.pattern import render_into
 from pipeline.rtp import RtpPacket
 from pipeline.rtpjpeg import (
     JpegFrame,
@@ -290,3 +292,26 @@ def test_memory_per_frame_bounded_against_overlaps_and_tiny_fragments() -> None:
         body = header[:1] + off.to_bytes(3, "big") + header[4:]
         r.push(RtpPacket(26, off, 7, SSRC, payload=body).serialize(), 0.0)
     assert r.stats.unsupported == 1
+
+
+def test_cost_per_720p_frame_printed() -> None:
+    """Not a timed assertion (shared machine): prints the figures, checks they are sane."""
+    img = np.zeros((720, 1280, 3), np.uint8)
+    render_into(img, 1, 0)
+    src = bytes(TJ.encode(img, quality=70, jpeg_subsample=TJSAMP_420))
+    pk, r = RtpJpegPacketizer(SSRC, initial_seq=0), RtpJpegReassembler(SSRC)
+    pack, join = [], []
+    for i in range(100):
+        t0 = time.perf_counter()
+        packets = pk.packetize(src, i * 3000)
+        t1 = time.perf_counter()
+        frames = [f for p in packets for f in r.push(p, i / 30)]
+        join.append(time.perf_counter() - t1)
+        pack.append(t1 - t0)
+        assert len(frames) == 1
+    p50 = sorted(pack)[50] * 1e3, sorted(join)[50] * 1e3
+    print(
+        f"\n720p q70 ({len(src)} B, {len(packets)} packets): packetize p50 {p50[0]:.3f} ms, "
+        f"reassemble p50 {p50[1]:.3f} ms"
+    )
+    assert 0 < p50[0] < 100 and 0 < p50[1] < 100
