@@ -1,0 +1,1 @@
+"""Interop tests: real ffmpeg and GStreamer against vcall."""
