@@ -175,3 +175,24 @@ def test_unreachable_server_exits_nonzero_with_a_message(agents: AgentFactory) -
     assert agent.exit_code() == 1
     agent.stop()  # joins the stderr reader
     assert b"registration failed" in agent.stderr and b"127.0.0.1" in agent.stderr
+
+
+def test_connect_timeout_gives_a_clear_reason(agents: AgentFactory) -> None:
+    import socket
+
+    from tests.call.agents import register_raw
+
+    # A listener whose accept queue is full drops further SYNs: connects hang, then time out.
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    filler = socket.create_connection(srv.getsockname(), timeout=2)
+    try:
+        register_raw(agents.server, "stuck", srv.getsockname()[1], ["V0"])
+        alice = agents("alice", *CTRL, "--call", "stuck", "--connect-timeout", "0.5")
+        ended = alice.wait("ended")
+        assert ended["reason"] == "failed"
+        assert ended["detail"].startswith("connect timeout") and "0.5 s" in ended["detail"]
+    finally:
+        filler.close()
+        srv.close()
