@@ -89,6 +89,8 @@ class RtpJpegPacketizer:
             raise ValueError(f"max_payload {max_payload} too small")
         if not 0 <= payload_type < 128 or not 0 <= ssrc < 1 << 32:
             raise ValueError("payload type or SSRC out of range")
+        if initial_seq is not None and not 0 <= initial_seq < 1 << 16:
+            raise ValueError(f"initial sequence number {initial_seq} out of range")
         self.ssrc = ssrc
         self.payload_type = payload_type
         self.max_payload = max_payload
@@ -110,8 +112,6 @@ class RtpJpegPacketizer:
         w, h = parts.width, parts.height
         if w % 8 or h % 8 or w > MAX_DIM or h > MAX_DIM:
             raise PacketizeError(f"{w}x{h}: RFC 2435 needs multiples of 8, at most {MAX_DIM}")
-        if parts.restart_interval and parts.restart_interval > 0xFFFF:
-            raise PacketizeError("restart interval out of range")  # pragma: no cover
         if self.q < 128 and parts.quant_tables != ijg_quant_tables(self.q):
             raise PacketizeError(f"JPEG tables are not the RFC 2435 tables for Q={self.q}")
         rtype = parts.rfc_type | (64 if parts.restart_interval else 0)

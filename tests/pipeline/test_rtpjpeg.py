@@ -197,6 +197,8 @@ def test_packetizer_rejects_what_rfc2435_cannot_carry() -> None:
         RtpJpegPacketizer(SSRC, q=100)
     with pytest.raises(ValueError):
         RtpJpegPacketizer(SSRC, max_payload=50)
+    with pytest.raises(ValueError):
+        RtpJpegPacketizer(SSRC, initial_seq=70000)
 
 
 def test_reassembler_limits() -> None:
