@@ -368,6 +368,8 @@ def build_jpeg(
     """
     if not (0 < width < 65536 and 0 < height < 65536):
         raise ValueError(f"bad JPEG size {width}x{height}")
+    if not 0 <= restart_interval < 65536:
+        raise ValueError(f"bad restart interval {restart_interval}")
     if len(quant_tables) not in (1, 2, 3) or any(len(t) != 64 for t in quant_tables):
         raise ValueError("need one to three 64-byte quantisation tables")
     base_type = rfc_type & 0x3F

@@ -117,6 +117,8 @@ def test_one_and_three_tables_build() -> None:
         build_jpeg(64, 48, 2, parts.quant_tables, parts.scan)
     with pytest.raises(ValueError):
         build_jpeg(0, 48, 1, parts.quant_tables, parts.scan)
+    with pytest.raises(ValueError):
+        build_jpeg(64, 48, 1, parts.quant_tables, parts.scan, restart_interval=70000)
 
 
 def test_unsupported_jpegs() -> None:
