@@ -70,7 +70,7 @@ def test_gui_out_of_the_box(xvfb_display: str, tmp_path: Path) -> None:
 
 
 def test_demo_shows_two_moving_videos(xvfb_display: str, screenshot: Shot) -> None:
-    proc = vcall("demo", "--duration", "14")
+    proc = vcall("demo", "--duration", "60")
     try:
         first, second = _geometries((1280, 1024))
         boxes = []
@@ -93,6 +93,7 @@ def test_demo_shows_two_moving_videos(xvfb_display: str, screenshot: Shot) -> No
             diff = np.abs(a[y : y + h, x : x + w].astype(int) - b[y : y + h, x : x + w]).mean()
             assert diff > 1.0, "a demo video is frozen"
     finally:
+        proc.send_signal(signal.SIGTERM)  # the demo closes both clients and exits 0
         out = proc.communicate(timeout=40)[0].decode()
     assert proc.returncode == 0, out[-3000:]
 

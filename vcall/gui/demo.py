@@ -3,7 +3,8 @@
 Starts an embedded discovery server on loopback, then two client windows as separate processes
 (``vcall gui``): "bob" logs in and auto-accepts; once the server knows bob, "alice" logs in and
 calls him. Both send the stamped test pattern. The demo ends when both windows are closed, after
-``--duration`` seconds, or on Ctrl+C; the clients die with it (parent-death signal).
+``--duration`` seconds, on Ctrl+C or SIGTERM (closing both clients properly); the clients die
+with it even if it is killed (parent-death signal).
 This is what ``make run`` starts.
 """
 
@@ -106,6 +107,13 @@ def run(args: argparse.Namespace) -> int:
         return 1
     first, second = _geometries(_screen_size())
     procs: list[subprocess.Popen[bytes]] = []
+    stopping = False
+
+    def on_sigterm(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True  # the loop below stops both clients properly
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     with EmbeddedServer() as server, tempfile.TemporaryDirectory(prefix="vcall-demo-") as tmp:
         address = server.address
         assert address is not None
@@ -120,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
             call = () if args.no_call else ("--call", "bob")
             procs.append(_client(text, "alice", second, Path(tmp), args, *call))
             deadline = time.monotonic() + args.duration if args.duration > 0 else None
-            while any(p.poll() is None for p in procs):
+            while any(p.poll() is None for p in procs) and not stopping:
                 if deadline is not None and time.monotonic() > deadline:
                     break
                 time.sleep(0.2)
