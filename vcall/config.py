@@ -150,7 +150,7 @@ def _convert(field: str, value: Any, where: str) -> Any:
     if field in {"server_port", "listen_port", "media_port"}:
         return _port(value, where)
     if field == "ring_timeout":
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e6:
             raise ConfigError(f"{where}: must be a positive number of seconds, got {value!r}")
         return float(value)
     if not isinstance(value, str) or not value.strip():

@@ -3,6 +3,7 @@ asked)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import stat
 from pathlib import Path
@@ -20,6 +21,7 @@ from vcall.config import (
     format_server,
     load_config,
     load_state,
+    parse_config,
     parse_server,
     save_state,
 )
@@ -144,3 +146,27 @@ def test_damaged_state_is_ignored(tmp_path: Path, content: str) -> None:
     state = load_state(path)
     assert state.password == ""  # a password without remember_password is never loaded
     assert state in (State(), State(nick="a"))
+
+
+@given(st.binary(max_size=200))
+def test_state_file_of_arbitrary_bytes_never_raises(
+    tmp_path_factory: pytest.TempPathFactory, data: bytes
+) -> None:
+    path = tmp_path_factory.mktemp("state") / "state.json"
+    path.write_bytes(data)
+    state = load_state(path)
+    assert isinstance(state, State)
+    assert state.password == "" or state.remember_password
+
+
+_toml_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=10), c, max_size=3),
+    max_leaves=10,
+)
+
+
+@given(st.dictionaries(st.sampled_from(["server", "network", "media", "call", "x"]), _toml_values))
+def test_parse_config_raises_only_config_error(data: dict[str, object]) -> None:
+    with contextlib.suppress(ConfigError):
+        parse_config(data)
