@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -103,3 +105,90 @@ def test_throttled_attempts_do_no_scrypt_work(monkeypatch: pytest.MonkeyPatch) -
                     client.register("kim", "10.0.0.1", 1000, "right", ["V0"])
             assert len(calls) == 3  # no scrypt while throttled
             assert client.query("kim").port == 1000
+
+
+def test_queued_wrong_passwords_cannot_bypass_the_throttle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[str] = []
+    real = server_module.verify_password
+
+    def counting(password: str, credential: Credential) -> bool:
+        calls.append(password)
+        return real(password, credential)
+
+    monkeypatch.setattr(server_module, "verify_password", counting)
+    config = ServerConfig(
+        throttle=ThrottlePolicy(max_failures=3, window=60, lockout=60),
+        scrypt=ScryptParams(n=1 << 10),
+    )
+    with EmbeddedServer(config=config) as server:
+        assert server.address is not None
+        with DiscoveryClient(*server.address) as client:
+            client.register("lee", "10.0.0.1", 1000, "right", ["V0"])
+        barrier = threading.Barrier(12)
+        refused: list[bool] = []
+
+        def guess(i: int) -> None:
+            assert server.address is not None
+            with DiscoveryClient(*server.address) as c:
+                c.list_users()
+                barrier.wait()
+                with pytest.raises(WrongPassword):
+                    c.register("lee", "10.0.0.1", 1000, f"guess{i}", ["V0"])
+                refused.append(True)
+
+        threads = [threading.Thread(target=guess, args=(i,)) for i in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    assert len(refused) == 12
+    assert len(calls) == 3  # the other nine were refused without scrypt work
+
+
+def test_a_register_flood_from_one_address_leaves_room_for_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lock = threading.Lock()
+    running: dict[str, int] = {"flood": 0, "other": 0}
+    peak = {"flood": 0}
+    other_started_while_flooding = threading.Event()
+    real = server_module.hash_password
+
+    def slow_hash(password: str, params: ScryptParams) -> Credential:
+        kind = "flood" if password.startswith("flood") else "other"
+        with lock:
+            running[kind] += 1
+            peak["flood"] = max(peak["flood"], running["flood"])
+            if kind == "other" and running["flood"]:
+                other_started_while_flooding.set()
+        time.sleep(0.2)
+        with lock:
+            running[kind] -= 1
+        return real(password, params)
+
+    monkeypatch.setattr(server_module, "hash_password", slow_hash)
+    config = ServerConfig(hash_workers=4, scrypt=ScryptParams(n=1 << 10))
+    with EmbeddedServer(config=config) as server:
+        assert server.address is not None
+        address = server.address
+
+        def register(nick: str, password: str, source: str) -> None:
+            sock = socket.create_connection(address, timeout=10, source_address=(source, 0))
+            with sock:
+                sock.sendall(f"REGISTER {nick} 10.0.0.1 1000 {password} V0".encode())
+                assert sock.recv(100).startswith(b"OK WELCOME")
+
+        flood = [
+            threading.Thread(target=register, args=(f"f{i}", f"flood{i}", "127.0.0.1"))
+            for i in range(8)
+        ]
+        for t in flood:
+            t.start()
+        time.sleep(0.1)
+        register("victim", "other", "127.0.0.2")
+        for t in flood:
+            t.join(30)
+    assert peak["flood"] == 2  # one address never holds more than two scrypt slots
+    assert other_started_while_flooding.is_set()  # the other address did not queue behind it

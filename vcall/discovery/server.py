@@ -34,7 +34,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from vcall.discovery.codec import (
     Nok,
@@ -57,10 +57,12 @@ from vcall.discovery.store import (
 from vcall.discovery.throttle import FailureThrottle, ThrottlePolicy
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _WRONG_PASS = format_reply(Nok(NokCode.WRONG_PASS))
 DROP_REPORT_INTERVAL = 10.0  # seconds between summaries of dropped connections
 DROPS_PER_TICK = 50  # connections closed by timers per tick (see _tick)
+HASHES_PER_ADDRESS = 2  # scrypt jobs one client address may have in the pool at once
 ACCEPT_BATCH = 32  # connections accepted per event-loop iteration
 LISTEN_BACKLOG = 4096  # connections the kernel queues meanwhile
 
@@ -103,7 +105,9 @@ class DiscoveryServer:
         self._per_address: dict[str, int] = {}
         self._pending: set[Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._nick_locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        # Two first registrations of one nick must not both win: one at a time per nick.
+        self._nick_locks = _KeyedSlots(1)
+        self._address_slots = _KeyedSlots(HASHES_PER_ADDRESS)
         self._drops: dict[str, int] = {}
         self.address: tuple[str, int] = (config.host, config.port)
 
@@ -236,14 +240,16 @@ class DiscoveryServer:
 
     async def register(self, request: Register, address: str) -> bytes:
         keys = (f"nick:{request.nick}", f"addr:{address}")
-        if self._throttle.blocked(keys, self.loop.time()):
-            logger.debug("REGISTER %s from %s: throttled", request.nick, address)
-            return _WRONG_PASS
-        async with self._nick_lock(request.nick):
+        async with self._nick_locks.hold(request.nick):
+            # Checked after the lock: attempts queued behind it must not bypass a lock-out
+            # that the attempts before them caused.
+            if self._throttle.blocked(keys, self.loop.time()):
+                logger.debug("REGISTER %s from %s: throttled", request.nick, address)
+                return _WRONG_PASS
             existing = self.directory.get(request.nick)
             if existing is not None:
-                ok = await self.loop.run_in_executor(
-                    self._hash_pool, verify_password, request.password, existing.credential
+                ok = await self._scrypt(
+                    address, verify_password, request.password, existing.credential
                 )
                 if not ok:
                     self._throttle.failure(keys, self.loop.time())
@@ -252,8 +258,8 @@ class DiscoveryServer:
                 self._throttle.success(keys[:1])
                 credential = existing.credential
             else:
-                credential = await self.loop.run_in_executor(
-                    self._hash_pool, hash_password, request.password, self.config.scrypt
+                credential = await self._scrypt(
+                    address, hash_password, request.password, self.config.scrypt
                 )
             ts = time.time()
             user = StoredUser(
@@ -265,20 +271,33 @@ class DiscoveryServer:
         logger.info("REGISTER %s %s:%d from %s", request.nick, request.ip, request.port, address)
         return format_reply(Welcome(request.nick, ts))
 
+    async def _scrypt(self, address: str, func: Callable[..., T], *args: Any) -> T:
+        """Run scrypt work in the pool, at most HASHES_PER_ADDRESS at a time per address, so
+        that a REGISTER flood from one address cannot fill the pool for everyone else."""
+        async with self._address_slots.hold(address):
+            return await self.loop.run_in_executor(self._hash_pool, func, *args)
+
+
+class _KeyedSlots:
+    """Per-key semaphores, created on demand and forgotten once unused (bounded memory)."""
+
+    def __init__(self, slots: int) -> None:
+        self._slots = slots
+        self._table: dict[str, tuple[asyncio.Semaphore, int]] = {}
+
     @contextlib.asynccontextmanager
-    async def _nick_lock(self, nick: str) -> AsyncIterator[None]:
-        """Serialise REGISTERs of one nick (two first registrations must not both win)."""
-        lock, users = self._nick_locks.get(nick, (asyncio.Lock(), 0))
-        self._nick_locks[nick] = (lock, users + 1)
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        sem, users = self._table.get(key) or (asyncio.Semaphore(self._slots), 0)
+        self._table[key] = (sem, users + 1)
         try:
-            async with lock:
+            async with sem:
                 yield
         finally:
-            lock, users = self._nick_locks[nick]
+            sem, users = self._table[key]
             if users == 1:
-                del self._nick_locks[nick]
+                del self._table[key]
             else:
-                self._nick_locks[nick] = (lock, users - 1)
+                self._table[key] = (sem, users - 1)
 
 
 # --- command line ---------------------------------------------------------------------------
