@@ -35,7 +35,9 @@ fragments within a frame, ignores duplicates, drops a partial frame when a newer
 completes, after ``timeout`` without packets, or when more than ``max_partial`` are open;
 drops packets of frames older than the last completed one. Q 1-99 uses the standard tables,
 Q 128-254 tables are cached per Q, Q 255 needs in-band tables. Types 0/1/64/65 only, at most
-``max_dim`` pixels per side. Everything dropped is counted in ``stats``.
+``max_dim`` pixels per side. A partial frame holds at most ``max_frame_bytes`` of fragments
+(overlaps counted in full) in at most ``max_frame_bytes // 256 + 16`` fragments, so memory is
+bounded whatever a sender does. Everything dropped is counted in ``stats``.
 """
 
 from __future__ import annotations
