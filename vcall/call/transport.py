@@ -69,8 +69,7 @@ class ControlConnection:
 
     async def read_message(self, timeout: float | None = None) -> Message | None:
         """Next message; None at EOF. Raises TimeoutError, PeerProtocolError, ConnectionError."""
-        loop = asyncio.get_running_loop()
-        end = None if timeout is None else loop.time() + timeout
+        end = None if timeout is None else time.monotonic() + timeout
         while True:
             now = time.monotonic()
             msg = self._framer.next_message(now)
@@ -78,13 +77,14 @@ class ControlConnection:
                 return msg
             if self._framer.eof:
                 return None
-            waits = [] if end is None else [end - loop.time()]
+            if end is not None and now >= end:
+                raise TimeoutError("no complete message in time")
+            # Wake up for the caller's timeout or when a pending message completes by the gap.
+            waits = [] if end is None else [end - now]
             deadline = self._framer.deadline()
             if deadline is not None:
                 waits.append(deadline - now + 0.001)
             wait = max(0.0, min(waits)) if waits else None
-            if end is not None and loop.time() >= end:
-                raise TimeoutError("no complete message in time")
             try:
                 data = await asyncio.wait_for(self._reader.read(READ_CHUNK), wait)
             except TimeoutError:
