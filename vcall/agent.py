@@ -43,8 +43,8 @@ def _host_port(text: str) -> tuple[str, int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--nick", required=True)
-    parser.add_argument("--password", required=True)
+    parser.add_argument("--nick", required=True, help="nick to register")
+    parser.add_argument("--password", required=True, help="its password (fixed at first use)")
     parser.add_argument("--server", type=_host_port, default=DEFAULT_SERVER, help="HOST:PORT")
     parser.add_argument("--listen-ip", default="0.0.0.0", help="call-control listen address")
     parser.add_argument("--listen-port", type=int, default=0, help="TCP call-control port")
@@ -61,9 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-media", action="store_true", help="call control only")
     parser.add_argument("--once", action="store_true", help="exit after the first call ends")
     parser.add_argument("--classic", action="store_true", help="register V0 only")
-    parser.add_argument("--ring-timeout", type=float, default=30.0)
+    parser.add_argument("--ring-timeout", type=float, default=30.0, help="s, then CALL_DENIED")
     parser.add_argument("--answer-timeout", type=float, help="default: ring timeout + 5 s")
-    parser.add_argument("--connect-timeout", type=float, default=3.0)
+    parser.add_argument("--connect-timeout", type=float, default=3.0, help="s to reach a callee")
     parser.add_argument("--heartbeat", type=float, nargs=2, metavar=("INTERVAL", "TIMEOUT"))
 
 
@@ -71,7 +71,12 @@ def _media_factory(args: argparse.Namespace) -> Callable[[], MediaLike] | None:
     if args.no_media:
         return None
     # Imported here: a control-only agent does not pay for loading the media pipeline.
+    from pipeline.presets import get_preset  # noqa: PLC0415
     from pipeline.session import MediaSession  # noqa: PLC0415
+    from pipeline.sources import parse_spec  # noqa: PLC0415
+
+    get_preset(args.preset)  # a bad preset or source is the user's mistake: say so at once
+    parse_spec(args.source)
 
     def factory() -> MediaLike:
         return MediaSession(source=args.source, preset=args.preset, bind_ip=args.listen_ip)
@@ -177,14 +182,19 @@ class _Agent:
 
 def run(args: argparse.Namespace) -> int:
     agent = _Agent(args)
-    hb = HeartbeatConfig(*args.heartbeat) if args.heartbeat else None
+    try:
+        hb = HeartbeatConfig(*args.heartbeat) if args.heartbeat else None
+        media_factory = _media_factory(args)
+    except ValueError as exc:  # bad heartbeat figures, unknown preset, malformed source
+        print(f"vcall agent: {exc}", file=sys.stderr)
+        return 2
     manager = CallManager(
         nick=args.nick,
         password=args.password,
         server=args.server,
         listen=(args.listen_ip, args.listen_port),
         advertise_ip=args.advertise_ip,
-        media_factory=_media_factory(args),
+        media_factory=media_factory,
         on_event=agent.on_event,
         ring_timeout=args.ring_timeout,
         answer_timeout=args.answer_timeout,

@@ -196,3 +196,10 @@ def test_connect_timeout_gives_a_clear_reason(agents: AgentFactory) -> None:
     finally:
         filler.close()
         srv.close()
+
+
+def test_bad_media_options_exit_2_before_registering(agents: AgentFactory) -> None:
+    agent = agents("bob", "--preset", "nope", wait_registered=False)
+    assert agent.exit_code() == 2
+    agent.stop()
+    assert b"unknown preset" in agent.stderr and not agent.has("registered")
