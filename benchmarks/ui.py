@@ -129,6 +129,9 @@ def _measure(args: argparse.Namespace, display: str) -> dict[str, Any]:
                     result["peer_view"] = list(app.call.peer_view.area)
                     # What the display stage produced, to tell the pipeline from the Tk thread.
                     result["display_stage_fps"] = app.last_stats.get("fps_shown")
+                    result["client_pipeline_cpu_pct"] = app.last_stats.get("cpu_percent", {}).get(
+                        "total"
+                    )
                     handler_ms.extend(app.feed.handler_ms)
                     root.quit()
                     return
