@@ -36,9 +36,11 @@ import tempfile
 import time
 from array import array
 from collections.abc import Coroutine, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from multiprocessing.connection import Connection
 from typing import IO, Any, TypeVar, cast
+
+import psutil
 
 from vcall.discovery.client import DiscoveryClient
 from vcall.discovery.codec import UserRecord, format_reply
@@ -71,6 +73,7 @@ class Result:
     p99_ms: float
     max_ms: float
     errors: int
+    server_cpu_pct: float | None = None  # of one core, over the run (None: external server)
     slow_reconnects: int = 0
 
 
@@ -315,10 +318,10 @@ def _slow_worker(host: str, port: int, count: int, interval: float, pipe: Connec
 
 
 @contextlib.contextmanager
-def _server_process(args: argparse.Namespace) -> Iterator[tuple[str, int]]:
+def _server_process(args: argparse.Namespace) -> Iterator[tuple[str, int, int | None]]:
     if args.server:
         host, _, port = args.server.rpartition(":")
-        yield host, int(port)
+        yield host, int(port), None
         return
     cmd = [
         sys.executable, "-m", "vcall.discovery.server", "--host", "127.0.0.1", "--port", "0",
@@ -334,7 +337,7 @@ def _server_process(args: argparse.Namespace) -> Iterator[tuple[str, int]]:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"server did not start: {_read(log)}")
                 time.sleep(0.05)
-            yield match.group(1), int(match.group(2))
+            yield match.group(1), int(match.group(2)), proc.pid
         finally:
             proc.terminate()
             try:
@@ -380,6 +383,13 @@ def _run_load(
     return latencies, errors, measured
 
 
+def _cpu(proc: psutil.Process | None) -> float:
+    if proc is None:
+        return 0.0
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
 def _percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -389,7 +399,7 @@ def _percentile(sorted_values: list[float], q: float) -> float:
 
 def _result(
     name: str, *, conns: int, slow: int = 0, rate: float | None, lat: list[float], errors: int,
-    measured: float, reconnects: int = 0,
+    measured: float, server_cpu: float | None = None,
 ) -> Result:  # fmt: skip
     lat.sort()
     ms = [v * 1000 for v in lat]
@@ -404,7 +414,7 @@ def _result(
         p99_ms=round(_percentile(ms, 99), 3),
         max_ms=round(ms[-1], 3) if ms else float("nan"),
         errors=errors,
-        slow_reconnects=reconnects,
+        server_cpu_pct=None if server_cpu is None else round(server_cpu, 1),
     )
 
 
@@ -418,15 +428,19 @@ def _preload(host: str, port: int) -> None:
 def _table(results: list[Result]) -> str:
     head = (
         f"{'scenario':<16} {'conns':>6} {'slow':>6} {'offered/s':>10} {'achieved/s':>11} "
-        f"{'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7}"
+        f"{'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7} {'srv cpu':>8}"
     )
     lines = [head, "-" * len(head)]
     for r in results:
         offered = f"{r.offered_rps:.0f}" if r.offered_rps else "-"
+        cpu = "-" if r.server_cpu_pct is None else f"{r.server_cpu_pct:.0f}%"
         lines.append(
             f"{r.scenario:<16} {r.conns:>6} {r.slow:>6} {offered:>10} {r.achieved_rps:>11.1f} "
-            f"{r.p50_ms:>8.2f} {r.p90_ms:>8.2f} {r.p99_ms:>8.2f} {r.max_ms:>8.2f} {r.errors:>7}"
+            f"{r.p50_ms:>8.2f} {r.p90_ms:>8.2f} {r.p99_ms:>8.2f} {r.max_ms:>8.2f} {r.errors:>7} "
+            f"{cpu:>8}"
         )
+    load = os.getloadavg()[0]
+    lines.append(f"(srv cpu: server process, % of one core; load average now {load:.1f})")
     return "\n".join(lines)
 
 
@@ -451,35 +465,25 @@ def run(args: argparse.Namespace) -> int:
     raise_nofile_limit()
     ctx = mp.get_context("spawn")
     results: list[Result] = []
-    with _server_process(args) as (host, port):
+    load_before = os.getloadavg()
+    with _server_process(args) as (host, port, pid):
+        server = psutil.Process(pid) if pid else None
         _preload(host, port)
-        load = {"duration": args.duration, "workers": args.workers}
-        lat, errors, measured = _run_load(
-            ctx, (host, port), conns=args.closed_conns, rate=0, **load
-        )
-        results.append(
-            _result(
-                "closed-loop",
-                conns=args.closed_conns,
-                rate=None,
-                lat=lat,
-                errors=errors,
-                measured=measured,
-            )
-        )
-        lat, errors, measured = _run_load(
-            ctx, (host, port), conns=args.open_conns, rate=args.rate, **load
-        )
-        results.append(
-            _result(
-                "open-loop",
-                conns=args.open_conns,
-                rate=args.rate,
-                lat=lat,
-                errors=errors,
-                measured=measured,
-            )
-        )
+
+        def scenario(name: str, conns: int, rate: float, slow: int = 0) -> Result:
+            cpu0, t0 = _cpu(server), time.monotonic()
+            lat, errors, measured = _run_load(
+                ctx, (host, port), conns=conns, rate=rate,
+                duration=args.duration, workers=args.workers,
+            )  # fmt: skip
+            cpu = (_cpu(server) - cpu0) / (time.monotonic() - t0) * 100 if server else None
+            return _result(
+                name, conns=conns, slow=slow, rate=rate or None, lat=lat, errors=errors,
+                measured=measured, server_cpu=cpu,
+            )  # fmt: skip
+
+        results.append(scenario("closed-loop", args.closed_conns, 0))
+        results.append(scenario("open-loop", args.open_conns, args.rate))
         parent, child = ctx.Pipe()
         slow = ctx.Process(
             target=_slow_worker,
@@ -491,31 +495,23 @@ def run(args: argparse.Namespace) -> int:
         try:
             parent.recv()  # "ready": all slow clients started connecting
             time.sleep(min(2.0, args.duration / 2))  # let them settle in
-            lat, errors, measured = _run_load(
-                ctx, (host, port), conns=args.open_conns, rate=args.rate, **load
-            )
+            with_slow = scenario("open-loop+slow", args.open_conns, args.rate, slow=args.slow)
             parent.send("stop")
-            reconnects = parent.recv()
+            results.append(replace(with_slow, slow_reconnects=parent.recv()))
         finally:
             slow.join(30)
             if slow.is_alive():
                 slow.kill()
-        results.append(
-            _result(
-                "open-loop+slow",
-                conns=args.open_conns,
-                slow=args.slow,
-                rate=args.rate,
-                lat=lat,
-                errors=errors,
-                measured=measured,
-                reconnects=reconnects,
-            )
-        )
     print(_table(results))
     report = {
         "benchmark": "discovery",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            # Other work on the machine inflates latencies: the load average says how much.
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
+        },
         "settings": {k: v for k, v in vars(args).items() if k != "json"},
         "targets": {"closed_loop_rps": 10000, "open_loop_p99_ms": 20},
         "results": [asdict(r) for r in results],
