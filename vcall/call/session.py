@@ -26,6 +26,7 @@ from typing import Any, Literal, TypeVar
 
 from vcall import EXTENSION_VERSION
 from vcall.call import policy, transport
+from vcall.call.callmedia import CallMedia
 from vcall.call.codec import (
     CallAccepted,
     CallAlive,
@@ -50,7 +51,7 @@ from vcall.call.events import (
     StateChanged,
 )
 from vcall.call.heartbeat import Heartbeat, HeartbeatConfig
-from vcall.call.media import MediaLike, make_endpoint
+from vcall.call.media import MediaLike
 from vcall.call.state import (
     ACTIVE_STATES,
     CallInput,
@@ -102,8 +103,6 @@ class CallSession:
         self._sm = sm
         self._emit = emit
         self._in_thread = in_thread
-        self._media_pool = media_pool
-        self._media_factory = media_factory
         self._discovery = discovery
         self._on_finished = on_finished
         self._stats_sink = stats_sink
@@ -118,15 +117,18 @@ class CallSession:
         self.peer_ssrc = 0
         self.local_rx_port = 0
         self.peer_rx_port = 0
-        self.media: MediaLike | None = None
-        self._sink: transport.DiscardSink | None = None
-        self._sink_transport: asyncio.BaseTransport | None = None
+        self._media = CallMedia(media_factory, media_pool, config.bind_ip)
         self.minority = False
         self._accepted_at: float | None = None
         self._accepting = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._finished = False
         self._cleanup_task: asyncio.Task[None] | None = None
+
+    @property
+    def media(self) -> MediaLike | None:
+        """The call's MediaSession, once opened (None without a media factory)."""
+        return self._media.session
 
     @property
     def finished(self) -> bool:
@@ -145,7 +147,7 @@ class CallSession:
             local, remote = hold_flags(t.new)
             flows = video_flows(t.new)
             if flows != video_flows(t.old):  # held by one side -> by both: nothing to change
-                self._media_op(lambda m: m.set_sending(flows))
+                self._media.set_sending(flows)
             self._emit(HoldChanged(local, remote))
 
     def _peer_input(self, inp: CallInput, detail: str = "") -> None:
@@ -175,22 +177,9 @@ class CallSession:
         conn, self.conn = self.conn, None
         if conn is not None:
             await conn.aclose()
-        media, self.media = self.media, None
-        loop = asyncio.get_running_loop()
-        if media is not None:
-            try:
-                self._stats_sink(await loop.run_in_executor(self._media_pool, media.stats))
-            except Exception:
-                logger.exception("media stats failed")
-            try:
-                await loop.run_in_executor(self._media_pool, media.close)
-            except Exception:
-                logger.exception("media close failed")
-        if self._sink_transport is not None and self._sink is not None:
-            self._sink_transport.close()
-            self._stats_sink(
-                {"media": False, "rx_datagrams": self._sink.datagrams, "rx_bytes": self._sink.bytes}
-            )
+        stats = await self._media.close()
+        if stats is not None:
+            self._stats_sink(stats)
 
     def cleanup_done(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` on the loop once the cleanup of an ended call has finished."""
@@ -214,38 +203,6 @@ class CallSession:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    def _media_op(self, fn: Callable[[MediaLike], None]) -> None:
-        media = self.media
-        if media is None:
-            return
-
-        def run() -> None:
-            try:
-                fn(media)
-            except Exception:
-                logger.exception("media operation failed")
-
-        self._media_pool.submit(run)
-
-    async def _open_media(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self._media_factory is None:
-            transport_, sink = await loop.create_datagram_endpoint(
-                transport.DiscardSink, local_addr=(self.config.bind_ip, 0)
-            )
-            if self._finished:  # ended meanwhile: the cleanup has already run
-                transport_.close()
-                return
-            self._sink_transport, self._sink = transport_, sink
-            self.local_rx_port = transport_.get_extra_info("sockname")[1]
-            return
-        factory = self._media_factory
-        self.media = media = await loop.run_in_executor(self._media_pool, factory)
-        self.local_rx_port = await loop.run_in_executor(self._media_pool, media.open)
-        if self._finished and self.media is media:  # ended while opening: cleanup missed it
-            self.media = None
-            await loop.run_in_executor(self._media_pool, media.close)
 
     async def _send(self, msg: Message) -> None:
         """Send to the peer on the control connection, or on a fresh one (minority dialect)."""
@@ -300,7 +257,7 @@ class CallSession:
         self.peer_ext = self.config.extension and EXTENSION_VERSION in record.protocols
         self._emit(Outgoing(self.peer, record.ip, record.port, self.peer_ext))
         try:
-            await self._open_media()
+            self.local_rx_port = await self._media.open()
         except Exception as exc:
             logger.exception("media open failed")
             self._fail(CallInput.FAILED, f"media session failed to open: {exc}")
@@ -371,7 +328,7 @@ class CallSession:
             raise IllegalTransitionError(self._sm.state, CallInput.ACCEPT)
         self._accepting = True
         try:
-            await self._open_media()
+            self.local_rx_port = await self._media.open()
         except Exception as exc:
             logger.exception("media open failed")
             self._fail(
@@ -415,11 +372,7 @@ class CallSession:
 
     def _start_call(self) -> None:
         mode: Literal["v0", "rtp"] = "rtp" if self.negotiated else "v0"
-        if self.media is not None:
-            endpoint = make_endpoint(
-                self.peer_ip, self.peer_rx_port, mode, self.local_ssrc, self.peer_ssrc
-            )
-            self._media_op(lambda m: m.connect(endpoint))
+        self._media.connect(self.peer_ip, self.peer_rx_port, mode, self.local_ssrc, self.peer_ssrc)
         self._emit(
             CallStarted(
                 peer=self.peer,
@@ -427,7 +380,7 @@ class CallSession:
                 peer_ip=self.peer_ip,
                 local_rx_port=self.local_rx_port,
                 peer_rx_port=self.peer_rx_port,
-                media=self.media is not None,
+                media=self._media.real,
                 role=self.role,
             )
         )

@@ -1,0 +1,95 @@
+"""CallMedia: ordered media operations, close during open, the discarding placeholder socket."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import socket
+import threading
+from typing import Any
+
+from vcall.call.callmedia import CallMedia
+
+
+class SlowMedia:
+    def __init__(self, gate: threading.Event) -> None:
+        self.gate = gate
+        self.calls: list[str] = []
+
+    def open(self) -> int:
+        self.gate.wait(5)
+        self.calls.append("open")
+        return 40000
+
+    def connect(self, peer: Any) -> None:
+        self.calls.append(f"connect {peer.mode} {peer.rx_port}")
+
+    def set_sending(self, enabled: bool) -> None:
+        self.calls.append(f"sending {enabled}")
+
+    def stats(self) -> dict[str, Any]:
+        self.calls.append("stats")
+        return {"ok": 1}
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+
+def test_close_while_opening_releases_after_the_open() -> None:
+    gate = threading.Event()
+    media = SlowMedia(gate)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+
+        async def scenario() -> Any:
+            cm = CallMedia(lambda: media, pool, "127.0.0.1")
+            opening = asyncio.ensure_future(cm.open())
+            await asyncio.sleep(0.05)  # the factory ran; open() is blocked on the gate
+            closing = asyncio.ensure_future(cm.close())
+            await asyncio.sleep(0.05)
+            gate.set()
+            return await opening, await closing, await cm.close()
+
+        port, stats, again = asyncio.run(scenario())
+    assert port == 40000
+    assert media.calls == ["open", "stats", "close"]
+    assert again is None  # idempotent
+    assert stats in (None, {"ok": 1})
+
+
+def test_operations_keep_their_order() -> None:
+    gate = threading.Event()
+    gate.set()
+    media = SlowMedia(gate)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+
+        async def scenario() -> Any:
+            cm = CallMedia(lambda: media, pool, "127.0.0.1")
+            await cm.open()
+            cm.connect("127.0.0.1", 40002, "rtp", 1, 2)
+            for flag in (False, True, False):
+                cm.set_sending(flag)
+            return await cm.close()
+
+        stats = asyncio.run(scenario())
+    assert media.calls == [
+        "open", "connect rtp 40002", "sending False", "sending True", "sending False",
+        "stats", "close",
+    ]  # fmt: skip
+    assert stats == {"ok": 1}
+
+
+def test_without_a_factory_a_real_port_counts_and_discards() -> None:
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+
+        async def scenario() -> Any:
+            cm = CallMedia(None, pool, "127.0.0.1")
+            port = await cm.open()
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                for _ in range(3):
+                    s.sendto(b"x" * 100, ("127.0.0.1", port))
+            await asyncio.sleep(0.1)
+            assert cm.session is None and not cm.real
+            return await cm.close()
+
+        stats = asyncio.run(scenario())
+    assert stats == {"media": False, "rx_datagrams": 3, "rx_bytes": 300}
