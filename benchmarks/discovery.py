@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 from array import array
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import asdict, dataclass, replace
 from multiprocessing.connection import Connection
 from typing import IO, Any, TypeVar, cast
@@ -120,8 +120,9 @@ class _LoadConn(asyncio.Protocol):
 
 
 class _Generator:
-    def __init__(self, spec: LoadSpec) -> None:
+    def __init__(self, spec: LoadSpec, notify: Callable[[str], None]) -> None:
         self.spec = spec
+        self.notify = notify  # "measuring" / "done": the parent samples the server's CPU
         self.latencies = array("d")
         self.errors = 0
         self.finished = False
@@ -157,6 +158,8 @@ class _Generator:
         start = time.perf_counter()
         self.measure_from = start + WARMUP
         self.end = start + self.spec.duration
+        loop.call_later(WARMUP, self.notify, "measuring")
+        loop.call_later(self.spec.duration, self.notify, "done")
         if self.spec.rate == 0:
             for conn in conns:
                 conn.send(time.perf_counter())
@@ -204,7 +207,7 @@ def _run_async(coro: Coroutine[Any, Any, T]) -> T:
 def _load_worker(spec: LoadSpec, pipe: Connection) -> None:
     raise_nofile_limit()
     try:
-        latencies, errors, measured = _run_async(_Generator(spec).run())
+        latencies, errors, measured = _run_async(_Generator(spec, pipe.send).run())
         pipe.send((latencies.tobytes(), errors, measured))
     except Exception as exc:
         pipe.send(exc)
@@ -354,8 +357,10 @@ def _read(log: IO[str]) -> str:
 
 
 def _run_load(
-    ctx: Any, address: tuple[str, int], *, conns: int, duration: float, rate: float, workers: int
-) -> tuple[list[float], int, float]:
+    ctx: Any, address: tuple[str, int], *, conns: int, duration: float, rate: float,
+    workers: int, server: psutil.Process | None,
+) -> tuple[list[float], int, float, float | None]:  # fmt: skip
+    """Run the load processes; latencies (s), errors, measured seconds, server CPU %."""
     host, port = address
     pipes, procs = [], []
     for w in range(workers):
@@ -370,6 +375,17 @@ def _run_load(
     latencies: list[float] = []
     errors = 0
     measured = 0.0
+    # Server CPU over the measured window only (not process start-up or connecting).
+    cpu0, t0 = 0.0, time.monotonic()
+    for stage in ("measuring", "done"):
+        for pipe in pipes:
+            got = pipe.recv()
+            if isinstance(got, Exception):
+                raise got
+            assert got == stage, got
+        if stage == "measuring":
+            cpu0, t0 = _cpu(server), time.monotonic()
+    cpu_pct = (_cpu(server) - cpu0) / (time.monotonic() - t0) * 100 if server else None
     for pipe, proc in zip(pipes, procs, strict=True):
         got = pipe.recv()
         proc.join(30)
@@ -380,7 +396,7 @@ def _run_load(
         lat.frombytes(raw)
         latencies.extend(lat)
         errors += errs
-    return latencies, errors, measured
+    return latencies, errors, measured, cpu_pct
 
 
 def _cpu(proc: psutil.Process | None) -> float:
@@ -471,12 +487,10 @@ def run(args: argparse.Namespace) -> int:
         _preload(host, port)
 
         def scenario(name: str, conns: int, rate: float, slow: int = 0) -> Result:
-            cpu0, t0 = _cpu(server), time.monotonic()
-            lat, errors, measured = _run_load(
+            lat, errors, measured, cpu = _run_load(
                 ctx, (host, port), conns=conns, rate=rate,
-                duration=args.duration, workers=args.workers,
+                duration=args.duration, workers=args.workers, server=server,
             )  # fmt: skip
-            cpu = (_cpu(server) - cpu0) / (time.monotonic() - t0) * 100 if server else None
             return _result(
                 name, conns=conns, slow=slow, rate=rate or None, lat=lat, errors=errors,
                 measured=measured, server_cpu=cpu,
