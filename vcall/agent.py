@@ -32,6 +32,7 @@ from vcall.discovery.client import DiscoveryError
 logger = logging.getLogger(__name__)
 
 DEFAULT_SERVER = "127.0.0.1:8000"
+SDP_WAIT = 5.0  # s to wait for the media session to be connected
 COMMANDS = ("call", "accept", "deny", "hold", "resume", "hangup", "quit")
 
 
@@ -58,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, help="hang up S seconds after the call starts")
     parser.add_argument("--hold-after", type=float, help="hold S seconds after the call starts")
     parser.add_argument("--stats-json", type=Path, help="write media stats here at call end")
+    parser.add_argument(
+        "--sdp", type=Path, help="write the SDP of the RTP stream we send (rtp calls, media)"
+    )
     parser.add_argument("--no-media", action="store_true", help="call control only")
     parser.add_argument("--once", action="store_true", help="exit after the first call ends")
     parser.add_argument("--classic", action="store_true", help="register V0 only")
@@ -143,6 +147,8 @@ class _Agent:
             elif args.auto_answer:
                 self._schedule(args.answer_delay, "accept")
         elif isinstance(event, CallStarted):
+            if args.sdp is not None and event.media and event.mode == "rtp":
+                self._write_sdp(manager)
             if args.hold_after is not None:
                 self._schedule(args.hold_after, "hold")
             if args.seconds is not None:
@@ -154,6 +160,25 @@ class _Agent:
                 self._write_stats(manager)
             return bool(args.once or args.call)
         return False
+
+    def _write_sdp(self, manager: CallManager) -> None:
+        # CallStarted is emitted as the media session's connect() is queued: wait for it.
+        deadline = time.monotonic() + SDP_WAIT
+        while True:
+            media = manager.media
+            try:
+                text = media.sdp() if media is not None else None
+            except Exception as exc:  # MediaSessionError until connect() has run
+                if time.monotonic() > deadline:
+                    self.print({"event": "error", "message": f"no SDP: {exc}"})
+                    return
+                time.sleep(0.05)
+                continue
+            if text is None:
+                return
+            self.args.sdp.write_text(text)
+            self.print({"event": "sdp", "path": str(self.args.sdp)})
+            return
 
     def _write_stats(self, manager: CallManager) -> None:
         # The stats arrive from the cleanup a moment after CallEnded.

@@ -27,6 +27,9 @@ class SlowMedia:
     def set_sending(self, enabled: bool) -> None:
         self.calls.append(f"sending {enabled}")
 
+    def sdp(self) -> str:
+        return ""
+
     def stats(self) -> dict[str, Any]:
         self.calls.append("stats")
         return {"ok": 1}

@@ -37,6 +37,9 @@ class FakeMedia:
     def set_sending(self, enabled: bool) -> None:
         self.calls.append(("set_sending", enabled))
 
+    def sdp(self) -> str:
+        return ""
+
     def stats(self) -> dict[str, Any]:
         self.calls.append(("stats", None))
         return {"fake": True}

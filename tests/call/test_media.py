@@ -24,14 +24,22 @@ def _stats(path: Path) -> dict[str, Any]:
 
 
 def test_rtp_call_frames_flow_and_hold_stops_sending(agents: AgentFactory, tmp_path: Path) -> None:
+    from pipeline.sdp import parse_sdp
+
     bob_json, alice_json = tmp_path / "bob.json", tmp_path / "alice.json"
+    sdp_path = tmp_path / "alice.sdp"
     bob = agents("bob", *MEDIA, "--auto-answer", "--once", "--stats-json", str(bob_json))
     alice = agents(
         "alice", *MEDIA, "--call", "bob", "--hold-after", "2", "--seconds", "2.5",
-        "--stats-json", str(alice_json),
+        "--stats-json", str(alice_json), "--sdp", str(sdp_path),
     )  # fmt: skip
     started = alice.wait("started", timeout=20)
     assert started["media"] is True and started["mode"] == "rtp"
+    assert alice.wait("sdp")["path"] == str(sdp_path)
+    video = parse_sdp(sdp_path.read_text())  # what alice sends: to bob's declared port
+    assert (video.address, video.port, video.payload_type) == (
+        "127.0.0.1", started["peer_rx_port"], 26,
+    )  # fmt: skip
     assert bob.wait("started", timeout=20)["media"] is True
     bob.wait("hold", local=False, remote=True)
     assert alice.wait("ended")["reason"] == "hangup"
