@@ -235,7 +235,7 @@ def summarise(
         "jitter_overflow": jb.get("overflow", 0),
         "incomplete_frames": (rtp or {}).get("incomplete", 0),
         "wrong_address": counters["receive"].get("dropped_wrong_address", 0),
-        "wrong_source": (rtp or {}).get("wrong_source", 0),
+        "wrong_source": (rtp or {}).get("wrong_source", 0) + rtcp.get("wrong_source", 0),
         "malformed": counters["receive"].get("malformed", 0) + (rtp or {}).get("malformed", 0),
         "rejected_jpeg": counters["display"].get("rejected_jpeg", 0)
         + counters["display"].get("undecodable", 0),

@@ -279,7 +279,9 @@ class ReceiveStage(Stage):
             if mode == "rtp":
                 self._reassembler = RtpJpegReassembler(peer_ssrc or None)
                 self._rtcp_session = RtcpSession(
-                    local_ssrc, wallclock_offset=time.time() - time.monotonic()
+                    local_ssrc,
+                    wallclock_offset=time.time() - time.monotonic(),
+                    peer_ssrc=peer_ssrc or None,  # the per-call token: others' reports dropped
                 )
                 self._peer_rtcp = (ip, port + 1)
             logger.info("receive: %s from %s", mode, ip)
@@ -332,6 +334,7 @@ class ReceiveStage(Stage):
                 "reports_sent": st.reports_sent,
                 "reports_received": st.reports_received,
                 "malformed": st.malformed,
+                "wrong_source": st.wrong_source,
             }
         return snap
 

@@ -135,3 +135,22 @@ def test_sdp_describes_the_rtp_stream_we_send() -> None:
         assert f"m=video {b.rx_port} RTP/AVP 26" in text
         assert "a=rtpmap:26 JPEG/90000" in text
         assert f"c=IN IP4 {LOCAL}" in text
+
+
+def test_rtcp_from_another_ssrc_is_dropped() -> None:
+    """A forged receiver report claiming heavy loss, from the peer's address but not its SSRC."""
+    from pipeline.rtcp import ReceiverReport, ReportBlock, serialize_rtcp
+
+    with call("rtp") as (_a, b):
+        wait_for(lambda: b.stats()["rtt_ms"] is not None)
+        forged = serialize_rtcp(
+            [ReceiverReport(0xBAD, (ReportBlock(0x2222, 255, 100_000, 0, 0, 0, 0),))]
+        )
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            for _ in range(5):
+                sock.sendto(forged, (LOCAL, b.rx_port + 1))
+            wait_for(lambda: b.stats()["drops"]["wrong_source"] >= 5)
+        finally:
+            sock.close()
+        assert (b.stats()["loss"]["remote_cumulative_lost"] or 0) < 100_000
