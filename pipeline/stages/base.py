@@ -51,7 +51,6 @@ class Stage:
         self.running = True
         self.latency: dict[str, LatencyWindow] = {}
         self.counters: dict[str, int] = {}
-        self.errors = 0
         self._reset_ns = time.monotonic_ns()
 
     # -- for subclasses -------------------------------------------------------------------
