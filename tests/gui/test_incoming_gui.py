@@ -42,6 +42,7 @@ class Agent:
                 cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log
             )
         self._buffer = b""
+        self.seen: list[dict[str, object]] = []
 
     def wait_event(self, name: str, timeout: float = 20.0) -> dict[str, object]:
         assert self.proc.stdout is not None
@@ -50,10 +51,11 @@ class Agent:
             while b"\n" in self._buffer:
                 line, self._buffer = self._buffer.split(b"\n", 1)
                 event = json.loads(line)
+                self.seen.append(event)
                 if event.get("event") == name:
                     return event
             left = deadline - time.monotonic()
-            assert left > 0, f"agent: no {name!r} event within {timeout} s"
+            assert left > 0, f"agent: no {name!r} event within {timeout} s; saw {self.seen}"
             if select.select([self.proc.stdout], [], [], left)[0]:
                 chunk = self.proc.stdout.read1(4096)  # type: ignore[attr-defined]
                 assert chunk, f"agent exited before {name!r}:\n{self.log_path.read_text()}"
@@ -111,8 +113,15 @@ def test_incoming_accept_then_deny(
         assert app.incoming is None  # the dialog closed
         alice.pump_until(lambda: app.call.peer_view.frames_shown > 10, 20, "peer video")
         assert_moving(alice, screenshot, "accepted")
-        alice.click(app.call.hangup_button)
-        alice.pump_until(lambda: app.model.screen is Screen.MAIN, 15, "hung up")
+        # Bob hangs up with his keyboard: real X input (XTest) into the other process's window.
+        window = subprocess.run(
+            ["xdotool", "search", "--sync", "--name", "^vcall.* bob$"],
+            capture_output=True, text=True, timeout=20, check=True,
+        ).stdout.split()[0]  # fmt: skip
+        subprocess.run(["xdotool", "windowfocus", "--sync", window], check=True, timeout=20)
+        subprocess.run(["xdotool", "key", "ctrl+e"], check=True, timeout=20)
+        alice.pump_until(lambda: app.model.screen is Screen.MAIN, 15, "bob hangs up")
+        assert app.main.message.cget("text") == "bob hung up."
     finally:
         bob.stop()
 
@@ -148,6 +157,7 @@ def test_busy_declined_unreachable_messages(
     agents = [
         Agent(discovery_server, "dave", "--auto-deny"),
         Agent(discovery_server, "erin", "--auto-answer"),
+        Agent(discovery_server, "gina"),  # rings, never answers
     ]
     try:
         for agent in agents:
@@ -174,6 +184,18 @@ def test_busy_declined_unreachable_messages(
             assert text.startswith(expected), f"{nick}: {text!r}"
             assert str(main.message.cget("foreground")) == "#b00020"  # shown as an error
         screenshot("call-failed")
+
+        # Cancelling an outgoing call with the button while the peer's phone rings.
+        alice.type_into(main.call_entry, "gina")
+        alice.click(main.call_button)
+        alice.pump_until(lambda: app.model.phase is Phase.DIALING, 10, "dialing gina")
+        assert app.call.hangup_button.cget("text") == "Cancel call"
+        agents[2].wait_event("incoming")
+        alice.click(app.call.hangup_button)
+        alice.pump_until(lambda: not app.model.in_call, 15, "cancelled")
+        assert main.message.cget("text") == "Call with gina ended."
+        ended = agents[2].wait_event("ended")
+        assert ended["reason"] == "peer_hangup", ended
     finally:
         for agent in agents:
             agent.stop()
