@@ -145,6 +145,8 @@ class CallManager:
 
     def close(self) -> None:
         """End any call (CALL_END / CALL_DENIED), stop listening, stop the loop. Idempotent."""
+        if threading.current_thread() is self._thread:
+            raise CallUsageError("CallManager methods must not be called from its event thread")
         if self._closed:
             return
         self._closed = True
