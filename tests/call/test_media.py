@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from tests.call.agents import AgentFactory
@@ -77,6 +78,11 @@ def test_sigkilled_peer_with_media_leaves_nothing_behind(agents: AgentFactory) -
     alice = agents("alice", *MEDIA, "--call", "bob")
     alice.wait("started", timeout=20)
     bob.wait("started", timeout=20)
-    bob.signal(signal.SIGKILL)  # its stage processes must die with it (no_leaks checks)
+    stages = psutil.Process(bob.proc.pid).children(recursive=True)
+    assert len(stages) >= 5  # capture, encode, send, receive, display
+    bob.signal(signal.SIGKILL)
     assert alice.wait("ended")["reason"] == "connection_lost"
     assert alice.exit_code() == 0
+    # Orphans are re-parented to init, so no_leaks (this process's children) would miss them.
+    _, alive = psutil.wait_procs(stages, timeout=5)
+    assert not alive, f"stage processes outlived their SIGKILLed controller: {alive}"
