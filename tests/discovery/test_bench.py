@@ -8,6 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# Every server process and load generator a test starts is gone when it ends.
+pytestmark = pytest.mark.usefixtures("no_leaks")
+
 
 def test_benchmark_quick_run(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"

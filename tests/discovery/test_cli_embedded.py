@@ -19,6 +19,9 @@ from vcall.discovery.server import ServerConfig
 from vcall.discovery.store import Credential, ScryptParams
 from vcall.discovery.throttle import ThrottlePolicy
 
+# Every server process and load generator a test starts is gone when it ends.
+pytestmark = pytest.mark.usefixtures("no_leaks")
+
 
 def vcall(*args: str, server: DiscoveryProcess) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

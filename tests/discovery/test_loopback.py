@@ -18,6 +18,9 @@ from vcall.discovery.client import (
 )
 from vcall.discovery.embedded import EmbeddedServer
 
+# Every server process and load generator a test starts is gone when it ends.
+pytestmark = pytest.mark.usefixtures("no_leaks")
+
 
 def exchange(sock: socket.socket, data: bytes) -> bytes:
     sock.sendall(data)

@@ -18,6 +18,9 @@ import pytest
 from tests.fixtures.discovery import DiscoveryProcess, start_discovery_process
 from vcall.discovery.client import DiscoveryClient, UserRecord
 
+# Every server process and load generator a test starts is gone when it ends.
+pytestmark = pytest.mark.usefixtures("no_leaks")
+
 FAST = ["--scrypt-n", "1024", "--gap-timeout", "0.2"]
 
 

@@ -12,6 +12,9 @@ from hypothesis import strategies as st
 
 from tests.fixtures.discovery import DiscoveryProcess, start_discovery_process
 
+# Every server process and load generator a test starts is gone when it ends.
+pytestmark = pytest.mark.usefixtures("no_leaks")
+
 GAP = 0.05
 
 
