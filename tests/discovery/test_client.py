@@ -145,7 +145,7 @@ def test_silent_server_times_out(scripted: Callable[..., ScriptedServer]) -> Non
     start = time.monotonic()
     with pytest.raises(DiscoveryTimeout):
         client.list_users()
-    assert time.monotonic() - start < 1.4
+    assert time.monotonic() - start < 2.0
     client.close()
 
 
