@@ -98,11 +98,12 @@ def test_demo_shows_two_moving_videos(xvfb_display: str, screenshot: Shot) -> No
     assert proc.returncode == 0, out[-3000:]
 
 
-def test_bench_ui_runs(xvfb_display: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", [[], ["--synthetic"]], ids=["call", "synthetic"])
+def test_bench_ui_runs(xvfb_display: str, tmp_path: Path, mode: list[str]) -> None:
     out_json = tmp_path / "ui.json"
     proc = vcall(
         "bench", "ui", "--preset", "medium", "--seconds", "2", "--warmup", "0.5",
-        "--json", str(out_json),
+        "--json", str(out_json), *mode,
     )  # fmt: skip
     out = proc.communicate(timeout=90)[0].decode()
     assert proc.returncode == 0, out[-3000:]
@@ -110,4 +111,6 @@ def test_bench_ui_runs(xvfb_display: str, tmp_path: Path) -> None:
     assert result["samples"] > 20
     assert 0 <= result["lag_ms"]["p50"] <= result["lag_ms"]["p99"] <= result["lag_ms"]["max"]
     assert result["frames_shown_per_s"] > 0
+    assert result["mode"] == ("synthetic" if mode else "call")
+    assert result["frame_handler_calls"] > 0 and result["frame_handler_ms"]["p50"] > 0
     assert "p99" in out
