@@ -94,18 +94,27 @@ class _Agent:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self._print_lock = threading.Lock()
         self._timers: list[tuple[float, str]] = []
         self.calls_ended = 0
 
-    def print(self, obj: dict[str, Any]) -> None:
-        with self._print_lock:
-            sys.stdout.write(json.dumps(obj) + "\n")
-            sys.stdout.flush()
+    def print(self, obj: dict[str, Any]) -> None:  # main thread only
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
 
-    def on_event(self, event: CallEvent) -> None:  # manager thread: print and hand over
-        self.print(event.to_dict())
+    def on_event(self, event: CallEvent) -> None:
+        # The manager's thread only hands over: all printing happens on the main thread, so no
+        # other thread holds stdout's lock when the media pipeline forks its stage processes.
         self.inbox.put(("event", event))
+
+    def drain(self) -> None:
+        """Print the events still queued (those emitted while closing)."""
+        while True:
+            try:
+                kind, item = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "event":
+                self.print(item.to_dict())
 
     def read_stdin(self) -> None:  # daemon thread
         for line in sys.stdin:
@@ -129,8 +138,10 @@ class _Agent:
                 return 0
             if kind == "command" and self._command(manager, str(item)):
                 return 0
-            if kind == "event" and self._event(manager, item):
-                return 0
+            if kind == "event":
+                self.print(item.to_dict())
+                if self._event(manager, item):
+                    return 0
             while self._timers and self._timers[0][0] <= time.monotonic():
                 _, cmd = self._timers.pop(0)
                 self._command(manager, cmd)
@@ -244,4 +255,5 @@ def run(args: argparse.Namespace) -> int:
         return agent.run(manager)
     finally:
         manager.close()  # ends a call in progress with CALL_END (or CALL_DENIED if ringing)
+        agent.drain()
         agent.print({"event": "exit"})
