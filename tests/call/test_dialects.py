@@ -145,3 +145,27 @@ def test_idle_connection_flood_is_bounded(agents: AgentFactory) -> None:
     time.sleep(0.3)  # the closed ones release their places
     reply = send_fresh(port, b"CALLING late 40000", read_reply=True)
     assert re.fullmatch(rb"CALL_ACCEPTED bob \d+", reply)
+
+
+def test_classic_callee_closing_right_after_accepting(agents: AgentFactory) -> None:
+    listener = RawListener()
+
+    def accept_and_close(conn: socket.socket) -> None:
+        listener.on_accept = None  # later connections: just collect
+        listener.received.append(recv_until_quiet(conn))
+        conn.sendall(b"CALL_ACCEPTED mino 40006")
+        conn.close()  # EOF right after CALL_ACCEPTED
+
+    listener.on_accept = accept_and_close
+    try:
+        register_raw(agents.server, "mino", listener.port, ["V0"])
+        alice = agents("alice", *CTRL, "--call", "mino")
+        assert alice.wait("started")["mode"] == "v0"
+        time.sleep(1.5)
+        assert not alice.has("ended"), "EOF right after CALL_ACCEPTED must be tolerated"
+        alice.send("hold")  # goes on a fresh connection to mino's registered port
+        listener.wait_for(b"CALL_HOLD alice")
+        send_fresh(alice.registered()["port"], b"CALL_END mino")
+        assert alice.wait("ended")["reason"] == "peer_hangup"
+    finally:
+        listener.close()
