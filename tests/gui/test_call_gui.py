@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from pipeline.pattern import Stamp, read_stamp
+from pipeline.sdp import parse_sdp
 from tests.fixtures.discovery import DiscoveryProcess
 from tests.gui.harness import Client, crop
 from vcall.config import Config
@@ -187,6 +188,15 @@ def test_call_hold_resume_quality_source_hangup(
         figures = dict(app.call.stats.history.series("fps_in") and [("ok", "")])
         assert figures, "no statistics arrived"
         assert app.last_stats["fps_shown"] > 0
+        # Save SDP (issue #6): the RTP stream we send, as ffplay / GStreamer read it.
+        sdp_path = tmp_path / "alice.sdp"
+        app.call.ask_sdp_path = lambda: str(sdp_path)
+        alice.click(app.call.stats.save_sdp_button)
+        alice.pump_until(sdp_path.exists, 10, "SDP written")
+        video_sdp = parse_sdp(sdp_path.read_text())
+        assert f"{video_sdp.address}:{video_sdp.port}" == app.last_stats["peer"]
+        assert video_sdp.payload_type == 26
+        assert app.call.notice.cget("text") == f"SDP saved to {sdp_path}."
         alice.key("<Control-s>")
         assert not app.call.stats_visible
         alice.key("<Control-s>")

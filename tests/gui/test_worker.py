@@ -21,6 +21,7 @@ from vcall.gui.worker import ClientWorker
 class FakeMedia:
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
+        self.v0 = False
         self._r, self._w = os.pipe()
 
     def notify_fd(self) -> int:
@@ -42,6 +43,11 @@ class FakeMedia:
 
     def stats(self) -> dict[str, Any]:
         return {"rx": {"fps": 30.0}}
+
+    def sdp(self) -> str:
+        if self.v0:
+            raise RuntimeError("sdp() needs a session connected in rtp mode")
+        return "v=0\r\nm=video 5004 RTP/AVP 26\r\n"
 
     def close(self) -> None:
         os.close(self._r)
@@ -224,3 +230,26 @@ def test_stop_closes_manager_and_reports(worker: Any) -> None:
     worker.post(ev.Shutdown())
     wait_for(worker, ev.WorkerStopped)
     assert worker.managers[0].closed
+
+
+def test_save_sdp(worker: Any, tmp_path: Any) -> None:
+    target = tmp_path / "call.sdp"
+    worker.post(ev.SaveSdp(str(target)))
+    assert "No call in progress" in wait_for(worker, ev.Notice)[-1].message
+    worker.post(ev.Login("alice", "pw", ("127.0.0.1", 8000)))
+    wait_for(worker, ev.UsersListed)
+    manager: FakeManager = worker.managers[0]
+    media = manager.media = FakeMedia()
+    manager.on_event(ce.CallStarted("bob", "rtp", "127.0.0.1", 1, 2, True, "caller"))
+    attached = next(e for e in wait_for(worker, ev.Connected) if isinstance(e, ev.MediaAttached))
+    os.close(attached.notify_fd)
+    worker.post(ev.SaveSdp(str(target)))
+    notice = wait_for(worker, ev.Notice)[-1]
+    assert notice == ev.Notice(f"SDP saved to {target}.")
+    assert target.read_bytes() == b"v=0\r\nm=video 5004 RTP/AVP 26\r\n"
+    worker.post(ev.SaveSdp(str(tmp_path / "missing-dir" / "x.sdp")))
+    assert "Cannot write" in wait_for(worker, ev.Notice)[-1].message
+    media.v0 = True
+    worker.post(ev.SaveSdp(str(target)))
+    assert "only for RTP calls" in wait_for(worker, ev.Notice)[-1].message
+    media.close()

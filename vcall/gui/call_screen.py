@@ -51,6 +51,7 @@ class CallScreen(ttk.Frame):
         on_preset: Callable[[str], None],
         on_source: Callable[[str], None],
         on_display_size: Callable[[tuple[int, int], tuple[int, int]], None],
+        on_save_sdp: Callable[[str], None] = lambda _path: None,
         cameras: list[str] | None = None,
         peer_size: tuple[int, int] = (800, 450),
     ) -> None:
@@ -61,10 +62,15 @@ class CallScreen(ttk.Frame):
         self._on_source = on_source
         self._on_display_size = on_display_size
         self._model = UiModel()
-        # Replaced in tests: the file chooser is a modal Tk dialog.
+        self._on_save_sdp = on_save_sdp
+        # Replaced in tests: the file choosers are modal Tk dialogs.
         self.ask_file: Callable[[], str] = lambda: filedialog.askopenfilename(
             parent=self, title="Send a video file"
         )
+        self.ask_sdp_path: Callable[[], str] = lambda: filedialog.asksaveasfilename(
+            parent=self, title="Save the SDP of the stream we send",
+            defaultextension=".sdp", initialfile="vcall.sdp",
+        )  # fmt: skip
 
         self.peer_view = VideoView(
             self, width=peer_size[0], height=peer_size[1], placeholder="Waiting for video…",
@@ -75,7 +81,7 @@ class CallScreen(ttk.Frame):
         side.grid(row=0, column=1, sticky="ns")
         self.self_view = VideoView(side, width=192, height=108, placeholder="Self view")
         self.self_view.pack(anchor="n")
-        self.stats = StatsPanel(side)
+        self.stats = StatsPanel(side, on_save_sdp=self.save_sdp)
         self.stats.pack(fill="x", pady=(6, 0))
 
         # The call's controls in one toolbar row under the video.
@@ -104,7 +110,7 @@ class CallScreen(ttk.Frame):
         status.grid(row=2, column=0, columnspan=2, sticky="we", pady=(6, 0))
         self.status = ttk.Label(status, text="", anchor="w")
         self.status.pack(side="left")
-        # Errors during the call (a source that fails to open...), next to the call state.
+        # Messages during the call (a source that fails, "SDP saved"), next to the call state.
         self.notice = ttk.Label(status, text="", foreground="#b00020", anchor="w")
         self.notice.pack(side="left", fill="x", expand=True, padx=(12, 0))
         help_text = " · ".join(f"Ctrl+{seq[-2].upper()} {what}" for seq, what in SHORTCUTS.items())
@@ -132,6 +138,11 @@ class CallScreen(ttk.Frame):
             self.stats.pack_forget()
         else:
             self.stats.pack(fill="x", pady=(6, 0))
+
+    def save_sdp(self) -> None:
+        path = self.ask_sdp_path()
+        if path:
+            self._on_save_sdp(path)
 
     @property
     def stats_visible(self) -> bool:
@@ -180,4 +191,6 @@ class CallScreen(ttk.Frame):
             text="Cancel call" if model.phase is Phase.DIALING else "Hang up"
         )
         self.status.configure(text=status)
-        self.notice.configure(text=model.message if model.message_error else "")
+        self.notice.configure(
+            text=model.message, foreground="#b00020" if model.message_error else "#1b5e20"
+        )

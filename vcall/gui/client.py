@@ -103,6 +103,7 @@ class ClientApp:
             on_preset=lambda name: self.worker.post(ev.SetPreset(name)),
             on_source=lambda spec: self.worker.post(ev.SetSource(spec)),
             on_display_size=lambda peer, me: self.worker.post(ev.SetDisplaySize(peer, me)),
+            on_save_sdp=lambda path: self.worker.post(ev.SaveSdp(path)),
             cameras=cameras,
         )
         self.feed = VideoFeed(root, self.call.peer_view, self.call.self_view)

@@ -83,6 +83,13 @@ class SetDisplaySize:
 
 
 @dataclass(frozen=True, slots=True)
+class SaveSdp:
+    """Write the SDP of the RTP stream we send (for ffplay / GStreamer) to ``path``."""
+
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
 class Shutdown:
     pass
 
@@ -101,6 +108,7 @@ Command = (
     | SetPreset
     | SetSource
     | SetDisplaySize
+    | SaveSdp
     | Shutdown
 )
 

@@ -78,7 +78,7 @@ def reduce(model: UiModel, event: ev.Event, now: float) -> UiModel:
                 phase=Phase.DIALING,
                 peer=peer,
                 screen=Screen.CALL,
-                message=f"Calling {peer}…",
+                message="",  # the status line says it
                 message_error=False,
                 hold_local=False,
                 hold_remote=False,
@@ -104,7 +104,7 @@ def reduce(model: UiModel, event: ev.Event, now: float) -> UiModel:
                 ring_deadline=None,
                 hold_local=False,
                 hold_remote=False,
-                message=f"In a call with {peer}.",
+                message="",  # the status line says it
                 message_error=False,
             )
         case ev.HoldState(local=local, remote=remote):

@@ -8,6 +8,7 @@ rather than deleting and recreating them every half second.
 from __future__ import annotations
 
 import tkinter as tk
+from collections.abc import Callable
 from tkinter import ttk
 
 from vcall.gui.logic import History, StatsView, chart_segments, nice_ceiling
@@ -23,7 +24,13 @@ CHART_SERIES = (
 class StatsPanel(ttk.LabelFrame):
     ROWS = 14  # label rows kept ready: figures plus per-stage latencies
 
-    def __init__(self, master: tk.Misc, *, chart_size: tuple[int, int] = (240, 64)) -> None:
+    def __init__(
+        self,
+        master: tk.Misc,
+        *,
+        on_save_sdp: Callable[[], None] | None = None,
+        chart_size: tuple[int, int] = (240, 64),
+    ) -> None:
         super().__init__(master, text="Statistics", padding=(4, 0, 4, 4))
         self.history = History()
         self._labels: list[tuple[ttk.Label, ttk.Label]] = []
@@ -50,6 +57,11 @@ class StatsPanel(ttk.LabelFrame):
             )
             for i, (name, colour, *_rest) in enumerate(CHART_SERIES)
         }
+        # For ffplay / GStreamer: the SDP of the RTP stream this side sends (issue #6).
+        self.save_sdp_button = ttk.Button(
+            self, text="Save SDP…", command=on_save_sdp or (lambda: None)
+        )
+        self.save_sdp_button.pack(anchor="e", pady=(4, 0))
         self.render(StatsView())
 
     def add(self, view: StatsView) -> None:

@@ -24,6 +24,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 from vcall.call import events as call_events
@@ -266,10 +267,33 @@ class ClientWorker:
                     self._media.set_source(spec)
                 self._source = spec
                 self._emit(ev.SourceChanged(spec))
+            case ev.SaveSdp(path=path):
+                self._save_sdp(path)
             case ev.SetDisplaySize(peer=peer, self_view=self_view):
                 self._display = (peer, self_view)
                 if self._media is not None:
                     self._media.set_display_size(peer, self_view)
+
+    def _save_sdp(self, path: str) -> None:
+        if self._media is None:
+            self._emit(ev.Notice("No call in progress: there is no stream to describe.", True))
+            return
+        try:
+            text = self._media.sdp()
+        except Exception as exc:  # MediaSessionError: not an RTP call
+            logger.info("sdp() refused: %s", exc)
+            self._emit(ev.Notice("An SDP exists only for RTP calls (both peers run vcall).", True))
+            return
+        target = Path(path)
+        tmp = target.with_name(f".{target.name}.tmp")
+        try:
+            tmp.write_bytes(text.encode("utf-8"))  # as is: SDP lines end with CRLF
+            os.replace(tmp, target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            self._emit(ev.Notice(f"Cannot write {path}: {exc.strerror or exc}.", True))
+            return
+        self._emit(ev.Notice(f"SDP saved to {path}."))
 
     def _need_manager(self) -> ManagerLike:
         if self._manager is None:
