@@ -31,7 +31,16 @@ class StatsPanel(ttk.LabelFrame):
         on_save_sdp: Callable[[], None] | None = None,
         chart_size: tuple[int, int] = (240, 64),
     ) -> None:
-        super().__init__(master, text="Statistics", padding=(4, 0, 4, 4))
+        # The title row holds the "Save SDP…" button: no extra row in a short window.
+        title = ttk.Frame(master)
+        super().__init__(master, labelwidget=title, padding=(4, 0, 4, 4))
+        ttk.Label(title, text="Statistics").pack(side="left")
+        # For ffplay / GStreamer: the SDP of the RTP stream this side sends (issue #6).
+        self.save_sdp_button = ttk.Button(
+            title, text="Save SDP…", style="Small.TButton", command=on_save_sdp or (lambda: None)
+        )
+        self.save_sdp_button.pack(side="left", padx=(8, 0))
+        ttk.Style(self).configure("Small.TButton", padding=(4, 0), font="TkSmallCaptionFont")
         self.history = History()
         self._labels: list[tuple[ttk.Label, ttk.Label]] = []
         grid = ttk.Frame(self)
@@ -57,11 +66,6 @@ class StatsPanel(ttk.LabelFrame):
             )
             for i, (name, colour, *_rest) in enumerate(CHART_SERIES)
         }
-        # For ffplay / GStreamer: the SDP of the RTP stream this side sends (issue #6).
-        self.save_sdp_button = ttk.Button(
-            self, text="Save SDP…", command=on_save_sdp or (lambda: None)
-        )
-        self.save_sdp_button.pack(anchor="e", pady=(4, 0))
         self.render(StatsView())
 
     def add(self, view: StatsView) -> None:
