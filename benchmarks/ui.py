@@ -1,7 +1,8 @@
 """`vcall bench ui`: Tk event-loop lag while the client shows a 1280x720, 30 frames/s call.
 
 Set-up: an embedded discovery server; a headless peer (``vcall agent --auto-answer``, its own
-process) sending the test pattern at the chosen preset; the real client window (``ClientApp``,
+process, at nice ``--peer-nice`` since it stands for the other machine of a real call) sending
+the test pattern at the chosen preset; the real client window (``ClientApp``,
 this process, its real worker and media session) calls it and shows the peer's video and the
 self-view. Without a ``DISPLAY`` the benchmark starts its own Xvfb.
 
@@ -53,6 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interval", type=float, default=10.0, help="after() interval, ms (10)")
     parser.add_argument("--warmup", type=float, default=2.0, help="s of video before measuring")
     parser.add_argument("--geometry", default="1280x800+0+0", help="client window geometry")
+    parser.add_argument(
+        "--peer-nice",
+        type=int,
+        default=10,
+        help="nice value of the peer agent and its pipeline (10); 0 = compete equally",
+    )
     parser.add_argument(
         "--synthetic",
         action="store_true",
@@ -170,6 +177,10 @@ def _measure(args: argparse.Namespace, display: str) -> dict[str, Any]:
             "--advertise-ip", "127.0.0.1", "--auto-answer", "--preset", args.preset,
         ]  # fmt: skip
         peer = subprocess.Popen(agent, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        # The peer stands for the other machine of a real call: at a lower priority its
+        # pipeline (forked later, inheriting it) takes only the CPU this client leaves over.
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, peer.pid, args.peer_nice)
         if not _wait_registered(server.address, "peer", peer):
             peer.kill()
             peer.wait()
@@ -245,6 +256,7 @@ def _measure(args: argparse.Namespace, display: str) -> dict[str, Any]:
     result.update(
         benchmark="ui",
         mode="call",
+        peer_nice=args.peer_nice,
         preset=args.preset,
         seconds=args.seconds,
         interval_ms=args.interval,
