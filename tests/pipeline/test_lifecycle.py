@@ -26,10 +26,15 @@ GONE_WITHIN_S = 5.0
 
 CONTROLLER = textwrap.dedent(
     """
-    import os, sys, time
+    import os, sys, threading, time
     from pipeline.session import MediaSession
     session = MediaSession(bind_ip="127.0.0.1", preset="low")
-    session.open()
+    if sys.argv[1] == "thread":  # as the GUI does: open() from a worker thread that ends
+        worker = threading.Thread(target=session.open)
+        worker.start()
+        worker.join()
+    else:
+        session.open()
     pids = [p.pid for p in session._procs.values() if p.pid is not None]
     print(" ".join(map(str, pids)), flush=True)
     time.sleep(60)
@@ -48,9 +53,10 @@ def _wait_gone(pids: list[int], timeout: float = GONE_WITHIN_S) -> list[int]:
     return alive
 
 
-def test_sigkilled_controller_leaves_no_process_and_no_segment() -> None:
+@pytest.mark.parametrize("opened_from", ["main", "thread"])
+def test_sigkilled_controller_leaves_no_process_and_no_segment(opened_from: str) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-c", CONTROLLER],
+        [sys.executable, "-c", CONTROLLER, opened_from],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,  # the resource tracker's leak warning is expected here
