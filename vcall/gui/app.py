@@ -93,6 +93,11 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         logger.error("%s", exc)
         return 2
+    try:
+        root = tk.Tk(className="vcall")
+    except tk.TclError as exc:
+        logger.error("cannot open a window (is DISPLAY set?): %s", exc)
+        return 1
     embedded = None
     server_text = ""
     remembered = load_state(args.state_file).server
@@ -100,15 +105,13 @@ def run(args: argparse.Namespace) -> int:
         from vcall.discovery.embedded import EmbeddedServer  # noqa: PLC0415
 
         embedded = EmbeddedServer()
-        server_text = format_server(*embedded.start())
-        logger.info("no server configured: embedded discovery server at %s", server_text)
-    try:
-        root = tk.Tk(className="vcall")
-    except tk.TclError as exc:
-        logger.error("cannot open a window (is DISPLAY set?): %s", exc)
-        if embedded is not None:
-            embedded.stop()
-        return 1
+        try:
+            server_text = format_server(*embedded.start())
+        except OSError as exc:  # no loopback port to be had: the user can still type one
+            logger.error("cannot start the embedded discovery server: %s", exc)
+            embedded = None
+        else:
+            logger.info("no server configured: embedded discovery server at %s", server_text)
     if args.geometry:
         root.geometry(args.geometry)
     options = AppOptions(
