@@ -297,4 +297,10 @@ class CallManager:
             await ending.shutdown()
         if self._server_obj is not None:
             self._server_obj.close()
-        await asyncio.sleep(0)
+        # Whatever is left (connections waiting for a first message, minority-dialect readers)
+        # is cancelled and awaited, so that the loop stops with no pending task.
+        current = asyncio.current_task()
+        leftovers = [t for t in asyncio.all_tasks() if t is not current]
+        for task in leftovers:
+            task.cancel()
+        await asyncio.gather(*leftovers, return_exceptions=True)

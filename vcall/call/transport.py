@@ -144,6 +144,10 @@ async def listen(
         conn = ControlConnection(reader, writer)
         try:
             await handler(conn)
+        except asyncio.CancelledError:
+            # Shutting down. A handler task must not end cancelled: asyncio 3.11's stream
+            # callback calls task.exception() on it and logs a spurious error.
+            pass
         except Exception:
             logger.exception("call-control handler failed for %r", conn)
         finally:
