@@ -37,6 +37,7 @@ import time
 from array import array
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import IO, Any, TypeVar, cast
 
@@ -49,6 +50,7 @@ from vcall.discovery.server import raise_nofile_limit
 WARMUP = 0.5  # seconds of each run left out of the figures
 USERS = 200
 SLOW_PHASES = 10
+STATS_INTERVAL = 1.0  # the server's stats log lines, for its event-loop lag
 BOOST_NICE = -10
 
 
@@ -75,6 +77,7 @@ class Result:
     max_ms: float
     errors: int
     server_cpu_pct: float | None = None  # of one core, over the run (None: external server)
+    server_lag_max_ms: float | None = None  # the server's worst event-loop lag (its log)
     slow_reconnects: int = 0
 
 
@@ -324,15 +327,18 @@ def _slow_worker(host: str, port: int, count: int, interval: float, pipe: Connec
 
 
 @contextlib.contextmanager
-def _server_process(args: argparse.Namespace) -> Iterator[tuple[str, int, int | None]]:
+def _server_process(
+    args: argparse.Namespace,
+) -> Iterator[tuple[str, int, int | None, Callable[[], str]]]:
+    """(host, port, pid or None, a function returning the server's log so far)."""
     if args.server:
         host, _, port = args.server.rpartition(":")
-        yield host, int(port), None
+        yield host, int(port), None, str
         return
     cmd = [
         sys.executable, "-m", "vcall.discovery.server", "--host", "127.0.0.1", "--port", "0",
         "--db", ":memory:", "--max-connections", "100000", "--max-per-address", "100000",
-        "--scrypt-n", "1024",
+        "--scrypt-n", "1024", "--stats-interval", str(STATS_INTERVAL),
     ]  # fmt: skip
     # The server's log goes to a file: a pipe nobody drains would fill up and block it.
     with tempfile.TemporaryFile("w+") as log:
@@ -345,7 +351,7 @@ def _server_process(args: argparse.Namespace) -> Iterator[tuple[str, int, int | 
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"server did not start: {_read(log)}")
                 time.sleep(0.05)
-            yield match.group(1), int(match.group(2)), proc.pid
+            yield match.group(1), int(match.group(2)), proc.pid, lambda: _read(log)
         finally:
             proc.terminate()
             try:
@@ -364,8 +370,12 @@ def _read(log: IO[str]) -> str:
 def _run_load(
     ctx: Any, address: tuple[str, int], *, conns: int, duration: float, rate: float,
     workers: int, server: psutil.Process | None, priority: bool,
-) -> tuple[list[float], int, float, float | None]:  # fmt: skip
-    """Run the load processes; latencies (s), errors, measured seconds, server CPU %."""
+) -> tuple[list[float], int, float, float | None, tuple[float, float]]:  # fmt: skip
+    """Run the load processes.
+
+    Returns latencies (s), errors, measured seconds, the server's CPU (%) and the measured
+    window in wall-clock time.
+    """
     host, port = address
     pipes, procs = [], []
     for w in range(workers):
@@ -381,7 +391,7 @@ def _run_load(
     errors = 0
     measured = 0.0
     # Server CPU over the measured window only (not process start-up or connecting).
-    cpu0, t0 = 0.0, time.monotonic()
+    cpu0, t0, wall0 = 0.0, time.monotonic(), time.time()
     for stage in ("measuring", "done"):
         for pipe in pipes:
             got = pipe.recv()
@@ -389,7 +399,8 @@ def _run_load(
                 raise got
             assert got == stage, got
         if stage == "measuring":
-            cpu0, t0 = _cpu(server), time.monotonic()
+            cpu0, t0, wall0 = _cpu(server), time.monotonic(), time.time()
+    window = (wall0, time.time())
     cpu_pct = (_cpu(server) - cpu0) / (time.monotonic() - t0) * 100 if server else None
     for pipe, proc in zip(pipes, procs, strict=True):
         got = pipe.recv()
@@ -401,7 +412,24 @@ def _run_load(
         lat.frombytes(raw)
         latencies.extend(lat)
         errors += errs
-    return latencies, errors, measured, cpu_pct
+    return latencies, errors, measured, cpu_pct, window
+
+
+_STATS_RE = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*stats: .*loop lag max ([0-9.]+) ms", re.M
+)
+
+
+def _lag_max_ms(log: str, window: tuple[float, float]) -> float | None:
+    """The server's worst event-loop lag over the window, from its "stats:" log lines."""
+    lags = []
+    for stamp, lag in _STATS_RE.findall(log):
+        # asctime is local time; each line covers the STATS_INTERVAL before it: keep the
+        # lines whose interval overlaps the window.
+        t = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        if window[0] < t < window[1] + STATS_INTERVAL:
+            lags.append(float(lag))
+    return max(lags) if lags else None
 
 
 def _boost(pid: int) -> None:
@@ -456,19 +484,24 @@ def _preload(host: str, port: int) -> None:
 def _table(results: list[Result]) -> str:
     head = (
         f"{'scenario':<16} {'conns':>6} {'slow':>6} {'offered/s':>10} {'achieved/s':>11} "
-        f"{'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7} {'srv cpu':>8}"
+        f"{'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7} {'srv cpu':>8} "
+        f"{'srv lag':>8}"
     )
     lines = [head, "-" * len(head)]
     for r in results:
         offered = f"{r.offered_rps:.0f}" if r.offered_rps else "-"
         cpu = "-" if r.server_cpu_pct is None else f"{r.server_cpu_pct:.0f}%"
+        lag = "-" if r.server_lag_max_ms is None else f"{r.server_lag_max_ms:.1f}"
         lines.append(
             f"{r.scenario:<16} {r.conns:>6} {r.slow:>6} {offered:>10} {r.achieved_rps:>11.1f} "
             f"{r.p50_ms:>8.2f} {r.p90_ms:>8.2f} {r.p99_ms:>8.2f} {r.max_ms:>8.2f} {r.errors:>7} "
-            f"{cpu:>8}"
+            f"{cpu:>8} {lag:>8}"
         )
     load = os.getloadavg()[0]
-    lines.append(f"(srv cpu: server process, % of one core; load average now {load:.1f})")
+    lines.append(
+        f"(srv cpu: server process, % of one core; srv lag: its worst event-loop lag, ms; "
+        f"load average now {load:.1f})"
+    )
     return "\n".join(lines)
 
 
@@ -499,20 +532,23 @@ def run(args: argparse.Namespace) -> int:
     ctx = mp.get_context("spawn")
     results: list[Result] = []
     load_before = os.getloadavg()
-    with _server_process(args) as (host, port, pid):
+    with _server_process(args) as (host, port, pid, server_log):
         server = psutil.Process(pid) if pid else None
         _preload(host, port)
 
         def scenario(name: str, conns: int, rate: float, slow: int = 0) -> Result:
-            lat, errors, measured, cpu = _run_load(
+            lat, errors, measured, cpu, window = _run_load(
                 ctx, (host, port), conns=conns, rate=rate,
                 duration=args.duration, workers=args.workers, server=server,
                 priority=args.priority,
             )  # fmt: skip
-            return _result(
+            if server is not None:  # wait for the stats line that covers the window's end
+                time.sleep(max(0.0, window[1] + STATS_INTERVAL + 0.2 - time.time()))
+            result = _result(
                 name, conns=conns, slow=slow, rate=rate or None, lat=lat, errors=errors,
                 measured=measured, server_cpu=cpu,
             )  # fmt: skip
+            return replace(result, server_lag_max_ms=_lag_max_ms(server_log(), window))
 
         results.append(scenario("closed-loop", args.closed_conns, 0))
         results.append(scenario("open-loop", args.open_conns, args.rate))

@@ -34,6 +34,7 @@ def test_benchmark_quick_run(tmp_path: Path) -> None:
         assert 0 < r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"] <= r["max_ms"]
         assert math.isfinite(r["max_ms"])
         assert r["server_cpu_pct"] is not None and r["server_cpu_pct"] >= 0
+        assert r["server_lag_max_ms"] is not None and r["server_lag_max_ms"] >= 0
     # The open loop offers 200 QUERY/s: what it achieves must be near that (a loaded box
     # may delay some replies past the end of the short window).
     assert 100 <= results["open-loop"]["achieved_rps"] <= 300

@@ -394,3 +394,20 @@ def test_a_peer_that_never_reads_cannot_make_the_server_buffer_replies(tmp_path:
     finally:
         assert proc.stop() == 0
     assert "not reading replies" in proc.log()
+
+
+def test_periodic_stats_line(tmp_path: Path) -> None:
+    proc = start_discovery_process(tmp_path, [*FAST, "--stats-interval", "0.2"])
+    try:
+        with connect(proc.address) as s:
+            for _ in range(5):
+                assert ask(s, b"QUERY x", quiet=0.01) == b"NOK USER_UNKNOWN"
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                line = re.search(r"stats: (\d+) connections, \d+ requests/s, loop lag", proc.log())
+                if line and line.group(1) == "1":
+                    break
+                time.sleep(0.1)
+            assert line is not None and line.group(1) == "1", proc.log()
+    finally:
+        assert proc.stop() == 0

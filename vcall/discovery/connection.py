@@ -40,6 +40,7 @@ class ServerSide(Protocol):
     loop: asyncio.AbstractEventLoop
     limits: Limits
     directory: Directory
+    requests: int
 
     def admit(self, conn: Connection) -> bool: ...
     def forget(self, conn: Connection) -> None: ...
@@ -159,6 +160,7 @@ class Connection(asyncio.Protocol):
     def _handle(self, event: Event) -> None:
         transport = self._transport
         assert transport is not None
+        self._server.requests += 1
         kind = type(event)
         # Ordered by frequency; QUERY and LIST_USERS are the hot path.
         if kind is Query:

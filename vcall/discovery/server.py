@@ -60,7 +60,6 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _WRONG_PASS = format_reply(Nok(NokCode.WRONG_PASS))
-DROP_REPORT_INTERVAL = 10.0  # seconds between summaries of dropped connections
 DROPS_PER_TICK = 50  # connections closed by timers per tick (see _tick)
 HASHES_PER_ADDRESS = 2  # scrypt jobs one client address may have in the pool at once
 ACCEPT_BATCH = 32  # connections accepted per event-loop iteration
@@ -86,6 +85,7 @@ class ServerConfig:
     throttle: ThrottlePolicy = field(default_factory=ThrottlePolicy)
     scrypt: ScryptParams = field(default_factory=ScryptParams)
     hash_workers: int = 2
+    stats_interval: float = 10.0  # seconds between "stats:" log lines (and drop summaries)
 
 
 class DiscoveryServer:
@@ -109,6 +109,7 @@ class DiscoveryServer:
         self._nick_locks = _KeyedSlots(1)
         self._address_slots = _KeyedSlots(HASHES_PER_ADDRESS)
         self._drops: dict[str, int] = {}
+        self.requests = 0  # answered requests, for the periodic stats line
         self.address: tuple[str, int] = (config.host, config.port)
 
     async def start(self) -> tuple[str, int]:
@@ -194,7 +195,7 @@ class DiscoveryServer:
     def _log_drops(self) -> None:
         if self._drops:
             summary = ", ".join(f"{n} x {reason}" for reason, n in sorted(self._drops.items()))
-            logger.info("dropped or refused in the last %.0f s: %s", DROP_REPORT_INTERVAL, summary)
+            logger.info("dropped or refused: %s", summary)
             self._drops.clear()
 
     def track_pending(self, conn: Connection, pending: bool) -> None:
@@ -214,10 +215,16 @@ class DiscoveryServer:
         tick = max(0.01, min(0.1, limits.gap / 2, limits.request_timeout / 4))
         sweep_every = max(tick, min(1.0, limits.idle_timeout / 4))
         next_sweep = self.loop.time() + sweep_every
-        next_report = self.loop.time() + DROP_REPORT_INTERVAL
+        interval = self.config.stats_interval
+        next_report = self.loop.time() + interval
+        lag_max = 0.0
+        requests_at_report = 0
         while True:
+            expected = self.loop.time() + tick
             await asyncio.sleep(tick)
             now = self.loop.time()
+            # How late this tick woke up: how long the loop was busy (or not scheduled).
+            lag_max = max(lag_max, now - expected)
             # At most DROPS_PER_TICK closes per tick: 1,000 slow clients that started
             # together time out together, and closing them (and accepting their reconnects)
             # in one go would stall everyone else for tens of milliseconds.
@@ -233,7 +240,14 @@ class DiscoveryServer:
                     if budget <= 0:
                         break
             if now >= next_report:
-                next_report = now + DROP_REPORT_INTERVAL
+                rate = (self.requests - requests_at_report) / (now - next_report + interval)
+                next_report = now + interval
+                requests_at_report = self.requests
+                logger.info(
+                    "stats: %d connections, %.0f requests/s, loop lag max %.1f ms",
+                    len(self._connections), rate, lag_max * 1000,
+                )  # fmt: skip
+                lag_max = 0.0
                 self._log_drops()
 
     # --- REGISTER ---------------------------------------------------------------------------
@@ -335,6 +349,7 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     add("--throttle-window", type=float, default=t.window, help="...within this many s...")
     add("--throttle-lockout", type=float, default=t.lockout, help="...lock for this many s")
     add("--scrypt-n", type=int, default=ScryptParams().n, help="scrypt cost for new hashes")
+    add("--stats-interval", type=float, default=c.stats_interval, help="s between stats logs")
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -357,6 +372,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             lockout=args.throttle_lockout,
         ),
         scrypt=ScryptParams(n=args.scrypt_n),
+        stats_interval=args.stats_interval,
     )
 
 
