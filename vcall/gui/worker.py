@@ -24,6 +24,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -88,13 +89,11 @@ def _default_media_factory(**kwargs: Any) -> Any:
     return session.MediaSession(**kwargs)
 
 
+@dataclass(frozen=True, slots=True)
 class _Internal:
     """A call-manager event handed from an I/O thread to the worker thread."""
 
-    __slots__ = ("event",)
-
-    def __init__(self, event: object) -> None:
-        self.event = event
+    event: object
 
 
 class ClientWorker:
