@@ -32,3 +32,6 @@ def agents(call_discovery: DiscoveryProcess) -> Iterator[AgentFactory]:
         yield factory
     finally:
         factory.stop_all()
+    # No agent may have logged a traceback (an unhandled error in a loop, a callback, a task).
+    for agent in factory.agents:
+        assert b"Traceback" not in agent.stderr, agent.stderr.decode(errors="replace")[-3000:]
