@@ -93,6 +93,11 @@ def test_remember_password_when_asked(
     again = client()
     assert again.app.login.password.get() == "kept"
 
+    # Exit (main screen button): the window goes at once; the worker unregisters and stops.
+    c.click(c.app.main.exit_button)
+    assert c.root.state() == "withdrawn"
+    c.pump_until(lambda: not c.app.worker.running, 15, "worker stopped after Exit")
+
 
 def test_wrong_password_message(
     client: Callable[..., Client],
