@@ -113,13 +113,19 @@ def test_incoming_accept_then_deny(
         assert app.incoming is None  # the dialog closed
         alice.pump_until(lambda: app.call.peer_view.frames_shown > 10, 20, "peer video")
         assert_moving(alice, screenshot, "accepted")
-        # Bob hangs up with his keyboard: real X input (XTest) into the other process's window.
+        # Bob uses his keyboard: real X input (XTest) into the other process's window.
         window = subprocess.run(
             ["xdotool", "search", "--sync", "--name", "^vcall.* bob$"],
             capture_output=True, text=True, timeout=20, check=True,
         ).stdout.split()[0]  # fmt: skip
         subprocess.run(["xdotool", "windowfocus", "--sync", window], check=True, timeout=20)
-        subprocess.run(["xdotool", "key", "ctrl+e"], check=True, timeout=20)
+        subprocess.run(["xdotool", "key", "ctrl+h"], check=True, timeout=20)  # bob holds
+        alice.pump_until(lambda: app.model.hold_remote, 15, "held by bob")
+        assert "held by bob" in app.call.status.cget("text")
+        assert app.call.hold_button.cget("text") == "Hold"  # our own hold is separate
+        subprocess.run(["xdotool", "key", "ctrl+h"], check=True, timeout=20)  # bob resumes
+        alice.pump_until(lambda: not app.model.hold_remote, 15, "bob resumes")
+        subprocess.run(["xdotool", "key", "ctrl+e"], check=True, timeout=20)  # bob hangs up
         alice.pump_until(lambda: app.model.screen is Screen.MAIN, 15, "bob hangs up")
         assert app.main.message.cget("text") == "bob hung up."
     finally:
