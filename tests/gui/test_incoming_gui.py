@@ -17,7 +17,7 @@ import pytest
 
 from tests.fixtures.discovery import DiscoveryProcess, free_port
 from tests.gui.harness import Client
-from tests.gui.test_call_gui import PeerWindow, assert_moving, log_in
+from tests.gui.test_call_gui import PeerWindow, assert_moving, log_in, wait_listed
 from vcall.config import Config
 from vcall.discovery.client import DiscoveryClient
 from vcall.gui.model import Phase, Screen
@@ -227,3 +227,27 @@ def test_peer_vanishes_mid_call(
     finally:
         bob.proc.kill()
         bob.proc.wait()
+
+
+def test_closing_the_window_mid_call_hangs_up(
+    make_alice: Callable[..., Client], discovery_server: DiscoveryProcess, tmp_path: Path
+) -> None:
+    alice = make_alice()
+    app = alice.app
+    bob = PeerWindow(discovery_server, tmp_path, "bob", "--auto-accept")
+    try:
+        wait_listed(alice, "bob", bob)
+        alice.type_into(app.main.call_entry, "bob")
+        alice.key("<Return>")  # Return in the nick field calls
+        alice.pump_until(lambda: app.model.phase is Phase.CONNECTED, 30, f"call\n{bob.log()}")
+        alice.pump_until(lambda: app.call.peer_view.frames_shown > 3, 20, "peer video")
+        # The window manager's close button runs the WM_DELETE_WINDOW protocol handler.
+        alice.root.tk.eval(alice.root.protocol("WM_DELETE_WINDOW"))
+        assert alice.root.state() == "withdrawn"
+        alice.pump_until(lambda: not app.worker.running, 15, "worker stopped")
+        deadline = time.monotonic() + 10
+        while "ended (peer_hangup)" not in bob.log():
+            assert time.monotonic() < deadline, f"bob never heard CALL_END:\n{bob.log()}"
+            time.sleep(0.1)
+    finally:
+        bob.stop()
