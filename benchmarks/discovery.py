@@ -439,6 +439,16 @@ def _boost(pid: int) -> None:
         print(f"--priority: cannot renice {pid} (needs root); going on", file=sys.stderr)
 
 
+def _cpu_pressure() -> float | None:
+    """Share of the last 10 s in which runnable tasks waited for a CPU (Linux PSI), in %."""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            match = re.search(r"some avg10=([0-9.]+)", f.read())
+    except OSError:
+        return None
+    return float(match.group(1)) if match else None
+
+
 def _cpu(proc: psutil.Process | None) -> float:
     if proc is None:
         return 0.0
@@ -498,9 +508,13 @@ def _table(results: list[Result]) -> str:
             f"{cpu:>8} {lag:>8}"
         )
     load = os.getloadavg()[0]
+    pressure = _cpu_pressure()
+    waited = (
+        "" if pressure is None else f", tasks waited for a CPU {pressure:.0f}% of the last 10 s"
+    )
     lines.append(
         f"(srv cpu: server process, % of one core; srv lag: its worst event-loop lag, ms; "
-        f"load average now {load:.1f})"
+        f"load average now {load:.1f}{waited})"
     )
     return "\n".join(lines)
 
@@ -532,6 +546,7 @@ def run(args: argparse.Namespace) -> int:
     ctx = mp.get_context("spawn")
     results: list[Result] = []
     load_before = os.getloadavg()
+    pressure_before = _cpu_pressure()
     with _server_process(args) as (host, port, pid, server_log):
         server = psutil.Process(pid) if pid else None
         _preload(host, port)
@@ -579,6 +594,8 @@ def run(args: argparse.Namespace) -> int:
             # Other work on the machine inflates latencies: the load average says how much.
             "loadavg_before": load_before,
             "loadavg_after": os.getloadavg(),
+            "cpu_pressure_before": pressure_before,
+            "cpu_pressure_after": _cpu_pressure(),
         },
         "settings": {k: v for k, v in vars(args).items() if k != "json"},
         "targets": {"closed_loop_rps": 10000, "open_loop_p99_ms": 20},
