@@ -411,3 +411,14 @@ def test_periodic_stats_line(tmp_path: Path) -> None:
             assert line is not None and line.group(1) == "1", proc.log()
     finally:
         assert proc.stop() == 0
+
+
+def test_ipv6_listener(tmp_path: Path) -> None:
+    proc = DiscoveryProcess(tmp_path / "v6.sqlite3", host="::1", extra_args=FAST)
+    proc.start()
+    try:
+        with DiscoveryClient("::1", proc.port) as client:
+            client.register("v6user", "2001:db8::7", 4000, "pw", ["V0"])
+            assert client.query("v6user") == UserRecord("v6user", "2001:db8::7", 4000, ("V0",))
+    finally:
+        assert proc.stop() == 0
