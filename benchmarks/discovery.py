@@ -78,6 +78,7 @@ class Result:
     errors: int
     server_cpu_pct: float | None = None  # of one core, over the run (None: external server)
     server_lag_max_ms: float | None = None  # the server's worst event-loop lag (its log)
+    gen_stall_max_ms: float | None = None  # the open-loop generator's worst late wake-up
     slow_reconnects: int = 0
 
 
@@ -135,6 +136,7 @@ class _Generator:
         self.idle: collections.deque[_LoadConn] = collections.deque()
         self.backlog: collections.deque[float] = collections.deque()
         self.completed = 0
+        self.stall = 0.0  # worst late wake-up of the open-loop scheduler, s
 
     def done(self, conn: _LoadConn, now: float) -> None:
         if conn.sent_at >= self.measure_from:
@@ -148,7 +150,7 @@ class _Generator:
         else:
             self.idle.append(conn)
 
-    async def run(self) -> tuple[array[float], int, float]:
+    async def run(self) -> tuple[array[float], int, float, float]:
         loop = asyncio.get_running_loop()
         conns: list[_LoadConn] = []
         for i in range(self.spec.conns):
@@ -177,22 +179,29 @@ class _Generator:
             if conn.transport is not None:
                 conn.transport.close()
         measured = self.end - self.measure_from
-        return self.latencies, self.errors, measured
+        return self.latencies, self.errors, measured, self.stall
 
     async def _schedule(self, start: float) -> None:
         interval = 1.0 / self.spec.rate
         due = start
+        woke_due = start
         while True:
             now = time.perf_counter()
             if now >= self.end:
                 return
+            if now >= self.measure_from:
+                # Late wake-ups of this scheduler count as latency (open loop): record the
+                # worst, to tell the generator's own stalls from the server's.
+                self.stall = max(self.stall, now - woke_due)
             while due <= now:
                 if self.idle:
                     self.idle.popleft().send(due)
                 else:
                     self.backlog.append(due)  # sent as soon as a connection frees up
                 due += interval
-            await asyncio.sleep(max(0.0, min(due - time.perf_counter(), 0.001)))
+            pause = max(0.0, min(due - time.perf_counter(), 0.001))
+            woke_due = time.perf_counter() + pause + 0.001  # timers have 1 ms granularity
+            await asyncio.sleep(pause)
 
 
 T = TypeVar("T")
@@ -213,8 +222,8 @@ def _load_worker(spec: LoadSpec, pipe: Connection, priority: bool) -> None:
     if priority:
         _boost(os.getpid())
     try:
-        latencies, errors, measured = _run_async(_Generator(spec, pipe.send).run())
-        pipe.send((latencies.tobytes(), errors, measured))
+        latencies, errors, measured, stall = _run_async(_Generator(spec, pipe.send).run())
+        pipe.send((latencies.tobytes(), errors, measured, stall))
     except Exception as exc:
         pipe.send(exc)
     finally:
@@ -370,11 +379,11 @@ def _read(log: IO[str]) -> str:
 def _run_load(
     ctx: Any, address: tuple[str, int], *, conns: int, duration: float, rate: float,
     workers: int, server: psutil.Process | None, priority: bool,
-) -> tuple[list[float], int, float, float | None, tuple[float, float]]:  # fmt: skip
+) -> tuple[list[float], int, float, float | None, tuple[float, float], float]:  # fmt: skip
     """Run the load processes.
 
-    Returns latencies (s), errors, measured seconds, the server's CPU (%) and the measured
-    window in wall-clock time.
+    Returns latencies (s), errors, measured seconds, the server's CPU (%), the measured window
+    in wall-clock time, and the generators' worst scheduler stall (s).
     """
     host, port = address
     pipes, procs = [], []
@@ -392,6 +401,7 @@ def _run_load(
     measured = 0.0
     # Server CPU over the measured window only (not process start-up or connecting).
     cpu0, t0, wall0 = 0.0, time.monotonic(), time.time()
+    gen_stall = 0.0
     for stage in ("measuring", "done"):
         for pipe in pipes:
             got = pipe.recv()
@@ -407,12 +417,13 @@ def _run_load(
         proc.join(30)
         if isinstance(got, Exception):
             raise got
-        raw, errs, measured = got
+        raw, errs, measured, stall = got
+        gen_stall = max(gen_stall, stall)
         lat = array("d")
         lat.frombytes(raw)
         latencies.extend(lat)
         errors += errs
-    return latencies, errors, measured, cpu_pct, window
+    return latencies, errors, measured, cpu_pct, window, gen_stall
 
 
 _STATS_RE = re.compile(
@@ -495,17 +506,18 @@ def _table(results: list[Result]) -> str:
     head = (
         f"{'scenario':<16} {'conns':>6} {'slow':>6} {'offered/s':>10} {'achieved/s':>11} "
         f"{'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7} {'srv cpu':>8} "
-        f"{'srv lag':>8}"
+        f"{'srv lag':>8} {'gen lag':>8}"
     )
     lines = [head, "-" * len(head)]
     for r in results:
         offered = f"{r.offered_rps:.0f}" if r.offered_rps else "-"
         cpu = "-" if r.server_cpu_pct is None else f"{r.server_cpu_pct:.0f}%"
         lag = "-" if r.server_lag_max_ms is None else f"{r.server_lag_max_ms:.1f}"
+        gen = "-" if r.gen_stall_max_ms is None else f"{r.gen_stall_max_ms:.1f}"
         lines.append(
             f"{r.scenario:<16} {r.conns:>6} {r.slow:>6} {offered:>10} {r.achieved_rps:>11.1f} "
             f"{r.p50_ms:>8.2f} {r.p90_ms:>8.2f} {r.p99_ms:>8.2f} {r.max_ms:>8.2f} {r.errors:>7} "
-            f"{cpu:>8} {lag:>8}"
+            f"{cpu:>8} {lag:>8} {gen:>8}"
         )
     load = os.getloadavg()[0]
     pressure = _cpu_pressure()
@@ -514,6 +526,7 @@ def _table(results: list[Result]) -> str:
     )
     lines.append(
         f"(srv cpu: server process, % of one core; srv lag: its worst event-loop lag, ms; "
+        f"gen lag: the load generator's worst stall, ms; "
         f"load average now {load:.1f}{waited})"
     )
     return "\n".join(lines)
@@ -552,7 +565,7 @@ def run(args: argparse.Namespace) -> int:
         _preload(host, port)
 
         def scenario(name: str, conns: int, rate: float, slow: int = 0) -> Result:
-            lat, errors, measured, cpu, window = _run_load(
+            lat, errors, measured, cpu, window, stall = _run_load(
                 ctx, (host, port), conns=conns, rate=rate,
                 duration=args.duration, workers=args.workers, server=server,
                 priority=args.priority,
@@ -563,7 +576,11 @@ def run(args: argparse.Namespace) -> int:
                 name, conns=conns, slow=slow, rate=rate or None, lat=lat, errors=errors,
                 measured=measured, server_cpu=cpu,
             )  # fmt: skip
-            return replace(result, server_lag_max_ms=_lag_max_ms(server_log(), window))
+            return replace(
+                result,
+                server_lag_max_ms=_lag_max_ms(server_log(), window),
+                gen_stall_max_ms=round(stall * 1000, 1) if rate else None,
+            )
 
         results.append(scenario("closed-loop", args.closed_conns, 0))
         results.append(scenario("open-loop", args.open_conns, args.rate))

@@ -39,3 +39,5 @@ def test_benchmark_quick_run(tmp_path: Path) -> None:
     # may delay some replies past the end of the short window).
     assert 100 <= results["open-loop"]["achieved_rps"] <= 300
     assert results["open-loop+slow"]["slow"] == 20
+    assert results["closed-loop"]["gen_stall_max_ms"] is None  # no schedule in a closed loop
+    assert results["open-loop"]["gen_stall_max_ms"] >= 0
