@@ -41,8 +41,8 @@ def test_register_list_filter_and_remember(
 ) -> None:
     server = f"127.0.0.1:{discovery_server.port}"
     with DiscoveryClient(*discovery_server.address) as other:
-        for i, nick in enumerate(["bob", "bobby", "carol", "dave"]):
-            other.register(nick, "127.0.0.1", 9000 + i, "pw", ["V0"])
+        for nick in ["bob", "bobby", "carol", "dave"]:
+            other.register(nick, "127.0.0.1", free_port(), "pw", ["V0"])  # no listener
 
     c = client()
     c.login("alice", "secret", server)
@@ -66,6 +66,18 @@ def test_register_list_filter_and_remember(
         other.register("erin", "127.0.0.1", 9100, "pw", ["V0"])
     c.click(main.refresh_button)
     c.pump_until(lambda: "erin" in main.visible_nicks(), 10, "erin after refresh")
+
+    # "Call selected": nothing selected says so; with carol selected it calls carol, whose
+    # registered port has no listener, so the call fails with the unreachable-peer words.
+    c.click(main.call_selected_button)
+    assert main.message.cget("text") == "Select a user to call first."
+    carol = next(i for i in main.tree.get_children() if main.tree.item(i, "text") == "carol")
+    main.tree.selection_set(carol)
+    c.click(main.call_selected_button)
+    c.pump_until(
+        lambda: main.message.cget("text").startswith("Cannot reach carol"), 30, "unreachable"
+    )
+    assert c.app.model.screen is Screen.MAIN and not c.app.model.in_call
 
     state = json.loads((tmp_path / "state.json").read_text())
     assert state == {"nick": "alice", "server": server, "remember_password": False}
