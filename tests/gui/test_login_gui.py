@@ -17,7 +17,7 @@ from vcall.config import Config
 from vcall.discovery.client import DiscoveryClient
 from vcall.gui.model import Screen
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("no_leaks")]
 
 
 @pytest.fixture
