@@ -21,7 +21,7 @@ from vcall.config import Config
 from vcall.gui import app as gui_app
 from vcall.gui.demo import _geometries
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("no_leaks")]
 
 Shot = Callable[[str], np.ndarray]
 
