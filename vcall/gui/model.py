@@ -45,7 +45,6 @@ class UiModel:
     source: str = "pattern"
     message: str = ""
     message_error: bool = False
-    busy: bool = False  # a login is in flight: the login button is disabled
 
     @property
     def in_call(self) -> bool:
@@ -62,12 +61,11 @@ def reduce(model: UiModel, event: ev.Event, now: float) -> UiModel:
                 screen=Screen.MAIN,
                 nick=nick,
                 server=server,
-                busy=False,
                 message=f"Registered as {nick}.",
                 message_error=False,
             )
         case ev.LoginFailed(message=message):
-            return rep(model, screen=Screen.LOGIN, busy=False, message=message, message_error=True)
+            return rep(model, screen=Screen.LOGIN, message=message, message_error=True)
         case ev.LoggedOut():
             return UiModel(preset=model.preset, source=model.source, message="Logged out.")
         case ev.Notice(message=message, error=error):
