@@ -114,3 +114,15 @@ def test_bench_ui_runs(xvfb_display: str, tmp_path: Path, mode: list[str]) -> No
     assert result["mode"] == ("synthetic" if mode else "call")
     assert result["frame_handler_calls"] > 0 and result["frame_handler_ms"]["p50"] > 0
     assert "p99" in out
+
+
+@pytest.mark.parametrize(
+    ("remembered", "remote"),
+    [("far.example:8000", True), ("10.1.2.3:1", True), ("127.0.0.1:4000", False),
+     ("localhost:1", False), ("[::1]:5", False), ("", False), ("bad:port", False)],
+)  # fmt: skip
+def test_a_remembered_remote_server_replaces_the_embedded_one(
+    remembered: str, remote: bool
+) -> None:
+    # An embedded server's port changes every start: remembering it would point nowhere.
+    assert gui_app._remote(remembered) is remote
