@@ -4,7 +4,8 @@ Each call event is printed on stdout as one JSON object per line (flushed at onc
 scripts can follow a call. Commands can be given on stdin, one per line: ``call NICK``,
 ``accept``, ``deny``, ``hold``, ``resume``, ``hangup``, ``quit``. The agent ends the call with
 CALL_END and exits 0 on SIGTERM, SIGINT or ``quit``; a caller exits when its call ends. A
-registration failure exits 1 with a message on stderr.
+registration failure exits 1 with a message on stderr; bad options exit 2. The password comes
+from ``--password`` or, so that it does not show in ``ps``, from ``$VCALL_PASSWORD``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import queue
 import signal
 import sys
@@ -32,6 +34,7 @@ from vcall.discovery.client import DiscoveryError
 logger = logging.getLogger(__name__)
 
 DEFAULT_SERVER = "127.0.0.1:8000"
+PASSWORD_ENV = "VCALL_PASSWORD"
 SDP_WAIT = 5.0  # s to wait for the media session to be connected
 COMMANDS = ("call", "accept", "deny", "hold", "resume", "hangup", "quit")
 
@@ -45,7 +48,10 @@ def _host_port(text: str) -> tuple[str, int]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nick", required=True, help="nick to register")
-    parser.add_argument("--password", required=True, help="its password (fixed at first use)")
+    parser.add_argument(
+        "--password",
+        help=f"its password, fixed at first use (default: ${PASSWORD_ENV}; visible in ps)",
+    )
     parser.add_argument("--server", type=_host_port, default=DEFAULT_SERVER, help="HOST:PORT")
     parser.add_argument("--listen-ip", default="0.0.0.0", help="call-control listen address")
     parser.add_argument("--listen-port", type=int, default=0, help="TCP call-control port")
@@ -217,6 +223,10 @@ class _Agent:
 
 
 def run(args: argparse.Namespace) -> int:
+    password = args.password or os.environ.get(PASSWORD_ENV)
+    if not password:
+        print(f"vcall agent: give --password or set {PASSWORD_ENV}", file=sys.stderr)
+        return 2
     agent = _Agent(args)
     try:
         hb = HeartbeatConfig(*args.heartbeat) if args.heartbeat else None
@@ -226,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     manager = CallManager(
         nick=args.nick,
-        password=args.password,
+        password=password,
         server=args.server,
         listen=(args.listen_ip, args.listen_port),
         advertise_ip=args.advertise_ip,

@@ -22,18 +22,23 @@ DEFAULT_WAIT = 10.0
 class Agent:
     """One ``python -m vcall agent`` process; stdout events are collected by a thread."""
 
-    def __init__(self, nick: str, server: tuple[str, int], *extra: str) -> None:
+    def __init__(
+        self, nick: str, server: tuple[str, int], *extra: str, env: dict[str, str] | None = None
+    ) -> None:
+        """``--password pw-NICK`` is passed unless ``env`` sets VCALL_PASSWORD (None: unset)."""
         self.nick = nick
+        environ = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        environ.pop("VCALL_PASSWORD", None)
+        password: list[str] = ["--password", "pw-" + nick]
+        if env is not None:
+            environ.update(env)
+            password = []
         cmd = [
-            sys.executable, "-m", "vcall", "agent", "--nick", nick, "--password", "pw-" + nick,
+            sys.executable, "-m", "vcall", "agent", "--nick", nick, *password,
             "--server", f"{server[0]}:{server[1]}", "--listen-ip", "127.0.0.1", *extra,
         ]  # fmt: skip
         self.proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environ
         )
         self.events: list[tuple[float, Event]] = []  # (monotonic receive time, event)
         self.stderr = b""
@@ -129,8 +134,14 @@ class AgentFactory:
         self.server = server
         self.agents: list[Agent] = []
 
-    def __call__(self, nick: str, *extra: str, wait_registered: bool = True) -> Agent:
-        agent = Agent(nick, self.server, *extra)
+    def __call__(
+        self,
+        nick: str,
+        *extra: str,
+        wait_registered: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> Agent:
+        agent = Agent(nick, self.server, *extra, env=env)
         self.agents.append(agent)
         if wait_registered:
             agent.registered()

@@ -117,6 +117,24 @@ def test_wrong_password_exits_nonzero(agents: AgentFactory) -> None:
     assert impostor.has("error")
 
 
+def test_password_from_the_environment_stays_out_of_ps(agents: AgentFactory) -> None:
+    import psutil
+
+    agents("bob", *CTRL).send("quit")  # bob's password is now pw-bob
+    same = agents("bob", *CTRL, env={"VCALL_PASSWORD": "pw-bob"})  # registered: the env's value
+    assert not any("pw-bob" in arg for arg in psutil.Process(same.proc.pid).cmdline())
+    same.send("quit")
+    assert same.exit_code() == 0
+    wrong = agents("bob", *CTRL, env={"VCALL_PASSWORD": "wrong"}, wait_registered=False)
+    assert wrong.exit_code() == 1
+    none = agents("bob", *CTRL, env={}, wait_registered=False)  # neither flag nor variable
+    assert none.exit_code() == 2
+    wrong.stop()
+    none.stop()
+    assert b"WRONG_PASS" in wrong.stderr
+    assert b"VCALL_PASSWORD" in none.stderr and not none.has("registered")
+
+
 def test_peer_sigkill_ends_the_call_within_1s(agents: AgentFactory) -> None:
     bob = agents("bob", *CTRL, "--auto-answer")
     alice = agents("alice", *CTRL, "--call", "bob")
