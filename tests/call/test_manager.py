@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -49,8 +50,11 @@ class FakeMedia:
 
 
 class Peer:
-    def __init__(self, nick: str, server: tuple[str, int], **kw: Any) -> None:
+    def __init__(
+        self, nick: str, server: tuple[str, int], media: type[FakeMedia] = FakeMedia, **kw: Any
+    ) -> None:
         self.events: queue.Queue[CallEvent] = queue.Queue()
+        self.media_cls = media
         self.medias: list[FakeMedia] = []
         self.manager = CallManager(
             nick=nick,
@@ -63,7 +67,7 @@ class Peer:
         )
 
     def _factory(self) -> MediaLike:
-        media = FakeMedia()
+        media = self.media_cls()
         self.medias.append(media)
         return media
 
@@ -164,3 +168,82 @@ def test_methods_refuse_to_run_on_the_event_thread(discovery_server: DiscoveryPr
     finally:
         manager.close()
         manager.close()  # idempotent
+
+
+class SlowOpenMedia(FakeMedia):
+    """A media session whose open() takes a while (a pipeline starting its processes)."""
+
+    def open(self) -> int:
+        time.sleep(0.5)
+        return super().open()
+
+
+def test_close_during_accept_ends_the_call_and_the_action_fails_cleanly(
+    discovery_server: DiscoveryProcess,
+) -> None:
+    alice = Peer("alice", discovery_server.address)
+    bob = Peer("bob", discovery_server.address, media=SlowOpenMedia)
+    outcome: list[BaseException | None] = []
+
+    def accept() -> None:
+        try:
+            bob.manager.accept()
+            outcome.append(None)
+        except BaseException as exc:  # what the caller of accept() sees, whatever it is
+            outcome.append(exc)
+
+    try:
+        alice.manager.start()
+        bob.manager.start()
+        alice.manager.call("bob")
+        bob.wait(IncomingCall)
+        worker = threading.Thread(target=accept)
+        worker.start()
+        time.sleep(0.1)  # accept() is inside the media open
+        t0 = time.monotonic()
+        bob.manager.close()
+        worker.join(10)
+        assert not worker.is_alive(), "accept() still blocked after close()"
+        assert time.monotonic() - t0 < 10  # not API_TIMEOUT on a stopped loop
+        # accept() lost the race: a local misuse error, never a cancellation or a loop error
+        assert len(outcome) == 1 and isinstance(outcome[0], CallUsageError), outcome
+        assert alice.wait(CallEnded).reason == "peer_denied"  # close() while ringing denies
+        assert [c[0] for c in bob.medias[0].calls] == ["open", "stats", "close"]
+        with pytest.raises(CallUsageError):
+            bob.manager.hangup()  # closed
+    finally:
+        alice.manager.close()
+        bob.manager.close()
+
+
+def test_actions_racing_close_from_other_threads_only_raise_usage_errors(
+    pair: tuple[Peer, Peer],
+) -> None:
+    alice, _ = pair
+    unexpected: list[BaseException] = []
+    go = threading.Event()
+
+    def hammer() -> None:
+        go.wait()
+        for _ in range(200):
+            try:
+                alice.manager.hold()
+            except CallUsageError:
+                pass
+            except BaseException as exc:
+                unexpected.append(exc)
+                return
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    go.set()
+    time.sleep(0.01)
+    closers = [threading.Thread(target=alice.manager.close) for _ in range(2)]
+    for t in closers:
+        t.start()
+    for t in threads + closers:
+        t.join(15)
+    assert not any(t.is_alive() for t in threads + closers)
+    assert unexpected == []
+    assert not alice.manager._thread.is_alive()

@@ -2,8 +2,10 @@
 
 Threading: the manager runs one asyncio event loop in a daemon thread. Public methods are
 blocking, thread-safe wrappers (never call them from ``on_event``, which runs on that loop's
-thread). Blocking work (discovery client, media session) runs in executors, never on the loop;
-media operations go through one single-thread executor so they keep their order.
+thread). An action racing ``close()`` from another thread either runs before the shutdown or
+raises :class:`CallUsageError`; it never waits on a stopped loop. Blocking work (discovery
+client, media session) runs in executors, never on the loop; media operations go through one
+single-thread executor so they keep their order.
 
 Every user action and network event passes through :class:`CallStateMachine`. A user action the
 table forbids raises :class:`CallUsageError`; a peer message the table forbids is logged and
@@ -92,6 +94,9 @@ class CallManager:
         self._ending: set[CallSession] = set()  # ended calls whose cleanup is still running
         self._started = False
         self._closed = False
+        # Orders submissions to the loop against close(): once close() has queued the shutdown,
+        # nothing else is queued behind it (it would wait on a stopped loop until API_TIMEOUT).
+        self._submit_lock = threading.Lock()
         self.registered_port = 0
         self.registered_ip = ""
         self.last_stats: dict[str, Any] | None = None
@@ -147,12 +152,18 @@ class CallManager:
         """End any call (CALL_END / CALL_DENIED), stop listening, stop the loop. Idempotent."""
         if threading.current_thread() is self._thread:
             raise CallUsageError("CallManager methods must not be called from its event thread")
-        if self._closed:
-            return
-        self._closed = True
-        if self._thread.is_alive():
+        with self._submit_lock:
+            if self._closed:
+                return
+            self._closed = True
+            shutdown = (
+                asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
+                if self._thread.is_alive()
+                else None
+            )
+        if shutdown is not None:
             try:
-                self._run(self._shutdown(), check_closed=False)
+                shutdown.result(API_TIMEOUT)
             except Exception:
                 logger.exception("error while closing the call manager")
             self._loop.call_soon_threadsafe(self._loop.stop)
@@ -167,15 +178,20 @@ class CallManager:
         asyncio.set_event_loop(self._loop)
         self._loop.run_forever()
 
-    def _run(self, coro: Coroutine[Any, Any, T], *, check_closed: bool = True) -> T:
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         if threading.current_thread() is self._thread:
             coro.close()
             raise CallUsageError("CallManager methods must not be called from its event thread")
-        if check_closed and (self._closed or not self._started):
-            coro.close()
-            raise CallUsageError("the call manager is not running (start() it first)")
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        return future.result(API_TIMEOUT)
+        with self._submit_lock:
+            if self._closed or not self._started:
+                coro.close()
+                raise CallUsageError("the call manager is not running (start() it first)")
+            future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result(API_TIMEOUT)
+        except concurrent.futures.CancelledError:
+            # close() cancels what is still running when the loop stops.
+            raise CallUsageError("the call manager was closed during this action") from None
 
     def _emit(self, event: CallEvent) -> None:
         try:
