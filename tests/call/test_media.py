@@ -85,4 +85,34 @@ def test_sigkilled_peer_with_media_leaves_nothing_behind(agents: AgentFactory) -
     assert alice.exit_code() == 0
     # Orphans are re-parented to init, so no_leaks (this process's children) would miss them.
     _, alive = psutil.wait_procs(stages, timeout=5)
-    assert not alive, f"stage processes outlived their SIGKILLed controller: {alive}"
+    running = [p for p in alive if _running(p)]
+    assert not running, f"stage processes outlived their SIGKILLed controller: {running}"
+
+
+def test_sigterm_during_a_media_call_leaves_no_process_or_segment(agents: AgentFactory) -> None:
+    from tests.fixtures.leaks import vcall_segments
+
+    bob = agents("bob", *MEDIA, "--auto-answer")
+    alice = agents("alice", *MEDIA, "--call", "bob")
+    alice.wait("started", timeout=20)
+    bob.wait("started", timeout=20)
+    stages = psutil.Process(bob.proc.pid).children(recursive=True)
+    assert len(stages) >= 5  # capture, encode, send, receive, display
+    assert vcall_segments({bob.proc.pid, *(p.pid for p in stages)})  # frames are shared
+    bob.signal(signal.SIGTERM)
+    assert bob.exit_code() == 0
+    assert bob.wait("ended")["reason"] == "hangup"  # ended by the agent, not by its death
+    assert bob.names()[-1] == "exit"
+    assert alice.wait("ended")["reason"] == "peer_hangup"
+    # A clean exit stops the stages itself (no_leaks also checks their segments).
+    _, alive = psutil.wait_procs(stages, timeout=3)
+    running = [p for p in alive if _running(p)]  # a zombie has exited; init reaps it later
+    assert not running, f"stage processes outlived the agent's clean exit: {running}"
+    assert not vcall_segments({bob.proc.pid, *(p.pid for p in stages)})
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
