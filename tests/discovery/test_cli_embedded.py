@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -23,13 +24,20 @@ from vcall.discovery.throttle import ThrottlePolicy
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
 
-def vcall(*args: str, server: DiscoveryProcess) -> subprocess.CompletedProcess[str]:
+def vcall(
+    *args: str, server: DiscoveryProcess, password_env: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "VCALL_PASSWORD"}
+    if password_env is not None:
+        env["VCALL_PASSWORD"] = password_env
     return subprocess.run(
         [sys.executable, "-m", "vcall", "discovery", "--server", f"127.0.0.1:{server.port}", *args],
         check=False,
         capture_output=True,
         text=True,
         timeout=30,
+        env=env,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -54,6 +62,18 @@ def test_cli_register_query_list(discovery_server: DiscoveryProcess) -> None:
     assert done.returncode == 1 and "WrongPassword" in done.stderr
     done = vcall("query", "bad nick", server=discovery_server)
     assert done.returncode == 2 and "invalid nick" in done.stderr
+
+
+def test_cli_register_takes_the_password_from_the_environment(
+    discovery_server: DiscoveryProcess,
+) -> None:
+    register = ("register", "eve", "--ip", "10.0.0.5", "--port", "9000")
+    done = vcall(*register, server=discovery_server, password_env="secret")
+    assert done.returncode == 0, done.stderr
+    done = vcall(*register, server=discovery_server, password_env="other")
+    assert done.returncode == 1 and "WrongPassword" in done.stderr  # the variable was used
+    done = vcall(*register, "--password", "secret", server=discovery_server, password_env="x")
+    assert done.returncode == 0, done.stderr  # the flag wins over the variable
 
 
 def test_cli_names_an_unreachable_server(discovery_server: DiscoveryProcess) -> None:
@@ -82,7 +102,15 @@ def test_embedded_server_reports_a_port_in_use() -> None:
             EmbeddedServer(port=first.address[1]).start()
 
 
-def test_throttled_attempts_do_no_scrypt_work(monkeypatch: pytest.MonkeyPatch) -> None:
+THROTTLED = ServerConfig(
+    throttle=ThrottlePolicy(max_failures=3, window=60, lockout=60),
+    scrypt=ScryptParams(n=1 << 10),
+)
+
+
+@pytest.fixture
+def verified(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The passwords the server checks with scrypt (``verify_password`` calls), in order."""
     calls: list[str] = []
     real = server_module.verify_password
 
@@ -91,10 +119,11 @@ def test_throttled_attempts_do_no_scrypt_work(monkeypatch: pytest.MonkeyPatch) -
         return real(password, credential)
 
     monkeypatch.setattr(server_module, "verify_password", counting)
-    config = ServerConfig(
-        throttle=ThrottlePolicy(max_failures=3, window=60, lockout=60),
-        scrypt=ScryptParams(n=1 << 10),
-    )
+    return calls
+
+
+def test_throttled_attempts_do_no_scrypt_work(verified: list[str]) -> None:
+    calls, config = verified, THROTTLED
     with EmbeddedServer(config=config) as server:
         assert server.address is not None
         with DiscoveryClient(*server.address) as client:
@@ -110,21 +139,8 @@ def test_throttled_attempts_do_no_scrypt_work(monkeypatch: pytest.MonkeyPatch) -
             assert client.query("kim").port == 1000
 
 
-def test_queued_wrong_passwords_cannot_bypass_the_throttle(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    calls: list[str] = []
-    real = server_module.verify_password
-
-    def counting(password: str, credential: Credential) -> bool:
-        calls.append(password)
-        return real(password, credential)
-
-    monkeypatch.setattr(server_module, "verify_password", counting)
-    config = ServerConfig(
-        throttle=ThrottlePolicy(max_failures=3, window=60, lockout=60),
-        scrypt=ScryptParams(n=1 << 10),
-    )
+def test_queued_wrong_passwords_cannot_bypass_the_throttle(verified: list[str]) -> None:
+    calls, config = verified, THROTTLED
     with EmbeddedServer(config=config) as server:
         assert server.address is not None
         with DiscoveryClient(*server.address) as client:
