@@ -12,7 +12,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.call.agents import AgentFactory
+from tests.call.agents import Agent, AgentFactory
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -73,42 +73,22 @@ def test_classic_v0_call_with_media(agents: AgentFactory, tmp_path: Path) -> Non
     assert stats["stages"]["receive"]["counters"]["frames"] >= 5
 
 
-def test_sigkilled_peer_with_media_leaves_nothing_behind(agents: AgentFactory) -> None:
+def _media_call(agents: AgentFactory) -> tuple[Agent, Agent, list[psutil.Process]]:
+    """alice calls bob, both with media; returns them and bob's stage processes."""
     bob = agents("bob", *MEDIA, "--auto-answer")
     alice = agents("alice", *MEDIA, "--call", "bob")
     alice.wait("started", timeout=20)
     bob.wait("started", timeout=20)
     stages = psutil.Process(bob.proc.pid).children(recursive=True)
     assert len(stages) >= 5  # capture, encode, send, receive, display
-    bob.signal(signal.SIGKILL)
-    assert alice.wait("ended")["reason"] == "connection_lost"
-    assert alice.exit_code() == 0
+    return alice, bob, stages
+
+
+def _assert_gone(stages: list[psutil.Process], timeout: float, why: str) -> None:
     # Orphans are re-parented to init, so no_leaks (this process's children) would miss them.
-    _, alive = psutil.wait_procs(stages, timeout=5)
-    running = [p for p in alive if _running(p)]
-    assert not running, f"stage processes outlived their SIGKILLed controller: {running}"
-
-
-def test_sigterm_during_a_media_call_leaves_no_process_or_segment(agents: AgentFactory) -> None:
-    from tests.fixtures.leaks import vcall_segments
-
-    bob = agents("bob", *MEDIA, "--auto-answer")
-    alice = agents("alice", *MEDIA, "--call", "bob")
-    alice.wait("started", timeout=20)
-    bob.wait("started", timeout=20)
-    stages = psutil.Process(bob.proc.pid).children(recursive=True)
-    assert len(stages) >= 5  # capture, encode, send, receive, display
-    assert vcall_segments({bob.proc.pid, *(p.pid for p in stages)})  # frames are shared
-    bob.signal(signal.SIGTERM)
-    assert bob.exit_code() == 0
-    assert bob.wait("ended")["reason"] == "hangup"  # ended by the agent, not by its death
-    assert bob.names()[-1] == "exit"
-    assert alice.wait("ended")["reason"] == "peer_hangup"
-    # A clean exit stops the stages itself (no_leaks also checks their segments).
-    _, alive = psutil.wait_procs(stages, timeout=3)
+    _, alive = psutil.wait_procs(stages, timeout=timeout)
     running = [p for p in alive if _running(p)]  # a zombie has exited; init reaps it later
-    assert not running, f"stage processes outlived the agent's clean exit: {running}"
-    assert not vcall_segments({bob.proc.pid, *(p.pid for p in stages)})
+    assert not running, f"stage processes outlived {why}: {running}"
 
 
 def _running(proc: psutil.Process) -> bool:
@@ -116,3 +96,26 @@ def _running(proc: psutil.Process) -> bool:
         return proc.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_sigkilled_peer_with_media_leaves_nothing_behind(agents: AgentFactory) -> None:
+    alice, bob, stages = _media_call(agents)
+    bob.signal(signal.SIGKILL)
+    assert alice.wait("ended")["reason"] == "connection_lost"
+    assert alice.exit_code() == 0
+    _assert_gone(stages, 5, "their SIGKILLed controller")
+
+
+def test_sigterm_during_a_media_call_leaves_no_process_or_segment(agents: AgentFactory) -> None:
+    from tests.fixtures.leaks import vcall_segments
+
+    alice, bob, stages = _media_call(agents)
+    pids = {bob.proc.pid, *(p.pid for p in stages)}
+    assert vcall_segments(pids)  # the stages share frames through /dev/shm
+    bob.signal(signal.SIGTERM)
+    assert bob.exit_code() == 0
+    assert bob.wait("ended")["reason"] == "hangup"  # ended by the agent, not by its death
+    assert bob.names()[-1] == "exit"
+    assert alice.wait("ended")["reason"] == "peer_hangup"
+    _assert_gone(stages, 3, "the agent's clean exit")  # it stopped them itself
+    assert not vcall_segments(pids)
