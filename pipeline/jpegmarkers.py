@@ -13,9 +13,11 @@ No pixel is ever decoded here. API::
         rfc_type: int               # 0 = 4:2:2 (luma 2x1), 1 = 4:2:0 (luma 2x2)
         quant_tables: tuple[bytes, ...]   # 64-byte tables in zigzag order: (luma, chroma)
         restart_interval: int       # 0 = no DRI
-        scan: bytes                 # entropy-coded data between SOS and EOI (RSTn included)
+        scan: memoryview            # entropy-coded data between SOS and EOI (RSTn included),
+                                    # a view of the input JPEG: splitting copies no scan data
     def split_jpeg(jpeg) -> JpegParts      # baseline, 8-bit, 3 components, standard Huffman
     def build_jpeg(width, height, rfc_type, quant_tables, scan, *, restart_interval=0) -> bytes
+    def jpeg_prefix(width, height, rfc_type, quant_tables, *, restart_interval=0) -> bytes
     def ijg_quant_tables(q: int) -> tuple[bytes, bytes]  # RFC 2435 / IJG scaling, Q 1..99
     STANDARD_DHT: bytes             # the four Annex K tables as one DHT segment
 
@@ -157,7 +159,7 @@ class JpegParts:
     rfc_type: int
     quant_tables: tuple[bytes, ...]
     restart_interval: int
-    scan: bytes
+    scan: memoryview  # a view of the split JPEG, not a copy (the packetizer's hot path)
 
 
 class _Walker:
@@ -324,7 +326,9 @@ def split_jpeg(jpeg: bytes | bytearray | memoryview) -> JpegParts:
     if eoi < 0:
         raise JpegError("JPEG has no EOI marker (truncated?)")
     # 0xFF fill bytes may precede EOI; the entropy-coded data never ends in a bare 0xFF.
-    scan = data[end:eoi].rstrip(b"\xff")
+    while eoi > end and data[eoi - 1] == 0xFF:
+        eoi -= 1
+    scan = memoryview(data)[end:eoi]
     luma_q, chroma_q = components[0][2], components[1][2]
     if components[2][2] != chroma_q:
         raise UnsupportedJpegError("Cb and Cr use different quantisation tables")
@@ -366,6 +370,23 @@ def build_jpeg(
     two (luma, chroma) or three (Y, Cb, Cr). ValueError on out-of-range arguments: this is a
     local misuse.
     """
+    prefix = jpeg_prefix(width, height, rfc_type, quant_tables, restart_interval=restart_interval)
+    return b"".join((prefix, scan, EOI))
+
+
+def jpeg_prefix(
+    width: int,
+    height: int,
+    rfc_type: int,
+    quant_tables: tuple[bytes, ...],
+    *,
+    restart_interval: int = 0,
+) -> bytes:
+    """Everything build_jpeg() puts before the scan data (the scan and EOI follow it).
+
+    For callers that hold the scan as fragments: ``b"".join((prefix, *fragments, EOI))``
+    copies the scan once.
+    """
     if not (0 < width < 65536 and 0 < height < 65536):
         raise ValueError(f"bad JPEG size {width}x{height}")
     if not 0 <= restart_interval < 65536:
@@ -385,10 +406,10 @@ def build_jpeg(
         struct.pack("!BHHB", 8, height, width, 3)
         + bytes((1, luma_hv, 0, 2, 0x11, cb_tq, 3, 0x11, cr_tq)),
     )
-    parts: list[bytes | bytearray | memoryview] = [SOI, _JFIF_APP0, dqt]
+    parts = [SOI, _JFIF_APP0, dqt]
     if restart_interval:
         parts.append(_segment(_DRI, struct.pack("!H", restart_interval)))
-    parts += [sof, STANDARD_DHT, _SOS_SEGMENT, scan, EOI]
+    parts += [sof, STANDARD_DHT, _SOS_SEGMENT]
     return b"".join(parts)
 
 

@@ -48,14 +48,15 @@ import struct
 from dataclasses import dataclass
 
 from pipeline.jpegmarkers import (
+    EOI,
     JpegError,
     JpegParts,
-    build_jpeg,
     ijg_quant_tables,
+    jpeg_prefix,
     split_jpeg,
 )
 from pipeline.rtcp import ReceptionStats
-from pipeline.rtp import RTP_HEADER_SIZE, RtpError, RtpPacket, rtp_header, seq_add, ts_diff
+from pipeline.rtp import RTP_HEADER_SIZE, RtpError, RtpPacket, rtp_header, ts_diff
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ PT_JPEG = 26
 CLOCK_RATE = 90000
 MAX_DIM = 2040  # width/8 and height/8 are one byte each
 _FAST_HEADER = struct.Struct("!BHII")  # RTP header after its first byte
+_OFFSET = struct.Struct("!I")
 _MAIN_HDR = 8
 _RESTART_HDR = 4
 _QT_HDR = 4
@@ -124,33 +126,33 @@ class RtpJpegPacketizer:
         if self.q >= 128:
             tables = b"".join(parts.quant_tables)
             qt_hdr = struct.pack("!BBH", 0, 0, len(tables)) + tables
-        scan = memoryview(parts.scan)
+        scan = parts.scan
         total = len(scan)
         if total >= 1 << 24:
             raise PacketizeError("scan data over 16 MiB cannot be addressed by RFC 2435")
         tail = bytes((rtype, self.q, w // 8, h // 8))
         ts = timestamp90k & 0xFFFFFFFF
+        pt, ssrc = self.payload_type, self.ssrc
         out: list[bytes] = []
         offset = 0
         seq = self.next_seq
+        extra = restart_hdr + qt_hdr  # the first packet's; the others carry restart_hdr only
         while True:
-            extra = restart_hdr + (qt_hdr if offset == 0 else b"")
             room = self.max_payload - _MAIN_HDR - len(extra)
             chunk = scan[offset : offset + room]
             last = offset + len(chunk) >= total
-            main = struct.pack("!I", offset) + tail  # type-specific byte 0, then 24-bit offset
-            out.append(
-                b"".join(
-                    (rtp_header(self.payload_type, seq, ts, self.ssrc, last), main, extra, chunk)
-                )
-            )
-            self.payload_octets_sent += _MAIN_HDR + len(extra) + len(chunk)
-            seq = seq_add(seq, 1)
+            # One join per packet: the RTP header, the main header (type-specific byte 0, then
+            # the 24-bit offset), the extra headers and a view of the scan: one copy of the data.
+            header = rtp_header(pt, seq, ts, ssrc, last)
+            out.append(b"".join((header, _OFFSET.pack(offset), tail, extra, chunk)))
+            seq = (seq + 1) & 0xFFFF
             offset += len(chunk)
             if last:
                 break
+            extra = restart_hdr
         self.next_seq = seq
         self.packets_sent += len(out)
+        self.payload_octets_sent += sum(map(len, out)) - RTP_HEADER_SIZE * len(out)
         return out
 
 
@@ -304,7 +306,6 @@ class RtpJpegReassembler:
         self._last_packet_time = now
         assert self._reception is not None
         self._reception.update(seq, ts, now)
-        self.expire(now)
         if len(payload) < _MAIN_HDR:
             self._c["malformed"] += 1
             return []
@@ -325,6 +326,8 @@ class RtpJpegReassembler:
                 return []
         part = self._partials.get(ts)
         if part is None:
+            # Stale partial frames go before a new one opens (not per packet: the hot path).
+            self.expire(now)
             part = self._open(ts, now)
         tables: tuple[bytes, ...] | None = None
         if offset == 0 and q >= 128:
@@ -368,7 +371,7 @@ class RtpJpegReassembler:
             part.total = offset + len(data)
         if part.total is None or part.header is None or part.nbytes < part.total:
             return []
-        scan = self._join(part)
+        scan = self._scan_chunks(part)
         if scan is None:
             return []
         try:
@@ -433,22 +436,29 @@ class RtpJpegReassembler:
             self._drop(other, "incomplete")
         self._mark_done(ts)
 
-    def _join(self, part: _Partial) -> bytes | None:
-        """The scan data if the fragments cover [0, total) without a gap, else None."""
+    def _scan_chunks(self, part: _Partial) -> list[memoryview] | None:
+        """Views covering the scan data [0, total) in order, or None if there is a gap.
+
+        Views, not a joined copy: _build joins them once, straight into the JPEG.
+        """
+        total = part.total or 0
         expected = 0
         chunks = []
         for off in sorted(part.fragments):
+            if expected >= total:
+                break
             data = part.fragments[off]
             if off > expected:
                 return None
-            if off + len(data) > expected:
-                chunks.append(data[expected - off :])  # trims an overlap, if any
-                expected = off + len(data)
-        if expected < (part.total or 0):
+            end = min(off + len(data), total)
+            if end > expected:
+                chunks.append(data[expected - off : end - off])  # trims overlaps and excess
+                expected = end
+        if expected < total:
             return None
-        return b"".join(chunks)[: part.total]
+        return chunks
 
-    def _build(self, ts: int, part: _Partial, scan: bytes, ssrc: int) -> JpegFrame:
+    def _build(self, ts: int, part: _Partial, scan: list[memoryview], ssrc: int) -> JpegFrame:
         assert part.header is not None
         rtype, q, width, height = part.header
         if rtype & 0x3F not in (0, 1) or rtype >= 128:
@@ -468,9 +478,9 @@ class RtpJpegReassembler:
                 raise _BadFrameError(f"Q={q} without quantisation tables")
         else:
             raise _BadFrameError(f"reserved Q={q}")
-        jpeg = build_jpeg(
-            width, height, rtype, tables, scan, restart_interval=part.restart if rtype >= 64 else 0
-        )
+        restart = part.restart if rtype >= 64 else 0
+        prefix = jpeg_prefix(width, height, rtype, tables, restart_interval=restart)
+        jpeg = b"".join((prefix, *scan, EOI))  # the only copy of the scan data on receive
         return JpegFrame(
             jpeg=jpeg,
             rtp_ts=ts,

@@ -67,7 +67,7 @@ def encode_v0(  # noqa: PLR0917 - the positional order is the wire order
     size = len(header) + len(jpeg)
     if size > max_size:
         raise V0TooLargeError(f"V0 datagram of {size} bytes exceeds {max_size}")
-    return header + bytes(jpeg)
+    return b"".join((header, jpeg))  # one copy, whatever buffer type jpeg is
 
 
 def _field(raw: bytes, name: str) -> str:

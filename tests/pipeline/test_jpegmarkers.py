@@ -91,7 +91,7 @@ def test_split_422_and_restart_intervals_opencv() -> None:
     assert ok
     parts = split_jpeg(buf.tobytes())
     assert parts.restart_interval == 2
-    assert b"\xff\xd0" in parts.scan  # RST markers stay in the scan data
+    assert b"\xff\xd0" in bytes(parts.scan)  # RST markers stay in the scan data
     rebuilt = build_jpeg(64, 48, 65, parts.quant_tables, parts.scan, restart_interval=2)
     decoded = cv2.imdecode(np.frombuffer(rebuilt, np.uint8), cv2.IMREAD_COLOR)
     assert np.array_equal(decoded, cv2.imdecode(buf, cv2.IMREAD_COLOR))
