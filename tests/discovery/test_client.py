@@ -220,3 +220,26 @@ def test_a_truncated_reply_that_never_ends_times_out(
         pytest.raises(DiscoveryTimeout),
     ):
         client.list_users()
+
+
+def test_an_endless_reply_is_cut_at_the_size_cap(
+    scripted: Callable[..., ScriptedServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vcall.discovery.client as client_module
+
+    monkeypatch.setattr(client_module, "MAX_REPLY", 64 << 10)
+    entry = b"nick 10.0.0.1 8000 1700000000.0#"
+
+    def flood(conn: socket.socket) -> None:
+        conn.recv(4096)
+        conn.sendall(b"OK USERS_LIST 999999999 ")
+        with contextlib.suppress(OSError):
+            for _ in range(100_000):  # ~3 MB, far over the cap, well within the timeout
+                conn.sendall(entry * 32)
+
+    server = scripted(flood)
+    with (
+        DiscoveryClient(*server.address, timeout=10) as client,
+        pytest.raises(ProtocolError, match="over 65536 bytes"),
+    ):
+        client.list_users()
