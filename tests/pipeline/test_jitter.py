@@ -148,3 +148,21 @@ def test_random_streams_keep_invariants(events: list[tuple[int, float, bool]]) -
         due = buf.next_due(now)
         assert due is None or 0.0 <= due <= buf.max_delay + 1e-9
     assert len(played) == buf.stats.played
+
+
+def test_delay_follows_jitter_up_and_back_down() -> None:
+    """The playout delay tracks the measured jitter both ways: a jittery spell raises it,
+    a clean spell brings it back near zero (it is not a high-water mark)."""
+    rng = random.Random(2)
+    buf: JitterBuffer[int] = JitterBuffer(max_delay=0.1)
+    clean = [(1.0 + n / 30, n * TICK, n) for n in range(30)]
+    jittery = [(1.0 + n / 30 + rng.uniform(0, 0.03), n * TICK, n) for n in range(30, 150)]
+    run(buf, clean + jittery)
+    raised = buf.delay_s
+    assert raised > 0.01
+    calm = [(1.0 + n / 30 + 0.05, n * TICK, n) for n in range(160, 400)]
+    shown = run(buf, calm)
+    assert buf.delay_s < 0.002 < raised
+    # Once calm, frames are shown on arrival again (within one polling step of 1 ms).
+    assert all(t - (1.05 + ident / 30) <= 0.0015 for t, ident in shown[-30:])
+    assert buf.stats.resets == 0

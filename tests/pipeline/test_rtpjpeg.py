@@ -317,3 +317,68 @@ def test_cost_per_720p_frame_printed() -> None:
         f"reassemble p50 {p50[1]:.3f} ms"
     )
     assert 0 < p50[0] < 100 and 0 < p50[1] < 100
+
+
+_RESTART_SRC = cv2.imencode(
+    ".jpg", np.full((96, 128, 3), 90, np.uint8), [cv2.IMWRITE_JPEG_RST_INTERVAL, 2]
+)[1].tobytes()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    max_payload=st.integers(8 + 4 + 4 + 128 + 1, 1500),
+    restart=st.booleans(),
+    q=st.sampled_from([255, 200, 90]),
+    seq=st.integers(0, 65535),
+    ts=st.integers(0, 2**32 - 1),
+)
+def test_packets_fit_any_payload_limit_and_carry_rfc2435_headers(
+    max_payload: int, restart: bool, q: int, seq: int, ts: int
+) -> None:
+    """Every payload within the limit; contiguous offsets; one ts; marker last; seq wraps."""
+    src = _RESTART_SRC if restart else jpeg(160, 120, quality=90)
+    if q == 90 and restart:
+        q = 255  # OpenCV's tables at its default quality are not RFC 2435 Q=90 ones
+    pk = RtpJpegPacketizer(SSRC, max_payload=max_payload, q=q, initial_seq=seq)
+    packets = [RtpPacket.parse(p) for p in pk.packetize(src, ts)]
+    assert all(len(p.payload) <= max_payload for p in packets)
+    assert [p.sequence_number for p in packets] == [(seq + i) % 65536 for i in range(len(packets))]
+    assert {p.timestamp for p in packets} == {ts}
+    assert [p.marker for p in packets] == [False] * (len(packets) - 1) + [True]
+    offset = 0
+    for i, p in enumerate(packets):
+        assert int.from_bytes(p.payload[1:4], "big") == offset
+        rtype, pq = p.payload[4], p.payload[5]
+        assert (rtype, pq) == ((65 if restart else 1), q)
+        pos = 8
+        if restart:
+            interval, flags = struct.unpack_from("!HH", p.payload, 8)
+            assert interval == 2 and flags == 0xFFFF  # F=L=1, count 0x3FFF
+            pos += 4
+        if i == 0 and q >= 128:
+            assert p.payload[pos : pos + 4] == b"\x00\x00\x00\x80"  # two 8-bit tables in band
+            pos += 4 + 128
+        offset += len(p.payload) - pos
+    assert offset == len(split_jpeg(src).scan)
+    assert pk.next_seq == (seq + len(packets)) % 65536
+    (f,) = feed(RtpJpegReassembler(SSRC), pk.packetize(src, ts + 1))
+    assert split_jpeg(f.jpeg).scan == split_jpeg(src).scan
+
+
+def test_fragment_beyond_the_end_is_trimmed() -> None:
+    """A forged fragment past the marker packet's end neither breaks nor pads the frame."""
+    src = jpeg()
+    packets = RtpJpegPacketizer(SSRC, initial_seq=0).packetize(src, 0)
+    scan = bytes(split_jpeg(src).scan)
+    header = bytes((1, 255, 40, 30))
+    # Starts just before the marker packet's data and runs 50 bytes past the end.
+    start = int.from_bytes(RtpPacket.parse(packets[-1]).payload[1:4], "big") - 5
+    straddle = start.to_bytes(4, "big") + header + scan[start:] + b"\xbb" * 50
+    past = len(scan).to_bytes(4, "big") + header + b"\xaa" * 50
+    forged = [
+        RtpPacket(26, 60000 + i, 0, SSRC, payload=p).serialize()
+        for i, p in enumerate((past, straddle))
+    ]
+    (f,) = feed(RtpJpegReassembler(SSRC), [packets[0], *forged, *packets[1:]])
+    assert split_jpeg(f.jpeg).scan == split_jpeg(src).scan
+    assert np.array_equal(TJ.decode(f.jpeg), TJ.decode(src))
