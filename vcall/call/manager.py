@@ -220,10 +220,12 @@ class CallManager:
         self._server_obj = await transport.listen(host, port, self._on_connection)
         self.registered_port = self._server_obj.sockets[0].getsockname()[1]
         ip = self._advertise_ip
-        if ip is None:
-            ip = (
-                host if host not in ("0.0.0.0", "") else transport.local_ip_towards(self._server[0])
-            )
+        if ip is None and host not in ("0.0.0.0", ""):
+            ip = host
+        elif ip is None:
+            # In a thread: the server may be named by a host name, and resolving it blocks.
+            server_host = self._server[0]
+            ip = await self._in_thread(lambda: transport.local_ip_towards(server_host))
         self.registered_ip = ip
         ts = await self._in_thread(
             lambda: self._discovery(
