@@ -53,6 +53,9 @@ import numpy as np
 import numpy.typing as npt
 import turbojpeg
 
+from pipeline.jpegmarkers import JpegError as MarkerError
+from pipeline.jpegmarkers import frame_header
+
 logger = logging.getLogger(__name__)
 
 U8Array = npt.NDArray[np.uint8]
@@ -91,41 +94,16 @@ class EncodedFrame:
     height: int
 
 
-# Markers without a length field (TEM, RSTn) that may appear before SOF.
-_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
-_SOF_MARKERS = frozenset({*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC)})
-_SOF_MARKERS |= frozenset(range(0xCD, 0xD0))
-
-
 def read_header(jpeg: bytes) -> JpegHeader:
     """Parse markers from SOI up to the first SOFn; JpegError on anything malformed."""
-    data = memoryview(jpeg)
-    if len(data) < 4 or data[0] != 0xFF or data[1] != 0xD8:
-        raise JpegError("not a JPEG: no SOI marker")
-    pos = 2
-    while True:
-        # Fill bytes (0xFF repeated) may precede a marker.
-        while pos < len(data) and data[pos] == 0xFF:
-            pos += 1
-        if pos >= len(data) or data[pos - 1] != 0xFF:
-            raise JpegError(f"no marker at byte {pos}")
-        marker = data[pos]
-        pos += 1
-        if marker in _STANDALONE:
-            continue
-        if marker in (0xD8, 0xD9, 0xDA, 0x00):
-            raise JpegError(f"marker 0x{marker:02X} before any SOF")
-        if pos + 2 > len(data):
-            raise JpegError("truncated marker segment")
-        length = (data[pos] << 8) | data[pos + 1]
-        if length < 2 or pos + length > len(data):
-            raise JpegError(f"bad segment length {length} at byte {pos}")
-        if marker in _SOF_MARKERS:
-            return _parse_sof(data[pos + 2 : pos + length], marker)
-        pos += length
+    try:
+        marker, body = frame_header(jpeg)  # the one marker walker, shared with RFC 2435 code
+    except MarkerError as exc:
+        raise JpegError(str(exc)) from None
+    return _parse_sof(body, marker)
 
 
-def _parse_sof(seg: memoryview, marker: int) -> JpegHeader:
+def _parse_sof(seg: bytes, marker: int) -> JpegHeader:
     if len(seg) < 6:
         raise JpegError("truncated SOF")
     height = (seg[1] << 8) | seg[2]

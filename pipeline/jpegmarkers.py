@@ -5,6 +5,7 @@ No pixel is ever decoded here. API::
     class JpegError(ValueError)             # malformed JPEG bytes (garbage)
     class JpegTooLargeError(JpegError)           # .width, .height: declared size over the limit
     class UnsupportedJpegError(JpegError)        # well-formed, but not what RFC 2435 can carry
+    def frame_header(jpeg) -> tuple[int, bytes]           # (SOFn marker, SOF segment body)
     def declared_size(jpeg) -> tuple[int, int]            # (width, height) from the SOF header
     def check_size(jpeg, max_width=4096, max_height=4096) -> tuple[int, int]   # JpegTooLargeError
     @dataclass(frozen=True, slots=True)
@@ -219,16 +220,22 @@ def _sof_size(data: bytes, start: int, end: int) -> tuple[int, int]:
     return width, height
 
 
-def declared_size(jpeg: bytes | bytearray | memoryview) -> tuple[int, int]:
-    """(width, height) from the frame (SOFn) header, without decoding anything."""
+def frame_header(jpeg: bytes | bytearray | memoryview) -> tuple[int, bytes]:
+    """(SOFn marker, frame header body) of the first frame header, without decoding anything."""
     data = _as_bytes(jpeg)
     walker = _Walker(data)
     while True:
         marker, start, end = walker.next()
         if marker in _SOF_MARKERS:
-            return _sof_size(data, start, end)
+            return marker, data[start:end]
         if marker == _SOS:
             raise JpegError("scan before frame header")
+
+
+def declared_size(jpeg: bytes | bytearray | memoryview) -> tuple[int, int]:
+    """(width, height) from the frame (SOFn) header, without decoding anything."""
+    _, body = frame_header(jpeg)
+    return _sof_size(body, 0, len(body))
 
 
 def check_size(
