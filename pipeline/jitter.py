@@ -10,7 +10,7 @@ API::
         def __init__(self, *, clock_rate: int = 90000, max_delay: float = 0.1,
                      min_delay: float = 0.0, jitter_factor: float = 3.0,
                      max_frames: int = 8, window: float = 2.0,
-                     reset_after: float = 10.0) -> None
+                     reset_after: float = 10.0, max_seq_gap: int = 1000) -> None
         def push(self, item: T, ts: int | None, now: float, seq: int | None = None) -> bool
         def pop(self, now: float) -> T | None        # the newest frame that is due, or None
         def next_due(self, now: float) -> float | None   # seconds until a frame is due (0: now)
@@ -18,7 +18,9 @@ API::
 
 ``ts`` is the frame's media timestamp, 32-bit at ``clock_rate`` (the RTP timestamp; for V0,
 ``to_rtp_ts(sender_ts)``), wraparound included; None plays the frame on arrival. ``seq`` is an
-optional frame counter (V0's seq) used only to count frames that never arrived.
+optional frame counter (V0's seq) used only to count frames that never arrived: a gap of more
+than ``max_seq_gap`` (a restarted sender, or a forged seq) is not counted as loss, and a seq
+that far behind starts the count afresh.
 
 How playout works: each frame's transit (arrival minus media time) is compared with the
 smallest transit seen in the last ``window`` seconds, which is the best case of this path.
@@ -81,6 +83,7 @@ class JitterBuffer(Generic[T]):
         max_frames: int = 8,
         window: float = 2.0,
         reset_after: float = 10.0,
+        max_seq_gap: int = 1000,
     ) -> None:
         if max_frames < 1 or clock_rate <= 0 or not 0 <= min_delay <= max_delay:
             raise ValueError("bad jitter buffer parameters")
@@ -91,6 +94,7 @@ class JitterBuffer(Generic[T]):
         self.max_frames = max_frames
         self.window = window
         self.reset_after = reset_after
+        self.max_seq_gap = max_seq_gap
         self._frames: dict[int, _Entry[T]] = {}  # unwrapped ts -> entry
         self._last_ts: int | None = None  # 32-bit ts of the newest pushed frame
         self._last_ext = 0  # its unwrapped value
@@ -134,9 +138,11 @@ class JitterBuffer(Generic[T]):
 
     def _count_seq(self, seq: int) -> None:
         """Count frames skipped by the sender's frame counter."""
-        if self._max_seq is None or seq > self._max_seq:
-            if self._max_seq is not None:
-                self._c["lost"] += seq - self._max_seq - 1
+        last = self._max_seq
+        if last is None or seq > last + self.max_seq_gap or seq < last - self.max_seq_gap:
+            self._max_seq = seq  # the first frame, or a restarted (or forged) counter
+        elif seq > last:
+            self._c["lost"] += seq - last - 1
             self._max_seq = seq
         elif self._c["lost"] > 0:
             self._c["lost"] -= 1  # a reordered frame that was counted lost arrived after all

@@ -166,3 +166,16 @@ def test_delay_follows_jitter_up_and_back_down() -> None:
     # Once calm, frames are shown on arrival again (within one polling step of 1 ms).
     assert all(t - (1.05 + ident / 30) <= 0.0015 for t, ident in shown[-30:])
     assert buf.stats.resets == 0
+
+
+def test_seq_restart_or_forgery_is_not_counted_as_loss() -> None:
+    """A classic sender that restarts its counter, or a forged huge seq, costs no 'lost'."""
+    buf: JitterBuffer[int] = JitterBuffer()
+    for n in range(1, 6):
+        assert buf.push(n, n * TICK, n / 30, seq=n)
+    assert buf.push(9, 9 * TICK, 9 / 30, seq=9)  # 6, 7, 8 lost
+    assert buf.stats.lost == 3
+    assert buf.push(10, 10 * TICK, 10 / 30, seq=10**9)  # forged: no billion lost frames
+    assert buf.push(11, 11 * TICK, 11 / 30, seq=1)  # the sender restarted at 1
+    assert buf.push(12, 12 * TICK, 12 / 30, seq=3)  # then 2 was lost
+    assert buf.stats.lost == 4
