@@ -200,3 +200,40 @@ def test_decode_only_raises_peer_errors(raw: bytes) -> None:
     except PeerProtocolError:
         return
     assert msg is not None
+
+
+# Tokens near the grammar (numbers in every notation, the extension's tokens), so that the
+# property explores what a careless or hostile peer writes, not only random noise.
+_number_text = st.one_of(
+    st.integers(-(10**6), 10**6).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.from_regex(r"[-+]?[0-9]{0,4}(\.[0-9]{0,3})?([eE][-+]?[0-9]{1,4})?", fullmatch=True),
+)
+_token = st.one_of(
+    _number_text,
+    st.sampled_from(["V2435", "V1", "deadbeef", "DEADBEEF", "ffffffff", "0", "a", "#", "inf"]),
+    st.text(st.characters(codec="utf-8"), min_size=1, max_size=12),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.sampled_from(["CALLING", "CALL_ACCEPTED", "CALL_END", "CALL_BUSY", "CALL_ALIVE"]),
+    st.lists(_token, max_size=6),
+)
+def test_near_grammar_messages_decode_to_valid_fields_or_a_peer_error(
+    verb: str, tokens: list[str]
+) -> None:
+    raw = " ".join([verb, *tokens]).encode("utf-8", "surrogatepass")
+    try:
+        msg = decode(raw)
+    except PeerProtocolError:
+        return
+    if isinstance(msg, Calling | CallAccepted):
+        assert isinstance(msg.udp_port, int) and 1 <= msg.udp_port <= 65535
+        assert msg.ext is None or 0 <= msg.ext.ssrc <= 0xFFFFFFFF
+
+
+def test_an_infinite_port_is_a_peer_error() -> None:
+    with pytest.raises(PeerProtocolError):
+        decode(b"CALLING alice 1.0e999")

@@ -181,9 +181,10 @@ def _parse_port(token: str) -> int:
     try:
         value = float(token) if "." in token else int(token)
     except ValueError:
-        raise PeerProtocolError(f"bad UDP port {token!r}") from None
-    if value != int(value) or not 1 <= int(value) <= 65535:
-        raise PeerProtocolError(f"UDP port out of range {token!r}")
+        raise PeerProtocolError(f"bad UDP port {token[:20]!r}") from None
+    # Range first: int() of an infinite float ("1.0e999") would raise OverflowError.
+    if not 1 <= value <= 65535 or value != int(value):
+        raise PeerProtocolError(f"UDP port out of range {token[:20]!r}")
     return int(value)
 
 
