@@ -3,6 +3,8 @@
 API::
 
     V0_MAX_DATAGRAM = 65507
+    V0_PEER_SAFE_DATAGRAM = 32 * 1024     # what every classic receiver reads in one recvfrom
+    V0_HEADER_MAX = 64                     # encode_v0's header never exceeds this
     class V0Error(ValueError)             # a datagram that is not V0 (garbage from a peer)
     class V0TooLargeError(ValueError)          # local: the frame does not fit the size limit
     @dataclass(frozen=True, slots=True)
@@ -29,6 +31,12 @@ from dataclasses import dataclass
 logger = logging.getLogger(__name__)
 
 V0_MAX_DATAGRAM = 65507  # the largest UDP payload over IPv4
+# Several classic receivers read 8-32 KB per datagram: a longer one loses its JPEG's end.
+V0_PEER_SAFE_DATAGRAM = 32 * 1024
+# The longest header encode_v0 writes (seq below 10**15, a 2020s-2280s ts with 6 decimals,
+# 65535x65535, fps below 1000 is 50 bytes): a JPEG of at most
+# V0_PEER_SAFE_DATAGRAM - V0_HEADER_MAX bytes always makes a peer-safe datagram.
+V0_HEADER_MAX = 64
 _MAX_FIELD = 64  # longest header field we accept; real ones are under 20 bytes
 _SOI = b"\xff\xd8"
 
@@ -64,6 +72,8 @@ def encode_v0(  # noqa: PLR0917 - the positional order is the wire order
     if seq < 0 or width <= 0 or height <= 0 or not math.isfinite(ts):
         raise ValueError(f"bad V0 header values seq={seq} ts={ts} size={width}x{height}")
     header = f"{seq}#{ts:.6f}#{width}x{height}#{round(fps)}#".encode("ascii")
+    if len(header) > V0_HEADER_MAX:
+        raise ValueError(f"V0 header over {V0_HEADER_MAX} bytes: {header!r}")
     size = len(header) + len(jpeg)
     if size > max_size:
         raise V0TooLargeError(f"V0 datagram of {size} bytes exceeds {max_size}")

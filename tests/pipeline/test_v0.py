@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.v0 import V0Error, V0Frame, V0TooLargeError, decode_v0, encode_v0
+from pipeline.v0 import (
+    V0_HEADER_MAX,
+    V0_PEER_SAFE_DATAGRAM,
+    V0Error,
+    V0Frame,
+    V0TooLargeError,
+    decode_v0,
+    encode_v0,
+)
 
 JPEG = b"\xff\xd8 a # jpeg ## with hashes \xff\xd9"
 
@@ -102,3 +110,16 @@ def test_round_trip(frame: V0Frame) -> None:
         frame.jpeg,
     )
     assert f.ts == pytest.approx(frame.ts, abs=1e-6)
+
+
+def test_header_bound_makes_a_capped_jpeg_peer_safe() -> None:
+    """The largest realistic header fits V0_HEADER_MAX, so a JPEG capped at
+    V0_PEER_SAFE_DATAGRAM - V0_HEADER_MAX always gives a datagram classic peers read whole."""
+    jpeg = b"\xff\xd8" + bytes(V0_PEER_SAFE_DATAGRAM - V0_HEADER_MAX - 2)
+    data = encode_v0(10**15 - 1, 9_999_999_999.999999, 65535, 65535, 999.4, jpeg)
+    assert len(data) <= V0_PEER_SAFE_DATAGRAM
+    assert decode_v0(data).jpeg == jpeg
+    with pytest.raises(ValueError, match="header"):
+        encode_v0(10**60, 0.0, 8, 8, 30, jpeg)
+    with pytest.raises(ValueError, match="header"):
+        encode_v0(1, 1e60, 8, 8, 30, jpeg)  # fixed-point: 68 characters
