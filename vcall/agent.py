@@ -29,6 +29,7 @@ from vcall.call.events import CallEnded, CallEvent, CallStarted, IncomingCall
 from vcall.call.heartbeat import HeartbeatConfig
 from vcall.call.manager import CallManager, CallUsageError
 from vcall.call.media import MediaLike
+from vcall.discovery.cli import server_arg
 from vcall.discovery.client import DiscoveryError
 
 logger = logging.getLogger(__name__)
@@ -39,20 +40,13 @@ SDP_WAIT = 5.0  # s to wait for the media session to be connected
 COMMANDS = ("call", "accept", "deny", "hold", "resume", "hangup", "quit")
 
 
-def _host_port(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return host or "127.0.0.1", int(port)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nick", required=True, help="nick to register")
     parser.add_argument(
         "--password",
         help=f"its password, fixed at first use (default: ${PASSWORD_ENV}; visible in ps)",
     )
-    parser.add_argument("--server", type=_host_port, default=DEFAULT_SERVER, help="HOST:PORT")
+    parser.add_argument("--server", type=server_arg, default=DEFAULT_SERVER, help="HOST[:PORT]")
     parser.add_argument("--listen-ip", default="0.0.0.0", help="call-control listen address")
     parser.add_argument("--listen-port", type=int, default=0, help="TCP call-control port")
     parser.add_argument("--advertise-ip", help="IP to register (default: towards the server)")

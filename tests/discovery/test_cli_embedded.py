@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import socket
@@ -14,6 +15,7 @@ import pytest
 
 import vcall.discovery.server as server_module
 from tests.fixtures.discovery import DiscoveryProcess
+from vcall.discovery.cli import server_arg
 from vcall.discovery.client import DiscoveryClient, WrongPassword
 from vcall.discovery.embedded import EmbeddedServer
 from vcall.discovery.server import ServerConfig
@@ -74,6 +76,21 @@ def test_cli_register_takes_the_password_from_the_environment(
     assert done.returncode == 1 and "WrongPassword" in done.stderr  # the variable was used
     done = vcall(*register, "--password", "secret", server=discovery_server, password_env="x")
     assert done.returncode == 0, done.stderr  # the flag wins over the variable
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("h:1", ("h", 1)), ("[::1]:8000", ("::1", 8000)), ("example.org", ("example.org", 8000)),
+     ("1.2.3.4:65535", ("1.2.3.4", 65535)), ("h:0", None), ("h:65536", None), ("h:x", None),
+     (":8000", None), ("", None), ("[::1", None)],
+)  # fmt: skip
+def test_server_argument(text: str, expected: tuple[str, int] | None) -> None:
+    # One parser for `vcall discovery --server` and `vcall agent --server`.
+    if expected is None:
+        with pytest.raises(argparse.ArgumentTypeError):
+            server_arg(text)
+    else:
+        assert server_arg(text) == expected
 
 
 def test_cli_names_an_unreachable_server(discovery_server: DiscoveryProcess) -> None:

@@ -15,22 +15,27 @@ import os
 import sys
 from datetime import UTC, datetime
 
+from vcall.config import ConfigError, parse_server
 from vcall.discovery.client import DiscoveryClient, DiscoveryError
 
 DEFAULT_SERVER = "127.0.0.1:8000"
 
 
-def _server(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]"), int(port)
+def server_arg(text: str) -> tuple[str, int]:
+    """argparse type for a discovery server: ``HOST[:PORT]`` or ``[V6]:PORT`` (port 8000)."""
+    try:
+        host, port = parse_server(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if port == 0:  # a server to reach, not one to start on a free port
+        raise argparse.ArgumentTypeError(f"server address {text!r}: port 0")
+    return host, port
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--server",
-        type=_server,
+        type=server_arg,
         default=os.environ.get("VCALL_SERVER", DEFAULT_SERVER),
         help=f"discovery server HOST:PORT (default: $VCALL_SERVER or {DEFAULT_SERVER})",
     )
