@@ -6,6 +6,7 @@ import json
 import logging
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 import cv2
@@ -219,6 +220,28 @@ def bomb(width: int, height: int) -> bytes:
     sof = bytes([8]) + height.to_bytes(2, "big") + width.to_bytes(2, "big")
     sof += bytes([3, 1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1])
     return b"\xff\xd8\xff\xc0" + (len(sof) + 2).to_bytes(2, "big") + sof + b"\xff\xd9"
+
+
+@codec_param
+def test_decompression_bomb_costs_no_memory(codec: JpegCodec) -> None:
+    """Refusing a bomb allocates next to nothing: numpy's arrays are traced by tracemalloc, so
+    a frame-sized buffer would show (with the size check disabled, this 5000x5000 one costs
+    75 MB in either backend before the decoder notices the scan is too short)."""
+    data = bytearray(codec.encode(pattern(64, 48), 70))  # a real JPEG whose SOF lies
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = (5000).to_bytes(2, "big") * 2
+    dst = np.zeros((48, 64, 3), np.uint8)
+    tracemalloc.start()
+    try:
+        for _ in range(10):
+            with pytest.raises(JpegError):
+                codec.decode_rgb(bytes(data))
+            with pytest.raises(JpegError):
+                codec.decode_rgb_into(bytes(data), dst)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 256 * 1024, peak
 
 
 @codec_param
