@@ -16,6 +16,7 @@ from vcall.call.events import CallEnded, CallEvent, CallStarted, IncomingCall
 from vcall.call.manager import CallManager, CallUsageError
 from vcall.call.media import MediaLike
 from vcall.call.state import CallState
+from vcall.discovery.client import DiscoveryClient
 
 
 class FakeMedia:
@@ -247,3 +248,21 @@ def test_actions_racing_close_from_other_threads_only_raise_usage_errors(
     assert not any(t.is_alive() for t in threads + closers)
     assert unexpected == []
     assert not alice.manager._thread.is_alive()
+
+
+def test_listening_on_all_addresses_registers_the_address_towards_the_server(
+    discovery_server: DiscoveryProcess,
+) -> None:
+    # The server named by a host name: resolved (off the loop) to pick the address to register.
+    manager = CallManager(
+        nick="dora", password="pw", server=("localhost", discovery_server.port),
+        listen=("0.0.0.0", 0), on_event=lambda event: None,
+    )  # fmt: skip
+    try:
+        manager.start()
+        assert manager.registered_ip == "127.0.0.1" and manager.registered_port > 0
+        with DiscoveryClient(*discovery_server.address) as client:
+            record = client.query("dora")
+        assert (record.ip, record.port) == ("127.0.0.1", manager.registered_port)
+    finally:
+        manager.close()
