@@ -92,7 +92,8 @@ GOLDEN = [
     (b"QUERY nobody", rb"NOK USER_UNKNOWN"),
     (b"LIST_USERS", rb"OK USERS_LIST 1 alice 10.0.0.1 8000 \d+#"),
     (b"LIST_USERS\n", rb"OK USERS_LIST 1 alice 10.0.0.1 8000 \d+#"),
-    (b"REGISTER alice 10.0.0.1 8000 wrong V0", rb"NOK WRONG_PASS"),
+    (b"REGISTER alice 10.0.0.9 9999 wrong V0", rb"NOK WRONG_PASS"),
+    (b"QUERY alice", rb"OK USER_FOUND alice 10.0.0.1 8000 V0#V2435"),  # the record unchanged
     (b"REGISTER alice 10.0.0.2 8001 pw V0", rb"OK WELCOME alice \d+"),
     (b"QUERY alice", rb"OK USER_FOUND alice 10.0.0.2 8001 V0"),
     (b"QUERY", rb"NOK SYNTAX_ERROR"),  # judged after the gap
