@@ -32,7 +32,9 @@ fragment, one timestamp for all fragments, sequence numbers +1 per packet.
 Reassembler: accepts only ``expected_ssrc`` (or, when None, locks onto the first source and
 follows a new one only after the current one has been silent for ``timeout``); reorders
 fragments within a frame, ignores duplicates, drops a partial frame when a newer frame
-completes, after ``timeout`` without packets, or when more than ``max_partial`` are open;
+completes, after ``timeout`` without packets (checked by ``expire``, which push calls when a
+new frame opens and the receive loop calls periodically), or when more than ``max_partial``
+are open;
 drops packets of frames older than the last completed one. Q 1-99 uses the standard tables,
 Q 128-254 tables are cached per Q, Q 255 needs in-band tables. Types 0/1/64/65 only, at most
 ``max_dim`` pixels per side. A partial frame holds at most ``max_frame_bytes`` of fragments
