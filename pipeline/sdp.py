@@ -87,9 +87,17 @@ class SdpVideo:
     payload_type: int
 
 
+def _small_number(text: str, digits: int) -> int | None:
+    """A decimal of at most ``digits`` ASCII digits, else None (int() of a 5000-digit string
+    raises a plain ValueError, not SdpError)."""
+    if len(text) > digits or not (text.isascii() and text.isdecimal()):
+        return None
+    return int(text)
+
+
 def _jpeg_payload(formats: list[str], rtpmaps: dict[str, str]) -> int | None:
     for fmt in formats:
-        if not (fmt.isascii() and fmt.isdecimal()):
+        if _small_number(fmt, 3) is None:
             continue
         encoding = rtpmaps.get(fmt, "").upper()
         if encoding.startswith("JPEG/90000") or (fmt == "26" and not encoding):
@@ -126,8 +134,8 @@ def parse_sdp(text: str) -> SdpVideo:
         pt = _jpeg_payload(fields[3:], rtpmaps)
         if pt is None or not 0 <= pt < 128:
             continue
-        port_text = fields[1].split("/")[0]
-        if not (port_text.isascii() and port_text.isdecimal()) or not 0 < int(port_text) < 65536:
-            raise SdpError(f"bad port in m=video line: {fields[1]!r}")
-        return SdpVideo(addr or session_addr, int(port_text), pt)
+        port = _small_number(fields[1].split("/")[0], 5)
+        if port is None or not 0 < port < 65536:
+            raise SdpError(f"bad port in m=video line: {fields[1][:20]!r}")
+        return SdpVideo(addr or session_addr, port, pt)
     raise SdpError("no RTP/AVP video stream with JPEG/90000 in the SDP")

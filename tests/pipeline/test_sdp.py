@@ -66,6 +66,8 @@ def test_parse_own_and_ffmpeg_sdp() -> None:
         "v=0\nm=video ² RTP/AVP 26\n",
         "v=0\nm=video 5004 RTP/SAVP 26\n",
         "x" * 70000,
+        "v=0\nm=video " + "1" * 5000 + " RTP/AVP 26\n",  # int() would refuse 4300+ digits
+        "v=0\nm=video 5004 RTP/AVP " + "2" * 5000 + "\n",
     ],
 )
 def test_unusable_sdp(text: str) -> None:
@@ -79,3 +81,17 @@ def test_any_text_only_sdp_error(text: str) -> None:
     for candidate in (text, "m=video " + text, "m=video 5004 RTP/AVP " + text):
         with contextlib.suppress(SdpError):
             parse_sdp(candidate)
+
+
+@settings(deadline=None)
+@given(st.integers(1, 6000), st.sampled_from("0123456789"))
+def test_numbers_of_any_length_only_sdp_error(digits: int, digit: str) -> None:
+    number = digit * digits
+    for candidate in (
+        f"m=video {number} RTP/AVP 26",
+        f"m=video 5004 RTP/AVP {number}\na=rtpmap:{number} JPEG/90000",
+        f"m=video {number}/2 RTP/AVP {number}",
+    ):
+        with contextlib.suppress(SdpError):
+            video = parse_sdp(candidate)
+            assert 0 < video.port < 65536 and 0 <= video.payload_type < 128
