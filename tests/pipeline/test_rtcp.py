@@ -168,3 +168,30 @@ def test_report_without_sending_is_rr() -> None:
     sr = parse_rtcp(s.build_report(5.5))[0]
     assert isinstance(sr, SenderReport)
     assert sr.rtp_timestamp == 1000 + 45000  # extrapolated to the report time
+
+
+_COMPOUND = serialize_rtcp(
+    [
+        SenderReport(1, 0x0123456789ABCDEF, 90000, 10, 12000, (ReportBlock(2, 0, 0, 5, 1, 2, 3),)),
+        ReceiverReport(3, (ReportBlock(4, 64, -2, 70000, 90, 0x11112222, 655),)),
+        SourceDescription((SdesChunk(1, ((1, b"alice@vcall"), (2, b"x"))),)),
+        Bye((1, 2), "bye now"),
+        UnknownRtcp(204, 3, b"abcdefgh"),
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_mutated_compound_only_rtcp_error(data: st.DataObject) -> None:
+    """Random bytes rarely get past the version check: mutate a real compound packet instead
+    (lengths, counts, padding bits and item lengths), then cut it anywhere."""
+    packet = bytearray(_COMPOUND)
+    for _ in range(data.draw(st.integers(1, 4))):
+        packet[data.draw(st.integers(0, len(packet) - 1))] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(packet)))
+    for candidate in (bytes(packet), bytes(packet[:cut])):
+        with contextlib.suppress(RtcpError):
+            parse_rtcp(candidate)
+    session = RtcpSession(9, "me", peer_ssrc=1)
+    session.receive(bytes(packet), 1.0)  # never raises
