@@ -19,7 +19,8 @@ decimal text with 6 decimals (never an exponent, never a date), lowercase ``x``,
 the first four ``#`` only (the JPEG may contain ``#``); surrounding spaces are ignored; ``seq``
 may be written as a float with an integral value; ``ts`` that is not a number (some clients
 send a date) becomes None; ``WxH`` may use ``X``; ``fps`` may be a float. The JPEG must be
-non-empty and start with the JPEG SOI marker.
+non-empty and start with the JPEG SOI marker; width and height are 1-65535 (what a JPEG can
+declare) and seq below 2**64.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ V0_PEER_SAFE_DATAGRAM = 32 * 1024
 V0_HEADER_MAX = 64
 _MAX_FIELD = 64  # longest header field we accept; real ones are under 20 bytes
 _SOI = b"\xff\xd8"
+# A JPEG cannot declare more than 65535 per side, and vcall's frame descriptors hold unsigned
+# 64-bit fields: a header beyond either is garbage (it used to crash the receive stage).
+_MAX_SIDE = 65535
+_MAX_SEQ = (1 << 64) - 1
 
 
 class V0Error(ValueError):
@@ -114,6 +119,8 @@ def decode_v0(datagram: bytes | bytearray | memoryview) -> V0Frame:
         raise V0Error("V0 datagram has fewer than four '#' separators")
     seq_raw, ts_raw, size_raw, fps_raw, jpeg = parts
     seq = _count(_field(seq_raw, "seq"), "seq")
+    if seq > _MAX_SEQ:
+        raise V0Error(f"V0 seq {seq} out of range")
     ts_text = _field(ts_raw, "ts")
     try:
         ts: float | None = _number(ts_text, "ts")
@@ -124,8 +131,8 @@ def decode_v0(datagram: bytes | bytearray | memoryview) -> V0Frame:
     if not sep:
         raise V0Error(f"V0 resolution is not WxH: {size!r}")
     width, height = _count(w_text, "width"), _count(h_text, "height")
-    if width == 0 or height == 0:
-        raise V0Error(f"V0 resolution {width}x{height}")
+    if not (0 < width <= _MAX_SIDE and 0 < height <= _MAX_SIDE):
+        raise V0Error(f"V0 resolution {width}x{height} out of range")
     fps = _number(_field(fps_raw, "fps"), "fps")
     if fps < 0:
         raise V0Error(f"V0 fps is negative: {fps}")

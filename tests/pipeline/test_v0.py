@@ -65,6 +65,10 @@ def test_lenient_decode(header: bytes, expected: tuple[object, ...]) -> None:
         b"1.5#1#320x240#25#" + JPEG,
         b"1#1#320*240#25#" + JPEG,
         b"1#1#0x240#25#" + JPEG,
+        b"1#1#99999999999999999999x240#25#" + JPEG,  # once crashed the receive stage's ring
+        b"1#1#320x1e300#25#" + JPEG,
+        b"1#1#65536x240#25#" + JPEG,
+        b"18446744073709551616#1#320x240#25#" + JPEG,  # 2**64
         b"1#1#320x240#nan#" + JPEG,
         b"1#1#320x240#-5#" + JPEG,
         b"1#1#320x240#25#GIF89a",
@@ -123,3 +127,21 @@ def test_header_bound_makes_a_capped_jpeg_peer_safe() -> None:
         encode_v0(10**60, 0.0, 8, 8, 30, jpeg)
     with pytest.raises(ValueError, match="header"):
         encode_v0(1, 1e60, 8, 8, 30, jpeg)  # fixed-point: 68 characters
+
+
+_FIELD = st.text(alphabet="0123456789.eE+-xX naif#", max_size=24).map(str.encode)
+
+
+@settings(deadline=None)
+@given(_FIELD, _FIELD, _FIELD, _FIELD)
+def test_any_header_fields_give_v0_error_or_a_frame_in_range(
+    seq: bytes, ts: bytes, size: bytes, fps: bytes
+) -> None:
+    """Number-shaped junk in every field: V0Error, or values a frame descriptor can hold."""
+    try:
+        f = decode_v0(b"#".join((seq, ts, size, fps, JPEG)))
+    except V0Error:
+        return
+    assert 0 <= f.seq < 2**64
+    assert 0 < f.width <= 65535 and 0 < f.height <= 65535
+    assert f.fps >= 0 and f.jpeg.startswith(b"\xff\xd8")
