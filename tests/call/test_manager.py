@@ -3,10 +3,11 @@ media session, to check exactly what call control asks of the media layer and th
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -220,26 +221,33 @@ def test_close_during_accept_ends_the_call_and_the_action_fails_cleanly(
 def test_actions_racing_close_from_other_threads_only_raise_usage_errors(
     pair: tuple[Peer, Peer],
 ) -> None:
-    alice, _ = pair
+    alice, bob = pair
+    alice.manager.call("bob")
+    bob.wait(IncomingCall)
+    bob.manager.accept()
+    alice.wait(CallStarted)
     unexpected: list[BaseException] = []
+    done = [0]  # actions that went through (hold/resume in the call)
     go = threading.Event()
 
-    def hammer() -> None:
+    def hammer(action: Callable[[], None]) -> None:
         go.wait()
-        for _ in range(200):
+        for _ in range(100):
             try:
-                alice.manager.hold()
+                action()
+                done[0] += 1
             except CallUsageError:
-                pass
+                pass  # not allowed in this state, or the manager is closed
             except BaseException as exc:
                 unexpected.append(exc)
                 return
 
-    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    actions = [alice.manager.hold, alice.manager.resume] * 2
+    threads = [threading.Thread(target=hammer, args=(a,)) for a in actions]
     for t in threads:
         t.start()
     go.set()
-    time.sleep(0.01)
+    time.sleep(0.05)
     closers = [threading.Thread(target=alice.manager.close) for _ in range(2)]
     for t in closers:
         t.start()
@@ -247,7 +255,42 @@ def test_actions_racing_close_from_other_threads_only_raise_usage_errors(
         t.join(15)
     assert not any(t.is_alive() for t in threads + closers)
     assert unexpected == []
+    assert done[0] > 0  # the race really ran inside the call
     assert not alice.manager._thread.is_alive()
+    assert bob.wait(CallEnded).reason == "peer_hangup"  # close() ended the call on the wire
+
+
+def test_an_action_preempted_before_it_reaches_the_loop_does_not_race_close(
+    pair: tuple[Peer, Peer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Deterministic form of the race: the action's thread is preempted between checking that
+    # the manager is open and queueing its coroutine, while close() runs in another thread.
+    alice, _ = pair
+    real_submit = asyncio.run_coroutine_threadsafe
+
+    def preempted_submit(coro: Any, loop: asyncio.AbstractEventLoop) -> Any:
+        if threading.current_thread().name == "preempted":
+            time.sleep(0.5)
+        return real_submit(coro, loop)
+
+    monkeypatch.setattr(asyncio, "run_coroutine_threadsafe", preempted_submit)
+    outcome: list[BaseException | None] = []
+
+    def hold() -> None:
+        try:
+            alice.manager.hold()
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=hold, name="preempted")
+    worker.start()
+    time.sleep(0.1)  # the worker is between the check and the submission
+    alice.manager.close()
+    worker.join(10)
+    assert not worker.is_alive()
+    # Not in a call: hold is refused; never "Event loop is closed" or a wait on a stopped loop.
+    assert len(outcome) == 1 and isinstance(outcome[0], CallUsageError), outcome
 
 
 def test_listening_on_all_addresses_registers_the_address_towards_the_server(
