@@ -15,12 +15,12 @@ API::
 
 Sending is strict (what every classic receiver parses): decimal ``seq``, ``ts`` as plain
 decimal text with 6 decimals (never an exponent, never a date), lowercase ``x``, and an
-**integer** fps (some receivers crash on ``25.0``). Receiving is lenient: the header is split on
-the first four ``#`` only (the JPEG may contain ``#``); surrounding spaces are ignored; ``seq``
-may be written as a float with an integral value; ``ts`` that is not a number (some clients
-send a date) becomes None; ``WxH`` may use ``X``; ``fps`` may be a float. The JPEG must be
-non-empty and start with the JPEG SOI marker; width and height are 1-65535 (what a JPEG can
-declare) and seq below 2**64.
+**integer** fps (some receivers crash on ``25.0``). Receiving is lenient: the header is split
+on the first four ``#`` only (the JPEG may contain ``#``); surrounding spaces are ignored;
+``seq`` may be written as a float with an integral value; ``ts`` that is not a number (some
+clients send a date), or is negative or over 1e12, becomes None; ``WxH`` may use ``X``;
+``fps`` may be a float. The JPEG must be non-empty and start with the JPEG SOI marker; width
+and height are 1-65535 (what a JPEG can declare) and seq below 2**64.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ _SOI = b"\xff\xd8"
 # 64-bit fields: a header beyond either is garbage (it used to crash the receive stage).
 _MAX_SIDE = 65535
 _MAX_SEQ = (1 << 64) - 1
+_MAX_TS = 1e12  # seconds: year 33658; anything beyond is not a sender's time.time()
 
 
 class V0Error(ValueError):
@@ -126,6 +127,8 @@ def decode_v0(datagram: bytes | bytearray | memoryview) -> V0Frame:
         ts: float | None = _number(ts_text, "ts")
     except V0Error:
         ts = None  # informative only; some clients send a date string here
+    if ts is not None and not 0 <= ts < _MAX_TS:
+        ts = None  # not a time.time(): '1e308' once overflowed to_rtp_ts in the receive stage
     size = _field(size_raw, "resolution").lower()
     w_text, sep, h_text = size.partition("x")
     if not sep:

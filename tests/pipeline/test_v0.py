@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.rtp import to_rtp_ts
 from pipeline.v0 import (
     V0_HEADER_MAX,
     V0_PEER_SAFE_DATAGRAM,
@@ -47,6 +48,8 @@ def test_size_limit_is_local_error() -> None:
         (b"3.0# 1.5 #320X240#25.0#", (3, 1.5, 320, 240, 25.0)),
         (b"3#Tue Nov 24 12:00:00 2026#320x240#25#", (3, None, 320, 240, 25.0)),
         (b"12 #1700000000#1280x720# 30 #", (12, 1700000000.0, 1280, 720, 30.0)),
+        (b"3#1e308#320x240#25#", (3, None, 320, 240, 25.0)),  # overflowed to_rtp_ts
+        (b"3#-5#320x240#25#", (3, None, 320, 240, 25.0)),
     ],
 )
 def test_lenient_decode(header: bytes, expected: tuple[object, ...]) -> None:
@@ -145,3 +148,5 @@ def test_any_header_fields_give_v0_error_or_a_frame_in_range(
     assert 0 <= f.seq < 2**64
     assert 0 < f.width <= 65535 and 0 < f.height <= 65535
     assert f.fps >= 0 and f.jpeg.startswith(b"\xff\xd8")
+    if f.ts is not None:
+        to_rtp_ts(f.ts)  # what the receive stage does with it: must not overflow
