@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.discovery import DiscoveryProcess
-from vcall.call.events import CallEnded, CallEvent, CallStarted, IncomingCall
+from vcall.call.events import CallEnded, CallEvent, CallStarted, HoldChanged, IncomingCall
 from vcall.call.manager import CallManager, CallUsageError
 from vcall.call.media import MediaLike
 from vcall.call.state import CallState
@@ -73,6 +73,10 @@ class Peer:
         self.medias.append(media)
         return media
 
+    def wait_hold(self, *, local: bool, remote: bool) -> None:
+        while self.wait(HoldChanged) != HoldChanged(local, remote):
+            pass
+
     def wait(self, kind: type, timeout: float = 10.0) -> Any:
         while True:
             event = self.events.get(timeout=timeout)
@@ -101,10 +105,16 @@ def test_media_is_driven_exactly(pair: tuple[Peer, Peer]) -> None:
     bob.manager.accept()
     assert alice.wait(CallStarted).mode == "rtp"
     assert bob.wait(CallStarted).mode == "rtp"
+    # Each action waits for the other side to see it: otherwise bob's resume could overtake
+    # alice's CALL_HOLD on the wire and the media would rightly see two more flow changes.
     bob.manager.hold()
+    alice.wait_hold(local=False, remote=True)
     alice.manager.hold()
+    bob.wait_hold(local=True, remote=True)
     bob.manager.resume()
+    alice.wait_hold(local=True, remote=False)
     alice.manager.resume()
+    bob.wait_hold(local=False, remote=False)
     alice.manager.hangup()  # returns once the media session is closed
     assert alice.wait(CallEnded).reason == "hangup"
     assert bob.wait(CallEnded).reason == "peer_hangup"
@@ -309,3 +319,31 @@ def test_listening_on_all_addresses_registers_the_address_towards_the_server(
         assert (record.ip, record.port) == ("127.0.0.1", manager.registered_port)
     finally:
         manager.close()
+
+
+def test_a_failing_reader_ends_the_call_instead_of_leaving_it_deaf(
+    pair: tuple[Peer, Peer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vcall.call.codec import CallHold
+    from vcall.call.session import CallSession
+
+    alice, bob = pair
+    real = CallSession._on_peer_message
+
+    def broken(self: CallSession, msg: Any, *, fresh: bool) -> None:
+        if isinstance(msg, CallHold) and self.config.nick == "alice":
+            raise RuntimeError("a bug in handling CALL_HOLD")
+        real(self, msg, fresh=fresh)
+
+    monkeypatch.setattr(CallSession, "_on_peer_message", broken)
+    alice.manager.call("bob")
+    bob.wait(IncomingCall)
+    bob.manager.accept()
+    alice.wait(CallStarted)
+    bob.manager.hold()
+    ended = alice.wait(CallEnded)
+    assert ended.reason == "failed" and "a bug in handling CALL_HOLD" in ended.detail
+    assert bob.wait(CallEnded).reason == "connection_lost"  # alice released the connection
+    assert alice.manager.state is CallState.ENDED
+    alice.manager.close()  # waits for the cleanup of the ended call
+    assert alice.medias[0].calls[-1] == ("close", None)

@@ -407,6 +407,15 @@ class CallSession:
             await asyncio.sleep(max(0.02, hb.next_deadline() - time.monotonic()))
 
     async def _read_loop(self, conn: transport.ControlConnection, *, control: bool) -> None:
+        try:
+            await self._read_messages(conn, control=control)
+        except Exception as exc:
+            # A bug must not leave the call without its reader (nothing would notice the
+            # peer leave): end it, with the reason, and let the cleanup release everything.
+            logger.exception("call-control reader failed for %s", self.peer)
+            self._fail(CallInput.FAILED, f"internal error reading from {self.peer}: {exc!r}")
+
+    async def _read_messages(self, conn: transport.ControlConnection, *, control: bool) -> None:
         garbage = 0
         idle = None if control else FRESH_IDLE_TIMEOUT
         while not self._finished:
