@@ -347,3 +347,26 @@ def test_a_failing_reader_ends_the_call_instead_of_leaving_it_deaf(
     assert alice.manager.state is CallState.ENDED
     alice.manager.close()  # waits for the cleanup of the ended call
     assert alice.medias[0].calls[-1] == ("close", None)
+
+
+def test_a_failing_call_task_ends_the_call(
+    pair: tuple[Peer, Peer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vcall.call.heartbeat import Heartbeat
+
+    real = Heartbeat.send_due
+    failed = threading.Lock()  # only the first side to beat fails
+
+    def broken(self: Heartbeat, now: float) -> bool:
+        if failed.acquire(blocking=False):
+            raise RuntimeError("a bug in the heartbeat")
+        return real(self, now)
+
+    monkeypatch.setattr(Heartbeat, "send_due", broken)
+    alice, bob = pair
+    alice.manager.call("bob")
+    bob.wait(IncomingCall)
+    bob.manager.accept()
+    ends = sorted((p.wait(CallEnded) for p in (alice, bob)), key=lambda e: e.reason)
+    assert [e.reason for e in ends] == ["connection_lost", "failed"]
+    assert "a bug in the heartbeat" in ends[1].detail

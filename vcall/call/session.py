@@ -202,7 +202,16 @@ class CallSession:
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        # A bug in a call's task (dialing, timer, heartbeat) ends the call rather than hanging it.
+        exc = task.exception()
+        logger.error("call task failed for %s", self.peer, exc_info=exc)
+        self._fail(CallInput.FAILED, f"internal error: {exc!r}")
 
     async def _send(self, msg: Message) -> None:
         """Send to the peer on the control connection, or on a fresh one (minority dialect)."""
