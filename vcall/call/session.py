@@ -10,7 +10,9 @@ on the manager's event loop. It guarantees:
   and EOF right after CALL_ACCEPTED from a classic peer; our own messages then go on a fresh
   connection to the peer's registered port;
 - when the call ends, ``CallEnded`` is emitted at once and the connection, media session and
-  timers are released by one cleanup task (``shutdown()`` waits for it).
+  timers are released by one cleanup task (``shutdown()`` waits for it);
+- an unexpected error in one of the call's tasks or readers is logged and ends the call
+  (``failed``): a call is never left without its reader or timers.
 """
 
 from __future__ import annotations
