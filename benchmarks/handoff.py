@@ -47,7 +47,7 @@ def _size(text: str) -> tuple[int, int]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resolution", type=_size, default=(1280, 720), help="WxH (1280x720)")
     parser.add_argument("--frames", type=int, default=150, help="frames per method (150)")
-    parser.add_argument("--fps", type=float, default=60.0, help="hand-off rate (60)")
+    parser.add_argument("--fps", type=float, default=30.0, help="hand-off rate (30)")
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
 
 
