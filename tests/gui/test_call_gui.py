@@ -134,6 +134,13 @@ def test_call_hold_resume_quality_source_hangup(
         )
         alice.pump_until(lambda: app.call.peer_view.frames_shown > 10, 20, "peer video")
         assert "In call with bob" in app.call.status.cget("text")
+        assert alice.root.title() == "vcall — alice — in call with bob"
+        # The shortcuts are listed, with their keys, in the (now enabled) Call menu.
+        menu = app.call_menu
+        assert [menu.entrycget(i, "accelerator") for i in range(5)] == [
+            "Ctrl+E", "Ctrl+H", "Ctrl+P", "Ctrl+Q", "Ctrl+S",
+        ]  # fmt: skip
+        assert all(menu.entrycget(i, "state") == "normal" for i in range(5))
         assert_moving(alice, screenshot, "in-call")
         assert app.call.self_view.frames_shown > 0
 
@@ -147,6 +154,7 @@ def test_call_hold_resume_quality_source_hangup(
         held_b = peer_area(alice, screenshot, "held-2")
         assert stamp_of(held_a, "held") == stamp_of(held_b, "held"), "video moves while held"
         assert "on hold" in app.call.status.cget("text")
+        assert alice.root.title() == "vcall — alice — in call with bob (on hold)"
 
         # Resume (button): moving again.
         alice.click(app.call.hold_button)
@@ -207,6 +215,8 @@ def test_call_hold_resume_quality_source_hangup(
         alice.key("<Control-e>")
         alice.pump_until(lambda: app.model.screen is Screen.MAIN, 15, "main screen after hangup")
         assert app.main.message.cget("text") == "Call with bob ended."
+        assert alice.root.title() == "vcall — alice"
+        assert menu.entrycget(0, "state") == "disabled"
         assert app.call.peer_view.frames_shown == 0  # the view was cleared
         screenshot("after-hangup")
     finally:

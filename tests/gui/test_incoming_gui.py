@@ -115,7 +115,7 @@ def test_incoming_accept_then_deny(
         assert_moving(alice, screenshot, "accepted")
         # Bob uses his keyboard: real X input (XTest) into the other process's window.
         window = subprocess.run(
-            ["xdotool", "search", "--sync", "--name", "^vcall.* bob$"],
+            ["xdotool", "search", "--sync", "--name", "^vcall.* bob .*in call with alice$"],
             capture_output=True, text=True, timeout=20, check=True,
         ).stdout.split()[0]  # fmt: skip
         subprocess.run(["xdotool", "windowfocus", "--sync", window], check=True, timeout=20)

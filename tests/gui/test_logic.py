@@ -17,6 +17,7 @@ from vcall.gui.logic import (
     describe_error,
     filter_users,
     fit_size,
+    fit_text,
     format_duration,
     nice_ceiling,
     summarize_stats,
@@ -190,3 +191,13 @@ def test_history_and_chart() -> None:
 )
 def test_nice_ceiling(value: float, top: float) -> None:
     assert nice_ceiling(value) == pytest.approx(top)
+
+
+def test_fit_text_takes_the_longest_that_fits() -> None:
+    variants = ("Ctrl+E hang up · Ctrl+H hold", "^E ^H", "Call menu")
+    measure = len  # one pixel a character
+    assert fit_text(variants, 100, measure) == variants[0]
+    assert fit_text(variants, len(variants[0]), measure) == variants[0]
+    assert fit_text(variants, len(variants[0]) - 1, measure) == "^E ^H"
+    assert fit_text(variants, 4, measure) == ""
+    assert fit_text(variants, -50, measure) == ""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from vcall.gui import events as ev
-from vcall.gui.model import Phase, Screen, UiModel, reduce, status_line
+from vcall.gui.model import Phase, Screen, UiModel, reduce, status_line, window_title
 
 
 def run(events: list[ev.Event], start: UiModel | None = None, now: float = 100.0) -> UiModel:
@@ -58,3 +58,20 @@ def test_unrelated_events_change_nothing() -> None:
     model = UiModel()
     assert reduce(model, ev.StatsUpdate({}, 0.0), 0.0) is model
     assert reduce(model, ev.MediaDetached(), 0.0) is model
+
+
+def test_window_title_says_who_and_the_call_state() -> None:
+    model = UiModel()
+    assert window_title("vcall", model) == "vcall"
+    model = run([ev.LoggedIn("alice", ("127.0.0.1", 8000))])
+    assert window_title("vcall", model) == "vcall — alice"
+    assert window_title("vcall", run([ev.Dialing("bob")], model)) == "vcall — alice — calling bob"
+    ringing = run([ev.Ringing("bob", 20.0)], model)
+    assert window_title("vcall", ringing) == "vcall — alice — bob is calling"
+    connected = run([ev.Connected("bob", "rtp")], model)
+    assert window_title("vcall", connected) == "vcall — alice — in call with bob"
+    held = run([ev.HoldState(False, True)], connected)
+    assert window_title("vcall", held) == "vcall — alice — in call with bob (on hold)"
+    ended = run([ev.Ended("Call with bob ended.", False)], held)
+    assert window_title("vcall", ended) == "vcall — alice"
+    assert window_title("vcall", run([ev.LoggedOut()], ended)) == "vcall"

@@ -12,20 +12,37 @@ import os
 import tkinter as tk
 from collections.abc import Callable
 from tkinter import filedialog, ttk
+from tkinter import font as tkfont
 
 from pipeline.presets import PRESET_NAMES
+from vcall.gui.logic import fit_text
 from vcall.gui.model import Phase, UiModel
 from vcall.gui.stats_panel import StatsPanel
 from vcall.gui.video import VideoView
 
-# Tk event sequence -> what it does (shown in the window's help line).
+# Tk event sequence -> (menu label, short word for the status bar's help line). The app binds
+# them and lists them in its "Call" menu with their accelerators, so they stay discoverable even
+# when the window is too narrow for the help line.
 SHORTCUTS = {
-    "<Control-e>": "hang up",
-    "<Control-h>": "hold / resume",
-    "<Control-p>": "pause / resume sending",
-    "<Control-q>": "next quality",
-    "<Control-s>": "statistics panel",
+    "<Control-e>": ("Hang up", "hang up"),
+    "<Control-h>": ("Hold / resume", "hold"),
+    "<Control-p>": ("Pause / resume sending", "pause"),
+    "<Control-q>": ("Next quality", "quality"),
+    "<Control-s>": ("Statistics panel", "stats"),
 }
+
+
+def key_name(sequence: str) -> str:
+    """``"<Control-e>"`` -> ``"Ctrl+E"`` (menus' accelerator text and the help line)."""
+    return f"Ctrl+{sequence[-2].upper()}"
+
+
+# The help line, longest first; the status bar shows the longest that fits (logic.fit_text).
+HELP_VARIANTS = (
+    " · ".join(f"{key_name(seq)} {label.lower()}" for seq, (label, _w) in SHORTCUTS.items()),
+    " · ".join(f"{key_name(seq)} {word}" for seq, (_l, word) in SHORTCUTS.items()),
+    "Shortcuts: Call menu",
+)
 PATTERN_LABEL = "Test pattern"
 FILE_LABEL = "Video file…"
 
@@ -84,37 +101,48 @@ class CallScreen(ttk.Frame):
         self.stats = StatsPanel(side, on_save_sdp=self.save_sdp)
         self.stats.pack(fill="x", pady=(6, 0))
 
-        # The call's controls in one toolbar row under the video.
+        # The call's controls under the video: the call actions, then the media settings, which
+        # wrap to a second row when the window is too narrow for one (see _wrap_toolbar).
         bar = ttk.Frame(self, padding=(0, 6, 0, 0))
         bar.grid(row=1, column=0, columnspan=2, sticky="we")
-        self.hangup_button = ttk.Button(bar, text="Hang up", command=on_hangup)
+        self.toolbar = bar
+        actions = ttk.Frame(bar)
+        actions.grid(row=0, column=0, sticky="w")
+        self.hangup_button = ttk.Button(actions, text="Hang up", command=on_hangup)
         self.hangup_button.pack(side="left")
-        self.hold_button = ttk.Button(bar, text="Hold", width=8, command=self.toggle_hold)
+        self.hold_button = ttk.Button(actions, text="Hold", width=8, command=self.toggle_hold)
         self.hold_button.pack(side="left", padx=(6, 0))
-        self.pause_button = ttk.Button(bar, text="Pause", width=14, command=self.toggle_pause)
+        self.pause_button = ttk.Button(actions, text="Pause", width=14, command=self.toggle_pause)
         self.pause_button.pack(side="left", padx=(6, 0))
-        ttk.Label(bar, text="Quality").pack(side="left", padx=(12, 4))
-        self.quality = ttk.Combobox(bar, values=PRESET_NAMES, state="readonly", width=7)
+        settings = ttk.Frame(bar)
+        self._toolbar_parts = (actions, settings)
+        settings.grid(row=0, column=1, sticky="w", padx=(12, 0))
+        ttk.Label(settings, text="Quality").pack(side="left", padx=(0, 4))
+        self.quality = ttk.Combobox(settings, values=PRESET_NAMES, state="readonly", width=7)
         self.quality.pack(side="left")
         self.quality.bind("<<ComboboxSelected>>", lambda _e: self._on_preset(self.quality.get()))
-        ttk.Label(bar, text="Source").pack(side="left", padx=(12, 4))
+        ttk.Label(settings, text="Source").pack(side="left", padx=(12, 4))
         self._sources: dict[str, str] = {}
-        self.source = ttk.Combobox(bar, state="readonly", width=22)
+        self.source = ttk.Combobox(settings, state="readonly", width=22)
         self.source.pack(side="left")
         self.source.bind("<<ComboboxSelected>>", lambda _e: self._source_chosen())
         self.set_cameras(cameras if cameras is not None else [])
-        self.stats_button = ttk.Button(bar, text="Stats", width=6, command=self.toggle_stats)
+        self.stats_button = ttk.Button(settings, text="Stats", width=6, command=self.toggle_stats)
         self.stats_button.pack(side="left", padx=(12, 0))
+        bar.bind("<Configure>", lambda _e: self._wrap_toolbar(), add="+")
 
         status = ttk.Frame(self, relief="sunken", padding=(4, 2))
         status.grid(row=2, column=0, columnspan=2, sticky="we", pady=(6, 0))
+        self.status_bar = status
         self.status = ttk.Label(status, text="", anchor="w")
         self.status.pack(side="left")
         # Messages during the call (a source that fails, "SDP saved"), next to the call state.
         self.notice = ttk.Label(status, text="", foreground="#b00020", anchor="w")
         self.notice.pack(side="left", fill="x", expand=True, padx=(12, 0))
-        help_text = " · ".join(f"Ctrl+{seq[-2].upper()} {what}" for seq, what in SHORTCUTS.items())
-        ttk.Label(status, text=help_text, foreground="#666666").pack(side="right")
+        # The shortcut help: as much of it as fits (re-fitted on resize and on status changes).
+        self.help = ttk.Label(status, text=HELP_VARIANTS[0], foreground="#666666")
+        self.help.pack(side="right")
+        status.bind("<Configure>", lambda _e: self._fit_help(), add="+")
         self.columnconfigure(0, weight=1)
         self.rowconfigure(0, weight=1)
 
@@ -172,6 +200,29 @@ class CallScreen(ttk.Frame):
         elif label in self._sources:
             self._on_source(self._sources[label])
 
+    def set_status(self, text: str) -> None:
+        if text != self.status.cget("text"):
+            self.status.configure(text=text)
+            self._fit_help()
+
+    def _fit_help(self) -> None:
+        bar = self.status_bar
+        font = tkfont.nametofont("TkDefaultFont")
+        # The bar's width less its padding, the call state, the notice and a gap.
+        free = bar.winfo_width() - 8 - 12 - 12
+        free -= font.measure(self.status.cget("text")) + font.measure(self.notice.cget("text"))
+        text = fit_text(HELP_VARIANTS, free, font.measure)
+        if text != self.help.cget("text"):
+            self.help.configure(text=text)
+
+    def _wrap_toolbar(self) -> None:
+        actions, settings = self._toolbar_parts
+        one_row = actions.winfo_reqwidth() + 12 + settings.winfo_reqwidth()
+        row, column, padx = (0, 1, 12) if one_row <= self.toolbar.winfo_width() else (1, 0, 0)
+        info = settings.grid_info()
+        if (int(info["row"]), int(info["column"])) != (row, column):
+            settings.grid_configure(row=row, column=column, padx=(padx, 0), pady=(6 * row, 0))
+
     def _report_size(self) -> None:
         self._on_display_size(self.peer_view.area, self.self_view.area)
 
@@ -190,7 +241,8 @@ class CallScreen(ttk.Frame):
         self.hangup_button.configure(
             text="Cancel call" if model.phase is Phase.DIALING else "Hang up"
         )
-        self.status.configure(text=status)
         self.notice.configure(
             text=model.message, foreground="#b00020" if model.message_error else "#1b5e20"
         )
+        self.status.configure(text=status)
+        self._fit_help()

@@ -26,13 +26,13 @@ from vcall.config import (
     state_path,
 )
 from vcall.gui import events as ev
-from vcall.gui.call_screen import SHORTCUTS, CallScreen
+from vcall.gui.call_screen import SHORTCUTS, CallScreen, key_name
 from vcall.gui.feed import VideoFeed
 from vcall.gui.incoming import IncomingDialog
 from vcall.gui.logic import summarize_stats
 from vcall.gui.login import LoginScreen
 from vcall.gui.main_screen import MainScreen
-from vcall.gui.model import Phase, Screen, UiModel, reduce, status_line
+from vcall.gui.model import Phase, Screen, UiModel, reduce, status_line, window_title
 from vcall.gui.worker import ClientWorker
 
 logger = logging.getLogger(__name__)
@@ -110,6 +110,7 @@ class ClientApp:
         self._screens = {Screen.LOGIN: self.login, Screen.MAIN: self.main, Screen.CALL: self.call}
         self._shown_screen: Screen | None = None
         self._tick_id = ""
+        self._exit_id = ""
         self._bind_shortcuts()
         root.protocol("WM_DELETE_WINDOW", self.exit)
 
@@ -147,7 +148,7 @@ class ClientApp:
         self._exiting = True
         self.root.withdraw()
         self.worker.post(ev.Shutdown())
-        self.root.after(EXIT_GRACE_MS, self._finish_exit)
+        self._exit_id = self.root.after(EXIT_GRACE_MS, self._finish_exit)
 
     def shutdown(self, timeout: float = 15.0) -> None:
         """:meth:`exit` for callers without ``mainloop`` (tests, benchmarks): pumps Tk events
@@ -161,8 +162,10 @@ class ClientApp:
         self.worker.stop()
 
     def _finish_exit(self) -> None:
-        with contextlib.suppress(tk.TclError):
-            self.root.after_cancel(self._tick_id)
+        # Both timers go: one left pending would fire into a destroyed window.
+        for timer in (self._tick_id, self._exit_id):
+            with contextlib.suppress(tk.TclError, ValueError):
+                self.root.after_cancel(timer)
         self._close_incoming()
         self.feed.detach()
         with contextlib.suppress(tk.TclError, ValueError, OSError):
@@ -171,6 +174,8 @@ class ClientApp:
             self.root.quit()
 
     def _bind_shortcuts(self) -> None:
+        """Bind the call screen's shortcuts and list them, with their keys, in a "Call" menu
+        (enabled on the call screen only): the keys are discoverable in any window size."""
         actions = {
             "<Control-e>": lambda: self.worker.post(ev.Hangup()),
             "<Control-h>": self.call.toggle_hold,
@@ -179,6 +184,10 @@ class ClientApp:
             "<Control-s>": self.call.toggle_stats,
         }
         assert set(actions) == set(SHORTCUTS)
+        menubar = tk.Menu(self.root)
+        self.call_menu = tk.Menu(menubar, tearoff=False)
+        menubar.add_cascade(label="Call", menu=self.call_menu)
+        self.root.configure(menu=menubar)
         for sequence, action in actions.items():
 
             def handler(_event: tk.Event[tk.Misc], action: Any = action) -> str:
@@ -187,6 +196,10 @@ class ClientApp:
                 return "break"
 
             self.root.bind_all(sequence, handler)
+            label = SHORTCUTS[sequence][0]
+            self.call_menu.add_command(
+                label=label, accelerator=key_name(sequence), command=action, state="disabled"
+            )
 
     # ------------------------------------------------------------------------ events
 
@@ -204,7 +217,6 @@ class ClientApp:
             case ev.LoggedIn(nick=nick, server=server):
                 self._remember_login()
                 self.main.set_identity(nick, format_server(*server))
-                self.root.title(f"{self.options.title} — {nick}")
                 if self.options.auto_call and not self._auto_called:
                     self._auto_called = True
                     self.worker.post(ev.Dial(self.options.auto_call))
@@ -212,7 +224,6 @@ class ClientApp:
                 self.login.set_busy(False)
                 self.login.show_message(message)
             case ev.LoggedOut():
-                self.root.title(self.options.title)
                 self.login.set_busy(False)
                 self.login.show_message("Logged out.", error=False)
             case ev.UsersListed(users=users):
@@ -288,7 +299,7 @@ class ClientApp:
 
     def _tick(self) -> None:
         if self.model.screen is Screen.CALL:
-            self.call.status.configure(text=status_line(self.model, time.monotonic()))
+            self.call.set_status(status_line(self.model, time.monotonic()))
         self._tick_id = self.root.after(STATUS_TICK_MS, self._tick)
 
     def _render(self) -> None:
@@ -299,6 +310,15 @@ class ClientApp:
                 widget.pack_forget()
             self._screens[screen].pack(fill="both", expand=True)
             self._shown_screen = screen
+            state = "normal" if screen is Screen.CALL else "disabled"
+            for index in range(len(SHORTCUTS)):
+                self.call_menu.entryconfigure(index, state=state)
+        title = window_title(self.options.title, model)
+        if title != self.root.title():
+            self.root.title(title)
+            if self.incoming is not None:
+                with contextlib.suppress(tk.TclError):
+                    self.incoming.title(title)
         if screen is Screen.CALL:
             self.call.render(model, status_line(model, time.monotonic()))
         elif screen is Screen.MAIN and model.message:

@@ -65,7 +65,7 @@ def _client(
     cmd = [
         sys.executable, "-m", "vcall", "gui", "--server", server, "--nick", nick,
         "--password", PASSWORD, "--auto-login", "--geometry", geometry,
-        "--title", f"vcall demo: {nick}", "--state-file", str(state / f"{nick}.json"),
+        "--title", "vcall demo", "--state-file", str(state / f"{nick}.json"),
         "--preset", args.preset, "--source", args.source, "--die-with-parent", str(os.getpid()),
         *extra,
     ]  # fmt: skip

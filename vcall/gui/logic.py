@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,6 +113,15 @@ def _describe_failure(peer: str, detail: str) -> str:
     if low.startswith("lookup"):
         return f"Cannot look {peer} up on the discovery server ({detail.rstrip('.')})."
     return f"Could not call {peer}: {detail.rstrip('.')}." if detail else f"Could not call {peer}."
+
+
+def fit_text(variants: Sequence[str], width: int, measure: Callable[[str], int]) -> str:
+    """The first of ``variants`` (longest first) whose ``measure`` (pixels) fits in ``width``;
+    "" when none does, so a label in a narrow window shrinks instead of being cut off."""
+    for text in variants:
+        if measure(text) <= width:
+            return text
+    return ""
 
 
 def format_duration(seconds: float) -> str:

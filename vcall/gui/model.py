@@ -132,6 +132,24 @@ def reduce(model: UiModel, event: ev.Event, now: float) -> UiModel:
             return model
 
 
+def window_title(base: str, model: UiModel) -> str:
+    """The window's title: who we are and the call state ("vcall — alice — in call with bob")."""
+    parts = [base]
+    if model.screen is not Screen.LOGIN and model.nick:
+        parts.append(model.nick)
+    match model.phase:
+        case Phase.DIALING:
+            parts.append(f"calling {model.peer}")
+        case Phase.RINGING:
+            parts.append(f"{model.peer} is calling")
+        case Phase.CONNECTED:
+            held = " (on hold)" if model.hold_local or model.hold_remote else ""
+            parts.append(f"in call with {model.peer}{held}")
+        case _:
+            pass
+    return " — ".join(parts)
+
+
 def status_line(model: UiModel, now: float) -> str:
     """The call screen's status bar: state, peer, duration, hold and pause."""
     match model.phase:

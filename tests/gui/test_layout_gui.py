@@ -1,0 +1,98 @@
+"""The call screen's layout under Xvfb as the window is resized: nothing a user needs is cut off.
+
+A real Tk window holds a real :class:`CallScreen` (no call: its callbacks only record), rendered
+in a connected state with a long status line. At each size, every control of the toolbar lies
+fully inside the window, and the status bar's shortcut help is never clipped: it shrinks to a
+shorter variant (or a pointer to the "Call" menu) instead. Screenshots are kept as artifacts.
+"""
+
+from __future__ import annotations
+
+import gc
+import tkinter as tk
+from collections.abc import Callable, Iterator
+from tkinter import ttk
+
+import numpy as np
+import pytest
+
+from vcall.gui.call_screen import HELP_VARIANTS, CallScreen
+from vcall.gui.model import Phase, Screen, UiModel, status_line
+
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("no_leaks")]
+
+Shot = Callable[[str], np.ndarray]
+
+
+@pytest.fixture
+def screen(xvfb_display: str) -> Iterator[tuple[tk.Tk, CallScreen]]:
+    root = tk.Tk()
+    ttk.Style(root).theme_use("clam")  # as the client does
+    call = CallScreen(
+        root,
+        on_hangup=lambda: None,
+        on_hold=lambda _h: None,
+        on_pause=lambda _p: None,
+        on_preset=lambda _n: None,
+        on_source=lambda _s: None,
+        on_display_size=lambda _a, _b: None,
+        cameras=["camera:0"],
+    )
+    call.pack(fill="both", expand=True)
+    model = UiModel(
+        screen=Screen.CALL, phase=Phase.CONNECTED, nick="alice", peer="bob", mode="rtp",
+        connected_at=0.0, hold_local=True, sending=False, preset="medium",
+    )  # fmt: skip
+    call.render(model, status_line(model, 61.0))
+    yield root, call
+    root.destroy()
+    # Release the views' PhotoImages here, on the main thread, not in a later gc elsewhere.
+    del call, root
+    gc.collect()
+
+
+def resize(root: tk.Tk, size: str) -> None:
+    root.geometry(f"{size}+0+0")
+    for _ in range(20):  # the window manager-less server applies it within a few rounds
+        root.update()
+    root.update_idletasks()
+
+
+def inside(widget: tk.Misc, root: tk.Tk) -> bool:
+    right = widget.winfo_rootx() + widget.winfo_width()
+    bottom = widget.winfo_rooty() + widget.winfo_height()
+    return (
+        right <= root.winfo_rootx() + root.winfo_width()
+        and bottom <= root.winfo_rooty() + root.winfo_height()
+        and widget.winfo_width() >= widget.winfo_reqwidth()
+    )
+
+
+@pytest.mark.parametrize("size", ["1280x600", "1100x500", "900x480", "640x420"])
+def test_nothing_is_cut_off(screen: tuple[tk.Tk, CallScreen], size: str, screenshot: Shot) -> None:
+    root, call = screen
+    resize(root, size)
+    assert root.winfo_width() == int(size.split("x", maxsplit=1)[0])
+    for widget in (call.hangup_button, call.hold_button, call.pause_button, call.quality,
+                   call.source, call.stats_button, call.status):  # fmt: skip
+        assert inside(widget, root), f"{widget} cut off at {size}"
+    help_text = call.help.cget("text")
+    assert help_text in (*HELP_VARIANTS, "")
+    # The help is shown whole (never clipped), and a wide window shows some of it.
+    assert call.help.winfo_width() >= call.help.winfo_reqwidth(), f"help clipped at {size}"
+    assert inside(call.help, root) or not help_text
+    if root.winfo_width() >= 1100:
+        assert help_text, "no shortcut help in a wide window"
+    image = screenshot(size)
+    assert image.shape[1] >= root.winfo_width()
+
+
+def test_help_follows_the_width(screen: tuple[tk.Tk, CallScreen]) -> None:
+    root, call = screen
+    resize(root, "1280x600")
+    wide = call.help.cget("text")
+    resize(root, "640x420")
+    narrow = call.help.cget("text")
+    assert len(narrow) < len(wide)
+    resize(root, "1280x600")
+    assert call.help.cget("text") == wide  # growing the window brings it back
