@@ -19,7 +19,7 @@ import pytest
 
 from vcall.config import Config
 from vcall.gui import app as gui_app
-from vcall.gui.demo import _geometries
+from vcall.gui.demo import MENUBAR_PX, _geometries
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("no_leaks")]
 
@@ -67,6 +67,20 @@ def test_gui_out_of_the_box(xvfb_display: str, tmp_path: Path) -> None:
         out = proc.communicate(timeout=20)[0].decode()
     assert proc.returncode == 0, out
     assert "embedded discovery server" in out
+
+
+@pytest.mark.parametrize("screen", [(1280, 1024), (1920, 1080), (2560, 1440)])
+def test_demo_windows_neither_overlap_nor_leave_the_screen(screen: tuple[int, int]) -> None:
+    boxes = []
+    for geometry in _geometries(screen):
+        size, x, y = geometry.split("+")
+        width, height = (int(v) for v in size.split("x"))
+        # The window as drawn: its menubar (32 px with Tk's default font) above the geometry.
+        boxes.append((int(x), int(y), width, height + 32))
+        assert int(x) + width <= screen[0] and int(y) + height + 32 <= screen[1]
+    (ax, ay, aw, ah), (bx, by, _bw, _bh) = boxes
+    assert bx >= ax + aw or by >= ay + ah, f"demo windows overlap: {boxes}"
+    assert MENUBAR_PX >= 32
 
 
 def test_demo_shows_two_moving_videos(xvfb_display: str, screenshot: Shot) -> None:

@@ -17,11 +17,21 @@ import numpy as np
 import pytest
 
 from vcall.gui.call_screen import HELP_VARIANTS, CallScreen
+from vcall.gui.logic import StatsView
 from vcall.gui.model import Phase, Screen, UiModel, status_line
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("no_leaks")]
 
 Shot = Callable[[str], np.ndarray]
+
+
+# A panel with every row: headline figures, six stage latencies, mode and CPU.
+FULL_STATS = StatsView(
+    fps_in=30.0, fps_out=30.0, kbps_in=5000, kbps_out=5000, loss_pct=0.0, lost_packets=0,
+    rtt_ms=3.0, jitter_ms=0.1, c2d_p50_ms=17, c2d_p95_ms=37, mode="rtp", cpu_pct=50,
+    stages=tuple((n, 1.0) for n in ("capture", "encode", "send", "receive", "jitter", "decode")),
+)  # fmt: skip
+HEADLINE_ROWS = 5
 
 
 @pytest.fixture
@@ -44,6 +54,7 @@ def screen(xvfb_display: str) -> Iterator[tuple[tk.Tk, CallScreen]]:
         connected_at=0.0, hold_local=True, sending=False, preset="medium",
     )  # fmt: skip
     call.render(model, status_line(model, 61.0))
+    call.stats.add(FULL_STATS)
     yield root, call
     root.destroy()
     # Release the views' PhotoImages here, on the main thread, not in a later gc elsewhere.
@@ -83,6 +94,19 @@ def test_nothing_is_cut_off(screen: tuple[tk.Tk, CallScreen], size: str, screens
     assert inside(call.help, root) or not help_text
     if root.winfo_width() >= 1100:
         assert help_text, "no shortcut help in a wide window"
+    # The statistics: the chart whole and the headline figures shown, whatever the height.
+    assert inside(call.stats.chart, root), f"chart cut off at {size}"
+    # All headline rows from 480 px up; at the minimum size (two toolbar rows) most of them.
+    headline = HEADLINE_ROWS if root.winfo_height() >= 480 else 3
+    assert call.stats.rows_shown >= headline
+    names = [name.cget("text") for name, _v in call.stats._labels if name.winfo_manager()]
+    assert names[:headline] == [name for name, _v in FULL_STATS.lines()[:headline]]
+    chart = call.stats.chart
+    for item in chart.find_withtag("all"):
+        if chart.type(item) == "text" and chart.itemcget(item, "text"):
+            assert chart.bbox(item)[2] <= chart.winfo_width() + 1, "chart legend cut off"
+    for name, value in call.stats._labels[: call.stats.rows_shown]:
+        assert inside(name, root) and inside(value, root)
     image = screenshot(size)
     assert image.shape[1] >= root.winfo_width()
 
@@ -96,3 +120,14 @@ def test_help_follows_the_width(screen: tuple[tk.Tk, CallScreen]) -> None:
     assert len(narrow) < len(wide)
     resize(root, "1280x600")
     assert call.help.cget("text") == wide  # growing the window brings it back
+
+
+def test_stats_rows_follow_the_height(screen: tuple[tk.Tk, CallScreen]) -> None:
+    root, call = screen
+    resize(root, "1100x1000")
+    assert call.stats.rows_shown == len(FULL_STATS.lines())  # room for all
+    resize(root, "1100x420")
+    short = call.stats.rows_shown
+    assert HEADLINE_ROWS <= short < len(FULL_STATS.lines())
+    resize(root, "1100x1000")
+    assert call.stats.rows_shown == len(FULL_STATS.lines())

@@ -91,11 +91,12 @@ class CallScreen(ttk.Frame):
 
         self.peer_view = VideoView(
             self, width=peer_size[0], height=peer_size[1], placeholder="Waiting for video…",
-            on_resize=lambda _w, _h: self._report_size(),
+            on_resize=lambda _w, _h: self._resized(),
         )  # fmt: skip
         self.peer_view.grid(row=0, column=0, sticky="nsew")
         side = ttk.Frame(self, padding=(6, 0, 0, 0))
         side.grid(row=0, column=1, sticky="ns")
+        self._side = side
         self.self_view = VideoView(side, width=192, height=108, placeholder="Self view")
         self.self_view.pack(anchor="n")
         self.stats = StatsPanel(side, on_save_sdp=self.save_sdp)
@@ -166,6 +167,7 @@ class CallScreen(ttk.Frame):
             self.stats.pack_forget()
         else:
             self.stats.pack(fill="x", pady=(6, 0))
+            self._fit_side()
 
     def save_sdp(self) -> None:
         path = self.ask_sdp_path()
@@ -222,6 +224,19 @@ class CallScreen(ttk.Frame):
         info = settings.grid_info()
         if (int(info["row"]), int(info["column"])) != (row, column):
             settings.grid_configure(row=row, column=column, padx=(padx, 0), pady=(6 * row, 0))
+
+    def _resized(self) -> None:
+        self._fit_side()
+        self._report_size()
+
+    def _fit_side(self) -> None:
+        """As many statistics rows as the video row's height holds (the chart stays whole)."""
+        stats = self.stats
+        if not self.stats_visible:
+            return
+        row = stats.row_height
+        fixed = self._side.winfo_reqheight() - stats.rows_shown * row
+        stats.set_max_rows((self.peer_view.winfo_height() - fixed) // row)
 
     def _report_size(self) -> None:
         self._on_display_size(self.peer_view.area, self.self_view.area)

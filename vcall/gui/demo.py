@@ -49,14 +49,19 @@ def _screen_size() -> tuple[int, int]:
         root.destroy()
 
 
+# The client's menubar sits above the area a Tk geometry sizes (about 32 px here): leave room.
+MENUBAR_PX = 40
+
+
 def _geometries(screen: tuple[int, int]) -> tuple[str, str]:
-    """Two windows side by side when the screen is wide, else one above the other."""
+    """Two windows side by side when the screen is wide, else one above the other; each one's
+    menubar included, neither overlaps the other nor leaves the screen."""
     sw, sh = screen
     if sw >= 1800:
-        w, h = min(940, sw // 2 - 10), min(600, sh - 80)
+        w, h = min(940, sw // 2 - 10), min(600, sh - 80 - MENUBAR_PX)
         return f"{w}x{h}+0+0", f"{w}x{h}+{w + 10}+0"
-    w, h = min(1100, sw), max(420, min(600, sh // 2 - 10))
-    return f"{w}x{h}+0+0", f"{w}x{h}+0+{h + 10}"
+    w, h = min(1100, sw), max(420, min(600, sh // 2 - 10 - MENUBAR_PX))
+    return f"{w}x{h}+0+0", f"{w}x{h}+0+{h + MENUBAR_PX + 10}"
 
 
 def _client(

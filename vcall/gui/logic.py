@@ -207,6 +207,18 @@ class StatsView:
         return rows
 
 
+def fit_rows(rows: Sequence[tuple[str, str]], room: int) -> list[tuple[str, str]]:
+    """At most ``room`` of ``rows``, in order: the per-stage rows (indented) go first, from the
+    last, so a short window keeps the headline figures and the chart readable."""
+    kept = list(rows)
+    for index in range(len(kept) - 1, -1, -1):
+        if len(kept) <= room:
+            break
+        if kept[index][0].startswith(" "):
+            del kept[index]
+    return kept[: max(0, room)]
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None

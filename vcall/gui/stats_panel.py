@@ -11,7 +11,7 @@ import tkinter as tk
 from collections.abc import Callable
 from tkinter import ttk
 
-from vcall.gui.logic import History, StatsView, chart_segments, nice_ceiling
+from vcall.gui.logic import History, StatsView, chart_segments, fit_rows, nice_ceiling
 
 # Series drawn on the chart: (History series, colour, legend label, unit).
 CHART_SERIES = (
@@ -42,6 +42,8 @@ class StatsPanel(ttk.LabelFrame):
         self.save_sdp_button.pack(side="left", padx=(8, 0))
         ttk.Style(self).configure("Small.TButton", padding=(4, 0), font="TkSmallCaptionFont")
         self.history = History()
+        self.max_rows = self.ROWS  # lowered by the call screen when the window is short
+        self._view = StatsView()
         self._labels: list[tuple[ttk.Label, ttk.Label]] = []
         grid = ttk.Frame(self)
         grid.pack(fill="x")
@@ -76,8 +78,23 @@ class StatsPanel(ttk.LabelFrame):
         self.history.clear()
         self.render(StatsView())
 
+    @property
+    def row_height(self) -> int:
+        return max(1, self._labels[0][0].winfo_reqheight())
+
+    @property
+    def rows_shown(self) -> int:
+        return sum(1 for name, _value in self._labels if name.winfo_manager())
+
+    def set_max_rows(self, rows: int) -> None:
+        rows = max(0, min(self.ROWS, rows))
+        if rows != self.max_rows:
+            self.max_rows = rows
+            self.render(self._view)
+
     def render(self, view: StatsView) -> None:
-        rows = view.lines()[: self.ROWS]
+        self._view = view
+        rows = fit_rows(view.lines(), min(self.max_rows, self.ROWS))
         for index, (name_label, value_label) in enumerate(self._labels):
             if index < len(rows):
                 name_label.configure(text=rows[index][0])
@@ -92,7 +109,7 @@ class StatsPanel(ttk.LabelFrame):
     def _draw_chart(self) -> None:
         width = max(self.chart.winfo_width(), self._chart_size[0])
         height = self._chart_size[1]
-        legend_x = 4
+        legend: list[tuple[str, str, str]] = []  # (series, "fps 30", " /50")
         for name, colour, label, unit in CHART_SERIES:
             values = self.history.series(name)
             known = [v for v in values if v is not None]
@@ -107,9 +124,21 @@ class StatsPanel(ttk.LabelFrame):
             for item in items[len(segments) :]:
                 self.chart.itemconfigure(item, state="hidden")
             latest = f"{known[-1]:.0f}" if known else "–"
-            item = self._legend[name]
-            self.chart.itemconfigure(item, text=f"{label} {latest}{unit} /{top:g}")
-            self.chart.coords(item, legend_x, 2)
-            self.chart.tag_raise(item)
-            box = self.chart.bbox(item)
-            legend_x = (box[2] if box else legend_x) + 8
+            legend.append((name, f"{label} {latest}{unit}", f" /{top:g}"))
+        self._place_legend(legend)
+
+    def _place_legend(self, legend: list[tuple[str, str, str]]) -> None:
+        """One line along the chart's top; without the scales when that is too wide."""
+        shown = self.chart.winfo_width()
+        width = shown if shown > 1 else self._chart_size[0]
+        for with_scale in (True, False):
+            x = 4
+            for name, text, scale in legend:
+                item = self._legend[name]
+                self.chart.itemconfigure(item, text=text + scale if with_scale else text)
+                self.chart.coords(item, x, 2)
+                self.chart.tag_raise(item)
+                box = self.chart.bbox(item)
+                x = (box[2] if box else x) + 8
+            if x - 8 <= width:
+                return
