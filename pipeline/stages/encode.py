@@ -3,10 +3,11 @@
 JPEG is encoded straight from the raw ring's slot (no copy); if the capture stage overwrote the
 slot meanwhile (``valid`` fails) the JPEG is thrown away and counted as torn.
 
-In V0 mode frames must stay under a peer-safe size (``v0_max_bytes``, 32 KB by default, since
-classic receivers read 8 to 32 KB): the frame is first scaled to fit 640x480 (the classic
-clients' own size) and then ``CappedEncoder`` steps quality (and if needed resolution) down,
-starting from the setting that fitted the previous frame (about one encode per frame).
+In V0 mode whole datagrams must stay peer-safe (classic receivers read at most 32 KiB in one
+``recvfrom``), so the JPEG is capped at ``v0_max_bytes``: 32 KiB minus the largest V0 header.
+The frame is first scaled to fit 640x480 (the classic clients' own size) and then
+``CappedEncoder`` steps quality (and if needed resolution) down, starting from the setting that
+fitted the previous frame (about one encode per frame).
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from pipeline.jpeg import CappedEncoder, FrameTooLargeError, JpegCodec, codec_by
 from pipeline.presets import Preset
 from pipeline.ring import Ring, RingError, Ts
 from pipeline.stages.base import Message, Stage, StageContext
+from pipeline.v0 import V0_HEADER_MAX, V0_PEER_SAFE_DATAGRAM
 
 logger = logging.getLogger(__name__)
 
-V0_MAX_BYTES = 32 * 1024
+# The cap is on the JPEG; the header rides in the same datagram, so leave room for it.
+V0_MAX_BYTES = V0_PEER_SAFE_DATAGRAM - V0_HEADER_MAX
 V0_MAX_SIZE = (640, 480)
 
 

@@ -3,6 +3,7 @@ descriptor stamps carried along, display sizing, JPEG checks."""
 
 from __future__ import annotations
 
+import inspect
 import multiprocessing
 import time
 from collections.abc import Callable, Iterator
@@ -111,6 +112,19 @@ def test_the_pattern_is_paced_at_the_preset_rate(segments: SegmentSet, make_ctx:
     assert stamp.capture_ns == desc.stamp(Ts.CAPTURE)
     stage.close()
     raw.close()
+
+
+def test_a_capped_v0_frame_with_the_longest_header_is_a_peer_safe_datagram() -> None:
+    """The cap is on the JPEG, so it must leave room for the V0 header in the same datagram
+    (it was 32 KiB itself: a capped frame made a 32 KiB + ~45 byte datagram)."""
+    from pipeline.session import MediaSession
+    from pipeline.v0 import V0_PEER_SAFE_DATAGRAM, encode_v0
+
+    default = inspect.signature(MediaSession).parameters["v0_max_bytes"].default
+    assert default == encode.V0_MAX_BYTES
+    jpeg = b"\xff\xd8" + b"\x00" * (encode.V0_MAX_BYTES - 2)
+    datagram = encode_v0(10**15 - 1, 9_999_999_999.999999, 65535, 65535, 999.9, jpeg)
+    assert len(datagram) <= V0_PEER_SAFE_DATAGRAM
 
 
 def test_encode_waits_for_connect_then_carries_the_stamps(
