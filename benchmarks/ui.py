@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.presets import PRESET_NAMES
+from vcall.gui.demo import wait_registered
 
 logger = logging.getLogger(__name__)
 
@@ -146,20 +147,6 @@ class _SyntheticSession:
         os.close(self._fd)
 
 
-def _wait_registered(server: tuple[str, int], nick: str, proc: subprocess.Popen[bytes]) -> bool:
-    from vcall.discovery.client import DiscoveryClient, DiscoveryError
-
-    deadline = time.monotonic() + 30.0
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with DiscoveryClient(*server, timeout=2.0) as client:
-                client.query(nick)
-                return True
-        except DiscoveryError:
-            time.sleep(0.2)
-    return False
-
-
 def _measure(args: argparse.Namespace, display: str) -> dict[str, Any]:
     from vcall.config import Config
     from vcall.discovery.embedded import EmbeddedServer
@@ -181,7 +168,7 @@ def _measure(args: argparse.Namespace, display: str) -> dict[str, Any]:
         # pipeline (forked later, inheriting it) takes only the CPU this client leaves over.
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, peer.pid, args.peer_nice)
-        if not _wait_registered(server.address, "peer", peer):
+        if not wait_registered(server.address, "peer", peer):
             peer.kill()
             peer.wait()
             return {"error": "the peer agent did not register within 30 s"}

@@ -16,7 +16,7 @@ from tkinter import ttk
 import numpy as np
 import pytest
 
-from vcall.gui.call_screen import HELP_VARIANTS, CallScreen
+from vcall.gui.call_screen import FILE_LABEL, HELP_VARIANTS, PATTERN_LABEL, CallScreen
 from vcall.gui.logic import StatsView
 from vcall.gui.model import Phase, Screen, UiModel, status_line
 
@@ -131,3 +131,22 @@ def test_stats_rows_follow_the_height(screen: tuple[tk.Tk, CallScreen]) -> None:
     assert HEADLINE_ROWS <= short < len(FULL_STATS.lines())
     resize(root, "1100x1000")
     assert call.stats.rows_shown == len(FULL_STATS.lines())
+
+
+def test_source_selector_lists_cameras_file_and_pattern(
+    screen: tuple[tk.Tk, CallScreen],
+) -> None:
+    _root, call = screen
+    assert list(call.source.cget("values")) == [PATTERN_LABEL, "Camera 0", FILE_LABEL]
+    call.set_cameras(["camera:/dev/video0", "camera:/dev/video2"])
+    values = list(call.source.cget("values"))
+    assert values == [PATTERN_LABEL, "Camera /dev/video0", "Camera /dev/video2", FILE_LABEL]
+    chosen: list[str] = []
+    call._on_source = chosen.append
+    call.source.set("Camera /dev/video2")
+    call.source.event_generate("<<ComboboxSelected>>")
+    call.ask_file = lambda: ""  # the chooser cancelled: nothing sent, the selector restored
+    call.source.set(FILE_LABEL)
+    call.source.event_generate("<<ComboboxSelected>>")
+    assert chosen == ["camera:/dev/video2"]
+    assert call.source.get() == PATTERN_LABEL

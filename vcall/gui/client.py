@@ -77,10 +77,7 @@ class ClientApp:
         self.last_stats: dict[str, Any] = {}  # the newest MediaSession.stats() snapshot
         from pipeline.sources import list_cameras  # noqa: PLC0415 - imports OpenCV
 
-        try:
-            cameras = list_cameras()
-        except OSError:
-            cameras = []
+        self._list_cameras = list_cameras
 
         root.title(options.title)
         root.minsize(640, 420)
@@ -104,7 +101,7 @@ class ClientApp:
             on_source=lambda spec: self.worker.post(ev.SetSource(spec)),
             on_display_size=lambda peer, me: self.worker.post(ev.SetDisplaySize(peer, me)),
             on_save_sdp=lambda path: self.worker.post(ev.SaveSdp(path)),
-            cameras=cameras,
+            cameras=self.cameras(),
         )
         self.feed = VideoFeed(root, self.call.peer_view, self.call.self_view)
         self._screens = {Screen.LOGIN: self.login, Screen.MAIN: self.main, Screen.CALL: self.call}
@@ -173,6 +170,13 @@ class ClientApp:
         with contextlib.suppress(tk.TclError):
             self.root.quit()
 
+    def cameras(self) -> list[str]:
+        """The cameras now plugged in (a glob of /dev/video*: cheap enough for the Tk thread)."""
+        try:
+            return self._list_cameras()
+        except OSError:
+            return []
+
     def _bind_shortcuts(self) -> None:
         """Bind the call screen's shortcuts and list them, with their keys, in a "Call" menu
         (enabled on the call screen only): the keys are discoverable in any window size."""
@@ -231,8 +235,10 @@ class ClientApp:
             case ev.Ringing(peer=peer, timeout=timeout):
                 self._open_incoming(peer, timeout)
             case ev.Dialing(peer=peer):
+                self.call.set_cameras(self.cameras())  # one plugged in since the start
                 self.call.peer_view.clear(f"Calling {peer}…")
             case ev.Connected():
+                self.call.set_cameras(self.cameras())
                 self._close_incoming()
                 self.call.stats.reset()
                 self.call.peer_view.clear("Waiting for video…")

@@ -78,10 +78,17 @@ def _client(
     return subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
 
 
-def _wait_registered(server: tuple[str, int], nick: str, proc: subprocess.Popen[bytes]) -> bool:
+def wait_registered(
+    server: tuple[str, int],
+    nick: str,
+    proc: subprocess.Popen[bytes],
+    timeout: float = REGISTER_TIMEOUT,
+) -> bool:
+    """Whether the server knows ``nick`` within ``timeout`` s, while ``proc`` (its client) runs;
+    also used by `vcall bench ui`."""
     from vcall.discovery.client import DiscoveryClient, DiscoveryError  # noqa: PLC0415
 
-    deadline = time.monotonic() + REGISTER_TIMEOUT
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         try:
             with DiscoveryClient(*server, timeout=2.0) as client:
@@ -127,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             bob = _client(text, "bob", first, Path(tmp), args, "--auto-accept")
             procs.append(bob)
-            if not _wait_registered(address, "bob", bob):
+            if not wait_registered(address, "bob", bob):
                 logger.error("bob did not register within %.0f s", REGISTER_TIMEOUT)
                 return 1
             call = () if args.no_call else ("--call", "bob")
