@@ -108,6 +108,10 @@ def test_incoming_accept_then_deny(
         screenshot("ringing")
         dialog = app.incoming
         assert dialog is not None
+        # The dialog's keys are on its buttons; its title says who we are and who calls.
+        assert dialog.accept_button.cget("text") == "Accept (Enter)"
+        assert dialog.deny_button.cget("text") == "Deny (Esc)"
+        assert dialog.title() == "vcall — alice — bob is calling"
         alice.click(dialog.accept_button)
         alice.pump_until(lambda: app.model.phase is Phase.CONNECTED, 20, "connected")
         assert app.incoming is None  # the dialog closed
