@@ -69,7 +69,9 @@ class PeerEndpoint:
     rx_port: int  # the UDP port the peer declared in CALLING / CALL_ACCEPTED
     mode: Mode  # "rtp" only when both peers speak the extension
     local_ssrc: int = 0  # rtp: the SSRC we announced and send with
-    peer_ssrc: int = 0  # rtp: the SSRC the peer announced; other packets dropped
+    # rtp: the SSRC the peer announced (any value, 0 included); packets from others dropped.
+    # None: no token, lock on the first source (a non-vcall sender such as ffmpeg).
+    peer_ssrc: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -217,8 +217,7 @@ def summarise(
     rtp, rtcp, jb = rcv.get("rtp"), rcv.get("rtcp", {}), rcv.get("jitter_buffer", {})
     out["loss"] = {
         "lost_packets": None if rtp is None else rtp.get("lost_packets"),
-        "lost_frames": jb.get("lost_frames", 0)
-        + (rcv.get("v0", {}).get("lost_frames", 0) if rtp is None else 0),
+        "lost_frames": jb.get("lost_frames", 0),  # the jitter buffer's count (V0 seq gaps)
         "remote_fraction_lost": rtcp.get("remote_fraction_lost"),
         "remote_cumulative_lost": rtcp.get("remote_cumulative_lost"),
     }

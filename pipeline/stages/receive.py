@@ -5,7 +5,8 @@ The sockets were bound by the controller in ``MediaSession.open`` and are inheri
 the peer's (the source port is arbitrary in this protocol family) are looked at, and in RTP
 mode only the peer's SSRC (the reassembler's ``expected_ssrc``). Every reader has a cap: one
 ``recvfrom`` reads at most 64 KiB, a turn reads at most ``MAX_DATAGRAMS_PER_TURN``, and the
-reassembler bounds frame size and open frames. Garbage is counted, never raised.
+reassembler bounds frame size and open frames. Garbage is counted, never raised; an
+unexpected error on a peer's data (a parser bug) is counted as ``peer_errors`` and dropped.
 
 RTCP (RTP mode): this stage owns the socket on rx port + 1. It takes in the peer's SR/RR, and
 every second sends our report to the peer's port + 1: an SR built from the send stage's counts
@@ -47,8 +48,6 @@ EXPIRE_INTERVAL_NS = 100_000_000
 # keeps an interactive call interactive when the path is bad.
 JITTER_FACTOR = 1.5
 MAX_PLAYOUT_DELAY_S = 0.05
-# A V0 seq jump larger than this is a restart (or a forgery), not that many lost frames.
-V0_MAX_GAP = 1000
 
 
 def bind_rx_sockets(ip: str, port: int) -> tuple[socket.socket, socket.socket]:
@@ -125,8 +124,6 @@ class ReceiveStage(Stage):
         self._tx_octets = 0
         self._rate = RateMeter()
         self._played = RateMeter()
-        self._v0_lost = 0
-        self._v0_last_seq: int | None = None
 
     def wait_fds(self) -> Sequence[int]:
         return (self._rtp.fileno(), self._rtcp.fileno())
@@ -183,10 +180,13 @@ class ReceiveStage(Stage):
                 continue
             arrival_ns = time.monotonic_ns()
             self._rate.add(arrival_ns, len(data))
-            if self._reassembler is not None:
-                self._push_rtp(data, arrival_ns)
-            else:
-                self._push_v0(data, arrival_ns)
+            try:
+                if self._reassembler is not None:
+                    self._push_rtp(data, arrival_ns)
+                else:
+                    self._push_v0(data, arrival_ns)
+            except Exception:  # a peer's datagram must never end the stage
+                self._peer_error("media")
 
     def _push_v0(self, data: bytes, arrival_ns: int) -> None:
         try:
@@ -194,13 +194,9 @@ class ReceiveStage(Stage):
         except V0Error:
             self.count("malformed")
             return
-        last = self._v0_last_seq
-        if last is not None and last + 1 < frame.seq <= last + V0_MAX_GAP:
-            self._v0_lost += frame.seq - last - 1
-        if last is None or frame.seq > last or frame.seq < last - V0_MAX_GAP:
-            self._v0_last_seq = frame.seq  # in order, or the sender restarted its counter
         rx = _RxFrame(frame.jpeg, frame.width, frame.height, frame.seq, arrival_ns, arrival_ns)
         ts = None if frame.ts is None else to_rtp_ts(frame.ts)
+        # The jitter buffer counts V0 loss from seq (the one count: jitter_buffer.lost_frames).
         self._jitter.push(rx, ts, arrival_ns / 1e9, seq=frame.seq)
 
     def _push_rtp(self, data: bytes, arrival_ns: int) -> None:
@@ -233,6 +229,9 @@ class ReceiveStage(Stage):
         except RingError:
             self.count("too_large")
             return
+        except Exception:  # the frame's fields came from the peer
+            self._peer_error("playout")
+            return
         self.count("frames")
         self._played.add(now_ns)
         self.window("reassembly").add_ns(frame.complete_ns - frame.first_ns)
@@ -246,7 +245,18 @@ class ReceiveStage(Stage):
             data, addr = got
             if not self._from_peer(addr) or self._rtcp_session is None:
                 continue
-            self._rtcp_session.receive(data, time.monotonic())
+            try:
+                self._rtcp_session.receive(data, time.monotonic())
+            except Exception:  # a peer's report must never end the stage
+                self._peer_error("rtcp")
+
+    def _peer_error(self, where: str) -> None:
+        # The parsers count garbage themselves; reaching here is a bug in them that a peer
+        # found. Count it, log it with the traceback once in a while, drop the datagram.
+        self.count("peer_errors")
+        n = self.counters["peer_errors"]
+        if n & (n - 1) == 0:  # 1, 2, 4, 8...: visible without flooding the log
+            logger.exception("receive: unexpected error on %s data from the peer (#%d)", where, n)
 
     def _rtcp_tick(self, now: float) -> None:
         session = self._rtcp_session
@@ -277,11 +287,14 @@ class ReceiveStage(Stage):
             self._peer_ip = str(ipaddress.ip_address(ip))
             self._mode = mode
             if mode == "rtp":
-                self._reassembler = RtpJpegReassembler(peer_ssrc or None)
+                # The negotiated SSRC is the per-call token (0 included): media and reports
+                # from any other source are dropped. None (no negotiation, e.g. an ffmpeg
+                # sender): lock on the first source.
+                self._reassembler = RtpJpegReassembler(peer_ssrc)
                 self._rtcp_session = RtcpSession(
                     local_ssrc,
                     wallclock_offset=time.time() - time.monotonic(),
-                    peer_ssrc=peer_ssrc or None,  # the per-call token: others' reports dropped
+                    peer_ssrc=peer_ssrc,
                 )
                 self._peer_rtcp = (ip, port + 1)
             logger.info("receive: %s from %s", mode, ip)
@@ -320,8 +333,6 @@ class ReceiveStage(Stage):
                 "lost_packets": rs.lost_packets,
                 "jitter_ms": None if rec is None else round(rec.jitter_s * 1000, 3),
             }
-        else:
-            snap["v0"] = {"lost_frames": self._v0_lost}
         if self._rtcp_session is not None:
             st = self._rtcp_session.stats
             snap["rtcp"] = {

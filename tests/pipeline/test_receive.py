@@ -1,0 +1,182 @@
+"""The receive stage driven by hand, in this process, on real loopback sockets and real rings:
+V0 loss counted once, the negotiated SSRC as the per-call token (0 included), and no error a
+peer can trigger ending the stage."""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing
+import select
+import socket
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.presets import get_preset
+from pipeline.ring import Ring
+from pipeline.rtp import to_rtp_ts
+from pipeline.rtpjpeg import RtpJpegPacketizer
+from pipeline.shm import SegmentSet
+from pipeline.stages.base import StageContext
+from pipeline.stages.receive import ReceiveStage, bind_rx_sockets
+from pipeline.stages.send import TXINFO
+from pipeline.stats import StatsChannel, summarise
+from pipeline.v0 import encode_v0
+
+pytestmark = pytest.mark.usefixtures("no_leaks")
+
+LOCAL = "127.0.0.1"
+LOW = get_preset("low")
+
+
+def _jpeg(width: int, height: int) -> bytes:
+    image = np.zeros((height, width, 3), np.uint8)
+    image[:, : width // 2] = (0, 128, 255)
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 70])
+    assert ok
+    return buf.tobytes()
+
+
+JPEG = _jpeg(LOW.width, LOW.height)
+
+
+class Rx:
+    """A ReceiveStage on its own sockets and rings, plus a sender socket on 127.0.0.1."""
+
+    def __init__(self, segments: SegmentSet) -> None:
+        self.rx_ring = Ring.create(segments, "jrx", n_slots=3, capacity=1 << 20)
+        self.txinfo = Ring.create(segments, "txi", n_slots=2, capacity=TXINFO.size)
+        self._pipe = multiprocessing.Pipe(duplex=False)
+        ctx = StageContext(
+            name="receive",
+            controller_pid=0,
+            watchdog_fd=-1,
+            control=self._pipe[0],
+            stats=StatsChannel.create(segments, "receive"),
+        )
+        rtp, rtcp = bind_rx_sockets(LOCAL, 0)
+        self.port = rtp.getsockname()[1]
+        self.stage = ReceiveStage(
+            ctx, rtp_sock=rtp, rtcp_sock=rtcp, jpeg_rx=self.rx_ring, txinfo=self.txinfo
+        )
+        self.tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    def send(self, data: bytes, rtcp: bool = False) -> None:
+        self.tx.sendto(data, (LOCAL, self.port + int(rtcp)))
+
+    def pump(self, until: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Run the stage's loop by hand until ``until()`` (the jitter buffer holds frames a
+        few milliseconds, so a frame sent is played some turns later)."""
+        deadline = time.monotonic() + timeout
+        while not until():
+            assert time.monotonic() < deadline, f"stage stuck: {self.stage.counters}"
+            fds = self.stage.wait_fds()
+            ready, _, _ = select.select(list(fds), [], [], 0.01)
+            self.stage.step(ready, time.monotonic_ns())
+
+    def frames(self) -> int:
+        return self.stage.counters.get("frames", 0)
+
+    def close(self) -> None:
+        self.stage.close()
+        self.tx.close()
+        for conn in self._pipe:
+            conn.close()
+        self.rx_ring.close()
+        self.txinfo.close()
+
+
+@pytest.fixture
+def rx() -> Iterator[Rx]:
+    segments = SegmentSet()
+    r = Rx(segments)
+    yield r
+    r.close()
+    segments.close()
+
+
+def _v0(seq: int) -> bytes:
+    return encode_v0(seq, time.time(), LOW.width, LOW.height, 30.0, JPEG)
+
+
+def _rtp(packetizer: RtpJpegPacketizer, jpeg: bytes = JPEG) -> list[bytes]:
+    return packetizer.packetize(jpeg, to_rtp_ts(time.time()))
+
+
+def test_v0_loss_is_counted_once(rx: Rx) -> None:
+    rx.stage.handle(("connect", LOCAL, 5000, "v0", 0, None))
+    for played, seq in enumerate((1, 2, 5, 6), 1):  # 3 and 4 lost
+        rx.send(_v0(seq))
+        rx.pump(functools.partial(lambda n: rx.frames() == n, played))
+    now = time.monotonic_ns()
+    snap = {**rx.stage.snapshot(now), "counters": dict(rx.stage.counters)}
+    assert snap["jitter_buffer"]["lost_frames"] == 2
+    summary = summarise({}, {"receive": snap}, {})
+    assert summary["loss"]["lost_frames"] == 2  # was 4: the stage and the jitter buffer both
+
+
+@pytest.mark.parametrize("token", [0, 0x2222])
+def test_rtp_accepts_only_the_negotiated_ssrc_even_zero(rx: Rx, token: int) -> None:
+    rx.stage.handle(("connect", LOCAL, 5000, "rtp", 0x1111, token))
+    # First a frame from the right address but another source (a smaller picture), then the
+    # peer's: with the filter off (it was, for SSRC 0) the stranger's frame is played.
+    for packet in _rtp(RtpJpegPacketizer(0x7777), _jpeg(64, 48)):
+        rx.send(packet)
+    for packet in _rtp(RtpJpegPacketizer(token)):
+        rx.send(packet)
+    rx.pump(lambda: rx.frames() >= 1)
+    snap = rx.stage.snapshot(time.monotonic_ns())
+    assert snap["rtp"]["wrong_source"] > 0
+    assert snap["rtp"]["frames"] == 1
+    desc = rx.rx_ring.reader().latest()
+    assert desc is not None
+    assert (desc.width, desc.height) == (LOW.width, LOW.height)  # the negotiated source's
+
+
+def _hostile(mode: str) -> list[bytes]:
+    if mode == "v0":
+        return [b"", b"1#2#3x4#5#", b"x" * 100, _v0(2**64 - 1)[:40], b"1#nan#3x4#5#\xff\xd8"]
+    good = _rtp(RtpJpegPacketizer(0x2222))
+    return [b"", b"\x80\x1a" + b"\x00" * 10, good[0][:15], good[-1][:-3], b"\xff" * 1500]
+
+
+@pytest.mark.parametrize("mode", ["v0", "rtp"])
+def test_no_peer_triggered_error_ends_the_stage(
+    rx: Rx, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Garbage is counted by the parsers; an unexpected exception inside them (here forced by
+    breaking the jitter buffer for the next datagrams, standing in for a parser bug a peer
+    finds) is counted as ``peer_errors`` and dropped, and frames flow afterwards."""
+    rx.stage.handle(("connect", LOCAL, 5000, mode, 0x1111, 0x2222))
+    packetizer = RtpJpegPacketizer(0x2222)
+
+    def send_frame(seq: int) -> None:
+        for data in [_v0(seq)] if mode == "v0" else _rtp(packetizer):
+            rx.send(data)
+
+    send_frame(1)
+    rx.pump(lambda: rx.frames() == 1)
+    for data in _hostile(mode):
+        rx.send(data)
+        rx.send(data, rtcp=True)
+    jitter = rx.stage._jitter  # the test breaks it on purpose
+    real_push = jitter.push
+    broken = {"left": 2}
+
+    def push(*args: Any, **kwargs: Any) -> bool:
+        if broken["left"]:
+            broken["left"] -= 1
+            raise OverflowError("a parser bug a peer found")
+        return real_push(*args, **kwargs)
+
+    monkeypatch.setattr(jitter, "push", push)
+    send_frame(2)
+    send_frame(3)
+    rx.pump(lambda: rx.stage.counters.get("peer_errors", 0) == 2)
+    send_frame(4)
+    rx.pump(lambda: rx.frames() == 2)  # the stage survived and plays again
+    assert rx.stage.counters["peer_errors"] == 2
