@@ -15,6 +15,21 @@ Stage processes are forked from the controller (``ChildProcess``). Guarantees, f
 - A watchdog thread blocks on the read end of a pipe whose only write end is the controller's;
   EOF (the controller is gone, whatever the reason) ends the child with ``os._exit``.
 
+Forking from a multi-threaded controller (the launcher thread forks while the Tk, asyncio and
+worker threads run) leaves every lock another thread held at that instant held forever in the
+child. So the child touches as little as possible before its stage runs, in this order:
+
+- PR_SET_PDEATHSIG first, through a ``prctl`` resolved at import in the controller (no
+  ``dlopen``/``dlsym`` in the child: the dynamic loader's lock may be held): whatever the child
+  blocks on afterwards, it still dies with its controller.
+- stdout, stderr and every logging handler's text stream are replaced by fresh objects over the
+  same descriptors: a thread that was inside ``write`` at fork time holds the stream's buffer
+  lock, and the first log line or the exit flush would wait on it forever. The inherited
+  objects are kept referenced (their finaliser would flush through that lock). The logging
+  module's own locks are re-created by CPython's at-fork hook.
+- Inherited objects are frozen, not collected: a collection would run finalisers of other
+  threads' garbage in the child, which may take their locks.
+
 ``ChildProcess`` is a small fork wrapper rather than ``multiprocessing.Process`` because the
 latter's child must keep an unnamed pipe open for the parent's ``join``, which the fd policy
 above would close; ours waits on a pidfd instead.
@@ -25,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
+import io
 import logging
 import multiprocessing
 import os
@@ -42,13 +58,24 @@ PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
 
 
-def _prctl(option: int, value: int | bytes) -> bool:
+def _load_prctl() -> Any:
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        arg: Any = ctypes.c_char_p(value) if isinstance(value, bytes) else ctypes.c_ulong(value)
-        result: int = libc.prctl(option, arg, 0, 0, 0)
+        return ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
+        return None
+
+
+# Resolved here, in the controller: a forked child must not dlopen (see the module docstring).
+_PRCTL = _load_prctl()
+# Streams a child replaced; referenced so that they are never finalised (see _fresh_streams).
+_ABANDONED: list[Any] = []
+
+
+def _prctl(option: int, value: int | bytes) -> bool:
+    if _PRCTL is None:
         return False
+    arg: Any = ctypes.c_char_p(value) if isinstance(value, bytes) else ctypes.c_ulong(value)
+    result: int = _PRCTL(option, arg, ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0))
     return result == 0
 
 
@@ -106,6 +133,43 @@ def _logging_fds() -> set[int]:
     return fds
 
 
+def _fresh_stream(stream: Any, done: dict[int, Any]) -> Any:
+    if id(stream) in done:
+        return done[id(stream)]
+    new = stream
+    if isinstance(stream, io.TextIOWrapper):
+        try:
+            fd = stream.fileno()
+            new = io.TextIOWrapper(
+                io.BufferedWriter(io.FileIO(fd, "w", closefd=False)),
+                encoding=stream.encoding,
+                errors=stream.errors,
+                line_buffering=stream.line_buffering,
+                write_through=stream.write_through,
+            )
+        except (OSError, ValueError):  # not backed by a descriptor, or closed: keep it
+            new = stream
+    if new is not stream:
+        _ABANDONED.append(stream)
+    done[id(stream)] = new
+    return new
+
+
+def _fresh_streams() -> None:
+    """Child, right after fork: stdout, stderr and the logging handlers' text streams become
+    new objects over the same descriptors (nothing is flushed or closed: the old objects' buffer
+    locks may be held by a thread that does not exist here)."""
+    done: dict[int, Any] = {}
+    sys.stdout = _fresh_stream(sys.stdout, done)
+    sys.stderr = _fresh_stream(sys.stderr, done)
+    for ref in list(logging._handlerList):  # type: ignore[attr-defined]
+        handler = ref()
+        stream = vars(handler).get("stream") if handler is not None else None
+        if stream is not None:  # (logging.lastResort's is a property: sys.stderr, done above)
+            # Assigned, not setStream(): that would flush the old stream.
+            handler.stream = _fresh_stream(stream, done)
+
+
 def close_fds_except(keep: Iterable[int]) -> int:
     """Close every open descriptor not in ``keep`` (0, 1, 2 are always kept); returns how many."""
     kept = {0, 1, 2, *keep}
@@ -125,12 +189,11 @@ def child_init(
     keep_fds: Iterable[int] = (),
     on_eof: Callable[[], None] = _exit_now,
 ) -> None:
-    """First thing a forked stage process runs."""
-    # Garbage inherited from the controller (e.g. objects of its other threads, which do not
-    # exist here) is collected now, while its descriptors are still the inherited ones, and
-    # what survives is frozen: a controller socket collected later would close whatever new
+    """First thing a forked stage process runs (after ChildProcess's own fork-safety steps)."""
+    # Everything inherited from the controller is frozen, never collected here: collecting it
+    # would run finalisers of other threads' objects (which may take locks those threads held
+    # at fork time), and a controller socket collected later would close whatever new
     # descriptor had reused its number.
-    gc.collect()
     gc.freeze()
     close_fds_except({watchdog_read_fd, *keep_fds, *_logging_fds()})
     set_parent_death_signal()
@@ -163,8 +226,15 @@ class ChildProcess:
     def start(self) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the child: never returns
+            # Fork-safety first (see the module docstring): die with the forking thread even if
+            # something below blocks, then stop using stream objects whose locks may be held.
+            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # no logging yet: child_init warns
+            if os.getppid() != parent:
+                os._exit(0)
+            _fresh_streams()
             code = 1
             try:
                 multiprocessing.current_process().name = self.name

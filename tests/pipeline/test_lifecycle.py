@@ -165,6 +165,125 @@ def test_a_crashing_child_exits_with_code_1() -> None:
     assert child.exitcode == 1
 
 
+FORK_DURING_A_WRITE = textwrap.dedent(
+    """
+    import logging, sys, threading
+    from pipeline import lifecycle
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+
+    def flood():  # blocks inside stderr's write, holding its buffer lock, until drained
+        sys.stderr.write("x" * (1 << 20))
+        sys.stderr.flush()
+
+    flooder = threading.Thread(target=flood, daemon=True)
+    flooder.start()
+    sys.stdin.readline()  # the test saw the pipe full: the lock is held now
+
+    def stage():
+        logging.getLogger("stage").info("stage up")
+        print("child printed", flush=True)
+
+    child = lifecycle.ChildProcess("vcall-test", stage)
+    child.start()
+    print("forked", flush=True)
+    child.join(20)
+    if child.exitcode is None:
+        child.kill()
+        child.join(5)
+        print("stuck", flush=True)
+    else:
+        print("exit", child.exitcode, flush=True)
+    child.close()
+    flooder.join(20)
+    """
+)
+
+
+def test_a_child_forked_while_another_thread_writes_to_stderr_does_not_deadlock() -> None:
+    """A thread of the controller is inside a write to stderr (blocked on a full pipe, holding
+    the stream's buffer lock) when a stage is forked: the child's log line, print and exit
+    flush must not wait on that lock, which nobody in the child will ever release."""
+    import fcntl
+    import termios
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FORK_DURING_A_WRITE],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    try:
+        capacity = fcntl.fcntl(proc.stderr.fileno(), 1032)  # F_GETPIPE_SZ
+        queued = bytearray(4)
+        deadline = time.monotonic() + 20
+        while int.from_bytes(queued, sys.byteorder) < capacity:
+            assert time.monotonic() < deadline, "the flooding thread never filled the pipe"
+            time.sleep(0.01)
+            fcntl.ioctl(proc.stderr.fileno(), termios.FIONREAD, queued)
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == b"forked\n"
+        err = proc.stderr.read()  # drains: the flood ends, then the child's line can pass
+        out = proc.stdout.read().decode()
+        proc.wait(20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            stream.close()
+    assert "exit 0" in out, out
+    assert "child printed" in out
+    assert b"stage up" in err
+
+
+STUCK_ON_AN_INHERITED_LOCK = textwrap.dedent(
+    """
+    import threading, time
+    from pipeline import lifecycle
+    held = threading.Lock()
+    holder_ready = threading.Event()
+
+    def hold():  # another controller thread, inside some lock when the stage is forked
+        with held:
+            holder_ready.set()
+            time.sleep(60)
+
+    threading.Thread(target=hold, daemon=True).start()
+    holder_ready.wait()
+    # The stage blocks on the inherited lock before child_init could run (as a child stuck in
+    # a logging or stdio lock did): only a death signal set before the target protects it.
+    child = lifecycle.ChildProcess("vcall-test", held.acquire)
+    child.start()
+    print(child.pid, flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def test_a_child_stuck_on_an_inherited_lock_still_dies_with_its_controller() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STUCK_ON_AN_INHERITED_LOCK], cwd=REPO, stdout=subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    pid = 0
+    try:
+        pid = int(proc.stdout.readline())
+        proc.kill()
+        proc.wait()
+        alive = _wait_gone([pid])
+        assert alive == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        if pid and _wait_gone([pid], 0.1):
+            os.kill(pid, signal.SIGKILL)  # what the old code left behind
+
+
 def test_death_signal_follows_the_launcher_thread_not_a_worker_thread() -> None:
     """open() from a short-lived worker thread: stages must survive the thread's end."""
     session = MediaSession(bind_ip="127.0.0.1", preset="low")
