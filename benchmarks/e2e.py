@@ -51,6 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--display", type=_size, default=None, help="peer view WxH (default: the resolution)"
     )
     parser.add_argument("--codec", default="auto", help="turbojpeg | opencv | auto")
+    parser.add_argument(
+        "--stage-nice",
+        type=int,
+        default=None,
+        help="stage processes' nice offset (session default)",
+    )
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
 
 
@@ -112,8 +118,9 @@ def run_call(args: argparse.Namespace) -> dict[str, Any]:
     width, height = args.resolution
     preset = Preset("bench", width, height, args.quality, args.fps)
     view = args.display or args.resolution
-    a = MediaSession(bind_ip=LOCAL, preset=preset, codec=args.codec, peer_view=view)
-    b = MediaSession(bind_ip=LOCAL, preset=preset, codec=args.codec, peer_view=view)
+    extra = {} if args.stage_nice is None else {"stage_nice": args.stage_nice}
+    a = MediaSession(bind_ip=LOCAL, preset=preset, codec=args.codec, peer_view=view, **extra)
+    b = MediaSession(bind_ip=LOCAL, preset=preset, codec=args.codec, peer_view=view, **extra)
     try:
         port_a, port_b = a.open(), b.open()
         a.connect(PeerEndpoint(LOCAL, port_b, args.mode, local_ssrc=0xA, peer_ssrc=0xB))

@@ -51,6 +51,8 @@ MAX_FRAME = (1920, 1080)
 JPEG_TX_CAPACITY = 2 * 1024 * 1024
 JPEG_RX_CAPACITY = 4 * 1024 * 1024  # the reassembler's own frame cap
 SELF_VIEW_MAX = (640, 480)
+# Stage processes run this much nicer than the controller (see docs/architecture.md).
+STAGE_NICE = 0
 DEFAULT_PEER_VIEW = (640, 480)
 DEFAULT_SELF_VIEW = (160, 120)
 STOP_TIMEOUT_S = 2.0
@@ -100,6 +102,7 @@ class MediaSession:
         v0_max_bytes: int = encode.V0_MAX_BYTES,
         peer_view: tuple[int, int] = DEFAULT_PEER_VIEW,
         self_view: tuple[int, int] = DEFAULT_SELF_VIEW,
+        stage_nice: int = STAGE_NICE,
     ) -> None:
         parse_spec(source)  # a malformed spec is the caller's mistake: raise now
         self._source = source
@@ -110,6 +113,7 @@ class MediaSession:
         self._v0_max = v0_max_bytes
         self._peer_box = peer_view
         self._self_box = self_view
+        self._stage_nice = stage_nice
         self._state: Literal["new", "open", "closed"] = "new"
         self._lock = threading.RLock()
         self._peer: PeerEndpoint | None = None
@@ -243,6 +247,7 @@ class MediaSession:
                 control=reader,
                 stats=self._stats[name],
                 keep_fds=(*eventfds, *(sock_fds if name == "receive" else ())),
+                nice=self._stage_nice,
             )
             proc = lifecycle.ChildProcess(
                 f"vcall-{name}", functools.partial(stage_main, ctx, factories[name])

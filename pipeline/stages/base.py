@@ -41,6 +41,7 @@ class StageContext:
     control: Connection
     stats: StatsChannel
     keep_fds: tuple[int, ...] = field(default=())
+    nice: int = 0  # added to the stage process's nice value (the controller's UI thread first)
 
 
 class Stage:
@@ -147,6 +148,8 @@ def stage_main(ctx: StageContext, factory: Callable[[StageContext], Stage]) -> N
     lifecycle.child_init(
         ctx.controller_pid, ctx.watchdog_fd, keep_fds=(ctx.control.fileno(), *ctx.keep_fds)
     )
+    if ctx.nice > 0:
+        os.nice(ctx.nice)
     # An exception propagates to lifecycle.ChildProcess: logged, exit code 1, and the controller
     # shows the stage in stats()["dead_stages"].
     stage = factory(ctx)

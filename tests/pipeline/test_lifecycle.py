@@ -328,3 +328,17 @@ def test_close_is_clean_and_idempotent() -> None:
     session.close()
     assert _wait_gone(pids, 0.5) == []
     assert shm.list_segments(os.getpid()) == []
+
+
+def test_stage_processes_run_at_the_requested_nice_offset() -> None:
+    session = MediaSession(bind_ip="127.0.0.1", preset="low", stage_nice=3)
+    try:
+        session.open()
+        pids = [p.pid for p in session._procs.values() if p.pid is not None]
+        mine = psutil.Process().nice()
+        deadline = time.monotonic() + GONE_WITHIN_S  # the child renices itself after child_init
+        while {psutil.Process(p).nice() for p in pids} != {min(mine + 3, 19)}:
+            assert time.monotonic() < deadline, [psutil.Process(p).nice() for p in pids]
+            time.sleep(0.05)
+    finally:
+        session.close()
