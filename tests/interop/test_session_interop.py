@@ -110,8 +110,8 @@ def test_a_vcall_session_shows_an_ffmpeg_stream(session: MediaSession, tmp_path:
     rx_port = session.open()
     session.set_sending(False)
     session.set_display_size((320, 240), (160, 120))
-    # ffmpeg is the peer: any SSRC (0), datagrams accepted from 127.0.0.1 only.
-    session.connect(PeerEndpoint(LOCAL, free_port(), "rtp", local_ssrc=0x1234, peer_ssrc=0))
+    # ffmpeg is the peer: any SSRC (None: lock on the first source), from 127.0.0.1 only.
+    session.connect(PeerEndpoint(LOCAL, free_port(), "rtp", local_ssrc=0x1234, peer_ssrc=None))
     png = write_pattern_png(tmp_path / "p.png")
     cmd = [
         "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error",
