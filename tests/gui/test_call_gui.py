@@ -162,6 +162,26 @@ def test_call_hold_resume_quality_source_hangup(
         alice.pump(1.0)
         assert_moving(alice, screenshot, "resumed")
 
+        # A smaller window: the display stage is asked for the new size, and the picture fits.
+        alice.root.geometry("800x480+0+0")
+        alice.pump_until(
+            lambda: app.call.peer_view.image_box()[2] <= app.call.peer_view.area[0] < 700,
+            15, "video re-fitted to the smaller window",
+        )  # fmt: skip
+        # Let the layout settle (the side column's width follows its widest statistic).
+        settled: list[tuple[int, int, int, int]] = []
+
+        def steady() -> bool:
+            settled.append(app.call.peer_view.image_box())
+            alice.pump(0.3)
+            return app.call.peer_view.image_box() == settled[-1]
+
+        alice.pump_until(steady, 15, "layout settles")
+        x, y, w, h = app.call.peer_view.image_box()
+        assert x + w <= alice.root.winfo_rootx() + 800 and y + h <= alice.root.winfo_rooty() + 480
+        assert_moving(alice, screenshot, "resized")
+        alice.root.geometry("1100x600+0+0")
+
         # Pause sending (button), resume sending (shortcut).
         alice.click(app.call.pause_button)
         wait_stats(alice, lambda s: s.get("sending") is False, "sending paused")

@@ -204,10 +204,11 @@ def test_fit_text_takes_the_longest_that_fits() -> None:
     assert fit_text(variants, -50, measure) == ""
 
 
-def test_fit_rows_drops_stage_rows_first() -> None:
+def test_fit_rows_drops_the_stage_rows_first() -> None:
     rows = [("fps", "1"), ("kbit/s", "2"), ("  capture", "3"), ("  encode", "4"), ("cpu", "5")]
     assert fit_rows(rows, 10) == rows
-    assert fit_rows(rows, 4) == [("fps", "1"), ("kbit/s", "2"), ("  capture", "3"), ("cpu", "5")]
+    assert fit_rows(rows, 5) == rows
+    assert fit_rows(rows, 4) == [("fps", "1"), ("kbit/s", "2"), ("cpu", "5")]
     assert fit_rows(rows, 3) == [("fps", "1"), ("kbit/s", "2"), ("cpu", "5")]
     assert fit_rows(rows, 2) == [("fps", "1"), ("kbit/s", "2")]
     assert fit_rows(rows, 0) == fit_rows(rows, -3) == []

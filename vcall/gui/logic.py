@@ -208,14 +208,11 @@ class StatsView:
 
 
 def fit_rows(rows: Sequence[tuple[str, str]], room: int) -> list[tuple[str, str]]:
-    """At most ``room`` of ``rows``, in order: the per-stage rows (indented) go first, from the
-    last, so a short window keeps the headline figures and the chart readable."""
+    """At most ``room`` of ``rows``, in order. When they do not all fit, the per-stage rows
+    (indented) go first, as a group, so a short window keeps the headline figures."""
     kept = list(rows)
-    for index in range(len(kept) - 1, -1, -1):
-        if len(kept) <= room:
-            break
-        if kept[index][0].startswith(" "):
-            del kept[index]
+    if len(kept) > room:
+        kept = [row for row in kept if not row[0].startswith(" ")]
     return kept[: max(0, room)]
 
 
