@@ -224,7 +224,9 @@ def test_call_hold_resume_quality_source_hangup(
         video_sdp = parse_sdp(sdp_path.read_text())
         assert f"{video_sdp.address}:{video_sdp.port}" == app.last_stats["peer"]
         assert video_sdp.payload_type == 26
-        assert app.call.notice.cget("text") == f"SDP saved to {sdp_path}."
+        # The file lands before the worker's "saved" event reaches Tk: wait for the notice.
+        saved = f"SDP saved to {sdp_path}."
+        alice.pump_until(lambda: app.call.notice.cget("text") == saved, 10, "SDP notice")
         alice.key("<Control-s>")
         assert not app.call.stats_visible
         alice.key("<Control-s>")

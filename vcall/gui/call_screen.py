@@ -97,6 +97,7 @@ class CallScreen(ttk.Frame):
         side = ttk.Frame(self, padding=(6, 0, 0, 0))
         side.grid(row=0, column=1, sticky="ns")
         self._side = side
+        self._side_fits: dict[tuple[int, int], int] = {}  # call screen size -> rows (_fit_side)
         self.self_view = VideoView(side, width=192, height=108, placeholder="Self view")
         self.self_view.pack(anchor="n")
         self.stats = StatsPanel(side, on_save_sdp=self.save_sdp)
@@ -230,13 +231,24 @@ class CallScreen(ttk.Frame):
         self._report_size()
 
     def _fit_side(self) -> None:
-        """As many statistics rows as the video row's height holds (the chart stays whole)."""
+        """As many statistics rows as the video row's height holds (the chart stays whole).
+
+        The rows shown change the side column's requested size, which feeds back into the
+        video's size and so into this method. To make that loop end, the side column's
+        geometry is brought up to date before it is read, and for one size of the call screen
+        the number of rows may only go down: a cycle between two answers settles on the smaller.
+        """
         stats = self.stats
         if not self.stats_visible:
             return
+        self._side.update_idletasks()
         row = stats.row_height
         fixed = self._side.winfo_reqheight() - stats.rows_shown * row
-        stats.set_max_rows((self.peer_view.winfo_height() - fixed) // row)
+        rows = (self.peer_view.winfo_height() - fixed) // row
+        screen = (self.winfo_width(), self.winfo_height())
+        rows = min(rows, self._side_fits.get(screen, rows))
+        self._side_fits[screen] = rows
+        stats.set_max_rows(rows)
 
     def _report_size(self) -> None:
         self._on_display_size(self.peer_view.area, self.self_view.area)
