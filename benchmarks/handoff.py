@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 import psutil
 
-from pipeline.pattern import render_into
-from pipeline.ring import Ring, Ts
-from pipeline.shm import SegmentSet
+from pipeline.ipc.ring import Ring, Ts
+from pipeline.ipc.shm import SegmentSet
+from pipeline.sources.pattern import render_into
 
 FORK = multiprocessing.get_context("fork")
 

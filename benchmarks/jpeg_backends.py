@@ -27,8 +27,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pipeline.jpeg import JpegCodec, OpenCvCodec, TurboJpegCodec
-from pipeline.pattern import render_into
+from pipeline.codecs.jpeg.backends import JpegCodec, OpenCvCodec, TurboJpegCodec
+from pipeline.sources.pattern import render_into
 
 
 def _size(text: str) -> tuple[int, int]:

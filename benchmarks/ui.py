@@ -105,7 +105,7 @@ class _SyntheticSession:
     def __init__(self, size: tuple[int, int], boxes: list[tuple[int, int]], fps: int) -> None:
         import cv2
 
-        from pipeline.pattern import render_into
+        from pipeline.sources.pattern import render_into
         from vcall.gui.logic import fit_size
 
         width, height = size

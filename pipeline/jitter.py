@@ -41,7 +41,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from pipeline.rtp import ts_diff
+from pipeline.wire.rtp import ts_diff
 
 logger = logging.getLogger(__name__)
 

@@ -32,14 +32,14 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from pipeline import lifecycle, shm
+from pipeline.ipc import lifecycle, shm
+from pipeline.ipc.ring import Ring, RingReader, Ts
 from pipeline.presets import DEFAULT_PRESET, Preset, get_preset
-from pipeline.ring import Ring, RingReader, Ts
-from pipeline.sdp import build_sdp
-from pipeline.sources import parse_spec
+from pipeline.sources.video import parse_spec
 from pipeline.stages import capture, display, encode, receive, send
 from pipeline.stages.base import Stage, StageContext, stage_main
 from pipeline.stats import STAGE_NAMES, CpuMeter, LatencyWindow, StatsChannel, summarise
+from pipeline.wire.sdp import build_sdp
 
 logger = logging.getLogger(__name__)
 

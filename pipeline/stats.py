@@ -17,8 +17,8 @@ from typing import Any
 
 import psutil
 
-from pipeline.ring import Ring, RingReader, RingWriter
-from pipeline.shm import SegmentSet
+from pipeline.ipc.ring import Ring, RingReader, RingWriter
+from pipeline.ipc.shm import SegmentSet
 
 logger = logging.getLogger(__name__)
 

@@ -77,7 +77,7 @@ def _media_factory(args: argparse.Namespace) -> Callable[[], MediaLike] | None:
     # Imported here: a control-only agent does not pay for loading the media pipeline.
     from pipeline.presets import get_preset  # noqa: PLC0415
     from pipeline.session import MediaSession  # noqa: PLC0415
-    from pipeline.sources import parse_spec  # noqa: PLC0415
+    from pipeline.sources.video import parse_spec  # noqa: PLC0415
 
     get_preset(args.preset)  # a bad preset or source is the user's mistake: say so at once
     parse_spec(args.source)

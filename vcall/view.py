@@ -8,7 +8,7 @@ Usage::
 It receives on UDP ``PORT`` (or the port and payload type of the SDP's first RTP/JPEG video
 stream, e.g. one written by ``ffmpeg -sdp_file``; RTCP on PORT+1 is not read), reassembles
 frames with
-:class:`pipeline.rtpjpeg.RtpJpegReassembler`, plays them out through the jitter buffer,
+:class:`pipeline.codecs.jpeg.rfc2435.RtpJpegReassembler`, plays them out through the jitter buffer,
 decodes them to RGB and shows them in a Tk window (or, with ``--headless``, only counts them).
 A line of counts is printed every second and a summary at the end; ``--stats-json`` writes the
 same figures (plus the mean colour of the last frame) as JSON. It stops after ``--frames``
@@ -38,10 +38,10 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.codecs.jpeg.backends import JpegCodec, JpegError, best_codec
+from pipeline.codecs.jpeg.rfc2435 import PT_JPEG, JpegFrame, RtpJpegReassembler
 from pipeline.jitter import JitterBuffer
-from pipeline.jpeg import JpegCodec, JpegError, best_codec
-from pipeline.rtpjpeg import PT_JPEG, JpegFrame, RtpJpegReassembler
-from pipeline.sdp import SdpError, parse_sdp
+from pipeline.wire.sdp import SdpError, parse_sdp
 
 logger = logging.getLogger(__name__)
 

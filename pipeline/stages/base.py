@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from pipeline import lifecycle
+from pipeline.ipc import lifecycle
 from pipeline.stats import LatencyWindow, StatsChannel
 
 logger = logging.getLogger(__name__)

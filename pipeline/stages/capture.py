@@ -12,9 +12,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from pipeline.ipc.ring import Ring, Ts
 from pipeline.presets import Preset
-from pipeline.ring import Ring, Ts
-from pipeline.sources import Source, SourceError, open_source
+from pipeline.sources.video import Source, SourceError, open_source
 from pipeline.stages.base import Message, Stage, StageContext
 
 logger = logging.getLogger(__name__)

@@ -16,11 +16,11 @@ from typing import Any
 
 import cv2
 
-from pipeline.jpeg import JpegCodec, JpegError, codec_by_name, fit_size
-from pipeline.jpegmarkers import JpegError as MarkerError
-from pipeline.jpegmarkers import check_size
-from pipeline.pattern import read_stamp
-from pipeline.ring import Ring, Ts
+from pipeline.codecs.jpeg.backends import JpegCodec, JpegError, codec_by_name, fit_size
+from pipeline.codecs.jpeg.markers import JpegError as MarkerError
+from pipeline.codecs.jpeg.markers import check_size
+from pipeline.ipc.ring import Ring, Ts
+from pipeline.sources.pattern import read_stamp
 from pipeline.stages.base import Message, Stage, StageContext
 from pipeline.stats import RateMeter
 

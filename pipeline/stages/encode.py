@@ -20,11 +20,17 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pipeline.jpeg import CappedEncoder, FrameTooLargeError, JpegCodec, codec_by_name, fit_size
+from pipeline.codecs.jpeg.backends import (
+    CappedEncoder,
+    FrameTooLargeError,
+    JpegCodec,
+    codec_by_name,
+    fit_size,
+)
+from pipeline.ipc.ring import Ring, RingError, Ts
 from pipeline.presets import Preset
-from pipeline.ring import Ring, RingError, Ts
 from pipeline.stages.base import Message, Stage, StageContext
-from pipeline.v0 import V0_HEADER_MAX, V0_PEER_SAFE_DATAGRAM
+from pipeline.wire.v0 import V0_HEADER_MAX, V0_PEER_SAFE_DATAGRAM
 
 logger = logging.getLogger(__name__)
 

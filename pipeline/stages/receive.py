@@ -25,15 +25,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.codecs.jpeg.rfc2435 import RtpJpegReassembler
+from pipeline.ipc.ring import Ring, RingError, RingReader, Ts
 from pipeline.jitter import JitterBuffer
-from pipeline.ring import Ring, RingError, RingReader, Ts
-from pipeline.rtcp import RtcpSession
-from pipeline.rtp import to_rtp_ts
-from pipeline.rtpjpeg import RtpJpegReassembler
 from pipeline.stages.base import Message, Stage, StageContext
 from pipeline.stages.send import TXINFO
 from pipeline.stats import RateMeter
-from pipeline.v0 import V0Error, decode_v0
+from pipeline.wire.rtcp import RtcpSession
+from pipeline.wire.rtp import to_rtp_ts
+from pipeline.wire.v0 import V0Error, decode_v0
 
 logger = logging.getLogger(__name__)
 

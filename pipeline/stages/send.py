@@ -15,11 +15,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.ring import Ring, Ts
-from pipeline.rtpjpeg import PacketizeError, RtpJpegPacketizer
+from pipeline.codecs.jpeg.rfc2435 import PacketizeError, RtpJpegPacketizer
+from pipeline.ipc.ring import Ring, Ts
 from pipeline.stages.base import Message, Stage, StageContext
 from pipeline.stats import RateMeter
-from pipeline.v0 import V0TooLargeError, encode_v0
+from pipeline.wire.v0 import V0TooLargeError, encode_v0
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ def _stats(path: Path) -> dict[str, Any]:
 
 
 def test_rtp_call_frames_flow_and_hold_stops_sending(agents: AgentFactory, tmp_path: Path) -> None:
-    from pipeline.sdp import parse_sdp
+    from pipeline.wire.sdp import parse_sdp
 
     bob_json, alice_json = tmp_path / "bob.json", tmp_path / "alice.json"
     sdp_path = tmp_path / "alice.sdp"

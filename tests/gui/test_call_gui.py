@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.pattern import Stamp, read_stamp
-from pipeline.sdp import parse_sdp
+from pipeline.sources.pattern import Stamp, read_stamp
+from pipeline.wire.sdp import parse_sdp
 from tests.fixtures.discovery import DiscoveryProcess
 from tests.gui.harness import Client, crop
 from vcall.config import Config

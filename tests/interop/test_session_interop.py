@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.pattern import read_stamp
 from pipeline.session import MediaSession, PeerEndpoint
+from pipeline.sources.pattern import read_stamp
 from tests.interop.tools import (
     check_pattern,
     free_port,

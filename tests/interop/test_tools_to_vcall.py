@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.rtpjpeg import RtpJpegReassembler
-from pipeline.sdp import build_sdp
+from pipeline.codecs.jpeg.rfc2435 import RtpJpegReassembler
+from pipeline.wire.sdp import build_sdp
 from tests.interop.tools import (
     QUADRANTS,
     H,

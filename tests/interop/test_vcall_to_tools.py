@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.sdp import build_sdp
+from pipeline.wire.sdp import build_sdp
 from tests.interop.tools import (
     H,
     W,

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from turbojpeg import TJSAMP_420, TJSAMP_422, TurboJPEG
 
-from pipeline.rtpjpeg import JpegFrame, RtpJpegPacketizer, RtpJpegReassembler
+from pipeline.codecs.jpeg.rfc2435 import JpegFrame, RtpJpegPacketizer, RtpJpegReassembler
 
 W, H = 320, 240
 STRIP_Y = 224  # rows 224..239 carry the frame index as a grey level

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import pipeline.jpeg as jpeg_mod
-from pipeline.jpeg import (
+import pipeline.codecs.jpeg.backends as jpeg_mod
+from pipeline.codecs.jpeg.backends import (
     MAX_DIMENSION,
     CappedEncoder,
     EncodedFrame,
@@ -31,7 +31,7 @@ from pipeline.jpeg import (
     fit_size,
     read_header,
 )
-from pipeline.pattern import Stamp, read_stamp, render_into
+from pipeline.sources.pattern import Stamp, read_stamp, render_into
 
 CODECS: list[JpegCodec] = [TurboJpegCodec(), TurboJpegCodec(fast_decode=False), OpenCvCodec()]
 CODEC_IDS = ["turbojpeg", "turbojpeg-accurate", "opencv"]
@@ -396,7 +396,7 @@ def test_falls_back_to_opencv_without_libturbojpeg(
     monkeypatch.setattr(jpeg_mod, "_load_turbojpeg", missing)
     best_codec.cache_clear()
     try:
-        with caplog.at_level(logging.WARNING, logger="pipeline.jpeg"):
+        with caplog.at_level(logging.WARNING, logger="pipeline.codecs.jpeg.backends"):
             codec = best_codec()
             assert best_codec() is codec
         assert codec.name == "opencv"

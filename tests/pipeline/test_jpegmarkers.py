@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from turbojpeg import TJSAMP_420, TJSAMP_422, TJSAMP_444, TurboJPEG
 
-from pipeline import jpegmarkers as jm
-from pipeline.jpegmarkers import (
+from pipeline.codecs.jpeg import markers as jm
+from pipeline.codecs.jpeg.markers import (
     JpegError,
     JpegTooLargeError,
     UnsupportedJpegError,

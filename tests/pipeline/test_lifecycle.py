@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pipeline import lifecycle, shm
+from pipeline.ipc import lifecycle, shm
 from pipeline.session import MediaSession
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
@@ -168,7 +168,7 @@ def test_a_crashing_child_exits_with_code_1() -> None:
 FORK_DURING_A_WRITE = textwrap.dedent(
     """
     import logging, sys, threading
-    from pipeline import lifecycle
+    from pipeline.ipc import lifecycle
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
 
     def flood():  # blocks inside stderr's write, holding its buffer lock, until drained
@@ -242,7 +242,7 @@ def test_a_child_forked_while_another_thread_writes_to_stderr_does_not_deadlock(
 STUCK_ON_AN_INHERITED_LOCK = textwrap.dedent(
     """
     import threading, time
-    from pipeline import lifecycle
+    from pipeline.ipc import lifecycle
     held = threading.Lock()
     holder_ready = threading.Event()
 

@@ -139,7 +139,7 @@ def test_sdp_describes_the_rtp_stream_we_send() -> None:
 
 def test_rtcp_from_another_ssrc_is_dropped() -> None:
     """A forged receiver report claiming heavy loss, from the peer's address but not its SSRC."""
-    from pipeline.rtcp import ReceiverReport, ReportBlock, serialize_rtcp
+    from pipeline.wire.rtcp import ReceiverReport, ReportBlock, serialize_rtcp
 
     with call("rtp") as (_a, b):
         wait_for(lambda: b.stats()["rtt_ms"] is not None)

@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from pipeline.jpeg import OpenCvCodec, TurboJpegCodec
-from pipeline.pattern import (
+from pipeline.codecs.jpeg.backends import OpenCvCodec, TurboJpegCodec
+from pipeline.sources.pattern import (
     STAMP_COLS,
     STAMP_MIN_HEIGHT,
     STAMP_MIN_WIDTH,

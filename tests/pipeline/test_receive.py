@@ -16,16 +16,16 @@ import cv2
 import numpy as np
 import pytest
 
+from pipeline.codecs.jpeg.rfc2435 import RtpJpegPacketizer
+from pipeline.ipc.ring import Ring
+from pipeline.ipc.shm import SegmentSet
 from pipeline.presets import get_preset
-from pipeline.ring import Ring
-from pipeline.rtp import to_rtp_ts
-from pipeline.rtpjpeg import RtpJpegPacketizer
-from pipeline.shm import SegmentSet
 from pipeline.stages.base import StageContext
 from pipeline.stages.receive import ReceiveStage, bind_rx_sockets
 from pipeline.stages.send import TXINFO
 from pipeline.stats import StatsChannel, summarise
-from pipeline.v0 import encode_v0
+from pipeline.wire.rtp import to_rtp_ts
+from pipeline.wire.v0 import encode_v0
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.ring import (
+from pipeline.ipc.ring import (
     HEADER_BYTES,
     N_STAMPS,
     PAGE,
@@ -21,7 +21,7 @@ from pipeline.ring import (
     RingError,
     Ts,
 )
-from pipeline.shm import SegmentSet
+from pipeline.ipc.shm import SegmentSet
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.rtcp import (
+from pipeline.wire.rtcp import (
     Bye,
     ReceiverReport,
     ReceptionStats,

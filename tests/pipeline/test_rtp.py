@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.rtp import (
+from pipeline.wire.rtp import (
     RtpError,
     RtpPacket,
     rtp_header,

@@ -13,15 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from turbojpeg import TJSAMP_420, TJSAMP_422, TJSAMP_444, TurboJPEG
 
-from pipeline.jpegmarkers import ijg_quant_tables, split_jpeg
-from pipeline.pattern import render_into
-from pipeline.rtp import RtpPacket
-from pipeline.rtpjpeg import (
+from pipeline.codecs.jpeg.markers import ijg_quant_tables, split_jpeg
+from pipeline.codecs.jpeg.rfc2435 import (
     JpegFrame,
     PacketizeError,
     RtpJpegPacketizer,
     RtpJpegReassembler,
 )
+from pipeline.sources.pattern import render_into
+from pipeline.wire.rtp import RtpPacket
 
 TJ = TurboJPEG()
 pytestmark = pytest.mark.filterwarnings("error")  # "Corrupt JPEG data" warnings fail a test

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.sdp import SdpError, SdpVideo, build_sdp, parse_sdp
+from pipeline.wire.sdp import SdpError, SdpVideo, build_sdp, parse_sdp
 
 # Written by ffmpeg 5.1: ffmpeg ... -payload_type 96 -f rtp -sdp_file out.sdp rtp://127.0.0.1:5040
 FFMPEG_SDP = (

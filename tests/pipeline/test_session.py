@@ -16,11 +16,11 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.pattern import read_stamp
 from pipeline.presets import UnknownPresetError
 from pipeline.session import Frame, MediaSession, MediaSessionError, PeerEndpoint
-from pipeline.sources import SourceSpecError
-from pipeline.v0 import encode_v0
+from pipeline.sources.pattern import read_stamp
+from pipeline.sources.video import SourceSpecError
+from pipeline.wire.v0 import encode_v0
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -190,7 +190,7 @@ def test_datagrams_from_a_third_address_are_dropped() -> None:
 
 
 def test_rtp_from_another_ssrc_is_dropped() -> None:
-    from pipeline.rtpjpeg import RtpJpegPacketizer
+    from pipeline.codecs.jpeg.rfc2435 import RtpJpegPacketizer
 
     with call("rtp") as (_a, b):
         wait_for(lambda: peer_frame(b))
@@ -285,7 +285,7 @@ def test_a_jpeg_bomb_from_the_peer_is_rejected_before_decoding() -> None:
 
 def test_v0_datagrams_are_classic_and_under_the_peer_safe_size() -> None:
     """A classic peer (a plain UDP socket here) gets strict V0 under 32 KB, even at 720p."""
-    from pipeline.v0 import decode_v0
+    from pipeline.wire.v0 import decode_v0
 
     peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     peer.bind((LOCAL, 0))

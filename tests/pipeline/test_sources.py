@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
-import pipeline.sources as sources_mod
-from pipeline.pattern import Stamp, read_stamp
-from pipeline.sources import (
+import pipeline.sources.video as sources_mod
+from pipeline.sources.pattern import Stamp, read_stamp
+from pipeline.sources.video import (
     CameraUnavailableError,
     FileSource,
     PatternSource,

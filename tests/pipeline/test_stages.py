@@ -13,11 +13,11 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.pattern import read_stamp, render_into
+from pipeline.ipc.ring import Ring, Ts
+from pipeline.ipc.shm import SegmentSet
 from pipeline.presets import Preset, get_preset
-from pipeline.ring import Ring, Ts
-from pipeline.shm import SegmentSet
-from pipeline.sources import SourceError
+from pipeline.sources.pattern import read_stamp, render_into
+from pipeline.sources.video import SourceError
 from pipeline.stages import capture, display, encode
 from pipeline.stages.base import StageContext
 from pipeline.stats import StatsChannel
@@ -118,7 +118,7 @@ def test_a_capped_v0_frame_with_the_longest_header_is_a_peer_safe_datagram() -> 
     """The cap is on the JPEG, so it must leave room for the V0 header in the same datagram
     (it was 32 KiB itself: a capped frame made a 32 KiB + ~45 byte datagram)."""
     from pipeline.session import MediaSession
-    from pipeline.v0 import V0_PEER_SAFE_DATAGRAM, encode_v0
+    from pipeline.wire.v0 import V0_PEER_SAFE_DATAGRAM, encode_v0
 
     default = inspect.signature(MediaSession).parameters["v0_max_bytes"].default
     assert default == encode.V0_MAX_BYTES

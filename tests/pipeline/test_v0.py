@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.rtp import to_rtp_ts
-from pipeline.v0 import (
+from pipeline.wire.rtp import to_rtp_ts
+from pipeline.wire.v0 import (
     V0_HEADER_MAX,
     V0_PEER_SAFE_DATAGRAM,
     V0Error,

@@ -83,7 +83,7 @@ def build_config(args: argparse.Namespace) -> Config:
 
 def run(args: argparse.Namespace) -> int:
     if args.die_with_parent:
-        from pipeline.lifecycle import set_parent_death_signal  # noqa: PLC0415
+        from pipeline.ipc.lifecycle import set_parent_death_signal  # noqa: PLC0415
 
         set_parent_death_signal(signal.SIGTERM)
         if os.getppid() != args.die_with_parent:  # the parent died before prctl

@@ -75,7 +75,7 @@ class ClientApp:
         self._exiting = False
         self.incoming: IncomingDialog | None = None
         self.last_stats: dict[str, Any] = {}  # the newest MediaSession.stats() snapshot
-        from pipeline.sources import list_cameras  # noqa: PLC0415 - imports OpenCV
+        from pipeline.sources.video import list_cameras  # noqa: PLC0415 - imports OpenCV
 
         self._list_cameras = list_cameras
 

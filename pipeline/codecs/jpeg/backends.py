@@ -53,8 +53,8 @@ import numpy as np
 import numpy.typing as npt
 import turbojpeg
 
-from pipeline.jpegmarkers import JpegError as MarkerError
-from pipeline.jpegmarkers import frame_header
+from pipeline.codecs.jpeg.markers import JpegError as MarkerError
+from pipeline.codecs.jpeg.markers import frame_header
 
 logger = logging.getLogger(__name__)
 

@@ -45,7 +45,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from pipeline.rtp import SEQ_MOD, ts_diff
+from pipeline.wire.rtp import SEQ_MOD, ts_diff
 
 logger = logging.getLogger(__name__)
 

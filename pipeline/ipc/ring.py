@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.shm import Segment, SegmentSet
+from pipeline.ipc.shm import Segment, SegmentSet
 
 logger = logging.getLogger(__name__)
 

@@ -49,7 +49,7 @@ import secrets
 import struct
 from dataclasses import dataclass
 
-from pipeline.jpegmarkers import (
+from pipeline.codecs.jpeg.markers import (
     EOI,
     JpegError,
     JpegParts,
@@ -57,8 +57,8 @@ from pipeline.jpegmarkers import (
     jpeg_prefix,
     split_jpeg,
 )
-from pipeline.rtcp import ReceptionStats
-from pipeline.rtp import RTP_HEADER_SIZE, RtpError, RtpPacket, rtp_header, ts_diff
+from pipeline.wire.rtcp import ReceptionStats
+from pipeline.wire.rtp import RTP_HEADER_SIZE, RtpError, RtpPacket, rtp_header, ts_diff
 
 logger = logging.getLogger(__name__)
 

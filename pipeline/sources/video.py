@@ -28,8 +28,8 @@ Guarantees:
   requested aspect ratio around the centre (never stretched), then resized (INTER_AREA when
   shrinking, INTER_LINEAR when enlarging).
 - Frame ids count up by one per frame returned, from ``first_id``, modulo 2**32.
-- The pattern source renders the stamped test pattern (pipeline.pattern) with the frame id and
-  ``now_ns`` as capture time, so latency can be measured at the display.
+- The pattern source renders the stamped test pattern (pipeline.sources.pattern) with the
+  frame id and ``now_ns`` as capture time, so latency can be measured at the display.
 - read_into never paces: pattern, file and screen return at once (the capture loop keeps the
   frame rate); a camera blocks until the device delivers its next frame. ``fps`` is passed to
   the camera; the others ignore it.
@@ -56,7 +56,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.pattern import PatternRenderer
+from pipeline.sources.pattern import PatternRenderer
 
 logger = logging.getLogger(__name__)
 
