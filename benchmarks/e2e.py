@@ -22,8 +22,10 @@ from typing import Any
 
 import psutil
 
+from pipeline.codecs.registry import DEFAULT_VIDEO
+from pipeline.control import MediaMode, PeerEndpoint
 from pipeline.presets import Preset
-from pipeline.session import MediaSession, PeerEndpoint
+from pipeline.session import MediaSession
 from pipeline.stats import LATENCY_ORDER
 
 TARGETS = {"c2d_p50_ms": 15.0, "c2d_p99_ms": 25.0, "fps_shown": 29.0, "cpu_share_of_machine": 50.0}
@@ -50,7 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--display", type=_size, default=None, help="peer view WxH (default: the resolution)"
     )
-    parser.add_argument("--codec", default="auto", help="turbojpeg | opencv | auto")
+    parser.add_argument("--codec", default=DEFAULT_VIDEO, help="video codec (vcall codecs)")
+    parser.add_argument(
+        "--jpeg-backend", default="auto", help="JPEG library: turbojpeg | opencv | auto"
+    )
     parser.add_argument(
         "--stage-nice",
         type=int,
@@ -119,12 +124,20 @@ def run_call(args: argparse.Namespace) -> dict[str, Any]:
     preset = Preset("bench", width, height, args.quality, args.fps)
     view = args.display or args.resolution
     extra = {} if args.stage_nice is None else {"stage_nice": args.stage_nice}
-    a = MediaSession(bind_ip=LOCAL, preset=preset, codec=args.codec, peer_view=view, **extra)
-    b = MediaSession(bind_ip=LOCAL, preset=preset, codec=args.codec, peer_view=view, **extra)
+    kwargs: dict[str, Any] = {
+        "bind_ip": LOCAL,
+        "preset": preset,
+        "codec": args.codec,
+        "jpeg_backend": args.jpeg_backend,
+        "peer_view": view,
+        **extra,
+    }
+    a, b = MediaSession(**kwargs), MediaSession(**kwargs)
+    mode = MediaMode(args.mode)
     try:
         port_a, port_b = a.open(), b.open()
-        a.connect(PeerEndpoint(LOCAL, port_b, args.mode, local_ssrc=0xA, peer_ssrc=0xB))
-        b.connect(PeerEndpoint(LOCAL, port_a, args.mode, local_ssrc=0xB, peer_ssrc=0xA))
+        a.connect(PeerEndpoint(LOCAL, port_b, mode, local_ssrc=0xA, peer_ssrc=0xB))
+        b.connect(PeerEndpoint(LOCAL, port_a, mode, local_ssrc=0xB, peer_ssrc=0xA))
         _consume([a, b], time.monotonic() + args.warmup)
         a.reset_stats()
         b.reset_stats()
@@ -133,7 +146,7 @@ def run_call(args: argparse.Namespace) -> dict[str, Any]:
         reads = _consume([a, b], start + args.seconds)
         elapsed = time.monotonic() - start
         machine = _busy_percent(machine_before, psutil.cpu_times())
-        stats_a, stats_b = a.stats(), b.stats()
+        stats_a, stats_b = a.stats().to_dict(), b.stats().to_dict()
     finally:
         a.close()
         b.close()

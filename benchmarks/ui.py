@@ -197,9 +197,10 @@ def _measure(args: argparse.Namespace, display: str) -> dict[str, Any]:
                     result["frames_shown_per_s"] = round(frames / (now - state.t0), 2)
                     result["peer_view"] = list(app.call.peer_view.area)
                     # What the display stage produced, to tell the pipeline from the Tk thread.
-                    result["display_stage_fps"] = app.last_stats.get("fps_shown")
-                    result["client_pipeline_cpu_pct"] = app.last_stats.get("cpu_percent", {}).get(
-                        "total"
+                    stats = app.last_stats
+                    result["display_stage_fps"] = None if stats is None else stats.fps_shown
+                    result["client_pipeline_cpu_pct"] = (
+                        None if stats is None else stats.cpu_percent.get("total")
                     )
                     handler_ms.extend(app.feed.handler_ms)
                     root.quit()

@@ -10,9 +10,11 @@ API::
         def __init__(self, *, clock_rate: int = 90000, max_delay: float = 0.1,
                      min_delay: float = 0.0, jitter_factor: float = 3.0,
                      max_frames: int = 8, window: float = 2.0,
-                     reset_after: float = 10.0, max_seq_gap: int = 1000) -> None
+                     reset_after: float = 10.0, max_seq_gap: int = 1000,
+                     skip_older: bool = True) -> None
         def push(self, item: T, ts: int | None, now: float, seq: int | None = None) -> bool
-        def pop(self, now: float) -> T | None        # the newest frame that is due, or None
+        def pop(self, now: float) -> T | None        # the newest due frame (skip_older) or the
+                                                     # oldest due one (in order), or None
         def next_due(self, now: float) -> float | None   # seconds until a frame is due (0: now)
         delay_s, jitter_s, stats
 
@@ -28,9 +30,12 @@ A frame is due at its media time plus that best transit plus the playout delay, 
 if it came later than that, and never more than ``max_delay`` after its arrival. The delay is
 ``jitter_factor`` times the RFC 3550 interarrival jitter of frames, clamped to
 [min_delay, max_delay]: on a clean link it is about a millisecond, so frames are shown as they
-arrive. Delay never builds up: ``pop`` returns the newest due frame and drops older ones
-(``skipped``), frames older than the last one played are dropped on arrival (``late``), and at
-most ``max_frames`` wait (the oldest goes first, ``overflow``). A timestamp jump of more than
+arrive. Delay never builds up: with ``skip_older`` (the codec's ``intra_only``: every frame
+decodes on its own, as JPEG) ``pop`` returns the newest due frame and drops older ones
+(``skipped``); without it (an inter-frame codec, where a skipped frame breaks the ones after
+it) ``pop`` returns due frames in order, oldest first, and none is skipped. In both cases
+frames older than the last one played are dropped on arrival (``late``), and at most
+``max_frames`` wait (the oldest goes first, ``overflow``). A timestamp jump of more than
 ``reset_after`` seconds starts a new timeline (``resets``).
 """
 
@@ -84,6 +89,7 @@ class JitterBuffer(Generic[T]):
         window: float = 2.0,
         reset_after: float = 10.0,
         max_seq_gap: int = 1000,
+        skip_older: bool = True,
     ) -> None:
         if max_frames < 1 or clock_rate <= 0 or not 0 <= min_delay <= max_delay:
             raise ValueError("bad jitter buffer parameters")
@@ -95,6 +101,7 @@ class JitterBuffer(Generic[T]):
         self.window = window
         self.reset_after = reset_after
         self.max_seq_gap = max_seq_gap
+        self.skip_older = skip_older
         self._frames: dict[int, _Entry[T]] = {}  # unwrapped ts -> entry
         self._last_ts: int | None = None  # 32-bit ts of the newest pushed frame
         self._last_ext = 0  # its unwrapped value
@@ -198,13 +205,19 @@ class JitterBuffer(Generic[T]):
         return max(first - now, 0.0)
 
     def pop(self, now: float) -> T | None:
-        """The newest frame whose playout time has come; older waiting frames are dropped."""
+        """The newest frame whose playout time has come, older waiting frames dropped; without
+        ``skip_older``, the oldest due frame (frames keep their order)."""
         if not self._frames:
             return None
         base = self._transits[0][1]
         due = [ext for ext, e in self._frames.items() if self._deadline(e, base) <= now]
         if not due:
             return None
+        if not self.skip_older:
+            chosen = min(due)
+            self._c["played"] += 1
+            self._played_ext = chosen
+            return self._frames.pop(chosen).item
         chosen = max(due)
         older = [ext for ext in self._frames if ext < chosen]
         for ext in older:

@@ -1,4 +1,4 @@
-"""Quality presets: the resolution, JPEG quality and frame rate a call sends at.
+"""Quality presets: the resolution, quality and frame rate a call sends at.
 
 API::
 
@@ -12,9 +12,11 @@ API::
     DEFAULT_PRESET = "medium"
     def get_preset(name: str) -> Preset  # UnknownPresetError (a ValueError) names the valid ones
 
-Guarantees: every preset's width and height are multiples of 8 and at most 2040 (RFC 2435
-carries width/8 and height/8 in one byte each), its quality is in 1..100 and its fps an integer
-(classic V0 receivers crash on ``25.0``).
+Guarantees: width and height are in 1..4096, quality in 1..100 and fps an integer in 1..120
+(classic V0 receivers crash on ``25.0``). ``quality`` is the codec's own quality knob (JPEG: the
+IJG quality). What sizes a codec can carry is the codec's business
+(``CodecInfo.check_size``: RFC 2435 needs multiples of 8 up to 2040; the media session checks a
+preset against its codec); the four presets below fit every registered codec.
 
 Why these values: low (320x240 q50 15 fps) keeps a classic V0 datagram at a few KB, safe for
 receivers that read 8 KB; medium (640x480 q70 30 fps) is the classic clients' own size;
@@ -30,11 +32,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-# RFC 2435 encodes width/8 and height/8 in one byte each.
-MAX_RTP_JPEG_DIMENSION = 2040
+from pipeline.errors import LocalProtocolError
+
+MAX_DIMENSION = 4096
 
 
-class UnknownPresetError(ValueError):
+class UnknownPresetError(LocalProtocolError):
     """A preset name that is not one of PRESET_NAMES (a local misuse)."""
 
 
@@ -48,8 +51,8 @@ class Preset:
 
     def __post_init__(self) -> None:
         for dim in (self.width, self.height):
-            if dim <= 0 or dim % 8 or dim > MAX_RTP_JPEG_DIMENSION:
-                raise ValueError(f"preset {self.name}: {dim} is not a multiple of 8 in 8..2040")
+            if not 0 < dim <= MAX_DIMENSION:
+                raise ValueError(f"preset {self.name}: {dim} not in 1..{MAX_DIMENSION}")
         if not 1 <= self.quality <= 100:
             raise ValueError(f"preset {self.name}: quality {self.quality} not in 1..100")
         if not 1 <= self.fps <= 120:

@@ -27,29 +27,54 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.codecs.base import Codec
+from pipeline.codecs.registry import DEFAULT_VIDEO, get_codec
+from pipeline.control import (
+    Connect,
+    ControlMessage,
+    MediaMode,
+    PeerEndpoint,
+    ResetStats,
+    SetDisplaySize,
+    SetPreset,
+    SetSending,
+    SetSource,
+    Stop,
+)
+from pipeline.errors import LocalProtocolError
 from pipeline.ipc import lifecycle, shm
 from pipeline.ipc.ring import Ring, RingReader, Ts
 from pipeline.presets import DEFAULT_PRESET, Preset, get_preset
 from pipeline.sources.video import parse_spec
 from pipeline.stages import capture, display, encode, receive, send
 from pipeline.stages.base import Stage, StageContext, stage_main
-from pipeline.stats import STAGE_NAMES, CpuMeter, LatencyWindow, StatsChannel, summarise
+from pipeline.stats import (
+    STAGE_NAMES,
+    CpuMeter,
+    LatencyWindow,
+    MediaStats,
+    SessionInfo,
+    StatsChannel,
+    summarise,
+)
 from pipeline.wire.sdp import build_sdp
+
+__all__ = ["Frame", "MediaMode", "MediaSession", "MediaSessionError", "PeerEndpoint"]
 
 logger = logging.getLogger(__name__)
 
 STAGES = STAGE_NAMES
 RAW_SLOTS = 4
-JPEG_SLOTS = 4
+ENCODED_SLOTS = 4
 RGB_SLOTS = 3
 MAX_FRAME = (1920, 1080)
-JPEG_TX_CAPACITY = 2 * 1024 * 1024
-JPEG_RX_CAPACITY = 4 * 1024 * 1024  # the reassembler's own frame cap
+ENCODED_TX_CAPACITY = 2 * 1024 * 1024
+ENCODED_RX_CAPACITY = 4 * 1024 * 1024  # the depacketizer's own frame cap
 SELF_VIEW_MAX = (640, 480)
 # Stage processes run this much nicer than the controller (see docs/architecture.md).
 STAGE_NICE = 0
@@ -58,22 +83,10 @@ DEFAULT_SELF_VIEW = (160, 120)
 STOP_TIMEOUT_S = 2.0
 
 U8Array = npt.NDArray[np.uint8]
-Mode = Literal["v0", "rtp"]
 
 
-class MediaSessionError(Exception):
+class MediaSessionError(LocalProtocolError):
     """Local misuse of a MediaSession (wrong order of calls, bad arguments)."""
-
-
-@dataclass(frozen=True, slots=True)
-class PeerEndpoint:
-    ip: str
-    rx_port: int  # the UDP port the peer declared in CALLING / CALL_ACCEPTED
-    mode: Mode  # "rtp" only when both peers speak the extension
-    local_ssrc: int = 0  # rtp: the SSRC we announced and send with
-    # rtp: the SSRC the peer announced (any value, 0 included); packets from others dropped.
-    # None: no token, lock on the first source (a non-vcall sender such as ffmpeg).
-    peer_ssrc: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,18 +111,20 @@ class MediaSession:
         preset: str | Preset = DEFAULT_PRESET,
         bind_ip: str = "0.0.0.0",
         rx_port: int = 0,
-        codec: str = "auto",
-        v0_max_bytes: int = encode.V0_MAX_BYTES,
+        codec: str = DEFAULT_VIDEO,
+        jpeg_backend: str = "auto",
+        v0_max_bytes: int | None = None,
         peer_view: tuple[int, int] = DEFAULT_PEER_VIEW,
         self_view: tuple[int, int] = DEFAULT_SELF_VIEW,
         stage_nice: int = STAGE_NICE,
     ) -> None:
         parse_spec(source)  # a malformed spec is the caller's mistake: raise now
         self._source = source
-        self._preset = preset if isinstance(preset, Preset) else get_preset(preset)
+        self._codec: Codec = get_codec(codec)
+        self._preset = self._checked(preset)
         self._bind_ip = bind_ip
         self._rx_port = rx_port
-        self._codec = codec
+        self._backend = jpeg_backend
         self._v0_max = v0_max_bytes
         self._peer_box = peer_view
         self._self_box = self_view
@@ -155,8 +170,8 @@ class MediaSession:
         self._notify = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         r = self._rings
         r["raw"] = Ring.create(seg, "raw", n_slots=RAW_SLOTS, capacity=frame_max, n_readers=2)
-        r["jtx"] = Ring.create(seg, "jtx", n_slots=JPEG_SLOTS, capacity=JPEG_TX_CAPACITY)
-        r["jrx"] = Ring.create(seg, "jrx", n_slots=JPEG_SLOTS, capacity=JPEG_RX_CAPACITY)
+        r["etx"] = Ring.create(seg, "etx", n_slots=ENCODED_SLOTS, capacity=ENCODED_TX_CAPACITY)
+        r["erx"] = Ring.create(seg, "erx", n_slots=ENCODED_SLOTS, capacity=ENCODED_RX_CAPACITY)
         r["txinfo"] = Ring.create(seg, "txinfo", n_slots=2, capacity=64, n_readers=0)
         r["peer"] = Ring.create(
             seg, "peer", n_slots=RGB_SLOTS, capacity=peer_max, reader_fds=[self._notify]
@@ -183,24 +198,30 @@ class MediaSession:
                 encode.EncodeStage,
                 raw=r["raw"],
                 raw_reader=0,
-                jpeg_tx=r["jtx"],
+                encoded_tx=r["etx"],
                 preset=p,
                 codec=self._codec,
+                backend=self._backend,
                 v0_max_bytes=self._v0_max,
             ),
             "send": functools.partial(
-                send.SendStage, jpeg_tx=r["jtx"], txinfo=r["txinfo"], fps=p.fps
+                send.SendStage,
+                encoded_tx=r["etx"],
+                txinfo=r["txinfo"],
+                fps=p.fps,
+                codec=self._codec,
             ),
             "receive": functools.partial(
                 receive.ReceiveStage,
                 rtp_sock=rtp,
                 rtcp_sock=rtcp,
-                jpeg_rx=r["jrx"],
+                encoded_rx=r["erx"],
                 txinfo=r["txinfo"],
+                codec=self._codec,
             ),
             "display": functools.partial(
                 display.DisplayStage,
-                jpeg_rx=r["jrx"],
+                encoded_rx=r["erx"],
                 raw=r["raw"],
                 raw_reader=1,
                 rgb_peer=r["peer"],
@@ -208,6 +229,7 @@ class MediaSession:
                 peer_box=self._peer_box,
                 self_box=self._self_box,
                 codec=self._codec,
+                backend=self._backend,
             ),
         }
         self._launcher = lifecycle.Launcher(lambda: self._start_stages(factories))
@@ -219,8 +241,9 @@ class MediaSession:
         self._readers = {k: RingReader(r[k], self._notify) for k in ("peer", "self")}
         self._opened_ns = time.monotonic_ns()
         logger.info(
-            "media session open: rx port %d, %s, %s, %dx%d@%d",
+            "media session open: rx port %d, %s, %s, %s, %dx%d@%d",
             self._rx_port,
+            self._codec.info.name,
             self._source,
             p.name,
             p.width,
@@ -290,7 +313,7 @@ class MediaSession:
     def _stop_stages(self) -> None:
         for conn in self._controls.values():
             with contextlib.suppress(OSError, ValueError):
-                conn.send(("stop",))
+                conn.send(Stop())
         deadline = time.monotonic() + STOP_TIMEOUT_S
         for proc in self._procs.values():
             proc.join(max(0.0, deadline - time.monotonic()))
@@ -315,7 +338,7 @@ class MediaSession:
         self.close()
 
     # -- control ----------------------------------------------------------------------------
-    def _send(self, msg: tuple[Any, ...], *stages: str) -> None:
+    def _send(self, msg: ControlMessage, *stages: str) -> None:
         if self._state != "open":
             raise MediaSessionError(f"session is {self._state}, not open")
         for name in stages or STAGES:
@@ -326,42 +349,41 @@ class MediaSession:
 
     def connect(self, peer: PeerEndpoint) -> None:
         """Start sending to, and accepting from, ``peer``."""
-        if peer.mode not in ("v0", "rtp"):
-            raise MediaSessionError(f"unknown media mode {peer.mode!r}")
+        try:
+            mode = MediaMode(peer.mode)  # a plain "rtp" / "v0" is accepted too
+        except ValueError:
+            raise MediaSessionError(f"unknown media mode {peer.mode!r}") from None
+        if mode not in self._codec.info.modes:
+            raise MediaSessionError(f"{self._codec.info.name} is not carried in {peer.mode}")
         if not 0 < peer.rx_port < 65536:
             raise MediaSessionError(f"bad peer port {peer.rx_port}")
         try:  # an IP address, canonical text; a host name is resolved once, here
             ip = socket.getaddrinfo(peer.ip, None, socket.AF_INET, socket.SOCK_DGRAM)[0][4][0]
         except (OSError, UnicodeError) as exc:
             raise MediaSessionError(f"bad peer address {peer.ip!r}: {exc}") from None
-        peer = dataclasses.replace(peer, ip=str(ip))
+        peer = dataclasses.replace(peer, ip=str(ip), mode=mode)
         with self._lock:
             self._peer = peer
-            self._send(("connect", peer.mode), "encode")
-            self._send(("connect", peer.ip, peer.rx_port, peer.mode, peer.local_ssrc), "send")
-            self._send(
-                ("connect", peer.ip, peer.rx_port, peer.mode, peer.local_ssrc, peer.peer_ssrc),
-                "receive",
-            )
+            self._send(Connect(peer), "encode", "send", "receive")
 
     def set_sending(self, enabled: bool) -> None:
         with self._lock:
             self._sending = enabled
-            self._send(("sending", enabled), "encode", "send")
+            self._send(SetSending(enabled), "encode", "send")
 
     def set_preset(self, name: str | Preset) -> None:
-        preset = name if isinstance(name, Preset) else get_preset(name)
+        preset = self._checked(name)
         with self._lock:
             if self._rings and preset.frame_bytes > self._rings["raw"].capacity:
                 raise MediaSessionError(f"preset {preset.name} exceeds {MAX_FRAME}")
             self._preset = preset
-            self._send(("preset", preset), "capture", "encode", "send")
+            self._send(SetPreset(preset), "capture", "encode", "send")
 
     def set_source(self, spec: str) -> None:
         parse_spec(spec)
         with self._lock:
             self._source = spec
-            self._send(("source", spec), "capture")
+            self._send(SetSource(spec), "capture")
 
     def set_display_size(self, peer: tuple[int, int], self_view: tuple[int, int]) -> None:
         for w, h in (peer, self_view):
@@ -369,7 +391,7 @@ class MediaSession:
                 raise MediaSessionError(f"display sizes must be positive: {peer}, {self_view}")
         with self._lock:
             self._peer_box, self._self_box = peer, self_view
-            self._send(("display_size", peer, self_view), "display")
+            self._send(SetDisplaySize(peer, self_view), "display")
 
     # -- frames -----------------------------------------------------------------------------
     def notify_fd(self) -> int:
@@ -420,8 +442,8 @@ class MediaSession:
                 frame_id=desc.frame_id,
                 capture_ns=desc.stamp(Ts.CAPTURE),
                 shown_ns=shown,
-                pattern_id=desc.aux if kind == "peer" else 0,
-                source_size=(desc.aux2 >> 16, desc.aux2 & 0xFFFF),
+                pattern_id=desc.pattern_id,
+                source_size=(desc.source_width, desc.source_height),
             )
             self._cached[kind] = (desc.seq, frame)
             return frame
@@ -431,18 +453,25 @@ class MediaSession:
     def sdp(self) -> str:
         """An SDP describing the RTP stream we send (for ffmpeg/GStreamer); rtp mode only."""
         peer = self._peer
-        if peer is None or peer.mode != "rtp":
+        if peer is None or peer.mode is not MediaMode.RTP:
             raise MediaSessionError("sdp() needs a session connected in rtp mode")
+        info = self._codec.info
         return build_sdp(
-            peer.ip, peer.rx_port, ssrc=peer.local_ssrc or None, framerate=self._preset.fps
+            peer.ip,
+            peer.rx_port,
+            payload_type=info.payload_type,
+            rtpmap=info.rtpmap,
+            fmtp=info.fmtp,
+            ssrc=peer.local_ssrc or None,
+            framerate=self._preset.fps,
         )
 
     @property
     def rx_port(self) -> int:
         return self._rx_port
 
-    def stats(self) -> dict[str, Any]:
-        """A JSON-serialisable snapshot: latencies (ms), rates, loss, RTT, drops, CPU."""
+    def stats(self) -> MediaStats:
+        """A snapshot: latencies (ms), rates, loss, RTT, drops, CPU (``.to_dict()`` for JSON)."""
         with self._lock:
             stages = {k: ch.read() or {} for k, ch in self._stats.items()}
             cpu = self._cpu.sample() if self._state == "open" else {}
@@ -453,29 +482,34 @@ class MediaSession:
         with self._lock:
             self._read_latency = LatencyWindow()
             self._cpu.sample()
-            self._send(("reset_stats",))
+            self._send(ResetStats())
 
-    def _describe(self) -> dict[str, Any]:
+    def _describe(self) -> SessionInfo:
         p = self._preset
         peer = self._peer
-        return {
-            "state": self._state,
-            "rx_port": self._rx_port,
-            "mode": None if peer is None else peer.mode,
-            "peer": None if peer is None else f"{peer.ip}:{peer.rx_port}",
-            "sending": self._sending,
-            "preset": {
-                "name": p.name,
-                "size": [p.width, p.height],
-                "quality": p.quality,
-                "fps": p.fps,
-            },
-            "source": self._source,
-            "uptime_s": round((time.monotonic_ns() - self._opened_ns) / 1e9, 3)
+        return SessionInfo(
+            state=self._state,
+            rx_port=self._rx_port,
+            mode=None if peer is None else str(peer.mode),
+            peer=None if peer is None else f"{peer.ip}:{peer.rx_port}",
+            sending=self._sending,
+            preset=p,
+            source=self._source,
+            codec_name=self._codec.info.name,
+            uptime_s=round((time.monotonic_ns() - self._opened_ns) / 1e9, 3)
             if self._opened_ns
             else 0.0,
-            "controller_read_ms": self._read_latency.summary(),
-            "dead_stages": sorted(
-                name for name, proc in self._procs.items() if proc.poll() is not None
+            controller_read_ms=self._read_latency.summary(),
+            dead_stages=tuple(
+                sorted(name for name, proc in self._procs.items() if proc.poll() is not None)
             ),
-        }
+        )
+
+    def _checked(self, preset: str | Preset) -> Preset:
+        """The preset, checked against what the codec's payload format can carry."""
+        p = preset if isinstance(preset, Preset) else get_preset(preset)
+        try:
+            self._codec.info.check_size(p.width, p.height)
+        except LocalProtocolError as exc:
+            raise MediaSessionError(f"preset {p.name}: {exc}") from None
+        return p

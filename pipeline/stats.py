@@ -3,22 +3,27 @@
 Each stage process keeps its own ``LatencyWindow``s and ``RateMeter``s (pure, time passed in)
 and publishes a JSON snapshot a few times a second to its ``StatsChannel`` (a two-slot ring:
 the newest snapshot wins, the controller never blocks a stage). ``MediaSession.stats()`` merges
-the stages' snapshots with CPU figures from psutil. Everything returned is JSON-serialisable:
-latencies in milliseconds, rates per second, CPU in percent of one core.
+the stages' snapshots with CPU figures from psutil into one typed ``MediaStats`` (frozen
+dataclasses all the way down; ``to_dict()`` gives its JSON): latencies in milliseconds, rates per
+second, CPU in percent of one core.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
 from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import psutil
 
 from pipeline.ipc.ring import Ring, RingReader, RingWriter
 from pipeline.ipc.shm import SegmentSet
+from pipeline.presets import Preset
 
 logger = logging.getLogger(__name__)
 
@@ -194,59 +199,210 @@ LATENCY_ORDER = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class LatencySummary:
+    """One latency window in milliseconds (None: no sample yet)."""
+
+    count: int = 0
+    p50: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    max: float | None = None
+    mean: float | None = None
+
+    @classmethod
+    def from_summary(cls, summary: Mapping[str, Any]) -> LatencySummary:
+        """From ``LatencyWindow.summary()`` (which crosses processes as JSON)."""
+        return cls(
+            **{k: summary.get(k) for k in ("p50", "p95", "p99", "max", "mean")},
+            count=int(summary.get("count", 0)),
+        )
+
+    def to_dict(self) -> dict[str, float | int]:
+        d: dict[str, float | int] = {"count": self.count}
+        for k in ("p50", "p95", "p99", "max", "mean"):
+            v = getattr(self, k)
+            if v is not None:
+                d[k] = v
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class LossStats:
+    lost_packets: int | None  # RFC 3550 cumulative loss of the peer's stream (RTP mode)
+    lost_frames: int  # frames the jitter buffer saw missing (V0 sequence gaps)
+    remote_fraction_lost: float | None  # 0..1, what the peer reports about our stream
+    remote_cumulative_lost: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DropStats:
+    """Every discard of the receive path and the hand-offs, by name."""
+
+    capture_to_encode: int = 0  # ring drops: a reader skipped to the newest frame
+    encode_to_send: int = 0
+    receive_to_display: int = 0
+    jitter_late: int = 0
+    jitter_skipped: int = 0
+    jitter_overflow: int = 0
+    incomplete_frames: int = 0
+    before_connect: int = 0
+    wrong_address: int = 0
+    wrong_source: int = 0  # another SSRC (media or reports)
+    unknown_payload_type: int = 0
+    unprotect_failed: int = 0
+    malformed: int = 0
+    rejected_frame: int = 0  # declared size refused or undecodable
+    torn: int = 0
+    peer_errors: int = 0
+    send_errors: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """What the controller itself knows about its session (the rest comes from the stages)."""
+
+    state: str
+    rx_port: int
+    mode: str | None  # "v0" | "rtp" once connected
+    peer: str | None  # "ip:port"
+    sending: bool
+    preset: Preset
+    source: str
+    codec_name: str
+    uptime_s: float
+    controller_read_ms: Mapping[str, float | int]
+    dead_stages: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MediaStats:
+    """A snapshot of one media session (``MediaSession.stats()``); ``to_dict()`` is its JSON.
+
+    Latencies in milliseconds, rates per second, bitrates in bit/s, CPU in percent of one core.
+    ``stages`` keeps each stage's raw snapshot, for debugging.
+    """
+
+    info: SessionInfo
+    latency_ms: Mapping[str, LatencySummary]
+    codec: str | None  # the JPEG backend (turbojpeg | opencv)
+    fps_sent: float
+    fps_received: float
+    fps_shown: float
+    fps_self_view: float
+    bitrate_sent_bps: int
+    bitrate_received_bps: int
+    loss: LossStats
+    jitter_ms: float | None
+    jitter_buffer_delay_ms: float | None
+    rtt_ms: float | None
+    drops: DropStats
+    cpu_percent: Mapping[str, float]
+    source: str  # what the capture stage really runs (a failed switch keeps the old one)
+    source_error: str
+    stages: Mapping[str, Mapping[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-serialisable form (docs/architecture.md, Media pipeline: Statistics)."""
+        i = self.info
+        p = i.preset
+        return {
+            "state": i.state,
+            "rx_port": i.rx_port,
+            "mode": i.mode,
+            "peer": i.peer,
+            "sending": i.sending,
+            "preset": {
+                "name": p.name,
+                "size": [p.width, p.height],
+                "quality": p.quality,
+                "fps": p.fps,
+            },
+            "source": self.source,
+            "uptime_s": i.uptime_s,
+            "controller_read_ms": dict(i.controller_read_ms),
+            "dead_stages": list(i.dead_stages),
+            "latency_ms": {k: v.to_dict() for k, v in self.latency_ms.items()},
+            "codec": self.codec,
+            "codec_name": i.codec_name,
+            "fps_sent": self.fps_sent,
+            "fps_received": self.fps_received,
+            "fps_shown": self.fps_shown,
+            "fps_self_view": self.fps_self_view,
+            "bitrate_sent_bps": self.bitrate_sent_bps,
+            "bitrate_received_bps": self.bitrate_received_bps,
+            "loss": dataclasses.asdict(self.loss),
+            "jitter_ms": self.jitter_ms,
+            "jitter_buffer_delay_ms": self.jitter_buffer_delay_ms,
+            "rtt_ms": self.rtt_ms,
+            "drops": dataclasses.asdict(self.drops),
+            "cpu_percent": dict(self.cpu_percent),
+            "errors": {"source": self.source_error},
+            "stages": {k: dict(v) for k, v in self.stages.items()},
+        }
+
+
 def summarise(
-    described: dict[str, Any], stages: dict[str, dict[str, Any]], cpu: dict[str, float]
-) -> dict[str, Any]:
-    """Merge a session's description and its stages' snapshots into the figures a GUI or a
+    info: SessionInfo, stages: dict[str, dict[str, Any]], cpu: dict[str, float]
+) -> MediaStats:
+    """Merge a session's own facts and its stages' snapshots into the figures a GUI or a
     benchmark shows (see docs/architecture.md, Media pipeline)."""
-    out = dict(described)
     lat = {}
     for name, stage in LATENCY_ORDER:
         summary = stages.get(stage, {}).get("latency_ms", {}).get(name)
         if summary is not None:
-            lat[name] = summary
-    out["latency_ms"] = lat
+            lat[name] = LatencySummary.from_summary(summary)
     snd, rcv, dsp, enc = (stages.get(k, {}) for k in ("send", "receive", "display", "encode"))
-    out["codec"] = enc.get("codec") or dsp.get("codec")
-    out["fps_sent"] = snd.get("fps_sent", 0.0)
-    out["fps_received"] = rcv.get("fps_received", 0.0)
-    out["fps_shown"] = dsp.get("fps_shown", 0.0)
-    out["fps_self_view"] = dsp.get("fps_self_view", 0.0)
-    out["bitrate_sent_bps"] = snd.get("bitrate_bps", 0)
-    out["bitrate_received_bps"] = rcv.get("bitrate_bps", 0)
     rtp, rtcp, jb = rcv.get("rtp"), rcv.get("rtcp", {}), rcv.get("jitter_buffer", {})
-    out["loss"] = {
-        "lost_packets": None if rtp is None else rtp.get("lost_packets"),
-        "lost_frames": jb.get("lost_frames", 0),  # the jitter buffer's count (V0 seq gaps)
-        "remote_fraction_lost": rtcp.get("remote_fraction_lost"),
-        "remote_cumulative_lost": rtcp.get("remote_cumulative_lost"),
-    }
-    out["jitter_ms"] = (rtp or {}).get("jitter_ms", jb.get("jitter_ms"))
-    out["jitter_buffer_delay_ms"] = jb.get("delay_ms")
-    out["rtt_ms"] = rtcp.get("rtt_ms")
+    edge = rcv.get("edge", {})
+    rtp_ = rtp or {}
     counters = {k: stages.get(k, {}).get("counters", {}) for k in STAGE_NAMES}
-    out["drops"] = {
-        "capture_to_encode": enc.get("ring_dropped", 0),
-        "encode_to_send": snd.get("ring_dropped", 0),
-        "receive_to_display": dsp.get("ring_dropped", 0),
-        "jitter_late": jb.get("late", 0),
-        "jitter_skipped": jb.get("skipped", 0),
-        "jitter_overflow": jb.get("overflow", 0),
-        "incomplete_frames": (rtp or {}).get("incomplete", 0),
-        "wrong_address": counters["receive"].get("dropped_wrong_address", 0),
-        "wrong_source": (rtp or {}).get("wrong_source", 0) + rtcp.get("wrong_source", 0),
-        "malformed": counters["receive"].get("malformed", 0) + (rtp or {}).get("malformed", 0),
-        "rejected_jpeg": counters["display"].get("rejected_jpeg", 0)
+    drops = DropStats(
+        capture_to_encode=enc.get("ring_dropped", 0),
+        encode_to_send=snd.get("ring_dropped", 0),
+        receive_to_display=dsp.get("ring_dropped", 0),
+        jitter_late=jb.get("late", 0),
+        jitter_skipped=jb.get("skipped", 0),
+        jitter_overflow=jb.get("overflow", 0),
+        incomplete_frames=rtp_.get("incomplete", 0),
+        before_connect=edge.get("dropped_before_connect", 0),
+        wrong_address=edge.get("dropped_wrong_address", 0),
+        wrong_source=rtp_.get("wrong_source", 0) + rtcp.get("wrong_source", 0),
+        unknown_payload_type=rtp_.get("unknown_payload_type", 0),
+        unprotect_failed=edge.get("unprotect_failed", 0),
+        malformed=counters["receive"].get("malformed", 0) + rtp_.get("malformed", 0),
+        rejected_frame=counters["display"].get("rejected_frame", 0)
         + counters["display"].get("undecodable", 0),
-        "torn": sum(c.get("torn", 0) for c in counters.values()),
-    }
+        torn=sum(c.get("torn", 0) for c in counters.values()),
+        peer_errors=counters["receive"].get("peer_errors", 0),
+        send_errors=snd.get("send_errors", 0),
+    )
     if cpu:
         cpu = dict(cpu)
         cpu["total"] = round(sum(cpu.values()), 1)
-    out["cpu_percent"] = cpu
     cap = stages.get("capture", {})
-    # What the capture stage really runs (a failed switch keeps the old source).
-    out["source"] = cap.get("source", out.get("source"))
-    out["errors"] = {"source": cap.get("error", "")}
-    out["stages"] = stages
-    return out
+    return MediaStats(
+        info=info,
+        latency_ms=lat,
+        codec=enc.get("codec") or dsp.get("codec"),
+        fps_sent=snd.get("fps_sent", 0.0),
+        fps_received=rcv.get("fps_received", 0.0),
+        fps_shown=dsp.get("fps_shown", 0.0),
+        fps_self_view=dsp.get("fps_self_view", 0.0),
+        bitrate_sent_bps=snd.get("bitrate_bps", 0),
+        bitrate_received_bps=rcv.get("bitrate_bps", 0),
+        loss=LossStats(
+            lost_packets=None if rtp is None else rtp.get("lost_packets"),
+            lost_frames=jb.get("lost_frames", 0),  # the jitter buffer's count (V0 seq gaps)
+            remote_fraction_lost=rtcp.get("remote_fraction_lost"),
+            remote_cumulative_lost=rtcp.get("remote_cumulative_lost"),
+        ),
+        jitter_ms=rtp_.get("jitter_ms", jb.get("jitter_ms")),
+        jitter_buffer_delay_ms=jb.get("delay_ms"),
+        rtt_ms=rtcp.get("rtt_ms"),
+        drops=drops,
+        cpu_percent=cpu,
+        source=cap.get("source", info.source),
+        source_error=cap.get("error", ""),
+        stages=stages,
+    )

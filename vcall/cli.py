@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "agent": ("vcall.agent", "headless agent: register, answer or place a call, print events"),
     "bench": ("benchmarks.cli", "benchmarks (e2e, jpeg, handoff, discovery)"),
     "view": ("vcall.view", "show an RTP/JPEG stream sent by ffmpeg or GStreamer"),
+    "codecs": ("vcall.codecs_cli", "list the codecs vcall can send and receive (--json)"),
 }
 
 

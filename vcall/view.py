@@ -1,4 +1,4 @@
-"""``vcall view --rtp PORT``: show an RTP/JPEG (RFC 2435) stream from any sender.
+"""``vcall view --rtp PORT``: show an RTP video stream (JPEG, RFC 2435) from any sender.
 
 Usage::
 
@@ -6,10 +6,10 @@ Usage::
                [--seconds S] [--save-last out.png] [--stats-json stats.json] [--headless]
 
 It receives on UDP ``PORT`` (or the port and payload type of the SDP's first RTP/JPEG video
-stream, e.g. one written by ``ffmpeg -sdp_file``; RTCP on PORT+1 is not read), reassembles
-frames with
-:class:`pipeline.codecs.jpeg.rfc2435.RtpJpegReassembler`, plays them out through the jitter buffer,
-decodes them to RGB and shows them in a Tk window (or, with ``--headless``, only counts them).
+stream, e.g. one written by ``ffmpeg -sdp_file``; RTCP on PORT+1 is not read), receives them
+through the same stream layer as a call (:class:`pipeline.transport.stream.RtpReceiver` and the
+codec's depacketizer), plays them out through the jitter buffer, decodes them to RGB and shows
+them in a Tk window (or, with ``--headless``, only counts them).
 A line of counts is printed every second and a summary at the end; ``--stats-json`` writes the
 same figures (plus the mean colour of the last frame) as JSON. It stops after ``--frames``
 frames, after ``--seconds``, when the window is closed, on SIGTERM or on Ctrl-C. Exit status
@@ -38,9 +38,10 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.codecs.jpeg.backends import JpegCodec, JpegError, best_codec
-from pipeline.codecs.jpeg.rfc2435 import PT_JPEG, JpegFrame, RtpJpegReassembler
+from pipeline.codecs.base import Codec, CodecError, CodecFrame, VideoDecoder
+from pipeline.codecs.registry import DEFAULT_VIDEO, get_codec
 from pipeline.jitter import JitterBuffer
+from pipeline.transport.stream import RtpReceiver
 from pipeline.wire.sdp import SdpError, parse_sdp
 
 logger = logging.getLogger(__name__)
@@ -80,32 +81,43 @@ class Viewer:
     """Datagrams in, decoded RGB frames out. No socket, no clock, no window."""
 
     def __init__(
-        self, codec: JpegCodec, ssrc: int | None = None, payload_type: int = PT_JPEG
+        self, codec: Codec, ssrc: int | None = None, payload_type: int | None = None
     ) -> None:
         self.codec = codec
-        self.reassembler = RtpJpegReassembler(ssrc, payload_type=payload_type)
-        self.jitter: JitterBuffer[JpegFrame] = JitterBuffer()
+        self.decoder: VideoDecoder = codec.decoder()
+        self.receiver = RtpReceiver()
+        self.stream = self.receiver.add_stream(
+            codec.depacketizer(),
+            payload_type=codec.info.payload_type if payload_type is None else payload_type,
+            clock_rate=codec.info.clock_rate,
+            expected_ssrc=ssrc,
+        )
+        self.jitter: JitterBuffer[CodecFrame] = JitterBuffer(
+            clock_rate=codec.info.clock_rate, skip_older=codec.info.intra_only
+        )
         self.counts = ViewerCounts()
         self.last: RGB | None = None
 
     def push(self, datagram: bytes, now: float) -> None:
-        for frame in self.reassembler.push(datagram, now):
-            self.jitter.push(frame, frame.rtp_ts, now)
+        for frame in self.receiver.push(datagram, now):
+            self.jitter.push(frame, frame.timestamp, now)
 
     def next_due(self, now: float) -> float | None:
         return self.jitter.next_due(now)
 
     def pop(self, now: float) -> RGB | None:
         """Decode and return the frame due now, if any."""
-        self.reassembler.expire(now)
+        self.receiver.expire(now)
         frame = self.jitter.pop(now)
         if frame is None:
             return None
         try:
-            rgb = self.codec.decode_rgb(frame.jpeg)
-        except JpegError as exc:
+            width, height = self.decoder.frame_size(frame.data)
+            rgb: RGB = np.empty((height, width, 3), dtype=np.uint8)
+            self.decoder.decode_rgb_into(frame.data, rgb)
+        except CodecError as exc:
             self.counts.decode_errors += 1
-            logger.debug("undecodable frame ts=%d: %s", frame.rtp_ts, exc)
+            logger.debug("undecodable frame ts=%d: %s", frame.timestamp, exc)
             return None
         self.counts.frames += 1
         self.counts.height, self.counts.width = rgb.shape[:2]
@@ -118,10 +130,18 @@ class Viewer:
             counts["last_mean_rgb"] = [round(float(v), 2) for v in self.last.mean(axis=(0, 1))]
         return {
             **counts,
-            "reassembler": asdict(self.reassembler.stats),
+            "reassembler": self.rtp_stats(),
             "jitter": asdict(self.jitter.stats),
-            "codec": self.codec.name,
+            "codec": self.decoder.backend,
+            "codec_name": self.codec.info.name,
         }
+
+    def rtp_stats(self) -> dict[str, int]:
+        """The stream's counters, RTP-level garbage included in ``malformed``."""
+        counts = asdict(self.stream.stats)
+        counts["malformed"] += self.receiver.malformed
+        counts["unknown_payload_type"] = self.receiver.unknown_payload_type
+        return counts
 
 
 class _Shared:
@@ -169,11 +189,12 @@ def receive_loop(
 
 
 def _print_counts(viewer: Viewer, elapsed: float) -> None:
-    r = viewer.reassembler.stats
+    r = viewer.rtp_stats()
+    dropped = r["wrong_source"] + r["malformed"] + r["unknown_payload_type"]
     print(
         f"view: {elapsed:5.1f} s  frames {viewer.counts.frames}  "
-        f"{viewer.counts.width}x{viewer.counts.height}  lost packets {r.lost_packets}  "
-        f"incomplete {r.incomplete}  late {r.late}  dropped {r.wrong_source + r.malformed}",
+        f"{viewer.counts.width}x{viewer.counts.height}  lost packets {r['lost_packets']}  "
+        f"incomplete {r['incomplete']}  late {r['late']}  dropped {dropped}",
         flush=True,
     )
 
@@ -213,10 +234,11 @@ def _run_window(shared: _Shared, title: str) -> None:  # pragma: no cover - need
     root.mainloop()
 
 
-def _stream(args: argparse.Namespace) -> tuple[int, int]:
-    """(port, payload type) from --rtp or --sdp; ValueError with a message for the user."""
+def _stream(args: argparse.Namespace) -> tuple[int, int | None]:
+    """(port, payload type) from --rtp or --sdp (None: the codec's own); ValueError with a
+    message for the user."""
     if args.sdp is None:
-        return int(args.rtp), PT_JPEG
+        return int(args.rtp), None
     try:
         with open(args.sdp, encoding="utf-8", errors="replace") as fh:
             video = parse_sdp(fh.read(MAX_SDP_FILE))
@@ -234,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"vcall view: {exc}", file=sys.stderr)
         return 2
     args.rtp = port
-    viewer = Viewer(best_codec(), args.ssrc, payload_type)
+    viewer = Viewer(get_codec(DEFAULT_VIDEO), args.ssrc, payload_type)
     shared = _Shared()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -246,7 +268,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     # SIGTERM ends the view like closing the window: counts, stats and the last frame are kept.
     signal.signal(signal.SIGTERM, lambda _sig, _frame: shared.stop.set())
-    print(f"view: listening for RTP/JPEG on {args.bind}:{args.rtp}", flush=True)
+    print(f"view: listening for RTP/{viewer.codec.info.name} on {args.bind}:{args.rtp}", flush=True)
     start = time.monotonic()
     worker = threading.Thread(
         target=receive_loop,

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.errors import LocalProtocolError
 from pipeline.ipc.shm import Segment, SegmentSet
 
 logger = logging.getLogger(__name__)
@@ -49,8 +50,20 @@ N_STAMPS = 16
 # Ring header words.
 _H_MAGIC, _H_SLOTS, _H_CAPACITY, _H_WRITES = range(4)
 # Slot header words; the stamps follow.
-_S_LOCK, _S_SEQ, _S_FRAME, _S_NBYTES, _S_WIDTH, _S_HEIGHT, _S_AUX, _S_AUX2 = range(8)
-_S_STAMPS = 8
+(
+    _S_LOCK,
+    _S_SEQ,
+    _S_FRAME,
+    _S_NBYTES,
+    _S_WIDTH,
+    _S_HEIGHT,
+    _S_SOURCE_WIDTH,
+    _S_SOURCE_HEIGHT,
+    _S_QUALITY,
+    _S_KEYFRAME,
+    _S_PATTERN_ID,
+) = range(11)
+_S_STAMPS = 11  # 11 + N_STAMPS words of 8 bytes fit the 256-byte slot header
 
 U8Array = npt.NDArray[np.uint8]
 
@@ -71,7 +84,7 @@ class Ts(enum.IntEnum):
     DISPLAYED = 10  # decoded into the RGB ring, controller notified
 
 
-class RingError(Exception):
+class RingError(LocalProtocolError):
     """Misuse of a ring (bad sizes, frame larger than a slot)."""
 
 
@@ -86,8 +99,11 @@ class Descriptor:
     nbytes: int
     width: int
     height: int
-    aux: int  # ring-specific (e.g. JPEG quality)
-    aux2: int = 0  # ring-specific
+    source_width: int = 0  # the frame's size before scaling for display (0: not scaled/known)
+    source_height: int = 0
+    quality: int = 0  # the encoder's quality knob that produced it (encoded rings)
+    keyframe: bool = False  # decodes on its own (encoded rings)
+    pattern_id: int = 0  # the test pattern's embedded frame id (display rings; 0: not the pattern)
     stamps: tuple[int, ...] = field(default=(0,) * N_STAMPS)
 
     def stamp(self, ts: Ts) -> int:
@@ -215,8 +231,11 @@ class RingWriter:
         nbytes: int,
         width: int = 0,
         height: int = 0,
-        aux: int = 0,
-        aux2: int = 0,
+        source_width: int = 0,
+        source_height: int = 0,
+        quality: int = 0,
+        keyframe: bool = False,
+        pattern_id: int = 0,
         stamps: Mapping[int, int] | None = None,
     ) -> int:
         """Publish the open slot and wake the readers; returns the frame's seq."""
@@ -233,8 +252,11 @@ class RingWriter:
         header[_S_NBYTES] = nbytes
         header[_S_WIDTH] = width
         header[_S_HEIGHT] = height
-        header[_S_AUX] = aux
-        header[_S_AUX2] = aux2
+        header[_S_SOURCE_WIDTH] = source_width
+        header[_S_SOURCE_HEIGHT] = source_height
+        header[_S_QUALITY] = quality
+        header[_S_KEYFRAME] = int(keyframe)
+        header[_S_PATTERN_ID] = pattern_id
         for i in range(N_STAMPS):
             header[_S_STAMPS + i] = 0
         if stamps:
@@ -264,7 +286,8 @@ class RingWriter:
         frame_id: int,
         width: int = 0,
         height: int = 0,
-        aux: int = 0,
+        quality: int = 0,
+        keyframe: bool = False,
         stamps: Mapping[int, int] | None = None,
     ) -> int:
         """Copy ``data`` into the next slot and commit it (for small payloads, e.g. JPEG)."""
@@ -274,7 +297,13 @@ class RingWriter:
         dst = self.begin()
         dst[:n] = np.frombuffer(data, dtype=np.uint8)
         return self.commit(
-            frame_id=frame_id, nbytes=n, width=width, height=height, aux=aux, stamps=stamps
+            frame_id=frame_id,
+            nbytes=n,
+            width=width,
+            height=height,
+            quality=quality,
+            keyframe=keyframe,
+            stamps=stamps,
         )
 
 
@@ -316,8 +345,11 @@ class RingReader:
             nbytes=header[_S_NBYTES],
             width=header[_S_WIDTH],
             height=header[_S_HEIGHT],
-            aux=header[_S_AUX],
-            aux2=header[_S_AUX2],
+            source_width=header[_S_SOURCE_WIDTH],
+            source_height=header[_S_SOURCE_HEIGHT],
+            quality=header[_S_QUALITY],
+            keyframe=bool(header[_S_KEYFRAME]),
+            pattern_id=header[_S_PATTERN_ID],
             stamps=tuple(header[_S_STAMPS : _S_STAMPS + N_STAMPS].tolist()),
         )
         if header[_S_LOCK] != lock:

@@ -3,8 +3,10 @@
 A stage is a subclass of ``Stage`` that lists the fds it waits on, handles control messages and
 does one step when something is ready. ``Stage.run`` never busy-waits: it sleeps in ``select``
 on those fds plus the control pipe, with the timeout the stage asks for. Control messages are
-small tuples ``(verb, *args)`` from the controller; ``("stop",)`` or EOF on the control pipe
-ends the loop; the watchdog (``lifecycle.child_init``) ends the process if the controller dies.
+the frozen dataclasses of ``pipeline.control`` (a stage matches on their class); ``Stop`` or EOF
+on the control pipe ends the loop, ``ResetStats`` is handled here, anything else goes to the
+stage's ``handle``; the watchdog (``lifecycle.child_init``) ends the process if the controller
+dies.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from pipeline.control import ControlMessage, ResetStats, Stop
 from pipeline.ipc import lifecycle
 from pipeline.stats import LatencyWindow, StatsChannel
 
@@ -27,8 +30,6 @@ logger = logging.getLogger(__name__)
 MAX_SLEEP_S = 0.25
 # At most this many control messages are handled per loop turn (the pipe is the bound).
 MAX_CONTROL_PER_TURN = 16
-
-Message = tuple[Any, ...]
 
 
 @dataclass(slots=True)
@@ -64,8 +65,8 @@ class Stage:
     def step(self, ready: Sequence[int], now_ns: int) -> None:
         """Called every loop turn with the fds that are readable (maybe none)."""
 
-    def handle(self, msg: Message) -> None:
-        logger.warning("%s: unknown control message %r", self.ctx.name, msg[:1])
+    def handle(self, msg: ControlMessage) -> None:
+        """A control message this stage acts on (the others are ignored)."""
 
     def snapshot(self, now_ns: int) -> dict[str, Any]:
         return {}
@@ -100,25 +101,24 @@ class Stage:
             try:
                 if not conn.poll(0):
                     return
-                msg: Message = conn.recv()
+                msg: ControlMessage = conn.recv()
             except (EOFError, OSError):
                 logger.debug("%s: control pipe closed", self.ctx.name)
                 self.running = False
                 return
-            if not isinstance(msg, tuple) or not msg:
-                continue
-            if msg[0] == "stop":
-                self.running = False
-                return
-            if msg[0] == "reset_stats":
-                self.latency.clear()
-                self.counters.clear()
-                self._reset_ns = time.monotonic_ns()
-                continue
+            match msg:
+                case Stop():
+                    self.running = False
+                    return
+                case ResetStats():
+                    self.latency.clear()
+                    self.counters.clear()
+                    self._reset_ns = time.monotonic_ns()
+                    continue
             try:
                 self.handle(msg)
             except Exception:
-                logger.exception("%s: control message %r failed", self.ctx.name, msg[:1])
+                logger.exception("%s: control message %s failed", self.ctx.name, type(msg).__name__)
 
     def run(self) -> None:
         control_fd = self.ctx.control.fileno()

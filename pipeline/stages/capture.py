@@ -12,10 +12,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from pipeline.control import ControlMessage, SetPreset, SetSource
 from pipeline.ipc.ring import Ring, Ts
 from pipeline.presets import Preset
 from pipeline.sources.video import Source, SourceError, open_source
-from pipeline.stages.base import Message, Stage, StageContext
+from pipeline.stages.base import Stage, StageContext
 
 logger = logging.getLogger(__name__)
 
@@ -106,20 +107,16 @@ class CaptureStage(Stage):
         if not self._paced():  # a camera that fails at once must not spin the loop
             self._deadline = now_ns + RETRY_NS
 
-    def handle(self, msg: Message) -> None:
-        verb = msg[0]
-        if verb == "preset":
-            preset: Preset = msg[1]
-            source = self._open(self._spec, preset)
-            if source is not None:
-                self._replace(source, self._spec, preset)
-        elif verb == "source":
-            spec: str = msg[1]
-            source = self._open(spec, self._preset)
-            if source is not None:
-                self._replace(source, spec, self._preset)
-        else:
-            super().handle(msg)
+    def handle(self, msg: ControlMessage) -> None:
+        match msg:
+            case SetPreset(preset=preset):
+                source = self._open(self._spec, preset)
+                if source is not None:
+                    self._replace(source, self._spec, preset)
+            case SetSource(spec=spec):
+                source = self._open(spec, self._preset)
+                if source is not None:
+                    self._replace(source, spec, self._preset)
 
     def _replace(self, source: Source, spec: str, preset: Preset) -> None:
         if self._source is not None:

@@ -1,10 +1,13 @@
-"""Display stage: JPEGs of the rx ring -> RGB at the display size in the peer ring; raw frames
--> a small RGB self-view in the self ring. Both rings wake the controller through one eventfd.
+"""Display stage: encoded frames of the rx ring -> RGB at the display size in the peer ring;
+raw frames -> a small RGB self-view in the self ring. Both rings wake the controller through
+one eventfd.
 
-A JPEG's declared size is checked (SOF header, microseconds, no allocation) before anything is
-decoded; then it is decoded straight to RGB, straight into the peer ring's slot, at the size
-that fits the display box (TurboJPEG's DCT scaling does most of the shrinking). When the frame
-is the test pattern, its embedded capture time gives capture-to-display latency (same host).
+The stage holds the call codec's decoder and never asks which codec it is. A frame's declared
+size is checked first (``VideoDecoder.frame_size``: for JPEG the SOF header, microseconds, no
+allocation); then it is decoded straight to RGB, straight into the peer ring's slot, at the size
+that fits the display box (for JPEG, TurboJPEG's DCT scaling does most of the shrinking). When
+the frame is the test pattern, its embedded capture time gives capture-to-display latency (same
+host).
 """
 
 from __future__ import annotations
@@ -16,17 +19,15 @@ from typing import Any
 
 import cv2
 
-from pipeline.codecs.jpeg.backends import JpegCodec, JpegError, codec_by_name, fit_size
-from pipeline.codecs.jpeg.markers import JpegError as MarkerError
-from pipeline.codecs.jpeg.markers import check_size
+from pipeline.codecs.base import Codec, CodecError, VideoDecoder, fit_size
+from pipeline.control import ControlMessage, SetDisplaySize
 from pipeline.ipc.ring import Ring, Ts
 from pipeline.sources.pattern import read_stamp
-from pipeline.stages.base import Message, Stage, StageContext
+from pipeline.stages.base import Stage, StageContext
 from pipeline.stats import RateMeter
 
 logger = logging.getLogger(__name__)
 
-MAX_DECLARED = 4096
 # A capture-to-display figure outside this range is not from this host's clock.
 MAX_PLAUSIBLE_NS = 10_000_000_000
 
@@ -36,23 +37,24 @@ class DisplayStage(Stage):
         self,
         ctx: StageContext,
         *,
-        jpeg_rx: Ring,
+        encoded_rx: Ring,
         raw: Ring,
         raw_reader: int,
         rgb_peer: Ring,
         rgb_self: Ring,
         peer_box: tuple[int, int],
         self_box: tuple[int, int],
-        codec: str = "auto",
+        codec: Codec,
+        backend: str = "auto",
     ) -> None:
         super().__init__(ctx)
-        self._rx = jpeg_rx.reader(0)
+        self._rx = encoded_rx.reader(0)
         self._raw = raw.reader(raw_reader)
         self._peer = rgb_peer.writer()
         self._self = rgb_self.writer()
         self._peer_cap = rgb_peer.capacity
         self._self_cap = rgb_self.capacity
-        self._codec: JpegCodec = codec_by_name(codec)
+        self._decoder: VideoDecoder = codec.decoder(backend)
         self._peer_box = peer_box
         self._self_box = self_box
         self._shown = RateMeter()
@@ -80,24 +82,24 @@ class DisplayStage(Stage):
         if desc is None:
             return
         start = time.monotonic_ns()
-        jpeg = self._rx.copy_bytes(desc)
-        if jpeg is None:
+        data = self._rx.copy_bytes(desc)
+        if data is None:
             self.count("torn")
             return
         try:
-            width, height = check_size(jpeg, MAX_DECLARED, MAX_DECLARED)
-        except MarkerError as exc:
-            self.count("rejected_jpeg")
-            logger.debug("display: JPEG rejected before decoding: %s", exc)
+            width, height = self._decoder.frame_size(data)
+        except CodecError as exc:
+            self.count("rejected_frame")
+            logger.debug("display: frame rejected before decoding: %s", exc)
             return
         w, h = self._fit((width, height), self._peer_box, self._peer_cap)
         dst = self._peer.begin_array(w, h)
         try:
-            self._codec.decode_rgb_into(jpeg, dst)
-        except (JpegError, ValueError) as exc:
+            self._decoder.decode_rgb_into(data, dst)
+        except CodecError as exc:
             self._peer.abort()
             self.count("undecodable")
-            logger.debug("display: undecodable JPEG: %s", exc)
+            logger.debug("display: undecodable frame: %s", exc)
             return
         stamp = read_stamp(dst)
         done = time.monotonic_ns()
@@ -113,8 +115,9 @@ class DisplayStage(Stage):
             nbytes=dst.nbytes,
             width=w,
             height=h,
-            aux=stamp.frame_id if stamp is not None else 0,
-            aux2=(width << 16) | height,
+            pattern_id=stamp.frame_id if stamp is not None else 0,
+            source_width=width,
+            source_height=height,
             stamps=stamps,
         )
         self._shown.add(done)
@@ -147,21 +150,21 @@ class DisplayStage(Stage):
             nbytes=dst.nbytes,
             width=w,
             height=h,
-            aux2=(desc.width << 16) | desc.height,
+            source_width=desc.width,
+            source_height=desc.height,
             stamps={Ts.CAPTURE: desc.stamp(Ts.CAPTURE), Ts.DISPLAYED: done},
         )
         self._self_shown.add(done)
         self.window("self_view").add_ns(done - desc.stamp(Ts.CAPTURE))
 
-    def handle(self, msg: Message) -> None:
-        if msg[0] == "display_size":
-            self._peer_box, self._self_box = tuple(msg[1]), tuple(msg[2])
-        else:
-            super().handle(msg)
+    def handle(self, msg: ControlMessage) -> None:
+        match msg:
+            case SetDisplaySize(peer_box=peer_box, self_box=self_box):
+                self._peer_box, self._self_box = peer_box, self_box
 
     def snapshot(self, now_ns: int) -> dict[str, Any]:
         return {
-            "codec": self._codec.name,
+            "codec": self._decoder.backend,
             "fps_shown": round(self._shown.rate(now_ns), 2),
             "fps_self_view": round(self._self_shown.rate(now_ns), 2),
             "peer_box": list(self._peer_box),

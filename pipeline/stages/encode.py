@@ -1,13 +1,11 @@
-"""Encode stage: the newest raw frame -> JPEG in the tx ring, only while connected and sending.
+"""Encode stage: the newest raw frame -> an encoded frame in the tx ring, only while connected
+and sending.
 
-JPEG is encoded straight from the raw ring's slot (no copy); if the capture stage overwrote the
-slot meanwhile (``valid`` fails) the JPEG is thrown away and counted as torn.
-
-In V0 mode whole datagrams must stay peer-safe (classic receivers read at most 32 KiB in one
-``recvfrom``), so the JPEG is capped at ``v0_max_bytes``: 32 KiB minus the largest V0 header.
-The frame is first scaled to fit 640x480 (the classic clients' own size) and then
-``CappedEncoder`` steps quality (and if needed resolution) down, starting from the setting that
-fitted the previous frame (about one encode per frame).
+The stage holds the call's codec (``pipeline.codecs``) and never asks which one it is. The frame
+is encoded straight from the raw ring's slot (no copy); if the capture stage overwrote the slot
+meanwhile (``valid`` fails) the result is thrown away and counted as torn. When the call mode
+has a framing of its own (JPEG's classic V0 datagram), the framing wraps the encoder: it keeps
+every frame inside one peer-safe datagram (docs/architecture.md, the codec seam).
 """
 
 from __future__ import annotations
@@ -17,26 +15,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import cv2
-import numpy as np
-
-from pipeline.codecs.jpeg.backends import (
-    CappedEncoder,
-    FrameTooLargeError,
-    JpegCodec,
-    codec_by_name,
-    fit_size,
-)
+from pipeline.codecs.base import Codec, EncodeError, VideoEncoder
+from pipeline.control import Connect, ControlMessage, SetPreset, SetSending
 from pipeline.ipc.ring import Ring, RingError, Ts
 from pipeline.presets import Preset
-from pipeline.stages.base import Message, Stage, StageContext
-from pipeline.wire.v0 import V0_HEADER_MAX, V0_PEER_SAFE_DATAGRAM
+from pipeline.stages.base import Stage, StageContext
 
 logger = logging.getLogger(__name__)
-
-# The cap is on the JPEG; the header rides in the same datagram, so leave room for it.
-V0_MAX_BYTES = V0_PEER_SAFE_DATAGRAM - V0_HEADER_MAX
-V0_MAX_SIZE = (640, 480)
 
 
 class EncodeStage(Stage):
@@ -46,20 +31,24 @@ class EncodeStage(Stage):
         *,
         raw: Ring,
         raw_reader: int,
-        jpeg_tx: Ring,
+        encoded_tx: Ring,
         preset: Preset,
-        codec: str = "auto",
-        v0_max_bytes: int = V0_MAX_BYTES,
+        codec: Codec,
+        backend: str = "auto",
+        v0_max_bytes: int | None = None,
     ) -> None:
         super().__init__(ctx)
         self._reader = raw.reader(raw_reader)
-        self._writer = jpeg_tx.writer()
-        self._codec: JpegCodec = codec_by_name(codec)
+        self._writer = encoded_tx.writer()
+        self._codec = codec
+        self._plain = codec.encoder(backend)
+        # None until connected: there is nothing to encode for.
+        self._encoder: VideoEncoder | None = None
+        self._mode: str | None = None
         self._preset = preset
-        self._mode: str | None = None  # None until connected: nothing to encode for
+        self._framing_cap = v0_max_bytes
         self._sending = True
-        self._capped = CappedEncoder(self._codec, v0_max_bytes)
-        self._v0_quality = preset.quality
+        self._quality = preset.quality
 
     def wait_fds(self) -> Sequence[int]:
         return (self._reader.fd,)
@@ -71,30 +60,33 @@ class EncodeStage(Stage):
         desc = self._reader.latest()
         if desc is None:
             return
-        if self._mode is None or not self._sending:
+        encoder = self._encoder
+        if encoder is None or not self._sending:
             self.count("skipped_idle")
             return
         start = time.monotonic_ns()
-        image = self._reader.array(desc)
-        quality = self._preset.quality
         try:
-            if self._mode == "v0":
-                jpeg, width, height, quality = self._encode_v0(image)
-            else:
-                jpeg, width, height = self._codec.encode(image, quality), desc.width, desc.height
-        except FrameTooLargeError:
+            frame = encoder.encode(self._reader.array(desc), self._preset.quality)
+        except EncodeError:
             self.count("too_large")
             return
         if not self._reader.valid(desc):
             self.count("torn")
             return
+        self._quality = frame.quality
         stamps = dict(enumerate(desc.stamps[: Ts.CAPTURED + 1]))
         stamps[Ts.ENCODE_START] = start
         done = time.monotonic_ns()
         stamps[Ts.ENCODED] = done
         try:
             self._writer.write(
-                jpeg, frame_id=desc.frame_id, width=width, height=height, aux=quality, stamps=stamps
+                frame.data,
+                frame_id=desc.frame_id,
+                width=frame.width,
+                height=frame.height,
+                quality=frame.quality,
+                keyframe=frame.keyframe,
+                stamps=stamps,
             )
         except RingError:
             self.count("too_large")
@@ -102,38 +94,27 @@ class EncodeStage(Stage):
         self.window("encode_wait").add_ns(start - desc.stamp(Ts.CAPTURED))
         self.window("encode").add_ns(done - start)
         self.count("frames")
-        self.count("bytes", len(jpeg))
+        self.count("bytes", len(frame.data))
 
-    def _encode_v0(self, image: np.ndarray) -> tuple[bytes, int, int, int]:
-        h, w = image.shape[:2]
-        if w > V0_MAX_SIZE[0] or h > V0_MAX_SIZE[1]:
-            tw, th = fit_size((w, h), V0_MAX_SIZE)
-            tw, th = max(8, tw // 8 * 8), max(8, th // 8 * 8)
-            small = np.empty((th, tw, 3), dtype=np.uint8)
-            cv2.resize(image, (tw, th), dst=small, interpolation=cv2.INTER_AREA)
-            image = small
-        frame = self._capped.encode(image, self._preset.quality)
-        self._v0_quality = frame.quality
-        return frame.jpeg, frame.width, frame.height, frame.quality
-
-    def handle(self, msg: Message) -> None:
-        verb = msg[0]
-        if verb == "connect":
-            self._mode = msg[1]
-        elif verb == "sending":
-            self._sending = bool(msg[1])
-        elif verb == "preset":
-            self._preset = msg[1]
-            self._v0_quality = self._preset.quality
-        else:
-            super().handle(msg)
+    def handle(self, msg: ControlMessage) -> None:
+        match msg:
+            case Connect(peer=peer):
+                framing = self._codec.framing(peer.mode, self._framing_cap)
+                self._encoder = self._plain if framing is None else framing.encoder(self._plain)
+                self._mode = str(peer.mode)
+            case SetSending(enabled=enabled):
+                self._sending = enabled
+            case SetPreset(preset=preset):
+                self._preset = preset
+                self._quality = preset.quality
 
     def snapshot(self, now_ns: int) -> dict[str, Any]:
         return {
-            "codec": self._codec.name,
+            "codec": self._plain.backend,
+            "codec_name": self._codec.info.name,
             "mode": self._mode,
             "sending": self._sending,
-            "quality": self._v0_quality if self._mode == "v0" else self._preset.quality,
+            "quality": self._quality,
             "ring_dropped": self._reader.dropped,
             "ring_torn": self._reader.torn,
         }

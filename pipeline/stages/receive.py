@@ -1,23 +1,29 @@
-"""Receive stage: UDP from the negotiated peer -> (reassembly) -> jitter buffer -> rx JPEG ring.
+"""Receive stage: UDP from the negotiated peer -> frames -> jitter buffer -> rx encoded ring.
 
-The sockets were bound by the controller in ``MediaSession.open`` and are inherited. Until
-``("connect", ...)`` every datagram is dropped. After it, only datagrams whose source IP is
-the peer's (the source port is arbitrary in this protocol family) are looked at, and in RTP
-mode only the peer's SSRC (the reassembler's ``expected_ssrc``). Every reader has a cap: one
-``recvfrom`` reads at most 64 KiB, a turn reads at most ``MAX_DATAGRAMS_PER_TURN``, and the
-reassembler bounds frame size and open frames. Garbage is counted, never raised; an
-unexpected error on a peer's data (a parser bug) is counted as ``peer_errors`` and dropped.
+The sockets were bound by the controller in ``MediaSession.open`` and are inherited; each is
+wrapped in a ``DatagramEdge`` (the only way in and out: the peer-address rule and the
+unprotect hook). Until ``Connect`` every datagram is dropped and counted. In RTP mode the
+``RtpReceiver`` (the stream layer) filters payload type and SSRC (the negotiated SSRC is the
+per-call token, 0 included; None locks on the first source) and keeps the RFC 3550 statistics,
+and the codec's depacketizer rebuilds frames; in a mode with a framing of its own (V0) each
+datagram is one frame. Every reader has a cap: one ``recvfrom`` reads at most 64 KiB, a turn
+reads at most ``MAX_DATAGRAMS_PER_TURN``, and the depacketizer bounds frame size and open
+frames. Garbage is counted, never raised; an unexpected error on a peer's data (a parser bug)
+is counted as ``peer_errors`` and dropped.
+
+The jitter buffer skips older frames only when the codec says every frame is independent
+(``CodecInfo.intra_only``).
 
 RTCP (RTP mode): this stage owns the socket on rx port + 1. It takes in the peer's SR/RR, and
-every second sends our report to the peer's port + 1: an SR built from the send stage's counts
-(``txinfo`` ring) plus a report block about what we receive (loss, jitter, LSR/DLSR for RTT).
+every second sends our report to the peer's port + 1: an SR built from the send stage's
+``SenderInfo`` (``txinfo`` ring) plus a report block about what we receive (loss, jitter,
+LSR/DLSR for RTT).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import ipaddress
 import logging
 import socket
 import time
@@ -25,22 +31,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.codecs.jpeg.rfc2435 import RtpJpegReassembler
+from pipeline.codecs.base import Codec, Framing
+from pipeline.control import Connect, ControlMessage
+from pipeline.errors import RemoteProtocolError
 from pipeline.ipc.ring import Ring, RingError, RingReader, Ts
 from pipeline.jitter import JitterBuffer
-from pipeline.stages.base import Message, Stage, StageContext
-from pipeline.stages.send import TXINFO
+from pipeline.stages.base import Stage, StageContext
 from pipeline.stats import RateMeter
-from pipeline.wire.rtcp import RtcpSession
+from pipeline.transport.edge import DatagramEdge
+from pipeline.transport.stream import RtpReceiver, RtpStream
+from pipeline.wire.rtcp import RtcpSession, SenderInfo
 from pipeline.wire.rtp import to_rtp_ts
-from pipeline.wire.v0 import V0Error, decode_v0
 
 logger = logging.getLogger(__name__)
 
-MAX_DATAGRAM = 65536
 RECEIVE_BUFFER = 4 * 1024 * 1024
 EVEN_PORT_ATTEMPTS = 64
 MAX_DATAGRAMS_PER_TURN = 512
+MAX_RTCP_PER_TURN = 64
 EXPIRE_INTERVAL_NS = 100_000_000
 # Playout delay = JITTER_FACTOR x measured frame jitter, at most MAX_PLAYOUT_DELAY_S. RTP
 # timestamps are capture times, so the sender's own processing variation (a millisecond or two)
@@ -85,9 +93,10 @@ def _set_receive_buffer(sock: socket.socket) -> None:
 
 @dataclass(frozen=True, slots=True)
 class _RxFrame:
-    jpeg: bytes
+    data: bytes
     width: int
     height: int
+    keyframe: bool
     frame_id: int
     first_ns: int
     complete_ns: int
@@ -100,28 +109,30 @@ class ReceiveStage(Stage):
         *,
         rtp_sock: socket.socket,
         rtcp_sock: socket.socket,
-        jpeg_rx: Ring,
+        encoded_rx: Ring,
         txinfo: Ring,
+        codec: Codec,
     ) -> None:
         super().__init__(ctx)
-        self._rtp = rtp_sock
-        self._rtcp = rtcp_sock
-        for sock in (rtp_sock, rtcp_sock):
-            sock.setblocking(False)
-        self._writer = jpeg_rx.writer()
+        self._rtp = DatagramEdge(rtp_sock)
+        self._rtcp = DatagramEdge(rtcp_sock)
+        self._writer = encoded_rx.writer()
         self._txinfo = RingReader(txinfo, -1)
-        self._peer_ip: str | None = None
-        self._peer_rtcp: tuple[str, int] | None = None
+        self._codec = codec
         self._mode: str | None = None
-        self._reassembler: RtpJpegReassembler | None = None
+        self._receiver: RtpReceiver | None = None
+        self._video: RtpStream | None = None
+        self._framing: Framing | None = None
         self._rtcp_session: RtcpSession | None = None
         self._jitter: JitterBuffer[_RxFrame] = JitterBuffer(
-            jitter_factor=JITTER_FACTOR, max_delay=MAX_PLAYOUT_DELAY_S
+            clock_rate=codec.info.clock_rate,
+            jitter_factor=JITTER_FACTOR,
+            max_delay=MAX_PLAYOUT_DELAY_S,
+            skip_older=codec.info.intra_only,
         )
         self._frame_counter = 0
         self._last_expire = 0
-        self._tx_packets = 0
-        self._tx_octets = 0
+        self._sender_info: SenderInfo | None = None
         self._rate = RateMeter()
         self._played = RateMeter()
 
@@ -142,84 +153,64 @@ class ReceiveStage(Stage):
         frame = self._jitter.pop(now)
         if frame is not None:
             self._play(frame, now_ns)
-        if self._reassembler is not None and now_ns - self._last_expire > EXPIRE_INTERVAL_NS:
+        if self._receiver is not None and now_ns - self._last_expire > EXPIRE_INTERVAL_NS:
             self._last_expire = now_ns
-            self._reassembler.expire(now)
+            self._receiver.expire(now)
         if self._rtcp_session is not None:
             self._rtcp_tick(now)
 
-    def _recv(self, sock: socket.socket) -> tuple[bytes, tuple[str, int]] | None:
-        try:
-            data, addr = sock.recvfrom(MAX_DATAGRAM)
-        except (BlockingIOError, InterruptedError):
-            return None
-        except OSError as exc:  # e.g. ECONNREFUSED reported for an earlier send
-            self.count("socket_errors")
-            logger.debug("receive: %s", exc)
-            return None
-        return data, addr
-
-    def _from_peer(self, addr: tuple[str, int]) -> bool:
-        if self._peer_ip is None:
-            self.count("dropped_before_connect")
-            return False
-        # The kernel gives canonical address text and connect() normalised the peer's, so a
-        # string compare is exact (and cheap at thousands of packets a second).
-        if addr[0] != self._peer_ip:
-            self.count("dropped_wrong_address")
-            return False
-        return True
-
     def _read_media(self) -> None:
         for _ in range(MAX_DATAGRAMS_PER_TURN):
-            got = self._recv(self._rtp)
+            got = self._rtp.receive()
             if got is None:
                 return
-            data, addr = got
-            if not self._from_peer(addr):
-                continue
-            arrival_ns = time.monotonic_ns()
+            data, arrival_ns = got
             self._rate.add(arrival_ns, len(data))
             try:
-                if self._reassembler is not None:
+                if self._receiver is not None:
                     self._push_rtp(data, arrival_ns)
                 else:
-                    self._push_v0(data, arrival_ns)
+                    self._push_framed(data, arrival_ns)
             except Exception:  # a peer's datagram must never end the stage
                 self._peer_error("media")
 
-    def _push_v0(self, data: bytes, arrival_ns: int) -> None:
+    def _push_framed(self, data: bytes, arrival_ns: int) -> None:
+        assert self._framing is not None
         try:
-            frame = decode_v0(data)
-        except V0Error:
+            frame = self._framing.parse(data)
+        except RemoteProtocolError:
             self.count("malformed")
             return
-        rx = _RxFrame(frame.jpeg, frame.width, frame.height, frame.seq, arrival_ns, arrival_ns)
-        ts = None if frame.ts is None else to_rtp_ts(frame.ts)
+        rx = _RxFrame(
+            frame.data, frame.width, frame.height, True, frame.seq, arrival_ns, arrival_ns
+        )
+        ts = None if frame.capture_time is None else to_rtp_ts(frame.capture_time)
         # The jitter buffer counts V0 loss from seq (the one count: jitter_buffer.lost_frames).
         self._jitter.push(rx, ts, arrival_ns / 1e9, seq=frame.seq)
 
     def _push_rtp(self, data: bytes, arrival_ns: int) -> None:
-        assert self._reassembler is not None
-        for jf in self._reassembler.push(data, arrival_ns / 1e9):
+        assert self._receiver is not None
+        for cf in self._receiver.push(data, arrival_ns / 1e9):
             self._frame_counter += 1
             rx = _RxFrame(
-                jf.jpeg,
-                jf.width,
-                jf.height,
+                cf.data,
+                cf.width,
+                cf.height,
+                cf.keyframe,
                 self._frame_counter,
-                int(jf.first_arrival * 1e9),
+                int(cf.first_arrival * 1e9),
                 arrival_ns,
             )
-            self._jitter.push(rx, jf.rtp_ts, arrival_ns / 1e9)
+            self._jitter.push(rx, cf.timestamp, arrival_ns / 1e9)
 
     def _play(self, frame: _RxFrame, now_ns: int) -> None:
         try:
             self._writer.write(
-                frame.jpeg,
+                frame.data,
                 frame_id=frame.frame_id,
                 width=frame.width,
                 height=frame.height,
+                keyframe=frame.keyframe,
                 stamps={
                     Ts.RECV_FIRST: frame.first_ns,
                     Ts.RECV_COMPLETE: frame.complete_ns,
@@ -238,15 +229,14 @@ class ReceiveStage(Stage):
         self.window("jitter_buffer").add_ns(now_ns - frame.complete_ns)
 
     def _read_rtcp(self) -> None:
-        for _ in range(64):
-            got = self._recv(self._rtcp)
+        for _ in range(MAX_RTCP_PER_TURN):
+            got = self._rtcp.receive()
             if got is None:
                 return
-            data, addr = got
-            if not self._from_peer(addr) or self._rtcp_session is None:
+            if self._rtcp_session is None:
                 continue
             try:
-                self._rtcp_session.receive(data, time.monotonic())
+                self._rtcp_session.receive(got[0], time.monotonic())
             except Exception:  # a peer's report must never end the stage
                 self._peer_error("rtcp")
 
@@ -264,49 +254,60 @@ class ReceiveStage(Stage):
         desc = self._txinfo.latest()
         if desc is not None:
             raw = self._txinfo.copy_bytes(desc)
-            if raw is not None and len(raw) == TXINFO.size:
-                packets, octets, rtp_ts, sent_ns = TXINFO.unpack(raw)
-                if packets > self._tx_packets:
-                    session.on_rtp_sent(
-                        rtp_ts, octets - self._tx_octets, sent_ns / 1e9, packets - self._tx_packets
-                    )
-                    self._tx_packets, self._tx_octets = packets, octets
-        if session.due(now) and self._peer_rtcp is not None:
-            reception = None if self._reassembler is None else self._reassembler.reception
-            report = session.build_report(now, reception)
-            try:
-                self._rtcp.sendto(report, self._peer_rtcp)
-            except OSError as exc:
+            if raw is not None and len(raw) == SenderInfo.SIZE:
+                info = SenderInfo.unpack(raw)
+                session.on_sender_info(info, self._sender_info)
+                if self._sender_info is None or info.packets > self._sender_info.packets:
+                    self._sender_info = info
+        if session.due(now) and self._rtcp.peer is not None:
+            reception = None if self._video is None else self._video.reception
+            if self._rtcp.send(session.build_report(now, reception)) == 0:
                 self.count("rtcp_send_errors")
-                logger.debug("receive: RTCP send failed: %s", exc)
 
-    def handle(self, msg: Message) -> None:
-        verb = msg[0]
-        if verb == "connect":
-            ip, port, mode, local_ssrc, peer_ssrc = msg[1:6]
-            self._peer_ip = str(ipaddress.ip_address(ip))
-            self._mode = mode
-            if mode == "rtp":
-                # The negotiated SSRC is the per-call token (0 included): media and reports
-                # from any other source are dropped. None (no negotiation, e.g. an ffmpeg
-                # sender): lock on the first source.
-                self._reassembler = RtpJpegReassembler(peer_ssrc)
-                self._rtcp_session = RtcpSession(
-                    local_ssrc,
-                    wallclock_offset=time.time() - time.monotonic(),
-                    peer_ssrc=peer_ssrc,
-                )
-                self._peer_rtcp = (ip, port + 1)
-            logger.info("receive: %s from %s", mode, ip)
-        else:
-            super().handle(msg)
+    def handle(self, msg: ControlMessage) -> None:
+        match msg:
+            case Connect(peer=peer):
+                self._rtp.connect(peer.ip, None)
+                self._mode = str(peer.mode)
+                self._framing = self._codec.framing(peer.mode)
+                if self._framing is None:
+                    info = self._codec.info
+                    self._receiver = RtpReceiver()
+                    # The negotiated SSRC is the per-call token (0 included): media and reports
+                    # from any other source are dropped. None (no negotiation, e.g. an ffmpeg
+                    # sender): lock on the first source.
+                    self._video = self._receiver.add_stream(
+                        self._codec.depacketizer(),
+                        payload_type=info.payload_type,
+                        clock_rate=info.clock_rate,
+                        expected_ssrc=peer.peer_ssrc,
+                    )
+                    self._rtcp_session = RtcpSession(
+                        peer.local_ssrc,
+                        clock_rate=info.clock_rate,
+                        wallclock_offset=time.time() - time.monotonic(),
+                        peer_ssrc=peer.peer_ssrc,
+                    )
+                    self._rtcp.connect(peer.ip, peer.rx_port + 1)
+                logger.info("receive: %s from %s", peer.mode, peer.ip)
 
     def snapshot(self, now_ns: int) -> dict[str, Any]:
         js = self._jitter.stats
+        edge = self._rtp.stats
+        rtcp_edge = self._rtcp.stats
         snap: dict[str, Any] = {
             "mode": self._mode,
             "fps_received": round(self._played.rate(now_ns), 2),
             "bitrate_bps": round(self._rate.bits_per_second(now_ns)),
+            "edge": {
+                "received": edge.received,
+                "dropped_before_connect": edge.dropped_before_connect
+                + rtcp_edge.dropped_before_connect,
+                "dropped_wrong_address": edge.dropped_wrong_address
+                + rtcp_edge.dropped_wrong_address,
+                "unprotect_failed": edge.unprotect_failed + rtcp_edge.unprotect_failed,
+                "socket_errors": edge.socket_errors + rtcp_edge.socket_errors,
+            },
             "jitter_buffer": {
                 "delay_ms": round(js.delay_s * 1000, 3),
                 "jitter_ms": round(js.jitter_s * 1000, 3),
@@ -318,14 +319,15 @@ class ReceiveStage(Stage):
                 "buffered": js.buffered,
             },
         }
-        if self._reassembler is not None:
-            rs = self._reassembler.stats
-            rec = self._reassembler.reception
+        if self._receiver is not None and self._video is not None:
+            rs = self._video.stats
+            rec = self._video.reception
             snap["rtp"] = {
                 "packets": rs.packets,
                 "frames": rs.frames,
-                "malformed": rs.malformed,
+                "malformed": rs.malformed + self._receiver.malformed,
                 "wrong_source": rs.wrong_source,
+                "unknown_payload_type": self._receiver.unknown_payload_type,
                 "duplicates": rs.duplicates,
                 "late": rs.late,
                 "incomplete": rs.incomplete,
@@ -350,8 +352,8 @@ class ReceiveStage(Stage):
         return snap
 
     def close(self) -> None:
-        if self._rtcp_session is not None and self._peer_rtcp is not None:
+        if self._rtcp_session is not None and self._rtcp.peer is not None:
             with contextlib.suppress(OSError):
-                self._rtcp.sendto(self._rtcp_session.build_bye("call ended"), self._peer_rtcp)
+                self._rtcp.send(self._rtcp_session.build_bye("call ended"))
         self._rtp.close()
         self._rtcp.close()

@@ -1,54 +1,60 @@
-"""Send stage: the newest JPEG of the tx ring -> UDP datagrams to the peer (V0 or RTP/JPEG).
+"""Send stage: the newest encoded frame of the tx ring -> UDP datagrams to the peer.
 
-Nothing is sent before ``("connect", peer)``. In RTP mode the running packet/octet counts and
-the last RTP timestamp are published in the ``txinfo`` ring, from which the receive stage (which
-owns the RTCP socket on rx port + 1) builds our sender reports. A datagram the kernel refuses
-(ENOBUFS, ECONNREFUSED from an earlier ICMP) is counted and the frame goes on.
+Nothing is sent before ``Connect``. In RTP mode the codec's packetizer feeds an ``RtpSender``
+(the stream layer: headers, sequence numbers, counts); in a mode with a framing of its own
+(V0) the framing makes one datagram per frame. Every datagram leaves through the socket's
+``DatagramEdge`` (the protect hook). In RTP mode the sender's running counts are published as an
+``rtcp.SenderInfo`` in the ``txinfo`` ring, from which the receive stage (which owns the RTCP
+socket on rx port + 1) builds our sender reports. A datagram the kernel refuses (ENOBUFS,
+ECONNREFUSED from an earlier ICMP) is counted by the edge and the frame goes on.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
-import struct
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.codecs.jpeg.rfc2435 import PacketizeError, RtpJpegPacketizer
+from pipeline.codecs.base import Codec, EncodeError, Framing
+from pipeline.control import Connect, ControlMessage, SetPreset, SetSending
 from pipeline.ipc.ring import Ring, Ts
-from pipeline.stages.base import Message, Stage, StageContext
+from pipeline.stages.base import Stage, StageContext
 from pipeline.stats import RateMeter
-from pipeline.wire.v0 import V0TooLargeError, encode_v0
+from pipeline.transport.edge import DatagramEdge
+from pipeline.transport.stream import RtpSender
 
 logger = logging.getLogger(__name__)
 
-# packets, payload octets, last RTP timestamp, monotonic ns of the last send
-TXINFO = struct.Struct("!QQIQ")
 SEND_BUFFER = 4 * 1024 * 1024
+MAX_PAYLOAD = 1200  # bytes of RTP payload: fits any path MTU we meet, with headers to spare
 
 
-def rtp_ts_of(monotonic_ns: int) -> int:
-    """A monotonic_ns time as a 90 kHz RTP timestamp."""
-    return (monotonic_ns * 9 // 100_000) & 0xFFFFFFFF
+def rtp_ts_of(monotonic_ns: int, clock_rate: int = 90000) -> int:
+    """A monotonic_ns time as an RTP timestamp at ``clock_rate`` (32-bit)."""
+    return (monotonic_ns * clock_rate // 1_000_000_000) & 0xFFFFFFFF
 
 
 class SendStage(Stage):
-    def __init__(self, ctx: StageContext, *, jpeg_tx: Ring, txinfo: Ring, fps: int) -> None:
+    def __init__(
+        self, ctx: StageContext, *, encoded_tx: Ring, txinfo: Ring, fps: int, codec: Codec
+    ) -> None:
         super().__init__(ctx)
-        self._reader = jpeg_tx.reader(0)
+        self._reader = encoded_tx.reader(0)
         self._txinfo = txinfo.writer()
         self._fps = fps
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._codec = codec
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         except OSError:
             logger.debug("send buffer size not changed")
-        self._peer: tuple[str, int] | None = None
+        self._edge = DatagramEdge(sock)
         self._mode: str | None = None
-        self._packetizer: RtpJpegPacketizer | None = None
+        self._rtp: RtpSender | None = None
+        self._framing: Framing | None = None
         self._sending = True
-        self._seq = 0
         self._rate = RateMeter()
 
     def wait_fds(self) -> Sequence[int]:
@@ -59,38 +65,26 @@ class SendStage(Stage):
             return
         self._reader.drain()
         desc = self._reader.latest()
-        if desc is None or self._peer is None or not self._sending:
+        if desc is None or self._mode is None or not self._sending:
             return
         start = time.monotonic_ns()
-        jpeg = self._reader.copy_bytes(desc)
-        if jpeg is None:
+        data = self._reader.copy_bytes(desc)
+        if data is None:
             self.count("torn")
             return
         try:
-            datagrams = self._datagrams(jpeg, desc.width, desc.height, desc.stamp(Ts.CAPTURE))
-        except (V0TooLargeError, PacketizeError) as exc:
+            datagrams = self._datagrams(data, desc.width, desc.height, desc.stamp(Ts.CAPTURE))
+        except EncodeError as exc:
             self.count("unsendable")
             logger.debug("send: frame %d not sendable: %s", desc.frame_id, exc)
             return
-        sent_bytes = 0
-        for datagram in datagrams:
-            try:
-                sent_bytes += self._sock.sendto(datagram, self._peer)
-            except OSError as exc:
-                self.count("send_errors")
-                logger.debug("send: sendto failed: %s", exc)
+        sent_bytes = sum(self._edge.send(d) for d in datagrams)
         done = time.monotonic_ns()
         self._rate.add(done, sent_bytes)
         self.count("frames")
         self.count("datagrams", len(datagrams))
-        if self._packetizer is not None:
-            p = self._packetizer
-            self._txinfo.write(
-                TXINFO.pack(
-                    p.packets_sent, p.payload_octets_sent, rtp_ts_of(desc.stamp(Ts.CAPTURE)), done
-                ),
-                frame_id=desc.frame_id,
-            )
+        if self._rtp is not None:
+            self._txinfo.write(self._rtp.sender_info(done).pack(), frame_id=desc.frame_id)
         self.window("send_wait").add_ns(start - desc.stamp(Ts.ENCODED))
         self.window("send").add_ns(done - start)
         self.window("capture_to_sent").add_ns(done - desc.stamp(Ts.CAPTURE))
@@ -101,35 +95,42 @@ class SendStage(Stage):
         ):
             self.window(name).add_ns(desc.stamp(b) - desc.stamp(a))
 
-    def _datagrams(self, jpeg: bytes, width: int, height: int, capture_ns: int) -> list[bytes]:
-        if self._packetizer is not None:
-            return self._packetizer.packetize(jpeg, rtp_ts_of(capture_ns))
-        self._seq += 1
-        return [encode_v0(self._seq, time.time(), width, height, self._fps, jpeg)]
+    def _datagrams(self, data: bytes, width: int, height: int, capture_ns: int) -> list[bytes]:
+        if self._rtp is not None:
+            ts = rtp_ts_of(capture_ns, self._codec.info.clock_rate)
+            return self._rtp.packetize(data, width, height, ts)
+        assert self._framing is not None
+        return [self._framing.datagram(data, width, height, self._fps, time.time())]
 
-    def handle(self, msg: Message) -> None:
-        verb = msg[0]
-        if verb == "connect":
-            ip, port, mode, local_ssrc = msg[1:5]
-            self._peer = (ip, port)
-            self._mode = mode
-            self._packetizer = RtpJpegPacketizer(local_ssrc) if mode == "rtp" else None
-            logger.info("send: %s to %s:%d", mode, ip, port)
-        elif verb == "sending":
-            self._sending = bool(msg[1])
-        elif verb == "preset":
-            self._fps = msg[1].fps
-        else:
-            super().handle(msg)
+    def handle(self, msg: ControlMessage) -> None:
+        match msg:
+            case Connect(peer=peer):
+                self._edge.connect(peer.ip, peer.rx_port)
+                self._mode = str(peer.mode)
+                self._framing = self._codec.framing(peer.mode)
+                self._rtp = None
+                if self._framing is None:
+                    self._rtp = RtpSender(
+                        self._codec.packetizer(MAX_PAYLOAD),
+                        ssrc=peer.local_ssrc,
+                        payload_type=self._codec.info.payload_type,
+                    )
+                logger.info("send: %s to %s:%d", peer.mode, peer.ip, peer.rx_port)
+            case SetSending(enabled=enabled):
+                self._sending = enabled
+            case SetPreset(preset=preset):
+                self._fps = preset.fps
 
     def snapshot(self, now_ns: int) -> dict[str, Any]:
+        edge = self._edge.stats
         return {
             "mode": self._mode,
             "sending": self._sending,
             "fps_sent": round(self._rate.rate(now_ns), 2),
             "bitrate_bps": round(self._rate.bits_per_second(now_ns)),
             "ring_dropped": self._reader.dropped,
+            "send_errors": edge.send_errors,
         }
 
     def close(self) -> None:
-        self._sock.close()
+        self._edge.close()

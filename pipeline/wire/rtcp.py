@@ -2,7 +2,7 @@
 
 API::
 
-    class RtcpError(ValueError)                       # garbage from the network
+    class RtcpError(RemoteProtocolError)                     # garbage from the network
     ReportBlock(ssrc, fraction_lost, cumulative_lost, highest_seq, jitter, lsr, dlsr)
     SenderReport(ssrc, ntp_timestamp, rtp_timestamp, packet_count, octet_count, reports=())
     ReceiverReport(ssrc, reports=())
@@ -45,6 +45,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from pipeline.errors import RemoteProtocolError
 from pipeline.wire.rtp import SEQ_MOD, ts_diff
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ MAX_DROPOUT = 3000
 MAX_MISORDER = 100
 
 
-class RtcpError(ValueError):
+class RtcpError(RemoteProtocolError):
     """A datagram that is not a well-formed RTCP compound packet (garbage from a peer)."""
 
 
@@ -372,6 +373,32 @@ class ReceptionStats:
 
 
 @dataclass(frozen=True, slots=True)
+class SenderInfo:
+    """What the sending side tells the side that owns the RTCP socket, for sender reports
+    (RFC 3550 6.4.1): running totals since the stream began, and when the last packet left.
+
+    ``pack``/``unpack`` give its fixed 28-byte form (the send stage publishes it in shared
+    memory; the receive stage reads it). ``unpack`` raises ValueError on a wrong length.
+    """
+
+    packets: int
+    octets: int  # payload octets
+    rtp_timestamp: int  # of the last frame sent
+    sent_ns: int  # monotonic_ns when the last packet was handed to the kernel
+
+    _FORMAT = struct.Struct("!QQIQ")
+    SIZE = _FORMAT.size
+
+    def pack(self) -> bytes:
+        return self._FORMAT.pack(self.packets, self.octets, self.rtp_timestamp, self.sent_ns)
+
+    @classmethod
+    def unpack(cls, data: bytes) -> SenderInfo:
+        packets, octets, rtp_ts, sent_ns = cls._FORMAT.unpack(data)
+        return cls(packets, octets, rtp_ts, sent_ns)
+
+
+@dataclass(frozen=True, slots=True)
 class RtcpStats:
     rtt_s: float | None
     remote_fraction_lost: float | None  # 0..1, as the peer reported about our stream
@@ -431,6 +458,13 @@ class RtcpSession:
         self._octets_sent = (self._octets_sent + payload_bytes) & 0xFFFFFFFF
         self._last_rtp_ts = rtp_ts
         self._last_rtp_time = now
+
+    def on_sender_info(self, info: SenderInfo, previous: SenderInfo | None) -> None:
+        """Account for what the sender sent since ``previous`` (None: since the start)."""
+        packets = info.packets - (previous.packets if previous else 0)
+        if packets > 0:
+            octets = info.octets - (previous.octets if previous else 0)
+            self.on_rtp_sent(info.rtp_timestamp, octets, info.sent_ns / 1e9, packets)
 
     def due(self, now: float) -> bool:
         return self._last_report is None or now - self._last_report >= self.interval

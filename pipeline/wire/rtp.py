@@ -2,7 +2,7 @@
 
 API::
 
-    class RtpError(ValueError)              # garbage from the network (never a local misuse)
+    class RtpError(RemoteProtocolError)     # garbage from the network (never a local misuse)
     @dataclass(frozen=True, slots=True)
     class RtpPacket:
         payload_type: int; sequence_number: int; timestamp: int; ssrc: int
@@ -25,6 +25,8 @@ import logging
 import struct
 from dataclasses import dataclass
 
+from pipeline.errors import RemoteProtocolError
+
 logger = logging.getLogger(__name__)
 
 RTP_VERSION = 2
@@ -36,7 +38,7 @@ _HALF_SEQ = SEQ_MOD // 2
 _HALF_TS = TS_MOD // 2
 
 
-class RtpError(ValueError):
+class RtpError(RemoteProtocolError):
     """A datagram that is not a well-formed RTP packet (garbage from a peer)."""
 
 

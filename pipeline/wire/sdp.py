@@ -1,20 +1,23 @@
-"""SDP (RFC 4566) description of one RTP/JPEG (RFC 2435) video stream, for ffmpeg/GStreamer.
+"""SDP (RFC 4566) description of one RTP video stream, for ffmpeg/GStreamer.
 
 API::
 
     def build_sdp(dest_ip: str, port: int, *, payload_type: int = 26,
+                  rtpmap: str = "JPEG/90000", fmtp: str | None = None,
                   session_name: str = "vcall", origin_ip: str | None = None,
                   session_id: int = 0, ssrc: int | None = None, cname: str | None = None,
                   framerate: float | None = None) -> str
-    class SdpError(ValueError)          # a description we cannot use (from a file or a peer)
+    class SdpError(RemoteProtocolError)        # a description we cannot use (from a file or a peer)
     @dataclass(frozen=True, slots=True)
     class SdpVideo: address: str; port: int; payload_type: int
     def parse_sdp(text: str) -> SdpVideo   # the first RTP/AVP video stream carrying JPEG/90000
 
-The text describes what a receiver at ``dest_ip:port`` gets: ``m=video PORT RTP/AVP 26``,
-``c=IN IP4 dest_ip`` and ``a=rtpmap:26 JPEG/90000``; RTCP goes to port + 1 (the RTP/AVP
-default). ``ffplay -protocol_whitelist file,udp,rtp -i stream.sdp`` opens it. Lines end in
-CRLF as RFC 4566 says. ValueError on arguments that would make an invalid description.
+The text describes what a receiver at ``dest_ip:port`` gets: ``m=video PORT RTP/AVP PT``,
+``c=IN IP4 dest_ip``, ``a=rtpmap:PT <rtpmap>`` (the codec's ``CodecInfo.rtpmap``, e.g.
+``JPEG/90000``) and ``a=fmtp:PT <fmtp>`` when the codec has format parameters; RTCP goes to
+port + 1 (the RTP/AVP default). ``ffplay -protocol_whitelist file,udp,rtp -i stream.sdp`` opens
+it. Lines end in CRLF as RFC 4566 says. ValueError on arguments that would make an invalid
+description.
 
 ``parse_sdp`` reads what ffmpeg (``-sdp_file``), GStreamer or vcall write, leniently (LF or CRLF,
 unknown lines ignored, media-level ``c=`` over session-level): the first ``m=video`` stream over
@@ -27,6 +30,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 from dataclasses import dataclass
+
+from pipeline.errors import RemoteProtocolError
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +46,8 @@ def build_sdp(
     port: int,
     *,
     payload_type: int = 26,
+    rtpmap: str = "JPEG/90000",
+    fmtp: str | None = None,
     session_name: str = "vcall",
     origin_ip: str | None = None,
     session_id: int = 0,
@@ -48,7 +55,7 @@ def build_sdp(
     cname: str | None = None,
     framerate: float | None = None,
 ) -> str:
-    """The SDP text (CRLF line ends) for one RTP/JPEG stream sent to ``dest_ip:port``."""
+    """The SDP text (CRLF line ends) for one RTP video stream sent to ``dest_ip:port``."""
     addr = ipaddress.ip_address(dest_ip)
     origin = ipaddress.ip_address(origin_ip) if origin_ip else addr
     if not 0 < port < 65535 or not 0 <= payload_type < 128:
@@ -61,9 +68,11 @@ def build_sdp(
         f"c=IN {family} {addr}",
         "t=0 0",
         f"m=video {port} RTP/AVP {payload_type}",
-        f"a=rtpmap:{payload_type} JPEG/90000",
-        "a=recvonly",
+        f"a=rtpmap:{payload_type} {_clean(rtpmap)}",
     ]
+    if fmtp:
+        lines.append(f"a=fmtp:{payload_type} {_clean(fmtp)}")
+    lines.append("a=recvonly")
     if framerate:
         lines.append(f"a=framerate:{framerate:g}")
     if ssrc is not None:
@@ -76,7 +85,7 @@ def build_sdp(
 MAX_SDP = 64 * 1024
 
 
-class SdpError(ValueError):
+class SdpError(RemoteProtocolError):
     """An SDP text without a usable RTP/JPEG video stream."""
 
 

@@ -5,8 +5,8 @@ API::
     V0_MAX_DATAGRAM = 65507
     V0_PEER_SAFE_DATAGRAM = 32 * 1024     # what every classic receiver reads in one recvfrom
     V0_HEADER_MAX = 64                     # encode_v0's header never exceeds this
-    class V0Error(ValueError)             # a datagram that is not V0 (garbage from a peer)
-    class V0TooLargeError(ValueError)          # local: the frame does not fit the size limit
+    class V0Error(RemoteProtocolError)    # a datagram that is not V0 (garbage from a peer)
+    class V0TooLargeError(LocalProtocolError)  # local: the frame does not fit the size limit
     @dataclass(frozen=True, slots=True)
     class V0Frame:
         seq: int; ts: float | None; width: int; height: int; fps: float; jpeg: bytes
@@ -29,6 +29,8 @@ import logging
 import math
 from dataclasses import dataclass
 
+from pipeline.errors import LocalProtocolError, RemoteProtocolError
+
 logger = logging.getLogger(__name__)
 
 V0_MAX_DATAGRAM = 65507  # the largest UDP payload over IPv4
@@ -47,11 +49,11 @@ _MAX_SEQ = (1 << 64) - 1
 _MAX_TS = 1e12  # seconds: year 33658; anything beyond is not a sender's time.time()
 
 
-class V0Error(ValueError):
+class V0Error(RemoteProtocolError):
     """A datagram that is not a classic V0 video frame."""
 
 
-class V0TooLargeError(ValueError):
+class V0TooLargeError(LocalProtocolError):
     """A local frame whose datagram would exceed the size limit (step quality down)."""
 
 

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.errors import LocalProtocolError
 from vcall.call.codec import (
     CallAccepted,
     CallAlive,
@@ -16,7 +17,6 @@ from vcall.call.codec import (
     Calling,
     CallResume,
     Extension,
-    LocalProtocolError,
     Message,
     MessageReader,
     PeerProtocolError,

@@ -1,5 +1,6 @@
 """CallManager in process: two managers through a real discovery server, with a recording fake
-media session, to check exactly what call control asks of the media layer and the API's errors."""
+media session, to check exactly what call control asks of the media layer (the peer endpoint,
+every set_sending from hold and pause) and the API's errors."""
 
 from __future__ import annotations
 
@@ -8,16 +9,35 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from pipeline.control import MediaMode, PeerEndpoint
 from tests.fixtures.discovery import DiscoveryProcess
-from vcall.call.events import CallEnded, CallEvent, CallStarted, HoldChanged, IncomingCall
+from vcall.call.events import (
+    CallEnded,
+    CallEvent,
+    CallStarted,
+    HoldChanged,
+    IncomingCall,
+    PauseChanged,
+)
 from vcall.call.manager import CallManager, CallUsageError
 from vcall.call.media import MediaLike
 from vcall.call.state import CallState
 from vcall.discovery.client import DiscoveryClient
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """A stand-in for pipeline.stats.MediaStats: call control only needs to_dict()."""
+
+    data: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.data)
 
 
 class FakeMedia:
@@ -43,9 +63,9 @@ class FakeMedia:
     def sdp(self) -> str:
         return ""
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> _Snapshot:
         self.calls.append(("stats", None))
-        return {"fake": True}
+        return _Snapshot({"fake": True})
 
     def close(self) -> None:
         self.calls.append(("close", None))
@@ -56,6 +76,7 @@ class Peer:
         self, nick: str, server: tuple[str, int], media: type[FakeMedia] = FakeMedia, **kw: Any
     ) -> None:
         self.events: queue.Queue[CallEvent] = queue.Queue()
+        self.log: list[CallEvent] = []  # every event, in order (wait() skips some)
         self.media_cls = media
         self.medias: list[FakeMedia] = []
         self.manager = CallManager(
@@ -64,9 +85,13 @@ class Peer:
             server=server,
             listen=("127.0.0.1", 0),
             media_factory=self._factory,
-            on_event=self.events.put,
+            on_event=self._on_event,
             **kw,
         )
+
+    def _on_event(self, event: CallEvent) -> None:
+        self.log.append(event)
+        self.events.put(event)
 
     def _factory(self) -> MediaLike:
         media = self.media_cls()
@@ -103,7 +128,8 @@ def test_media_is_driven_exactly(pair: tuple[Peer, Peer]) -> None:
     assert bob.wait(IncomingCall).peer == "alice"
     assert bob.manager.state is CallState.RINGING
     bob.manager.accept()
-    assert alice.wait(CallStarted).mode == "rtp"
+    started = alice.wait(CallStarted)
+    assert started.mode == "rtp" and '"mode": "rtp"' in started.to_json()
     assert bob.wait(CallStarted).mode == "rtp"
     # Each action waits for the other side to see it: otherwise bob's resume could overtake
     # alice's CALL_HOLD on the wire and the media would rightly see two more flow changes.
@@ -121,6 +147,7 @@ def test_media_is_driven_exactly(pair: tuple[Peer, Peer]) -> None:
     bob.manager.close()
     (am,), (bm,) = alice.medias, bob.medias
     a_peer, b_peer = am.calls[1][1], bm.calls[1][1]
+    assert isinstance(a_peer, PeerEndpoint) and a_peer.mode is MediaMode.RTP
     assert (a_peer.ip, a_peer.rx_port, a_peer.mode) == ("127.0.0.1", bm.port, "rtp")
     assert (b_peer.ip, b_peer.rx_port, b_peer.mode) == ("127.0.0.1", am.port, "rtp")
     assert a_peer.local_ssrc == b_peer.peer_ssrc != 0
@@ -131,6 +158,78 @@ def test_media_is_driven_exactly(pair: tuple[Peer, Peer]) -> None:
     assert am.calls[2:] == expected and bm.calls[2:] == expected
     assert alice.manager.last_stats == {"fake": True}
     assert alice.manager.state is CallState.ENDED
+
+
+def connect(alice: Peer, bob: Peer) -> None:
+    alice.manager.call("bob")
+    bob.wait(IncomingCall)
+    bob.manager.accept()
+    alice.wait(CallStarted)
+    bob.wait(CallStarted)
+
+
+def sent(peer: Peer, call: int = 0) -> list[bool]:
+    """Every set_sending the call's media was given, in order."""
+    return [arg for name, arg in peer.medias[call].calls if name == "set_sending"]
+
+
+def pauses(peer: Peer) -> list[bool]:
+    return [e.paused for e in peer.log if isinstance(e, PauseChanged)]
+
+
+def test_pause_outlasts_holds_and_the_session_alone_drives_sending(
+    pair: tuple[Peer, Peer],
+) -> None:
+    alice, bob = pair
+    connect(alice, bob)
+    alice.manager.pause(True)  # sending stops at once
+    alice.manager.pause(True)  # the same choice again: nothing at all
+    alice.manager.hold()
+    bob.wait_hold(local=False, remote=True)
+    alice.manager.resume()  # the hold ends, the pause does not: still nothing sent
+    bob.wait_hold(local=False, remote=False)
+    bob.manager.hold()
+    alice.wait_hold(local=False, remote=True)
+    alice.manager.pause(False)  # un-pausing while held sends nothing
+    bob.manager.resume()
+    alice.wait_hold(local=False, remote=False)  # neither held nor paused: sending again
+    alice.manager.pause(True)
+    alice.manager.hangup()
+    bob.wait(CallEnded)
+    bob.manager.close()
+    assert sent(alice) == [False, True, False]
+    assert pauses(alice) == [True, False, True]
+    # The pause is ours alone: the peer's media only follows the holds.
+    assert sent(bob) == [False, True, False, True]
+    assert pauses(bob) == []
+    assert alice.medias[0].calls[-2:] == [("stats", None), ("close", None)]
+    assert PauseChanged(True).to_json() == '{"event": "pause", "paused": true}'
+
+
+def test_pause_only_in_a_call_and_never_carried_to_the_next(pair: tuple[Peer, Peer]) -> None:
+    alice, bob = pair
+    with pytest.raises(CallUsageError, match="only possible in a call"):
+        alice.manager.pause(True)  # idle: refused, not remembered for the next call
+    alice.manager.call("bob")
+    bob.wait(IncomingCall)
+    for manager in (alice.manager, bob.manager):  # dialling / ringing: not in a call yet
+        with pytest.raises(CallUsageError):
+            manager.pause(True)
+    assert bob.manager.state is CallState.RINGING  # nothing changed
+    bob.manager.accept()
+    alice.wait(CallStarted)
+    bob.manager.pause(True)
+    alice.manager.hangup()
+    bob.wait(CallEnded)
+    with pytest.raises(CallUsageError):
+        bob.manager.pause(False)  # ended
+    connect(alice, bob)  # the next call starts un-paused: its media is never told to stop
+    alice.manager.hangup()
+    bob.wait(CallEnded)
+    bob.manager.close()
+    assert sent(bob, 0) == [False] and sent(bob, 1) == []
+    assert [c[0] for c in bob.medias[1].calls] == ["open", "connect", "stats", "close"]
+    assert pauses(bob) == [True] and pauses(alice) == []
 
 
 def test_local_misuse_raises_and_changes_nothing(pair: tuple[Peer, Peer]) -> None:

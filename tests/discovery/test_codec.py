@@ -6,12 +6,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipeline.errors import LocalProtocolError, RemoteProtocolError
 from vcall.discovery.codec import (
     EMPTY,
     INCOMPLETE,
     Bye,
     ListUsers,
-    LocalProtocolError,
     Marker,
     Nok,
     NokCode,
@@ -19,7 +19,6 @@ from vcall.discovery.codec import (
     Quit,
     Register,
     Rejected,
-    RemoteProtocolError,
     UserEntry,
     UserRecord,
     UsersList,

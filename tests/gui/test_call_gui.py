@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from pipeline.sources.pattern import Stamp, read_stamp
+from pipeline.stats import MediaStats
 from pipeline.wire.sdp import parse_sdp
 from tests.fixtures.discovery import DiscoveryProcess
 from tests.gui.harness import Client, crop
@@ -108,8 +109,12 @@ def assert_moving(client: Client, shot: Shot, name: str) -> None:
     assert b.frame_id > a.frame_id, f"{name}: frame ids do not advance ({a} -> {b})"
 
 
-def wait_stats(client: Client, check: Callable[[dict], bool], what: str) -> None:
-    client.pump_until(lambda: check(client.app.last_stats), 15, what)
+def wait_stats(client: Client, check: Callable[[MediaStats], bool], what: str) -> None:
+    def ready() -> bool:
+        stats = client.app.last_stats
+        return stats is not None and check(stats)
+
+    client.pump_until(ready, 15, what)
 
 
 def test_call_hold_resume_quality_source_hangup(
@@ -184,24 +189,24 @@ def test_call_hold_resume_quality_source_hangup(
 
         # Pause sending (button), resume sending (shortcut).
         alice.click(app.call.pause_button)
-        wait_stats(alice, lambda s: s.get("sending") is False, "sending paused")
+        wait_stats(alice, lambda s: s.info.sending is False, "sending paused")
         assert "sending paused" in app.call.status.cget("text")
         alice.key("<Control-p>")
-        wait_stats(alice, lambda s: s.get("sending") is True, "sending resumed")
+        wait_stats(alice, lambda s: s.info.sending is True, "sending resumed")
 
         # Quality: the selector, then the shortcut (next preset).
         app.call.quality.set("high")
         app.call.quality.event_generate("<<ComboboxSelected>>")
-        wait_stats(alice, lambda s: s.get("preset", {}).get("size") == [1280, 720], "720p")
+        wait_stats(alice, lambda s: s.info.preset.size == (1280, 720), "720p")
         alice.key("<Control-q>")
-        wait_stats(alice, lambda s: s.get("preset", {}).get("name") == "max", "max quality")
+        wait_stats(alice, lambda s: s.info.preset.name == "max", "max quality")
         assert app.call.quality.get() == "max"
 
         # Source: a video file through the chooser; our self-view stops showing the pattern.
         app.call.ask_file = lambda: str(video)
         app.call.source.set(FILE_LABEL)
         app.call.source.event_generate("<<ComboboxSelected>>")
-        wait_stats(alice, lambda s: s.get("source") == f"file:{video}", "file source")
+        wait_stats(alice, lambda s: s.source == f"file:{video}", "file source")
         alice.pump_until(
             lambda: read_stamp(self_area(alice, screenshot, "file-source")) is None,
             10, "self-view shows the file",
@@ -209,20 +214,20 @@ def test_call_hold_resume_quality_source_hangup(
         assert app.call.source.get() == "File: clip.mp4"
         app.call.source.set(PATTERN_LABEL)
         app.call.source.event_generate("<<ComboboxSelected>>")
-        wait_stats(alice, lambda s: s.get("source") == "pattern", "pattern source")
+        wait_stats(alice, lambda s: s.source == "pattern", "pattern source")
 
         # Statistics panel: figures and the chart; the shortcut hides and shows it.
         assert app.call.stats_visible
         figures = dict(app.call.stats.history.series("fps_in") and [("ok", "")])
         assert figures, "no statistics arrived"
-        assert app.last_stats["fps_shown"] > 0
+        assert app.last_stats is not None and app.last_stats.fps_shown > 0
         # Save SDP (issue #6): the RTP stream we send, as ffplay / GStreamer read it.
         sdp_path = tmp_path / "alice.sdp"
         app.call.ask_sdp_path = lambda: str(sdp_path)
         alice.click(app.call.stats.save_sdp_button)
         alice.pump_until(sdp_path.exists, 10, "SDP written")
         video_sdp = parse_sdp(sdp_path.read_text())
-        assert f"{video_sdp.address}:{video_sdp.port}" == app.last_stats["peer"]
+        assert f"{video_sdp.address}:{video_sdp.port}" == app.last_stats.info.peer
         assert video_sdp.payload_type == 26
         # The file lands before the worker's "saved" event reaches Tk: wait for the notice.
         saved = f"SDP saved to {sdp_path}."

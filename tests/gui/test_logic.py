@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipeline.presets import get_preset
+from pipeline.stats import DropStats, LatencySummary, LossStats, MediaStats, SessionInfo
 from vcall.discovery.client import DiscoveryTimeout, ServerUnreachable, UserUnknown, WrongPassword
 from vcall.gui.events import UserRow
 from vcall.gui.logic import (
+    STAGE_ORDER,
     History,
     StatsView,
     chart_segments,
@@ -121,54 +127,116 @@ def test_to_ppm() -> None:
         to_ppm(np.zeros((2, 3), np.uint8))
 
 
+def media_stats(*, mode: str | None = "rtp", **figures: Any) -> MediaStats:
+    """A MediaStats of a connected session with nothing measured yet, plus ``figures``."""
+    info = SessionInfo(
+        state="connected",
+        rx_port=5004,
+        mode=mode,
+        peer="127.0.0.1:5006",
+        sending=True,
+        preset=get_preset("high"),
+        source="pattern",
+        codec_name="jpeg",
+        uptime_s=1.0,
+        controller_read_ms={},
+        dead_stages=(),
+    )
+    defaults: dict[str, Any] = {
+        "info": info,
+        "latency_ms": {},
+        "codec": None,
+        "fps_sent": 0.0,
+        "fps_received": 0.0,
+        "fps_shown": 0.0,
+        "fps_self_view": 0.0,
+        "bitrate_sent_bps": 0,
+        "bitrate_received_bps": 0,
+        "loss": LossStats(None, 0, None, None),
+        "jitter_ms": None,
+        "jitter_buffer_delay_ms": None,
+        "rtt_ms": None,
+        "drops": DropStats(),
+        "cpu_percent": {},
+        "source": "pattern",
+        "source_error": "",
+        "stages": {},
+    }
+    return MediaStats(**(defaults | figures))
+
+
 def test_summarize_stats_reads_the_session_snapshot() -> None:
     view = summarize_stats(
-        {
-            "fps_shown": 29.5,
-            "fps_sent": 30,
-            "bitrate_received_bps": 1_800_000,
-            "bitrate_sent_bps": 2_000_000,
-            "loss": {"lost_packets": 3, "remote_fraction_lost": 0.005},
-            "rtt_ms": 1.2,
-            "jitter_ms": 0.4,
-            "latency_ms": {
-                "capture_to_display": {"count": 9, "p50": 40.0, "p95": 55.0},
-                "decode": {"p50": 4.0},
-                "capture": {"p50": 1.0},
-                "encode": {"count": 0},
+        media_stats(
+            fps_shown=29.5,
+            fps_sent=30,
+            bitrate_received_bps=1_800_000,
+            bitrate_sent_bps=2_000_000,
+            loss=LossStats(
+                lost_packets=3, lost_frames=0, remote_fraction_lost=0.005, remote_cumulative_lost=1
+            ),
+            rtt_ms=1.2,
+            jitter_ms=0.4,
+            latency_ms={
+                "capture_to_display": LatencySummary(count=9, p50=40.0, p95=55.0),
+                "decode": LatencySummary(count=1, p50=4.0),
+                "capture": LatencySummary(count=1, p50=1.0),
+                "encode": LatencySummary(count=0),
             },
-            "preset": {"name": "high", "size": [1280, 720], "quality": 70, "fps": 30},
-            "mode": "rtp",
-            "cpu_percent": {"capture": 10.0, "total": 55.5},
-            "errors": {"source": ""},
-        }
+            cpu_percent={"capture": 10.0, "total": 55.5},
+        )
     )
     assert (view.fps_in, view.fps_out, view.kbps_in, view.kbps_out) == (29.5, 30, 1800, 2000)
     assert view.loss_pct == pytest.approx(0.5) and view.lost_packets == 3
     assert (view.c2d_p50_ms, view.c2d_p95_ms, view.rtt_ms) == (40.0, 55.0, 1.2)
     assert view.stages == (("capture", 1.0), ("decode", 4.0))  # pipeline order
     assert view.sending == "high 1280x720 q70"
+    assert view.mode == "rtp" and view.source_error == ""
     labels = dict(view.lines())
     assert labels["RTT / jitter"] == "1.2 / 0.4 ms"
     assert labels["capture→display p50/p95"] == "40 / 55 ms"
     assert labels["media / CPU"] == "RTP / 56 %"
     assert "source error" not in labels
-    broken = summarize_stats({"errors": {"source": "cannot open /x.mp4"}})
+    broken = summarize_stats(media_stats(source_error="cannot open /x.mp4"))
     assert dict(broken.lines())["source error"] == "cannot open /x.mp4"
-    empty = summarize_stats({"latency_ms": "nonsense", "rtt_ms": float("nan"), "preset": [1]})
-    assert empty == StatsView()
+    # Nothing measured yet, before the media connects: every figure but the rates is "–".
+    empty = summarize_stats(media_stats(mode=None, rtt_ms=float("nan")))
+    assert empty == StatsView(
+        fps_in=0.0, fps_out=0.0, kbps_in=0.0, kbps_out=0.0, sending="high 1280x720 q70"
+    )
     assert dict(empty.lines())["RTT / jitter"] == "– / –"
+    assert "media / CPU" not in dict(empty.lines())
+
+
+# Optional figures as a session may report them, the non-finite ones included (a NaN must never
+# reach the chart or show as "nan").
+figure = st.none() | st.floats()
+count = st.none() | st.integers(0, 10**12)
+latency = st.builds(LatencySummary, count=st.integers(0, 10**6), p50=figure, p95=figure)
 
 
 @given(
-    st.recursive(
-        st.none() | st.floats() | st.integers() | st.text(max_size=5),
-        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=4),
+    st.builds(
+        media_stats,
+        mode=st.none() | st.sampled_from(["v0", "rtp"]),
+        fps_shown=st.floats(),
+        fps_sent=st.floats(),
+        bitrate_received_bps=st.integers(0, 10**12),
+        loss=st.builds(LossStats, count, st.integers(0, 10**9), figure, count),
+        rtt_ms=figure,
+        jitter_ms=figure,
+        latency_ms=st.dictionaries(st.sampled_from(["capture_to_display", *STAGE_ORDER]), latency),
+        cpu_percent=st.dictionaries(st.sampled_from(["total", "capture"]), st.floats()),
+        source_error=st.sampled_from(["", "no camera"]),
     )
 )
-def test_summarize_stats_never_raises(data: object) -> None:
-    if isinstance(data, dict):
-        summarize_stats(data).lines()
+def test_summarize_stats_shows_no_nan(stats: MediaStats) -> None:
+    view = summarize_stats(stats)
+    for label, value in view.lines():
+        assert "nan" not in value and "inf" not in value, (label, value)
+    for name in History.SERIES:
+        number = getattr(view, name)
+        assert number is None or math.isfinite(number)
 
 
 def test_history_and_chart() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pipeline.presets import get_preset
+from pipeline.stats import SessionInfo, summarise
 from vcall.gui import events as ev
 from vcall.gui.model import Phase, Screen, UiModel, reduce, status_line, window_title
 
@@ -56,7 +58,11 @@ def test_incoming_ring_countdown_and_logout() -> None:
 
 def test_unrelated_events_change_nothing() -> None:
     model = UiModel()
-    assert reduce(model, ev.StatsUpdate({}, 0.0), 0.0) is model
+    info = SessionInfo(
+        "connected", 5004, "rtp", "127.0.0.1:5006", True, get_preset("medium"), "pattern", "jpeg",
+        1.0, {}, (),
+    )  # fmt: skip
+    assert reduce(model, ev.StatsUpdate(summarise(info, {}, {}), 0.0), 0.0) is model
     assert reduce(model, ev.MediaDetached(), 0.0) is model
 
 

@@ -1,5 +1,6 @@
 """vcall.gui.worker with a fake call manager and fake media: command routing, event
-translation, pause vs hold, and that failures come back as words (no display, no network)."""
+translation, pause through the manager (never the media), and that failures come back as words
+(no display, no network)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from pipeline.presets import get_preset
+from pipeline.stats import MediaStats, SessionInfo, summarise
 from vcall.call import events as ce
 from vcall.config import Config
 from vcall.discovery.client import ServerUnreachable, WrongPassword
@@ -41,8 +44,12 @@ class FakeMedia:
     def set_display_size(self, peer: tuple[int, int], me: tuple[int, int]) -> None:
         self.calls.append(("display", (peer, me)))
 
-    def stats(self) -> dict[str, Any]:
-        return {"rx": {"fps": 30.0}}
+    def stats(self) -> MediaStats:
+        info = SessionInfo(
+            "connected", 5004, "rtp", "127.0.0.1:5006", True, get_preset("medium"), "pattern",
+            "jpeg", 1.0, {}, (),
+        )  # fmt: skip
+        return summarise(info, {"display": {"fps_shown": 30.0}}, {})
 
     def sdp(self) -> str:
         if self.v0:
@@ -62,6 +69,7 @@ class FakeManager:
         self.on_event = kwargs["on_event"]
         self.actions: list[str] = []
         self.media: FakeMedia | None = None
+        self.paused = False
         self.closed = False
 
     def start(self) -> None:
@@ -89,6 +97,15 @@ class FakeManager:
 
     def resume(self) -> None:
         self.actions.append("resume")
+
+    def pause(self, paused: bool) -> None:
+        # As CallManager: refused outside a call, PauseChanged (from its thread) on a change.
+        self.actions.append(f"pause {paused}")
+        if self.media is None:
+            raise RuntimeError("pause is only possible in a call (state idle)")
+        if paused != self.paused:
+            self.paused = paused
+            self._later(ce.PauseChanged(paused))
 
     def hangup(self) -> None:
         self.actions.append("hangup")
@@ -150,7 +167,7 @@ def test_login_failure_words(worker: Any, exc: Exception, needle: str) -> None:
     assert worker.managers[0].closed
 
 
-def test_call_flow_pause_outlasts_hold(worker: Any) -> None:
+def test_call_flow_pause_goes_through_the_manager(worker: Any) -> None:
     worker.post(ev.Login("alice", "pw", ("127.0.0.1", 8000)))
     wait_for(worker, ev.UsersListed)
     manager: FakeManager = worker.managers[0]
@@ -164,21 +181,26 @@ def test_call_flow_pause_outlasts_hold(worker: Any) -> None:
     assert attached.session is media and attached.notify_fd != media.notify_fd()  # a dup
     os.close(attached.notify_fd)
     assert ("display", ((800, 450), (240, 135))) in media.calls  # size given before the call
-    assert isinstance(wait_for(worker, ev.StatsUpdate)[-1].stats, dict)
+    stats = wait_for(worker, ev.StatsUpdate)[-1].stats
+    assert isinstance(stats, MediaStats) and stats.fps_shown == 30.0  # passed on as is
 
+    # Pause and hold are the manager's to combine: the worker only asks, and reports what the
+    # manager says (PauseChanged), whatever the hold does.
     worker.post(ev.SetSending(False))
-    wait_for(worker, ev.SendingChanged)
+    assert wait_for(worker, ev.SendingChanged)[-1] == ev.SendingChanged(False)
     manager.on_event(ce.HoldChanged(True, False))
-    wait_for(worker, ev.HoldState)
-    media.calls.clear()
-    worker.post(ev.SetSending(True))  # un-pausing while held must not start sending
-    wait_for(worker, ev.SendingChanged)
-    assert media.calls == []
+    assert wait_for(worker, ev.HoldState)[-1] == ev.HoldState(True, False)
+    worker.post(ev.SetSending(True))
+    assert wait_for(worker, ev.SendingChanged)[-1] == ev.SendingChanged(True)
     worker.post(ev.SetSending(False))
-    wait_for(worker, ev.SendingChanged)
-    manager.on_event(ce.HoldChanged(False, False))  # the manager resumes; the pause remains
-    wait_for(worker, ev.HoldState)
-    assert media.calls[-1] == ("sending", False)
+    assert wait_for(worker, ev.SendingChanged)[-1] == ev.SendingChanged(False)
+    manager.on_event(ce.HoldChanged(False, False))
+    seen = wait_for(worker, ev.HoldState)
+    assert seen[-1] == ev.HoldState(False, False)
+    assert not any(isinstance(e, ev.SendingChanged) for e in seen)  # the hold ending says nothing
+    assert [a for a in manager.actions if a.startswith("pause")] == [
+        "pause True", "pause False", "pause True",
+    ]  # fmt: skip
 
     worker.post(ev.SetPreset("high"))
     worker.post(ev.SetSource("file:/missing"))
@@ -191,8 +213,21 @@ def test_call_flow_pause_outlasts_hold(worker: Any) -> None:
     manager.on_event(ce.CallEnded("bob", "peer_hangup"))
     seen = wait_for(worker, ev.Ended)
     assert ev.MediaDetached() in seen and seen[-1] == ev.Ended("bob hung up.", False)
-    assert manager.actions == ["call bob", "hold", "resume", "hangup"]
+    assert [a for a in manager.actions if not a.startswith("pause")] == [
+        "call bob", "hold", "resume", "hangup",
+    ]  # fmt: skip
+    assert not any(name == "sending" for name, _ in media.calls)  # never behind its back
     media.close()
+
+
+def test_pause_refused_by_the_manager_becomes_a_notice(worker: Any) -> None:
+    worker.post(ev.Login("alice", "pw", ("127.0.0.1", 8000)))
+    wait_for(worker, ev.UsersListed)
+    worker.post(ev.SetSending(False))  # no call: the manager refuses
+    seen = wait_for(worker, ev.Notice)
+    assert seen[-1].error and "only possible in a call" in seen[-1].message
+    assert not any(isinstance(e, ev.SendingChanged) for e in seen)
+    assert worker.managers[0].actions == ["pause True"]
 
 
 def test_incoming_ring_and_refused_dial(worker: Any) -> None:

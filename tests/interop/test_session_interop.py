@@ -126,7 +126,7 @@ def test_a_vcall_session_shows_an_ffmpeg_stream(session: MediaSession, tmp_path:
             peer, _self_view = session.latest()
             if peer is not None:
                 shown = peer
-                if session.stats().get("fps_received", 0) > 0:
+                if session.stats().to_dict().get("fps_received", 0) > 0:
                     break
             time.sleep(0.05)
     assert shown is not None, session.stats()

@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.codecs.jpeg.rfc2435 import RtpJpegReassembler
 from pipeline.wire.sdp import build_sdp
+from tests.fixtures.rtpjpeg import JpegRtpReceiver
 from tests.interop.tools import (
     QUADRANTS,
     H,
@@ -72,7 +72,7 @@ def gst_png_source(png: Path, fmt: str, quality: int) -> list[str]:
 
 def stream_into_vcall(cmd: list[str], port: int) -> tuple[list[np.ndarray], list[bytes]]:
     """Run a sender, reassemble its frames; -> (decoded frames, first-fragment payloads)."""
-    reassembler = RtpJpegReassembler()
+    reassembler = JpegRtpReceiver()
     seen: list[bytes] = []
     with udp_socket(port) as sock, running(cmd) as proc:
         frames = receive_vcall(sock, COUNT, 20.0, reassembler, seen)
@@ -86,7 +86,7 @@ def stream_into_vcall(cmd: list[str], port: int) -> tuple[list[np.ndarray], list
     assert (stats.incomplete, stats.lost_packets, stats.unsupported, stats.malformed) == (
         0, 0, 0, 0,
     ), stats  # fmt: skip
-    decoded = [decode(f.jpeg) for f in frames]
+    decoded = [decode(f.data) for f in frames]
     for f, rgb in zip(frames, decoded, strict=True):
         assert (f.width, f.height) == (W, H)
         check_pattern(rgb, 0)

@@ -16,7 +16,8 @@ import numpy as np
 import numpy.typing as npt
 from turbojpeg import TJSAMP_420, TJSAMP_422, TurboJPEG
 
-from pipeline.codecs.jpeg.rfc2435 import JpegFrame, RtpJpegPacketizer, RtpJpegReassembler
+from pipeline.codecs.base import CodecFrame
+from tests.fixtures.rtpjpeg import JpegRtpReceiver, JpegRtpSender
 
 W, H = 320, 240
 STRIP_Y = 224  # rows 224..239 carry the frame index as a grey level
@@ -93,13 +94,15 @@ def send_vcall(
 ) -> None:
     """Send ``count`` frames of the pattern (frame i carries i in its strip) as RTP/JPEG,
     or fewer if ``stop`` is set meanwhile."""
-    pk = RtpJpegPacketizer(ssrc, q=q, initial_seq=65530)  # wraps after six packets
+    pk = JpegRtpSender(ssrc, q=q, initial_seq=65530)  # wraps after six packets
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         for i in range(count):
             if stop is not None and stop.is_set():
                 break
             ts = (0xFFFFFFFF - 3000 + i * 1500) & 0xFFFFFFFF  # the timestamp wraps too
-            for datagram in pk.packetize(encode(i, quality=quality, sub=sub, restart=restart), ts):
+            for datagram in pk.packetize_jpeg(
+                encode(i, quality=quality, sub=sub, restart=restart), ts
+            ):
                 sock.sendto(datagram, ("127.0.0.1", port))
             time.sleep(1 / fps)
 
@@ -171,14 +174,14 @@ def receive_vcall(
     sock: socket.socket,
     count: int,
     timeout: float,
-    reassembler: RtpJpegReassembler,
+    reassembler: JpegRtpReceiver,
     seen: list[bytes] | None = None,
-) -> list[JpegFrame]:
+) -> list[CodecFrame]:
     """Reassemble until ``count`` frames or ``timeout`` seconds (the socket is bound first).
 
     ``seen`` collects the payload of every first fragment (offset 0), to check what a tool
     sent (type, Q, table length)."""
-    frames: list[JpegFrame] = []
+    frames: list[CodecFrame] = []
     deadline = time.monotonic() + timeout
     sock.settimeout(0.1)
     while len(frames) < count and time.monotonic() < deadline:

@@ -19,7 +19,7 @@ import pipeline.codecs.jpeg.backends as jpeg_mod
 from pipeline.codecs.jpeg.backends import (
     MAX_DIMENSION,
     CappedEncoder,
-    EncodedFrame,
+    CappedJpeg,
     FrameTooLargeError,
     JpegCodec,
     JpegError,
@@ -306,7 +306,7 @@ def test_encode_under_respects_the_limit(codec: JpegCodec) -> None:
     full = codec.encode(image, 70)
     for limit in (len(full) + 1, len(full) // 2, 60_000, 20_000, 8_000):
         frame = encode_under(codec, image, 70, limit)
-        assert isinstance(frame, EncodedFrame)
+        assert isinstance(frame, CappedJpeg)
         assert len(frame.jpeg) <= limit
         header = read_header(frame.jpeg)
         assert (header.width, header.height) == (frame.width, frame.height)

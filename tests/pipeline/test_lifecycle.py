@@ -295,7 +295,7 @@ def test_death_signal_follows_the_launcher_thread_not_a_worker_thread() -> None:
         pids = [p.pid for p in session._procs.values() if p.pid is not None]
         assert len(pids) == 5
         assert all(psutil.pid_exists(p) for p in pids)
-        assert session.stats()["dead_stages"] == []
+        assert session.stats().to_dict()["dead_stages"] == []
     finally:
         session.close()
 

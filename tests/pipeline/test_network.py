@@ -91,16 +91,16 @@ def test_loss_is_counted_by_the_receiver_and_reported_to_the_sender(
 ) -> None:
     a, b, relay = lossy_call
     wait_for(lambda: relay.dropped >= 10)
-    wait_for(lambda: (b.stats()["loss"]["lost_packets"] or 0) > 0)
+    wait_for(lambda: (b.stats().to_dict()["loss"]["lost_packets"] or 0) > 0)
     # The sender learns it from the receiver's RTCP report blocks.
-    wait_for(lambda: (a.stats()["loss"]["remote_cumulative_lost"] or 0) > 0)
-    st_b = b.stats()
+    wait_for(lambda: (a.stats().to_dict()["loss"]["remote_cumulative_lost"] or 0) > 0)
+    st_b = b.stats().to_dict()
     assert st_b["drops"]["incomplete_frames"] > 0  # frames missing a fragment are not shown
     assert st_b["dead_stages"] == []
     first = peer_frame(b)
     assert first is not None
     wait_for(lambda: (f := peer_frame(b)) is not None and f.frame_id > first.frame_id)
-    wait_for(lambda: a.stats()["rtt_ms"] is not None)
+    wait_for(lambda: a.stats().to_dict()["rtt_ms"] is not None)
 
 
 @pytest.mark.parametrize("mode", ["v0", "rtp"])
@@ -118,11 +118,15 @@ def test_garbage_from_the_peer_address_is_counted_and_survived(mode: str) -> Non
                 sock.sendto(data, (LOCAL, b.rx_port))
                 sock.sendto(data, (LOCAL, b.rx_port + 1))  # RTCP port too
             wait_for(
-                lambda: b.stats()["drops"]["malformed"] + b.stats()["drops"]["wrong_source"] > 10
+                lambda: (
+                    b.stats().to_dict()["drops"]["malformed"]
+                    + b.stats().to_dict()["drops"]["wrong_source"]
+                    > 10
+                )
             )
         finally:
             sock.close()
-        st = b.stats()
+        st = b.stats().to_dict()
         assert st["dead_stages"] == []
         first = peer_frame(b)
         assert first is not None
@@ -142,7 +146,7 @@ def test_rtcp_from_another_ssrc_is_dropped() -> None:
     from pipeline.wire.rtcp import ReceiverReport, ReportBlock, serialize_rtcp
 
     with call("rtp") as (_a, b):
-        wait_for(lambda: b.stats()["rtt_ms"] is not None)
+        wait_for(lambda: b.stats().to_dict()["rtt_ms"] is not None)
         forged = serialize_rtcp(
             [ReceiverReport(0xBAD, (ReportBlock(0x2222, 255, 100_000, 0, 0, 0, 0),))]
         )
@@ -150,7 +154,7 @@ def test_rtcp_from_another_ssrc_is_dropped() -> None:
         try:
             for _ in range(5):
                 sock.sendto(forged, (LOCAL, b.rx_port + 1))
-            wait_for(lambda: b.stats()["drops"]["wrong_source"] >= 5)
+            wait_for(lambda: b.stats().to_dict()["drops"]["wrong_source"] >= 5)
         finally:
             sock.close()
-        assert (b.stats()["loss"]["remote_cumulative_lost"] or 0) < 100_000
+        assert (b.stats().to_dict()["loss"]["remote_cumulative_lost"] or 0) < 100_000

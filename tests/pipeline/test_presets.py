@@ -6,6 +6,8 @@ import dataclasses
 
 import pytest
 
+from pipeline.codecs.registry import get_codec
+from pipeline.errors import LocalProtocolError
 from pipeline.presets import (
     DEFAULT_PRESET,
     PRESET_NAMES,
@@ -28,6 +30,7 @@ def test_the_four_presets_exist_in_order_of_cost() -> None:
 @pytest.mark.parametrize("name", PRESET_NAMES)
 def test_presets_fit_rfc2435_and_classic_peers(name: str) -> None:
     preset = get_preset(name)
+    get_codec("JPEG").info.check_size(preset.width, preset.height)
     assert preset.name == name
     assert preset.width % 8 == 0 and preset.height % 8 == 0
     assert preset.width <= 2040 and preset.height <= 2040
@@ -46,8 +49,12 @@ def test_unknown_preset_names_the_valid_ones() -> None:
 def test_presets_are_frozen_and_validated() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         get_preset("low").quality = 99  # type: ignore[misc]
-    with pytest.raises(ValueError, match="multiple of 8"):
-        Preset("odd", 321, 240, 50, 15)
+    with pytest.raises(ValueError, match=r"not in 1\.\.4096"):
+        Preset("huge", 4104, 240, 50, 15)
+    # The codec decides which sizes it can carry: RFC 2435 needs multiples of 8.
+    odd = Preset("odd", 321, 240, 50, 15)
+    with pytest.raises(LocalProtocolError, match="multiple of 8"):
+        get_codec("JPEG").info.check_size(odd.width, odd.height)
     with pytest.raises(ValueError, match="quality"):
         Preset("q", 320, 240, 0, 15)
     with pytest.raises(ValueError, match="fps"):

@@ -16,16 +16,18 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.codecs.jpeg.rfc2435 import RtpJpegPacketizer
+from pipeline.codecs.registry import get_codec
+from pipeline.control import Connect, MediaMode, PeerEndpoint
 from pipeline.ipc.ring import Ring
 from pipeline.ipc.shm import SegmentSet
 from pipeline.presets import get_preset
 from pipeline.stages.base import StageContext
 from pipeline.stages.receive import ReceiveStage, bind_rx_sockets
-from pipeline.stages.send import TXINFO
-from pipeline.stats import StatsChannel, summarise
+from pipeline.stats import SessionInfo, StatsChannel, summarise
+from pipeline.wire.rtcp import SenderInfo
 from pipeline.wire.rtp import to_rtp_ts
 from pipeline.wire.v0 import encode_v0
+from tests.fixtures.rtpjpeg import JpegRtpSender
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -49,7 +51,7 @@ class Rx:
 
     def __init__(self, segments: SegmentSet) -> None:
         self.rx_ring = Ring.create(segments, "jrx", n_slots=3, capacity=1 << 20)
-        self.txinfo = Ring.create(segments, "txi", n_slots=2, capacity=TXINFO.size)
+        self.txinfo = Ring.create(segments, "txi", n_slots=2, capacity=SenderInfo.SIZE)
         self._pipe = multiprocessing.Pipe(duplex=False)
         ctx = StageContext(
             name="receive",
@@ -61,7 +63,12 @@ class Rx:
         rtp, rtcp = bind_rx_sockets(LOCAL, 0)
         self.port = rtp.getsockname()[1]
         self.stage = ReceiveStage(
-            ctx, rtp_sock=rtp, rtcp_sock=rtcp, jpeg_rx=self.rx_ring, txinfo=self.txinfo
+            ctx,
+            rtp_sock=rtp,
+            rtcp_sock=rtcp,
+            encoded_rx=self.rx_ring,
+            txinfo=self.txinfo,
+            codec=get_codec("JPEG"),
         )
         self.tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 
@@ -103,30 +110,31 @@ def _v0(seq: int) -> bytes:
     return encode_v0(seq, time.time(), LOW.width, LOW.height, 30.0, JPEG)
 
 
-def _rtp(packetizer: RtpJpegPacketizer, jpeg: bytes = JPEG) -> list[bytes]:
-    return packetizer.packetize(jpeg, to_rtp_ts(time.time()))
+def _rtp(packetizer: JpegRtpSender, jpeg: bytes = JPEG) -> list[bytes]:
+    return packetizer.packetize_jpeg(jpeg, to_rtp_ts(time.time()))
 
 
 def test_v0_loss_is_counted_once(rx: Rx) -> None:
-    rx.stage.handle(("connect", LOCAL, 5000, "v0", 0, None))
+    rx.stage.handle(Connect(PeerEndpoint(LOCAL, 5000, MediaMode.V0)))
     for played, seq in enumerate((1, 2, 5, 6), 1):  # 3 and 4 lost
         rx.send(_v0(seq))
         rx.pump(functools.partial(lambda n: rx.frames() == n, played))
     now = time.monotonic_ns()
     snap = {**rx.stage.snapshot(now), "counters": dict(rx.stage.counters)}
     assert snap["jitter_buffer"]["lost_frames"] == 2
-    summary = summarise({}, {"receive": snap}, {})
-    assert summary["loss"]["lost_frames"] == 2  # was 4: the stage and the jitter buffer both
+    info = SessionInfo("open", 0, "v0", None, True, LOW, "pattern", "JPEG", 0.0, {}, ())
+    summary = summarise(info, {"receive": snap}, {})
+    assert summary.loss.lost_frames == 2  # was 4: the stage and the jitter buffer both
 
 
 @pytest.mark.parametrize("token", [0, 0x2222])
 def test_rtp_accepts_only_the_negotiated_ssrc_even_zero(rx: Rx, token: int) -> None:
-    rx.stage.handle(("connect", LOCAL, 5000, "rtp", 0x1111, token))
+    rx.stage.handle(Connect(PeerEndpoint(LOCAL, 5000, MediaMode.RTP, 0x1111, token)))
     # First a frame from the right address but another source (a smaller picture), then the
     # peer's: with the filter off (it was, for SSRC 0) the stranger's frame is played.
-    for packet in _rtp(RtpJpegPacketizer(0x7777), _jpeg(64, 48)):
+    for packet in _rtp(JpegRtpSender(0x7777), _jpeg(64, 48)):
         rx.send(packet)
-    for packet in _rtp(RtpJpegPacketizer(token)):
+    for packet in _rtp(JpegRtpSender(token)):
         rx.send(packet)
     rx.pump(lambda: rx.frames() >= 1)
     snap = rx.stage.snapshot(time.monotonic_ns())
@@ -140,7 +148,7 @@ def test_rtp_accepts_only_the_negotiated_ssrc_even_zero(rx: Rx, token: int) -> N
 def _hostile(mode: str) -> list[bytes]:
     if mode == "v0":
         return [b"", b"1#2#3x4#5#", b"x" * 100, _v0(2**64 - 1)[:40], b"1#nan#3x4#5#\xff\xd8"]
-    good = _rtp(RtpJpegPacketizer(0x2222))
+    good = _rtp(JpegRtpSender(0x2222))
     return [b"", b"\x80\x1a" + b"\x00" * 10, good[0][:15], good[-1][:-3], b"\xff" * 1500]
 
 
@@ -151,8 +159,8 @@ def test_no_peer_triggered_error_ends_the_stage(
     """Garbage is counted by the parsers; an unexpected exception inside them (here forced by
     breaking the jitter buffer for the next datagrams, standing in for a parser bug a peer
     finds) is counted as ``peer_errors`` and dropped, and frames flow afterwards."""
-    rx.stage.handle(("connect", LOCAL, 5000, mode, 0x1111, 0x2222))
-    packetizer = RtpJpegPacketizer(0x2222)
+    rx.stage.handle(Connect(PeerEndpoint(LOCAL, 5000, MediaMode(mode), 0x1111, 0x2222)))
+    packetizer = JpegRtpSender(0x2222)
 
     def send_frame(seq: int) -> None:
         for data in [_v0(seq)] if mode == "v0" else _rtp(packetizer):

@@ -49,12 +49,15 @@ def test_first_read_before_any_write_is_none(segments: SegmentSet) -> None:
 def test_reader_gets_what_was_written_with_stamps(segments: SegmentSet) -> None:
     ring = make(segments)
     writer, reader = ring.writer(), ring.reader()
-    seq = writer.write(b"hello", frame_id=7, width=2, height=3, aux=70, stamps={Ts.CAPTURE: 11})
+    seq = writer.write(
+        b"hello", frame_id=7, width=2, height=3, quality=70, keyframe=True, stamps={Ts.CAPTURE: 11}
+    )
     assert seq == 1
     assert reader.wait(1.0)
     desc = reader.latest()
     assert desc is not None
-    assert (desc.seq, desc.frame_id, desc.nbytes, desc.width, desc.height, desc.aux) == (
+    assert desc.keyframe and (desc.source_width, desc.pattern_id) == (0, 0)
+    assert (desc.seq, desc.frame_id, desc.nbytes, desc.width, desc.height, desc.quality) == (
         1,
         7,
         5,

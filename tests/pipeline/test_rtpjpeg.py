@@ -13,15 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from turbojpeg import TJSAMP_420, TJSAMP_422, TJSAMP_444, TurboJPEG
 
+from pipeline.codecs.base import CodecFrame, EncodeError
 from pipeline.codecs.jpeg.markers import ijg_quant_tables, split_jpeg
-from pipeline.codecs.jpeg.rfc2435 import (
-    JpegFrame,
-    PacketizeError,
-    RtpJpegPacketizer,
-    RtpJpegReassembler,
-)
 from pipeline.sources.pattern import render_into
 from pipeline.wire.rtp import RtpPacket
+from tests.fixtures.rtpjpeg import JpegRtpReceiver, JpegRtpSender
 
 TJ = TurboJPEG()
 pytestmark = pytest.mark.filterwarnings("error")  # "Corrupt JPEG data" warnings fail a test
@@ -39,8 +35,8 @@ def jpeg(
     return bytes(TJ.encode(img, quality=quality, jpeg_subsample=sub))
 
 
-def feed(r: RtpJpegReassembler, packets: list[bytes], now: float = 0.0) -> list[JpegFrame]:
-    out: list[JpegFrame] = []
+def feed(r: JpegRtpReceiver, packets: list[bytes], now: float = 0.0) -> list[CodecFrame]:
+    out: list[CodecFrame] = []
     for p in packets:
         out += r.push(p, now)
     return out
@@ -48,8 +44,8 @@ def feed(r: RtpJpegReassembler, packets: list[bytes], now: float = 0.0) -> list[
 
 def test_round_trip_byte_exact_scan() -> None:
     src = jpeg()
-    pk = RtpJpegPacketizer(SSRC, initial_seq=100)
-    packets = pk.packetize(src, 9000)
+    pk = JpegRtpSender(SSRC, initial_seq=100)
+    packets = pk.packetize_jpeg(src, 9000)
     assert len(packets) > 3
     parsed = [RtpPacket.parse(p) for p in packets]
     assert all(len(p.payload) <= 1200 for p in parsed)
@@ -61,12 +57,12 @@ def test_round_trip_byte_exact_scan() -> None:
     assert pk.packets_sent == len(packets)
     assert pk.payload_octets_sent == sum(len(p.payload) for p in parsed)
 
-    frames = feed(RtpJpegReassembler(SSRC), packets, now=1.5)
+    frames = feed(JpegRtpReceiver(SSRC), packets, now=1.5)
     assert len(frames) == 1
     f = frames[0]
-    assert (f.width, f.height, f.rtp_ts, f.packets, f.ssrc) == (320, 240, 9000, len(packets), SSRC)
-    assert split_jpeg(f.jpeg).scan == split_jpeg(src).scan
-    assert np.array_equal(TJ.decode(f.jpeg), TJ.decode(src))
+    assert (f.width, f.height, f.timestamp, f.packets) == (320, 240, 9000, len(packets))
+    assert split_jpeg(f.data).scan == split_jpeg(src).scan
+    assert np.array_equal(TJ.decode(f.data), TJ.decode(src))
 
 
 def test_opencv_jpeg_and_422_and_restart() -> None:
@@ -74,36 +70,36 @@ def test_opencv_jpeg_and_422_and_restart() -> None:
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_RST_INTERVAL, 3])
     assert ok
     for src, rtype in ((buf.tobytes(), 65), (jpeg(sub=TJSAMP_422), 0)):
-        packets = RtpJpegPacketizer(SSRC, initial_seq=0).packetize(src, 0)
+        packets = JpegRtpSender(SSRC, initial_seq=0).packetize_jpeg(src, 0)
         assert RtpPacket.parse(packets[0]).payload[4] == rtype
-        (f,) = feed(RtpJpegReassembler(SSRC), packets)
-        assert split_jpeg(f.jpeg).scan == split_jpeg(src).scan
-        assert np.array_equal(TJ.decode(f.jpeg), TJ.decode(src))
+        (f,) = feed(JpegRtpReceiver(SSRC), packets)
+        assert split_jpeg(f.data).scan == split_jpeg(src).scan
+        assert np.array_equal(TJ.decode(f.data), TJ.decode(src))
 
 
 def test_q_standard_tables_and_cached_tables() -> None:
     src = jpeg(quality=70)
-    pk = RtpJpegPacketizer(SSRC, q=70, initial_seq=0)
-    packets = pk.packetize(src, 0)
+    pk = JpegRtpSender(SSRC, q=70, initial_seq=0)
+    packets = pk.packetize_jpeg(src, 0)
     assert len(RtpPacket.parse(packets[0]).payload) <= 1200
-    (f,) = feed(RtpJpegReassembler(SSRC), packets)
-    assert split_jpeg(f.jpeg).quant_tables == ijg_quant_tables(70)
-    assert np.array_equal(TJ.decode(f.jpeg), TJ.decode(src))
-    with pytest.raises(PacketizeError, match="Q=50"):
-        RtpJpegPacketizer(SSRC, q=50).packetize(src, 0)
+    (f,) = feed(JpegRtpReceiver(SSRC), packets)
+    assert split_jpeg(f.data).quant_tables == ijg_quant_tables(70)
+    assert np.array_equal(TJ.decode(f.data), TJ.decode(src))
+    with pytest.raises(EncodeError, match="Q=50"):
+        JpegRtpSender(SSRC, q=50).packetize_jpeg(src, 0)
 
     # Q 128-254: tables in band once, then a zero-length table header uses the cache.
-    r = RtpJpegReassembler(SSRC)
-    pk = RtpJpegPacketizer(SSRC, q=200, initial_seq=0)
-    assert len(feed(r, pk.packetize(src, 0))) == 1
-    second = pk.packetize(src, 3000)
+    r = JpegRtpReceiver(SSRC)
+    pk = JpegRtpSender(SSRC, q=200, initial_seq=0)
+    assert len(feed(r, pk.packetize_jpeg(src, 0))) == 1
+    second = pk.packetize_jpeg(src, 3000)
     first = RtpPacket.parse(second[0])
     payload = first.payload[:8] + b"\x00\x00\x00\x00" + first.payload[8 + 4 + 128 :]
     second[0] = RtpPacket(26, first.sequence_number, 3000, SSRC, payload=payload).serialize()
     (f,) = feed(r, second)
-    assert np.array_equal(TJ.decode(f.jpeg), TJ.decode(src))
+    assert np.array_equal(TJ.decode(f.data), TJ.decode(src))
     # Q 255 without tables cannot be rebuilt: counted, not raised.
-    r2 = RtpJpegReassembler(SSRC)
+    r2 = JpegRtpReceiver(SSRC)
     bad = bytearray(second[0])
     bad[12 + 5] = 255
     assert feed(r2, [bytes(bad), *second[1:]]) == []
@@ -112,40 +108,40 @@ def test_q_standard_tables_and_cached_tables() -> None:
 
 def test_reordered_duplicated_and_wraparound() -> None:
     src = jpeg(640, 480, quality=90)
-    pk = RtpJpegPacketizer(SSRC, initial_seq=65530)
-    r = RtpJpegReassembler(SSRC)
+    pk = JpegRtpSender(SSRC, initial_seq=65530)
+    r = JpegRtpReceiver(SSRC)
     rng = random.Random(4)
     ts = 0xFFFFFFFF - 6000  # the timestamp wraps too
     got = []
     for i in range(5):
-        packets = pk.packetize(src, (ts + i * 3000) & 0xFFFFFFFF)
+        packets = pk.packetize_jpeg(src, (ts + i * 3000) & 0xFFFFFFFF)
         shuffled = packets + packets[:3]  # duplicates
         rng.shuffle(shuffled)
         got += feed(r, shuffled, now=i / 30)
     assert len(got) == 5
-    assert [f.rtp_ts for f in got] == [(ts + i * 3000) & 0xFFFFFFFF for i in range(5)]
-    assert all(split_jpeg(f.jpeg).scan == split_jpeg(src).scan for f in got)
+    assert [f.timestamp for f in got] == [(ts + i * 3000) & 0xFFFFFFFF for i in range(5)]
+    assert all(split_jpeg(f.data).scan == split_jpeg(src).scan for f in got)
     s = r.stats
     assert s.frames == 5 and s.incomplete == 0 and s.lost_packets == 0
     assert s.duplicates >= 1  # a duplicate arriving after completion counts as one too
 
 
 def test_lost_packet_drops_frame_when_newer_completes() -> None:
-    pk = RtpJpegPacketizer(SSRC, initial_seq=0)
-    r = RtpJpegReassembler(SSRC)
-    a = pk.packetize(jpeg(seed=1), 0)
-    b = pk.packetize(jpeg(seed=2), 3000)
+    pk = JpegRtpSender(SSRC, initial_seq=0)
+    r = JpegRtpReceiver(SSRC)
+    a = pk.packetize_jpeg(jpeg(seed=1), 0)
+    b = pk.packetize_jpeg(jpeg(seed=2), 3000)
     assert feed(r, a[:2] + a[3:]) == []  # one fragment lost
     (f,) = feed(r, b)
-    assert f.rtp_ts == 3000
+    assert f.timestamp == 3000
     assert r.stats.incomplete == 1 and r.stats.lost_packets == 1
     assert feed(r, a[2:3]) == []  # the straggler is late now
     assert r.stats.late == 1
 
 
 def test_timeout_drops_partial_frame() -> None:
-    r = RtpJpegReassembler(SSRC, timeout=0.5)
-    a = RtpJpegPacketizer(SSRC, initial_seq=0).packetize(jpeg(), 0)
+    r = JpegRtpReceiver(SSRC, timeout=0.5)
+    a = JpegRtpSender(SSRC, initial_seq=0).packetize_jpeg(jpeg(), 0)
     feed(r, a[:-1], now=0.0)
     assert r.expire(0.4) == 0
     assert r.expire(0.6) == 1
@@ -154,66 +150,67 @@ def test_timeout_drops_partial_frame() -> None:
 
 
 def test_partial_frames_bounded() -> None:
-    pk = RtpJpegPacketizer(SSRC, initial_seq=0)
-    r = RtpJpegReassembler(SSRC, max_partial=3)
+    pk = JpegRtpSender(SSRC, initial_seq=0)
+    r = JpegRtpReceiver(SSRC, max_partial=3)
     for i in range(10):
-        feed(r, pk.packetize(jpeg(), i * 3000)[:1])
+        feed(r, pk.packetize_jpeg(jpeg(), i * 3000)[:1])
     assert r.stats.incomplete == 7
 
 
 def test_wrong_ssrc_and_payload_type_dropped() -> None:
     src = jpeg()
-    other = RtpJpegPacketizer(0x5555, initial_seq=0).packetize(src, 0)
-    r = RtpJpegReassembler(SSRC)
+    other = JpegRtpSender(0x5555, initial_seq=0).packetize_jpeg(src, 0)
+    r = JpegRtpReceiver(SSRC)
     assert feed(r, other) == []
     assert r.stats.wrong_source == len(other)
-    wrong_pt = RtpJpegPacketizer(SSRC, payload_type=96, initial_seq=0).packetize(src, 0)
+    wrong_pt = JpegRtpSender(SSRC, payload_type=96, initial_seq=0).packetize_jpeg(src, 0)
     assert feed(r, wrong_pt) == []
-    assert len(feed(RtpJpegReassembler(SSRC, payload_type=None), wrong_pt)) == 1
+    assert r.receiver.unknown_payload_type == len(wrong_pt)
+    assert len(feed(JpegRtpReceiver(SSRC, payload_type=None), wrong_pt)) == 1
 
 
 def test_any_source_locks_then_follows_after_silence() -> None:
     src = jpeg()
-    a = RtpJpegPacketizer(1, initial_seq=0)
-    b = RtpJpegPacketizer(2, initial_seq=500)
-    r = RtpJpegReassembler(None, timeout=0.5)
-    assert len(feed(r, a.packetize(src, 0), now=0.0)) == 1
-    assert feed(r, b.packetize(src, 0), now=0.1) == []  # a second sender is ignored
-    (f,) = feed(r, b.packetize(src, 3000), now=1.0)  # after the first fell silent
-    assert f.ssrc == 2 and r.stats.source_changes == 1
+    a = JpegRtpSender(1, initial_seq=0)
+    b = JpegRtpSender(2, initial_seq=500)
+    r = JpegRtpReceiver(None, timeout=0.5)
+    assert len(feed(r, a.packetize_jpeg(src, 0), now=0.0)) == 1
+    assert feed(r, b.packetize_jpeg(src, 0), now=0.1) == []  # a second sender is ignored
+    assert len(feed(r, b.packetize_jpeg(src, 3000), now=1.0)) == 1  # after the first fell silent
+    assert r.ssrc == 2 and r.stats.source_changes == 1
 
 
 def test_packetizer_rejects_what_rfc2435_cannot_carry() -> None:
-    pk = RtpJpegPacketizer(SSRC)
-    with pytest.raises(PacketizeError):
-        pk.packetize(jpeg(sub=TJSAMP_444), 0)
-    with pytest.raises(PacketizeError, match="multiples of 8"):
-        pk.packetize(jpeg(100, 60), 0)
-    with pytest.raises(PacketizeError, match="2040"):
-        pk.packetize(jpeg(2048, 16), 0)
-    with pytest.raises(PacketizeError):
-        pk.packetize(b"not a jpeg", 0)
+    pk = JpegRtpSender(SSRC)
+    with pytest.raises(EncodeError):
+        pk.packetize_jpeg(jpeg(sub=TJSAMP_444), 0)
+    with pytest.raises(EncodeError, match="multiples of 8"):
+        pk.packetize_jpeg(jpeg(100, 60), 0)
+    with pytest.raises(EncodeError, match="2040"):
+        pk.packetize_jpeg(jpeg(2048, 16), 0)
+    with pytest.raises(EncodeError):
+        pk.packetize_jpeg(b"not a jpeg", 0)
     with pytest.raises(ValueError):
-        RtpJpegPacketizer(SSRC, q=100)
+        JpegRtpSender(SSRC, q=100)
     with pytest.raises(ValueError):
-        RtpJpegPacketizer(SSRC, max_payload=50)
+        JpegRtpSender(SSRC, max_payload=50)
     with pytest.raises(ValueError):
-        RtpJpegPacketizer(SSRC, initial_seq=70000)
+        JpegRtpSender(SSRC, initial_seq=70000)
 
 
 def test_reassembler_limits() -> None:
-    packets = RtpJpegPacketizer(SSRC, initial_seq=0).packetize(jpeg(640, 480), 0)
-    r = RtpJpegReassembler(SSRC, max_dim=320)
+    packets = JpegRtpSender(SSRC, initial_seq=0).packetize_jpeg(jpeg(640, 480), 0)
+    r = JpegRtpReceiver(SSRC, max_dim=320)
     assert feed(r, packets) == []
     assert r.stats.unsupported == 1
-    r = RtpJpegReassembler(SSRC, max_frame_bytes=2000)
+    r = JpegRtpReceiver(SSRC, max_frame_bytes=2000)
     assert feed(r, packets) == []
 
 
 def test_headers_with_reserved_values_counted() -> None:
     src = jpeg()
-    packets = RtpJpegPacketizer(SSRC, initial_seq=0).packetize(src, 0)
-    r = RtpJpegReassembler(SSRC)
+    packets = JpegRtpSender(SSRC, initial_seq=0).packetize_jpeg(src, 0)
+    r = JpegRtpReceiver(SSRC)
     mangled = []
     for p in packets:
         b = bytearray(p)
@@ -223,12 +220,13 @@ def test_headers_with_reserved_values_counted() -> None:
     assert r.stats.unsupported == 1
     short = RtpPacket(26, 999, 5, SSRC, payload=b"\x00\x00").serialize()
     assert r.push(short, 0) == [] and r.stats.malformed == 1
+    assert r.push(b"\x00" * 8, 0) == [] and r.receiver.malformed == 1  # not RTP at all
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.binary(max_size=80), max_size=20))
 def test_any_datagrams_never_raise(datagrams: list[bytes]) -> None:
-    r = RtpJpegReassembler(None)
+    r = JpegRtpReceiver(None)
     for d in datagrams:
         r.push(d, 0.0)
         r.push(struct.pack("!BBHII", 0x80, 26, 1, 2, 3) + d, 0.0)
@@ -237,8 +235,8 @@ def test_any_datagrams_never_raise(datagrams: list[bytes]) -> None:
 @settings(max_examples=150, deadline=None)
 @given(st.data())
 def test_mutated_stream_never_raises(data: st.DataObject) -> None:
-    packets = RtpJpegPacketizer(SSRC, initial_seq=0).packetize(jpeg(160, 120, quality=95), 0)
-    r = RtpJpegReassembler(SSRC)
+    packets = JpegRtpSender(SSRC, initial_seq=0).packetize_jpeg(jpeg(160, 120, quality=95), 0)
+    r = JpegRtpReceiver(SSRC)
     order = data.draw(st.permutations(range(len(packets))))
     for i in order:
         p = bytearray(packets[i])
@@ -251,7 +249,7 @@ def test_mutated_stream_never_raises(data: st.DataObject) -> None:
 
 _FRAMES = [jpeg(160, 120, quality=90, seed=s) for s in range(4)]
 _STREAM = [
-    RtpJpegPacketizer(SSRC, initial_seq=65533).packetize(j, (0xFFFFF000 + 3000 * i) % 2**32)
+    JpegRtpSender(SSRC, initial_seq=65533).packetize_jpeg(j, (0xFFFFF000 + 3000 * i) % 2**32)
     for i, j in enumerate(_FRAMES)
 ]
 
@@ -264,32 +262,32 @@ def test_lossy_reordered_stream_yields_only_exact_frames_in_order(data: st.DataO
     kept = [x for x in sent if data.draw(st.booleans(), label="keep") or len(sent) < 2]
     kept += data.draw(st.lists(st.sampled_from(sent), max_size=5), label="duplicates")
     order = data.draw(st.permutations(kept), label="order")
-    r = RtpJpegReassembler(SSRC)
+    r = JpegRtpReceiver(SSRC)
     out = [f for _, p in order for f in r.push(p, 0.0)]
     expected_scans = [split_jpeg(j).scan for j in _FRAMES]
     indices = []
     for f in out:
-        index = [(0xFFFFF000 + 3000 * i) % 2**32 for i in range(4)].index(f.rtp_ts)
-        assert split_jpeg(f.jpeg).scan == expected_scans[index]
+        index = [(0xFFFFF000 + 3000 * i) % 2**32 for i in range(4)].index(f.timestamp)
+        assert split_jpeg(f.data).scan == expected_scans[index]
         indices.append(index)
     assert indices == sorted(set(indices))
     assert r.stats.frames == len(out)
 
 
 def test_in_order_lossless_stream_yields_every_frame() -> None:
-    r = RtpJpegReassembler(SSRC)
+    r = JpegRtpReceiver(SSRC)
     out = [f for packets in _STREAM for p in packets for f in r.push(p, 0.0)]
     assert len(out) == 4 and r.stats.lost_packets == 0 and r.stats.incomplete == 0
 
 
 def test_memory_per_frame_bounded_against_overlaps_and_tiny_fragments() -> None:
-    r = RtpJpegReassembler(SSRC, max_frame_bytes=64 * 1024)
+    r = JpegRtpReceiver(SSRC, max_frame_bytes=64 * 1024)
     header = bytes((0, 0, 0, 0, 1, 50, 40, 30))
     for off in range(0, 2000, 2):  # 1000 overlapping 1000-byte fragments: 1 MB for a 3 KB span
         body = header[:1] + off.to_bytes(3, "big") + header[4:] + bytes(1000)
         r.push(RtpPacket(26, off // 2, 7, SSRC, payload=body).serialize(), 0.0)
     assert r.stats.unsupported == 1
-    r = RtpJpegReassembler(SSRC, max_frame_bytes=64 * 1024)
+    r = JpegRtpReceiver(SSRC, max_frame_bytes=64 * 1024)
     for off in range(1000):  # empty fragments
         body = header[:1] + off.to_bytes(3, "big") + header[4:]
         r.push(RtpPacket(26, off, 7, SSRC, payload=body).serialize(), 0.0)
@@ -301,11 +299,11 @@ def test_cost_per_720p_frame_printed() -> None:
     img = np.zeros((720, 1280, 3), np.uint8)
     render_into(img, 1, 0)
     src = bytes(TJ.encode(img, quality=70, jpeg_subsample=TJSAMP_420))
-    pk, r = RtpJpegPacketizer(SSRC, initial_seq=0), RtpJpegReassembler(SSRC)
+    pk, r = JpegRtpSender(SSRC, initial_seq=0), JpegRtpReceiver(SSRC)
     pack, join = [], []
     for i in range(100):
         t0 = time.perf_counter()
-        packets = pk.packetize(src, i * 3000)
+        packets = pk.packetize_jpeg(src, i * 3000)
         t1 = time.perf_counter()
         frames = [f for p in packets for f in r.push(p, i / 30)]
         join.append(time.perf_counter() - t1)
@@ -339,8 +337,8 @@ def test_packets_fit_any_payload_limit_and_carry_rfc2435_headers(
     src = _RESTART_SRC if restart else jpeg(160, 120, quality=90)
     if q == 90 and restart:
         q = 255  # OpenCV's tables at its default quality are not RFC 2435 Q=90 ones
-    pk = RtpJpegPacketizer(SSRC, max_payload=max_payload, q=q, initial_seq=seq)
-    packets = [RtpPacket.parse(p) for p in pk.packetize(src, ts)]
+    pk = JpegRtpSender(SSRC, max_payload=max_payload, q=q, initial_seq=seq)
+    packets = [RtpPacket.parse(p) for p in pk.packetize_jpeg(src, ts)]
     assert all(len(p.payload) <= max_payload for p in packets)
     assert [p.sequence_number for p in packets] == [(seq + i) % 65536 for i in range(len(packets))]
     assert {p.timestamp for p in packets} == {ts}
@@ -361,14 +359,14 @@ def test_packets_fit_any_payload_limit_and_carry_rfc2435_headers(
         offset += len(p.payload) - pos
     assert offset == len(split_jpeg(src).scan)
     assert pk.next_seq == (seq + len(packets)) % 65536
-    (f,) = feed(RtpJpegReassembler(SSRC), pk.packetize(src, ts + 1))
-    assert split_jpeg(f.jpeg).scan == split_jpeg(src).scan
+    (f,) = feed(JpegRtpReceiver(SSRC), pk.packetize_jpeg(src, ts + 1))
+    assert split_jpeg(f.data).scan == split_jpeg(src).scan
 
 
 def test_fragment_beyond_the_end_is_trimmed() -> None:
     """A forged fragment past the marker packet's end neither breaks nor pads the frame."""
     src = jpeg()
-    packets = RtpJpegPacketizer(SSRC, initial_seq=0).packetize(src, 0)
+    packets = JpegRtpSender(SSRC, initial_seq=0).packetize_jpeg(src, 0)
     scan = bytes(split_jpeg(src).scan)
     header = bytes((1, 255, 40, 30))
     # Starts just before the marker packet's data and runs 50 bytes past the end.
@@ -379,6 +377,6 @@ def test_fragment_beyond_the_end_is_trimmed() -> None:
         RtpPacket(26, 60000 + i, 0, SSRC, payload=p).serialize()
         for i, p in enumerate((past, straddle))
     ]
-    (f,) = feed(RtpJpegReassembler(SSRC), [packets[0], *forged, *packets[1:]])
-    assert split_jpeg(f.jpeg).scan == split_jpeg(src).scan
-    assert np.array_equal(TJ.decode(f.jpeg), TJ.decode(src))
+    (f,) = feed(JpegRtpReceiver(SSRC), [packets[0], *forged, *packets[1:]])
+    assert split_jpeg(f.data).scan == split_jpeg(src).scan
+    assert np.array_equal(TJ.decode(f.data), TJ.decode(src))

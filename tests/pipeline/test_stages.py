@@ -13,6 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
+from pipeline.codecs.jpeg.codec import V0_MAX_BYTES
+from pipeline.codecs.registry import get_codec
+from pipeline.control import Connect, MediaMode, PeerEndpoint, SetSending
 from pipeline.ipc.ring import Ring, Ts
 from pipeline.ipc.shm import SegmentSet
 from pipeline.presets import Preset, get_preset
@@ -121,8 +124,10 @@ def test_a_capped_v0_frame_with_the_longest_header_is_a_peer_safe_datagram() -> 
     from pipeline.wire.v0 import V0_PEER_SAFE_DATAGRAM, encode_v0
 
     default = inspect.signature(MediaSession).parameters["v0_max_bytes"].default
-    assert default == encode.V0_MAX_BYTES
-    jpeg = b"\xff\xd8" + b"\x00" * (encode.V0_MAX_BYTES - 2)
+    assert default is None  # the framing's own cap:
+    framing = get_codec("JPEG").framing(MediaMode.V0)
+    assert framing is not None and framing.max_bytes == V0_MAX_BYTES
+    jpeg = b"\xff\xd8" + b"\x00" * (V0_MAX_BYTES - 2)
     datagram = encode_v0(10**15 - 1, 9_999_999_999.999999, 65535, 65535, 999.9, jpeg)
     assert len(datagram) <= V0_PEER_SAFE_DATAGRAM
 
@@ -136,10 +141,10 @@ def test_encode_waits_for_connect_then_carries_the_stamps(
         make_ctx("encode"),
         raw=raw,
         raw_reader=0,
-        jpeg_tx=jtx,
+        encoded_tx=jtx,
         preset=LOW,
-        codec="auto",
-        v0_max_bytes=encode.V0_MAX_BYTES,
+        codec=get_codec("JPEG"),
+        v0_max_bytes=V0_MAX_BYTES,
     )
     writer = raw.writer()
 
@@ -159,21 +164,21 @@ def test_encode_waits_for_connect_then_carries_the_stamps(
     stage.step([stage.wait_fds()[0]], time.monotonic_ns())
     assert jtx.writes == 0  # not connected: nothing to encode for
     assert stage.counters["skipped_idle"] == 1
-    stage.handle(("connect", "rtp"))
+    stage.handle(Connect(PeerEndpoint("127.0.0.1", 5000, MediaMode.RTP)))
     capture_one(2)
     stage.step([stage.wait_fds()[0]], time.monotonic_ns())
     assert jtx.writes == 1
     desc = jtx.reader().latest()
     assert desc is not None
     assert desc.frame_id == 2
-    assert desc.aux == LOW.quality
+    assert desc.quality == LOW.quality and desc.keyframe
     s = desc.stamps
     assert 0 < s[Ts.CAPTURE] <= s[Ts.CAPTURED] <= s[Ts.ENCODE_START] <= s[Ts.ENCODED]
     jpeg = jtx.reader().view(desc).tobytes()
     decoded = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert decoded is not None
     assert decoded.shape == (LOW.height, LOW.width, 3)
-    stage.handle(("sending", False))
+    stage.handle(SetSending(False))
     capture_one(3)
     stage.step([stage.wait_fds()[0]], time.monotonic_ns())
     assert jtx.writes == 1  # paused
@@ -191,14 +196,14 @@ def test_display_decodes_at_the_view_size_and_rejects_bombs(
     mine = Ring.create(segments, "self", n_slots=3, capacity=640 * 480 * 3)
     stage = display.DisplayStage(
         make_ctx("display"),
-        jpeg_rx=jrx,
+        encoded_rx=jrx,
         raw=raw,
         raw_reader=1,
         rgb_peer=peer,
         rgb_self=mine,
         peer_box=(400, 400),
         self_box=(160, 120),
-        codec="auto",
+        codec=get_codec("JPEG"),
     )
     image = np.empty((high.height, high.width, 3), np.uint8)
     t = time.monotonic_ns()
@@ -209,7 +214,8 @@ def test_display_decodes_at_the_view_size_and_rejects_bombs(
     desc = peer.reader().latest()
     assert desc is not None
     assert (desc.width, desc.height) == (400, 225)  # 16:9 kept inside 400x400
-    assert desc.aux == 42  # the pattern's id read back
+    assert desc.pattern_id == 42  # the pattern's id read back
+    assert (desc.source_width, desc.source_height) == (high.width, high.height)
     assert desc.stamp(Ts.CAPTURE) == t
     assert desc.stamp(Ts.DISPLAYED) >= desc.stamp(Ts.DECODE_START) > 0
     assert stage.latency["capture_to_display"].count == 1
@@ -218,7 +224,7 @@ def test_display_decodes_at_the_view_size_and_rejects_bombs(
     bomb[sof + 5 : sof + 9] = (30000).to_bytes(2, "big") * 2
     jrx.writer().write(bytes(bomb), frame_id=8)
     stage.step([jrx.reader_fds[0]], time.monotonic_ns())
-    assert stage.counters["rejected_jpeg"] == 1
+    assert stage.counters["rejected_frame"] == 1
     assert peer.writes == 1
     for ring in (jrx, raw, peer, mine):
         ring.close()

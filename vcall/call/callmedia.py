@@ -1,10 +1,14 @@
-"""One call's media, as call control sees it: open, connect, pause, close with final stats.
+"""One call's media, as call control sees it: open, connect, sending on/off, close with stats.
 
 With a media factory, :class:`CallMedia` drives a ``MediaSession``: every operation runs on one
 single-thread executor, so they happen in the order call control issued them and never block
 the event loop. Without one, a UDP socket that counts and discards datagrams stands in, so the
 port declared in CALLING / CALL_ACCEPTED is real. ``close()`` is idempotent and safe while
 ``open()`` is still running (whatever was opened is closed once it is).
+
+``CallMedia`` carries out what the call session decides and decides nothing itself: whether
+video is sent is the session's call (:func:`vcall.call.media.sending`), and the peer's
+``PeerEndpoint`` arrives whole from the session and goes whole to the media session.
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ import asyncio
 import concurrent.futures
 import logging
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
-from vcall.call.media import MediaLike, make_endpoint
+from pipeline.control import PeerEndpoint
+from vcall.call.media import MediaLike
 from vcall.call.transport import DiscardSink
 
 logger = logging.getLogger(__name__)
@@ -58,14 +63,12 @@ class CallMedia:
             await self._release()
         return self.rx_port
 
-    def connect(
-        self, ip: str, rx_port: int, mode: Literal["v0", "rtp"], local_ssrc: int, peer_ssrc: int
-    ) -> None:
-        if self.session is not None:
-            endpoint = make_endpoint(ip, rx_port, mode, local_ssrc, peer_ssrc)
-            self._submit(lambda m: m.connect(endpoint))
+    def connect(self, peer: PeerEndpoint) -> None:
+        """Start sending to and accepting from ``peer`` (queued behind earlier operations)."""
+        self._submit(lambda m: m.connect(peer))
 
     def set_sending(self, enabled: bool) -> None:
+        """Send video or not (queued behind earlier operations); the session decides which."""
         self._submit(lambda m: m.set_sending(enabled))
 
     def _submit(self, fn: Callable[[MediaLike], None]) -> None:
@@ -82,7 +85,8 @@ class CallMedia:
         self._pool.submit(run)
 
     async def close(self) -> dict[str, Any] | None:
-        """Stop the media; returns its final stats (None if nothing was open). Idempotent."""
+        """Stop the media; returns its final stats as JSON-ready data (``MediaStats.to_dict()``;
+        None if nothing was open). Idempotent."""
         if self._closed:
             return None
         self._closed = True
@@ -94,7 +98,8 @@ class CallMedia:
         if session is not None:
             loop = asyncio.get_running_loop()
             try:
-                stats = await loop.run_in_executor(self._pool, session.stats)
+                snapshot = await loop.run_in_executor(self._pool, session.stats)
+                stats = snapshot.to_dict()
             except Exception:
                 logger.exception("media stats failed")
             try:

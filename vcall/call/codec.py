@@ -21,6 +21,7 @@ import logging
 import re
 from dataclasses import dataclass
 
+from pipeline.errors import LocalProtocolError, RemoteProtocolError
 from vcall import EXTENSION_VERSION
 
 logger = logging.getLogger(__name__)
@@ -31,15 +32,11 @@ MAX_NICK_LEN = 64
 SSRC_RE = re.compile(r"^[0-9a-fA-F]{8}$")
 
 
-class CallProtocolError(Exception):
-    """Base of call-control protocol errors."""
-
-
-class PeerProtocolError(CallProtocolError):
+class PeerProtocolError(RemoteProtocolError):
     """The peer sent bytes that are not a valid call-control message."""
 
 
-class LocalProtocolError(CallProtocolError, ValueError):
+class LocalMessageError(LocalProtocolError):
     """vcall itself tried to build a message it must not send (a bug or bad user input)."""
 
 
@@ -144,11 +141,11 @@ def is_extension_only(msg: Message) -> bool:
 def validate_nick(nick: str) -> str:
     """Check that vcall may put ``nick`` on the wire; raise LocalProtocolError if not."""
     if not nick or len(nick) > MAX_NICK_LEN:
-        raise LocalProtocolError(f"nick must be 1-{MAX_NICK_LEN} characters: {nick!r}")
+        raise LocalMessageError(f"nick must be 1-{MAX_NICK_LEN} characters: {nick!r}")
     if not nick.isascii() or not nick.isprintable() or any(c in nick for c in " #"):
-        raise LocalProtocolError(f"nick must be printable ASCII without space or '#': {nick!r}")
+        raise LocalMessageError(f"nick must be printable ASCII without space or '#': {nick!r}")
     if _VERB_RE.search(nick.encode()):
-        raise LocalProtocolError(f"nick must not contain a call-control verb: {nick!r}")
+        raise LocalMessageError(f"nick must not contain a call-control verb: {nick!r}")
     return nick
 
 
@@ -163,16 +160,16 @@ def encode(msg: Message, *, terminated: bool = False) -> bytes:
     if isinstance(msg, Calling | CallAccepted):
         fields.append(validate_nick(msg.nick))
         if not 1 <= msg.udp_port <= 65535:
-            raise LocalProtocolError(f"UDP port out of range: {msg.udp_port}")
+            raise LocalMessageError(f"UDP port out of range: {msg.udp_port}")
         fields.append(str(msg.udp_port))
         if msg.ext is not None:
             if not 0 <= msg.ext.ssrc <= 0xFFFFFFFF:
-                raise LocalProtocolError(f"SSRC out of range: {msg.ext.ssrc}")
+                raise LocalMessageError(f"SSRC out of range: {msg.ext.ssrc}")
             fields.extend(msg.ext.tokens())
     elif msg.nick:
         fields.append(validate_nick(msg.nick))
     elif not isinstance(msg, CallBusy):
-        raise LocalProtocolError(f"{verb.value} needs the sender's nick")
+        raise LocalMessageError(f"{verb.value} needs the sender's nick")
     return " ".join(fields).encode("ascii") + (b"\n" if terminated else b"")
 
 

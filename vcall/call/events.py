@@ -54,7 +54,7 @@ class Outgoing(_Event):
 @dataclass(frozen=True, slots=True)
 class CallStarted(_Event):
     peer: str
-    mode: str  # "v0" (classic) or "rtp" (both peers speak V2435)
+    mode: str  # a pipeline.control.MediaMode value: "v0" (classic) or "rtp" (both speak V2435)
     peer_ip: str
     local_rx_port: int  # the UDP port we declared
     peer_rx_port: int  # the UDP port the peer declared
@@ -68,6 +68,17 @@ class HoldChanged(_Event):
     local: bool  # held by us
     remote: bool  # held by the peer
     name = "hold"
+
+
+@dataclass(frozen=True, slots=True)
+class PauseChanged(_Event):
+    """The user paused (or un-paused) our video in this call; a pause outlasts a hold.
+
+    Emitted only when the choice changes; a new call starts un-paused without an event.
+    """
+
+    paused: bool
+    name = "pause"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,5 +97,12 @@ class StateChanged(_Event):
 
 
 CallEvent = (
-    Registered | IncomingCall | Outgoing | CallStarted | HoldChanged | CallEnded | StateChanged
+    Registered
+    | IncomingCall
+    | Outgoing
+    | CallStarted
+    | HoldChanged
+    | PauseChanged
+    | CallEnded
+    | StateChanged
 )

@@ -10,6 +10,9 @@ single-thread executor so they keep their order.
 Every user action and network event passes through :class:`CallStateMachine`. A user action the
 table forbids raises :class:`CallUsageError`; a peer message the table forbids is logged and
 dropped. The wire rules (docs/protocol.md, sections 2 and 4.1) live in :mod:`vcall.call.session`.
+
+Whether we send video is decided by the call session alone, from the call's state and the
+user's pause (:meth:`CallManager.pause`): nobody else calls the media's ``set_sending``.
 """
 
 from __future__ import annotations
@@ -22,14 +25,21 @@ import threading
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
+from pipeline.errors import LocalProtocolError
 from vcall import EXTENSION_VERSION, PROTOCOLS
 from vcall.call import transport
-from vcall.call.codec import CallBusy, Calling, LocalProtocolError, PeerProtocolError, validate_nick
+from vcall.call.codec import CallBusy, Calling, PeerProtocolError, validate_nick
 from vcall.call.events import CallEvent, Registered
 from vcall.call.heartbeat import HeartbeatConfig
 from vcall.call.media import MediaLike
 from vcall.call.session import CallSession, SessionConfig
-from vcall.call.state import CallInput, CallState, CallStateMachine, IllegalTransitionError
+from vcall.call.state import (
+    ACTIVE_STATES,
+    CallInput,
+    CallState,
+    CallStateMachine,
+    IllegalTransitionError,
+)
 from vcall.discovery.client import DiscoveryClient
 
 logger = logging.getLogger(__name__)
@@ -144,6 +154,19 @@ class CallManager:
 
     def resume(self) -> None:
         self._run(self._action(lambda: self._require_session().resume()))
+
+    def pause(self, paused: bool) -> None:
+        """Pause (True) or resume (False) sending our video in the current call.
+
+        Allowed only in a call (``in_call`` or held, by either side); in any other state,
+        ringing and dialling included, raises :class:`CallUsageError` and nothing is
+        remembered: a pause belongs to one call and ends with it (the next call starts
+        un-paused). The pause outlasts holds: video flows again only when the call is neither
+        held nor paused. Emits :class:`~vcall.call.events.PauseChanged` when the choice
+        changes; asking for the current choice again does nothing. Nothing goes on the wire:
+        the peer just stops receiving frames, as it would from a paused camera.
+        """
+        self._run(self._action(lambda: self._pause(paused)))
 
     def hangup(self) -> None:
         self._run(self._action(lambda: self._require_session().hangup()))
@@ -276,6 +299,11 @@ class CallManager:
         session = self._new_session()
         session.begin_outgoing(nick)  # raises IllegalTransitionError when not idle
         self._session = session
+
+    async def _pause(self, paused: bool) -> None:
+        if self._sm.state not in ACTIVE_STATES:
+            raise CallUsageError(f"pause is only possible in a call (state {self._sm.state.value})")
+        self._require_session().set_paused(paused)
 
     async def _on_connection(self, conn: transport.ControlConnection) -> None:
         """A new TCP connection on our listener: a CALLING, or the minority dialect."""

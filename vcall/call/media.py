@@ -1,16 +1,31 @@
-"""What call control needs from a media session (``pipeline.session.MediaSession``).
+"""What call control needs from a media session, and what it tells it to send.
 
-A structural protocol, so that call control depends on the contract in docs/architecture.md and
-unit tests can pass a fake. ``pipeline.session`` is imported lazily: a control-only peer
-(``vcall agent --no-media``) never loads the media pipeline.
+:class:`MediaLike` is a structural protocol, so that call control depends on the contract in
+docs/architecture.md and unit tests can pass a fake. ``PeerEndpoint`` comes from
+``pipeline.control``, which imports nothing heavy: a control-only peer (``vcall agent
+--no-media``) never loads the media pipeline (``pipeline.session`` is imported by whoever
+builds a media factory, not here).
+
+:func:`sending` is the one rule for "are we sending": what the call sends follows from the
+call's state and the user's choices for the call (:class:`UserChoices`), nothing else. The
+call session is its only caller and the only one to tell the media (docs/architecture.md).
+
+Guarantees: no I/O; :func:`sending` is pure and total over (state, choices).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from pipeline.session import PeerEndpoint
+from pipeline.control import PeerEndpoint
+from vcall.call.state import CallState, video_flows
+
+
+class StatsLike(Protocol):
+    """A media statistics snapshot (``pipeline.stats.MediaStats``)."""
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 class MediaLike(Protocol):
@@ -20,18 +35,35 @@ class MediaLike(Protocol):
 
     def set_sending(self, enabled: bool) -> None: ...
 
-    def stats(self) -> dict[str, Any]: ...
+    def stats(self) -> StatsLike: ...
 
     def sdp(self) -> str: ...
 
     def close(self) -> None: ...
 
 
-def make_endpoint(
-    ip: str, rx_port: int, mode: Literal["v0", "rtp"], local_ssrc: int, peer_ssrc: int
-) -> PeerEndpoint:
-    from pipeline.session import PeerEndpoint  # noqa: PLC0415 (lazy, see module docstring)
+@dataclass(frozen=True, slots=True)
+class UserChoices:
+    """What the user chose to withhold in the current call, whatever the call's state.
 
-    return PeerEndpoint(
-        ip=ip, rx_port=rx_port, mode=mode, local_ssrc=local_ssrc, peer_ssrc=peer_ssrc
-    )
+    Per call: a new call starts with the defaults. A future audio mute is one more field here
+    and one more line in :func:`sending`.
+    """
+
+    paused: bool = False  # the user paused our video
+
+
+@dataclass(frozen=True, slots=True)
+class Sending:
+    """What the call sends now; the media is told only when this changes."""
+
+    video: bool
+
+
+def sending(state: CallState, choices: UserChoices) -> Sending:
+    """What the call sends in ``state`` with the user's ``choices``.
+
+    Video goes out only in a call neither side holds and the user has not paused: a pause
+    outlasts a hold, and neither resuming the hold nor un-pausing alone restarts the video.
+    """
+    return Sending(video=video_flows(state) and not choices.paused)

@@ -4,6 +4,11 @@ A :class:`CallSession` is created by the CallManager for each outgoing or incomi
 on the manager's event loop. It guarantees:
 
 - every user action and peer message goes through the shared :class:`CallStateMachine`;
+- the session is the one writer of "are we sending": it keeps the user's choices for the call
+  (:class:`~vcall.call.media.UserChoices`: the pause) and, whenever the state or a choice
+  changes, tells the media ``set_sending(...)`` of :func:`~vcall.call.media.sending`, only
+  when that value changes (a pause outlasts a hold; un-pausing while held sends nothing);
+- the media gets the peer as one ``PeerEndpoint``, built here once when the call starts;
 - extension-only bytes (tokens, LF terminator, CALL_ALIVE) reach only a peer that advertised
   V2435 (the callee's QUERY result, or the caller's CALLING tokens);
 - the minority dialect is accepted: peer messages on a fresh connection from the peer's address,
@@ -23,9 +28,10 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
+from pipeline.control import MediaMode, PeerEndpoint
 from vcall import EXTENSION_VERSION
 from vcall.call import policy, transport
 from vcall.call.callmedia import CallMedia
@@ -39,7 +45,7 @@ from vcall.call.codec import (
     Calling,
     CallResume,
     Extension,
-    LocalProtocolError,
+    LocalMessageError,
     Message,
     PeerProtocolError,
 )
@@ -50,10 +56,11 @@ from vcall.call.events import (
     HoldChanged,
     IncomingCall,
     Outgoing,
+    PauseChanged,
     StateChanged,
 )
 from vcall.call.heartbeat import Heartbeat, HeartbeatConfig
-from vcall.call.media import MediaLike
+from vcall.call.media import MediaLike, Sending, UserChoices, sending
 from vcall.call.state import (
     ACTIVE_STATES,
     CallInput,
@@ -62,7 +69,6 @@ from vcall.call.state import (
     EndReason,
     IllegalTransitionError,
     hold_flags,
-    video_flows,
 )
 from vcall.discovery.client import DiscoveryClient, DiscoveryError
 
@@ -120,6 +126,8 @@ class CallSession:
         self.local_rx_port = 0
         self.peer_rx_port = 0
         self._media = CallMedia(media_factory, media_pool, config.bind_ip)
+        self._choices = UserChoices()  # the user's, for this call only
+        self._sent: Sending | None = None  # what the media was last told; None: not connected
         self.minority = False
         self._accepted_at: float | None = None
         self._accepting = False
@@ -145,12 +153,22 @@ class CallSession:
         if t.new is CallState.ENDED:
             assert t.reason is not None
             self._finish(t.reason, detail, farewell)
-        elif hold_flags(t.old) != hold_flags(t.new):
-            local, remote = hold_flags(t.new)
-            flows = video_flows(t.new)
-            if flows != video_flows(t.old):  # held by one side -> by both: nothing to change
-                self._media.set_sending(flows)
-            self._emit(HoldChanged(local, remote))
+            return
+        self._update_sending()
+        if hold_flags(t.old) != hold_flags(t.new):
+            self._emit(HoldChanged(*hold_flags(t.new)))
+
+    def _update_sending(self) -> None:
+        """Tell the media what the call sends now, if that changed.
+
+        The only caller of the media's ``set_sending``; a no-op until the media is connected.
+        """
+        if self._sent is None:
+            return
+        now = sending(self._sm.state, self._choices)
+        if now.video != self._sent.video:  # e.g. held by one side -> by both: nothing
+            self._media.set_sending(now.video)
+        self._sent = now
 
     def _peer_input(self, inp: CallInput, detail: str = "") -> None:
         try:
@@ -222,7 +240,7 @@ class CallSession:
                 msg, peer_ext=self.peer_ext, negotiated=self.negotiated
             )
         except ValueError as exc:
-            raise LocalProtocolError(str(exc)) from None
+            raise LocalMessageError(str(exc)) from None
         conn = self.conn
         try:
             if conn is not None and not conn.closed:
@@ -372,6 +390,18 @@ class CallSession:
         self._apply(CallInput.RESUME)
         await self._send(CallResume(self.config.nick))
 
+    def set_paused(self, paused: bool) -> None:
+        """Record the user's pause for this call; emits PauseChanged if it changed.
+
+        The choice outlasts holds and applies once the media is connected; it dies with the
+        call. Whether the user may pause in the current state is the manager's rule.
+        """
+        if paused == self._choices.paused:
+            return
+        self._choices = replace(self._choices, paused=paused)
+        self._update_sending()
+        self._emit(PauseChanged(paused))
+
     async def hangup(self) -> None:
         ringing = self._sm.state is CallState.RINGING
         farewell: Message = CallDenied(self.config.nick) if ringing else CallEnd(self.config.nick)
@@ -382,12 +412,22 @@ class CallSession:
     # -- call running ----------------------------------------------------------------------
 
     def _start_call(self) -> None:
-        mode: Literal["v0", "rtp"] = "rtp" if self.negotiated else "v0"
-        self._media.connect(self.peer_ip, self.peer_rx_port, mode, self.local_ssrc, self.peer_ssrc)
+        peer = PeerEndpoint(
+            ip=self.peer_ip,
+            rx_port=self.peer_rx_port,
+            mode=MediaMode.RTP if self.negotiated else MediaMode.V0,
+            local_ssrc=self.local_ssrc,
+            peer_ssrc=self.peer_ssrc,
+        )
+        self._media.connect(peer)
+        # A connected media session sends (docs/architecture.md): from here on, it is told
+        # whenever what the call sends changes.
+        self._sent = Sending(video=True)
+        self._update_sending()
         self._emit(
             CallStarted(
                 peer=self.peer,
-                mode=mode,
+                mode=str(peer.mode),
                 peer_ip=self.peer_ip,
                 local_rx_port=self.local_rx_port,
                 peer_rx_port=self.peer_rx_port,

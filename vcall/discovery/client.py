@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Final
 
+from pipeline.errors import RemoteProtocolError
 from vcall.discovery.codec import (
     ListUsers,
     Marker,
@@ -32,7 +33,6 @@ from vcall.discovery.codec import (
     Query,
     Quit,
     Register,
-    RemoteProtocolError,
     Reply,
     Request,
     UserEntry,

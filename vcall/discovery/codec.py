@@ -27,6 +27,8 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from pipeline.errors import LocalProtocolError, RemoteProtocolError
+
 MAX_NICK_LEN: Final = 32
 MAX_PASSWORD_LEN: Final = 128
 MAX_PROTOCOLS: Final = 32
@@ -40,12 +42,12 @@ _PORT_RE: Final = re.compile(r"[0-9]{1,5}", re.ASCII)
 _TRAILER: Final = b" \r\n"
 
 
-class LocalProtocolError(ValueError):
+class GrammarError(LocalProtocolError):
     """We were asked to send something the grammar cannot carry (our own misuse)."""
 
 
-class RemoteProtocolError(Exception):
-    """The peer sent bytes that are not a valid message (its fault, not ours)."""
+class ReplyError(RemoteProtocolError):
+    """The server sent bytes that are not a valid reply (its fault, not ours)."""
 
 
 class Verb(enum.StrEnum):
@@ -252,7 +254,7 @@ def format_users_list(entries: tuple[UserEntry, ...] | list[UserEntry]) -> str:
 
 def _check(ok: bool, message: str) -> None:
     if not ok:
-        raise LocalProtocolError(message)
+        raise GrammarError(message)
 
 
 # --- parsing requests (server side, strict) -------------------------------------------------
@@ -332,7 +334,7 @@ def parse_reply(raw: bytes, expect: Verb, *, final: bool) -> Reply | Marker:
     text = _decode_reply(raw)
     if not text:
         if final:
-            raise RemoteProtocolError("empty reply")
+            raise ReplyError("empty reply")
         return INCOMPLETE
     fields = text.split(" ")
     if fields[0] == "NOK":
@@ -343,17 +345,17 @@ def parse_reply(raw: bytes, expect: Verb, *, final: bool) -> Reply | Marker:
         except ValueError:
             if not final and any(c.startswith(fields[1]) for c in NokCode):
                 return INCOMPLETE
-            raise RemoteProtocolError(f"unknown NOK code: {text[:80]!r}") from None
+            raise ReplyError(f"unknown NOK code: {text[:80]!r}") from None
     if expect == Verb.QUIT:
         if text == "BYE":
             return Bye()
         if not final and "BYE".startswith(text):
             return INCOMPLETE
-        raise RemoteProtocolError(f"expected BYE: {text[:80]!r}")
+        raise ReplyError(f"expected BYE: {text[:80]!r}")
     if fields[0] != "OK" or len(fields) < 2:
         if not final and "OK".startswith(fields[0]) and len(fields) == 1:
             return INCOMPLETE
-        raise RemoteProtocolError(f"not a reply: {text[:80]!r}")
+        raise ReplyError(f"not a reply: {text[:80]!r}")
     kind = fields[1]
     if expect == Verb.REGISTER and kind == "WELCOME":
         if len(fields) < 4:
@@ -370,7 +372,7 @@ def parse_reply(raw: bytes, expect: Verb, *, final: bool) -> Reply | Marker:
         return _parse_users_list(text, final)
     if not final and len(fields) == 2 and _expected_kind(expect).startswith(kind):
         return INCOMPLETE
-    raise RemoteProtocolError(f"unexpected reply to {expect}: {text[:80]!r}")
+    raise ReplyError(f"unexpected reply to {expect}: {text[:80]!r}")
 
 
 def _expected_kind(expect: Verb) -> str:
@@ -387,7 +389,7 @@ def _decode_reply(raw: bytes) -> str:
 
 def _incomplete_or_raise(final: bool, text: str) -> Marker:
     if final:
-        raise RemoteProtocolError(f"truncated reply: {text[:80]!r}")
+        raise ReplyError(f"truncated reply: {text[:80]!r}")
     return INCOMPLETE
 
 
@@ -395,16 +397,16 @@ def _lax_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise RemoteProtocolError(f"bad number {text[:40]!r}") from None
+        raise ReplyError(f"bad number {text[:40]!r}") from None
     if not math.isfinite(value):
-        raise RemoteProtocolError(f"bad number {text[:40]!r}")
+        raise ReplyError(f"bad number {text[:40]!r}")
     return value
 
 
 def _lax_port(text: str) -> int:
     value = _lax_float(text)  # "8000.0" exists out there
     if value != int(value) or not valid_port(int(value)):
-        raise RemoteProtocolError(f"bad port {text[:40]!r}")
+        raise ReplyError(f"bad port {text[:40]!r}")
     return int(value)
 
 
@@ -420,7 +422,7 @@ def _parse_users_list(text: str, final: bool) -> UsersList | Marker:
     count_text = fields[2]
     body = fields[3] if len(fields) > 3 else ""
     if not count_text.isdigit() or len(count_text) > 9:
-        raise RemoteProtocolError(f"bad USERS_LIST count: {count_text[:20]!r}")
+        raise ReplyError(f"bad USERS_LIST count: {count_text[:20]!r}")
     count = int(count_text)
     entries: list[UserEntry] = []
     tokens = body.split(" ") if body else []
@@ -450,4 +452,4 @@ def _parse_users_list(text: str, final: bool) -> UsersList | Marker:
         return INCOMPLETE
     if complete_tail:
         return UsersList(tuple(entries))  # a lax server's miscount: keep what is there
-    raise RemoteProtocolError(f"truncated USERS_LIST ({len(entries)}/{count} entries)")
+    raise ReplyError(f"truncated USERS_LIST ({len(entries)}/{count} entries)")

@@ -15,7 +15,7 @@ import tkinter as tk
 from dataclasses import dataclass
 from pathlib import Path
 from tkinter import ttk
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vcall.config import (
     Config,
@@ -34,6 +34,9 @@ from vcall.gui.login import LoginScreen
 from vcall.gui.main_screen import MainScreen
 from vcall.gui.model import Phase, Screen, UiModel, reduce, status_line, window_title
 from vcall.gui.worker import ClientWorker
+
+if TYPE_CHECKING:
+    from pipeline.stats import MediaStats
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +77,7 @@ class ClientApp:
         self._auto_called = False
         self._exiting = False
         self.incoming: IncomingDialog | None = None
-        self.last_stats: dict[str, Any] = {}  # the newest MediaSession.stats() snapshot
+        self.last_stats: MediaStats | None = None  # the newest MediaSession.stats() snapshot
         from pipeline.sources.video import list_cameras  # noqa: PLC0415 - imports OpenCV
 
         self._list_cameras = list_cameras

@@ -1,15 +1,20 @@
 """Messages between the Tk thread and the client worker.
 
 Commands go from Tk callbacks to the worker (:mod:`vcall.gui.worker`); events come back. Events
-are the GUI's own vocabulary: the worker translates call-manager events, discovery errors and
-media statistics into them, so widgets and the pure model depend on nothing below the GUI.
+are the GUI's own vocabulary: the worker translates call-manager events and discovery errors
+into them, so widgets and the pure model depend on nothing below the GUI. Media statistics are
+the one value passed through as is (:class:`StatsUpdate` carries the pipeline's frozen
+``MediaStats``), imported for type checking only.
 All are frozen, slotted dataclasses; none holds a Tk object.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the type only: at run time this module stays free of the pipeline
+    from pipeline.stats import MediaStats
 
 # ---------------------------------------------------------------------------------- commands
 
@@ -214,7 +219,7 @@ class SourceChanged:
 
 @dataclass(frozen=True, slots=True)
 class StatsUpdate:
-    stats: dict[str, Any]
+    stats: MediaStats  # a frozen value: safe to hand from the worker thread to Tk
     at: float  # time.monotonic() when sampled
 
 

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from vcall.gui.events import UserRow
+
+if TYPE_CHECKING:  # importing pipeline.stats loads psutil and the shared-memory rings
+    from pipeline.stats import MediaStats
 
 # ------------------------------------------------------------------------------- user list
 
@@ -216,69 +219,52 @@ def fit_rows(rows: Sequence[tuple[str, str]], room: int) -> list[tuple[str, str]
     return kept[: max(0, room)]
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
+def _finite(value: float | None) -> float | None:
+    """``value`` as a float, or None when it is missing or not finite (a NaN would break the
+    chart's scale and show as "nan")."""
+    return None if value is None or not math.isfinite(value) else float(value)
 
 
-def _dig(data: Any, *path: str) -> Any:
-    cur: Any = data
-    for key in path:
-        if not isinstance(cur, Mapping) or key not in cur:
-            return None
-        cur = cur[key]
-    return cur
+def _scaled(value: float | None, factor: float) -> float | None:
+    return None if value is None else _finite(value * factor)  # finite, after scaling too
 
 
-def _scaled(value: Any, factor: float) -> float | None:
-    number = _number(value)
-    return None if number is None else number * factor
-
-
-# Per-stage latencies (MediaSession.stats()["latency_ms"]) shown, in the order a frame meets
-# them: the stages that do work; the waits between them are in capture→display.
+# Per-stage latencies (MediaStats.latency_ms) shown, in the order a frame meets them: the stages
+# that do work; the waits between them are in capture→display.
 STAGE_ORDER = ("capture", "encode", "send", "network_and_receive", "jitter_buffer", "decode")
 STAGE_LABELS = {"network_and_receive": "network + receive", "jitter_buffer": "jitter buffer"}
 
 
-def summarize_stats(stats: Mapping[str, Any]) -> StatsView:
-    """Pick the panel's figures out of ``MediaSession.stats()`` (a JSON-like dict).
+def summarize_stats(stats: MediaStats) -> StatsView:
+    """Pick the panel's figures out of a ``MediaSession.stats()`` snapshot.
 
-    Tolerant by design: a missing or malformed figure shows as "–", never as an exception, so a
-    newer or older pipeline cannot break the panel.
+    A figure the session does not report (None) or that is not finite shows as "–".
     """
-    latency = stats.get("latency_ms")
-    latency = latency if isinstance(latency, Mapping) else {}
-    stages = tuple(
-        (name, value)
-        for name in STAGE_ORDER
-        if (value := _number(_dig(latency, name, "p50"))) is not None
-    )
-    preset = stats.get("preset")
-    sending = ""
-    if isinstance(preset, Mapping):
-        size = preset.get("size")
-        if isinstance(size, Sequence) and not isinstance(size, str) and len(size) == 2:
-            sending = f"{preset.get('name', '')} {size[0]}x{size[1]} q{preset.get('quality', '?')}"
-    mode = stats.get("mode")
-    error = _dig(stats, "errors", "source")
+    latency = stats.latency_ms
+
+    def p50(name: str) -> float | None:
+        summary = latency.get(name)
+        return None if summary is None else _finite(summary.p50)
+
+    stages = tuple((name, value) for name in STAGE_ORDER if (value := p50(name)) is not None)
+    c2d = latency.get("capture_to_display")
+    preset = stats.info.preset
     return StatsView(
-        fps_in=_number(stats.get("fps_shown")),
-        fps_out=_number(stats.get("fps_sent")),
-        kbps_in=_scaled(stats.get("bitrate_received_bps"), 1e-3),
-        kbps_out=_scaled(stats.get("bitrate_sent_bps"), 1e-3),
-        loss_pct=_scaled(_dig(stats, "loss", "remote_fraction_lost"), 100.0),
-        lost_packets=_number(_dig(stats, "loss", "lost_packets")),
-        rtt_ms=_number(stats.get("rtt_ms")),
-        jitter_ms=_number(stats.get("jitter_ms")),
-        c2d_p50_ms=_number(_dig(latency, "capture_to_display", "p50")),
-        c2d_p95_ms=_number(_dig(latency, "capture_to_display", "p95")),
+        fps_in=_finite(stats.fps_shown),
+        fps_out=_finite(stats.fps_sent),
+        kbps_in=_scaled(stats.bitrate_received_bps, 1e-3),
+        kbps_out=_scaled(stats.bitrate_sent_bps, 1e-3),
+        loss_pct=_scaled(stats.loss.remote_fraction_lost, 100.0),
+        lost_packets=_finite(stats.loss.lost_packets),
+        rtt_ms=_finite(stats.rtt_ms),
+        jitter_ms=_finite(stats.jitter_ms),
+        c2d_p50_ms=None if c2d is None else _finite(c2d.p50),
+        c2d_p95_ms=None if c2d is None else _finite(c2d.p95),
         stages=stages,
-        sending=sending.strip(),
-        mode=mode if isinstance(mode, str) else "",
-        cpu_pct=_number(_dig(stats, "cpu_percent", "total")),
-        source_error=error if isinstance(error, str) else "",
+        sending=f"{preset.name} {preset.width}x{preset.height} q{preset.quality}",
+        mode=stats.info.mode or "",
+        cpu_pct=_finite(stats.cpu_percent.get("total")),
+        source_error=stats.source_error,
     )
 
 

@@ -7,6 +7,10 @@ events) and the discovery client.
 Results come back as :mod:`vcall.gui.events` in a bounded outbox; :attr:`ClientWorker.wake_fd`
 becomes readable whenever the outbox has something, for a Tk file handler.
 
+The worker decides nothing about the call: pause and hold are requests to the manager, whose
+call session alone decides whether video is sent; the GUI learns the outcome from its events
+(``PauseChanged`` becomes :class:`~vcall.gui.events.SendingChanged`).
+
 Guarantees: no method called from Tk touches the network or the pipeline; every failure of a
 command becomes a :class:`~vcall.gui.events.Notice`, :class:`~vcall.gui.events.LoginFailed` or
 :class:`~vcall.gui.events.Ended` with the user's words, never an exception in Tk; :meth:`stop`
@@ -49,6 +53,7 @@ class ManagerLike(Protocol):
     def deny(self) -> None: ...
     def hold(self) -> None: ...
     def resume(self) -> None: ...
+    def pause(self, paused: bool) -> None: ...
     def hangup(self) -> None: ...
     def close(self) -> None: ...
 
@@ -113,7 +118,6 @@ class ClientWorker:
         self._clock = clock
         self._preset = config.preset
         self._source = config.source
-        self._sending = True
         self._display: tuple[tuple[int, int], tuple[int, int]] | None = None
         self._manager: ManagerLike | None = None
         self._server: tuple[str, int] | None = None
@@ -131,7 +135,6 @@ class ClientWorker:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._thread = threading.Thread(target=self._run, name="vcall-gui-worker", daemon=True)
-        self._held = False  # either side holds: the manager stops sending
         self._closed = False
 
     # ------------------------------------------------------------------ Tk-thread side
@@ -251,11 +254,8 @@ class ClientWorker:
             case ev.Hangup():
                 self._need_manager().hangup()
             case ev.SetSending(enabled=enabled):
-                # While held the manager keeps sending off; resuming it is the manager's job.
-                if self._media is not None and not (enabled and self._held):
-                    self._media.set_sending(enabled)
-                self._sending = enabled
-                self._emit(ev.SendingChanged(enabled))
+                # SendingChanged follows from the manager's PauseChanged event.
+                self._need_manager().pause(not enabled)
             case ev.SetPreset(name=name):
                 if self._media is not None:
                     self._media.set_preset(name)
@@ -380,22 +380,17 @@ class ClientWorker:
                 self._peer = peer
             case call_events.CallStarted(peer=peer, mode=mode):
                 self._peer = peer
-                self._held = False
                 self._attach_media()
                 self._emit(ev.Connected(peer, mode))
             case call_events.HoldChanged(local=local, remote=remote):
-                self._held = local or remote
-                # The manager resumes sending when the hold ends; a user's pause outlasts it.
-                if not self._held and not self._sending and self._media is not None:
-                    self._media.set_sending(False)
                 self._emit(ev.HoldState(local, remote))
+            case call_events.PauseChanged(paused=paused):
+                self._emit(ev.SendingChanged(not paused))
             case call_events.CallEnded(peer=peer, reason=reason, detail=detail):
                 self._detach_media()
                 message, error = describe_end(reason, peer or self._peer, detail)
-                self._emit(ev.Ended(message, error))
+                self._emit(ev.Ended(message, error))  # the model drops the pause: per call
                 self._peer = ""
-                self._held = False
-                self._sending = True  # pausing is per call
             case _:
                 logger.debug("call event %r", event)
 
@@ -406,8 +401,6 @@ class ClientWorker:
         self._media = media
         if self._display is not None:
             media.set_display_size(*self._display)
-        if not self._sending:
-            media.set_sending(False)
         # Tk gets its own duplicate of the fd: it stays valid until Tk has removed its file
         # handler, even when the session closes its own copy first.
         self._emit(ev.MediaAttached(media, os.dup(media.notify_fd())))

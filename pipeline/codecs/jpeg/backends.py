@@ -17,14 +17,14 @@ API::
         sampling: tuple[tuple[int, int], ...]; baseline: bool
     def read_header(jpeg: bytes) -> JpegHeader        # pure; walks markers up to SOF
     @dataclass(frozen=True, slots=True)
-    class EncodedFrame: jpeg: bytes; quality: int; width: int; height: int
-    def encode_under(codec, bgr, quality, max_bytes) -> EncodedFrame   # FrameTooLargeError
+    class CappedJpeg: jpeg: bytes; quality: int; width: int; height: int
+    def encode_under(codec, bgr, quality, max_bytes) -> CappedJpeg   # FrameTooLargeError
     class CappedEncoder:                   # the same for a stream: starts from the last fit
         def __init__(self, codec: JpegCodec, max_bytes: int, probe_every: int = 15) -> None
-        def encode(self, bgr: np.ndarray, quality: int) -> EncodedFrame
-    def fit_size(src: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]
-    class JpegError(Exception)             # bad data (from a peer): cannot be decoded or too big
-    class FrameTooLargeError(Exception)    # encode_under found no setting under max_bytes
+        def encode(self, bgr: np.ndarray, quality: int) -> CappedJpeg
+    fit_size                               # re-exported from pipeline.codecs.base
+    JpegError (markers.JpegError)          # bad data (from a peer): cannot be decoded or too big
+    class FrameTooLargeError(EncodeError)  # encode_under found no setting under max_bytes
 
 Sizes are (width, height) everywhere; arrays are (height, width, 3) uint8.
 
@@ -53,8 +53,10 @@ import numpy as np
 import numpy.typing as npt
 import turbojpeg
 
-from pipeline.codecs.jpeg.markers import JpegError as MarkerError
-from pipeline.codecs.jpeg.markers import frame_header
+from pipeline.codecs.base import EncodeError, fit_size
+from pipeline.codecs.jpeg.markers import JpegError, frame_header
+
+__all__ = ["fit_size"]  # and the public names above; fit_size lives in codecs.base
 
 logger = logging.getLogger(__name__)
 
@@ -69,11 +71,7 @@ QUALITY_STEP = 10
 SCALE_STEPS = (1.0, 0.75, 0.5, 0.25)
 
 
-class JpegError(Exception):
-    """A JPEG that cannot be decoded or declares an unacceptable size (data from a peer)."""
-
-
-class FrameTooLargeError(Exception):
+class FrameTooLargeError(EncodeError):
     """encode_under found no quality and resolution that fits the byte limit."""
 
 
@@ -87,7 +85,7 @@ class JpegHeader:
 
 
 @dataclass(frozen=True, slots=True)
-class EncodedFrame:
+class CappedJpeg:
     jpeg: bytes
     quality: int
     width: int
@@ -98,7 +96,7 @@ def read_header(jpeg: bytes) -> JpegHeader:
     """Parse markers from SOI up to the first SOFn; JpegError on anything malformed."""
     try:
         marker, body = frame_header(jpeg)  # the one marker walker, shared with RFC 2435 code
-    except MarkerError as exc:
+    except JpegError as exc:
         raise JpegError(str(exc)) from None
     return _parse_sof(body, marker)
 
@@ -142,16 +140,6 @@ def _check_dst(dst: npt.NDArray[Any]) -> None:
         raise ValueError(f"dst must be (H, W, 3) uint8, got {dst.shape} {dst.dtype}")
     if not dst.flags.c_contiguous:
         raise ValueError("dst must be C-contiguous (e.g. a whole shared-memory slot)")
-
-
-def fit_size(src: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
-    """The largest (width, height) with src's aspect ratio that fits in box (at least 1x1)."""
-    sw, sh = src
-    bw, bh = box
-    if sw <= 0 or sh <= 0 or bw <= 0 or bh <= 0:
-        raise ValueError(f"sizes must be positive: {src} in {box}")
-    scale = min(bw / sw, bh / sh)
-    return (max(1, min(bw, round(sw * scale))), max(1, min(bh, round(sh * scale))))
 
 
 def _resize_into(src: U8Array, dst: U8Array) -> None:
@@ -368,7 +356,7 @@ def _check_limit(max_bytes: int) -> None:
 
 def _encode_from(
     codec: JpegCodec, bgr: U8Array, ladder: list[tuple[float, int]], start: int, max_bytes: int
-) -> tuple[int, EncodedFrame]:
+) -> tuple[int, CappedJpeg]:
     """The first ladder step from ``start`` on whose JPEG fits, and that JPEG."""
     scaled: dict[float, U8Array] = {}
     smallest = 0
@@ -380,11 +368,11 @@ def _encode_from(
         jpeg = codec.encode(image, q)
         smallest = len(jpeg)
         if smallest <= max_bytes:
-            return index, EncodedFrame(jpeg, q, image.shape[1], image.shape[0])
+            return index, CappedJpeg(jpeg, q, image.shape[1], image.shape[0])
     raise FrameTooLargeError(f"no setting fits {max_bytes} bytes (smallest {smallest})")
 
 
-def encode_under(codec: JpegCodec, bgr: U8Array, quality: int, max_bytes: int) -> EncodedFrame:
+def encode_under(codec: JpegCodec, bgr: U8Array, quality: int, max_bytes: int) -> CappedJpeg:
     """Encode at ``quality``; if the JPEG exceeds max_bytes, step quality down by QUALITY_STEP
     to MIN_QUALITY, then the resolution through SCALE_STEPS (restarting from ``quality``).
     FrameTooLargeError when nothing fits (the caller drops the frame). Stateless: a stream
@@ -414,7 +402,7 @@ class CappedEncoder:
         self._index = 0
         self._frames = 0
 
-    def encode(self, bgr: U8Array, quality: int) -> EncodedFrame:
+    def encode(self, bgr: U8Array, quality: int) -> CappedJpeg:
         _check_quality(quality)
         if quality != self._quality:
             self._quality, self._ladder, self._index = quality, _ladder(quality), 0

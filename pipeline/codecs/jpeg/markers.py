@@ -2,7 +2,7 @@
 
 No pixel is ever decoded here. API::
 
-    class JpegError(ValueError)             # malformed JPEG bytes (garbage)
+    class JpegError(CodecError)             # malformed JPEG bytes (garbage): RemoteProtocolError
     class JpegTooLargeError(JpegError)           # .width, .height: declared size over the limit
     class UnsupportedJpegError(JpegError)        # well-formed, but not what RFC 2435 can carry
     def frame_header(jpeg) -> tuple[int, bytes]           # (SOFn marker, SOF segment body)
@@ -35,6 +35,8 @@ import logging
 import struct
 from dataclasses import dataclass
 
+from pipeline.codecs.base import CodecError
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_DIM = 4096
@@ -51,8 +53,9 @@ _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _STANDALONE = frozenset(range(0xD0, 0xD8)) | {0x01}
 
 
-class JpegError(ValueError):
-    """Bytes that are not a well-formed JPEG (or not the part of one that we need)."""
+class JpegError(CodecError):
+    """Bytes that are not a well-formed JPEG, cannot be decoded, or declare a size above the
+    limit: the one JPEG error of the project (a peer's data: a RemoteProtocolError)."""
 
 
 class JpegTooLargeError(JpegError):

@@ -1,54 +1,53 @@
-"""RTP payload format for JPEG (RFC 2435): packetizer and reassembler. Pure: no I/O, no clock.
+"""RTP payload format for JPEG (RFC 2435): packetizer and depacketizer. Pure: no I/O, no clock.
 
 API::
 
-    class PacketizeError(ValueError)     # local misuse: a JPEG RFC 2435 cannot carry
-    class RtpJpegPacketizer:
-        def __init__(self, ssrc: int, payload_type: int = 26, max_payload: int = 1200,
-                     q: int = 255, initial_seq: int | None = None) -> None
-        def packetize(self, jpeg: bytes, timestamp90k: int) -> list[bytes]   # RTP datagrams
-        next_seq: int; packets_sent: int; payload_octets_sent: int   # for RTCP SRs
-
-    @dataclass(frozen=True, slots=True)
-    class JpegFrame:
-        jpeg: bytes; rtp_ts: int; width: int; height: int
-        first_arrival: float; last_arrival: float; packets: int; ssrc: int; q: int
-    class RtpJpegReassembler:
-        def __init__(self, expected_ssrc: int | None = None, *, max_dim: int = 2040,
-                     payload_type: int | None = 26, timeout: float = 0.5,
+    class Rfc2435Packetizer(Packetizer):
+        def __init__(self, max_payload: int = 1200, q: int = 255) -> None
+        def payloads(self, jpeg, width=0, height=0) -> list[Payload]   # EncodeError
+        def payloads_of(self, parts: JpegParts) -> list[Payload]
+    class Rfc2435Depacketizer(Depacketizer):
+        def __init__(self, *, max_dim: int = 2040, timeout: float = 0.5,
                      max_frame_bytes: int = 4 << 20, max_partial: int = 4) -> None
-        def push(self, datagram: bytes, now: float) -> list[JpegFrame]       # never raises
-        def push_packet(self, packet: RtpPacket, now: float) -> list[JpegFrame]
+        def push(self, seq, timestamp, marker, payload, now) -> list[CodecFrame]  # never raises
         def expire(self, now: float) -> int          # drop partial frames idle > timeout
-        stats -> ReassemblerStats; reception -> ReceptionStats | None (for RTCP RRs)
+        def reset(self) -> None                      # a new source
+        stats -> DepacketizerStats
+
+The RTP header is the stream layer's (``pipeline.wire.stream``: payload type, SSRC, sequence
+numbers, RFC 3550 statistics); this module only knows the JPEG payload.
 
 Packetizer: payloads of at most ``max_payload`` bytes; type 1 (4:2:0) or 0 (4:2:2), +64 with a
 restart marker header when the JPEG has a DRI (F=L=1, count 0x3FFF: fragments need not align
 with restart intervals); Q 128-255 puts both quantisation tables (128 bytes) in the first packet
 of every frame; Q 1-99 is allowed only when the JPEG's tables are exactly the RFC 2435 ones
-for that Q (libjpeg-turbo / OpenCV at quality Q produce them). Marker bit on the last
-fragment, one timestamp for all fragments, sequence numbers +1 per packet.
+for that Q (libjpeg-turbo / OpenCV at quality Q produce them). The stream layer sets the marker
+bit on the last payload and one timestamp for all of them (RFC 2435 3.1).
 
-Reassembler: accepts only ``expected_ssrc`` (or, when None, locks onto the first source and
-follows a new one only after the current one has been silent for ``timeout``); reorders
-fragments within a frame, ignores duplicates, drops a partial frame when a newer frame
-completes, after ``timeout`` without packets (checked by ``expire``, which push calls when a
-new frame opens and the receive loop calls periodically), or when more than ``max_partial``
-are open;
-drops packets of frames older than the last completed one. Q 1-99 uses the standard tables,
-Q 128-254 tables are cached per Q, Q 255 needs in-band tables. Types 0/1/64/65 only, at most
-``max_dim`` pixels per side. A partial frame holds at most ``max_frame_bytes`` of fragments
-(overlaps counted in full) in at most ``max_frame_bytes // 256 + 16`` fragments, so memory is
-bounded whatever a sender does. Everything dropped is counted in ``stats``.
+Depacketizer: reorders fragments within a frame, ignores duplicates, drops a partial frame when
+a newer frame completes, after ``timeout`` without packets (checked by ``expire``, which push
+calls when a new frame opens and the receive loop calls periodically), or when more than
+``max_partial`` are open; drops packets of frames older than the last completed one. Q 1-99
+uses the standard tables, Q 128-254 tables are cached per Q, Q 255 needs in-band tables. Types
+0/1/64/65 only, at most ``max_dim`` pixels per side. A partial frame holds at most
+``max_frame_bytes`` of fragments (overlaps counted in full) in at most
+``max_frame_bytes // 256 + 16`` fragments, so memory is bounded whatever a sender does.
+Everything dropped is counted in ``stats``.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
 import struct
-from dataclasses import dataclass
 
+from pipeline.codecs.base import (
+    CodecFrame,
+    Depacketizer,
+    DepacketizerStats,
+    EncodeError,
+    Packetizer,
+    Payload,
+)
 from pipeline.codecs.jpeg.markers import (
     EOI,
     JpegError,
@@ -57,15 +56,13 @@ from pipeline.codecs.jpeg.markers import (
     jpeg_prefix,
     split_jpeg,
 )
-from pipeline.wire.rtcp import ReceptionStats
-from pipeline.wire.rtp import RTP_HEADER_SIZE, RtpError, RtpPacket, rtp_header, ts_diff
+from pipeline.wire.rtp import ts_diff
 
 logger = logging.getLogger(__name__)
 
 PT_JPEG = 26
 CLOCK_RATE = 90000
 MAX_DIM = 2040  # width/8 and height/8 are one byte each
-_FAST_HEADER = struct.Struct("!BHII")  # RTP header after its first byte
 _OFFSET = struct.Struct("!I")
 _MAIN_HDR = 8
 _RESTART_HDR = 4
@@ -74,52 +71,33 @@ _QT_HDR = 4
 _RESET_TICKS = 10 * CLOCK_RATE
 
 
-class PacketizeError(ValueError):
-    """A local JPEG that RFC 2435 cannot carry (a misuse, never garbage from a peer)."""
+class Rfc2435Packetizer(Packetizer):
+    """Splits baseline JPEGs into RFC 2435 payloads."""
 
-
-class RtpJpegPacketizer:
-    """Splits baseline JPEGs into RFC 2435 RTP datagrams."""
-
-    def __init__(
-        self,
-        ssrc: int,
-        payload_type: int = PT_JPEG,
-        max_payload: int = 1200,
-        q: int = 255,
-        initial_seq: int | None = None,
-    ) -> None:
+    def __init__(self, max_payload: int = 1200, q: int = 255) -> None:
         if not (1 <= q <= 99 or 128 <= q <= 255):
             raise ValueError(f"RTP/JPEG Q must be 1-99 or 128-255, not {q}")
         if max_payload < _MAIN_HDR + _RESTART_HDR + _QT_HDR + 128 + 1:
             raise ValueError(f"max_payload {max_payload} too small")
-        if not 0 <= payload_type < 128 or not 0 <= ssrc < 1 << 32:
-            raise ValueError("payload type or SSRC out of range")
-        if initial_seq is not None and not 0 <= initial_seq < 1 << 16:
-            raise ValueError(f"initial sequence number {initial_seq} out of range")
-        self.ssrc = ssrc
-        self.payload_type = payload_type
         self.max_payload = max_payload
         self.q = q
-        self.next_seq = secrets.randbelow(1 << 16) if initial_seq is None else initial_seq
-        self.packets_sent = 0
-        self.payload_octets_sent = 0
 
-    def packetize(self, jpeg: bytes | bytearray | memoryview, timestamp90k: int) -> list[bytes]:
-        """The RTP datagrams carrying one frame. PacketizeError if RFC 2435 cannot carry it."""
+    def payloads(self, frame: bytes, width: int = 0, height: int = 0) -> list[Payload]:
+        """The payloads carrying one JPEG (its own SOF gives the size). EncodeError if RFC 2435
+        cannot carry it."""
         try:
-            parts = split_jpeg(jpeg)
+            parts = split_jpeg(frame)
         except JpegError as exc:
-            raise PacketizeError(str(exc)) from exc
-        return self.packetize_parts(parts, timestamp90k)
+            raise EncodeError(str(exc)) from exc
+        return self.payloads_of(parts)
 
-    def packetize_parts(self, parts: JpegParts, timestamp90k: int) -> list[bytes]:
-        """As packetize(), from an already split JPEG."""
+    def payloads_of(self, parts: JpegParts) -> list[Payload]:
+        """As payloads(), from an already split JPEG."""
         w, h = parts.width, parts.height
         if w % 8 or h % 8 or w > MAX_DIM or h > MAX_DIM:
-            raise PacketizeError(f"{w}x{h}: RFC 2435 needs multiples of 8, at most {MAX_DIM}")
+            raise EncodeError(f"{w}x{h}: RFC 2435 needs multiples of 8, at most {MAX_DIM}")
         if self.q < 128 and parts.quant_tables != ijg_quant_tables(self.q):
-            raise PacketizeError(f"JPEG tables are not the RFC 2435 tables for Q={self.q}")
+            raise EncodeError(f"JPEG tables are not the RFC 2435 tables for Q={self.q}")
         rtype = parts.rfc_type | (64 if parts.restart_interval else 0)
         restart_hdr = (
             struct.pack("!HH", parts.restart_interval, 0xFFFF) if parts.restart_interval else b""
@@ -131,63 +109,25 @@ class RtpJpegPacketizer:
         scan = parts.scan
         total = len(scan)
         if total >= 1 << 24:
-            raise PacketizeError("scan data over 16 MiB cannot be addressed by RFC 2435")
+            raise EncodeError("scan data over 16 MiB cannot be addressed by RFC 2435")
         tail = bytes((rtype, self.q, w // 8, h // 8))
-        ts = timestamp90k & 0xFFFFFFFF
-        pt, ssrc = self.payload_type, self.ssrc
-        out: list[bytes] = []
+        out: list[Payload] = []
         offset = 0
-        seq = self.next_seq
         extra = restart_hdr + qt_hdr  # the first packet's; the others carry restart_hdr only
         while True:
             room = self.max_payload - _MAIN_HDR - len(extra)
             chunk = scan[offset : offset + room]
-            last = offset + len(chunk) >= total
-            # One join per packet: the RTP header, the main header (type-specific byte 0, then
-            # the 24-bit offset), the extra headers and a view of the scan: one copy of the data.
-            header = rtp_header(pt, seq, ts, ssrc, last)
-            out.append(b"".join((header, _OFFSET.pack(offset), tail, extra, chunk)))
-            seq = (seq + 1) & 0xFFFF
+            # The main header (type-specific byte 0, then the 24-bit offset), the extra headers
+            # and a view of the scan: the sender joins them after the RTP header, one copy.
+            out.append((_OFFSET.pack(offset), tail, extra, chunk))
             offset += len(chunk)
-            if last:
+            if offset >= total:
                 break
             extra = restart_hdr
-        self.next_seq = seq
-        self.packets_sent += len(out)
-        self.payload_octets_sent += sum(map(len, out)) - RTP_HEADER_SIZE * len(out)
         return out
 
 
 # --- reassembly -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class JpegFrame:
-    """One complete frame, rebuilt as a JPEG file."""
-
-    jpeg: bytes
-    rtp_ts: int
-    width: int
-    height: int
-    first_arrival: float
-    last_arrival: float
-    packets: int
-    ssrc: int
-    q: int
-
-
-@dataclass(frozen=True, slots=True)
-class ReassemblerStats:
-    packets: int = 0  # accepted into reassembly
-    frames: int = 0  # complete frames returned
-    malformed: int = 0  # not RTP, or a bad RTP/JPEG header
-    wrong_source: int = 0  # other SSRC or payload type
-    duplicates: int = 0
-    late: int = 0  # packets of frames already completed or dropped
-    incomplete: int = 0  # partial frames dropped (superseded, timed out, evicted)
-    unsupported: int = 0  # frames with a type/Q/size we do not handle, or missing tables
-    lost_packets: int = 0  # RFC 3550 cumulative loss of the current source
-    source_changes: int = 0
 
 
 class _Partial:
@@ -221,93 +161,41 @@ class _BadFrameError(Exception):
     """This frame cannot be rebuilt (unsupported type, Q, size or missing tables)."""
 
 
-class RtpJpegReassembler:
-    """Rebuilds JPEG frames from RFC 2435 packets of one source."""
+class Rfc2435Depacketizer(Depacketizer):
+    """Rebuilds JPEG frames from the RFC 2435 payloads of one source."""
 
     def __init__(
         self,
-        expected_ssrc: int | None = None,
         *,
         max_dim: int = MAX_DIM,
-        payload_type: int | None = PT_JPEG,
         timeout: float = 0.5,
         max_frame_bytes: int = 4 << 20,
         max_partial: int = 4,
     ) -> None:
-        self.expected_ssrc = expected_ssrc
         self.max_dim = max_dim
-        self.payload_type = payload_type
         self.timeout = timeout
         self.max_frame_bytes = max_frame_bytes
         self.max_partial = max_partial
         # Real senders fill packets (ffmpeg, GStreamer and vcall send ~1 KB or more each).
         self._max_fragments = max_frame_bytes // 256 + 16
-        self._ssrc: int | None = expected_ssrc
-        self._last_packet_time: float | None = None
         self._partials: dict[int, _Partial] = {}
         self._last_done: int | None = None  # RTP ts of the last completed (or dropped) frame
         self._table_cache: dict[int, tuple[bytes, ...]] = {}
-        self._reception: ReceptionStats | None = None
-        self._c = dict.fromkeys(ReassemblerStats.__dataclass_fields__, 0)
+        self._c = dict.fromkeys(DepacketizerStats.__dataclass_fields__, 0)
 
     @property
-    def stats(self) -> ReassemblerStats:
-        counts = dict(self._c)
-        counts["lost_packets"] = max(self._reception.cumulative_lost, 0) if self._reception else 0
-        return ReassemblerStats(**counts)
+    def stats(self) -> DepacketizerStats:
+        return DepacketizerStats(**self._c)
 
-    @property
-    def reception(self) -> ReceptionStats | None:
-        """RFC 3550 receive statistics of the current source (feed RtcpSession.build_report)."""
-        return self._reception
+    def reset(self) -> None:
+        self._partials.clear()
+        self._last_done = None
+        self._table_cache.clear()
 
-    def push(self, datagram: bytes | bytearray | memoryview, now: float) -> list[JpegFrame]:
-        """Take one datagram; return the frames it completed (usually none or one)."""
-        data = bytes(datagram) if not isinstance(datagram, bytes) else datagram
-        if len(data) > RTP_HEADER_SIZE and data[0] == 0x80:
-            # The common case (version 2, no padding, extension or CSRC): no RtpPacket object,
-            # and fragments stay zero-copy views of the datagram until the frame is joined.
-            b1, seq, ts, ssrc = _FAST_HEADER.unpack_from(data, 1)
-            payload = memoryview(data)[RTP_HEADER_SIZE:]
-            return self._push(b1 & 0x7F, seq, ts, ssrc, b1 >= 0x80, payload, now)
-        try:
-            packet = RtpPacket.parse(data)
-        except RtpError:
-            self._c["malformed"] += 1
-            return []
-        return self.push_packet(packet, now)
-
-    def push_packet(self, packet: RtpPacket, now: float) -> list[JpegFrame]:
-        """As push(), for an already parsed packet."""
-        return self._push(
-            packet.payload_type,
-            packet.sequence_number,
-            packet.timestamp,
-            packet.ssrc,
-            packet.marker,
-            memoryview(packet.payload),
-            now,
-        )
-
-    def _push(  # noqa: PLR0917 - the hot path; a header object per packet is what it avoids
-        self,
-        payload_type: int,
-        seq: int,
-        ts: int,
-        ssrc: int,
-        marker: bool,
-        payload: memoryview,
-        now: float,
-    ) -> list[JpegFrame]:
-        if self.payload_type is not None and payload_type != self.payload_type:
-            self._c["wrong_source"] += 1
-            return []
-        if not self._accept_source(ssrc, now):
-            self._c["wrong_source"] += 1
-            return []
-        self._last_packet_time = now
-        assert self._reception is not None
-        self._reception.update(seq, ts, now)
+    def push(
+        self, seq: int, timestamp: int, marker: bool, payload: memoryview, now: float
+    ) -> list[CodecFrame]:
+        ts = timestamp
         if len(payload) < _MAIN_HDR:
             self._c["malformed"] += 1
             return []
@@ -364,7 +252,6 @@ class RtpJpegReassembler:
         part.nbytes += len(data)
         part.packets += 1
         part.last_arrival = now
-        self._c["packets"] += 1
         if offset == 0:
             part.header = (rtype, q, w8 * 8, h8 * 8)
             part.restart = restart
@@ -377,7 +264,7 @@ class RtpJpegReassembler:
         if scan is None:
             return []
         try:
-            frame = self._build(ts, part, scan, ssrc)
+            frame = self._build(ts, part, scan)
         except _BadFrameError as exc:
             logger.debug("dropped RTP/JPEG frame ts=%d: %s", ts, exc)
             self._drop(ts, "unsupported")
@@ -394,26 +281,6 @@ class RtpJpegReassembler:
         return len(stale)
 
     # -- internals --
-
-    def _accept_source(self, ssrc: int, now: float) -> bool:
-        if self.expected_ssrc is not None:
-            if ssrc != self.expected_ssrc:
-                return False
-        elif ssrc != self._ssrc:
-            idle = self._last_packet_time is None or now - self._last_packet_time > self.timeout
-            if self._ssrc is not None and not idle:
-                return False
-            if self._ssrc is not None:
-                self._c["source_changes"] += 1
-                logger.info("RTP/JPEG source changed to SSRC %08x", ssrc)
-            self._ssrc = ssrc
-            self._reception = None
-        if self._reception is None:
-            self._partials.clear()
-            self._last_done = None
-            self._table_cache.clear()
-            self._reception = ReceptionStats(ssrc, CLOCK_RATE)
-        return True
 
     def _open(self, ts: int, now: float) -> _Partial:
         if len(self._partials) >= self.max_partial:
@@ -460,7 +327,7 @@ class RtpJpegReassembler:
             return None
         return chunks
 
-    def _build(self, ts: int, part: _Partial, scan: list[memoryview], ssrc: int) -> JpegFrame:
+    def _build(self, ts: int, part: _Partial, scan: list[memoryview]) -> CodecFrame:
         assert part.header is not None
         rtype, q, width, height = part.header
         if rtype & 0x3F not in (0, 1) or rtype >= 128:
@@ -483,14 +350,13 @@ class RtpJpegReassembler:
         restart = part.restart if rtype >= 64 else 0
         prefix = jpeg_prefix(width, height, rtype, tables, restart_interval=restart)
         jpeg = b"".join((prefix, *scan, EOI))  # the only copy of the scan data on receive
-        return JpegFrame(
-            jpeg=jpeg,
-            rtp_ts=ts,
+        return CodecFrame(
+            data=jpeg,
+            timestamp=ts,
             width=width,
             height=height,
+            keyframe=True,
             first_arrival=part.first_arrival,
             last_arrival=part.last_arrival,
             packets=part.packets,
-            ssrc=ssrc,
-            q=q,
         )
