@@ -284,3 +284,22 @@ def test_edge_returns_after_a_bounded_number_of_discards() -> None:
     finally:
         rx.close()
         flood.close()
+
+
+# -- vcall codecs --------------------------------------------------------------------------
+
+
+def test_vcall_codecs_prints_the_registry() -> None:
+    import json
+    import subprocess
+    import sys
+
+    run = [sys.executable, "-m", "vcall", "codecs"]
+    table = subprocess.run(run, capture_output=True, text=True, timeout=60, check=True).stdout
+    header, *rows = table.splitlines()
+    assert header.split()[:4] == ["name", "kind", "pt", "clock"]
+    assert [r.split()[:4] for r in rows] == [["JPEG", "video", "26", "90000"]]
+    out = subprocess.run([*run, "--json"], capture_output=True, text=True, timeout=60, check=True)
+    (jpeg,) = json.loads(out.stdout)
+    assert jpeg["modes"] == ["rtp", "v0"] and jpeg["rtpmap"] == "JPEG/90000"
+    assert jpeg["intra_only"] is True and jpeg["payload_format"] == "RFC 2435"
