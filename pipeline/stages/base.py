@@ -74,6 +74,9 @@ class Stage:
     def close(self) -> None:
         """Release what the stage opened (sources, sockets)."""
 
+    def reset_stats(self) -> None:
+        """Start the stage's own counters afresh (its parts' counters: edges...)."""
+
     # -- helpers ----------------------------------------------------------------------------
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
@@ -113,6 +116,7 @@ class Stage:
                 case ResetStats():
                     self.latency.clear()
                     self.counters.clear()
+                    self.reset_stats()
                     self._reset_ns = time.monotonic_ns()
                     continue
             try:

@@ -7,9 +7,10 @@ unprotect hook). Until ``Connect`` every datagram is dropped and counted. In RTP
 per-call token, 0 included; None locks on the first source) and keeps the RFC 3550 statistics,
 and the codec's depacketizer rebuilds frames; in a mode with a framing of its own (V0) each
 datagram is one frame. Every reader has a cap: one ``recvfrom`` reads at most 64 KiB, a turn
-reads at most ``MAX_DATAGRAMS_PER_TURN``, and the depacketizer bounds frame size and open
-frames. Garbage is counted, never raised; an unexpected error on a peer's data (a parser bug)
-is counted as ``peer_errors`` and dropped.
+takes at most ``MAX_DATAGRAMS_PER_TURN`` datagrams (and skips at most
+``edge.MAX_DISCARDS_PER_CALL`` times as many discarded ones), and the depacketizer bounds frame
+size and open frames. Garbage is counted, never raised; an unexpected error on a peer's data (a
+parser bug) is counted as ``peer_errors`` and dropped.
 
 The jitter buffer skips older frames only when the codec says every frame is independent
 (``CodecInfo.intra_only``).
@@ -264,10 +265,15 @@ class ReceiveStage(Stage):
             if self._rtcp.send(session.build_report(now, reception)) == 0:
                 self.count("rtcp_send_errors")
 
+    def reset_stats(self) -> None:
+        self._rtp.reset_stats()
+        self._rtcp.reset_stats()
+
     def handle(self, msg: ControlMessage) -> None:
         match msg:
             case Connect(peer=peer):
                 self._rtp.connect(peer.ip, None)
+                self._rtcp.connect(peer.ip, None)  # RTP mode: the peer's RTCP port, below
                 self._mode = str(peer.mode)
                 self._framing = self._codec.framing(peer.mode)
                 if self._framing is None:

@@ -106,8 +106,10 @@ class SendStage(Stage):
         match msg:
             case Connect(peer=peer):
                 self._edge.connect(peer.ip, peer.rx_port)
+                if self._framing is None or self._mode != str(peer.mode):
+                    # A reconnect in the same mode keeps the framing (V0's frame counter).
+                    self._framing = self._codec.framing(peer.mode)
                 self._mode = str(peer.mode)
-                self._framing = self._codec.framing(peer.mode)
                 self._rtp = None
                 if self._framing is None:
                     self._rtp = RtpSender(
@@ -131,6 +133,9 @@ class SendStage(Stage):
             "ring_dropped": self._reader.dropped,
             "send_errors": edge.send_errors,
         }
+
+    def reset_stats(self) -> None:
+        self._edge.reset_stats()
 
     def close(self) -> None:
         self._edge.close()

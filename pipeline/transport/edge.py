@@ -24,7 +24,8 @@ live in exactly one place. The sockets are non-blocking; the stages wait on ``fi
 Rules: nothing is accepted before ``connect``; after it, only datagrams whose source IP is the
 peer's (the source port is arbitrary in this protocol family, docs/protocol.md 2). Every
 datagram passes ``protection.unprotect`` on the way in and ``protect`` on the way out. One
-``recvfrom`` reads at most ``max_datagram`` bytes. Every discard is counted in ``stats`` by
+``recvfrom`` reads at most ``max_datagram`` bytes, and one ``receive`` skips at most
+``MAX_DISCARDS_PER_CALL`` discarded datagrams. Every discard is counted in ``stats`` by
 name; a socket error (an ICMP-reported ECONNREFUSED, ENOBUFS) is counted, never raised.
 """
 
@@ -43,8 +44,9 @@ logger = logging.getLogger(__name__)
 
 MAX_DATAGRAM = 65536
 # receive() gives up after this many discards in a row (the caller's loop comes back later), so
-# a flood of foreign datagrams cannot hold a stage in one call.
-MAX_DISCARDS_PER_CALL = 256
+# a flood of foreign datagrams cannot hold a stage: a caller that allows itself N calls per turn
+# reads at most N x MAX_DISCARDS_PER_CALL datagrams.
+MAX_DISCARDS_PER_CALL = 8
 
 
 class Protection(Protocol):
@@ -102,6 +104,10 @@ class DatagramEdge:
     @property
     def peer(self) -> tuple[str, int] | None:
         return self._peer
+
+    def reset_stats(self) -> None:
+        """Start the counters afresh (``ResetStats``: benchmarks, after warm-up)."""
+        self._c = dict.fromkeys(EdgeStats.__dataclass_fields__, 0)
 
     def fileno(self) -> int:
         return self._sock.fileno()

@@ -281,6 +281,8 @@ def test_edge_returns_after_a_bounded_number_of_discards() -> None:
         time.sleep(0.1)
         assert rx.receive() is None
         assert rx.stats.dropped_wrong_address == MAX_DISCARDS_PER_CALL
+        rx.reset_stats()
+        assert rx.stats.dropped_wrong_address == 0
     finally:
         rx.close()
         flood.close()
