@@ -5,7 +5,8 @@ API::
 
     class MediaMode(enum.StrEnum): V0 = "v0"; RTP = "rtp"
     @dataclass(frozen=True, slots=True)
-    class PeerEndpoint: ip; rx_port; mode: MediaMode; local_ssrc = 0; peer_ssrc: int | None = None
+    class PeerEndpoint: ip; rx_port; mode: MediaMode; local_ssrc = 0; peer_ssrc: int | None = None;
+                        codec: str = "JPEG"   # the registry name negotiated for this call
     # control messages (frozen, slotted; every one is a ControlMessage):
     Stop, ResetStats, Connect(peer), SetSending(enabled), SetPreset(preset), SetSource(spec),
     SetDisplaySize(peer_box, self_box)
@@ -39,7 +40,9 @@ class PeerEndpoint:
     ``rx_port`` is the UDP port the peer declared in CALLING / CALL_ACCEPTED. ``local_ssrc`` is
     the SSRC we announced and send with (RTP mode). ``peer_ssrc`` is the SSRC the peer announced
     (any value, 0 included): packets from other sources are dropped. None means no token (a
-    non-vcall sender such as ffmpeg): the receiver locks on the first source.
+    non-vcall sender such as ffmpeg): the receiver locks on the first source. ``codec`` is the
+    video codec negotiated in call control (a ``pipeline.codecs.registry`` name; classic V0
+    calls are always JPEG).
     """
 
     ip: str
@@ -47,6 +50,7 @@ class PeerEndpoint:
     mode: MediaMode
     local_ssrc: int = 0
     peer_ssrc: int | None = None
+    codec: str = "JPEG"
 
 
 @dataclass(frozen=True, slots=True)
