@@ -4,7 +4,8 @@ API::
 
     @dataclass(frozen=True, slots=True)
     class Preset:
-        name: str; width: int; height: int; quality: int; fps: int
+        name: str; width: int; height: int; quality: int; fps: int; bitrate: int = 0
+        bitrate_bps -> int               # bitrate, or 0.1 bit per pixel per frame
         size -> tuple[int, int]          # (width, height)
         frame_bytes -> int               # bytes of one BGR frame (width * height * 3)
     PRESETS: Mapping[str, Preset]        # "low", "medium", "high", "max" (in that order)
@@ -48,6 +49,13 @@ class Preset:
     height: int
     quality: int
     fps: int
+    bitrate: int = 0  # bit/s for bitrate-driven codecs (H.264); 0: derived from the size
+
+    @property
+    def bitrate_bps(self) -> int:
+        """The target bitrate: ``bitrate``, or 0.1 bit per pixel per frame (about what H.264
+        needs for camera-like 720p30 at PSNR-Y 42 dB, measured with libx264 ultrafast)."""
+        return self.bitrate or max(100_000, self.width * self.height * self.fps // 10)
 
     def __post_init__(self) -> None:
         for dim in (self.width, self.height):
@@ -73,10 +81,10 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
     {
         p.name: p
         for p in (
-            Preset("low", 320, 240, 50, 15),
-            Preset("medium", 640, 480, 70, 30),
-            Preset("high", 1280, 720, 70, 30),
-            Preset("max", 1920, 1080, 80, 30),
+            Preset("low", 320, 240, 50, 15, 300_000),
+            Preset("medium", 640, 480, 70, 30, 800_000),
+            Preset("high", 1280, 720, 70, 30, 1_800_000),
+            Preset("max", 1920, 1080, 80, 30, 3_500_000),
         )
     }
 )

@@ -142,6 +142,8 @@ class MediaSession:
         self._watchdog: lifecycle.Watchdog | None = None
         self._launcher: lifecycle.Launcher | None = None
         self._notify = -1
+        self._kf_request = -1
+        self._kf_needed = -1
         self._readers: dict[str, RingReader] = {}
         self._cached: dict[str, tuple[int, Frame]] = {}
         self._read_latency = LatencyWindow()
@@ -168,6 +170,10 @@ class MediaSession:
         frame_max = max(MAX_FRAME[0] * MAX_FRAME[1] * 3, self._preset.frame_bytes)
         peer_max = max(frame_max, self._peer_box[0] * self._peer_box[1] * 3)
         self._notify = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        # Keyframe feedback: receive -> encode (the peer asked, RTCP PLI/FIR) and
+        # display -> receive (our decoder lost the chain: ask the peer).
+        self._kf_request = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._kf_needed = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         r = self._rings
         r["raw"] = Ring.create(seg, "raw", n_slots=RAW_SLOTS, capacity=frame_max, n_readers=2)
         r["etx"] = Ring.create(seg, "etx", n_slots=ENCODED_SLOTS, capacity=ENCODED_TX_CAPACITY)
@@ -203,6 +209,7 @@ class MediaSession:
                 codec=self._codec,
                 backend=self._backend,
                 v0_max_bytes=self._v0_max,
+                keyframe_request=self._kf_request,
             ),
             "send": functools.partial(
                 send.SendStage,
@@ -218,6 +225,8 @@ class MediaSession:
                 encoded_rx=r["erx"],
                 txinfo=r["txinfo"],
                 codec=self._codec,
+                keyframe_request=self._kf_request,
+                keyframe_needed=self._kf_needed,
             ),
             "display": functools.partial(
                 display.DisplayStage,
@@ -230,6 +239,7 @@ class MediaSession:
                 self_box=self._self_box,
                 codec=self._codec,
                 backend=self._backend,
+                keyframe_needed=self._kf_needed,
             ),
         }
         self._launcher = lifecycle.Launcher(lambda: self._start_stages(factories))
@@ -256,7 +266,7 @@ class MediaSession:
         # What every stage keeps after fork: the session's eventfds (a writer wakes all the
         # readers of its ring); the receive stage also keeps the sockets. Everything else the
         # controller has open is closed in the child (lifecycle.child_init).
-        eventfds = {self._notify}
+        eventfds = {self._notify, self._kf_request, self._kf_needed}
         for ring in self._rings.values():
             eventfds.update(ring.reader_fds)
         sock_fds = tuple(s.fileno() for s in self._socks)
@@ -299,9 +309,10 @@ class MediaSession:
                 self._watchdog.close()
             for ring in self._rings.values():
                 ring.close()
-            if self._notify >= 0:
-                os.close(self._notify)
-                self._notify = -1
+            for fd in (self._notify, self._kf_request, self._kf_needed):
+                if fd >= 0:
+                    os.close(fd)
+            self._notify = self._kf_request = self._kf_needed = -1
             self._readers.clear()
             self._cached.clear()
             self._rings.clear()
@@ -353,18 +364,23 @@ class MediaSession:
             mode = MediaMode(peer.mode)  # a plain "rtp" / "v0" is accepted too
         except ValueError:
             raise MediaSessionError(f"unknown media mode {peer.mode!r}") from None
-        if mode not in self._codec.info.modes:
-            raise MediaSessionError(f"{self._codec.info.name} is not carried in {peer.mode}")
+        try:
+            codec = get_codec(peer.codec)
+        except LocalProtocolError as exc:
+            raise MediaSessionError(str(exc)) from None
+        if mode not in codec.info.modes:
+            raise MediaSessionError(f"{codec.info.name} is not carried in {peer.mode}")
         if not 0 < peer.rx_port < 65536:
             raise MediaSessionError(f"bad peer port {peer.rx_port}")
         try:  # an IP address, canonical text; a host name is resolved once, here
             ip = socket.getaddrinfo(peer.ip, None, socket.AF_INET, socket.SOCK_DGRAM)[0][4][0]
         except (OSError, UnicodeError) as exc:
             raise MediaSessionError(f"bad peer address {peer.ip!r}: {exc}") from None
-        peer = dataclasses.replace(peer, ip=str(ip), mode=mode)
+        peer = dataclasses.replace(peer, ip=str(ip), mode=mode, codec=codec.info.name)
         with self._lock:
             self._peer = peer
-            self._send(Connect(peer), "encode", "send", "receive")
+            self._codec = codec
+            self._send(Connect(peer), "encode", "send", "receive", "display")
 
     def set_sending(self, enabled: bool) -> None:
         with self._lock:

@@ -256,6 +256,7 @@ class DropStats:
     torn: int = 0
     peer_errors: int = 0
     send_errors: int = 0
+    waiting_keyframe: int = 0  # whole frames not shown because a reference was lost
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,6 +302,8 @@ class MediaStats:
     source: str  # what the capture stage really runs (a failed switch keeps the old one)
     source_error: str
     stages: Mapping[str, Mapping[str, Any]]
+    pli_sent: int = 0  # keyframe requests (RTCP PLI + FIR) we sent: webrtc-stats pliCount
+    pli_received: int = 0  # keyframe requests the peer sent us
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-serialisable form (docs/architecture.md, Media pipeline: Statistics)."""
@@ -338,6 +341,8 @@ class MediaStats:
             "drops": dataclasses.asdict(self.drops),
             "cpu_percent": dict(self.cpu_percent),
             "errors": {"source": self.source_error},
+            "pli_sent": self.pli_sent,
+            "pli_received": self.pli_received,
             "stages": {k: dict(v) for k, v in self.stages.items()},
         }
 
@@ -376,6 +381,8 @@ def summarise(
         torn=sum(c.get("torn", 0) for c in counters.values()),
         peer_errors=counters["receive"].get("peer_errors", 0),
         send_errors=snd.get("send_errors", 0),
+        waiting_keyframe=rcv.get("depacketizer", {}).get("waiting_keyframe", 0)
+        + counters["display"].get("waiting_keyframe", 0),
     )
     if cpu:
         cpu = dict(cpu)
@@ -405,4 +412,6 @@ def summarise(
         source=cap.get("source", info.source),
         source_error=cap.get("error", ""),
         stages=stages,
+        pli_sent=rtcp.get("plis_sent", 0),
+        pli_received=rtcp.get("plis_received", 0),
     )

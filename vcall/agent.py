@@ -6,6 +6,8 @@ scripts can follow a call. Commands can be given on stdin, one per line: ``call 
 CALL_END and exits 0 on SIGTERM, SIGINT or ``quit``; a caller exits when its call ends. A
 registration failure exits 1 with a message on stderr; bad options exit 2. The password comes
 from ``--password`` or, so that it does not show in ``ps``, from ``$VCALL_PASSWORD``.
+``--codec h264|jpeg`` restricts the video codecs offered and accepted to that one (the
+``started`` event's ``codec`` says what the call negotiated).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from vcall.call.events import CallEnded, CallEvent, CallStarted, IncomingCall
 from vcall.call.heartbeat import HeartbeatConfig
 from vcall.call.manager import CallManager, CallUsageError
 from vcall.call.media import MediaLike
+from vcall.call.policy import DEFAULT_CODECS, local_codecs, parse_codec_choice
 from vcall.discovery.cli import server_arg
 from vcall.discovery.client import DiscoveryError
 
@@ -65,10 +68,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-media", action="store_true", help="call control only")
     parser.add_argument("--once", action="store_true", help="exit after the first call ends")
     parser.add_argument("--classic", action="store_true", help="register V0 only")
+    names = [n.lower() for n in DEFAULT_CODECS]
+    parser.add_argument(
+        "--codec",
+        type=_codec_arg,
+        metavar="|".join(names),
+        help=f"use only this video codec, any case (default: {' then '.join(names)})",
+    )
     parser.add_argument("--ring-timeout", type=float, default=30.0, help="s, then CALL_DENIED")
     parser.add_argument("--answer-timeout", type=float, help="default: ring timeout + 5 s")
     parser.add_argument("--connect-timeout", type=float, default=3.0, help="s to reach a callee")
     parser.add_argument("--heartbeat", type=float, nargs=2, metavar=("INTERVAL", "TIMEOUT"))
+
+
+def _codec_arg(text: str) -> str:
+    try:
+        return parse_codec_choice(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _media_factory(args: argparse.Namespace) -> Callable[[], MediaLike] | None:
@@ -241,6 +258,7 @@ def run(args: argparse.Namespace) -> int:
         connect_timeout=args.connect_timeout,
         heartbeat=hb,
         protocols=(CLASSIC_VERSION,) if args.classic else PROTOCOLS,
+        codecs=local_codecs(args.codec),
     )
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

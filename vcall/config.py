@@ -15,6 +15,8 @@ read with :mod:`tomllib`; command-line flags override it (:func:`apply_overrides
     [media]
     source = "pattern"       # "pattern", "camera:0", "file:/path/video.mp4"
     preset = "medium"        # "low" | "medium" | "high" | "max"
+    codec = "h264"           # use only this video codec, "h264" | "jpeg", any case
+                             # (default: none, i.e. H264 then JPEG; flag: --codec)
 
     [call]
     ring_timeout = 30        # seconds an incoming call rings before it is denied
@@ -40,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.presets import PRESET_NAMES
+from vcall.call.policy import parse_codec_choice
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +66,7 @@ class Config:
     advertise_ip: str | None = None
     source: str = "pattern"
     preset: str = "medium"
+    codec: str | None = None  # a registry name, upper case; None: vcall's default preference
     ring_timeout: float = 30.0
 
     @property
@@ -141,7 +145,7 @@ _SCHEMA: dict[str, dict[str, str]] = {
         "media_port": "media_port",
         "advertise_ip": "advertise_ip",
     },
-    "media": {"source": "source", "preset": "preset"},
+    "media": {"source": "source", "preset": "preset", "codec": "codec"},
     "call": {"ring_timeout": "ring_timeout"},
 }
 
@@ -157,6 +161,11 @@ def _convert(field: str, value: Any, where: str) -> Any:
         raise ConfigError(f"{where}: must be a non-empty string, got {value!r}")
     if field == "preset" and value not in PRESET_NAMES:
         raise ConfigError(f"{where}: unknown preset {value!r}; one of {', '.join(PRESET_NAMES)}")
+    if field == "codec":
+        try:
+            return parse_codec_choice(value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
     return value.strip()
 
 

@@ -14,11 +14,13 @@ API::
     @dataclass(frozen=True, slots=True)
     class CodecFrame:                 # one frame rebuilt by a depacketizer
         data; timestamp; width; height; keyframe; first_arrival; last_arrival; packets
-    class VideoEncoder(ABC):  encode(bgr, quality) -> EncodedFrame; request_keyframe(); backend
+    class VideoEncoder(ABC):  encode(bgr, quality) -> EncodedFrame; request_keyframe();
+                              set_bitrate(bps); set_fps(fps); backend
     class VideoDecoder(ABC):  frame_size(data) -> (w, h); decode_rgb_into(data, dst); backend
     class Packetizer(ABC):    payloads(frame) -> list[Payload]  (marker on the last)
     class Depacketizer(ABC):  push(seq, timestamp, marker, payload, now) -> list[CodecFrame];
-                              expire(now) -> int; reset(); stats -> DepacketizerStats
+                              expire(now) -> int; reset(); stats -> DepacketizerStats;
+                              needs_keyframe
     class Framing(ABC):       a non-RTP wire framing of a codec (JPEG's classic V0 datagram):
                               datagram(frame, capture_time) -> bytes; parse(datagram) -> ...
     def fit_size(src, box) -> (w, h)     # the largest size of src's aspect inside box
@@ -167,6 +169,13 @@ class VideoEncoder(ABC):
     def request_keyframe(self) -> None:  # noqa: B027 - a no-op for intra-only codecs
         """Make the next frame a keyframe (intra-only codecs: every frame already is)."""
 
+    def set_bitrate(self, bps: int) -> None:  # noqa: B027 - codecs with a quality knob ignore it
+        """The target bitrate in bit/s from the next frame on (a preset's, or a congestion
+        controller's); codecs steered by ``quality`` (JPEG) ignore it."""
+
+    def set_fps(self, fps: int) -> None:  # noqa: B027 - most codecs do not need it
+        """The frame rate the encoder's rate control should assume."""
+
 
 class VideoDecoder(ABC):
     """Encoded frames from a peer in, RGB pictures out."""
@@ -193,7 +202,13 @@ class Packetizer(ABC):
 
 
 class Depacketizer(ABC):
-    """RTP payloads of one source -> complete frames. Never raises on a peer's data."""
+    """RTP payloads of one source -> complete frames. Never raises on a peer's data.
+
+    ``needs_keyframe`` is true while a lost frame has broken the chain of references (inter-
+    frame codecs): the receiver asks the sender for a keyframe (RTCP PLI/FIR) until it is false.
+    """
+
+    needs_keyframe: bool = False
 
     @abstractmethod
     def push(

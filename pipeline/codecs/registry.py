@@ -18,6 +18,7 @@ stream layer can route by payload type.
 from __future__ import annotations
 
 from pipeline.codecs.base import Codec, MediaKind
+from pipeline.codecs.h264.codec import H264VideoCodec
 from pipeline.codecs.jpeg.codec import JpegVideoCodec
 from pipeline.control import MediaMode
 from pipeline.errors import LocalProtocolError
@@ -65,3 +66,4 @@ def for_mode(mode: MediaMode, kind: MediaKind = MediaKind.VIDEO) -> Codec:
 
 # The table: one line per codec.
 register(JpegVideoCodec())
+register(H264VideoCodec())

@@ -380,6 +380,26 @@ class RingReader:
         self.read += 1
         return desc
 
+    def next(self) -> Descriptor | None:
+        """The oldest frame not seen yet that is still in the ring (for readers that must see
+        every frame in order: an inter-frame decoder). Frames already overwritten count as
+        dropped; the caller learns of them from ``dropped`` growing."""
+        writes = self.ring.writes
+        if writes == self.last_seq:
+            return None
+        seq = max(self.last_seq + 1, writes - self.ring.n_slots + 1)
+        for _ in range(self.RETRIES):
+            desc = self._descriptor((seq - 1) % self.ring.n_slots)
+            if desc is not None and desc.seq == seq:
+                self.dropped += seq - self.last_seq - 1
+                self.last_seq = seq
+                self.read += 1
+                return desc
+            # Overwritten meanwhile (the writer lapped us): move on to what is still there.
+            seq = max(seq, self.ring.writes - self.ring.n_slots + 1)
+        self.torn += 1
+        return None
+
     def view(self, desc: Descriptor) -> U8Array:
         """The frame's bytes, in place. Check ``valid(desc)`` after using them."""
         return self.ring.slot_data(desc.slot)[: desc.nbytes]

@@ -8,11 +8,20 @@ allocation); then it is decoded straight to RGB, straight into the peer ring's s
 that fits the display box (for JPEG, TurboJPEG's DCT scaling does most of the shrinking). When
 the frame is the test pattern, its embedded capture time gives capture-to-display latency (same
 host).
+
+An inter-frame codec (``CodecInfo.intra_only`` false) needs every frame, in order: the stage
+reads the rx ring in order (``RingReader.next``) and decodes each frame. When the chain of
+references breaks (a frame the ring overwrote before it was read, or one that did not decode),
+it shows nothing until a keyframe arrives (the last good picture stays: never a broken one),
+counts the skipped frames as ``waiting_keyframe``, and signals the receive stage on the
+``keyframe_needed`` eventfd, which asks the peer for a keyframe.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -20,8 +29,9 @@ from typing import Any
 import cv2
 
 from pipeline.codecs.base import Codec, CodecError, VideoDecoder, fit_size
-from pipeline.control import ControlMessage, SetDisplaySize
-from pipeline.ipc.ring import Ring, Ts
+from pipeline.codecs.registry import get_codec
+from pipeline.control import Connect, ControlMessage, SetDisplaySize
+from pipeline.ipc.ring import Descriptor, Ring, Ts
 from pipeline.sources.pattern import read_stamp
 from pipeline.stages.base import Stage, StageContext
 from pipeline.stats import RateMeter
@@ -46,8 +56,14 @@ class DisplayStage(Stage):
         self_box: tuple[int, int],
         codec: Codec,
         backend: str = "auto",
+        keyframe_needed: int = -1,
     ) -> None:
         super().__init__(ctx)
+        self._keyframe_needed = keyframe_needed
+        self._codec = codec
+        self._backend = backend
+        self._in_order = not codec.info.intra_only
+        self._broken = self._in_order  # an inter-frame decoder starts at a keyframe
         self._rx = encoded_rx.reader(0)
         self._raw = raw.reader(raw_reader)
         self._peer = rgb_peer.writer()
@@ -78,8 +94,34 @@ class DisplayStage(Stage):
         return w, h
 
     def _show_peer(self) -> None:
-        desc = self._rx.latest()
-        if desc is None:
+        if not self._in_order:
+            desc = self._rx.latest()
+            if desc is not None:
+                self._show(desc)
+            return
+        for _ in range(self._rx.ring.n_slots):
+            dropped = self._rx.dropped
+            desc = self._rx.next()
+            if desc is None:
+                return
+            if self._rx.dropped != dropped:  # frames lost between receive and us
+                self._lose_chain()
+            self._show(desc)
+
+    def _lose_chain(self) -> None:
+        if self._in_order:
+            self._broken = True
+            self._ask_keyframe()
+
+    def _ask_keyframe(self) -> None:
+        if self._keyframe_needed >= 0:
+            with contextlib.suppress(BlockingIOError):
+                os.eventfd_write(self._keyframe_needed, 1)
+
+    def _show(self, desc: Descriptor) -> None:
+        if self._broken and not desc.keyframe:
+            self.count("waiting_keyframe")
+            self._ask_keyframe()
             return
         start = time.monotonic_ns()
         data = self._rx.copy_bytes(desc)
@@ -91,6 +133,7 @@ class DisplayStage(Stage):
         except CodecError as exc:
             self.count("rejected_frame")
             logger.debug("display: frame rejected before decoding: %s", exc)
+            self._lose_chain()
             return
         w, h = self._fit((width, height), self._peer_box, self._peer_cap)
         dst = self._peer.begin_array(w, h)
@@ -100,7 +143,10 @@ class DisplayStage(Stage):
             self._peer.abort()
             self.count("undecodable")
             logger.debug("display: undecodable frame: %s", exc)
+            self._lose_chain()
             return
+        if desc.keyframe:
+            self._broken = False
         stamp = read_stamp(dst)
         done = time.monotonic_ns()
         capture_ns = 0
@@ -159,6 +205,12 @@ class DisplayStage(Stage):
 
     def handle(self, msg: ControlMessage) -> None:
         match msg:
+            case Connect(peer=peer):
+                if peer.codec.upper() != self._codec.info.name:
+                    self._codec = get_codec(peer.codec)
+                    self._decoder = self._codec.decoder(self._backend)
+                    self._in_order = not self._codec.info.intra_only
+                    self._broken = self._in_order
             case SetDisplaySize(peer_box=peer_box, self_box=self_box):
                 self._peer_box, self._self_box = peer_box, self_box
 

@@ -1,7 +1,9 @@
 """Encode stage: the newest raw frame -> an encoded frame in the tx ring, only while connected
 and sending.
 
-The stage holds the call's codec (``pipeline.codecs``) and never asks which one it is. The frame
+The stage holds the call's codec (``pipeline.codecs``, the one named in ``Connect``) and never
+asks which one it is. A keyframe request from the peer (RTCP PLI/FIR, read by the receive stage)
+arrives on the ``keyframe_request`` eventfd and makes the next frame a keyframe. The frame
 is encoded straight from the raw ring's slot (no copy); if the capture stage overwrote the slot
 meanwhile (``valid`` fails) the result is thrown away and counted as torn. When the call mode
 has a framing of its own (JPEG's classic V0 datagram), the framing wraps the encoder: it keeps
@@ -10,12 +12,15 @@ every frame inside one peer-safe datagram (docs/architecture.md, the codec seam)
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from pipeline.codecs.base import Codec, EncodeError, VideoEncoder
+from pipeline.codecs.registry import get_codec
 from pipeline.control import Connect, ControlMessage, SetPreset, SetSending
 from pipeline.ipc.ring import Ring, RingError, Ts
 from pipeline.presets import Preset
@@ -36,11 +41,14 @@ class EncodeStage(Stage):
         codec: Codec,
         backend: str = "auto",
         v0_max_bytes: int | None = None,
+        keyframe_request: int = -1,
     ) -> None:
         super().__init__(ctx)
         self._reader = raw.reader(raw_reader)
         self._writer = encoded_tx.writer()
         self._codec = codec
+        self._backend = backend
+        self._keyframe_fd = keyframe_request
         self._plain = codec.encoder(backend)
         # None until connected: there is nothing to encode for.
         self._encoder: VideoEncoder | None = None
@@ -51,10 +59,18 @@ class EncodeStage(Stage):
         self._quality = preset.quality
 
     def wait_fds(self) -> Sequence[int]:
+        if self._keyframe_fd >= 0:
+            return (self._reader.fd, self._keyframe_fd)
         return (self._reader.fd,)
 
     def step(self, ready: Sequence[int], now_ns: int) -> None:
-        if not ready:
+        if self._keyframe_fd in ready:
+            with contextlib.suppress(BlockingIOError):
+                os.eventfd_read(self._keyframe_fd)
+            if self._encoder is not None:
+                self._encoder.request_keyframe()
+                self.count("keyframe_requests")
+        if self._reader.fd not in ready:
             return
         self._reader.drain()
         desc = self._reader.latest()
@@ -99,6 +115,11 @@ class EncodeStage(Stage):
     def handle(self, msg: ControlMessage) -> None:
         match msg:
             case Connect(peer=peer):
+                if peer.codec.upper() != self._codec.info.name:
+                    self._codec = get_codec(peer.codec)
+                    self._plain = self._codec.encoder(self._backend)
+                self._plain.set_fps(self._preset.fps)
+                self._plain.set_bitrate(self._preset.bitrate_bps)
                 framing = self._codec.framing(peer.mode, self._framing_cap)
                 self._encoder = self._plain if framing is None else framing.encoder(self._plain)
                 self._mode = str(peer.mode)
@@ -107,6 +128,8 @@ class EncodeStage(Stage):
             case SetPreset(preset=preset):
                 self._preset = preset
                 self._quality = preset.quality
+                self._plain.set_fps(preset.fps)
+                self._plain.set_bitrate(preset.bitrate_bps)
 
     def snapshot(self, now_ns: int) -> dict[str, Any]:
         return {

@@ -13,7 +13,13 @@ size and open frames. Garbage is counted, never raised; an unexpected error on a
 parser bug) is counted as ``peer_errors`` and dropped.
 
 The jitter buffer skips older frames only when the codec says every frame is independent
-(``CodecInfo.intra_only``).
+(``CodecInfo.intra_only``); for an inter-frame codec every due frame is played, in order.
+
+Keyframe requests (codecs with ``keyframe_requests``, RFC 4585/5104): when the depacketizer
+says a lost frame broke the chain of references, or the display stage signals on the
+``keyframe_needed`` eventfd that a frame did not decode, this stage sends the peer an RTCP
+PLI + FIR (rate-limited by ``RtcpSession``). When the peer asks us for one, it signals the encode
+stage on the ``keyframe_request`` eventfd.
 
 RTCP (RTP mode): this stage owns the socket on rx port + 1. It takes in the peer's SR/RR, and
 every second sends our report to the peer's port + 1: an SR built from the send stage's
@@ -24,8 +30,10 @@ LSR/DLSR for RTT).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import logging
+import os
 import socket
 import time
 from collections.abc import Sequence
@@ -33,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.codecs.base import Codec, Framing
+from pipeline.codecs.registry import get_codec
 from pipeline.control import Connect, ControlMessage
 from pipeline.errors import RemoteProtocolError
 from pipeline.ipc.ring import Ring, RingError, RingReader, Ts
@@ -50,6 +59,7 @@ RECEIVE_BUFFER = 4 * 1024 * 1024
 EVEN_PORT_ATTEMPTS = 64
 MAX_DATAGRAMS_PER_TURN = 512
 MAX_RTCP_PER_TURN = 64
+MAX_FRAMES_PER_TURN = 8
 EXPIRE_INTERVAL_NS = 100_000_000
 # Playout delay = JITTER_FACTOR x measured frame jitter, at most MAX_PLAYOUT_DELAY_S. RTP
 # timestamps are capture times, so the sender's own processing variation (a millisecond or two)
@@ -113,8 +123,12 @@ class ReceiveStage(Stage):
         encoded_rx: Ring,
         txinfo: Ring,
         codec: Codec,
+        keyframe_request: int = -1,
+        keyframe_needed: int = -1,
     ) -> None:
         super().__init__(ctx)
+        self._keyframe_request = keyframe_request  # we write: the peer asked for a keyframe
+        self._keyframe_needed = keyframe_needed  # we read: the display lost the chain
         self._rtp = DatagramEdge(rtp_sock)
         self._rtcp = DatagramEdge(rtcp_sock)
         self._writer = encoded_rx.writer()
@@ -125,19 +139,25 @@ class ReceiveStage(Stage):
         self._video: RtpStream | None = None
         self._framing: Framing | None = None
         self._rtcp_session: RtcpSession | None = None
-        self._jitter: JitterBuffer[_RxFrame] = JitterBuffer(
-            clock_rate=codec.info.clock_rate,
-            jitter_factor=JITTER_FACTOR,
-            max_delay=MAX_PLAYOUT_DELAY_S,
-            skip_older=codec.info.intra_only,
-        )
+        self._jitter = self._new_jitter()
         self._frame_counter = 0
         self._last_expire = 0
         self._sender_info: SenderInfo | None = None
         self._rate = RateMeter()
         self._played = RateMeter()
 
+    def _new_jitter(self) -> JitterBuffer[_RxFrame]:
+        info = self._codec.info
+        return JitterBuffer(
+            clock_rate=info.clock_rate,
+            jitter_factor=JITTER_FACTOR,
+            max_delay=MAX_PLAYOUT_DELAY_S,
+            skip_older=info.intra_only,
+        )
+
     def wait_fds(self) -> Sequence[int]:
+        if self._keyframe_needed >= 0:
+            return (self._rtp.fileno(), self._rtcp.fileno(), self._keyframe_needed)
         return (self._rtp.fileno(), self._rtcp.fileno())
 
     def timeout(self, now_ns: int) -> float:
@@ -151,8 +171,18 @@ class ReceiveStage(Stage):
             self._read_rtcp()
         now_ns = time.monotonic_ns()
         now = now_ns / 1e9
-        frame = self._jitter.pop(now)
-        if frame is not None:
+        if self._keyframe_needed in ready:
+            with contextlib.suppress(BlockingIOError):
+                os.eventfd_read(self._keyframe_needed)
+            self.count("keyframe_needed_by_display")
+            self._ask_keyframe(now)
+        if self._video is not None and self._video.depacketizer.needs_keyframe:
+            self._ask_keyframe(now)
+        # Every due frame (one for an intra-only codec, whose pop skips to the newest).
+        for _ in range(MAX_FRAMES_PER_TURN):
+            frame = self._jitter.pop(now)
+            if frame is None:
+                break
             self._play(frame, now_ns)
         if self._receiver is not None and now_ns - self._last_expire > EXPIRE_INTERVAL_NS:
             self._last_expire = now_ns
@@ -237,9 +267,21 @@ class ReceiveStage(Stage):
             if self._rtcp_session is None:
                 continue
             try:
-                self._rtcp_session.receive(got[0], time.monotonic())
+                packets = self._rtcp_session.receive(got[0], time.monotonic())
+                if self._rtcp_session.keyframe_requested(packets) and self._keyframe_request >= 0:
+                    os.eventfd_write(self._keyframe_request, 1)
             except Exception:  # a peer's report must never end the stage
                 self._peer_error("rtcp")
+
+    def _ask_keyframe(self, now: float) -> None:
+        """Ask the peer for a keyframe (RTCP PLI + FIR), at most every 200 ms."""
+        session, video = self._rtcp_session, self._video
+        if session is None or video is None or not self._codec.info.keyframe_requests:
+            return
+        media_ssrc = video.ssrc if video.ssrc is not None else 0
+        request = session.build_keyframe_request(media_ssrc, now)
+        if request is not None and self._rtcp.send(request) == 0:
+            self.count("rtcp_send_errors")
 
     def _peer_error(self, where: str) -> None:
         # The parsers count garbage themselves; reaching here is a bug in them that a peer
@@ -272,6 +314,9 @@ class ReceiveStage(Stage):
     def handle(self, msg: ControlMessage) -> None:
         match msg:
             case Connect(peer=peer):
+                if peer.codec.upper() != self._codec.info.name:
+                    self._codec = get_codec(peer.codec)
+                    self._jitter = self._new_jitter()
                 self._rtp.connect(peer.ip, None)
                 self._rtcp.connect(peer.ip, None)  # RTP mode: the peer's RTCP port, below
                 self._mode = str(peer.mode)
@@ -341,6 +386,7 @@ class ReceiveStage(Stage):
                 "lost_packets": rs.lost_packets,
                 "jitter_ms": None if rec is None else round(rec.jitter_s * 1000, 3),
             }
+            snap["depacketizer"] = dataclasses.asdict(self._video.depacketizer.stats)
         if self._rtcp_session is not None:
             st = self._rtcp_session.stats
             snap["rtcp"] = {
@@ -351,6 +397,8 @@ class ReceiveStage(Stage):
                 if st.remote_jitter_s is None
                 else round(st.remote_jitter_s * 1000, 3),
                 "reports_sent": st.reports_sent,
+                "plis_sent": st.plis_sent,
+                "plis_received": st.plis_received,
                 "reports_received": st.reports_received,
                 "malformed": st.malformed,
                 "wrong_source": st.wrong_source,

@@ -1,6 +1,7 @@
 """Send stage: the newest encoded frame of the tx ring -> UDP datagrams to the peer.
 
-Nothing is sent before ``Connect``. In RTP mode the codec's packetizer feeds an ``RtpSender``
+Nothing is sent before ``Connect`` (which names the call's codec). In RTP mode the codec's
+packetizer feeds an ``RtpSender``
 (the stream layer: headers, sequence numbers, counts); in a mode with a framing of its own
 (V0) the framing makes one datagram per frame. Every datagram leaves through the socket's
 ``DatagramEdge`` (the protect hook). In RTP mode the sender's running counts are published as an
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pipeline.codecs.base import Codec, EncodeError, Framing
+from pipeline.codecs.registry import get_codec
 from pipeline.control import Connect, ControlMessage, SetPreset, SetSending
 from pipeline.ipc.ring import Ring, Ts
 from pipeline.stages.base import Stage, StageContext
@@ -105,6 +107,9 @@ class SendStage(Stage):
     def handle(self, msg: ControlMessage) -> None:
         match msg:
             case Connect(peer=peer):
+                if peer.codec.upper() != self._codec.info.name:
+                    self._codec = get_codec(peer.codec)
+                    self._framing = None
                 self._edge.connect(peer.ip, peer.rx_port)
                 if self._framing is None or self._mode != str(peer.mode):
                     # A reconnect in the same mode keeps the framing (V0's frame counter).

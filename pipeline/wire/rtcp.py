@@ -8,6 +8,8 @@ API::
     ReceiverReport(ssrc, reports=())
     SourceDescription(chunks: tuple[SdesChunk, ...]); SdesChunk(ssrc, items: ((type, bytes),))
     Bye(sources: tuple[int, ...], reason: str = "")
+    PictureLossIndication(sender_ssrc, media_ssrc)     # RFC 4585 6.3.1: PSFB (206), FMT 1
+    FullIntraRequest(sender_ssrc, entries: ((ssrc, seq_nr),))   # RFC 5104 4.3.1: PSFB, FMT 4
     UnknownRtcp(packet_type, count, body)
     def parse_rtcp(data) -> list[RtcpPacket]          # a compound packet; RtcpError on garbage
     def serialize_rtcp(packets) -> bytes             # one compound datagram
@@ -27,9 +29,12 @@ API::
         def build_report(self, now, reception=None) -> bytes   # SR (if sending) or RR, + CNAME
         def build_bye(self, reason="") -> bytes
         def receive(self, datagram, now) -> list[RtcpPacket]    # never raises; counts garbage
+        def build_keyframe_request(self, media_ssrc, now) -> bytes | None
+                                                      # RR + PLI + FIR, rate-limited (None)
+        keyframe_requested(packets) -> bool           # a PLI/FIR about our SSRC from the peer
         stats -> RtcpStats(rtt_s, remote_fraction_lost, remote_cumulative_lost, remote_jitter_s,
                            reports_sent, reports_received, malformed, peer_ssrc,
-                           wrong_source)
+                           wrong_source, plis_sent, plis_received)
 
 Guarantees: ``parse_rtcp`` raises nothing but RtcpError on any input; serialise and parse
 round-trip. RTT is A - LSR - DLSR (RFC 3550 6.4.1) in seconds, computed only from a report
@@ -50,7 +55,11 @@ from pipeline.wire.rtp import SEQ_MOD, ts_diff
 
 logger = logging.getLogger(__name__)
 
-PT_SR, PT_RR, PT_SDES, PT_BYE = 200, 201, 202, 203
+PT_SR, PT_RR, PT_SDES, PT_BYE, PT_PSFB = 200, 201, 202, 203, 206
+FMT_PLI, FMT_FIR = 1, 4
+# At most one keyframe request per this many seconds (RFC 4585 leaves the rate to the
+# application; the sender's next keyframe takes a frame interval plus an RTT to arrive).
+KEYFRAME_REQUEST_INTERVAL = 0.2
 SDES_CNAME = 1
 NTP_EPOCH_OFFSET = 2_208_988_800  # seconds from 1900-01-01 to 1970-01-01
 _HDR = struct.Struct("!BBH")
@@ -110,13 +119,37 @@ class Bye:
 
 
 @dataclass(frozen=True, slots=True)
+class PictureLossIndication:
+    """RFC 4585 6.3.1: the receiver lost (part of) a picture; the sender should send a keyframe."""
+
+    sender_ssrc: int
+    media_ssrc: int
+
+
+@dataclass(frozen=True, slots=True)
+class FullIntraRequest:
+    """RFC 5104 4.3.1: a keyframe, please; one (ssrc, command sequence number) per source."""
+
+    sender_ssrc: int
+    entries: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class UnknownRtcp:
     packet_type: int
     count: int
     body: bytes
 
 
-RtcpPacket = SenderReport | ReceiverReport | SourceDescription | Bye | UnknownRtcp
+RtcpPacket = (
+    SenderReport
+    | ReceiverReport
+    | SourceDescription
+    | Bye
+    | PictureLossIndication
+    | FullIntraRequest
+    | UnknownRtcp
+)
 
 
 # --- wire format ----------------------------------------------------------------------------
@@ -185,6 +218,17 @@ def _parse_one(pt: int, count: int, body: bytes) -> RtcpPacket:
                 raise RtcpError("BYE reason truncated")
             reason = body[pos + 1 : pos + 1 + length].decode("utf-8", "replace")
         return Bye(tuple(sources), reason)
+    if pt == PT_PSFB and count in (FMT_PLI, FMT_FIR):
+        if len(body) < 8:
+            raise RtcpError("PSFB too short")
+        sender, media = struct.unpack_from("!II", body, 0)
+        if count == FMT_PLI:
+            return PictureLossIndication(sender, media)
+        fci = body[8:]
+        if len(fci) % 8:
+            raise RtcpError("FIR entries truncated")
+        entries = tuple((ssrc, word >> 24) for ssrc, word in struct.iter_unpack("!II", fci))
+        return FullIntraRequest(sender, entries)
     return UnknownRtcp(pt, count, body)
 
 
@@ -257,6 +301,14 @@ def serialize_rtcp(packets: Iterable[RtcpPacket]) -> bytes:
                     c += b"\x00" * (4 - len(c) % 4)  # null item + padding (at least one byte)
                     body += c
                 out.append(_packet(PT_SDES, len(p.chunks), body))
+            elif isinstance(p, PictureLossIndication):
+                body = struct.pack("!II", p.sender_ssrc, p.media_ssrc)
+                out.append(_packet(PT_PSFB, FMT_PLI, body))
+            elif isinstance(p, FullIntraRequest):
+                body = struct.pack("!II", p.sender_ssrc, 0) + b"".join(
+                    struct.pack("!II", ssrc, (seq & 0xFF) << 24) for ssrc, seq in p.entries
+                )
+                out.append(_packet(PT_PSFB, FMT_FIR, body))
             elif isinstance(p, Bye):
                 body = struct.pack(f"!{len(p.sources)}I", *p.sources)
                 if p.reason:
@@ -409,6 +461,8 @@ class RtcpStats:
     malformed: int
     peer_ssrc: int | None
     wrong_source: int = 0  # reports from an SSRC other than the expected peer's
+    plis_sent: int = 0  # keyframe requests we sent (PLI + FIR in one compound packet)
+    plis_received: int = 0  # keyframe requests from the peer about our stream
 
 
 def _ntp(seconds_since_1970: float) -> int:
@@ -448,6 +502,10 @@ class RtcpSession:
         self._reports_received = 0
         self._malformed = 0
         self._wrong_source = 0
+        self._fir_seq = 0
+        self._last_keyframe_request: float | None = None
+        self._plis_sent = 0
+        self._plis_received = 0
 
     def _ntp_now(self, now: float) -> int:
         return _ntp(now + self.wallclock_offset)
@@ -496,6 +554,41 @@ class RtcpSession:
         self._last_report = now
         self._reports_sent += 1
         return serialize_rtcp([report, sdes])
+
+    def build_keyframe_request(self, media_ssrc: int, now: float) -> bytes | None:
+        """An RR with a PLI (RFC 4585) and a FIR (RFC 5104) about ``media_ssrc``, or None when
+        one was built less than KEYFRAME_REQUEST_INTERVAL ago (the rate limit)."""
+        last = self._last_keyframe_request
+        if last is not None and now - last < KEYFRAME_REQUEST_INTERVAL:
+            return None
+        self._last_keyframe_request = now
+        self._fir_seq = (self._fir_seq + 1) & 0xFF
+        self._plis_sent += 1
+        return serialize_rtcp(
+            [
+                ReceiverReport(self.ssrc),
+                PictureLossIndication(self.ssrc, media_ssrc),
+                FullIntraRequest(self.ssrc, ((media_ssrc, self._fir_seq),)),
+            ]
+        )
+
+    def keyframe_requested(self, packets: Sequence[RtcpPacket]) -> bool:
+        """Whether ``packets`` (from ``receive``) ask us for a keyframe: a PLI or FIR about our
+        SSRC from the expected peer (when one is expected). Counts them."""
+        asked = False
+        for p in packets:
+            if isinstance(p, PictureLossIndication | FullIntraRequest):
+                if self.expected_peer is not None and p.sender_ssrc != self.expected_peer:
+                    continue
+                if isinstance(p, PictureLossIndication):
+                    ours = p.media_ssrc == self.ssrc
+                else:
+                    ours = any(ssrc == self.ssrc for ssrc, _ in p.entries)
+                if ours:
+                    asked = True
+        if asked:
+            self._plis_received += 1
+        return asked
 
     def build_bye(self, reason: str = "") -> bytes:
         return serialize_rtcp([ReceiverReport(self.ssrc), Bye((self.ssrc,), reason)])
@@ -547,11 +640,15 @@ class RtcpSession:
             malformed=self._malformed,
             peer_ssrc=self._peer_ssrc,
             wrong_source=self._wrong_source,
+            plis_sent=self._plis_sent,
+            plis_received=self._plis_received,
         )
 
 
 __all__ = [
     "Bye",
+    "FullIntraRequest",
+    "PictureLossIndication",
     "ReceiverReport",
     "ReceptionStats",
     "ReportBlock",

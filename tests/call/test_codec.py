@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 
 from pipeline.errors import LocalProtocolError
 from vcall.call.codec import (
+    CODEC_NAME_RE,
+    MAX_CODECS,
     CallAccepted,
     CallAlive,
     CallBusy,
@@ -23,6 +25,7 @@ from vcall.call.codec import (
     decode,
     encode,
     is_extension_only,
+    validate_codecs,
 )
 
 GOLDEN: list[tuple[Message, bytes]] = [
@@ -50,6 +53,92 @@ def test_extension_tokens_and_terminator() -> None:
     assert is_extension_only(msg)
     assert is_extension_only(CallAlive("a"))
     assert encode(CallAccepted("b", 7, Extension(1))) == b"CALL_ACCEPTED b 7 V2435 00000001"
+
+
+CODEC_GOLDEN: list[tuple[Message, bytes]] = [
+    (
+        Calling("alice", 40002, Extension(0x1A2B3C4D, ("H264", "JPEG"))),
+        b"CALLING alice 40002 V2435 1a2b3c4d codecs=H264,JPEG\n",
+    ),
+    (
+        CallAccepted("bob", 40006, Extension(0x0BADF00D, ("H264",))),
+        b"CALL_ACCEPTED bob 40006 V2435 0badf00d codecs=H264\n",
+    ),
+    (Calling("a", 1, Extension(0, ("JPEG",))), b"CALLING a 1 V2435 00000000 codecs=JPEG\n"),
+    (
+        Calling("a", 1, Extension(1, (*(f"C{i}" for i in range(7)), "X" * 16))),
+        b"CALLING a 1 V2435 00000001 codecs=C0,C1,C2,C3,C4,C5,C6," + b"X" * 16 + b"\n",
+    ),
+    # No token: what vcall sent before codec negotiation (and still sends to such a peer).
+    (CallAccepted("bob", 7, Extension(1)), b"CALL_ACCEPTED bob 7 V2435 00000001\n"),
+]
+
+
+@pytest.mark.parametrize(("msg", "wire"), CODEC_GOLDEN)
+def test_codec_token_golden_bytes_round_trip(msg: Message, wire: bytes) -> None:
+    assert encode(msg, terminated=True) == wire
+    assert decode(wire) == msg
+    assert is_extension_only(msg)
+
+
+def test_an_absent_codec_token_offers_jpeg_alone() -> None:
+    assert Extension(1).offered == ("JPEG",)
+    assert Extension(1, ("H264", "JPEG")).offered == ("H264", "JPEG")
+
+
+@pytest.mark.parametrize(
+    ("tail", "codecs"),
+    [
+        (b"codecs=h264,Jpeg", ("H264", "JPEG")),  # names upper-cased
+        (b"CODECS=H264", ("H264",)),  # key in any case
+        (b"future=1 codecs=H264,JPEG more", ("H264", "JPEG")),  # unknown tokens around it
+        (b"codecs=JPEG codecs=H264", ("JPEG",)),  # only the first codecs= token counts
+        (b"codecs=H264,H264,JPEG", ("H264", "JPEG")),  # a repeated name once
+        (b"codecs=VP8", ("VP8",)),  # unknown to us, but well formed: the policy decides
+        (b"codecs=" + b",".join([b"A"] * 8), ("A",)),
+        # malformed: as if absent (None stands for JPEG)
+        (b"codecs=", None),
+        (b"codecs=H264,", None),
+        (b"codecs=,H264", None),
+        (b"codecs=H264,,JPEG", None),
+        (b"codecs=H.264", None),
+        (b"codecs=H264 JPEG", ("H264",)),  # a space ends the token; JPEG is an unknown token
+        (b"codecs=" + b"X" * 17, None),
+        (b"codecs=" + b",".join(b"C%d" % i for i in range(9)), None),  # more than 8
+        (b"codecs=H\xc3\xa9", None),  # non-ASCII letter
+        (b"codecs=\xef\xac\x81", None),  # a ligature that upper-cases to "FI"
+        (b"codecs", None),
+        (b"codec=H264", None),
+        (b"", None),
+    ],
+)
+def test_codec_token_parsing_is_liberal(tail: bytes, codecs: tuple[str, ...] | None) -> None:
+    for verb, cls in ((b"CALLING", Calling), (b"CALL_ACCEPTED", CallAccepted)):
+        msg = decode(verb + b" alice 5000 V2435 0000abcd " + tail + b"\n")
+        assert msg == cls("alice", 5000, Extension(0xABCD, codecs))
+
+
+def test_a_codec_token_without_the_extension_is_ignored() -> None:
+    assert decode(b"CALLING alice 5000 codecs=H264") == Calling("alice", 5000)
+    assert decode(b"CALLING alice 5000 V2435 xyz codecs=H264") == Calling("alice", 5000)
+
+
+@pytest.mark.parametrize(
+    "codecs",
+    [(), ("h264",), ("",), ("H.264",), ("X" * 17,), ("H264", "H264"),
+     tuple(f"C{i}" for i in range(MAX_CODECS + 1)), ("H264", 5), "JPEG", ("JPEG ",), ("É",)],
+)  # fmt: skip
+def test_bad_codec_names_are_local_errors(codecs: tuple[str, ...]) -> None:
+    with pytest.raises(LocalProtocolError):
+        validate_codecs(codecs)
+    with pytest.raises(LocalProtocolError):
+        encode(Calling("a", 5, Extension(1, codecs)))
+
+
+def test_call_accepted_names_exactly_one_codec() -> None:
+    with pytest.raises(LocalProtocolError, match="one codec"):
+        encode(CallAccepted("b", 5, Extension(1, ("H264", "JPEG"))))
+    assert validate_codecs(["H264", "JPEG"]) == ("H264", "JPEG")
 
 
 @pytest.mark.parametrize(
@@ -138,11 +227,17 @@ def test_overlong_input_is_bounded() -> None:
     assert r.next_message(10.0) is None  # buffer was discarded
 
 
+_codec_names = st.from_regex(r"[A-Z0-9]{1,16}", fullmatch=True)
+_offers = st.none() | st.lists(_codec_names, min_size=1, max_size=MAX_CODECS, unique=True).map(
+    tuple
+)
+_choices = st.none() | st.tuples(_codec_names)
+_ssrcs = st.integers(0, 2**32 - 1)
 messages = st.one_of(
     st.builds(Calling, st.sampled_from(["alice", "b0b", "x_y"]), st.integers(1, 65535),
-              st.none() | st.builds(Extension, st.integers(0, 2**32 - 1))),
+              st.none() | st.builds(Extension, _ssrcs, _offers)),
     st.builds(CallAccepted, st.sampled_from(["bob", "c"]), st.integers(1, 65535),
-              st.none() | st.builds(Extension, st.integers(0, 2**32 - 1))),
+              st.none() | st.builds(Extension, _ssrcs, _choices)),
     st.builds(CallDenied, st.just("bob")),
     st.just(CallBusy()),
     st.builds(CallHold, st.just("a")),
@@ -193,6 +288,39 @@ def test_arbitrary_bytes_never_crash_the_reader(chunks: list[bytes], step: float
     assert len(r._buf) <= 256 + 300
 
 
+@settings(max_examples=300, deadline=None)
+@given(messages, st.sampled_from([False, True]))
+def test_encode_decode_round_trip(msg: Message, terminated: bool) -> None:
+    assert decode(encode(msg, terminated=terminated)) == msg
+
+
+def _assert_valid_fields(msg: Message) -> None:
+    if isinstance(msg, Calling | CallAccepted):
+        assert isinstance(msg.udp_port, int) and 1 <= msg.udp_port <= 65535
+        if msg.ext is not None:
+            assert 0 <= msg.ext.ssrc <= 0xFFFFFFFF
+            codecs = msg.ext.codecs
+            assert codecs is None or 1 <= len(codecs) <= MAX_CODECS
+            assert all(CODEC_NAME_RE.fullmatch(name) for name in msg.ext.offered)
+            assert len(set(msg.ext.offered)) == len(msg.ext.offered)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from([b"CALLING", b"CALL_ACCEPTED"]), st.binary(max_size=200))
+def test_any_bytes_after_the_ssrc_parse_to_valid_codecs_or_a_peer_error(
+    verb: bytes, tail: bytes
+) -> None:
+    for raw in (
+        verb + b" a 5 V2435 00000001 " + tail,
+        verb + b" a 5 V2435 00000001 codecs=" + tail,
+    ):
+        try:
+            msg = decode(raw)
+        except PeerProtocolError:
+            continue
+        _assert_valid_fields(msg)
+
+
 @given(st.binary(max_size=200))
 def test_decode_only_raises_peer_errors(raw: bytes) -> None:
     try:
@@ -212,6 +340,22 @@ _number_text = st.one_of(
 _token = st.one_of(
     _number_text,
     st.sampled_from(["V2435", "V1", "deadbeef", "DEADBEEF", "ffffffff", "0", "a", "#", "inf"]),
+    st.sampled_from(
+        [
+            "codecs=H264,JPEG",
+            "codecs=h264",
+            "CODECS=JPEG",
+            "codecs=",
+            "codecs=,",
+            "codecs=H264,,X",
+            "codecs=" + "Y" * 17,
+            "codecs=A,B,C,D,E,F,G,H,I",
+        ]
+    ),
+    st.builds(
+        lambda names: "codecs=" + ",".join(names),
+        st.lists(st.text(st.characters(codec="utf-8"), max_size=4), max_size=10),
+    ),
     st.text(st.characters(codec="utf-8"), min_size=1, max_size=12),
 )
 
@@ -229,9 +373,7 @@ def test_near_grammar_messages_decode_to_valid_fields_or_a_peer_error(
         msg = decode(raw)
     except PeerProtocolError:
         return
-    if isinstance(msg, Calling | CallAccepted):
-        assert isinstance(msg.udp_port, int) and 1 <= msg.udp_port <= 65535
-        assert msg.ext is None or 0 <= msg.ext.ssrc <= 0xFFFFFFFF
+    _assert_valid_fields(msg)
 
 
 def test_an_infinite_port_is_a_peer_error() -> None:

@@ -15,10 +15,15 @@ from vcall.call.codec import (
     Message,
 )
 from vcall.call.policy import (
+    DEFAULT_CODECS,
     MINORITY_EOF_GRACE,
     EofAction,
+    accepted_codec,
     belongs_to_call,
+    choose_codec,
+    local_codecs,
     on_control_eof,
+    parse_codec_choice,
     terminated_for,
 )
 from vcall.call.state import CallState
@@ -82,3 +87,57 @@ def test_framing_per_peer() -> None:
     for msg in (CallAlive("a"), Calling("a", 5, Extension(1)), CallAccepted("a", 5, Extension(1))):
         with pytest.raises(ValueError):
             terminated_for(msg, **classic)  # never anything extension-only to a classic peer
+
+
+H264, JPEG = "H264", "JPEG"
+
+
+@pytest.mark.parametrize(
+    ("offer", "local", "chosen"),
+    [
+        ((H264, JPEG), (H264, JPEG), H264),  # both default
+        ((JPEG, H264), (H264, JPEG), H264),  # the callee's preference order wins
+        ((H264, JPEG), (JPEG, H264), JPEG),
+        ((JPEG,), (H264, JPEG), JPEG),  # caller forces JPEG (or an older peer: no token)
+        ((H264, JPEG), (JPEG,), JPEG),  # callee forces JPEG
+        ((H264,), (JPEG,), JPEG),  # nothing in common: JPEG
+        ((H264,), (H264,), H264),
+        ((JPEG,), (H264,), JPEG),  # callee forces H264, caller cannot: JPEG all the same
+        (("VP8", "AV1"), (H264, JPEG), JPEG),  # only names we do not know
+        (("VP8", H264), (H264, JPEG), H264),
+    ],
+)
+def test_callee_chooses_its_first_preference_the_caller_offers(
+    offer: tuple[str, ...], local: tuple[str, ...], chosen: str
+) -> None:
+    assert choose_codec(offer, local) == chosen
+    assert accepted_codec((chosen,), offer) == chosen  # and the caller accepts that choice
+
+
+@pytest.mark.parametrize(
+    ("answer", "offer", "used"),
+    [
+        ((H264,), (H264, JPEG), H264),
+        ((JPEG,), (H264, JPEG), JPEG),
+        ((JPEG,), (H264,), JPEG),  # the callee's fallback: always valid
+        (("VP8",), (H264, JPEG), None),  # not offered: the peer's error (caller uses JPEG)
+        ((H264,), (JPEG,), None),
+        ((H264, JPEG), (H264, JPEG), None),  # a choice names one codec
+        ((), (H264, JPEG), None),
+    ],
+)
+def test_caller_accepts_only_a_codec_it_offered_or_jpeg(
+    answer: tuple[str, ...], offer: tuple[str, ...], used: str | None
+) -> None:
+    assert accepted_codec(answer, offer) == used
+
+
+def test_the_users_codec_choice() -> None:
+    assert DEFAULT_CODECS == (H264, JPEG)
+    assert local_codecs(None) == (H264, JPEG)
+    assert local_codecs("h264") == (H264,)
+    assert local_codecs(" Jpeg ") == (JPEG,)
+    assert parse_codec_choice("H264") == H264
+    for bad in ("", "vp8", "h 264", "h264,jpeg"):
+        with pytest.raises(ValueError, match="h264, jpeg"):
+            parse_codec_choice(bad)

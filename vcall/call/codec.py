@@ -12,6 +12,11 @@ all decode to the same messages:
 The buffer is bounded (``max_size``); time is passed in. Garbage from a peer raises
 :class:`PeerProtocolError` (the bad bytes are consumed, so the reader can go on); building a
 message that vcall must not send raises :class:`LocalProtocolError`.
+
+The extension tokens (docs/protocol.md 4.1) are ``V2435 <ssrc>`` and, optionally, the video
+codec token ``codecs=<NAME>[,<NAME>...]``: encoded strictly (:func:`validate_codecs`), parsed
+liberally (a malformed codec token counts as absent, names are upper-cased, unknown tokens are
+ignored). An absent token means ``("JPEG",)``, what every vcall peer supports.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import enum
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pipeline.errors import LocalProtocolError, RemoteProtocolError
@@ -30,6 +36,14 @@ MAX_MESSAGE_SIZE = 1024
 DEFAULT_GAP = 0.05  # s of silence after which an unterminated classic message is complete
 MAX_NICK_LEN = 64
 SSRC_RE = re.compile(r"^[0-9a-fA-F]{8}$")
+# Video codec names in the extension's ``codecs=`` token: registry names, upper case on the wire.
+CODECS_KEY = "codecs="
+CODEC_NAME_RE = re.compile(r"[A-Z0-9]{1,16}", re.ASCII)
+_CODEC_INPUT_RE = re.compile(r"[A-Za-z0-9]{1,16}", re.ASCII)  # before upper-casing (liberal)
+MAX_CODECS = 8
+# What every vcall peer supports, what an absent ``codecs=`` token means (vcall before codec
+# negotiation sent JPEG only) and the codec of every classic (V0) call.
+FALLBACK_CODEC = "JPEG"
 
 
 class PeerProtocolError(RemoteProtocolError):
@@ -59,12 +73,26 @@ _WS = b" \t\r\n\x00"
 
 @dataclass(frozen=True, slots=True)
 class Extension:
-    """vcall's extension tokens in CALLING / CALL_ACCEPTED: ``V2435 <ssrc as 8 hex digits>``."""
+    """vcall's extension tokens in CALLING / CALL_ACCEPTED.
+
+    ``V2435 <ssrc as 8 hex digits> [codecs=<names>]``. ``codecs`` is the caller's offer in
+    preference order (CALLING) or the callee's choice, exactly one name (CALL_ACCEPTED); None
+    means the token is absent (an older vcall peer), which stands for ``(FALLBACK_CODEC,)``.
+    """
 
     ssrc: int
+    codecs: tuple[str, ...] | None = None
+
+    @property
+    def offered(self) -> tuple[str, ...]:
+        """The codecs the token names, or JPEG alone when it is absent."""
+        return (FALLBACK_CODEC,) if self.codecs is None else self.codecs
 
     def tokens(self) -> list[str]:
-        return [EXTENSION_VERSION, f"{self.ssrc:08x}"]
+        tokens = [EXTENSION_VERSION, f"{self.ssrc:08x}"]
+        if self.codecs is not None:
+            tokens.append(CODECS_KEY + ",".join(self.codecs))
+        return tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +177,22 @@ def validate_nick(nick: str) -> str:
     return nick
 
 
+def validate_codecs(names: Sequence[str]) -> tuple[str, ...]:
+    """Check a codec list vcall may put on the wire (or use as its preference); raise
+    LocalProtocolError if not: 1-MAX_CODECS distinct names of 1-16 characters ``[A-Z0-9]``."""
+    if isinstance(names, str):  # "JPEG" would read as ("J", "P", "E", "G")
+        raise LocalMessageError(f"codecs must be a sequence of names, not a string: {names!r}")
+    codecs = tuple(names)
+    if not 1 <= len(codecs) <= MAX_CODECS:
+        raise LocalMessageError(f"1-{MAX_CODECS} codec names needed, got {len(codecs)}")
+    for name in codecs:
+        if not isinstance(name, str) or not CODEC_NAME_RE.fullmatch(name):
+            raise LocalMessageError(f"codec name must be 1-16 characters [A-Z0-9]: {name!r}")
+    if len(set(codecs)) != len(codecs):
+        raise LocalMessageError(f"codec names repeat: {codecs!r}")
+    return codecs
+
+
 def encode(msg: Message, *, terminated: bool = False) -> bytes:
     """Serialise strictly: single spaces, no trailing space; LF only if ``terminated``.
 
@@ -165,6 +209,10 @@ def encode(msg: Message, *, terminated: bool = False) -> bytes:
         if msg.ext is not None:
             if not 0 <= msg.ext.ssrc <= 0xFFFFFFFF:
                 raise LocalMessageError(f"SSRC out of range: {msg.ext.ssrc}")
+            if msg.ext.codecs is not None:
+                validate_codecs(msg.ext.codecs)
+                if isinstance(msg, CallAccepted) and len(msg.ext.codecs) != 1:
+                    raise LocalMessageError(f"CALL_ACCEPTED names one codec: {msg.ext.codecs!r}")
             fields.extend(msg.ext.tokens())
     elif msg.nick:
         fields.append(validate_nick(msg.nick))
@@ -185,10 +233,28 @@ def _parse_port(token: str) -> int:
     return int(value)
 
 
+def _parse_codecs(tokens: list[str]) -> tuple[str, ...] | None:
+    """The first ``codecs=`` token's names, upper-cased; None if absent or malformed.
+
+    Liberal: the key in any case, names in any case, repeated names kept once. Malformed (an
+    empty name, a name over 16 characters or outside ``[A-Za-z0-9]``, more than MAX_CODECS
+    names): the token counts as absent, so the call falls back to JPEG rather than failing.
+    """
+    for token in tokens:
+        if token[: len(CODECS_KEY)].lower() != CODECS_KEY:
+            continue
+        names = token[len(CODECS_KEY) :].split(",")
+        if len(names) > MAX_CODECS or not all(_CODEC_INPUT_RE.fullmatch(n) for n in names):
+            return None
+        return tuple(dict.fromkeys(n.upper() for n in names))
+    return None
+
+
 def _parse_ext(tokens: list[str]) -> Extension | None:
     # Unknown extras (other clients' "V1 ..." extensions) are ignored: the call stays classic.
+    # Tokens after the SSRC other than codecs= are ignored too (room for later additions).
     if len(tokens) >= 2 and tokens[0] == EXTENSION_VERSION and SSRC_RE.match(tokens[1]):
-        return Extension(int(tokens[1], 16))
+        return Extension(int(tokens[1], 16), _parse_codecs(tokens[2:]))
     return None
 
 

@@ -55,6 +55,7 @@ class Outgoing(_Event):
 class CallStarted(_Event):
     peer: str
     mode: str  # a pipeline.control.MediaMode value: "v0" (classic) or "rtp" (both speak V2435)
+    codec: str  # the negotiated video codec (a registry name: "H264", "JPEG"); V0: always JPEG
     peer_ip: str
     local_rx_port: int  # the UDP port we declared
     peer_rx_port: int  # the UDP port the peer declared

@@ -13,6 +13,11 @@ dropped. The wire rules (docs/protocol.md, sections 2 and 4.1) live in :mod:`vca
 
 Whether we send video is decided by the call session alone, from the call's state and the
 user's pause (:meth:`CallManager.pause`): nobody else calls the media's ``set_sending``.
+
+``codecs`` is our video codec preference (registry names, upper case, best first): offered in
+CALLING, and the callee's choice is the first of its own list that the caller offered
+(docs/protocol.md 4.1). The negotiated codec reaches the media in ``PeerEndpoint.codec`` and
+the user in ``CallStarted.codec``; a classic call is always JPEG.
 """
 
 from __future__ import annotations
@@ -28,10 +33,11 @@ from typing import Any, TypeVar
 from pipeline.errors import LocalProtocolError
 from vcall import EXTENSION_VERSION, PROTOCOLS
 from vcall.call import transport
-from vcall.call.codec import CallBusy, Calling, PeerProtocolError, validate_nick
+from vcall.call.codec import CallBusy, Calling, PeerProtocolError, validate_codecs, validate_nick
 from vcall.call.events import CallEvent, Registered
 from vcall.call.heartbeat import HeartbeatConfig
 from vcall.call.media import MediaLike
+from vcall.call.policy import DEFAULT_CODECS
 from vcall.call.session import CallSession, SessionConfig
 from vcall.call.state import (
     ACTIVE_STATES,
@@ -72,11 +78,16 @@ class CallManager:
         connect_timeout: float = 3.0,
         heartbeat: HeartbeatConfig | None = None,
         protocols: Sequence[str] = PROTOCOLS,
+        codecs: Sequence[str] = DEFAULT_CODECS,
     ) -> None:
+        """See the class's contract; a bad ``nick`` raises CallUsageError, bad ``codecs``
+        (names outside 1-16 characters ``[A-Z0-9]``, none, more than 8, repeated) raise
+        LocalMessageError, a ValueError."""
         try:
             validate_nick(nick)
         except LocalProtocolError as exc:
             raise CallUsageError(str(exc)) from None
+        self.codecs = validate_codecs(codecs)
         self.nick = nick
         self._password = password
         self._server = server
@@ -92,6 +103,7 @@ class CallManager:
             connect_timeout=connect_timeout,
             heartbeat=heartbeat or HeartbeatConfig(),
             bind_ip=listen[0],
+            codecs=self.codecs,
         )
         self._media_factory = media_factory
         self._sm = CallStateMachine()

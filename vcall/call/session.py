@@ -11,6 +11,9 @@ on the manager's event loop. It guarantees:
 - the media gets the peer as one ``PeerEndpoint``, built here once when the call starts;
 - extension-only bytes (tokens, LF terminator, CALL_ALIVE) reach only a peer that advertised
   V2435 (the callee's QUERY result, or the caller's CALLING tokens);
+- the video codec is negotiated once (:func:`~vcall.call.policy.choose_codec` as callee,
+  :func:`~vcall.call.policy.accepted_codec` as caller) and is the same in the ``PeerEndpoint``
+  and in ``CallStarted``; a classic call, or an answer without a valid choice, is JPEG;
 - the minority dialect is accepted: peer messages on a fresh connection from the peer's address,
   and EOF right after CALL_ACCEPTED from a classic peer; our own messages then go on a fresh
   connection to the peer's registered port;
@@ -36,6 +39,7 @@ from vcall import EXTENSION_VERSION
 from vcall.call import policy, transport
 from vcall.call.callmedia import CallMedia
 from vcall.call.codec import (
+    FALLBACK_CODEC,
     CallAccepted,
     CallAlive,
     CallBusy,
@@ -89,6 +93,7 @@ class SessionConfig:
     connect_timeout: float
     heartbeat: HeartbeatConfig
     bind_ip: str
+    codecs: tuple[str, ...]  # our video codec preference, validated (policy.DEFAULT_CODECS)
 
 
 class CallSession:
@@ -123,6 +128,8 @@ class CallSession:
         self.negotiated = False  # both confirmed V2435 in CALLING / CALL_ACCEPTED
         self.local_ssrc = secrets.randbits(32) or 1
         self.peer_ssrc = 0
+        self.peer_offer: tuple[str, ...] | None = None  # the caller's codecs= (None: absent)
+        self.codec = FALLBACK_CODEC  # the negotiated video codec (V0: always JPEG)
         self.local_rx_port = 0
         self.peer_rx_port = 0
         self._media = CallMedia(media_factory, media_pool, config.bind_ip)
@@ -300,7 +307,7 @@ class CallSession:
             await conn.aclose()
             return
         self.conn = conn
-        ext = Extension(self.local_ssrc) if self.peer_ext else None
+        ext = Extension(self.local_ssrc, self.config.codecs) if self.peer_ext else None
         await self._send(Calling(self.config.nick, self.local_rx_port, ext))
         timeout = self.config.answer_timeout
         self._spawn(
@@ -322,6 +329,7 @@ class CallSession:
         self.peer_rx_port = msg.udp_port
         self.peer_ext = self.config.extension and msg.ext is not None
         self.peer_ssrc = msg.ext.ssrc if msg.ext is not None and self.peer_ext else 0
+        self.peer_offer = msg.ext.codecs if msg.ext is not None and self.peer_ext else None
         self._apply(CallInput.PEER_CALLING)
         self._emit(IncomingCall(self.peer, conn.peer_ip, self.peer_ext))
         timeout = self.config.ring_timeout
@@ -369,7 +377,14 @@ class CallSession:
         if self._finished:
             raise IllegalTransitionError(self._sm.state, CallInput.ACCEPT)
         self.negotiated = self.peer_ext
-        ext = Extension(self.local_ssrc) if self.negotiated else None
+        ext = None
+        if self.negotiated:
+            # No codecs= from the caller: an older vcall peer, which sends JPEG; it gets no
+            # codecs= back either (the answer names a choice only when there was an offer).
+            offer = (FALLBACK_CODEC,) if self.peer_offer is None else self.peer_offer
+            self.codec = policy.choose_codec(offer, self.config.codecs)
+            answer = None if self.peer_offer is None else (self.codec,)
+            ext = Extension(self.local_ssrc, answer)
         await self._send(CallAccepted(self.config.nick, self.local_rx_port, ext))
         self._accepted_at = time.monotonic()
         self._apply(CallInput.ACCEPT)
@@ -418,6 +433,7 @@ class CallSession:
             mode=MediaMode.RTP if self.negotiated else MediaMode.V0,
             local_ssrc=self.local_ssrc,
             peer_ssrc=self.peer_ssrc,
+            codec=self.codec,
         )
         self._media.connect(peer)
         # A connected media session sends (docs/architecture.md): from here on, it is told
@@ -428,6 +444,7 @@ class CallSession:
             CallStarted(
                 peer=self.peer,
                 mode=str(peer.mode),
+                codec=peer.codec,
                 peer_ip=self.peer_ip,
                 local_rx_port=self.local_rx_port,
                 peer_rx_port=self.peer_rx_port,
@@ -517,11 +534,29 @@ class CallSession:
         self.peer_rx_port = msg.udp_port
         self.negotiated = self.peer_ext and msg.ext is not None
         self.peer_ssrc = msg.ext.ssrc if msg.ext is not None and self.negotiated else 0
+        if msg.ext is not None and self.negotiated:
+            self.codec = self._answered_codec(msg.ext)
         if fresh:
             self.minority = True
         self._accepted_at = time.monotonic()
         self._apply(CallInput.PEER_ACCEPTED)
         self._start_call()
+
+    def _answered_codec(self, ext: Extension) -> str:
+        """The codec the callee chose; JPEG, with a warning, for an invalid choice."""
+        codec = policy.accepted_codec(ext.offered, self.config.codecs)
+        if codec is None:
+            # The peer's protocol error; JPEG is what every vcall peer can do, so the call goes
+            # on rather than failing (docs/protocol.md 4.1).
+            logger.warning(
+                "%s chose codecs=%s, not one of our offer %s: using %s",
+                self.peer,
+                ",".join(ext.offered),
+                ",".join(self.config.codecs),
+                FALLBACK_CODEC,
+            )
+            return FALLBACK_CODEC
+        return codec
 
     def _on_control_eof(self, conn: transport.ControlConnection, error: str) -> None:
         if self._finished or conn is not self.conn:

@@ -52,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--advertise-ip", help="address registered with the server")
     parser.add_argument("--source", help='video source: "pattern", "camera:0", "file:PATH"')
     parser.add_argument("--preset", help="quality: low, medium, high, max")
+    parser.add_argument("--codec", help="use only this video codec: h264 or jpeg (any case)")
     parser.add_argument("--ring-timeout", type=float, help="seconds an incoming call rings")
     parser.add_argument("--auto-login", action="store_true", help="log in at start")
     parser.add_argument("--auto-accept", action="store_true", help="accept incoming calls")
@@ -77,6 +78,7 @@ def build_config(args: argparse.Namespace) -> Config:
         advertise_ip=args.advertise_ip,
         source=args.source,
         preset=args.preset,
+        codec=args.codec,
         ring_timeout=args.ring_timeout,
     )
 

@@ -173,6 +173,7 @@ class Dialing:
 class Connected:
     peer: str
     mode: str
+    codec: str = ""  # the negotiated video codec ("H264", "JPEG"); "" when unknown
 
 
 @dataclass(frozen=True, slots=True)

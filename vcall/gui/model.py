@@ -36,6 +36,7 @@ class UiModel:
     server: tuple[str, int] | None = None
     peer: str = ""
     mode: str = ""
+    codec: str = ""  # the call's negotiated video codec
     connected_at: float | None = None
     ring_deadline: float | None = None
     hold_local: bool = False
@@ -91,12 +92,13 @@ def reduce(model: UiModel, event: ev.Event, now: float) -> UiModel:
                 message=f"{peer} is calling.",
                 message_error=False,
             )
-        case ev.Connected(peer=peer, mode=mode):
+        case ev.Connected(peer=peer, mode=mode, codec=codec):
             return rep(
                 model,
                 phase=Phase.CONNECTED,
                 peer=peer,
                 mode=mode,
+                codec=codec,
                 screen=Screen.CALL,
                 connected_at=now,
                 ring_deadline=None,
@@ -114,6 +116,7 @@ def reduce(model: UiModel, event: ev.Event, now: float) -> UiModel:
                 screen=Screen.MAIN,
                 peer="",
                 mode="",
+                codec="",
                 connected_at=None,
                 ring_deadline=None,
                 hold_local=False,
@@ -151,7 +154,8 @@ def window_title(base: str, model: UiModel) -> str:
 
 
 def status_line(model: UiModel, now: float) -> str:
-    """The call screen's status bar: state, peer, duration, hold and pause."""
+    """The call screen's status bar: state, peer, duration, hold, pause, media ("RTP H264
+    medium")."""
     match model.phase:
         case Phase.IDLE:
             return "Not in a call"
@@ -171,5 +175,6 @@ def status_line(model: UiModel, now: float) -> str:
                 parts.append(f"held by {model.peer}")
             if not model.sending:
                 parts.append("sending paused")
-            parts.append(f"{model.mode.upper()} {model.preset}".strip())
+            media = (model.mode.upper(), model.codec, model.preset)
+            parts.append(" ".join(word for word in media if word))
             return " · ".join(parts)

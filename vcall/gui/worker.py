@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from vcall.call import events as call_events
+from vcall.call.policy import local_codecs
 from vcall.config import Config, format_server
 from vcall.gui import events as ev
 from vcall.gui.logic import describe_end, describe_error
@@ -61,7 +62,8 @@ class ManagerLike(Protocol):
     def media(self) -> Any: ...
 
 
-# (nick, password, server, listen, advertise_ip, media_factory, on_event, ring_timeout) -> manager
+# (nick, password, server, listen, advertise_ip, media_factory, on_event, ring_timeout, codecs)
+# -> manager
 ManagerFactory = Callable[..., ManagerLike]
 # (host, port) -> list of (nick, ip, port)
 UserLister = Callable[[tuple[str, int]], list[ev.UserRow]]
@@ -321,6 +323,7 @@ class ClientWorker:
             media_factory=media,
             on_event=self._on_manager_event,
             ring_timeout=self._config.ring_timeout,
+            codecs=local_codecs(self._config.codec),
         )
         try:
             manager.start()
@@ -378,10 +381,10 @@ class ClientWorker:
                 self._emit(ev.Ringing(peer, self._config.ring_timeout))
             case call_events.Outgoing(peer=peer):
                 self._peer = peer
-            case call_events.CallStarted(peer=peer, mode=mode):
+            case call_events.CallStarted(peer=peer, mode=mode, codec=codec):
                 self._peer = peer
                 self._attach_media()
-                self._emit(ev.Connected(peer, mode))
+                self._emit(ev.Connected(peer, mode, codec))
             case call_events.HoldChanged(local=local, remote=remote):
                 self._emit(ev.HoldState(local, remote))
             case call_events.PauseChanged(paused=paused):

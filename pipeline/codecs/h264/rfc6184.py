@@ -1,0 +1,334 @@
+"""RTP payload format for H.264 (RFC 6184), packetization mode 1. Pure: no I/O, no clock.
+
+API::
+
+    class H264Packetizer(Packetizer):
+        def __init__(self, max_payload: int = 1200) -> None
+        def payloads(self, frame, width=0, height=0) -> list[Payload]   # one access unit
+    class H264Depacketizer(Depacketizer):
+        def __init__(self, *, timeout: float = 0.5, max_frame_bytes: int = 4 << 20,
+                     max_partial: int = 4) -> None
+        def push(self, seq, timestamp, marker, payload, now) -> list[CodecFrame]  # never raises
+        def expire(self, now) -> int; def reset(self) -> None
+        needs_keyframe -> bool       # a frame was lost since the last keyframe (ask: PLI)
+        stats -> H264DepacketizerStats
+
+Frames on both sides are Annex B access units (4-byte start codes), as the encoder writes them
+and the decoder reads them.
+
+Packetizer (RFC 6184 5.6-5.8): NAL units that fit go as single NAL unit packets, consecutive
+small ones (SPS, PPS, SEI before a slice) are aggregated into one STAP-A, a NAL unit larger than
+``max_payload`` is cut into FU-A fragments (S bit on the first, E bit on the last). The stream
+layer sets the marker bit on the last packet of the access unit and one timestamp for all.
+
+Depacketizer: packets are grouped by RTP timestamp. An access unit is complete when its marker
+packet arrived, its sequence numbers are contiguous up to the marker, its first packet begins a
+picture (an AUD, SEI, SPS or PPS, or a slice whose ``first_mb_in_slice`` is 0, 7.3.3: the first
+bit of the slice header is 1), and every FU-A was started and ended. A frame that cannot be
+completed (a lost packet, a newer frame completing first, ``timeout`` without packets, more than
+``max_partial`` open) is dropped and counted as ``incomplete``; from then on the chain of
+references is broken: frames are dropped (``waiting_keyframe``) until an IDR access unit
+arrives, and ``needs_keyframe`` stays true so the receiver asks the sender for one (RTCP PLI).
+Duplicates, packets of frames already done (``late``), forbidden bits, truncated STAP-A sizes,
+FU-A fragments without a start, NAL types it does not know (``malformed`` / ``unsupported``)
+and oversized frames are counted and dropped; memory per frame is bounded by
+``max_frame_bytes``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from pipeline.codecs.base import (
+    CodecFrame,
+    Depacketizer,
+    DepacketizerStats,
+    EncodeError,
+    Packetizer,
+    Payload,
+)
+from pipeline.codecs.h264.nal import (
+    NAL_AUD,
+    NAL_FU_A,
+    NAL_IDR,
+    NAL_PPS,
+    NAL_SEI,
+    NAL_SLICE,
+    NAL_SPS,
+    NAL_STAP_A,
+    START_CODE,
+    split_annexb,
+)
+from pipeline.wire.rtp import seq_diff, ts_diff
+
+logger = logging.getLogger(__name__)
+
+CLOCK_RATE = 90000
+_RESET_TICKS = 10 * CLOCK_RATE
+_MAX_FRAGMENTS = 4096
+
+
+class H264Packetizer(Packetizer):
+    """Access units -> RFC 6184 payloads (mode 1: single NAL, STAP-A, FU-A)."""
+
+    def __init__(self, max_payload: int = 1200) -> None:
+        if max_payload < 64:
+            raise ValueError(f"max_payload {max_payload} too small")
+        self.max_payload = max_payload
+
+    def payloads(self, frame: bytes, width: int = 0, height: int = 0) -> list[Payload]:
+        nals = split_annexb(frame)
+        if not nals:
+            raise EncodeError("no NAL unit in the access unit")
+        out: list[Payload] = []
+        stap: list[memoryview] = []
+
+        def flush_stap() -> None:
+            if len(stap) == 1:
+                out.append((stap[0],))
+            elif stap:
+                nri = max(n[0] & 0x60 for n in stap)
+                pieces: list[bytes | memoryview] = [bytes((nri | NAL_STAP_A,))]
+                for n in stap:
+                    pieces += [len(n).to_bytes(2, "big"), n]
+                out.append(tuple(pieces))
+            stap.clear()
+
+        for nal in nals:
+            if len(nal) > self.max_payload:
+                flush_stap()
+                out.extend(self._fu_a(nal))
+                continue
+            size = 1 + sum(2 + len(n) for n in stap) + 2 + len(nal)
+            if stap and size > self.max_payload:
+                flush_stap()
+            stap.append(nal)
+        flush_stap()
+        return out
+
+    def _fu_a(self, nal: memoryview) -> list[Payload]:
+        header = nal[0]
+        indicator = bytes(((header & 0xE0) | NAL_FU_A,))
+        ntype = header & 0x1F
+        body = nal[1:]
+        room = self.max_payload - 2
+        out: list[Payload] = []
+        for offset in range(0, len(body), room):
+            start = offset == 0
+            end = offset + room >= len(body)
+            fu_header = bytes(((0x80 if start else 0) | (0x40 if end else 0) | ntype,))
+            out.append((indicator, fu_header, body[offset : offset + room]))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class H264DepacketizerStats(DepacketizerStats):
+    waiting_keyframe: int = 0  # complete frames dropped because a reference was lost
+    keyframes: int = 0
+
+
+class _AccessUnit:
+    __slots__ = ("bad", "first_arrival", "last_arrival", "marker_seq", "nbytes", "packets")
+
+    def __init__(self, now: float) -> None:
+        self.packets: dict[int, memoryview] = {}  # seq -> payload
+        self.marker_seq: int | None = None
+        self.nbytes = 0
+        self.first_arrival = now
+        self.last_arrival = now
+        self.bad = False
+
+
+class H264Depacketizer(Depacketizer):
+    """Rebuilds H.264 access units from RFC 6184 packets of one source."""
+
+    def __init__(
+        self, *, timeout: float = 0.5, max_frame_bytes: int = 4 << 20, max_partial: int = 4
+    ) -> None:
+        self.timeout = timeout
+        self.max_frame_bytes = max_frame_bytes
+        self.max_partial = max_partial
+        self._c = dict.fromkeys(H264DepacketizerStats.__dataclass_fields__, 0)
+        self._units: dict[int, _AccessUnit] = {}
+        self._last_done: int | None = None  # RTP ts of the last completed or dropped unit
+        self._broken = True  # no keyframe yet: nothing can be decoded
+        self.needs_keyframe = False
+
+    @property
+    def stats(self) -> H264DepacketizerStats:
+        return H264DepacketizerStats(**self._c)
+
+    def reset(self) -> None:
+        self._units.clear()
+        self._last_done = None
+        self._broken = True
+        self.needs_keyframe = False
+
+    def push(
+        self, seq: int, timestamp: int, marker: bool, payload: memoryview, now: float
+    ) -> list[CodecFrame]:
+        ts = timestamp
+        if not payload or payload[0] & 0x80:  # empty, or the forbidden_zero_bit set
+            self._c["malformed"] += 1
+            return []
+        if self._last_done is not None:
+            behind = ts_diff(ts, self._last_done)
+            if -_RESET_TICKS < behind <= 0:
+                self._c["duplicates" if behind == 0 else "late"] += 1
+                return []
+        unit = self._units.get(ts)
+        if unit is None:
+            self.expire(now)
+            unit = self._open(ts, now)
+        if seq in unit.packets:
+            self._c["duplicates"] += 1
+            return []
+        if unit.nbytes + len(payload) > self.max_frame_bytes or len(unit.packets) >= _MAX_FRAGMENTS:
+            self._drop(ts, "unsupported")
+            return []
+        unit.packets[seq] = payload
+        unit.nbytes += len(payload)
+        unit.last_arrival = now
+        if marker:
+            unit.marker_seq = seq
+        if unit.marker_seq is None:
+            return []
+        return self._try_complete(ts, unit)
+
+    def expire(self, now: float) -> int:
+        stale = [t for t, u in self._units.items() if now - u.last_arrival > self.timeout]
+        for t in stale:
+            self._drop(t, "incomplete")
+        return len(stale)
+
+    # -- internals --
+
+    def _open(self, ts: int, now: float) -> _AccessUnit:
+        if len(self._units) >= self.max_partial:
+            oldest = min(self._units, key=lambda t: ts_diff(t, ts))
+            self._drop(oldest, "incomplete")
+        unit = _AccessUnit(now)
+        self._units[ts] = unit
+        return unit
+
+    def _drop(self, ts: int, reason: str) -> None:
+        if self._units.pop(ts, None) is not None:
+            self._c[reason] += 1
+            self._broken = True
+            self.needs_keyframe = True
+        self._mark_done(ts)
+
+    def _mark_done(self, ts: int) -> None:
+        if self._last_done is None or ts_diff(ts, self._last_done) > 0:
+            self._last_done = ts
+
+    def _try_complete(self, ts: int, unit: _AccessUnit) -> list[CodecFrame]:
+        assert unit.marker_seq is not None
+        seqs = sorted(unit.packets, key=lambda s: seq_diff(s, unit.marker_seq or 0))
+        first = seqs[0]
+        span = seq_diff(unit.marker_seq, first) + 1
+        if span != len(seqs):
+            return []  # a packet inside the unit is still missing
+        if not _starts_picture(unit.packets[first]):
+            return []  # our first packets are still missing (reordered or lost: the timeout)
+        nals = self._nals([unit.packets[s] for s in seqs])
+        if not nals:  # counted by name; all its packets are here, so it will not heal
+            self._drop(ts, "incomplete")
+            return []
+        del self._units[ts]
+        for other in [t for t in self._units if ts_diff(t, ts) < 0]:
+            self._drop(other, "incomplete")
+        self._mark_done(ts)
+        keyframe = any((n[0] & 0x1F) == NAL_IDR for n in nals)
+        if keyframe:
+            self._c["keyframes"] += 1
+            self._broken = False
+            self.needs_keyframe = False
+        elif self._broken:
+            self._c["waiting_keyframe"] += 1
+            self.needs_keyframe = True
+            return []
+        self._c["frames"] += 1
+        data = b"".join(piece for n in nals for piece in (START_CODE, n))
+        return [
+            CodecFrame(
+                data=data,
+                timestamp=ts,
+                width=0,
+                height=0,
+                keyframe=keyframe,
+                first_arrival=unit.first_arrival,
+                last_arrival=unit.last_arrival,
+                packets=len(seqs),
+            )
+        ]
+
+    def _nals(self, payloads: list[memoryview]) -> list[bytes]:
+        """The NAL units of a unit's payloads in order; [] (counted) if they do not form
+        whole NAL units."""
+        nals: list[bytes] = []
+        fu: list[memoryview] | None = None
+        for p in payloads:
+            ntype = p[0] & 0x1F
+            if ntype == NAL_FU_A:
+                if len(p) < 3:
+                    return self._bad("malformed")
+                start, end, inner = p[1] & 0x80, p[1] & 0x40, p[1] & 0x1F
+                if start:
+                    if fu is not None:
+                        return self._bad("malformed")  # a new start before the last ended
+                    fu = [memoryview(bytes(((p[0] & 0xE0) | inner,))), p[2:]]
+                elif fu is None:
+                    return self._bad("malformed")  # FU-A without its start
+                else:
+                    fu.append(p[2:])
+                if end:
+                    nals.append(b"".join(fu))
+                    fu = None
+                continue
+            if fu is not None:
+                return self._bad("malformed")  # an FU-A never ended
+            if 1 <= ntype <= 23:
+                nals.append(bytes(p))
+            elif ntype == NAL_STAP_A:
+                pos = 1
+                while pos < len(p):
+                    if pos + 2 > len(p):
+                        return self._bad("malformed")
+                    size = int.from_bytes(p[pos : pos + 2], "big")
+                    pos += 2
+                    if size == 0 or pos + size > len(p):
+                        return self._bad("malformed")  # a giant or empty STAP-A size
+                    nals.append(bytes(p[pos : pos + size]))
+                    pos += size
+            else:
+                return self._bad("unsupported")  # STAP-B, MTAP, FU-B, reserved
+        if fu is not None or not nals:
+            return self._bad("malformed")
+        return nals
+
+    def _bad(self, reason: str) -> list[bytes]:
+        """Count a discard by name; no NAL units, for the caller to return."""
+        self._c[reason] += 1
+        return []
+
+
+def _starts_picture(payload: memoryview) -> bool:
+    """Whether an RFC 6184 payload begins an access unit (7.4.1.2.3 order; 7.3.3)."""
+    ntype = payload[0] & 0x1F
+    if ntype == NAL_STAP_A:
+        if len(payload) < 4:
+            return False
+        ntype, first = payload[3] & 0x1F, payload[3:]
+    elif ntype == NAL_FU_A:
+        if len(payload) < 3 or not payload[1] & 0x80:
+            return False
+        ntype, first = payload[1] & 0x1F, payload[1:]
+    else:
+        first = payload
+    if ntype in (NAL_SEI, NAL_SPS, NAL_PPS, NAL_AUD):
+        return True
+    if ntype in (NAL_SLICE, NAL_IDR):
+        return len(first) > 1 and bool(first[1] & 0x80)  # first_mb_in_slice == 0
+    return False
