@@ -19,6 +19,7 @@ def test_call_accept_hold_resume_from_each_side_and_caller_hangs_up(agents: Agen
     alice = agents("alice", *CTRL, "--call", "bob")
     started = alice.wait("started")
     assert started["mode"] == "rtp" and started["role"] == "caller" and not started["media"]
+    assert started["codec"] == "H264"  # both default: H264 is first on both lists
     assert alice.wait("outgoing")["extension"] is True
     assert bob.wait("incoming", peer="alice")["extension"] is True
     assert bob.wait("started")["peer_rx_port"] == started["local_rx_port"]
@@ -184,6 +185,18 @@ def test_two_classic_agents_speak_v0(agents: AgentFactory) -> None:
     bob.wait("hold", local=False, remote=True)  # --hold-after 0.2
     assert alice.wait("ended")["reason"] == "hangup"  # --seconds 1
     assert bob.wait("ended")["reason"] == "peer_hangup"
+
+
+def test_codec_flag_restricts_the_negotiation(agents: AgentFactory) -> None:
+    bob = agents("bob", *CTRL, "--auto-answer", "--codec", "jpeg")
+    alice = agents("alice", *CTRL, "--call", "bob", "--seconds", "0.2")
+    assert alice.wait("started")["codec"] == "JPEG"
+    assert bob.wait("started")["codec"] == "JPEG"
+    assert alice.wait("ended")["reason"] == "hangup"
+    bad = agents("carol", *CTRL, "--codec", "vp8", wait_registered=False)
+    assert bad.exit_code() == 2
+    bad.stop()
+    assert b"unknown codec 'vp8'" in bad.stderr and not bad.has("registered")
 
 
 def test_unreachable_server_exits_nonzero_with_a_message(agents: AgentFactory) -> None:

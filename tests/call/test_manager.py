@@ -5,7 +5,10 @@ every set_sending from hold and pause) and the API's errors."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
+import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +18,8 @@ from typing import Any
 import pytest
 
 from pipeline.control import MediaMode, PeerEndpoint
+from pipeline.errors import LocalProtocolError
+from tests.call.agents import register_raw
 from tests.fixtures.discovery import DiscoveryProcess
 from vcall.call.events import (
     CallEnded,
@@ -469,3 +474,150 @@ def test_a_failing_call_task_ends_the_call(
     ends = sorted((p.wait(CallEnded) for p in (alice, bob)), key=lambda e: e.reason)
     assert [e.reason for e in ends] == ["connection_lost", "failed"]
     assert "a bug in the heartbeat" in ends[1].detail
+
+
+# -- video codec negotiation (docs/protocol.md 4.1) ----------------------------------------
+
+H264, JPEG = ("H264",), ("JPEG",)
+CLASSIC = ("V0",)
+
+
+@pytest.mark.parametrize(
+    ("alice_kw", "bob_kw", "codec", "mode"),
+    [
+        ({}, {}, "H264", "rtp"),  # both default: H264 first on both lists
+        ({"codecs": JPEG}, {}, "JPEG", "rtp"),  # caller forces JPEG
+        ({}, {"codecs": JPEG}, "JPEG", "rtp"),  # callee forces JPEG
+        ({"codecs": H264}, {"codecs": JPEG}, "JPEG", "rtp"),  # nothing in common: JPEG
+        ({}, {"codecs": H264}, "H264", "rtp"),
+        ({"codecs": ("JPEG", "H264")}, {}, "H264", "rtp"),  # the callee's preference decides
+        ({}, {"protocols": CLASSIC}, "JPEG", "v0"),  # classic callee
+        ({"protocols": CLASSIC, "codecs": H264}, {}, "JPEG", "v0"),  # classic caller
+    ],
+)
+def test_both_sides_use_the_negotiated_codec(
+    discovery_server: DiscoveryProcess,
+    alice_kw: dict[str, Any],
+    bob_kw: dict[str, Any],
+    codec: str,
+    mode: str,
+) -> None:
+    alice = Peer("alice", discovery_server.address, **alice_kw)
+    bob = Peer("bob", discovery_server.address, **bob_kw)
+    try:
+        alice.manager.start()
+        bob.manager.start()
+        connect(alice, bob)
+        started = [next(e for e in p.log if isinstance(e, CallStarted)) for p in (alice, bob)]
+        alice.manager.hangup()
+        bob.wait(CallEnded)
+    finally:
+        alice.manager.close()
+        bob.manager.close()
+    endpoints = [p.medias[0].calls[1][1] for p in (alice, bob)]
+    assert [(e.codec, str(e.mode)) for e in endpoints] == [(codec, mode)] * 2
+    assert [(s.codec, s.mode) for s in started] == [(codec, mode)] * 2
+    assert f'"codec": "{codec}"' in started[0].to_json()
+
+
+@pytest.mark.parametrize(
+    "codecs", [(), ("h264",), ("H.264",), ("X" * 17,), ("JPEG", "JPEG"), "JPEG", ("A",) * 9]
+)
+def test_bad_codec_names_are_refused_at_once(
+    discovery_server: DiscoveryProcess, codecs: Any
+) -> None:
+    with pytest.raises(LocalProtocolError):
+        CallManager(
+            nick="alice", password="pw", server=discovery_server.address,
+            on_event=lambda event: None, codecs=codecs,
+        )  # fmt: skip
+
+
+def _read_line(reader: Any) -> bytes:
+    """The next extension-mode message (LF-terminated) but heartbeats."""
+    while True:
+        line: bytes = reader.readline()
+        assert line.endswith(b"\n"), f"EOF after {line!r}"
+        if not line.startswith(b"CALL_ALIVE"):
+            return line
+
+
+@pytest.mark.parametrize(
+    ("answer", "codec", "warned"),
+    [
+        (b"", "JPEG", False),  # vcall before codec negotiation: no token, JPEG
+        (b" codecs=H264", "H264", False),
+        (b" codecs=jpeg", "JPEG", False),
+        (b" codecs=VP8", "JPEG", True),  # not offered: the peer's error, the call goes on
+        (b" codecs=H264,JPEG", "JPEG", True),  # a choice names one codec
+        (b" codecs=H.264", "JPEG", False),  # malformed: as if absent
+    ],
+)
+def test_caller_takes_the_callees_answer_or_falls_back_to_jpeg(
+    discovery_server: DiscoveryProcess,
+    caplog: pytest.LogCaptureFixture,
+    answer: bytes,
+    codec: str,
+    warned: bool,
+) -> None:
+    srv = socket.create_server(("127.0.0.1", 0))
+    srv.settimeout(10)
+    alice = Peer("alice", discovery_server.address)
+    try:
+        register_raw(discovery_server.address, "old", srv.getsockname()[1], ["V0", "V2435"])
+        alice.manager.start()
+        with caplog.at_level(logging.WARNING, logger="vcall.call.session"):
+            alice.manager.call("old")
+            conn, _ = srv.accept()
+            conn.settimeout(5)
+            with conn, conn.makefile("rb") as reader:
+                calling = _read_line(reader)
+                assert re.fullmatch(rb"CALLING alice \d+ V2435 [0-9a-f]{8} codecs=H264,JPEG\n",
+                                    calling), calling  # fmt: skip
+                conn.sendall(b"CALL_ACCEPTED old 40010 V2435 0000abcd" + answer + b"\n")
+                started = alice.wait(CallStarted)
+                alice.manager.hangup()
+                assert _read_line(reader) == b"CALL_END alice\n"
+    finally:
+        alice.manager.close()
+        srv.close()
+    peer = alice.medias[0].calls[1][1]
+    assert (peer.mode, peer.peer_ssrc, peer.codec) == (MediaMode.RTP, 0xABCD, codec)
+    assert (started.mode, started.codec) == ("rtp", codec)
+    warnings = [r for r in caplog.records if "not one of our offer" in r.getMessage()]
+    assert bool(warnings) is warned
+
+
+@pytest.mark.parametrize(
+    ("offer", "reply", "codec"),
+    [
+        (b"", b"", "JPEG"),  # an older vcall caller: JPEG, and no token in the answer
+        (b" codecs=JPEG,H264", b" codecs=H264", "H264"),  # our preference decides
+        (b" codecs=VP8", b" codecs=JPEG", "JPEG"),  # nothing in common
+        (b" codecs=,", b"", "JPEG"),  # malformed: as if absent
+    ],
+)
+def test_callee_answers_an_offer_only(
+    discovery_server: DiscoveryProcess, offer: bytes, reply: bytes, codec: str
+) -> None:
+    bob = Peer("bob", discovery_server.address)
+    try:
+        bob.manager.start()
+        port = bob.manager.registered_port
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as conn,
+            conn.makefile("rb") as reader,
+        ):
+            conn.sendall(b"CALLING old 40012 V2435 0000abcd" + offer + b"\n")
+            bob.wait(IncomingCall)
+            bob.manager.accept()
+            accepted = _read_line(reader)
+            assert re.fullmatch(rb"CALL_ACCEPTED bob \d+ V2435 [0-9a-f]{8}" + reply + b"\n",
+                                accepted), accepted  # fmt: skip
+            started = bob.wait(CallStarted)
+            bob.manager.hangup()
+    finally:
+        bob.manager.close()
+    peer = bob.medias[0].calls[1][1]
+    assert (peer.mode, peer.peer_ssrc, peer.codec) == (MediaMode.RTP, 0xABCD, codec)
+    assert started.codec == codec

@@ -54,6 +54,7 @@ advertise_ip = "192.0.2.7"
 [media]
 source = "camera:0"
 preset = "high"
+codec = "h264"
 [call]
 ring_timeout = 12
 [future]
@@ -65,6 +66,7 @@ thing = 1
     assert (config.listen_port, config.media_port) == (9000, 9100)
     assert config.advertise_ip == "192.0.2.7"
     assert (config.source, config.preset, config.ring_timeout) == ("camera:0", "high", 12.0)
+    assert config.codec == "H264"  # any case in the file, the registry's name in the Config
 
 
 @pytest.mark.parametrize(
@@ -73,6 +75,9 @@ thing = 1
         ("[server]\nport = 70000\n", "server.port"),
         ("[server]\nport = 'x'\n", "server.port"),
         ("[media]\npreset = 'ultra'\n", "media.preset"),
+        ("[media]\ncodec = 'vp8'\n", "media.codec"),
+        ("[media]\ncodec = 264\n", "media.codec"),
+        ("[media]\ncodec = ''\n", "media.codec"),
         ("[call]\nring_timeout = -1\n", "call.ring_timeout"),
         ("[server\n", "config.toml"),
     ],
@@ -92,6 +97,15 @@ def test_flags_override_the_file() -> None:
     assert merged.source == base.source  # None: not given
     with pytest.raises(ConfigError):
         apply_overrides(base, preset="nope")
+
+
+def test_codec_flag_overrides_the_file_and_defaults_to_no_preference() -> None:
+    assert Config().codec is None  # vcall's default list (H264, then JPEG)
+    base = Config(codec="H264")
+    assert apply_overrides(base, codec="Jpeg").codec == "JPEG"
+    assert apply_overrides(base, codec=None).codec == "H264"  # flag not given: the file's
+    with pytest.raises(ConfigError, match=r"--codec.*h264, jpeg"):
+        apply_overrides(base, codec="vp8")
 
 
 @pytest.mark.parametrize(

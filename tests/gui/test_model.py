@@ -27,13 +27,13 @@ def test_journey() -> None:
     model = run([ev.Dialing("bob")], model)
     assert (model.screen, model.phase) == (Screen.CALL, Phase.DIALING)
     assert status_line(model, 100.0) == "Calling bob…"
-    model = reduce(model, ev.Connected("bob", "rtp"), 100.0)
+    model = reduce(model, ev.Connected("bob", "rtp", "H264"), 100.0)
     assert model.phase is Phase.CONNECTED
-    assert status_line(model, 165.0) == "In call with bob · 1:05 · RTP medium"
+    assert status_line(model, 165.0) == "In call with bob · 1:05 · RTP H264 medium"
     model = run([ev.HoldState(True, False), ev.SendingChanged(False)], model)
     assert (
         status_line(model, 100.0)
-        == "In call with bob · 0:00 · on hold · sending paused · RTP medium"
+        == "In call with bob · 0:00 · on hold · sending paused · RTP H264 medium"
     )
     model = run([ev.HoldState(False, True)], model)
     assert "held by bob" in status_line(model, 100.0)
@@ -41,9 +41,16 @@ def test_journey() -> None:
     assert (model.preset, model.source) == ("high", "file:/x.mp4")
     model = run([ev.Ended("bob hung up.")], model)
     assert (model.screen, model.phase, model.peer) == (Screen.MAIN, Phase.IDLE, "")
-    assert model.sending and not model.hold_remote
+    assert model.sending and not model.hold_remote and model.codec == ""
     assert model.preset == "high"  # settings outlive the call
     assert status_line(model, 0) == "Not in a call"
+
+
+def test_status_line_without_a_codec_and_for_a_classic_call() -> None:
+    unknown = run([ev.Connected("bob", "rtp")])  # a Connected that does not name the codec
+    assert status_line(unknown, 100.0) == "In call with bob · 0:00 · RTP medium"
+    classic = run([ev.Connected("bob", "v0", "JPEG")], unknown)
+    assert status_line(classic, 100.0) == "In call with bob · 0:00 · V0 JPEG medium"
 
 
 def test_incoming_ring_countdown_and_logout() -> None:

@@ -153,6 +153,25 @@ def test_login_lists_users_and_passes_loopback_addresses(worker: Any) -> None:
     kwargs = worker.managers[0].kwargs
     assert kwargs["listen"] == ("127.0.0.1", 0) and kwargs["advertise_ip"] == "127.0.0.1"
     assert kwargs["ring_timeout"] == 7.0 and kwargs["server"] == ("127.0.0.1", 8000)
+    assert kwargs["codecs"] == ("H264", "JPEG")  # no codec configured: vcall's default list
+
+
+def test_the_configured_codec_is_the_managers_only_one() -> None:
+    managers: list[FakeManager] = []
+
+    def factory(**kwargs: Any) -> FakeManager:
+        managers.append(FakeManager(**kwargs))
+        return managers[-1]
+
+    FakeManager.fail_start = None
+    w = ClientWorker(Config(codec="JPEG"), manager_factory=factory, lister=lambda s: [])
+    w.start()
+    try:
+        w.post(ev.Login("alice", "pw", ("127.0.0.1", 8000)))
+        wait_for(w, ev.UsersListed)
+        assert managers[0].kwargs["codecs"] == ("JPEG",)
+    finally:
+        w.stop()
 
 
 @pytest.mark.parametrize(
@@ -175,8 +194,9 @@ def test_call_flow_pause_goes_through_the_manager(worker: Any) -> None:
     worker.post(ev.Dial("bob"))
     assert wait_for(worker, ev.Dialing)[-1] == ev.Dialing("bob")
     media = manager.media = FakeMedia()
-    manager.on_event(ce.CallStarted("bob", "rtp", "127.0.0.1", 1, 2, True, "caller"))
+    manager.on_event(ce.CallStarted("bob", "rtp", "H264", "127.0.0.1", 1, 2, True, "caller"))
     seen = wait_for(worker, ev.Connected)
+    assert seen[-1] == ev.Connected("bob", "rtp", "H264")  # the negotiated codec, for the user
     attached = next(e for e in seen if isinstance(e, ev.MediaAttached))
     assert attached.session is media and attached.notify_fd != media.notify_fd()  # a dup
     os.close(attached.notify_fd)
@@ -275,7 +295,7 @@ def test_save_sdp(worker: Any, tmp_path: Any) -> None:
     wait_for(worker, ev.UsersListed)
     manager: FakeManager = worker.managers[0]
     media = manager.media = FakeMedia()
-    manager.on_event(ce.CallStarted("bob", "rtp", "127.0.0.1", 1, 2, True, "caller"))
+    manager.on_event(ce.CallStarted("bob", "rtp", "H264", "127.0.0.1", 1, 2, True, "caller"))
     attached = next(e for e in wait_for(worker, ev.Connected) if isinstance(e, ev.MediaAttached))
     os.close(attached.notify_fd)
     worker.post(ev.SaveSdp(str(target)))

@@ -172,6 +172,9 @@ class H264Depacketizer(Depacketizer):
         if not payload or payload[0] & 0x80:  # empty, or the forbidden_zero_bit set
             self._c["malformed"] += 1
             return []
+        if not (1 <= payload[0] & 0x1F <= 23 or payload[0] & 0x1F in (NAL_STAP_A, NAL_FU_A)):
+            self._c["unsupported"] += 1  # STAP-B, MTAP, FU-B, reserved: not in mode 1
+            return []
         if self._last_done is not None:
             behind = ts_diff(ts, self._last_done)
             if -_RESET_TICKS < behind <= 0:
