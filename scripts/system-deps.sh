@@ -17,8 +17,10 @@ if ! "$python" -c 'import ensurepip, venv' 2>/dev/null; then required+=(python3-
 optional+=(libturbojpeg0)
 
 if [ "$profile" = test ]; then
+    # libav: avdec_h264; ugly: x264enc (the H.264 interop tests, both directions).
     required+=(xvfb xdotool ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-base
-               gstreamer1.0-plugins-good libturbojpeg0)
+               gstreamer1.0-plugins-good gstreamer1.0-libav gstreamer1.0-plugins-ugly
+               libturbojpeg0)
 fi
 
 if ! command -v dpkg-query >/dev/null 2>&1; then

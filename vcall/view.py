@@ -1,4 +1,5 @@
-"""``vcall view --rtp PORT``: show an RTP video stream (JPEG, RFC 2435) from any sender.
+"""``vcall view --rtp PORT``: show an RTP video stream (JPEG RFC 2435, H.264 RFC 6184) from any
+sender.
 
 Usage::
 
@@ -39,7 +40,8 @@ import numpy as np
 import numpy.typing as npt
 
 from pipeline.codecs.base import Codec, CodecError, CodecFrame, VideoDecoder
-from pipeline.codecs.registry import DEFAULT_VIDEO, get_codec
+from pipeline.codecs.registry import DEFAULT_VIDEO, codecs, get_codec
+from pipeline.control import MediaMode
 from pipeline.jitter import JitterBuffer
 from pipeline.transport.stream import RtpReceiver
 from pipeline.wire.sdp import SdpError, parse_sdp
@@ -55,9 +57,12 @@ MAX_SDP_FILE = 64 * 1024
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--rtp", type=int, metavar="PORT", help="UDP port (payload type 26)")
+    where.add_argument("--rtp", type=int, metavar="PORT", help="UDP port (with --codec)")
     where.add_argument("--sdp", metavar="FILE", help="take port and payload type from an SDP")
     parser.add_argument("--bind", default="0.0.0.0", metavar="IP", help="local address")
+    parser.add_argument(
+        "--codec", default=DEFAULT_VIDEO, help="with --rtp: the codec (vcall codecs; JPEG)"
+    )
     parser.add_argument(
         "--ssrc", type=lambda s: int(s, 0), default=None, help="accept only this SSRC"
     )
@@ -234,29 +239,31 @@ def _run_window(shared: _Shared, title: str) -> None:  # pragma: no cover - need
     root.mainloop()
 
 
-def _stream(args: argparse.Namespace) -> tuple[int, int | None]:
-    """(port, payload type) from --rtp or --sdp (None: the codec's own); ValueError with a
-    message for the user."""
+def _stream(args: argparse.Namespace) -> tuple[int, int | None, str]:
+    """(port, payload type, codec name) from --rtp [--codec] or --sdp (payload type None: the
+    codec's own); ValueError with a message for the user."""
     if args.sdp is None:
-        return int(args.rtp), None
+        return int(args.rtp), None, args.codec
     try:
         with open(args.sdp, encoding="utf-8", errors="replace") as fh:
-            video = parse_sdp(fh.read(MAX_SDP_FILE))
+            names = [c.info.name for c in codecs() if MediaMode.RTP in c.info.modes]
+            video = parse_sdp(fh.read(MAX_SDP_FILE), names)
     except (OSError, SdpError) as exc:
         raise ValueError(f"cannot use {args.sdp}: {exc}") from exc
     if video.address and ipaddress.ip_address(video.address).is_multicast:
         raise ValueError(f"{args.sdp}: multicast ({video.address}) is not supported")
-    return video.port, video.payload_type
+    return video.port, video.payload_type, video.encoding
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        port, payload_type = _stream(args)
+        port, payload_type, codec_name = _stream(args)
+        codec = get_codec(codec_name)
     except ValueError as exc:
         print(f"vcall view: {exc}", file=sys.stderr)
         return 2
     args.rtp = port
-    viewer = Viewer(get_codec(DEFAULT_VIDEO), args.ssrc, payload_type)
+    viewer = Viewer(codec, args.ssrc, payload_type)
     shared = _Shared()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:

@@ -9,8 +9,9 @@ API::
                   framerate: float | None = None) -> str
     class SdpError(RemoteProtocolError)        # a description we cannot use (from a file or a peer)
     @dataclass(frozen=True, slots=True)
-    class SdpVideo: address: str; port: int; payload_type: int
-    def parse_sdp(text: str) -> SdpVideo   # the first RTP/AVP video stream carrying JPEG/90000
+    class SdpVideo: address: str; port: int; payload_type: int; encoding: str
+    def parse_sdp(text: str, encodings=("JPEG",)) -> SdpVideo   # the first RTP/AVP video stream
+                                            # whose rtpmap names one of ``encodings`` at 90 kHz
 
 The text describes what a receiver at ``dest_ip:port`` gets: ``m=video PORT RTP/AVP PT``,
 ``c=IN IP4 dest_ip``, ``a=rtpmap:PT <rtpmap>`` (the codec's ``CodecInfo.rtpmap``, e.g.
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from pipeline.errors import RemoteProtocolError
@@ -94,6 +96,7 @@ class SdpVideo:
     address: str  # where the stream is sent (the c= line), "" if none was given
     port: int
     payload_type: int
+    encoding: str = "JPEG"  # the rtpmap encoding name, upper case (JPEG, H264)
 
 
 def _small_number(text: str, digits: int) -> int | None:
@@ -104,18 +107,24 @@ def _small_number(text: str, digits: int) -> int | None:
     return int(text)
 
 
-def _jpeg_payload(formats: list[str], rtpmaps: dict[str, str]) -> int | None:
+def _payload(
+    formats: list[str], rtpmaps: dict[str, str], encodings: Collection[str]
+) -> tuple[int, str] | None:
     for fmt in formats:
         if _small_number(fmt, 3) is None:
             continue
         encoding = rtpmaps.get(fmt, "").upper()
-        if encoding.startswith("JPEG/90000") or (fmt == "26" and not encoding):
-            return int(fmt)
+        name, _, clock = encoding.partition("/")
+        if name in encodings and clock.startswith("90000"):
+            return int(fmt), name
+        if fmt == "26" and not encoding and "JPEG" in encodings:  # static, RFC 3551
+            return 26, "JPEG"
     return None
 
 
-def parse_sdp(text: str) -> SdpVideo:
-    """The first RTP/AVP video stream carrying JPEG/90000. SdpError otherwise."""
+def parse_sdp(text: str, encodings: Collection[str] = ("JPEG",)) -> SdpVideo:
+    """The first RTP/AVP video stream whose rtpmap names one of ``encodings`` at 90 kHz (or
+    static payload type 26 for JPEG). SdpError otherwise."""
     if len(text) > MAX_SDP:
         raise SdpError("SDP text too long")
     session_addr = ""
@@ -140,11 +149,12 @@ def parse_sdp(text: str) -> SdpVideo:
     for fields, addr, rtpmaps in media:
         if len(fields) < 4 or fields[0] != "video" or fields[2].upper() != "RTP/AVP":
             continue
-        pt = _jpeg_payload(fields[3:], rtpmaps)
-        if pt is None or not 0 <= pt < 128:
+        found = _payload(fields[3:], rtpmaps, {e.upper() for e in encodings})
+        if found is None or not 0 <= found[0] < 128:
             continue
+        pt, name = found
         port = _small_number(fields[1].split("/")[0], 5)
         if port is None or not 0 < port < 65536:
             raise SdpError(f"bad port in m=video line: {fields[1][:20]!r}")
-        return SdpVideo(addr or session_addr, port, pt)
-    raise SdpError("no RTP/AVP video stream with JPEG/90000 in the SDP")
+        return SdpVideo(addr or session_addr, port, pt, name)
+    raise SdpError(f"no RTP/AVP video stream with {'/'.join(encodings)} at 90 kHz in the SDP")
