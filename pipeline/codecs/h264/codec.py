@@ -14,19 +14,19 @@ API::
         frame_size(access_unit) -> (w, h)      # from the newest SPS, checked before decoding
         decode_rgb_into(access_unit, dst)      # H264Error (a CodecError) on failure
 
-Encoder settings (why): preset ultrafast and tune zerolatency (no lookahead, no frame delay:
-one frame in, one access unit out, 3-5 ms at 720p here); no B-frames; a VBV buffer of two frames at
+Encoder settings (why): preset ultrafast and tune zerolatency (no lookahead, no frame delay: one
+frame in, one access unit out, 3-5 ms at 720p here); no B-frames; a VBV buffer of two frames at
 the target bitrate (``maxrate`` = bitrate, ``bufsize`` = 2 x bitrate / fps), so no frame bursts
-past twice its share and a congestion controller's new target holds from the next frame
-(libx264 reconfigures on a changed ``bit_rate`` without restarting). One frame was measured
-first: it starves keyframes (a 640x480 IDR at 800 kbit/s got 3.1 KB and came out too blocky to
-read the test pattern's stamp; with two frames, 5.9 KB, readable); slices of at most SLICE_MAX_BYTES so
+past twice its share and a congestion controller's new target holds from the next frame (libx264
+reconfigures on a changed ``bit_rate`` without restarting). One frame was measured first: it
+starves keyframes (a 640x480 IDR at 800 kbit/s got 3.1 KB and came out too blocky to read the
+test pattern's stamp; with two frames, 5.9 KB, readable); slices of at most SLICE_MAX_BYTES so
 that most NAL units fit one RTP packet and a lost packet costs one slice, not a frame's worth of
 fragments; SPS and PPS repeated before every IDR, so a receiver that joins or recovers needs
 nothing out of band; keyframes on request (``forced-idr``), plus one every KEYFRAME_SAFETY_S as
 a safety net for receivers that cannot ask (ffplay and other tools send no RTCP feedback).
-Colour conversion BGR -> I420 is OpenCV's (0.7 ms at 720p here, cheaper than PyAV's swscale
-from bgr24). The decoder runs slice threads only (frame threads would add a frame of delay).
+Colour conversion BGR -> I420 is OpenCV's (0.7 ms at 720p here, cheaper than PyAV's swscale from
+bgr24). The decoder runs slice threads only (frame threads would add a frame of delay).
 
 Guarantees: a decoder never allocates for a size its SPS did not declare within MAX_DIMENSION
 (``nal.sps_size`` is read first); FFmpeg's errors become ``H264Error``.
