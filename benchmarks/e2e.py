@@ -24,7 +24,7 @@ import psutil
 
 from pipeline.codecs.registry import DEFAULT_VIDEO
 from pipeline.control import MediaMode, PeerEndpoint
-from pipeline.presets import Preset
+from pipeline.presets import PRESETS, Preset
 from pipeline.session import MediaSession
 from pipeline.stats import LATENCY_ORDER
 
@@ -48,6 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="measured duration (10)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring (2)")
     parser.add_argument("--quality", type=int, default=70, help="JPEG quality (70)")
+    parser.add_argument(
+        "--bitrate",
+        type=int,
+        default=None,
+        help="H.264 target bit/s (default: the preset of that size, e.g. high: 1800000)",
+    )
     parser.add_argument("--mode", choices=("rtp", "v0"), default="rtp", help="media mode (rtp)")
     parser.add_argument(
         "--display", type=_size, default=None, help="peer view WxH (default: the resolution)"
@@ -121,7 +127,9 @@ def _cpu(stats_a: dict[str, Any], stats_b: dict[str, Any]) -> dict[str, float]:
 
 def run_call(args: argparse.Namespace) -> dict[str, Any]:
     width, height = args.resolution
-    preset = Preset("bench", width, height, args.quality, args.fps)
+    same_size = [p for p in PRESETS.values() if (p.width, p.height) == (width, height)]
+    bitrate = args.bitrate or (same_size[0].bitrate if same_size else 0)
+    preset = Preset("bench", width, height, args.quality, args.fps, bitrate)
     view = args.display or args.resolution
     extra = {} if args.stage_nice is None else {"stage_nice": args.stage_nice}
     kwargs: dict[str, Any] = {
@@ -136,8 +144,8 @@ def run_call(args: argparse.Namespace) -> dict[str, Any]:
     mode = MediaMode(args.mode)
     try:
         port_a, port_b = a.open(), b.open()
-        a.connect(PeerEndpoint(LOCAL, port_b, mode, local_ssrc=0xA, peer_ssrc=0xB))
-        b.connect(PeerEndpoint(LOCAL, port_a, mode, local_ssrc=0xB, peer_ssrc=0xA))
+        a.connect(PeerEndpoint(LOCAL, port_b, mode, 0xA, 0xB, codec=args.codec))
+        b.connect(PeerEndpoint(LOCAL, port_a, mode, 0xB, 0xA, codec=args.codec))
         _consume([a, b], time.monotonic() + args.warmup)
         a.reset_stats()
         b.reset_stats()
@@ -170,11 +178,13 @@ def run_call(args: argparse.Namespace) -> dict[str, Any]:
             "resolution": [width, height],
             "fps": args.fps,
             "quality": args.quality,
+            "bitrate": preset.bitrate_bps,
             "mode": args.mode,
             "display": list(view),
             "seconds": round(elapsed, 3),
             "warmup": args.warmup,
-            "codec": stats_a.get("codec"),
+            "codec": stats_a.get("codec_name"),
+            "codec_backend": stats_a.get("codec"),
         },
         "host": {
             "cpus": ncpu,
@@ -211,7 +221,7 @@ def print_table(result: dict[str, Any]) -> None:
     print(
         f"e2e loopback call, {cfg['mode']}, {cfg['resolution'][0]}x{cfg['resolution'][1]} "
         f"@ {cfg['fps']} fps, q{cfg['quality']}, display {cfg['display'][0]}x"
-        f"{cfg['display'][1]}, codec {cfg['codec']}, {cfg['seconds']:.1f} s "
+        f"{cfg['display'][1]}, codec {cfg['codec']} ({cfg['codec_backend']}), {cfg['seconds']:.1f} s "
         f"(load {result['host']['loadavg'][0]} on {result['host']['cpus']} CPUs; machine "
         f"{result['host']['machine_busy_percent']}% busy, of which others "
         f"{result['host']['others_busy_percent']}%)"
