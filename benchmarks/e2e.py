@@ -221,7 +221,8 @@ def print_table(result: dict[str, Any]) -> None:
     print(
         f"e2e loopback call, {cfg['mode']}, {cfg['resolution'][0]}x{cfg['resolution'][1]} "
         f"@ {cfg['fps']} fps, q{cfg['quality']}, display {cfg['display'][0]}x"
-        f"{cfg['display'][1]}, codec {cfg['codec']} ({cfg['codec_backend']}), {cfg['seconds']:.1f} s "
+        f"{cfg['display'][1]}, codec {cfg['codec']} ({cfg['codec_backend']}), "
+        f"{cfg['seconds']:.1f} s "
         f"(load {result['host']['loadavg'][0]} on {result['host']['cpus']} CPUs; machine "
         f"{result['host']['machine_busy_percent']}% busy, of which others "
         f"{result['host']['others_busy_percent']}%)"

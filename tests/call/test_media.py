@@ -24,24 +24,33 @@ def _stats(path: Path) -> dict[str, Any]:
     return stats
 
 
-def test_rtp_call_frames_flow_and_hold_stops_sending(agents: AgentFactory, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("bob_args", "codec"),
+    [((), "H264"), (("--codec", "jpeg"), "JPEG")],  # both default; the callee forces JPEG
+)
+def test_rtp_call_frames_flow_and_hold_stops_sending(
+    agents: AgentFactory, tmp_path: Path, bob_args: tuple[str, ...], codec: str
+) -> None:
+    from pipeline.codecs.registry import get_codec
     from pipeline.wire.sdp import parse_sdp
 
     bob_json, alice_json = tmp_path / "bob.json", tmp_path / "alice.json"
     sdp_path = tmp_path / "alice.sdp"
-    bob = agents("bob", *MEDIA, "--auto-answer", "--once", "--stats-json", str(bob_json))
+    bob = agents("bob", *MEDIA, *bob_args, "--auto-answer", "--once", "--stats-json", str(bob_json))
     alice = agents(
         "alice", *MEDIA, "--call", "bob", "--hold-after", "2", "--seconds", "2.5",
         "--stats-json", str(alice_json), "--sdp", str(sdp_path),
     )  # fmt: skip
     started = alice.wait("started", timeout=20)
-    assert started["media"] is True and started["mode"] == "rtp"
+    assert started["media"] is True and started["mode"] == "rtp" and started["codec"] == codec
     assert alice.wait("sdp")["path"] == str(sdp_path)
-    video = parse_sdp(sdp_path.read_text())  # what alice sends: to bob's declared port
+    # What alice sends, to bob's declared port, in the negotiated codec.
+    video = parse_sdp(sdp_path.read_text(), encodings=(codec,))
     assert (video.address, video.port, video.payload_type) == (
-        "127.0.0.1", started["peer_rx_port"], 26,
+        "127.0.0.1", started["peer_rx_port"], get_codec(codec).info.payload_type,
     )  # fmt: skip
-    assert bob.wait("started", timeout=20)["media"] is True
+    bob_started = bob.wait("started", timeout=20)
+    assert bob_started["media"] is True and bob_started["codec"] == codec
     bob.wait("hold", local=False, remote=True)
     assert alice.wait("ended")["reason"] == "hangup"
     assert bob.wait("ended")["reason"] == "peer_hangup"
@@ -49,6 +58,7 @@ def test_rtp_call_frames_flow_and_hold_stops_sending(agents: AgentFactory, tmp_p
     for path in (alice_json, bob_json):
         stats = _stats(path)
         assert stats["mode"] == "rtp" and stats["dead_stages"] == []
+        assert stats["codec_name"] == codec  # the media took the codec call control negotiated
         assert stats["sending"] is False  # held at the end: both sides stopped sending
         receive = stats["stages"]["receive"]
         assert receive["counters"]["frames"] >= 5, receive  # ~2 s at 15 fps before the hold
@@ -65,7 +75,8 @@ def test_classic_v0_call_with_media(agents: AgentFactory, tmp_path: Path) -> Non
         "bob", *MEDIA, "--auto-answer", "--once", "--classic", "--stats-json", str(bob_json)
     )
     alice = agents("alice", *MEDIA, "--call", "bob", "--seconds", "2")
-    assert alice.wait("started", timeout=20)["mode"] == "v0"
+    started = alice.wait("started", timeout=20)
+    assert (started["mode"], started["codec"]) == ("v0", "JPEG")
     assert bob.wait("ended", timeout=20)["reason"] == "peer_hangup"
     assert bob.exit_code() == 0
     stats = _stats(bob_json)

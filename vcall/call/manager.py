@@ -56,7 +56,7 @@ FIRST_MESSAGE_TIMEOUT = 5.0  # s a new connection has to send its first message
 MAX_PENDING_CONNECTIONS = 32  # connections still waiting for their first message
 
 
-class CallUsageError(Exception):
+class CallUsageError(LocalProtocolError):
     """A local misuse: an action not allowed in the current state, or a bad argument."""
 
 
