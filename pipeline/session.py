@@ -471,13 +471,13 @@ class MediaSession:
         peer = self._peer
         if peer is None or peer.mode is not MediaMode.RTP:
             raise MediaSessionError("sdp() needs a session connected in rtp mode")
-        info = self._codec.info
+        info, p = self._codec.info, self._preset
         return build_sdp(
             peer.ip,
             peer.rx_port,
             payload_type=info.payload_type,
             rtpmap=info.rtpmap,
-            fmtp=info.fmtp,
+            fmtp=self._codec.sdp_fmtp(p.width, p.height, p.fps, p.bitrate_bps),
             ssrc=peer.local_ssrc or None,
             framerate=self._preset.fps,
         )

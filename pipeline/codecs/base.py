@@ -246,6 +246,11 @@ class Codec(ABC):
     @abstractmethod
     def depacketizer(self) -> Depacketizer: ...
 
+    def sdp_fmtp(self, width: int, height: int, fps: int, bitrate: int) -> str | None:
+        """The SDP ``a=fmtp`` parameters for a stream of this size and rate (RFC 4566 6);
+        by default ``info.fmtp``."""
+        return self.info.fmtp
+
     def framing(self, mode: MediaMode, max_frame_bytes: int | None = None) -> Framing | None:
         """The codec's framing for a non-RTP call mode (JPEG: classic V0), its frames capped at
         ``max_frame_bytes`` (None: the framing's own peer-safe cap); None for RTP."""

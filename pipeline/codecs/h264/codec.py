@@ -34,6 +34,7 @@ Guarantees: a decoder never allocates for a size its SPS did not declare within 
 
 from __future__ import annotations
 
+import base64
 import logging
 from fractions import Fraction
 from typing import Any
@@ -52,7 +53,14 @@ from pipeline.codecs.base import (
     VideoDecoder,
     VideoEncoder,
 )
-from pipeline.codecs.h264.nal import NAL_SPS, H264Error, nal_type, split_annexb, sps_size
+from pipeline.codecs.h264.nal import (
+    NAL_PPS,
+    NAL_SPS,
+    H264Error,
+    nal_type,
+    split_annexb,
+    sps_size,
+)
 from pipeline.codecs.h264.rfc6184 import H264Depacketizer, H264Packetizer
 from pipeline.control import MediaMode
 
@@ -210,3 +218,20 @@ class H264VideoCodec(Codec):
 
     def depacketizer(self) -> H264Depacketizer:
         return H264Depacketizer()
+
+    def sdp_fmtp(self, width: int, height: int, fps: int, bitrate: int) -> str | None:
+        """``info.fmtp`` with the ``profile-level-id`` of the SPS an encoder with these settings
+        writes (libx264's are deterministic for the same settings) and ``sprop-parameter-sets``
+        (RFC 6184 8.1: that SPS and PPS, base64), so a receiver can set up its decoder before
+        the first IDR arrives."""
+        encoder = H264Encoder(bitrate=bitrate, fps=fps)
+        first = encoder.encode(np.zeros((height, width, 3), np.uint8), 0)
+        params = [n for n in split_annexb(first.data) if nal_type(n) in (NAL_SPS, NAL_PPS)]
+        if not params or nal_type(params[0]) != NAL_SPS:
+            return self.info.fmtp
+        sprop = ",".join(base64.b64encode(bytes(n)).decode() for n in params)
+        level_id = bytes(params[0][1:4]).hex()  # profile_idc, constraint flags, level_idc
+        return (
+            f"packetization-mode=1;profile-level-id={level_id};level-asymmetry-allowed=1;"
+            f"sprop-parameter-sets={sprop}"
+        )
