@@ -13,6 +13,7 @@ from typing import Any
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "e2e": ("benchmarks.e2e", "loopback call between two pipelines: per-stage latency, fps, CPU"),
     "jpeg": ("benchmarks.jpeg_backends", "PyTurboJPEG vs OpenCV: encode and decode to RGB"),
+    "codec": ("benchmarks.codec", "the registered video codecs: time, kbit/s, PSNR-Y per preset"),
     "handoff": ("benchmarks.handoff", "shared-memory ring vs pickling frames through a queue"),
     "discovery": ("benchmarks.discovery", "discovery server throughput and latency"),
     "ui": ("benchmarks.ui", "Tk event-loop lag while showing a call"),

@@ -55,3 +55,24 @@ def test_bench_handoff_runs_and_writes_sane_json(tmp_path: Path) -> None:
     for r in methods.values():
         assert r["frames"] > 0
         assert 0 < r["p50_ms"] <= r["p99_ms"] < 5000
+
+
+def test_bench_codec_compares_the_codecs_with_sane_numbers(tmp_path: Path) -> None:
+    out = tmp_path / "codec.json"
+    proc = vcall("bench", "codec", "--presets", "low", "--frames", "10", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "PSNR-Y" in proc.stdout
+    doc = json.loads(out.read_text())
+    assert doc["benchmark"] == "codec"
+    assert doc["config"]["presets"] == ["low"]
+    assert len(doc["host"]["loadavg_before"]) == 3
+    rows = {(r["source"], r["codec"]): r for r in doc["results"]}
+    assert set(rows) == {(s, c) for s in ("pattern", "camera") for c in ("JPEG", "H264")}
+    for r in rows.values():
+        assert r["frames"] == 10
+        assert r["kbps"] > 0
+        assert r["psnr_y_db"]["mean"] > 25
+        for op in ("encode_ms", "decode_ms"):
+            assert 0 < r[op]["p50"] <= r[op]["p99"] < 5000
+    # On camera-like noise JPEG at q50 costs several times what H.264 needs at its target.
+    assert rows[("camera", "H264")]["kbps"] < rows[("camera", "JPEG")]["kbps"]
