@@ -192,6 +192,7 @@ LATENCY_ORDER = (
     ("capture_to_receive", "display"),
     ("reassembly", "receive"),
     ("jitter_buffer", "receive"),
+    ("keyframe_after_pli", "receive"),  # first PLI sent -> the next keyframe played out
     ("display_wait", "display"),
     ("decode", "display"),
     ("capture_to_display", "display"),

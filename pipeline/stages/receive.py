@@ -141,6 +141,7 @@ class ReceiveStage(Stage):
         self._rtcp_session: RtcpSession | None = None
         self._jitter = self._new_jitter()
         self._frame_counter = 0
+        self._pli_since_ns = 0  # monotonic ns of the first PLI not yet answered by a keyframe
         self._last_expire = 0
         self._sender_info: SenderInfo | None = None
         self._rate = RateMeter()
@@ -256,6 +257,10 @@ class ReceiveStage(Stage):
             return
         self.count("frames")
         self._played.add(now_ns)
+        if frame.keyframe and self._pli_since_ns:
+            # The first keyframe played after our first request since the last one.
+            self.window("keyframe_after_pli").add_ns(now_ns - self._pli_since_ns)
+            self._pli_since_ns = 0
         self.window("reassembly").add_ns(frame.complete_ns - frame.first_ns)
         self.window("jitter_buffer").add_ns(now_ns - frame.complete_ns)
 
@@ -280,7 +285,11 @@ class ReceiveStage(Stage):
             return
         media_ssrc = video.ssrc if video.ssrc is not None else 0
         request = session.build_keyframe_request(media_ssrc, now)
-        if request is not None and self._rtcp.send(request) == 0:
+        if request is None:
+            return
+        if self._pli_since_ns == 0:
+            self._pli_since_ns = int(now * 1e9)
+        if self._rtcp.send(request) == 0:
             self.count("rtcp_send_errors")
 
     def _peer_error(self, where: str) -> None:

@@ -226,9 +226,11 @@ def test_call_hold_resume_quality_source_hangup(
         app.call.ask_sdp_path = lambda: str(sdp_path)
         alice.click(app.call.stats.save_sdp_button)
         alice.pump_until(sdp_path.exists, 10, "SDP written")
-        video_sdp = parse_sdp(sdp_path.read_text())
+        video_sdp = parse_sdp(sdp_path.read_text(), encodings=("H264", "JPEG"))
         assert f"{video_sdp.address}:{video_sdp.port}" == app.last_stats.info.peer
-        assert video_sdp.payload_type == 26
+        # Two vcall peers negotiate H.264 by default (the agent and the GUI offer H264, JPEG).
+        assert (video_sdp.encoding, video_sdp.payload_type) == ("H264", 96)
+        assert app.last_stats.info.codec_name == "H264"
         # The file lands before the worker's "saved" event reaches Tk: wait for the notice.
         saved = f"SDP saved to {sdp_path}."
         alice.pump_until(lambda: app.call.notice.cget("text") == saved, 10, "SDP notice")
