@@ -22,6 +22,7 @@ from typing import Any
 
 import psutil
 
+from benchmarks.relay import LossyRelay
 from pipeline.codecs.registry import DEFAULT_VIDEO
 from pipeline.control import MediaMode, PeerEndpoint
 from pipeline.presets import PRESETS, Preset
@@ -68,6 +69,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="stage processes' nice offset (session default)",
     )
+    parser.add_argument(
+        "--drop-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="relay a->b through a loopback relay that drops every N-th RTP datagram (0: none)",
+    )
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
 
 
@@ -110,6 +118,7 @@ def _direction(tx: dict[str, Any], rx: dict[str, Any]) -> dict[str, Any]:
         "jitter_ms": rx["jitter_ms"],
         "rtt_ms": tx["rtt_ms"],
         "drops": rx["drops"],
+        "pli_sent": rx.get("pli_sent", 0),
         "frames_shown": rx["stages"].get("display", {}).get("counters", {}).get("frames", 0),
     }
 
@@ -142,9 +151,13 @@ def run_call(args: argparse.Namespace) -> dict[str, Any]:
     }
     a, b = MediaSession(**kwargs), MediaSession(**kwargs)
     mode = MediaMode(args.mode)
+    relay: LossyRelay | None = None
     try:
         port_a, port_b = a.open(), b.open()
-        a.connect(PeerEndpoint(LOCAL, port_b, mode, 0xA, 0xB, codec=args.codec))
+        if args.drop_every:
+            relay = LossyRelay(port_b, args.drop_every, LOCAL)
+        target_b = port_b if relay is None else relay.port
+        a.connect(PeerEndpoint(LOCAL, target_b, mode, 0xA, 0xB, codec=args.codec))
         b.connect(PeerEndpoint(LOCAL, port_a, mode, 0xB, 0xA, codec=args.codec))
         _consume([a, b], time.monotonic() + args.warmup)
         a.reset_stats()
@@ -156,6 +169,8 @@ def run_call(args: argparse.Namespace) -> dict[str, Any]:
         machine = _busy_percent(machine_before, psutil.cpu_times())
         stats_a, stats_b = a.stats().to_dict(), b.stats().to_dict()
     finally:
+        if relay is not None:
+            relay.close()
         a.close()
         b.close()
     cpu = _cpu(stats_a, stats_b)
@@ -179,6 +194,7 @@ def run_call(args: argparse.Namespace) -> dict[str, Any]:
             "fps": args.fps,
             "quality": args.quality,
             "bitrate": preset.bitrate_bps,
+            "drop_every": args.drop_every,
             "mode": args.mode,
             "display": list(view),
             "seconds": round(elapsed, 3),

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from benchmarks.relay import LossyRelay
 from pipeline.codecs.base import CodecFrame
 from pipeline.codecs.h264.codec import H264_INFO, H264Decoder, H264Encoder
 from pipeline.codecs.h264.nal import (
@@ -41,7 +42,6 @@ from pipeline.wire.rtcp import (
     parse_rtcp,
     serialize_rtcp,
 )
-from tests.pipeline.test_network import LossyRelay
 from tests.pipeline.test_session import LOCAL, wait_for
 
 SSRC = 0x4242

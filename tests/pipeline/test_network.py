@@ -5,67 +5,16 @@ the peer's own address, and the SDP of the stream we send."""
 from __future__ import annotations
 
 import random
-import select
 import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
 
+from benchmarks.relay import LossyRelay
 from pipeline.session import MediaSession, PeerEndpoint
 from tests.pipeline.test_session import LOCAL, call, peer_frame, wait_for
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
-
-
-class LossyRelay:
-    """Forwards UDP from an even port pair (RTP, RTCP) to a target pair, dropping every
-    ``drop_every``-th RTP datagram."""
-
-    def __init__(self, target_port: int, drop_every: int) -> None:
-        self.target = target_port
-        self.drop_every = drop_every
-        self.forwarded = self.dropped = 0
-        while True:
-            rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            rtp.bind((LOCAL, 0))
-            port = rtp.getsockname()[1]
-            rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                if port % 2:
-                    raise OSError("odd")
-                rtcp.bind((LOCAL, port + 1))
-            except OSError:
-                rtp.close()
-                rtcp.close()
-                continue
-            break
-        self.port = port
-        self._socks = {rtp: target_port, rtcp: target_port + 1}
-        self._out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        count = 0
-        while not self._stop.is_set():
-            ready, _, _ = select.select(list(self._socks), [], [], 0.05)
-            for sock in ready:
-                data, _ = sock.recvfrom(65536)
-                if self._socks[sock] == self.target:
-                    count += 1
-                    if count % self.drop_every == 0:
-                        self.dropped += 1
-                        continue
-                self._out.sendto(data, (LOCAL, self._socks[sock]))
-                self.forwarded += 1
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        for sock in [*self._socks, self._out]:
-            sock.close()
 
 
 @pytest.fixture
