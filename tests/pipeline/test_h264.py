@@ -106,6 +106,24 @@ def test_sps_size_raises_only_h264_error(data: bytes) -> None:
         sps_size(b"\x67" + data)
 
 
+def test_the_target_bitrate_changes_mid_stream() -> None:
+    rng = np.random.default_rng(5)
+    base = pattern(640, 480, 0)
+
+    def frame(i: int) -> np.ndarray:
+        noise = rng.integers(0, 40, base.shape, dtype=np.uint8)
+        return np.roll(base, 8 * i, axis=1) + noise  # hard to compress: the rate control bites
+
+    encoder = H264Encoder(bitrate=2_000_000, fps=30)
+    first = [len(encoder.encode(frame(i), 0).data) for i in range(40)]
+    encoder.set_bitrate(300_000)
+    second = [len(encoder.encode(frame(i), 0).data) for i in range(40, 80)]
+    kbit = [sum(x[10:]) * 8 * 30 / 30 / 1000 for x in (first, second)]
+    assert kbit[1] < kbit[0] / 3, kbit  # no restart, no keyframe needed
+    encoder.set_bitrate(4_000_000)  # above the ceiling it opened with: reopens with an IDR
+    assert encoder.encode(frame(80), 0).keyframe
+
+
 # -- RFC 6184 ------------------------------------------------------------------------------
 
 

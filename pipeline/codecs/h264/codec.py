@@ -8,7 +8,9 @@ API::
                                  depacketizer()
     class H264Encoder(VideoEncoder):
         encode(bgr, quality) -> EncodedFrame   # an Annex B access unit; quality is ignored
-        set_bitrate(bps)                       # takes effect on the next frame, no restart
+        set_bitrate(bps)                       # from the next frame; no restart up to the
+                                               # bitrate the encoder opened with (VBV maxrate),
+                                               # above it a reopen (an IDR)
         request_keyframe()                     # the next frame is an IDR (with SPS and PPS)
     class H264Decoder(VideoDecoder):
         frame_size(access_unit) -> (w, h)      # from the newest SPS, checked before decoding
@@ -100,6 +102,7 @@ class H264Encoder(VideoEncoder):
         self._bitrate = bitrate
         self._fps = fps
         self._vbv_frames = vbv_frames
+        self._ceiling = bitrate  # the VBV maxrate the open encoder was given
         self._ctx: Any = None
         self._size: tuple[int, int] | None = None
         self._pts = 0
@@ -109,9 +112,14 @@ class H264Encoder(VideoEncoder):
         if bps <= 0:
             raise ValueError(f"bitrate must be positive, got {bps}")
         self._bitrate = bps
-        if self._ctx is not None:
-            self._ctx.bit_rate = bps
-            self._ctx.max_bit_rate = bps
+        if self._ctx is None:
+            return
+        if bps > self._ceiling:
+            # VBV's maxrate is fixed when the encoder opens (PyAV cannot change it after):
+            # above it, reopen at the next frame (which then is an IDR).
+            self._size = None
+        else:
+            self._ctx.bit_rate = bps  # libx264 reconfigures from the next frame
 
     def set_fps(self, fps: int) -> None:
         """The frame rate the VBV buffer is sized for (takes effect at the next size change)."""
@@ -121,6 +129,7 @@ class H264Encoder(VideoEncoder):
         self._force_keyframe = True
 
     def _open(self, width: int, height: int) -> None:
+        self._ceiling = self._bitrate
         ctx = av.CodecContext.create("libx264", "w")
         ctx.width, ctx.height = width, height
         ctx.pix_fmt = "yuv420p"
@@ -131,8 +140,8 @@ class H264Encoder(VideoEncoder):
             "preset": "ultrafast",
             "tune": "zerolatency",
             "forced-idr": "1",
-            "maxrate": str(self._bitrate),
-            "bufsize": str(max(int(self._bitrate * self._vbv_frames / self._fps), 8000)),
+            "maxrate": str(self._ceiling),
+            "bufsize": str(max(int(self._ceiling * self._vbv_frames / self._fps), 8000)),
             "x264-params": (
                 f"keyint={KEYFRAME_SAFETY_S * self._fps}:min-keyint=1:scenecut=0:bframes=0:"
                 f"repeat-headers=1:slice-max-size={SLICE_MAX_BYTES}"
