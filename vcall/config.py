@@ -21,8 +21,16 @@ read with :mod:`tomllib`; command-line flags override it (:func:`apply_overrides
     [call]
     ring_timeout = 30        # seconds an incoming call rings before it is denied
 
-State: ``state.json`` beside the configuration holds the last nick and server, and the password
-only when the user ticked "remember password". It is written atomically with mode 0600.
+State: ``state.json`` beside the configuration holds the last nick and server, the password
+only when the user ticked "remember password", and the video codec preference last chosen in
+the client's "Video codec" selector. It is written atomically with mode 0600;
+:func:`update_state` changes some fields and keeps the others (the Tk thread and the client's
+worker both write it).
+
+The video codec of the client at start (:func:`start_codecs`): ``--codec`` > ``[media] codec``
+> the remembered choice > automatic (H264, else JPEG). The flag and the file pin it for every
+start; a choice made in the client lasts for the session and is remembered for the starts
+where neither names a codec.
 
 Guarantees: a missing file gives the defaults; a malformed file raises :class:`ConfigError`
 naming the file and the key; unknown keys are ignored with a warning (a newer config must not
@@ -35,14 +43,16 @@ import dataclasses
 import json
 import logging
 import os
+import threading
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline.presets import PRESET_NAMES
-from vcall.call.policy import parse_codec_choice
+from vcall.call.codec import validate_codecs
+from vcall.call.policy import local_codecs, parse_codec_choice
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +61,8 @@ CONFIG_NAME = "config.toml"
 STATE_NAME = "state.json"
 # The state file is tiny; anything bigger is not ours.
 _MAX_STATE_BYTES = 64 * 1024
+# Orders update_state()'s read-modify-write between the threads of one process.
+_STATE_LOCK = threading.Lock()
 
 
 class ConfigError(ValueError):
@@ -81,6 +93,7 @@ class State:
     server: str = ""
     remember_password: bool = False
     password: str = ""
+    codecs: tuple[str, ...] = ()  # the video codec preference chosen last; (): none remembered
 
 
 def config_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -213,8 +226,26 @@ def apply_overrides(config: Config, **overrides: Any) -> Config:
     return dataclasses.replace(config, **given)
 
 
+def start_codecs(config: Config, state: State) -> tuple[str, ...]:
+    """The video codec preference at start: the flag or config file's codec (both in
+    ``config.codec``, the flag winning), else the remembered choice, else automatic."""
+    if config.codec is not None:
+        return local_codecs(config.codec)
+    return state.codecs or local_codecs(None)
+
+
+def _state_codecs(value: object) -> tuple[str, ...]:
+    """The remembered ``codecs`` list; ValueError unless known codecs, distinct, 1-8 of them."""
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise ValueError(f"codecs: not a list of names: {value!r}")
+    return validate_codecs([parse_codec_choice(name) for name in value])
+
+
 def load_state(path: Path | None = None) -> State:
-    """The remembered nick/server (and password if asked for); empty State when unreadable."""
+    """The remembered nick/server (and password if asked for); empty State when unreadable.
+
+    A bad ``codecs`` entry alone is dropped (a newer client may know other codecs): the nick
+    and server stay."""
     path = state_path() if path is None else path
     try:
         if path.stat().st_size > _MAX_STATE_BYTES:
@@ -227,7 +258,13 @@ def load_state(path: Path | None = None) -> State:
         fields = (data.get("nick", ""), data.get("server", ""), password)
         if not all(isinstance(f, str) for f in fields):
             raise ValueError("bad field types")
-        return State(str(fields[0]), str(fields[1]), remember, str(fields[2]))
+        codecs: tuple[str, ...] = ()
+        if "codecs" in data:
+            try:
+                codecs = _state_codecs(data["codecs"])
+            except ValueError as exc:
+                logger.warning("%s: ignoring the remembered video codecs: %s", path, exc)
+        return State(str(fields[0]), str(fields[1]), remember, str(fields[2]), codecs)
     except FileNotFoundError:
         return State()
     except (OSError, ValueError) as exc:
@@ -245,6 +282,8 @@ def save_state(state: State, path: Path | None = None) -> None:
     }
     if state.remember_password:
         data["password"] = state.password
+    if state.codecs:
+        data["codecs"] = list(state.codecs)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -255,3 +294,19 @@ def save_state(state: State, path: Path | None = None) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def update_state(path: Path | None = None, **changes: Any) -> State:
+    """Change some fields of the state file and keep the others; returns the state written.
+
+    Serialised within the process, so the Tk thread (nick, server) and the client's worker
+    (codecs) never undo each other's change. ``codecs`` is checked as :func:`load_state` will
+    (a ValueError, and nothing written, otherwise); other fields are the caller's to get right.
+    """
+    if "codecs" in changes:
+        codecs: Sequence[str] = changes["codecs"]
+        changes["codecs"] = _state_codecs(list(codecs)) if codecs else ()
+    with _STATE_LOCK:
+        state = dataclasses.replace(load_state(path), **changes)
+        save_state(state, path)
+    return state

@@ -621,3 +621,58 @@ def test_callee_answers_an_offer_only(
     peer = bob.medias[0].calls[1][1]
     assert (peer.mode, peer.peer_ssrc, peer.codec) == (MediaMode.RTP, 0xABCD, codec)
     assert started.codec == codec
+
+
+def test_set_codecs_applies_to_the_calls_that_begin_afterwards(pair: tuple[Peer, Peer]) -> None:
+    alice, bob = pair
+
+    def endpoint_codecs(call: int) -> list[str]:
+        return [p.medias[call].calls[1][1].codec for p in (alice, bob)]
+
+    def hang_up() -> None:
+        alice.manager.hangup()
+        bob.wait(CallEnded)
+        alice.wait(CallEnded)
+
+    connect(alice, bob)  # both default: H264
+    alice.manager.set_codecs(("JPEG",))  # in a call: that call keeps its codec
+    assert alice.manager.codecs == ("JPEG",)
+    assert alice.manager.state is CallState.IN_CALL
+    hang_up()
+    assert endpoint_codecs(0) == ["H264", "H264"]
+    assert [c[0] for c in alice.medias[0].calls].count("connect") == 1  # never re-negotiated
+
+    connect(alice, bob)  # the next call offers JPEG only
+    started = [next(e for e in reversed(p.log) if isinstance(e, CallStarted)) for p in (alice, bob)]
+    hang_up()
+    assert endpoint_codecs(1) == ["JPEG", "JPEG"]
+    assert [s.codec for s in started] == ["JPEG", "JPEG"]
+
+    # A call that rings already began: the callee answers with the preference it had then.
+    alice.manager.set_codecs(["H264", "JPEG"])  # any sequence, kept as a tuple
+    alice.manager.call("bob")
+    bob.wait(IncomingCall)
+    bob.manager.set_codecs(("JPEG",))
+    bob.manager.accept()
+    alice.wait(CallStarted)
+    bob.wait(CallStarted)
+    hang_up()
+    assert endpoint_codecs(2) == ["H264", "H264"]
+    assert (alice.manager.codecs, bob.manager.codecs) == (("H264", "JPEG"), ("JPEG",))
+
+
+@pytest.mark.parametrize("codecs", [(), ("h264",), "JPEG", ("JPEG", "JPEG"), ("A",) * 9])
+def test_set_codecs_refuses_bad_names_and_changes_nothing(
+    discovery_server: DiscoveryProcess, codecs: Any
+) -> None:
+    manager = CallManager(
+        nick="alice", password="pw", server=discovery_server.address,
+        on_event=lambda event: None, codecs=("JPEG",),
+    )  # fmt: skip
+    try:
+        manager.set_codecs(("H264",))  # before start() too: it is only a preference
+        with pytest.raises(LocalProtocolError):
+            manager.set_codecs(codecs)
+        assert manager.codecs == ("H264",) and manager.config.codecs == ("H264",)
+    finally:
+        manager.close()

@@ -24,6 +24,8 @@ from vcall.config import (
     parse_config,
     parse_server,
     save_state,
+    start_codecs,
+    update_state,
 )
 
 
@@ -184,3 +186,45 @@ _toml_values = st.recursive(
 def test_parse_config_raises_only_config_error(data: dict[str, object]) -> None:
     with contextlib.suppress(ConfigError):
         parse_config(data)
+
+
+def test_state_remembers_the_codec_choice_and_keeps_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    assert load_state(path).codecs == ()  # nothing remembered
+    update_state(path, codecs=("JPEG",))
+    assert json.loads(path.read_text())["codecs"] == ["JPEG"]
+    update_state(path, nick="alice", server="h:1")  # the login keeps the codec choice
+    update_state(path, codecs=("H264", "JPEG"))  # and the codec choice keeps the login
+    assert load_state(path) == State("alice", "h:1", codecs=("H264", "JPEG"))
+    update_state(path, codecs=())  # forgotten: no key at all
+    assert "codecs" not in json.loads(path.read_text()) and load_state(path).nick == "alice"
+    for bad in (("VP8",), ("JPEG", "JPEG"), "JPEG"):
+        with pytest.raises(ValueError):
+            update_state(path, codecs=bad)
+    assert load_state(path) == State("alice", "h:1")  # nothing written
+
+
+@pytest.mark.parametrize("codecs", ['"JPEG"', '["VP8"]', "[]", '["JPEG", "JPEG"]', "[1]", "null"])
+def test_a_bad_remembered_codec_list_alone_is_dropped(tmp_path: Path, codecs: str) -> None:
+    path = tmp_path / "state.json"
+    path.write_text(f'{{"nick": "alice", "server": "h:1", "codecs": {codecs}}}')
+    assert load_state(path) == State("alice", "h:1")
+
+
+def test_remembered_codecs_are_read_in_any_case(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    path.write_text('{"codecs": ["jpeg", "H264"]}')
+    assert load_state(path).codecs == ("JPEG", "H264")
+
+
+def test_codec_precedence_flag_then_file_then_remembered_then_automatic(tmp_path: Path) -> None:
+    toml = tmp_path / "config.toml"
+    toml.write_text('[media]\ncodec = "h264"\n')
+    remembered = State(codecs=("JPEG",))
+    file_only = load_config(toml)
+    flag_and_file = apply_overrides(file_only, codec="jpeg")
+    assert start_codecs(flag_and_file, State(codecs=("H264", "JPEG"))) == ("JPEG",)  # flag
+    assert start_codecs(file_only, remembered) == ("H264",)  # the file over the remembered
+    assert start_codecs(Config(), remembered) == ("JPEG",)  # the remembered choice
+    assert start_codecs(apply_overrides(Config(), codec="h264"), remembered) == ("H264",)
+    assert start_codecs(Config(), State()) == ("H264", "JPEG")  # automatic

@@ -3,7 +3,9 @@
 A real Tk window holds a real :class:`CallScreen` (no call: its callbacks only record), rendered
 in a connected state with a long status line. At each size, every control of the toolbar lies
 fully inside the window, and the status bar's shortcut help is never clipped: it shrinks to a
-shorter variant (or a pointer to the "Call" menu) instead. Screenshots are kept as artifacts.
+shorter variant (or a pointer to the "Call" menu) instead. The main screen (with its "Video
+codec" selector showing its longest choice) is checked at the same sizes. Screenshots are kept
+as artifacts.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import numpy as np
 import pytest
 
 from vcall.gui.call_screen import FILE_LABEL, HELP_VARIANTS, PATTERN_LABEL, CallScreen
-from vcall.gui.logic import StatsView
+from vcall.gui.events import UserRow
+from vcall.gui.logic import CODEC_CHOICES, StatsView
+from vcall.gui.main_screen import MainScreen
 from vcall.gui.model import Phase, Screen, UiModel, status_line
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("no_leaks")]
@@ -79,7 +83,10 @@ def inside(widget: tk.Misc, root: tk.Tk) -> bool:
     )
 
 
-@pytest.mark.parametrize("size", ["1280x600", "1100x500", "900x480", "640x420"])
+SIZES = ["1280x600", "1100x500", "900x480", "640x420"]
+
+
+@pytest.mark.parametrize("size", SIZES)
 def test_nothing_is_cut_off(screen: tuple[tk.Tk, CallScreen], size: str, screenshot: Shot) -> None:
     root, call = screen
     resize(root, size)
@@ -150,3 +157,39 @@ def test_source_selector_lists_cameras_file_and_pattern(
     call.source.event_generate("<<ComboboxSelected>>")
     assert chosen == ["camera:/dev/video2"]
     assert call.source.get() == PATTERN_LABEL
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_main_screen_nothing_is_cut_off(xvfb_display: str, size: str, screenshot: Shot) -> None:
+    root = tk.Tk()
+    ttk.Style(root).theme_use("clam")
+    chosen: list[tuple[str, ...]] = []
+    main = MainScreen(
+        root, on_call=lambda _n: None, on_refresh=lambda: None, on_logout=lambda: None,
+        on_exit=lambda: None, on_codecs=chosen.append,
+    )  # fmt: skip
+    try:
+        main.pack(fill="both", expand=True)
+        main.set_identity("alice", "127.0.0.1:8000")
+        main.set_users([UserRow(f"user{i:02d}", "127.0.0.1", 9000 + i) for i in range(30)])
+        main.show_message("Video codec for calls: Automatic (H.264, else JPEG).")
+        longest = max(CODEC_CHOICES, key=len)
+        main.set_codec_preference(CODEC_CHOICES[longest])
+        resize(root, size)
+        assert main.codec.get() == longest
+        for widget in (main.call_entry, main.call_button, main.codec, main.filter_entry,
+                       main.refresh_button, main.call_selected_button, main.logout_button,
+                       main.exit_button, main.message):  # fmt: skip
+            assert inside(widget, root), f"{widget} cut off at {size}"
+        assert main.tree.winfo_height() > 60, f"user list squeezed out at {size}"
+        screenshot(f"main-{size}")
+        # The selector posts a choice once (the one shown already is no change).
+        main.codec.set("JPEG")
+        main.codec.event_generate("<<ComboboxSelected>>")
+        main.set_codec_preference(("JPEG",))  # the app renders the worker's answer
+        main.codec.event_generate("<<ComboboxSelected>>")
+        assert chosen == [("JPEG",)]
+    finally:
+        root.destroy()
+        del main, root
+        gc.collect()

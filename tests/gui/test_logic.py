@@ -15,10 +15,12 @@ from pipeline.stats import DropStats, LatencySummary, LossStats, MediaStats, Ses
 from vcall.discovery.client import DiscoveryTimeout, ServerUnreachable, UserUnknown, WrongPassword
 from vcall.gui.events import UserRow
 from vcall.gui.logic import (
+    CODEC_CHOICES,
     STAGE_ORDER,
     History,
     StatsView,
     chart_segments,
+    codec_label,
     describe_end,
     describe_error,
     filter_users,
@@ -280,3 +282,15 @@ def test_fit_rows_drops_the_stage_rows_first() -> None:
     assert fit_rows(rows, 3) == [("fps", "1"), ("kbit/s", "2"), ("cpu", "5")]
     assert fit_rows(rows, 2) == [("fps", "1"), ("kbit/s", "2")]
     assert fit_rows(rows, 0) == fit_rows(rows, -3) == []
+
+
+def test_codec_choices_and_labels() -> None:
+    assert CODEC_CHOICES == {
+        "Automatic (H.264, else JPEG)": ("H264", "JPEG"),
+        "H.264": ("H264",),
+        "JPEG": ("JPEG",),
+    }
+    for label, codecs in CODEC_CHOICES.items():
+        assert codec_label(codecs) == label
+        assert codec_label(list(codecs)) == label
+    assert codec_label(("JPEG", "H264")) == "JPEG, then H.264"  # not offered: still readable

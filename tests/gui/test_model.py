@@ -88,3 +88,24 @@ def test_window_title_says_who_and_the_call_state() -> None:
     ended = run([ev.Ended("Call with bob ended.", False)], held)
     assert window_title("vcall", ended) == "vcall — alice"
     assert window_title("vcall", run([ev.LoggedOut()], ended)) == "vcall"
+
+
+def test_codec_preference_changes_for_the_next_call_and_outlives_logout() -> None:
+    model = run([ev.LoggedIn("alice", ("h", 1))])
+    assert model.codec_preference == ("H264", "JPEG")  # automatic by default
+    model = run([ev.CodecPreferenceChanged(("JPEG",))], model)
+    assert model.codec_preference == ("JPEG",)
+    assert (model.message, model.message_error) == ("Video codec for calls: JPEG.", False)
+    model = run([ev.Ringing("bob", 30.0), ev.CodecPreferenceChanged(("H264", "JPEG"))], model)
+    assert model.message == (
+        "Video codec for calls: Automatic (H.264, else JPEG) (applies to the next call)."
+    )
+    assert model.phase is Phase.RINGING  # the ringing call goes on, with its own codec
+    connected = run(
+        [ev.Connected("bob", "rtp", "H264"), ev.CodecPreferenceChanged(("JPEG",))], model
+    )
+    assert connected.codec == "H264" and connected.codec_preference == ("JPEG",)
+    assert status_line(connected, 100.0) == "In call with bob · 0:00 · RTP H264 medium"
+    assert "applies to the next call" in connected.message
+    ended = run([ev.Ended("bob hung up."), ev.LoggedOut()], connected)
+    assert ended.codec_preference == ("JPEG",)  # a setting, like the preset

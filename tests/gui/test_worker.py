@@ -15,7 +15,7 @@ import pytest
 from pipeline.presets import get_preset
 from pipeline.stats import MediaStats, SessionInfo, summarise
 from vcall.call import events as ce
-from vcall.config import Config
+from vcall.config import Config, State, load_state, save_state
 from vcall.discovery.client import ServerUnreachable, WrongPassword
 from vcall.gui import events as ev
 from vcall.gui.worker import ClientWorker
@@ -109,6 +109,9 @@ class FakeManager:
 
     def hangup(self) -> None:
         self.actions.append("hangup")
+
+    def set_codecs(self, codecs: tuple[str, ...]) -> None:
+        self.actions.append(f"codecs {','.join(codecs)}")
 
     def close(self) -> None:
         self.closed = True
@@ -308,3 +311,69 @@ def test_save_sdp(worker: Any, tmp_path: Any) -> None:
     worker.post(ev.SaveSdp(str(target)))
     assert "only for RTP calls" in wait_for(worker, ev.Notice)[-1].message
     media.close()
+
+
+def test_codec_preference_reaches_the_manager_and_is_remembered(tmp_path: Any) -> None:
+    managers: list[FakeManager] = []
+
+    def factory(**kwargs: Any) -> FakeManager:
+        managers.append(FakeManager(**kwargs))
+        return managers[-1]
+
+    FakeManager.fail_start = None
+    state = tmp_path / "state.json"
+    save_state(State("alice", "127.0.0.1:8000"), state)
+    w = ClientWorker(
+        Config(), manager_factory=factory, lister=lambda s: [], codecs=("H264",), state_file=state
+    )
+    w.start()
+    try:
+        # Before login: kept for the manager the login makes (the start value until then).
+        w.post(ev.SetCodecPreference(("JPEG",)))
+        assert wait_for(w, ev.CodecPreferenceChanged)[-1] == ev.CodecPreferenceChanged(("JPEG",))
+        w.post(ev.Login("alice", "pw", ("127.0.0.1", 8000)))
+        wait_for(w, ev.UsersListed)
+        manager = managers[0]
+        assert manager.kwargs["codecs"] == ("JPEG",)
+        # Logged in: straight to the manager (which applies it from the next call on).
+        w.post(ev.SetCodecPreference(("H264", "JPEG")))
+        seen = wait_for(w, ev.CodecPreferenceChanged)
+        assert seen[-1] == ev.CodecPreferenceChanged(("H264", "JPEG"))
+        assert manager.actions == ["codecs H264,JPEG"]
+        # Remembered for the next start; the nick and server stay.
+        assert load_state(state) == State("alice", "127.0.0.1:8000", codecs=("H264", "JPEG"))
+        # A bad list is refused as a whole: a notice, nothing applied, nothing remembered.
+        w.post(ev.SetCodecPreference(("h264",)))
+        seen = wait_for(w, ev.Notice)
+        assert seen[-1].error and not any(isinstance(e, ev.CodecPreferenceChanged) for e in seen)
+        assert manager.actions == ["codecs H264,JPEG"]
+        assert load_state(state).codecs == ("H264", "JPEG")
+        # The next login's manager starts with the newest choice.
+        w.post(ev.Logout())
+        wait_for(w, ev.LoggedOut)
+        w.post(ev.Login("alice", "pw", ("127.0.0.1", 8000)))
+        wait_for(w, ev.UsersListed)
+        assert managers[1].kwargs["codecs"] == ("H264", "JPEG")
+    finally:
+        w.stop()
+
+
+def test_the_start_codecs_reach_the_first_manager() -> None:
+    managers: list[FakeManager] = []
+
+    def factory(**kwargs: Any) -> FakeManager:
+        managers.append(FakeManager(**kwargs))
+        return managers[-1]
+
+    FakeManager.fail_start = None
+    # The app resolves flag > file > remembered; the worker takes the result as given.
+    w = ClientWorker(
+        Config(codec="H264"), manager_factory=factory, lister=lambda s: [], codecs=("JPEG",)
+    )
+    w.start()
+    try:
+        w.post(ev.Login("alice", "pw", ("127.0.0.1", 8000)))
+        wait_for(w, ev.UsersListed)
+        assert managers[0].kwargs["codecs"] == ("JPEG",)
+    finally:
+        w.stop()

@@ -17,7 +17,9 @@ user's pause (:meth:`CallManager.pause`): nobody else calls the media's ``set_se
 ``codecs`` is our video codec preference (registry names, upper case, best first): offered in
 CALLING, and the callee's choice is the first of its own list that the caller offered
 (docs/protocol.md 4.1). The negotiated codec reaches the media in ``PeerEndpoint.codec`` and
-the user in ``CallStarted.codec``; a classic call is always JPEG.
+the user in ``CallStarted.codec``; a classic call is always JPEG. :meth:`CallManager.set_codecs`
+changes it for the calls that begin afterwards; each call keeps the preference in force when it
+began (dialled, or its CALLING arrived).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Coroutine, Sequence
@@ -87,7 +90,7 @@ class CallManager:
             validate_nick(nick)
         except LocalProtocolError as exc:
             raise CallUsageError(str(exc)) from None
-        self.codecs = validate_codecs(codecs)
+        codecs = validate_codecs(codecs)
         self.nick = nick
         self._password = password
         self._server = server
@@ -103,8 +106,10 @@ class CallManager:
             connect_timeout=connect_timeout,
             heartbeat=heartbeat or HeartbeatConfig(),
             bind_ip=listen[0],
-            codecs=self.codecs,
+            codecs=codecs,
         )
+        # Guards ``config`` against set_codecs() from another thread while a session is made.
+        self._config_lock = threading.Lock()
         self._media_factory = media_factory
         self._sm = CallStateMachine()
         self._loop = asyncio.new_event_loop()
@@ -124,6 +129,24 @@ class CallManager:
         self.last_stats: dict[str, Any] | None = None
 
     # -- public, blocking ------------------------------------------------------------------
+
+    @property
+    def codecs(self) -> tuple[str, ...]:
+        """Our video codec preference for the next call (best first)."""
+        return self.config.codecs
+
+    def set_codecs(self, codecs: Sequence[str]) -> None:
+        """Use ``codecs`` (validated as the constructor's) for the calls that begin after this.
+
+        Thread-safe and non-blocking; allowed in any state, before :meth:`start` too. A call
+        already begun (dialling, ringing or connected) keeps the preference it began with: its
+        offer or answer is, or will be, made from that. Bad names raise LocalMessageError (a
+        ValueError) and change nothing.
+        """
+        checked = validate_codecs(codecs)
+        with self._config_lock:
+            self.config = dataclasses.replace(self.config, codecs=checked)
+        logger.info("video codec preference for the next calls: %s", ",".join(checked))
 
     @property
     def state(self) -> CallState:
@@ -279,8 +302,10 @@ class CallManager:
             return op(client)
 
     def _new_session(self) -> CallSession:
+        with self._config_lock:
+            config = self.config  # the call keeps this one, whatever set_codecs() does later
         return CallSession(
-            config=self.config,
+            config=config,
             sm=self._sm,
             emit=self._emit,
             in_thread=self._in_thread,

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from vcall.config import (
     Config,
-    State,
     format_server,
     load_state,
-    save_state,
+    start_codecs,
     state_path,
+    update_state,
 )
 from vcall.gui import events as ev
 from vcall.gui.call_screen import SHORTCUTS, CallScreen, key_name
@@ -70,9 +70,16 @@ class ClientApp:
         self.root = root
         self.config = config
         self.options = options
-        self.model = UiModel(preset=config.preset, source=config.source)
-        self.worker = worker if worker is not None else ClientWorker(config)
         self._state_file = options.state_file if options.state_file else state_path()
+        state = load_state(self._state_file)
+        # --codec > [media] codec > the choice remembered from the selector > automatic.
+        codecs = start_codecs(config, state)
+        self.model = UiModel(preset=config.preset, source=config.source, codec_preference=codecs)
+        self.worker = (
+            worker
+            if worker is not None
+            else ClientWorker(config, codecs=codecs, state_file=self._state_file)
+        )
         self._pending_login: tuple[str, str, tuple[str, int], bool] | None = None
         self._auto_called = False
         self._exiting = False
@@ -94,6 +101,7 @@ class ClientApp:
             on_refresh=lambda: self.worker.post(ev.Refresh()),
             on_logout=lambda: self.worker.post(ev.Logout()),
             on_exit=self.exit,
+            on_codecs=lambda codecs: self.worker.post(ev.SetCodecPreference(codecs)),
         )
         self.call = CallScreen(
             self.container,
@@ -114,7 +122,6 @@ class ClientApp:
         self._bind_shortcuts()
         root.protocol("WM_DELETE_WINDOW", self.exit)
 
-        state = load_state(self._state_file)
         server_text = options.server_text or state.server
         if config.server is not None and not options.server_text:
             server_text = format_server(*config.server)
@@ -276,10 +283,13 @@ class ClientApp:
             return
         nick, password, server, remember = self._pending_login
         self._pending_login = None
-        try:
-            save_state(
-                State(nick, format_server(*server), remember, password if remember else ""),
+        try:  # the other fields (the remembered video codecs) stay as they are
+            update_state(
                 self._state_file,
+                nick=nick,
+                server=format_server(*server),
+                remember_password=remember,
+                password=password if remember else "",
             )
         except OSError as exc:
             logger.warning("cannot save %s: %s", self._state_file, exc)
@@ -328,6 +338,7 @@ class ClientApp:
             if self.incoming is not None:
                 with contextlib.suppress(tk.TclError):
                     self.incoming.title(title)
+        self.main.set_codec_preference(model.codec_preference)  # a no-op when unchanged
         if screen is Screen.CALL:
             self.call.render(model, status_line(model, time.monotonic()))
         elif screen is Screen.MAIN and model.message:

@@ -88,6 +88,14 @@ class SetDisplaySize:
 
 
 @dataclass(frozen=True, slots=True)
+class SetCodecPreference:
+    """The video codec preference (best first, e.g. ``("JPEG",)``) for the calls that begin
+    from now on; a call already begun keeps its codec. Remembered for the next start."""
+
+    codecs: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class SaveSdp:
     """Write the SDP of the RTP stream we send (for ffplay / GStreamer) to ``path``."""
 
@@ -113,6 +121,7 @@ Command = (
     | SetPreset
     | SetSource
     | SetDisplaySize
+    | SetCodecPreference
     | SaveSdp
     | Shutdown
 )
@@ -219,6 +228,13 @@ class SourceChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class CodecPreferenceChanged:
+    """The worker took a new video codec preference (it applies from the next call on)."""
+
+    codecs: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class StatsUpdate:
     stats: MediaStats  # a frozen value: safe to hand from the worker thread to Tk
     at: float  # time.monotonic() when sampled
@@ -245,6 +261,7 @@ Event = (
     | SendingChanged
     | PresetChanged
     | SourceChanged
+    | CodecPreferenceChanged
     | StatsUpdate
     | WorkerStopped
 )

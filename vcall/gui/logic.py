@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from vcall.call.policy import DEFAULT_CODECS
 from vcall.gui.events import UserRow
 
 if TYPE_CHECKING:  # importing pipeline.stats loads psutil and the shared-memory rings
@@ -48,6 +49,29 @@ def valid_password(password: str) -> str | None:
     if any(c.isspace() or c == "#" or not c.isprintable() for c in password):
         return "A password cannot contain spaces or '#'."
     return None
+
+
+# ----------------------------------------------------------------------------- video codec
+
+_CODEC_NAMES = {"H264": "H.264"}  # registry name -> the user's name, where they differ
+
+
+def _codec_name(name: str) -> str:
+    return _CODEC_NAMES.get(name, name)
+
+
+# The main screen's "Video codec" selector: label -> preference (best first).
+CODEC_CHOICES: dict[str, tuple[str, ...]] = {
+    f"Automatic ({', else '.join(map(_codec_name, DEFAULT_CODECS))})": DEFAULT_CODECS,
+    **{_codec_name(name): (name,) for name in DEFAULT_CODECS},
+}
+
+
+def codec_label(codecs: Sequence[str]) -> str:
+    """The selector's label for a preference; one it does not offer reads "JPEG, then H.264"."""
+    wanted = tuple(codecs)
+    label = next((label for label, choice in CODEC_CHOICES.items() if choice == wanted), None)
+    return label if label is not None else ", then ".join(map(_codec_name, wanted))
 
 
 # ---------------------------------------------------------------------------------- words

@@ -1,8 +1,10 @@
 """Main screen: call a user by nick, or from the user list (refresh, filter as you type,
-double-click or button to call); log out; exit.
+double-click or button to call); choose the video codec of the calls to come; log out; exit.
 
 Widgets only. The list keeps the last :class:`~vcall.gui.events.UserRow` set it was given and
 re-renders it through :func:`~vcall.gui.logic.filter_users` on every keystroke in the filter.
+The "Video codec" selector offers :data:`~vcall.gui.logic.CODEC_CHOICES`; a choice goes to
+``on_codecs`` and the selector shows what :meth:`MainScreen.set_codec_preference` says.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Callable, Sequence
 from tkinter import ttk
 
 from vcall.gui.events import UserRow
-from vcall.gui.logic import filter_users
+from vcall.gui.logic import CODEC_CHOICES, codec_label, filter_users
 
 
 class MainScreen(ttk.Frame):
@@ -24,9 +26,12 @@ class MainScreen(ttk.Frame):
         on_refresh: Callable[[], None],
         on_logout: Callable[[], None],
         on_exit: Callable[[], None],
+        on_codecs: Callable[[tuple[str, ...]], None],
     ) -> None:
         super().__init__(master, padding=12)
         self.on_call = on_call
+        self.on_codecs = on_codecs
+        self._codecs: tuple[str, ...] = CODEC_CHOICES[next(iter(CODEC_CHOICES))]
         self._users: tuple[UserRow, ...] = ()
         self._me = ""
         self.header = ttk.Label(self, text="", font=("TkHeadingFont", 12, "bold"))
@@ -40,28 +45,36 @@ class MainScreen(ttk.Frame):
         self.call_button = ttk.Button(self, text="Call", command=self._call_typed)
         self.call_button.grid(row=1, column=2, sticky="we")
 
+        # For the calls to come: a call already begun keeps its codec.
+        ttk.Label(self, text="Video codec").grid(row=2, column=0, sticky="w", pady=(6, 0))
+        width = max(len(label) for label in CODEC_CHOICES)
+        self.codec = ttk.Combobox(self, values=list(CODEC_CHOICES), state="readonly", width=width)
+        self.codec.grid(row=2, column=1, sticky="w", padx=4, pady=(6, 0))
+        self.codec.bind("<<ComboboxSelected>>", lambda _e: self._codec_chosen())
+        self.set_codec_preference(self._codecs)
+
         self.filter_text = tk.StringVar(self)
-        ttk.Label(self, text="Filter").grid(row=2, column=0, sticky="w", pady=(12, 4))
+        ttk.Label(self, text="Filter").grid(row=3, column=0, sticky="w", pady=(12, 4))
         self.filter_entry = ttk.Entry(self, textvariable=self.filter_text, width=24)
-        self.filter_entry.grid(row=2, column=1, sticky="we", padx=4, pady=(12, 4))
+        self.filter_entry.grid(row=3, column=1, sticky="we", padx=4, pady=(12, 4))
         self.filter_text.trace_add("write", lambda *_a: self._render())
         self.refresh_button = ttk.Button(self, text="Refresh", command=on_refresh)
-        self.refresh_button.grid(row=2, column=2, sticky="we", pady=(12, 4))
+        self.refresh_button.grid(row=3, column=2, sticky="we", pady=(12, 4))
 
         self.tree = ttk.Treeview(self, columns=("address",), height=14, selectmode="browse")
         self.tree.heading("#0", text="Nick")
         self.tree.heading("address", text="Address")
         self.tree.column("#0", width=180)
         self.tree.column("address", width=180)
-        self.tree.grid(row=3, column=0, columnspan=3, sticky="nsew")
+        self.tree.grid(row=4, column=0, columnspan=3, sticky="nsew")
         self.tree.bind("<Double-Button-1>", self._double_click)
         self.tree.bind("<Return>", lambda _e: self._call_selected())
         scroll = ttk.Scrollbar(self, orient="vertical", command=self.tree.yview)
-        scroll.grid(row=3, column=3, sticky="ns")
+        scroll.grid(row=4, column=3, sticky="ns")
         self.tree.configure(yscrollcommand=scroll.set)
 
         buttons = ttk.Frame(self)
-        buttons.grid(row=4, column=0, columnspan=3, sticky="we", pady=(8, 0))
+        buttons.grid(row=5, column=0, columnspan=3, sticky="we", pady=(8, 0))
         self.call_selected_button = ttk.Button(
             buttons, text="Call selected", command=self._call_selected
         )
@@ -72,9 +85,9 @@ class MainScreen(ttk.Frame):
         self.logout_button.pack(side="right", padx=4)
 
         self.message = ttk.Label(self, text="", wraplength=480)
-        self.message.grid(row=5, column=0, columnspan=3, sticky="we", pady=(8, 0))
+        self.message.grid(row=6, column=0, columnspan=3, sticky="we", pady=(8, 0))
         self.columnconfigure(1, weight=1)
-        self.rowconfigure(3, weight=1)
+        self.rowconfigure(4, weight=1)
 
     def set_identity(self, nick: str, server: str) -> None:
         self._me = nick
@@ -85,11 +98,28 @@ class MainScreen(ttk.Frame):
         self._users = tuple(users)
         self._render()
 
+    def set_codec_preference(self, codecs: tuple[str, ...]) -> None:
+        """Show ``codecs`` in the selector (one it does not offer is added to its list)."""
+        self._codecs = codecs
+        label = codec_label(codecs)
+        values = list(CODEC_CHOICES)
+        if label not in CODEC_CHOICES:
+            values.append(label)
+        if list(self.codec.cget("values")) != values:
+            self.codec.configure(values=values)
+        if self.codec.get() != label:
+            self.codec.set(label)
+
     def visible_nicks(self) -> list[str]:
         return [str(self.tree.item(iid, "text")) for iid in self.tree.get_children()]
 
     def show_message(self, text: str, error: bool = False) -> None:
         self.message.configure(text=text, foreground="#b00020" if error else "#1b5e20")
+
+    def _codec_chosen(self) -> None:
+        codecs = CODEC_CHOICES.get(self.codec.get())
+        if codecs is not None and codecs != self._codecs:
+            self.on_codecs(codecs)  # the selector follows the worker's CodecPreferenceChanged
 
     def _render(self) -> None:
         selected = self._selected_nick()

@@ -11,8 +11,9 @@ import dataclasses
 import enum
 from dataclasses import dataclass
 
+from vcall.call.policy import DEFAULT_CODECS
 from vcall.gui import events as ev
-from vcall.gui.logic import format_duration
+from vcall.gui.logic import codec_label, format_duration
 
 
 class Screen(enum.Enum):
@@ -44,6 +45,7 @@ class UiModel:
     sending: bool = True
     preset: str = "medium"
     source: str = "pattern"
+    codec_preference: tuple[str, ...] = DEFAULT_CODECS  # for the calls to come (the selector)
     message: str = ""
     message_error: bool = False
 
@@ -68,7 +70,12 @@ def reduce(model: UiModel, event: ev.Event, now: float) -> UiModel:
         case ev.LoginFailed(message=message):
             return rep(model, screen=Screen.LOGIN, message=message, message_error=True)
         case ev.LoggedOut():
-            return UiModel(preset=model.preset, source=model.source, message="Logged out.")
+            return UiModel(
+                preset=model.preset,
+                source=model.source,
+                codec_preference=model.codec_preference,
+                message="Logged out.",
+            )
         case ev.Notice(message=message, error=error):
             return rep(model, message=message, message_error=error)
         case ev.Dialing(peer=peer):
@@ -131,6 +138,15 @@ def reduce(model: UiModel, event: ev.Event, now: float) -> UiModel:
             return rep(model, preset=name)
         case ev.SourceChanged(spec=spec):
             return rep(model, source=spec)
+        case ev.CodecPreferenceChanged(codecs=codecs):
+            # A call already begun keeps its codec: say so while there is one.
+            later = " (applies to the next call)" if model.in_call else ""
+            return rep(
+                model,
+                codec_preference=codecs,
+                message=f"Video codec for calls: {codec_label(codecs)}{later}.",
+                message_error=False,
+            )
         case _:
             return model
 

@@ -11,6 +11,11 @@ The worker decides nothing about the call: pause and hold are requests to the ma
 call session alone decides whether video is sent; the GUI learns the outcome from its events
 (``PauseChanged`` becomes :class:`~vcall.gui.events.SendingChanged`).
 
+The video codec preference (:class:`~vcall.gui.events.SetCodecPreference`) is the worker's to
+keep: it goes to the manager (``set_codecs``: for the calls that begin afterwards) or, before
+login, into the next manager; it is remembered in the state file (:func:`vcall.config.update_state`,
+off the Tk thread) when the worker has one.
+
 Guarantees: no method called from Tk touches the network or the pipeline; every failure of a
 command becomes a :class:`~vcall.gui.events.Notice`, :class:`~vcall.gui.events.LoginFailed` or
 :class:`~vcall.gui.events.Ended` with the user's words, never an exception in Tk; :meth:`stop`
@@ -33,8 +38,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from vcall.call import events as call_events
+from vcall.call.codec import validate_codecs
 from vcall.call.policy import local_codecs
-from vcall.config import Config, format_server
+from vcall.config import Config, format_server, update_state
 from vcall.gui import events as ev
 from vcall.gui.logic import describe_end, describe_error
 
@@ -57,6 +63,7 @@ class ManagerLike(Protocol):
     def pause(self, paused: bool) -> None: ...
     def hangup(self) -> None: ...
     def close(self) -> None: ...
+    def set_codecs(self, codecs: tuple[str, ...]) -> None: ...
 
     @property
     def media(self) -> Any: ...
@@ -112,8 +119,15 @@ class ClientWorker:
         lister: UserLister = _default_lister,
         media_factory: Callable[..., Any] = _default_media_factory,
         clock: Callable[[], float] = time.monotonic,
+        codecs: tuple[str, ...] | None = None,
+        state_file: Path | None = None,
     ) -> None:
+        """``codecs``: the video codec preference to start with (None: ``config.codec``'s, see
+        :func:`vcall.config.start_codecs`); ``state_file``: where a new preference is
+        remembered (None: nowhere)."""
         self._config = config
+        self._codecs = validate_codecs(codecs) if codecs is not None else local_codecs(config.codec)
+        self._state_file = state_file
         self._manager_factory = manager_factory
         self._lister = lister
         self._media_factory = media_factory
@@ -268,12 +282,27 @@ class ClientWorker:
                     self._media.set_source(spec)
                 self._source = spec
                 self._emit(ev.SourceChanged(spec))
+            case ev.SetCodecPreference(codecs=codecs):
+                self._set_codecs(codecs)
             case ev.SaveSdp(path=path):
                 self._save_sdp(path)
             case ev.SetDisplaySize(peer=peer, self_view=self_view):
                 self._display = (peer, self_view)
                 if self._media is not None:
                     self._media.set_display_size(peer, self_view)
+
+    def _set_codecs(self, codecs: tuple[str, ...]) -> None:
+        # Validated first (a bad list raises: a Notice), so that nothing half-applies.
+        codecs = validate_codecs(codecs)
+        if self._manager is not None:
+            self._manager.set_codecs(codecs)  # the call in progress, if any, keeps its codec
+        self._codecs = codecs  # and the manager of the next login starts with it
+        if self._state_file is not None:
+            try:
+                update_state(self._state_file, codecs=codecs)
+            except (OSError, ValueError) as exc:  # a convenience: the choice still applies
+                logger.warning("cannot remember the video codecs in %s: %s", self._state_file, exc)
+        self._emit(ev.CodecPreferenceChanged(codecs))  # applied and remembered
 
     def _save_sdp(self, path: str) -> None:
         if self._media is None:
@@ -323,7 +352,7 @@ class ClientWorker:
             media_factory=media,
             on_event=self._on_manager_event,
             ring_timeout=self._config.ring_timeout,
-            codecs=local_codecs(self._config.codec),
+            codecs=self._codecs,
         )
         try:
             manager.start()
