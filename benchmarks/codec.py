@@ -72,8 +72,18 @@ U8Array = npt.NDArray[np.uint8]
 DEFAULT_PRESETS = ("medium", "high")
 SOURCES = ("pattern", "camera")
 PSNR_CAP_DB = 100.0
-CAMERA_FILTER = "noise=alls=12:allf=t,gblur=sigma=0.6"
-NUMPY_NOISE_SIGMA = 12 / math.sqrt(3)  # FFmpeg's noise filter: Gaussian, strength / sqrt(3)
+DEFAULT_NOISE = 12
+
+
+def camera_filter(noise: int) -> str:
+    """The ffmpeg filter that makes testsrc2 camera-like: temporal noise of strength ``noise``
+    (0: none) and a light blur."""
+    return f"noise=alls={noise}:allf=t,gblur=sigma=0.6" if noise else "gblur=sigma=0.6"
+
+
+def numpy_sigma(noise: int) -> float:
+    """FFmpeg's noise filter is Gaussian with sigma strength / sqrt(3)."""
+    return noise / math.sqrt(3)
 
 
 def _names(text: str) -> list[str]:
@@ -99,6 +109,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("auto", "ffmpeg", "numpy"),
         default="auto",
         help="how to make the camera-like clip (auto: ffmpeg if installed, else numpy)",
+    )
+    parser.add_argument(
+        "--noise",
+        type=int,
+        default=DEFAULT_NOISE,
+        help=f"temporal noise strength of the camera-like clip (ffmpeg alls; {DEFAULT_NOISE})",
     )
     parser.add_argument("--ssim", action="store_true", help="also compute SSIM-Y (slow)")
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
@@ -131,13 +147,13 @@ def _raw_file(path: Path, preset: Preset, frames: int) -> FrameSource:
     return iterate
 
 
-def _ffmpeg_clip(path: Path, preset: Preset, frames: int) -> None:
+def _ffmpeg_clip(path: Path, preset: Preset, frames: int, noise: int) -> None:
     size = f"{preset.width}x{preset.height}"
     subprocess.run(
         [
             "ffmpeg", "-nostdin", "-loglevel", "error", "-y",
             "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={preset.fps}",
-            "-vf", CAMERA_FILTER, "-frames:v", str(frames),
+            "-vf", camera_filter(noise), "-frames:v", str(frames),
             "-f", "rawvideo", "-pix_fmt", "bgr24", str(path),
         ],
         check=True,
@@ -146,7 +162,7 @@ def _ffmpeg_clip(path: Path, preset: Preset, frames: int) -> None:
     )  # fmt: skip
 
 
-def _numpy_clip(path: Path, preset: Preset, frames: int, seed: int = 1) -> None:
+def _numpy_clip(path: Path, preset: Preset, frames: int, noise: int, seed: int = 1) -> None:
     """Smooth colour regions and two solid shapes that pan 4 px a frame, with fresh Gaussian
     noise on every frame (sigma 12 / sqrt(3): what FFmpeg's ``noise=alls=12`` adds), then the
     same light blur."""
@@ -162,14 +178,14 @@ def _numpy_clip(path: Path, preset: Preset, frames: int, seed: int = 1) -> None:
     with path.open("wb") as fh:
         for i in range(frames):
             x = (i * 4) % w
-            noise = np.rint(rng.normal(0, NUMPY_NOISE_SIGMA, (h, w, 3))).astype(np.int16)
-            np.add(scene[:, x : x + w], noise, noisy)
+            grain = np.rint(rng.normal(0, numpy_sigma(noise), (h, w, 3))).astype(np.int16)
+            np.add(scene[:, x : x + w], grain, noisy)
             np.clip(noisy, 0, 255, out=noisy)
             fh.write(cv2.GaussianBlur(noisy.astype(np.uint8), (0, 0), 0.6, dst=out).data)
 
 
 def _camera(
-    workdir: Path, preset: Preset, frames: int, how: str
+    workdir: Path, preset: Preset, frames: int, how: str, noise: int = DEFAULT_NOISE
 ) -> tuple[FrameSource, dict[str, Any]]:
     """The camera-like clip as a source, and how it was made (for the JSON)."""
     path = workdir / f"camera-{preset.width}x{preset.height}.bgr"
@@ -178,22 +194,22 @@ def _camera(
         why_not = "not installed"
         if shutil.which("ffmpeg"):
             try:
-                _ffmpeg_clip(path, preset, frames)
+                _ffmpeg_clip(path, preset, frames, noise)
                 recipe = f"testsrc2=size={preset.width}x{preset.height}:rate={preset.fps}"
                 return _raw_file(path, preset, frames), {
                     "generator": "ffmpeg",
-                    "recipe": f"{recipe}, -vf {CAMERA_FILTER}",
+                    "recipe": f"{recipe}, -vf {camera_filter(noise)}",
                 }
             except (OSError, subprocess.SubprocessError) as exc:
                 if how == "ffmpeg":
                     raise
                 stderr = getattr(exc, "stderr", b"") or b""
                 why_not = f"failed: {exc} {stderr.decode(errors='replace').strip()[-300:]}"
-    _numpy_clip(path, preset, frames)
+    _numpy_clip(path, preset, frames, noise)
     return _raw_file(path, preset, frames), {
         "generator": "numpy",
         "recipe": "panning smooth colour regions and shapes, Gaussian noise sigma "
-        f"{NUMPY_NOISE_SIGMA:.2f} per frame, Gaussian blur sigma 0.6",
+        f"{numpy_sigma(noise):.2f} per frame, Gaussian blur sigma 0.6",
         "note": f"ffmpeg {why_not}",
     }
 
@@ -336,7 +352,7 @@ def run(args: argparse.Namespace) -> int:
                     inputs[name] = _pattern(preset, args.frames)
                 else:
                     inputs[name], clips[preset.name] = _camera(
-                        Path(tmp), preset, args.frames, args.camera_clip
+                        Path(tmp), preset, args.frames, args.camera_clip, args.noise
                     )
             for name, source in inputs.items():
                 for codec in chosen:
