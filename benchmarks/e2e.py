@@ -119,6 +119,7 @@ def _direction(tx: dict[str, Any], rx: dict[str, Any]) -> dict[str, Any]:
         "rtt_ms": tx["rtt_ms"],
         "drops": rx["drops"],
         "pli_sent": rx.get("pli_sent", 0),
+        "freezes": rx.get("freezes", {}),
         "frames_shown": rx["stages"].get("display", {}).get("counters", {}).get("frames", 0),
     }
 
@@ -256,6 +257,9 @@ def print_table(result: dict[str, Any]) -> None:
         print(f"{key:<22}" + "".join(f"{_fmt(d[key]):>26}" for d in dirs.values()))
     lost = [d["loss"].get("lost_packets") for d in dirs.values()]
     print(f"{'lost_packets':<22}" + "".join(f"{_fmt(v):>26}" for v in lost))
+    for key in ("freeze_count", "total_freezes_duration_s", "longest_gap_ms"):
+        row = [d.get("freezes", {}).get(key) for d in dirs.values()]
+        print(f"{key:<22}" + "".join(f"{_fmt(v):>26}" for v in row))
     print("CPU % of one core: " + ", ".join(f"{k} {v}" for k, v in result["cpu_percent"].items()))
     print(
         f"whole call: {result['cpu_share_of_machine']}% of the machine's "

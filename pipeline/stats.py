@@ -229,6 +229,68 @@ class LatencySummary:
 
 
 @dataclass(frozen=True, slots=True)
+class FreezeStats:
+    """Playback smoothness of the peer's video, by the W3C webrtc-stats rules (RTCInboundRtp-
+    StreamStats ``freezeCount``, ``totalFreezesDuration``, ``pauseCount``,
+    ``totalPausesDuration``): an interval between two shown frames of at least
+    ``PAUSE_S`` is a pause (the sender stopped: hold, pause); otherwise one longer than
+    max(3 x the mean of the last 30 intervals, that mean + 150 ms) is a freeze."""
+
+    frames_shown: int = 0
+    freeze_count: int = 0
+    total_freezes_duration_s: float = 0.0
+    pause_count: int = 0
+    total_pauses_duration_s: float = 0.0
+    longest_gap_ms: float = 0.0  # the longest interval between two shown frames
+    since_last_frame_ms: float | None = None  # now - the last frame shown (None: none yet)
+
+
+PAUSE_S = 5.0
+FREEZE_WINDOW = 30
+FREEZE_MIN_EXTRA_S = 0.150
+
+
+class FreezeDetector:
+    """Counts freezes and pauses from the times frames are shown (seconds, one clock). Pure."""
+
+    def __init__(self) -> None:
+        self._last: float | None = None
+        self._intervals: deque[float] = deque(maxlen=FREEZE_WINDOW)
+        self._c = FreezeStats()
+
+    def shown(self, now: float) -> None:
+        c = self._c
+        frames, freezes, freeze_s = c.frames_shown + 1, c.freeze_count, c.total_freezes_duration_s
+        pauses, pause_s, longest = c.pause_count, c.total_pauses_duration_s, c.longest_gap_ms
+        if self._last is not None:
+            gap = now - self._last
+            longest = max(longest, gap * 1000)
+            if gap >= PAUSE_S:
+                pauses, pause_s = pauses + 1, pause_s + gap
+            else:
+                if self._intervals:
+                    mean = sum(self._intervals) / len(self._intervals)
+                    if gap > max(3 * mean, mean + FREEZE_MIN_EXTRA_S):
+                        freezes, freeze_s = freezes + 1, freeze_s + gap
+                self._intervals.append(gap)
+        self._last = now
+        self._c = FreezeStats(frames, freezes, freeze_s, pauses, pause_s, longest)
+
+    def stats(self, now: float) -> FreezeStats:
+        since = None if self._last is None else round((now - self._last) * 1000, 1)
+        c = self._c
+        return FreezeStats(
+            c.frames_shown,
+            c.freeze_count,
+            round(c.total_freezes_duration_s, 3),
+            c.pause_count,
+            round(c.total_pauses_duration_s, 3),
+            round(c.longest_gap_ms, 1),
+            since,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class LossStats:
     lost_packets: int | None  # RFC 3550 cumulative loss of the peer's stream (RTP mode)
     lost_frames: int  # frames the jitter buffer saw missing (V0 sequence gaps)
@@ -305,6 +367,7 @@ class MediaStats:
     stages: Mapping[str, Mapping[str, Any]]
     pli_sent: int = 0  # keyframe requests (RTCP PLI + FIR) we sent: webrtc-stats pliCount
     pli_received: int = 0  # keyframe requests the peer sent us
+    freezes: FreezeStats = FreezeStats()
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-serialisable form (docs/architecture.md, Media pipeline: Statistics)."""
@@ -344,6 +407,7 @@ class MediaStats:
             "errors": {"source": self.source_error},
             "pli_sent": self.pli_sent,
             "pli_received": self.pli_received,
+            "freezes": dataclasses.asdict(self.freezes),
             "stages": {k: dict(v) for k, v in self.stages.items()},
         }
 
@@ -415,4 +479,7 @@ def summarise(
         stages=stages,
         pli_sent=rtcp.get("plis_sent", 0),
         pli_received=rtcp.get("plis_received", 0),
+        freezes=FreezeStats(**dsp["freezes"])
+        if isinstance(dsp.get("freezes"), dict)
+        else FreezeStats(),
     )

@@ -20,6 +20,7 @@ counts the skipped frames as ``waiting_keyframe``, and signals the receive stage
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -34,7 +35,7 @@ from pipeline.control import Connect, ControlMessage, SetDisplaySize
 from pipeline.ipc.ring import Descriptor, Ring, Ts
 from pipeline.sources.pattern import read_stamp
 from pipeline.stages.base import Stage, StageContext
-from pipeline.stats import RateMeter
+from pipeline.stats import FreezeDetector, RateMeter
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class DisplayStage(Stage):
         self._peer_box = peer_box
         self._self_box = self_box
         self._shown = RateMeter()
+        self._freezes = FreezeDetector()
         self._self_shown = RateMeter()
 
     def wait_fds(self) -> Sequence[int]:
@@ -167,6 +169,7 @@ class DisplayStage(Stage):
             stamps=stamps,
         )
         self._shown.add(done)
+        self._freezes.shown(done / 1e9)
         self.count("frames")
         self.window("display_wait").add_ns(start - desc.stamp(Ts.PLAYOUT))
         self.window("decode").add_ns(done - start)
@@ -203,6 +206,9 @@ class DisplayStage(Stage):
         self._self_shown.add(done)
         self.window("self_view").add_ns(done - desc.stamp(Ts.CAPTURE))
 
+    def reset_stats(self) -> None:
+        self._freezes = FreezeDetector()
+
     def handle(self, msg: ControlMessage) -> None:
         match msg:
             case Connect(peer=peer):
@@ -218,6 +224,7 @@ class DisplayStage(Stage):
         return {
             "codec": self._decoder.backend,
             "fps_shown": round(self._shown.rate(now_ns), 2),
+            "freezes": dataclasses.asdict(self._freezes.stats(now_ns / 1e9)),
             "fps_self_view": round(self._self_shown.rate(now_ns), 2),
             "peer_box": list(self._peer_box),
             "self_box": list(self._self_box),

@@ -292,6 +292,7 @@ def test_an_h264_call_shows_the_moving_pattern_both_ways() -> None:
         st = b.stats()
         assert st.info.codec_name == "H264"
         assert st.drops.waiting_keyframe == 0 and st.info.dead_stages == ()
+        wait_for(lambda: b.stats().freezes.frames_shown > 0)  # snapshots: every 250 ms
         text = a.sdp()
         assert "a=rtpmap:96 H264/90000" in text
         (fmtp,) = [line for line in text.splitlines() if line.startswith("a=fmtp:96 ")]

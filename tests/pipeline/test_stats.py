@@ -53,3 +53,28 @@ def test_rate_meter_counts_events_and_bits_over_its_window() -> None:
     assert meter.total == 31
     assert meter.rate(10 * second) == 0.0  # everything expired
     assert RateMeter().rate(0) == 0.0
+
+
+def test_freezes_and_pauses_follow_the_webrtc_stats_rules() -> None:
+    from pipeline.stats import FreezeDetector
+
+    d = FreezeDetector()
+    t = 0.0
+    for _ in range(40):  # steady 30 fps
+        d.shown(t)
+        t += 1 / 30
+    assert d.stats(t).freeze_count == 0
+    t += 0.1  # 133 ms: under mean + 150 ms, not a freeze
+    d.shown(t)
+    assert d.stats(t).freeze_count == 0
+    t += 0.4  # 400 ms: over max(3 x mean, mean + 150 ms)
+    d.shown(t)
+    s = d.stats(t)
+    assert (s.freeze_count, s.total_freezes_duration_s) == (1, 0.4)
+    t += 6.0  # held or paused: a pause, not a freeze
+    d.shown(t)
+    s = d.stats(t + 0.25)
+    assert (s.freeze_count, s.pause_count, s.total_pauses_duration_s) == (1, 1, 6.0)
+    assert s.longest_gap_ms == 6000.0 and s.since_last_frame_ms == 250.0
+    assert s.frames_shown == 43
+    assert FreezeDetector().stats(1.0).since_last_frame_ms is None
