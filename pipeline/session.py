@@ -217,6 +217,7 @@ class MediaSession:
                 txinfo=r["txinfo"],
                 fps=p.fps,
                 codec=self._codec,
+                keyframe_request=self._kf_request,
             ),
             "receive": functools.partial(
                 receive.ReceiveStage,

@@ -12,7 +12,9 @@ ECONNREFUSED from an earlier ICMP) is counted by the edge and the frame goes on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import socket
 import time
 from collections.abc import Sequence
@@ -21,7 +23,7 @@ from typing import Any
 from pipeline.codecs.base import Codec, EncodeError, Framing
 from pipeline.codecs.registry import get_codec
 from pipeline.control import Connect, ControlMessage, SetPreset, SetSending
-from pipeline.ipc.ring import Ring, Ts
+from pipeline.ipc.ring import Descriptor, Ring, Ts
 from pipeline.stages.base import Stage, StageContext
 from pipeline.stats import RateMeter
 from pipeline.transport.edge import DatagramEdge
@@ -40,9 +42,18 @@ def rtp_ts_of(monotonic_ns: int, clock_rate: int = 90000) -> int:
 
 class SendStage(Stage):
     def __init__(
-        self, ctx: StageContext, *, encoded_tx: Ring, txinfo: Ring, fps: int, codec: Codec
+        self,
+        ctx: StageContext,
+        *,
+        encoded_tx: Ring,
+        txinfo: Ring,
+        fps: int,
+        codec: Codec,
+        keyframe_request: int = -1,
     ) -> None:
         super().__init__(ctx)
+        self._keyframe_fd = keyframe_request  # we write: a frame we never sent broke the chain
+        self._awaiting_keyframe = False
         self._reader = encoded_tx.reader(0)
         self._txinfo = txinfo.writer()
         self._fps = fps
@@ -66,8 +77,34 @@ class SendStage(Stage):
         if not ready:
             return
         self._reader.drain()
-        desc = self._reader.latest()
-        if desc is None or self._mode is None or not self._sending:
+        if self._codec.info.intra_only:
+            desc = self._reader.latest()  # the newest frame wins
+            if desc is not None:
+                self._send(desc)
+            return
+        # An inter-frame codec: every frame, in order. A frame the ring overwrote before we
+        # read it breaks the peer's chain of references without a gap in the RTP sequence
+        # numbers (the receiver could not notice): send nothing more until a keyframe, and ask
+        # our encoder for one.
+        for _ in range(self._reader.ring.n_slots):
+            dropped = self._reader.dropped
+            desc = self._reader.next()
+            if desc is None:
+                return
+            if self._reader.dropped != dropped:
+                self._awaiting_keyframe = True
+                self.count("ring_drops_inter_frame")
+                if self._keyframe_fd >= 0:
+                    with contextlib.suppress(BlockingIOError):
+                        os.eventfd_write(self._keyframe_fd, 1)
+            if self._awaiting_keyframe and not desc.keyframe:
+                self.count("waiting_keyframe")
+                continue
+            self._awaiting_keyframe = False
+            self._send(desc)
+
+    def _send(self, desc: Descriptor) -> None:
+        if self._mode is None or not self._sending:
             return
         start = time.monotonic_ns()
         data = self._reader.copy_bytes(desc)

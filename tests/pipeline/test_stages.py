@@ -228,3 +228,64 @@ def test_display_decodes_at_the_view_size_and_rejects_bombs(
     assert peer.writes == 1
     for ring in (jrx, raw, peer, mine):
         ring.close()
+
+
+def test_send_keeps_an_inter_frame_stream_whole_after_a_ring_drop(
+    segments: SegmentSet, make_ctx: Any
+) -> None:
+    """H.264: frames go out in order; when the encode->send ring overwrote frames the stage never
+    read, nothing but a keyframe goes out next (the RTP sequence would hide the gap from the
+    receiver) and the encoder is asked for one."""
+    import os
+    import select
+    import socket
+
+    from pipeline.codecs.h264.codec import H264Encoder
+    from pipeline.ipc.ring import Ring as _Ring
+    from pipeline.stages.send import SendStage
+    from pipeline.wire.rtcp import SenderInfo
+
+    etx = _Ring.create(segments, "etx", n_slots=4, capacity=1 << 20)
+    txinfo = _Ring.create(segments, "txi", n_slots=2, capacity=SenderInfo.SIZE, n_readers=0)
+    kf = os.eventfd(0, os.EFD_NONBLOCK)
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    stage = SendStage(
+        make_ctx("send"),
+        encoded_tx=etx,
+        txinfo=txinfo,
+        fps=30,
+        codec=get_codec("H264"),
+        keyframe_request=kf,
+    )
+    try:
+        stage.handle(
+            Connect(PeerEndpoint("127.0.0.1", peer.getsockname()[1], MediaMode.RTP, codec="H264"))
+        )
+        encoder = H264Encoder(bitrate=500_000)
+        writer = etx.writer()
+
+        def encode(i: int) -> None:
+            f = encoder.encode(np.full((96, 128, 3), i * 20 % 256, np.uint8), 0)
+            writer.write(f.data, frame_id=i, width=128, height=96, keyframe=f.keyframe)
+
+        encode(0)  # the IDR
+        stage.step([etx.reader_fds[0]], time.monotonic_ns())
+        assert stage.counters["frames"] == 1
+        for i in range(1, 7):  # six P frames while the stage sleeps: the 4-slot ring drops two
+            encode(i)
+        stage.step([etx.reader_fds[0]], time.monotonic_ns())
+        assert stage.counters["ring_drops_inter_frame"] == 1
+        assert stage.counters["waiting_keyframe"] == 4  # nothing broken goes out
+        assert stage.counters["frames"] == 1
+        assert select.select([kf], [], [], 0)[0] == [kf]  # the encoder is asked for a keyframe
+        encoder.request_keyframe()
+        encode(7)
+        stage.step([etx.reader_fds[0]], time.monotonic_ns())
+        assert stage.counters["frames"] == 2  # the keyframe, and the stream goes on
+    finally:
+        stage.close()
+        peer.close()
+        os.close(kf)
+        etx.close()
+        txinfo.close()
