@@ -8,6 +8,15 @@ registration failure exits 1 with a message on stderr; bad options exit 2. The p
 from ``--password`` or, so that it does not show in ``ps``, from ``$VCALL_PASSWORD``.
 ``--codec h264|jpeg`` restricts the video codecs offered and accepted to that one (the
 ``started`` event's ``codec`` says what the call negotiated).
+
+``--stats-json FILE`` writes the media statistics (``MediaStats.to_dict()``) when a call ends,
+as one indented JSON document. With ``--stats-interval S`` the file is JSON Lines instead,
+started afresh by each call: while a call with media runs, one line every S seconds
+(``{"t": seconds since the call started, ...}``: the statistics without the bulky per-stage
+``stages``), then, when the call ends, the final document on one line (with ``stages``: the
+same figures as without ``--stats-interval``). The sampling runs in a thread of its own (the
+session's ``stats()`` waits while the session closes; neither the manager's loop nor the main
+thread may wait with it), which is stopped and joined when the call ends or the agent exits.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import queue
 import signal
@@ -24,7 +34,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TextIO
 
 from vcall import CLASSIC_VERSION, PROTOCOLS
 from vcall.call.events import CallEnded, CallEvent, CallStarted, IncomingCall
@@ -41,6 +51,8 @@ DEFAULT_SERVER = "127.0.0.1:8000"
 PASSWORD_ENV = "VCALL_PASSWORD"
 SDP_WAIT = 5.0  # s to wait for the media session to be connected
 COMMANDS = ("call", "accept", "deny", "hold", "resume", "hangup", "quit")
+STATS_WAIT = 5.0  # s to wait for an ended call's final stats (they come from its cleanup)
+SAMPLER_JOIN = 10.0  # s to wait for the stats sampler (a stats() call waits for a closing session)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +74,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, help="hang up S seconds after the call starts")
     parser.add_argument("--hold-after", type=float, help="hold S seconds after the call starts")
     parser.add_argument("--stats-json", type=Path, help="write media stats here at call end")
+    parser.add_argument(
+        "--stats-interval",
+        type=_interval_arg,
+        metavar="S",
+        help="also sample the stats every S s during a call (--stats-json becomes JSON Lines)",
+    )
     parser.add_argument(
         "--sdp", type=Path, help="write the SDP of the RTP stream we send (rtp calls, media)"
     )
@@ -86,6 +104,76 @@ def _codec_arg(text: str) -> str:
         return parse_codec_choice(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _interval_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
+
+
+def sample_line(t: float, stats: dict[str, Any]) -> str:
+    """One ``--stats-interval`` line: ``t`` (s since the call started) and the stats, less the
+    per-stage snapshots (``stages``, kept for the final document only)."""
+    sample = {"t": round(t, 3), **{k: v for k, v in stats.items() if k != "stages"}}
+    return json.dumps(sample) + "\n"
+
+
+class _StatsSampler:
+    """Appends one :func:`sample_line` to ``out`` every ``interval`` seconds of a call.
+
+    A thread of its own: ``MediaSession.stats()`` takes the session's lock, which ``close()``
+    holds while the stages stop, and neither the manager's loop nor the agent's main thread may
+    wait for that. It writes nothing after :meth:`stop` and nothing from a session no longer
+    open, so the final document the main thread appends after :meth:`stop` is the last line.
+    """
+
+    def __init__(self, media: MediaLike, out: TextIO, interval: float, started: float) -> None:
+        self._media = media
+        self._out = out
+        self._interval = interval
+        self._started = started  # time.monotonic() when the call started
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stats-sampler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def stop(self) -> None:
+        """Stop sampling and wait for the thread (a stats() call in progress ends first)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(SAMPLER_JOIN)
+            if self._thread.is_alive():
+                logger.warning("stats sampler still busy after %.0f s", SAMPLER_JOIN)
+
+    def _run(self) -> None:
+        tick = 1
+        while not self._stop.wait(self._started + tick * self._interval - time.monotonic()):
+            try:
+                stats = self._media.stats().to_dict()
+            except Exception:  # MediaSessionError before connect() has run, or while closing
+                logger.debug("stats() failed", exc_info=True)
+                stats = None
+            now = time.monotonic()
+            if self._stop.is_set():
+                return
+            if stats is not None and stats.get("state") == "open":
+                try:
+                    self._out.write(sample_line(now - self._started, stats))
+                    self._out.flush()
+                except (OSError, ValueError) as exc:  # disk full; ValueError: file closed
+                    logger.warning("stats sampling stopped: %s", exc)
+                    return
+            # The next tick still ahead: a slow stats() skips ticks rather than bunching them.
+            tick = max(tick + 1, math.floor((now - self._started) / self._interval) + 1)
 
 
 def _media_factory(args: argparse.Namespace) -> Callable[[], MediaLike] | None:
@@ -113,6 +201,9 @@ class _Agent:
         self.inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._timers: list[tuple[float, str]] = []
         self.calls_ended = 0
+        self._sampler: _StatsSampler | None = None
+        self._stats_out: TextIO | None = None  # the --stats-interval file of the current call
+        self._stats_written: dict[str, Any] | None = None  # the last call's, not to write again
 
     def print(self, obj: dict[str, Any]) -> None:  # main thread only
         sys.stdout.write(json.dumps(obj) + "\n")
@@ -123,15 +214,19 @@ class _Agent:
         # other thread holds stdout's lock when the media pipeline forks its stage processes.
         self.inbox.put(("event", event))
 
-    def drain(self) -> None:
-        """Print the events still queued (those emitted while closing)."""
+    def drain(self, manager: CallManager) -> None:
+        """Print the events still queued (those emitted while closing); a call ended by the
+        closing still gets its --stats-json."""
         while True:
             try:
                 kind, item = self.inbox.get_nowait()
             except queue.Empty:
-                return
+                break
             if kind == "event":
                 self.print(item.to_dict())
+                if isinstance(item, CallEnded) and self.args.stats_json is not None:
+                    self._write_stats(manager)
+        self._close_stats()
 
     def read_stdin(self) -> None:  # daemon thread
         for line in sys.stdin:
@@ -175,6 +270,8 @@ class _Agent:
             elif args.auto_answer:
                 self._schedule(args.answer_delay, "accept")
         elif isinstance(event, CallStarted):
+            if args.stats_interval is not None and event.media:
+                self._start_sampling(manager)
             if args.sdp is not None and event.media and event.mode == "rtp":
                 self._write_sdp(manager)
             if args.hold_after is not None:
@@ -208,13 +305,59 @@ class _Agent:
             self.print({"event": "sdp", "path": str(self.args.sdp)})
             return
 
+    def _start_sampling(self, manager: CallManager) -> None:
+        started = time.monotonic()
+        self._close_stats()  # a previous call's, should its end have gone unseen
+        media = manager.media
+        if media is None:  # ended already
+            return
+        try:
+            self._stats_out = open(self.args.stats_json, "w", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            self.print({"event": "error", "message": f"cannot write stats: {exc}"})
+            return
+        self._sampler = _StatsSampler(media, self._stats_out, self.args.stats_interval, started)
+        self._sampler.start()
+
+    def stop_sampling(self) -> None:
+        """Ask the sampler to write nothing more (it is joined when the call's end is seen)."""
+        if self._sampler is not None:
+            self._sampler.request_stop()
+
+    def _close_stats(self) -> None:
+        if self._sampler is not None:
+            self._sampler.stop()
+            self._sampler = None
+        if self._stats_out is not None:
+            self._stats_out.close()
+            self._stats_out = None
+
     def _write_stats(self, manager: CallManager) -> None:
-        # The stats arrive from the cleanup a moment after CallEnded.
-        deadline = time.monotonic() + 5.0
-        while manager.last_stats is None and time.monotonic() < deadline:
+        # The stats arrive from the cleanup a moment after CallEnded; the previous call's
+        # (still in last_stats until then) are not this call's.
+        deadline = time.monotonic() + STATS_WAIT
+        while (
+            manager.last_stats is None or manager.last_stats is self._stats_written
+        ) and time.monotonic() < deadline:
             time.sleep(0.05)
-        stats = manager.last_stats or {}
-        self.args.stats_json.write_text(json.dumps(stats, indent=2))
+        stats = manager.last_stats
+        if stats is None or stats is self._stats_written:
+            stats = {}
+        self._stats_written = stats
+        if self.args.stats_interval is None:
+            self.args.stats_json.write_text(json.dumps(stats, indent=2))
+            return
+        # JSON Lines: the samples (if the call had media), then the final document.
+        if self._sampler is not None:
+            self._sampler.stop()
+            self._sampler = None
+        out = self._stats_out
+        self._stats_out = None
+        if out is None:
+            self.args.stats_json.write_text(json.dumps(stats) + "\n")
+            return
+        with out:
+            out.write(json.dumps(stats) + "\n")
 
     def _command(self, manager: CallManager, line: str) -> bool:
         verb, _, rest = line.partition(" ")
@@ -234,6 +377,9 @@ class _Agent:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.stats_interval is not None and args.stats_json is None:
+        print("vcall agent: --stats-interval needs --stats-json FILE", file=sys.stderr)
+        return 2
     password = args.password or os.environ.get(PASSWORD_ENV)
     if not password:
         print(f"vcall agent: give --password or set {PASSWORD_ENV}", file=sys.stderr)
@@ -276,6 +422,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return agent.run(manager)
     finally:
+        agent.stop_sampling()  # no sample of a closing session
         manager.close()  # ends a call in progress with CALL_END (or CALL_DENIED if ringing)
-        agent.drain()
+        agent.drain(manager)  # joins the sampler
         agent.print({"event": "exit"})

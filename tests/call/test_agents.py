@@ -1,13 +1,20 @@
 """Two (or three) real ``vcall agent`` processes through a real discovery server on loopback.
 
 Control only (``--no-media``): these tests are about call control; the media path has its own
-test. Timeouts are short (ring 1 s) so the file stays fast.
+test (``test_media.py``), except for ``--stats-interval``, which samples a real media session.
+Timeouts are short (ring 1 s) so the file stays fast.
 """
 
 from __future__ import annotations
 
+import json
 import signal
 import time
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.call.agents import AgentFactory
 
@@ -234,3 +241,56 @@ def test_bad_media_options_exit_2_before_registering(agents: AgentFactory) -> No
     assert agent.exit_code() == 2
     agent.stop()
     assert b"unknown preset" in agent.stderr and not agent.has("registered")
+
+
+def _json_lines(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A --stats-interval file: (the samples, the final document), each line parsed alone."""
+    lines = path.read_text().splitlines()
+    assert lines, f"{path} is empty"
+    parsed = [json.loads(line) for line in lines]
+    return parsed[:-1], parsed[-1]
+
+
+@pytest.mark.usefixtures("no_leaks")
+def test_stats_interval_writes_samples_then_the_final_document(
+    agents: AgentFactory, tmp_path: Path
+) -> None:
+    media = ("--preset", "low", "--source", "pattern", "--stats-interval", "0.5")
+    bob_file, alice_file = tmp_path / "bob.jsonl", tmp_path / "alice.jsonl"
+    bob = agents("bob", *media, "--auto-answer", "--stats-json", str(bob_file))
+    alice = agents("alice", *media, "--call", "bob", "--stats-json", str(alice_file))
+    started, _ = alice.wait_timed("started", timeout=20)
+    bob.wait("started", timeout=20)
+    time.sleep(max(0.0, started + 3.5 - time.monotonic()))
+    # bob is stopped mid-call: its samples still end with the final document, and the
+    # sampler thread does not keep it from exiting; alice's call ends the ordinary way.
+    bob.signal(signal.SIGTERM)
+    assert bob.exit_code() == 0
+    assert alice.wait("ended")["reason"] == "peer_hangup"
+    assert alice.exit_code() == 0
+    for path in (bob_file, alice_file):
+        samples, final = _json_lines(path)
+        assert len(samples) >= 5, samples  # ~3.5 s at 0.5 s
+        times = [s["t"] for s in samples]
+        assert 0.4 < times[0] < 1.5
+        assert all(0.25 < b - a < 1.5 for a, b in pairwise(times)), times
+        assert all("stages" not in s and s["state"] == "open" for s in samples)
+        shown = [s["freezes"]["frames_shown"] for s in samples]
+        assert shown == sorted(shown) and shown[-1] > shown[0] + 10, shown  # ~15 fps
+        assert all(s["freezes"]["since_last_frame_ms"] is not None for s in samples[2:])
+        # The final document: the whole of MediaStats.to_dict(), stages included.
+        assert "t" not in final and final["mode"] == "rtp"
+        assert set(final["stages"]) >= {"capture", "encode", "send", "receive", "display"}
+        assert final["freezes"]["frames_shown"] >= shown[-1]
+
+
+def test_stats_interval_needs_a_file_and_a_positive_period(agents: AgentFactory) -> None:
+    lonely = agents("bob", *CTRL, "--stats-interval", "1", wait_registered=False)
+    zero = agents("bob", *CTRL, "--stats-json", "x.json", "--stats-interval", "0",
+                  wait_registered=False)  # fmt: skip
+    assert lonely.exit_code() == 2 and zero.exit_code() == 2
+    lonely.stop()
+    zero.stop()
+    assert b"--stats-interval needs --stats-json" in lonely.stderr
+    assert b"must be a positive number of seconds" in zero.stderr
+    assert not lonely.has("registered") and not zero.has("registered")

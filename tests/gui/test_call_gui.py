@@ -6,6 +6,7 @@ and checks screenshots: the peer's video area shows the moving, stamped test pat
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 from pipeline.sources.pattern import Stamp, read_stamp
@@ -109,6 +111,14 @@ def assert_moving(client: Client, shot: Shot, name: str) -> None:
     assert b.frame_id > a.frame_id, f"{name}: frame ids do not advance ({a} -> {b})"
 
 
+def stage_of(peer: PeerWindow, stage: str) -> psutil.Process:
+    """One of the peer window's media stage processes (named ``vcall-<stage>``)."""
+    for child in psutil.Process(peer.proc.pid).children(recursive=True):
+        if child.name() == f"vcall-{stage}":
+            return child
+    raise AssertionError(f"peer has no vcall-{stage} process")
+
+
 def wait_stats(client: Client, check: Callable[[MediaStats], bool], what: str) -> None:
     def ready() -> bool:
         stats = client.app.last_stats
@@ -166,6 +176,27 @@ def test_call_hold_resume_quality_source_hangup(
         alice.pump_until(lambda: not app.model.hold_local, 10, "resume")
         alice.pump(1.0)
         assert_moving(alice, screenshot, "resumed")
+        assert app.call.no_video_shown == ""  # the video came back within 3 s of the resume
+
+        # bob's video stops (his capture stage stopped; call control goes on): after 3 s a
+        # banner over the video says so, counting; it goes when the frames are back. (Not the
+        # send stage: the H.264 frames it would skip are references of the ones after them.)
+        capture = stage_of(bob, "capture")
+        capture.send_signal(signal.SIGSTOP)
+        try:
+            alice.pump_until(lambda: app.call.no_video_shown, 6, "no-video banner")
+            stopped = app.call.no_video_shown
+            assert stopped.startswith("No video from bob for "), stopped
+            alice.pump_until(
+                lambda: app.call.no_video_shown not in ("", stopped), 3, "the banner counts on"
+            )
+            screenshot("no-video")
+        finally:
+            capture.send_signal(signal.SIGCONT)
+        alice.pump_until(lambda: not app.call.no_video_shown, 10, "banner gone with the video")
+        assert app.model.phase is Phase.CONNECTED
+        assert app.last_stats is not None and app.last_stats.freezes.longest_gap_ms > 3000
+        assert_moving(alice, screenshot, "after-stop")
 
         # A smaller window: the display stage is asked for the new size, and the picture fits.
         alice.root.geometry("800x480+0+0")

@@ -29,13 +29,14 @@ pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("no_leaks")]
 Shot = Callable[[str], np.ndarray]
 
 
-# A panel with every row: headline figures, six stage latencies, mode and CPU.
+# A panel with every row: headline figures (freezes included), six stage latencies, mode and CPU.
 FULL_STATS = StatsView(
     fps_in=30.0, fps_out=30.0, kbps_in=5000, kbps_out=5000, loss_pct=0.0, lost_packets=0,
-    rtt_ms=3.0, jitter_ms=0.1, c2d_p50_ms=17, c2d_p95_ms=37, mode="rtp", cpu_pct=50,
+    rtt_ms=3.0, jitter_ms=0.1, c2d_p50_ms=17, c2d_p95_ms=37, freezes=12, freezes_s=10.8,
+    longest_gap_ms=1450, mode="rtp", cpu_pct=50,
     stages=tuple((n, 1.0) for n in ("capture", "encode", "send", "receive", "jitter", "decode")),
 )  # fmt: skip
-HEADLINE_ROWS = 5
+HEADLINE_ROWS = 6  # up to "freezes / longest gap"
 
 
 @pytest.fixture
@@ -59,6 +60,7 @@ def screen(xvfb_display: str) -> Iterator[tuple[tk.Tk, CallScreen]]:
     )  # fmt: skip
     call.render(model, status_line(model, 61.0))
     call.stats.add(FULL_STATS)
+    call.set_no_video("No video from bob for 12 s")
     yield root, call
     root.destroy()
     # Release the views' PhotoImages here, on the main thread, not in a later gc elsewhere.
@@ -94,6 +96,12 @@ def test_nothing_is_cut_off(screen: tuple[tk.Tk, CallScreen], size: str, screens
     for widget in (call.hangup_button, call.hold_button, call.pause_button, call.quality,
                    call.source, call.stats_button, call.status):  # fmt: skip
         assert inside(widget, root), f"{widget} cut off at {size}"
+    # The no-video banner: whole, over the peer's video.
+    banner, video = call.no_video, call.peer_view
+    assert call.no_video_shown == "No video from bob for 12 s"
+    assert inside(banner, root), f"no-video banner cut off at {size}"
+    assert video.winfo_rootx() <= banner.winfo_rootx()
+    assert banner.winfo_rootx() + banner.winfo_width() <= video.winfo_rootx() + video.winfo_width()
     help_text = call.help.cget("text")
     assert help_text in (*HELP_VARIANTS, "")
     # The help is shown whole (never clipped), and a wide window shows some of it.

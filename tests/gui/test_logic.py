@@ -11,7 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.presets import get_preset
-from pipeline.stats import DropStats, LatencySummary, LossStats, MediaStats, SessionInfo
+from pipeline.stats import (
+    DropStats,
+    FreezeStats,
+    LatencySummary,
+    LossStats,
+    MediaStats,
+    SessionInfo,
+)
 from vcall.discovery.client import DiscoveryTimeout, ServerUnreachable, UserUnknown, WrongPassword
 from vcall.gui.events import UserRow
 from vcall.gui.logic import (
@@ -230,6 +237,13 @@ latency = st.builds(LatencySummary, count=st.integers(0, 10**6), p50=figure, p95
         latency_ms=st.dictionaries(st.sampled_from(["capture_to_display", *STAGE_ORDER]), latency),
         cpu_percent=st.dictionaries(st.sampled_from(["total", "capture"]), st.floats()),
         source_error=st.sampled_from(["", "no camera"]),
+        freezes=st.builds(
+            FreezeStats,
+            frames_shown=st.integers(0, 10**9),
+            freeze_count=st.integers(0, 10**9),
+            total_freezes_duration_s=st.floats(),
+            longest_gap_ms=st.floats(),
+        ),
     )
 )
 def test_summarize_stats_shows_no_nan(stats: MediaStats) -> None:
@@ -282,6 +296,36 @@ def test_fit_rows_drops_the_stage_rows_first() -> None:
     assert fit_rows(rows, 3) == [("fps", "1"), ("kbit/s", "2"), ("cpu", "5")]
     assert fit_rows(rows, 2) == [("fps", "1"), ("kbit/s", "2")]
     assert fit_rows(rows, 0) == fit_rows(rows, -3) == []
+
+
+def test_freezes_row_says_how_many_how_long_and_the_longest_gap() -> None:
+    label = "freezes / longest gap"
+
+    def row(**figures: Any) -> str:
+        return dict(summarize_stats(media_stats(freezes=FreezeStats(**figures))).lines())[label]
+
+    assert row() == "– / –"  # no frame shown yet
+    assert row(frames_shown=1) == "0 / –"  # one frame: no gap yet
+    assert row(frames_shown=90, longest_gap_ms=71.4) == "0 / 71 ms"
+    two = row(frames_shown=300, freeze_count=2, total_freezes_duration_s=0.84, longest_gap_ms=450.2)
+    assert two == "2 (0.8 s) / 450 ms"
+    assert dict(StatsView().lines())[label] == "– / –"
+    # Where it sits: after the headline latency, before the per-stage rows and media / CPU, so
+    # a short panel drops the stages, then media / CPU, and only then this row.
+    view = summarize_stats(
+        media_stats(
+            freezes=FreezeStats(frames_shown=9, longest_gap_ms=70.0),
+            latency_ms={"capture": LatencySummary(count=1, p50=1.0)},
+            cpu_percent={"total": 50.0},
+        )
+    )
+    labels = [name for name, _value in view.lines()]
+    assert labels.index(label) == labels.index("capture→display p50/p95") + 1
+    assert labels[-1] == "media / CPU" and labels[-2] == "  capture"
+    kept = [name for name, _value in fit_rows(view.lines(), len(labels) - 1)]
+    assert label in kept and "media / CPU" in kept and "  capture" not in kept
+    kept = [name for name, _value in fit_rows(view.lines(), len(labels) - 2)]
+    assert label in kept and "media / CPU" not in kept
 
 
 def test_codec_choices_and_labels() -> None:

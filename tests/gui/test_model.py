@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from pipeline.presets import get_preset
-from pipeline.stats import SessionInfo, summarise
+from pipeline.stats import FreezeStats, MediaStats, SessionInfo, summarise
 from vcall.gui import events as ev
-from vcall.gui.model import Phase, Screen, UiModel, reduce, status_line, window_title
+from vcall.gui.model import (
+    Phase,
+    Screen,
+    UiModel,
+    no_video_notice,
+    reduce,
+    status_line,
+    window_title,
+)
 
 
 def run(events: list[ev.Event], start: UiModel | None = None, now: float = 100.0) -> UiModel:
@@ -109,3 +119,78 @@ def test_codec_preference_changes_for_the_next_call_and_outlives_logout() -> Non
     assert "applies to the next call" in connected.message
     ended = run([ev.Ended("bob hung up."), ev.LoggedOut()], connected)
     assert ended.codec_preference == ("JPEG",)  # a setting, like the preset
+
+
+def _info() -> SessionInfo:
+    return SessionInfo(
+        "open", 5004, "rtp", "127.0.0.1:5006", True, get_preset("medium"), "pattern", "H264",
+        1.0, {}, (),
+    )  # fmt: skip
+
+
+def shown(since_ms: float | None, at: float) -> ev.StatsUpdate:
+    """A stats snapshot taken at ``at`` whose display stage last showed a frame ``since_ms``
+    before (None: none yet)."""
+    stats: MediaStats = dataclasses.replace(
+        summarise(_info(), {}, {}),
+        freezes=FreezeStats(
+            frames_shown=0 if since_ms is None else 50, since_last_frame_ms=since_ms
+        ),
+    )
+    return ev.StatsUpdate(stats, at)
+
+
+def in_call(now: float = 100.0) -> UiModel:
+    return run([ev.LoggedIn("alice", ("h", 1)), ev.Connected("bob", "rtp", "H264")], now=now)
+
+
+def test_no_video_notice_counts_from_the_last_frame_shown() -> None:
+    model = reduce(in_call(), shown(40.0, 110.0), 110.0)  # a frame at 109.96
+    assert no_video_notice(model, 110.5) == ""
+    assert no_video_notice(model, 112.9) == ""  # a gap under 3 s is not worth a word
+    assert no_video_notice(model, 112.97) == "No video from bob for 3 s"
+    assert no_video_notice(model, 114.5) == "No video from bob for 4 s"  # counts on
+    # The next snapshots still see the same last frame: the gap keeps growing.
+    model = reduce(model, shown(4040.0, 114.0), 114.0)
+    assert no_video_notice(model, 115.0) == "No video from bob for 5 s"
+    # Frames again: the notice goes with the first snapshot that shows them.
+    model = reduce(model, shown(20.0, 115.5), 115.5)
+    assert no_video_notice(model, 115.6) == ""
+    # A stage clock a hair ahead of ours (a negative gap) counts as a frame just now.
+    assert reduce(model, shown(-1.5, 116.0), 116.0).peer_video_at == 116.0
+
+
+def test_no_video_notice_before_the_first_frame_counts_from_the_connection() -> None:
+    model = reduce(in_call(now=100.0), shown(None, 102.0), 102.0)
+    assert model.peer_video_at is None
+    assert no_video_notice(model, 102.9) == ""
+    assert no_video_notice(model, 103.2) == "No video from bob for 3 s"
+    assert no_video_notice(run([ev.Dialing("bob")]), 200.0) == ""  # not in call yet
+
+
+def test_no_video_notice_is_silent_while_held_and_counts_from_the_resume() -> None:
+    model = reduce(in_call(), shown(10.0, 101.0), 101.0)
+    for local, remote in ((True, False), (False, True), (True, True)):
+        held = reduce(model, ev.HoldState(local, remote), 102.0)
+        assert no_video_notice(held, 130.0) == "", (local, remote)
+    held = reduce(model, ev.HoldState(False, True), 102.0)
+    held = reduce(held, shown(19_000.0, 120.0), 120.0)  # no frame for 19 s: held
+    resumed = reduce(held, ev.HoldState(False, False), 125.0)
+    assert no_video_notice(resumed, 127.0) == ""  # the video has 3 s to come back
+    assert no_video_notice(resumed, 128.5) == "No video from bob for 3 s"
+
+
+def test_our_own_pause_does_not_silence_the_notice() -> None:
+    model = reduce(in_call(), shown(10.0, 101.0), 101.0)
+    paused = reduce(model, ev.SendingChanged(False), 101.0)
+    assert no_video_notice(paused, 105.0) == "No video from bob for 4 s"
+
+
+def test_the_call_end_forgets_the_video() -> None:
+    model = reduce(in_call(), shown(10.0, 101.0), 101.0)
+    ended = reduce(model, ev.Ended("bob hung up."), 102.0)
+    assert (ended.peer_video_at, ended.video_expected_at) == (None, None)
+    assert no_video_notice(ended, 200.0) == ""
+    again = reduce(ended, ev.Connected("bob", "rtp", "H264"), 300.0)
+    assert no_video_notice(again, 302.0) == ""  # counts from the new call, not the old frame
+    assert no_video_notice(again, 303.0) == "No video from bob for 3 s"

@@ -94,6 +94,12 @@ class CallScreen(ttk.Frame):
             on_resize=lambda _w, _h: self._resized(),
         )  # fmt: skip
         self.peer_view.grid(row=0, column=0, sticky="nsew")
+        # Over the top of the peer's video (the last frame stays on screen when it stops):
+        # "No video from bob for 4 s" (model.no_video_notice); hidden while there is video.
+        self.no_video = tk.Label(
+            self.peer_view, text="", foreground="#ffffff", background="#8a1c1c",
+            font="TkHeadingFont", padx=10, pady=4,
+        )  # fmt: skip
         side = ttk.Frame(self, padding=(6, 0, 0, 0))
         side.grid(row=0, column=1, sticky="ns")
         self._side = side
@@ -202,6 +208,22 @@ class CallScreen(ttk.Frame):
             self._on_source(f"file:{path}")
         elif label in self._sources:
             self._on_source(self._sources[label])
+
+    def set_no_video(self, text: str) -> None:
+        """Show ``text`` over the peer's video ("" hides it)."""
+        if text == self.no_video.cget("text"):
+            return
+        self.no_video.configure(text=text, wraplength=max(100, self.peer_view.area[0] - 20))
+        if text:
+            self.no_video.place(relx=0.5, y=10, anchor="n")
+            self.no_video.lift()
+        else:
+            self.no_video.place_forget()
+
+    @property
+    def no_video_shown(self) -> str:
+        """The banner's text while it is on screen, else ""."""
+        return str(self.no_video.cget("text")) if self.no_video.winfo_manager() else ""
 
     def set_status(self, text: str) -> None:
         if text != self.status.cget("text"):

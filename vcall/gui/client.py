@@ -32,7 +32,15 @@ from vcall.gui.incoming import IncomingDialog
 from vcall.gui.logic import summarize_stats
 from vcall.gui.login import LoginScreen
 from vcall.gui.main_screen import MainScreen
-from vcall.gui.model import Phase, Screen, UiModel, reduce, status_line, window_title
+from vcall.gui.model import (
+    Phase,
+    Screen,
+    UiModel,
+    no_video_notice,
+    reduce,
+    status_line,
+    window_title,
+)
 from vcall.gui.worker import ClientWorker
 
 if TYPE_CHECKING:
@@ -318,7 +326,9 @@ class ClientApp:
 
     def _tick(self) -> None:
         if self.model.screen is Screen.CALL:
-            self.call.set_status(status_line(self.model, time.monotonic()))
+            now = time.monotonic()
+            self.call.set_status(status_line(self.model, now))
+            self.call.set_no_video(no_video_notice(self.model, now))
         self._tick_id = self.root.after(STATUS_TICK_MS, self._tick)
 
     def _render(self) -> None:
@@ -340,7 +350,9 @@ class ClientApp:
                     self.incoming.title(title)
         self.main.set_codec_preference(model.codec_preference)  # a no-op when unchanged
         if screen is Screen.CALL:
-            self.call.render(model, status_line(model, time.monotonic()))
+            now = time.monotonic()
+            self.call.render(model, status_line(model, now))
+            self.call.set_no_video(no_video_notice(model, now))
         elif screen is Screen.MAIN and model.message:
             self.main.show_message(model.message, model.message_error)
         elif screen is Screen.LOGIN and model.message and model.message_error:

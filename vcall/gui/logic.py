@@ -199,11 +199,23 @@ class StatsView:
     jitter_ms: float | None = None
     c2d_p50_ms: float | None = None
     c2d_p95_ms: float | None = None
+    # The peer's video by the webrtc-stats rules (MediaStats.freezes); None before its first frame.
+    freezes: int | None = None
+    freezes_s: float | None = None  # their total duration
+    longest_gap_ms: float | None = None  # between two frames shown (None: fewer than two)
     stages: tuple[tuple[str, float], ...] = ()  # (stage, p50 ms), pipeline order
     sending: str = ""  # "high 1280x720 q70"
     mode: str = ""
     cpu_pct: float | None = None
     source_error: str = ""
+
+    def _freezes(self) -> str:
+        """How many, with their total duration when there are any: "2 (0.8 s)"."""
+        if self.freezes is None:
+            return "–"
+        if self.freezes == 0 or self.freezes_s is None:
+            return str(self.freezes)
+        return f"{self.freezes} ({self.freezes_s:.1f} s)"
 
     def lines(self) -> list[tuple[str, str]]:
         """(label, value) rows for the panel, with units."""
@@ -223,6 +235,9 @@ class StatsView:
                 "capture→display p50/p95",
                 f"{num(self.c2d_p50_ms, '', 0)} / {num(self.c2d_p95_ms, ' ms', 0)}",
             ),
+            # After the headline latency and before the per-stage rows: a short window drops
+            # the stages first, then media / CPU, and only then this.
+            ("freezes / longest gap", f"{self._freezes()} / {num(self.longest_gap_ms, ' ms', 0)}"),
         ]
         rows += [(f"  {STAGE_LABELS.get(name, name)}", num(ms, " ms")) for name, ms in self.stages]
         if self.mode or self.cpu_pct is not None:
@@ -273,6 +288,7 @@ def summarize_stats(stats: MediaStats) -> StatsView:
     stages = tuple((name, value) for name in STAGE_ORDER if (value := p50(name)) is not None)
     c2d = latency.get("capture_to_display")
     preset = stats.info.preset
+    shown = stats.freezes
     return StatsView(
         fps_in=_finite(stats.fps_shown),
         fps_out=_finite(stats.fps_sent),
@@ -284,6 +300,9 @@ def summarize_stats(stats: MediaStats) -> StatsView:
         jitter_ms=_finite(stats.jitter_ms),
         c2d_p50_ms=None if c2d is None else _finite(c2d.p50),
         c2d_p95_ms=None if c2d is None else _finite(c2d.p95),
+        freezes=shown.freeze_count if shown.frames_shown else None,
+        freezes_s=_finite(shown.total_freezes_duration_s) if shown.frames_shown else None,
+        longest_gap_ms=_finite(shown.longest_gap_ms) if shown.frames_shown > 1 else None,
         stages=stages,
         sending=f"{preset.name} {preset.width}x{preset.height} q{preset.quality}",
         mode=stats.info.mode or "",

@@ -3,6 +3,10 @@
 :func:`reduce` folds worker events (:mod:`vcall.gui.events`) into a new :class:`UiModel`; the
 widgets only render it. Pure: ``now`` (``time.monotonic()``) is passed in, so the whole user
 journey's screen logic is tested without a display.
+
+The peer's video is watched from the statistics (``StatsUpdate``: the display stage's time since
+the last frame shown): :func:`no_video_notice` says "No video from bob for 4 s" once the video
+that should flow (in call, held by neither side) has not for ``NO_VIDEO_AFTER_S``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from dataclasses import dataclass
 from vcall.call.policy import DEFAULT_CODECS
 from vcall.gui import events as ev
 from vcall.gui.logic import codec_label, format_duration
+
+NO_VIDEO_AFTER_S = 3.0  # a gap in the peer's video this long is worth a word on screen
 
 
 class Screen(enum.Enum):
@@ -48,6 +54,10 @@ class UiModel:
     codec_preference: tuple[str, ...] = DEFAULT_CODECS  # for the calls to come (the selector)
     message: str = ""
     message_error: bool = False
+    # The peer's video: when its last frame was shown (None: none yet in this call), and since
+    # when it should flow (the call connected, or a hold ended); time.monotonic() values.
+    peer_video_at: float | None = None
+    video_expected_at: float | None = None
 
     @property
     def in_call(self) -> bool:
@@ -113,9 +123,21 @@ def reduce(model: UiModel, event: ev.Event, now: float) -> UiModel:
                 hold_remote=False,
                 message="",  # the status line says it
                 message_error=False,
+                peer_video_at=None,
+                video_expected_at=now,
             )
         case ev.HoldState(local=local, remote=remote):
-            return rep(model, hold_local=local, hold_remote=remote)
+            held, was_held = local or remote, model.hold_local or model.hold_remote
+            # Video stops while held: after the hold, a gap counts from its end.
+            expected = now if was_held and not held else model.video_expected_at
+            return rep(model, hold_local=local, hold_remote=remote, video_expected_at=expected)
+        case ev.StatsUpdate(stats=stats, at=at) if model.phase is Phase.CONNECTED:
+            since_ms = stats.freezes.since_last_frame_ms
+            if since_ms is None:  # no frame shown yet in this call
+                return model
+            # The stage measures at its last snapshot, a little before ``at``: the gap it
+            # reports can only be short, and a clock step between processes never makes it < 0.
+            return rep(model, peer_video_at=at - max(0.0, since_ms) / 1000)
         case ev.Ended(message=message, error=error):
             return rep(
                 model,
@@ -131,6 +153,8 @@ def reduce(model: UiModel, event: ev.Event, now: float) -> UiModel:
                 sending=True,
                 message=message,
                 message_error=error,
+                peer_video_at=None,
+                video_expected_at=None,
             )
         case ev.SendingChanged(enabled=enabled):
             return rep(model, sending=enabled)
@@ -194,3 +218,22 @@ def status_line(model: UiModel, now: float) -> str:
             media = (model.mode.upper(), model.codec, model.preset)
             parts.append(" ".join(word for word in media if word))
             return " · ".join(parts)
+
+
+def no_video_notice(model: UiModel, now: float) -> str:
+    """The call screen's word on a stopped peer video ("No video from bob for 4 s"), or "".
+
+    Said while in call, held by neither side, once the peer's video has not been seen for
+    ``NO_VIDEO_AFTER_S`` (before its first frame: since the call connected or the hold ended).
+    Our own pause does not stop the peer's video, so it does not silence this."""
+    if model.phase is not Phase.CONNECTED or model.hold_local or model.hold_remote:
+        return ""
+    since = model.video_expected_at
+    if since is None:
+        return ""
+    if model.peer_video_at is not None:
+        since = max(since, model.peer_video_at)
+    gap = now - since
+    if gap < NO_VIDEO_AFTER_S:
+        return ""
+    return f"No video from {model.peer} for {int(gap)} s"
