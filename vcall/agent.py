@@ -38,7 +38,12 @@ from typing import Any, TextIO
 
 from vcall import CLASSIC_VERSION, PROTOCOLS
 from vcall.call.events import CallEnded, CallEvent, CallStarted, IncomingCall
-from vcall.call.heartbeat import HeartbeatConfig
+from vcall.call.heartbeat import (
+    DEFAULT_GRACE,
+    DEFAULT_INTERVAL,
+    DEFAULT_TIMEOUT,
+    HeartbeatConfig,
+)
 from vcall.call.manager import CallManager, CallUsageError
 from vcall.call.media import MediaLike
 from vcall.call.policy import DEFAULT_CODECS, local_codecs, parse_codec_choice
@@ -97,6 +102,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--answer-timeout", type=float, help="default: ring timeout + 5 s")
     parser.add_argument("--connect-timeout", type=float, default=3.0, help="s to reach a callee")
     parser.add_argument("--heartbeat", type=float, nargs=2, metavar=("INTERVAL", "TIMEOUT"))
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds a silent peer may stay silent before the call ends (15; after TIMEOUT "
+        "the call is 'reconnecting')",
+    )
 
 
 def _codec_arg(text: str) -> str:
@@ -386,7 +399,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     agent = _Agent(args)
     try:
-        hb = HeartbeatConfig(*args.heartbeat) if args.heartbeat else None
+        interval, timeout = args.heartbeat or (DEFAULT_INTERVAL, DEFAULT_TIMEOUT)
+        grace = DEFAULT_GRACE if args.grace is None else args.grace
+        hb = HeartbeatConfig(interval, timeout, grace)
         media_factory = _media_factory(args)
     except ValueError as exc:  # bad heartbeat figures, unknown preset, malformed source
         print(f"vcall agent: {exc}", file=sys.stderr)

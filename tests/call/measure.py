@@ -43,7 +43,8 @@ def measure(rounds: int) -> dict[str, list[float]]:
             out["sigkill_to_ended_s"].append(t_end - t_kill)
 
             callee = agents(f"quiet{i}", "--no-media", "--auto-answer")
-            caller = agents(f"caller{i}", "--no-media", "--call", f"quiet{i}")
+            # Grace = timeout: measures how fast silence is noticed (reconnecting, then ended).
+            caller = agents(f"caller{i}", "--no-media", "--call", f"quiet{i}", "--grace", "2")
             caller.wait("started")
             callee.wait("started")
             time.sleep(0.6)

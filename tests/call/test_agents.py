@@ -155,21 +155,48 @@ def test_peer_sigkill_ends_the_call_within_1s(agents: AgentFactory) -> None:
     assert t - killed < 1.0, f"noticed after {t - killed:.2f} s"
 
 
-def test_silent_extension_peer_ends_within_3s(agents: AgentFactory) -> None:
+def test_silent_extension_peer_is_reconnecting_within_3s_and_ends_after_the_grace(
+    agents: AgentFactory,
+) -> None:
     bob = agents("bob", *CTRL, "--auto-answer")
-    alice = agents("alice", *CTRL, "--call", "bob")
+    alice = agents("alice", *CTRL, "--call", "bob", "--grace", "4")
     assert alice.wait("started")["mode"] == "rtp"
     bob.wait("started")
     time.sleep(0.6)  # a beat or two go by while the peer is alive
     stopped = time.monotonic()
     bob.signal(signal.SIGSTOP)
     try:
-        t, ended = alice.wait_timed("ended", timeout=6)
+        t_link, link = alice.wait_timed("link", timeout=6, reconnecting=True)
+        t_end, ended = alice.wait_timed("ended", timeout=8)
     finally:
         bob.signal(signal.SIGCONT)
+    assert t_link - stopped < 3.0, f"reconnecting after {t_link - stopped:.2f} s"
+    assert link["peer"] == "bob" and link["silence_s"] >= 2.0
     assert ended["reason"] == "heartbeat_timeout"
-    assert t - stopped < 3.0, f"noticed after {t - stopped:.2f} s"
+    # The silence began at bob's last beat, up to one interval (0.5 s) before the SIGSTOP.
+    assert 3.4 <= t_end - stopped < 5.5, f"ended after {t_end - stopped:.2f} s"
     bob.signal(signal.SIGKILL)
+
+
+def test_an_outage_shorter_than_the_grace_does_not_end_the_call(agents: AgentFactory) -> None:
+    """A 3 s silence (the peer frozen: no heartbeat, no media, TCP still up) used to end the
+    call after 2 s; now the call says it is reconnecting, and goes on when the peer is back."""
+    bob = agents("bob", *CTRL, "--auto-answer")
+    alice = agents("alice", *CTRL, "--call", "bob")
+    alice.wait("started")
+    bob.wait("started")
+    time.sleep(0.6)
+    bob.signal(signal.SIGSTOP)
+    try:
+        alice.wait("link", timeout=6, reconnecting=True)
+        time.sleep(1.0)  # about 3 s of silence in all
+    finally:
+        bob.signal(signal.SIGCONT)
+    back = alice.wait("link", timeout=6, reconnecting=False)
+    assert back["silence_s"] >= 2.0
+    alice.send("hangup")
+    assert alice.wait("ended")["reason"] == "hangup"
+    assert bob.wait("ended")["reason"] == "peer_hangup"
 
 
 def test_sigterm_ends_the_call_cleanly(agents: AgentFactory) -> None:

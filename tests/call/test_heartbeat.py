@@ -24,3 +24,18 @@ def test_beats_and_expiry() -> None:
 def test_bad_config(interval: float, timeout: float) -> None:
     with pytest.raises(ValueError):
         HeartbeatConfig(interval, timeout)
+
+
+def test_silence_past_the_timeout_is_reconnecting_and_past_the_grace_is_gone() -> None:
+    hb = Heartbeat(100.0, HeartbeatConfig(interval=0.5, timeout=2.0, grace=15.0))
+    hb.on_sent(100.0)
+    assert hb.expired(102.0) and not hb.gone(114.9) and hb.gone(115.0)
+    # While reconnecting, the passed timeout deadline is skipped: no busy loop.
+    hb.on_sent(103.0)
+    assert hb.next_deadline(103.2) == pytest.approx(103.5)
+    hb.on_sent(114.8)
+    assert hb.next_deadline(114.9) == pytest.approx(115.0)
+    hb.on_heard(110.0)  # heard again: the grace starts over
+    assert not hb.expired(111.9) and not hb.gone(124.9) and hb.gone(125.0)
+    with pytest.raises(ValueError):
+        HeartbeatConfig(0.5, 2.0, 1.0)  # a grace shorter than the timeout

@@ -253,6 +253,18 @@ def test_pause_refused_by_the_manager_becomes_a_notice(worker: Any) -> None:
     assert worker.managers[0].actions == ["pause True"]
 
 
+def test_a_silent_peer_shows_reconnecting_then_back(worker: Any) -> None:
+    worker.post(ev.Login("alice", "pw", ("127.0.0.1", 8000)))
+    wait_for(worker, ev.UsersListed)
+    manager: FakeManager = worker.managers[0]
+    manager.on_event(ce.CallStarted("bob", "rtp", "H264", "127.0.0.1", 1, 2, True, "caller"))
+    manager.on_event(ce.LinkChanged("bob", True, 2.0))
+    seen = wait_for(worker, ev.Notice)
+    assert seen[-1] == ev.Notice("No answer from bob: reconnecting…", error=True)
+    manager.on_event(ce.LinkChanged("bob", False, 3.1))
+    assert wait_for(worker, ev.Notice)[-1] == ev.Notice("bob is back.")
+
+
 def test_incoming_ring_and_refused_dial(worker: Any) -> None:
     worker.post(ev.Login("alice", "pw", ("127.0.0.1", 8000)))
     wait_for(worker, ev.UsersListed)

@@ -83,6 +83,18 @@ class PauseChanged(_Event):
 
 
 @dataclass(frozen=True, slots=True)
+class LinkChanged(_Event):
+    """The peer went silent (no heartbeat for the heartbeat timeout: the call is
+    "reconnecting", not over) or was heard again. Emitted on each change; the call ends with
+    ``heartbeat_timeout`` only when the silence outlasts the grace."""
+
+    peer: str
+    reconnecting: bool
+    silence_s: float  # how long the peer had been silent (when back: the whole silence)
+    name = "link"
+
+
+@dataclass(frozen=True, slots=True)
 class CallEnded(_Event):
     peer: str
     reason: str  # an EndReason value
@@ -104,6 +116,7 @@ CallEvent = (
     | CallStarted
     | HoldChanged
     | PauseChanged
+    | LinkChanged
     | CallEnded
     | StateChanged
 )

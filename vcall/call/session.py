@@ -59,6 +59,7 @@ from vcall.call.events import (
     CallStarted,
     HoldChanged,
     IncomingCall,
+    LinkChanged,
     Outgoing,
     PauseChanged,
     StateChanged,
@@ -457,22 +458,35 @@ class CallSession:
 
     async def _heartbeat(self) -> None:
         hb = Heartbeat(time.monotonic(), self.config.heartbeat)
+        reconnecting = False
         while not self._finished:
             conn = self.conn
             if conn is None:
                 return
             now = time.monotonic()
+            silent_for = hb.silence(now)  # before what was just heard, for the "back" event
             hb.on_heard(conn.last_heard)
-            if hb.expired(now):
+            if hb.gone(now):
                 self._fail(
                     CallInput.HEARTBEAT_TIMEOUT,
                     f"no sign of life from {self.peer} for {hb.silence(now):.1f} s",
                 )
                 return
+            if hb.expired(now) != reconnecting:
+                reconnecting = not reconnecting
+                silence = round(hb.silence(now) if reconnecting else silent_for, 3)
+                logger.info(
+                    "%s %s after %.1f s of silence",
+                    self.peer,
+                    "unreachable: reconnecting" if reconnecting else "heard again",
+                    silence,
+                )
+                self._emit(LinkChanged(self.peer, reconnecting, silence))
             if hb.send_due(now):
                 hb.on_sent(now)
                 self._spawn(self._send(CallAlive(self.config.nick)))
-            await asyncio.sleep(max(0.02, hb.next_deadline() - time.monotonic()))
+            now = time.monotonic()
+            await asyncio.sleep(max(0.02, hb.next_deadline(now) - now))
 
     async def _read_loop(self, conn: transport.ControlConnection, *, control: bool) -> None:
         try:

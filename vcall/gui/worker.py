@@ -418,6 +418,10 @@ class ClientWorker:
                 self._emit(ev.HoldState(local, remote))
             case call_events.PauseChanged(paused=paused):
                 self._emit(ev.SendingChanged(not paused))
+            case call_events.LinkChanged(peer=peer, reconnecting=True):
+                self._emit(ev.Notice(f"No answer from {peer}: reconnecting…", error=True))
+            case call_events.LinkChanged(peer=peer, reconnecting=False):
+                self._emit(ev.Notice(f"{peer} is back."))
             case call_events.CallEnded(peer=peer, reason=reason, detail=detail):
                 self._detach_media()
                 message, error = describe_end(reason, peer or self._peer, detail)
