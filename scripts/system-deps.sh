@@ -18,9 +18,10 @@ optional+=(libturbojpeg0)
 
 if [ "$profile" = test ]; then
     # libav: avdec_h264; ugly: x264enc (the H.264 interop tests, both directions).
+    # iproute2: ip and tc, for the impairment lab (tests/lab: network namespaces, tbf).
     required+=(xvfb xdotool ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-base
                gstreamer1.0-plugins-good gstreamer1.0-libav gstreamer1.0-plugins-ugly
-               libturbojpeg0)
+               libturbojpeg0 iproute2)
 fi
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
