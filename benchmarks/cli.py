@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "handoff": ("benchmarks.handoff", "shared-memory ring vs pickling frames through a queue"),
     "discovery": ("benchmarks.discovery", "discovery server throughput and latency"),
     "ui": ("benchmarks.ui", "Tk event-loop lag while showing a call"),
+    "network": ("benchmarks.network", "a real call through the impairment lab, per direction"),
 }
 
 
