@@ -183,13 +183,42 @@ def test_a_lost_packet_breaks_the_chain_until_a_keyframe() -> None:
     rx, depacketizer = receiver()
     assert len(feed(rx, per_frame[0])) == 1
     assert len(feed(rx, per_frame[1][:-2] + per_frame[1][-1:])) == 0  # one packet lost
-    assert feed(rx, per_frame[2]) == []  # complete, but its reference is gone
+    # Complete, but it waits up to REORDER_WAIT for the older frame (reordering)...
+    assert feed(rx, per_frame[2], now=0.0) == []
+    assert not depacketizer.needs_keyframe
+    # ...after which the older frame is lost, and with it this frame's reference.
+    assert feed(rx, per_frame[3], now=0.1) == []
     assert depacketizer.needs_keyframe
     s = depacketizer.stats
-    assert (s.incomplete, s.waiting_keyframe) == (1, 1)
-    assert feed(rx, per_frame[3]) == []
-    (recovered,) = feed(rx, per_frame[4])
+    assert (s.incomplete, s.waiting_keyframe) == (1, 2)
+    (recovered,) = feed(rx, per_frame[4], now=0.2)
     assert recovered.keyframe and not depacketizer.needs_keyframe
+
+
+def test_frames_reordered_across_frames_come_out_whole_and_in_order() -> None:
+    """The last packet of frame 1 arrives after all of frame 2: both are shown, in order, and
+    nothing asks for a keyframe (before: frame 1 was dropped when frame 2 completed)."""
+    per_frame = packets_of(encoded(frames=4), max_payload=300)
+    rx, depacketizer = receiver()
+    got = feed(rx, per_frame[0], now=0.0)
+    got += feed(rx, per_frame[1][:-1] + per_frame[2] + per_frame[1][-1:], now=0.01)
+    got += feed(rx, per_frame[3], now=0.02)
+    assert [f.timestamp for f in got] == [0, 3000, 6000, 9000]
+    assert not depacketizer.needs_keyframe and depacketizer.stats.incomplete == 0
+
+
+def test_whole_frames_lost_in_an_outage_break_the_chain() -> None:
+    """A cut loses whole frames: no partial frame is left to notice, only the sequence gap.
+    The next P frame must not be shown on a missing reference: ask for a keyframe."""
+    per_frame = packets_of(encoded(frames=6), max_payload=300)
+    rx, depacketizer = receiver()
+    assert len(feed(rx, per_frame[0], now=0.0)) == 1
+    assert len(feed(rx, per_frame[1], now=0.03)) == 1
+    # Frames 2 and 3 never arrive.
+    assert feed(rx, per_frame[4], now=3.0) == []
+    assert depacketizer.needs_keyframe
+    s = depacketizer.stats
+    assert (s.gaps, s.waiting_keyframe, s.incomplete) == (1, 1, 0)
 
 
 def test_hostile_payloads_are_counted_and_dropped() -> None:

@@ -24,15 +24,18 @@ layer sets the marker bit on the last packet of the access unit and one timestam
 Depacketizer: packets are grouped by RTP timestamp. An access unit is complete when its marker
 packet arrived, its sequence numbers are contiguous up to the marker, its first packet begins a
 picture (an AUD, SEI, SPS or PPS, or a slice whose ``first_mb_in_slice`` is 0, 7.3.3: the first
-bit of the slice header is 1), and every FU-A was started and ended. A frame that cannot be
-completed (a lost packet, a newer frame completing first, ``timeout`` without packets, more than
-``max_partial`` open) is dropped and counted as ``incomplete``; from then on the chain of
-references is broken: frames are dropped (``waiting_keyframe``) until an IDR access unit
-arrives, and ``needs_keyframe`` stays true so the receiver asks the sender for one (RTCP PLI).
-Duplicates, packets of frames already done (``late``), forbidden bits, truncated STAP-A sizes,
-FU-A fragments without a start, NAL types it does not know (``malformed`` / ``unsupported``)
-and oversized frames are counted and dropped; memory per frame is bounded by
-``max_frame_bytes``.
+bit of the slice header is 1), and every FU-A was started and ended. Complete units are released
+in timestamp order: one waits up to REORDER_WAIT for an older unit still missing packets
+(packets reordered across frames; on a clean link nothing is older, so nothing waits). A frame
+that cannot be completed (a lost packet, a newer frame released past it, ``timeout`` without
+packets, more than ``max_partial`` open) is dropped and counted as ``incomplete``; a sequence
+gap between the last released frame and the next (whole frames lost: an outage) is counted as
+``gaps``; from either on, the chain of references is broken: frames are dropped
+(``waiting_keyframe``) until an IDR access unit arrives, and ``needs_keyframe`` stays true so
+the receiver asks the sender for one (RTCP PLI). Duplicates, packets of frames already done
+(``late``), forbidden bits, truncated STAP-A sizes, FU-A fragments without a start, NAL types it
+does not know (``malformed`` / ``unsupported``) and oversized frames are counted and dropped;
+memory per frame is bounded by ``max_frame_bytes``.
 """
 
 from __future__ import annotations
@@ -66,6 +69,9 @@ logger = logging.getLogger(__name__)
 
 CLOCK_RATE = 90000
 _RESET_TICKS = 10 * CLOCK_RATE
+# A complete frame waits at most this long for an older frame still missing packets (packets
+# reordered across frames); on a clean link nothing is older, so nothing waits.
+REORDER_WAIT = 0.06
 _MAX_FRAGMENTS = 4096
 
 
@@ -126,6 +132,18 @@ class H264Packetizer(Packetizer):
 class H264DepacketizerStats(DepacketizerStats):
     waiting_keyframe: int = 0  # complete frames dropped because a reference was lost
     keyframes: int = 0
+    gaps: int = 0  # sequence gaps between frames (whole frames lost: an outage)
+
+
+@dataclass(frozen=True, slots=True)
+class _Ready:
+    """A complete access unit waiting for its turn (older units first)."""
+
+    unit: _AccessUnit
+    nals: list[bytes]
+    first_seq: int
+    marker_seq: int
+    since: float  # when it became complete
 
 
 class _AccessUnit:
@@ -151,6 +169,8 @@ class H264Depacketizer(Depacketizer):
         self.max_partial = max_partial
         self._c = dict.fromkeys(H264DepacketizerStats.__dataclass_fields__, 0)
         self._units: dict[int, _AccessUnit] = {}
+        self._ready: dict[int, _Ready] = {}
+        self._last_marker_seq: int | None = None
         self._last_done: int | None = None  # RTP ts of the last completed or dropped unit
         self._broken = True  # no keyframe yet: nothing can be decoded
         self.needs_keyframe = False
@@ -161,6 +181,8 @@ class H264Depacketizer(Depacketizer):
 
     def reset(self) -> None:
         self._units.clear()
+        self._ready.clear()
+        self._last_marker_seq = None
         self._last_done = None
         self._broken = True
         self.needs_keyframe = False
@@ -180,6 +202,9 @@ class H264Depacketizer(Depacketizer):
             if -_RESET_TICKS < behind <= 0:
                 self._c["duplicates" if behind == 0 else "late"] += 1
                 return []
+        if ts in self._ready:  # complete, waiting for an older frame
+            self._c["duplicates"] += 1
+            return []
         unit = self._units.get(ts)
         if unit is None:
             self.expire(now)
@@ -196,7 +221,7 @@ class H264Depacketizer(Depacketizer):
         if marker:
             unit.marker_seq = seq
         if unit.marker_seq is None:
-            return []
+            return self._release(now)
         return self._try_complete(ts, unit)
 
     def expire(self, now: float) -> int:
@@ -204,6 +229,10 @@ class H264Depacketizer(Depacketizer):
         for t in stale:
             self._drop(t, "incomplete")
         return len(stale)
+
+    def release(self, now: float) -> list[CodecFrame]:
+        """Frames whose wait for an older, reordered frame is over (call with ``expire``)."""
+        return self._release(now)
 
     # -- internals --
 
@@ -240,9 +269,36 @@ class H264Depacketizer(Depacketizer):
             self._drop(ts, "incomplete")
             return []
         del self._units[ts]
-        for other in [t for t in self._units if ts_diff(t, ts) < 0]:
-            self._drop(other, "incomplete")
+        self._ready[ts] = _Ready(unit, nals, first, unit.marker_seq, unit.last_arrival)
+        return self._release(unit.last_arrival)
+
+    def _release(self, now: float) -> list[CodecFrame]:
+        """Complete units, oldest first, once no older unit can still complete."""
+        out: list[CodecFrame] = []
+        while self._ready:
+            ts = min(self._ready, key=lambda t: ts_diff(t, next(iter(self._ready))))
+            ready = self._ready[ts]
+            older = [t for t in self._units if ts_diff(t, ts) < 0]
+            if older and now - ready.since < REORDER_WAIT:
+                break  # an older frame may still complete (reordering across frames)
+            for t in older:  # waited long enough: the older frames are lost
+                self._drop(t, "incomplete")
+            del self._ready[ts]
+            frame = self._emit(ts, ready)
+            if frame is not None:
+                out.append(frame)
+        return out
+
+    def _emit(self, ts: int, ready: _Ready) -> CodecFrame | None:
         self._mark_done(ts)
+        last = self._last_marker_seq
+        self._last_marker_seq = ready.marker_seq
+        if last is not None and seq_diff(ready.first_seq, last) != 1:
+            # Packets between the last frame and this one never came: whole frames were lost
+            # (an outage, or a frame dropped above), and the chain of references with them.
+            self._c["gaps"] += 1
+            self._broken = True
+        nals = ready.nals
         keyframe = any((n[0] & 0x1F) == NAL_IDR for n in nals)
         if keyframe:
             self._c["keyframes"] += 1
@@ -251,21 +307,20 @@ class H264Depacketizer(Depacketizer):
         elif self._broken:
             self._c["waiting_keyframe"] += 1
             self.needs_keyframe = True
-            return []
+            return None
         self._c["frames"] += 1
         data = b"".join(piece for n in nals for piece in (START_CODE, n))
-        return [
-            CodecFrame(
-                data=data,
-                timestamp=ts,
-                width=0,
-                height=0,
-                keyframe=keyframe,
-                first_arrival=unit.first_arrival,
-                last_arrival=unit.last_arrival,
-                packets=len(seqs),
-            )
-        ]
+        unit = ready.unit
+        return CodecFrame(
+            data=data,
+            timestamp=ts,
+            width=0,
+            height=0,
+            keyframe=keyframe,
+            first_arrival=unit.first_arrival,
+            last_arrival=unit.last_arrival,
+            packets=len(unit.packets),
+        )
 
     def _nals(self, payloads: list[memoryview]) -> list[bytes]:
         """The NAL units of a unit's payloads in order; [] (counted) if they do not form
