@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
@@ -57,11 +58,20 @@ class BenchError(RuntimeError):
     """The benchmark could not run the call (a process failed or timed out)."""
 
 
-class _Agent:
-    """``python -m vcall agent`` inside a lab host; its stdout events (each with the
-    ``time.monotonic()`` it was read at, ``_at``) and its stderr collected by threads."""
+class LabAgent:
+    """``python -m vcall agent`` inside a lab host, registered with the discovery server of
+    ``start_discovery``; its stdout events (each with the ``time.monotonic()`` it was read at,
+    ``_at``) and its stderr collected by threads. ``stats`` is where ``extra`` asked the agent
+    to write ``--stats-json`` (None: it was not asked)."""
 
-    def __init__(self, lab: Lab, host: Host, nick: str, stats: Path, extra: list[str]) -> None:
+    def __init__(
+        self,
+        lab: Lab,
+        host: Host,
+        nick: str,
+        extra: Sequence[str],
+        stats: Path | None = None,
+    ) -> None:
         self.nick = nick
         self.stats_path = stats
         self.events: list[dict[str, Any]] = []
@@ -69,8 +79,7 @@ class _Agent:
         self._cond = threading.Condition()
         argv = [
             "-m", "vcall", "agent", "--nick", nick, "--password", f"pw-{nick}",
-            "--server", f"{A_IP}:{DISCOVERY_PORT}", "--listen-ip", lab.address(host),
-            "--source", "pattern", "--stats-json", str(stats), "--stats-interval", "1", *extra,
+            "--server", f"{A_IP}:{DISCOVERY_PORT}", "--listen-ip", lab.address(host), *extra,
         ]  # fmt: skip
         self.proc = lab.python(
             host, argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -133,7 +142,9 @@ class _Agent:
         return f"{self.nick} (exit {rc}), events {events}; stderr tail:\n{tail}"
 
 
-def _start_discovery(lab: Lab, workdir: Path) -> None:
+def start_discovery(lab: Lab, workdir: Path) -> None:
+    """A discovery server in host A on DISCOVERY_PORT, its log and database in ``workdir``;
+    returns once it listens. BenchError if it does not start."""
     log = workdir / "discovery.log"
     with open(log, "wb") as out:
         server = lab.python(
@@ -206,10 +217,11 @@ def video_back_after(
 
 
 def _direction(
-    receiver: _Agent,
+    receiver: LabAgent,
     call_start: float | None,
     cuts: list[AppliedEvent],
 ) -> dict[str, Any]:
+    assert receiver.stats_path is not None
     samples, final = read_stats(receiver.stats_path)
     freezes = final.get("freezes", {})
     seconds = final.get("uptime_s") or (samples[-1]["t"] if samples else None)
@@ -250,21 +262,30 @@ def run_call(args: argparse.Namespace, profile: Profile, workdir: Path) -> dict[
     load_before = os.getloadavg()
     cpu_before = psutil.cpu_times()
     lab = Lab(profile, seed=args.seed)
-    agents: dict[str, _Agent] = {}
+    agents: dict[str, LabAgent] = {}
     cuts: list[AppliedEvent] = []
     applied: list[AppliedEvent] = []
     call_start: dict[str, float | None] = {}
     problems: list[str] = []
     try:
-        _start_discovery(lab, workdir)
-        agents["bob"] = _Agent(
-            lab, Host.B, "bob", workdir / "bob.jsonl", [*media, "--auto-answer", "--once"]
-        )
+        start_discovery(lab, workdir)
+
+        def start_agent(host: Host, nick: str, *extra: str) -> LabAgent:
+            stats = workdir / f"{nick}.jsonl"
+            return LabAgent(
+                lab,
+                host,
+                nick,
+                ["--source", "pattern", "--stats-json", str(stats), "--stats-interval", "1",
+                 *media, *extra],
+                stats,
+            )  # fmt: skip
+
+        agents["bob"] = start_agent(Host.B, "bob", "--auto-answer", "--once")
         agents["bob"].wait("registered", START_TIMEOUT)
-        agents["alice"] = _Agent(
-            lab, Host.A, "alice", workdir / "alice.jsonl",
-            [*media, "--call", "bob", "--seconds", str(args.seconds)],
-        )  # fmt: skip
+        agents["alice"] = start_agent(
+            Host.A, "alice", "--call", "bob", "--seconds", str(args.seconds)
+        )
         started = agents["alice"].wait("started", START_TIMEOUT)
         timeline = lab.start_timeline()
         call_start["alice"] = float(started["_at"])

@@ -271,7 +271,6 @@ class FramedFrame:
 class Framing(ABC):
     """A whole frame per datagram, outside RTP (JPEG's classic V0 is the one there is)."""
 
-    max_frame_size: tuple[int, int]  # frames are scaled to fit this box first
     max_bytes: int  # no frame larger than this is sent (the datagram must stay peer-safe)
 
     @abstractmethod

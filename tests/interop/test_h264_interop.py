@@ -20,7 +20,7 @@ import pytest
 
 from pipeline.control import MediaMode
 from pipeline.session import MediaSession, PeerEndpoint
-from tests.interop.test_session_interop import _png_frames, _stamped_ids
+from tests.interop.test_session_interop import assert_stamped_in_order
 from tests.interop.tools import check_pattern, free_port, running, wait_bound, write_pattern_png
 
 pytestmark = pytest.mark.interop
@@ -64,10 +64,7 @@ def test_ffmpeg_plays_a_vcall_h264_session_from_its_sdp(
         assert proc.stderr is not None
         stderr = proc.stderr.read().decode(errors="replace")
     assert proc.returncode == 0, stderr
-    frames = _png_frames(tmp_path)
-    assert len(frames) == COUNT
-    ids = _stamped_ids(frames)
-    assert ids == sorted(set(ids)), ids
+    assert_stamped_in_order(tmp_path, COUNT)
 
 
 def test_gstreamer_plays_a_vcall_h264_session(session: MediaSession, tmp_path: Path) -> None:
@@ -87,10 +84,7 @@ def test_gstreamer_plays_a_vcall_h264_session(session: MediaSession, tmp_path: P
         assert proc.stderr is not None and proc.stdout is not None
         output = proc.stderr.read() + proc.stdout.read()
     assert proc.returncode == 0, output
-    frames = _png_frames(tmp_path)
-    assert len(frames) == COUNT
-    ids = _stamped_ids(frames)
-    assert ids == sorted(set(ids)), ids
+    assert_stamped_in_order(tmp_path, COUNT)
 
 
 def _view(port_args: list[str], stats: Path, png: Path) -> list[str]:

@@ -49,6 +49,14 @@ def _stamped_ids(frames: list[np.ndarray]) -> list[int]:
     return ids
 
 
+def assert_stamped_in_order(folder: Path, count: int) -> None:
+    """The tool wrote exactly ``count`` frames, each with a valid pattern stamp, in order."""
+    frames = _png_frames(folder)
+    assert len(frames) == count
+    ids = _stamped_ids(frames)
+    assert ids == sorted(set(ids)), ids
+
+
 def _png_frames(folder: Path) -> list[np.ndarray]:
     out = []
     for path in sorted(folder.glob("f*.png")):
@@ -76,10 +84,7 @@ def test_ffmpeg_plays_a_vcall_session_from_its_sdp(session: MediaSession, tmp_pa
         assert proc.stderr is not None
         stderr = proc.stderr.read().decode(errors="replace")
     assert proc.returncode == 0, stderr
-    frames = _png_frames(tmp_path)
-    assert len(frames) == COUNT
-    ids = _stamped_ids(frames)
-    assert ids == sorted(set(ids)), ids
+    assert_stamped_in_order(tmp_path, COUNT)
 
 
 def test_gstreamer_plays_a_vcall_session(session: MediaSession, tmp_path: Path) -> None:
@@ -100,10 +105,7 @@ def test_gstreamer_plays_a_vcall_session(session: MediaSession, tmp_path: Path) 
         output = proc.stderr.read() + proc.stdout.read()
     assert proc.returncode == 0, output
     assert b"ERROR" not in output and b"WARNING" not in output, output
-    frames = _png_frames(tmp_path)
-    assert len(frames) == COUNT
-    ids = _stamped_ids(frames)
-    assert ids == sorted(set(ids)), ids
+    assert_stamped_in_order(tmp_path, COUNT)
 
 
 def test_a_vcall_session_shows_an_ffmpeg_stream(session: MediaSession, tmp_path: Path) -> None:

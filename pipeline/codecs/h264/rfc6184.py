@@ -43,6 +43,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from pipeline.codecs.assembly import FrameAssembly
 from pipeline.codecs.base import (
     CodecFrame,
     Depacketizer,
@@ -68,7 +69,6 @@ from pipeline.wire.rtp import seq_diff, ts_diff
 logger = logging.getLogger(__name__)
 
 CLOCK_RATE = 90000
-_RESET_TICKS = 10 * CLOCK_RATE
 # A complete frame waits at most this long for an older frame still missing packets (packets
 # reordered across frames); on a clean link nothing is older, so nothing waits.
 REORDER_WAIT = 0.06
@@ -147,7 +147,7 @@ class _Ready:
 
 
 class _AccessUnit:
-    __slots__ = ("bad", "first_arrival", "last_arrival", "marker_seq", "nbytes", "packets")
+    __slots__ = ("first_arrival", "last_arrival", "marker_seq", "nbytes", "packets")
 
     def __init__(self, now: float) -> None:
         self.packets: dict[int, memoryview] = {}  # seq -> payload
@@ -155,7 +155,6 @@ class _AccessUnit:
         self.nbytes = 0
         self.first_arrival = now
         self.last_arrival = now
-        self.bad = False
 
 
 class H264Depacketizer(Depacketizer):
@@ -168,10 +167,11 @@ class H264Depacketizer(Depacketizer):
         self.max_frame_bytes = max_frame_bytes
         self.max_partial = max_partial
         self._c = dict.fromkeys(H264DepacketizerStats.__dataclass_fields__, 0)
-        self._units: dict[int, _AccessUnit] = {}
+        self._units: FrameAssembly[_AccessUnit] = FrameAssembly(
+            self._c, timeout=timeout, max_partial=max_partial, on_drop=self._chain_broken
+        )
         self._ready: dict[int, _Ready] = {}
         self._last_marker_seq: int | None = None
-        self._last_done: int | None = None  # RTP ts of the last completed or dropped unit
         self._broken = True  # no keyframe yet: nothing can be decoded
         self.needs_keyframe = False
 
@@ -180,10 +180,9 @@ class H264Depacketizer(Depacketizer):
         return H264DepacketizerStats(**self._c)
 
     def reset(self) -> None:
-        self._units.clear()
+        self._units.reset()
         self._ready.clear()
         self._last_marker_seq = None
-        self._last_done = None
         self._broken = True
         self.needs_keyframe = False
 
@@ -197,23 +196,17 @@ class H264Depacketizer(Depacketizer):
         if not (1 <= payload[0] & 0x1F <= 23 or payload[0] & 0x1F in (NAL_STAP_A, NAL_FU_A)):
             self._c["unsupported"] += 1  # STAP-B, MTAP, FU-B, reserved: not in mode 1
             return []
-        if self._last_done is not None:
-            behind = ts_diff(ts, self._last_done)
-            if -_RESET_TICKS < behind <= 0:
-                self._c["duplicates" if behind == 0 else "late"] += 1
-                return []
+        if self._units.finished(ts):
+            return []
         if ts in self._ready:  # complete, waiting for an older frame
             self._c["duplicates"] += 1
             return []
-        unit = self._units.get(ts)
-        if unit is None:
-            self.expire(now)
-            unit = self._open(ts, now)
+        unit = self._units.open(ts, now, _AccessUnit)
         if seq in unit.packets:
             self._c["duplicates"] += 1
             return []
         if unit.nbytes + len(payload) > self.max_frame_bytes or len(unit.packets) >= _MAX_FRAGMENTS:
-            self._drop(ts, "unsupported")
+            self._units.drop(ts, "unsupported")
             return []
         unit.packets[seq] = payload
         unit.nbytes += len(payload)
@@ -225,35 +218,14 @@ class H264Depacketizer(Depacketizer):
         return self._try_complete(ts, unit)
 
     def expire(self, now: float) -> int:
-        stale = [t for t, u in self._units.items() if now - u.last_arrival > self.timeout]
-        for t in stale:
-            self._drop(t, "incomplete")
-        return len(stale)
-
-    def release(self, now: float) -> list[CodecFrame]:
-        """Frames whose wait for an older, reordered frame is over (call with ``expire``)."""
-        return self._release(now)
+        return self._units.expire(now)
 
     # -- internals --
 
-    def _open(self, ts: int, now: float) -> _AccessUnit:
-        if len(self._units) >= self.max_partial:
-            oldest = min(self._units, key=lambda t: ts_diff(t, ts))
-            self._drop(oldest, "incomplete")
-        unit = _AccessUnit(now)
-        self._units[ts] = unit
-        return unit
-
-    def _drop(self, ts: int, reason: str) -> None:
-        if self._units.pop(ts, None) is not None:
-            self._c[reason] += 1
-            self._broken = True
-            self.needs_keyframe = True
-        self._mark_done(ts)
-
-    def _mark_done(self, ts: int) -> None:
-        if self._last_done is None or ts_diff(ts, self._last_done) > 0:
-            self._last_done = ts
+    def _chain_broken(self) -> None:
+        """A frame was dropped: the frames after it have lost a reference."""
+        self._broken = True
+        self.needs_keyframe = True
 
     def _try_complete(self, ts: int, unit: _AccessUnit) -> list[CodecFrame]:
         assert unit.marker_seq is not None
@@ -266,9 +238,9 @@ class H264Depacketizer(Depacketizer):
             return []  # our first packets are still missing (reordered or lost: the timeout)
         nals = self._nals([unit.packets[s] for s in seqs])
         if not nals:  # counted by name; all its packets are here, so it will not heal
-            self._drop(ts, "incomplete")
+            self._units.drop(ts, "incomplete")
             return []
-        del self._units[ts]
+        self._units.take(ts)
         self._ready[ts] = _Ready(unit, nals, first, unit.marker_seq, unit.last_arrival)
         return self._release(unit.last_arrival)
 
@@ -278,11 +250,11 @@ class H264Depacketizer(Depacketizer):
         while self._ready:
             ts = min(self._ready, key=lambda t: ts_diff(t, next(iter(self._ready))))
             ready = self._ready[ts]
-            older = [t for t in self._units if ts_diff(t, ts) < 0]
+            older = self._units.older(ts)
             if older and now - ready.since < REORDER_WAIT:
                 break  # an older frame may still complete (reordering across frames)
             for t in older:  # waited long enough: the older frames are lost
-                self._drop(t, "incomplete")
+                self._units.drop(t, "incomplete")
             del self._ready[ts]
             frame = self._emit(ts, ready)
             if frame is not None:
@@ -290,7 +262,7 @@ class H264Depacketizer(Depacketizer):
         return out
 
     def _emit(self, ts: int, ready: _Ready) -> CodecFrame | None:
-        self._mark_done(ts)
+        self._units.mark_done(ts)
         last = self._last_marker_seq
         self._last_marker_seq = ready.marker_seq
         if last is not None and seq_diff(ready.first_seq, last) != 1:

@@ -13,7 +13,7 @@ API::
         def framing(self, mode) -> V0Framing | None          # MediaMode.V0 -> V0Framing
     class JpegEncoder(VideoEncoder): jpeg: JpegCodec (the backend); encode(bgr, quality)
     class JpegDecoder(VideoDecoder): frame_size(jpeg); decode_rgb_into(jpeg, dst)
-    class V0Framing(Framing):   max_frame_size (640, 480); encoder(enc) (scaled to fit, capped
+    class V0Framing(Framing):   encoder(enc) (scaled to fit V0_MAX_SIZE 640x480, capped
                                 under the peer-safe datagram); datagram(...); parse(datagram)
 
 Guarantees: the encoder gives baseline 4:2:0 JPEGs with the Annex K tables (RFC 2435 type 1);
@@ -125,8 +125,6 @@ class _V0Encoder(VideoEncoder):
 
 class V0Framing(Framing):
     """The classic datagram ``seq#ts#WxH#fps#jpeg`` (docs/protocol.md 3)."""
-
-    max_frame_size = V0_MAX_SIZE
 
     def __init__(self, max_bytes: int = V0_MAX_BYTES) -> None:
         self.max_bytes = max_bytes

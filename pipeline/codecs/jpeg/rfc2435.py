@@ -40,6 +40,7 @@ from __future__ import annotations
 import logging
 import struct
 
+from pipeline.codecs.assembly import FrameAssembly
 from pipeline.codecs.base import (
     CodecFrame,
     Depacketizer,
@@ -56,7 +57,6 @@ from pipeline.codecs.jpeg.markers import (
     jpeg_prefix,
     split_jpeg,
 )
-from pipeline.wire.rtp import ts_diff
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,6 @@ _MAIN_HDR = 8
 _RESTART_HDR = 4
 _QT_HDR = 4
 # A timestamp this far behind the last completed frame is a new stream, not a late packet.
-_RESET_TICKS = 10 * CLOCK_RATE
 
 
 class Rfc2435Packetizer(Packetizer):
@@ -178,18 +177,18 @@ class Rfc2435Depacketizer(Depacketizer):
         self.max_partial = max_partial
         # Real senders fill packets (ffmpeg, GStreamer and vcall send ~1 KB or more each).
         self._max_fragments = max_frame_bytes // 256 + 16
-        self._partials: dict[int, _Partial] = {}
-        self._last_done: int | None = None  # RTP ts of the last completed (or dropped) frame
         self._table_cache: dict[int, tuple[bytes, ...]] = {}
         self._c = dict.fromkeys(DepacketizerStats.__dataclass_fields__, 0)
+        self._frames: FrameAssembly[_Partial] = FrameAssembly(
+            self._c, timeout=timeout, max_partial=max_partial
+        )
 
     @property
     def stats(self) -> DepacketizerStats:
         return DepacketizerStats(**self._c)
 
     def reset(self) -> None:
-        self._partials.clear()
-        self._last_done = None
+        self._frames.reset()
         self._table_cache.clear()
 
     def push(
@@ -209,16 +208,9 @@ class Rfc2435Depacketizer(Depacketizer):
                 return []
             restart = int.from_bytes(payload[pos : pos + 2], "big")
             pos += _RESTART_HDR
-        if self._last_done is not None:
-            behind = ts_diff(ts, self._last_done)
-            if -_RESET_TICKS < behind <= 0:
-                self._c["duplicates" if behind == 0 else "late"] += 1
-                return []
-        part = self._partials.get(ts)
-        if part is None:
-            # Stale partial frames go before a new one opens (not per packet: the hot path).
-            self.expire(now)
-            part = self._open(ts, now)
+        if self._frames.finished(ts):
+            return []
+        part = self._frames.open(ts, now, _Partial)
         tables: tuple[bytes, ...] | None = None
         if offset == 0 and q >= 128:
             if len(payload) < pos + _QT_HDR:
@@ -231,7 +223,7 @@ class Rfc2435Depacketizer(Depacketizer):
                 body = payload[pos : pos + length]
                 if len(body) != length or length % 64 or length > 192 or precision:
                     # 16-bit tables (precision bits) are legal but nobody sends them.
-                    self._drop(ts, "unsupported")
+                    self._frames.drop(ts, "unsupported")
                     return []
                 tables = tuple(bytes(body[i : i + 64]) for i in range(0, length, 64))
                 pos += length
@@ -246,7 +238,7 @@ class Rfc2435Depacketizer(Depacketizer):
             or part.nbytes + len(data) > self.max_frame_bytes
             or len(part.fragments) >= self._max_fragments
         ):
-            self._drop(ts, "unsupported")
+            self._frames.drop(ts, "unsupported")
             return []
         part.fragments[offset] = data
         part.nbytes += len(data)
@@ -267,7 +259,7 @@ class Rfc2435Depacketizer(Depacketizer):
             frame = self._build(ts, part, scan)
         except _BadFrameError as exc:
             logger.debug("dropped RTP/JPEG frame ts=%d: %s", ts, exc)
-            self._drop(ts, "unsupported")
+            self._frames.drop(ts, "unsupported")
             return []
         self._complete(ts)
         self._c["frames"] += 1
@@ -275,35 +267,14 @@ class Rfc2435Depacketizer(Depacketizer):
 
     def expire(self, now: float) -> int:
         """Drop partial frames that got no packet for ``timeout`` seconds; -> how many."""
-        stale = [ts for ts, p in self._partials.items() if now - p.last_arrival > self.timeout]
-        for ts in stale:
-            self._drop(ts, "incomplete")
-        return len(stale)
+        return self._frames.expire(now)
 
     # -- internals --
 
-    def _open(self, ts: int, now: float) -> _Partial:
-        if len(self._partials) >= self.max_partial:
-            oldest = min(self._partials, key=lambda t: ts_diff(t, ts))
-            self._drop(oldest, "incomplete")
-        part = _Partial(now)
-        self._partials[ts] = part
-        return part
-
-    def _drop(self, ts: int, reason: str) -> None:
-        if self._partials.pop(ts, None) is not None:
-            self._c[reason] += 1
-        self._mark_done(ts)
-
-    def _mark_done(self, ts: int) -> None:
-        if self._last_done is None or ts_diff(ts, self._last_done) > 0:
-            self._last_done = ts
-
     def _complete(self, ts: int) -> None:
-        del self._partials[ts]
-        for other in [t for t in self._partials if ts_diff(t, ts) < 0]:
-            self._drop(other, "incomplete")
-        self._mark_done(ts)
+        self._frames.complete(ts)
+        for other in self._frames.older(ts):
+            self._frames.drop(other, "incomplete")
 
     def _scan_chunks(self, part: _Partial) -> list[memoryview] | None:
         """Views covering the scan data [0, total) in order, or None if there is a gap.
