@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -419,6 +420,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="call duration (20)")
     parser.add_argument("--seed", type=int, default=0, help="the impairer's seed (0)")
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    parser.add_argument(
+        "--keep-stats",
+        metavar="DIR",
+        help="copy both agents' per-second statistics (JSON Lines, every stage) into DIR",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -440,6 +446,12 @@ def run(args: argparse.Namespace) -> int:
         except (BenchError, LabError) as exc:
             print(f"vcall bench network: {exc}", file=sys.stderr)
             return 1
+        finally:
+            if args.keep_stats:
+                keep = Path(args.keep_stats)
+                keep.mkdir(parents=True, exist_ok=True)
+                for f in Path(tmp).glob("*.jsonl"):
+                    shutil.copy(f, keep / f.name)
     print_table(result)
     if args.json:
         out: IO[str]

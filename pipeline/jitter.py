@@ -12,7 +12,8 @@ API::
                      max_frames: int = 8, window: float = 2.0,
                      reset_after: float = 10.0, max_seq_gap: int = 1000,
                      skip_older: bool = True) -> None
-        def push(self, item: T, ts: int | None, now: float, seq: int | None = None) -> bool
+        def push(self, item: T, ts: int | None, now: float, seq: int | None = None,
+                 *, repaired: bool = False) -> bool
         def pop(self, now: float) -> T | None        # the newest due frame (skip_older) or the
                                                      # oldest due one (in order), or None
         def next_due(self, now: float) -> float | None   # seconds until a frame is due (0: now)
@@ -96,6 +97,7 @@ class JitterBuffer(Generic[T]):
         self.clock_rate = clock_rate
         self.max_delay = max_delay
         self.min_delay = min_delay
+        self._configured = (min_delay, max_delay)
         self.jitter_factor = jitter_factor
         self.max_frames = max_frames
         self.window = window
@@ -118,6 +120,16 @@ class JitterBuffer(Generic[T]):
     @property
     def jitter_s(self) -> float:
         return self._jitter
+
+    def set_repair_floor(self, seconds: float) -> None:
+        """Hold every frame at least ``seconds`` (0: back to the configured range): while
+        packets are being repaired (NACK/RTX), a steady delay about one repair long plays
+        repaired frames on time instead of freezing on each and bursting after it (libwebrtc
+        adds the RTT to its jitter delay while NACK is active, for the same reason)."""
+        low, high = self._configured
+        floor = max(seconds, 0.0)
+        self.min_delay = max(low, floor)
+        self.max_delay = max(high, floor)
 
     @property
     def delay_s(self) -> float:
@@ -154,8 +166,13 @@ class JitterBuffer(Generic[T]):
         elif self._c["lost"] > 0:
             self._c["lost"] -= 1  # a reordered frame that was counted lost arrived after all
 
-    def push(self, item: T, ts: int | None, now: float, seq: int | None = None) -> bool:
-        """Offer a complete frame; False if it was dropped (late or duplicate)."""
+    def push(
+        self, item: T, ts: int | None, now: float, seq: int | None = None, *, repaired: bool = False
+    ) -> bool:
+        """Offer a complete frame; False if it was dropped (late or duplicate). A ``repaired``
+        frame (some packet came by retransmission) is played but does not enter the jitter and
+        transit estimates: its delay is the repair's, not the path's (libwebrtc's jitter
+        estimator skips frames delayed by retransmission the same way)."""
         if ts is None:
             ts = int(now * self.clock_rate) & 0xFFFFFFFF
         if self._last_ts is not None:
@@ -173,18 +190,19 @@ class JitterBuffer(Generic[T]):
         self._c["pushed"] += 1
         media = ext / self.clock_rate
         transit = now - media
-        if self._last_ts is None or ext > self._last_ext:
+        q = self._transits
+        if (self._last_ts is None or ext > self._last_ext) and (not repaired or not q):
             if self._last_ts is not None:
                 d = (now - self._last_arrival) - (ext - self._last_ext) / self.clock_rate
                 self._jitter += (abs(d) - self._jitter) / 16
             self._last_ts, self._last_ext, self._last_arrival = ts, ext, now
-        # Windowed minimum of transit, as a monotonic queue.
-        q = self._transits
-        while q and q[-1][1] >= transit:
-            q.pop()
-        q.append((now, transit))
-        while q[0][0] < now - self.window:
-            q.popleft()
+        if not repaired or not q:
+            # Windowed minimum of transit, as a monotonic queue.
+            while q and q[-1][1] >= transit:
+                q.pop()
+            q.append((now, transit))
+            while q[0][0] < now - self.window:
+                q.popleft()
         self._frames[ext] = _Entry(item, media, now)
         if len(self._frames) > self.max_frames:
             del self._frames[min(self._frames)]

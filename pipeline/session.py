@@ -62,6 +62,7 @@ from pipeline.stats import (
     StatsChannel,
     summarise,
 )
+from pipeline.transport import feedback
 from pipeline.wire.sdp import build_sdp
 
 __all__ = ["Frame", "MediaMode", "MediaSession", "MediaSessionError", "PeerEndpoint"]
@@ -71,6 +72,11 @@ logger = logging.getLogger(__name__)
 STAGES = STAGE_NAMES
 RAW_SLOTS = 4
 ENCODED_SLOTS = 4
+# Frames released together after a repair (in order, an inter-frame codec) must all reach the
+# display: a burst of up to MAX_FRAMES_PER_TURN with room to spare. Pages are touched only
+# as frames fill them, so idle slots cost address space, not memory.
+ENCODED_RX_SLOTS = 12
+FEEDBACK_SLOTS = 32  # NACK and rate messages; a reader that falls behind skips (counted)
 RGB_SLOTS = 3
 MAX_FRAME = (1920, 1080)
 ENCODED_TX_CAPACITY = 2 * 1024 * 1024
@@ -177,8 +183,12 @@ class MediaSession:
         r = self._rings
         r["raw"] = Ring.create(seg, "raw", n_slots=RAW_SLOTS, capacity=frame_max, n_readers=2)
         r["etx"] = Ring.create(seg, "etx", n_slots=ENCODED_SLOTS, capacity=ENCODED_TX_CAPACITY)
-        r["erx"] = Ring.create(seg, "erx", n_slots=ENCODED_SLOTS, capacity=ENCODED_RX_CAPACITY)
+        r["erx"] = Ring.create(seg, "erx", n_slots=ENCODED_RX_SLOTS, capacity=ENCODED_RX_CAPACITY)
         r["txinfo"] = Ring.create(seg, "txinfo", n_slots=2, capacity=64, n_readers=0)
+        # receive -> send (NACKs, target rate) and -> encode (target rate): reader 0 and 1.
+        r["feedback"] = Ring.create(
+            seg, "feedback", n_slots=FEEDBACK_SLOTS, capacity=feedback.CAPACITY, n_readers=2
+        )
         r["peer"] = Ring.create(
             seg, "peer", n_slots=RGB_SLOTS, capacity=peer_max, reader_fds=[self._notify]
         )
@@ -210,6 +220,8 @@ class MediaSession:
                 backend=self._backend,
                 v0_max_bytes=self._v0_max,
                 keyframe_request=self._kf_request,
+                feedback_ring=r["feedback"],
+                feedback_reader=1,
             ),
             "send": functools.partial(
                 send.SendStage,
@@ -218,6 +230,7 @@ class MediaSession:
                 fps=p.fps,
                 codec=self._codec,
                 keyframe_request=self._kf_request,
+                feedback_ring=r["feedback"],
             ),
             "receive": functools.partial(
                 receive.ReceiveStage,
@@ -228,6 +241,7 @@ class MediaSession:
                 codec=self._codec,
                 keyframe_request=self._kf_request,
                 keyframe_needed=self._kf_needed,
+                feedback_ring=r["feedback"],
             ),
             "display": functools.partial(
                 display.DisplayStage,

@@ -89,6 +89,8 @@ class CodecInfo:
     order. ``keyframe_requests``: the encoder can be asked for a keyframe (RTCP PLI/FIR).
     ``modes``: the call modes that carry it. ``max_dimension`` and ``size_multiple``: the
     picture sizes the payload format can describe (RFC 2435: multiples of 8, at most 2040).
+    ``rtx_payload_type``: the dynamic payload type of its retransmission stream (RFC 4588,
+    ``a=rtpmap:N rtx/clock`` with ``apt``), None when it is never repaired.
     """
 
     name: str
@@ -103,6 +105,7 @@ class CodecInfo:
     fmtp: str | None = None
     max_dimension: int = 4096
     size_multiple: int = 1
+    rtx_payload_type: int | None = None
 
     @property
     def rtpmap(self) -> str:
@@ -158,9 +161,12 @@ class DepacketizerStats:
 
 
 class VideoEncoder(ABC):
-    """Raw BGR frames in, encoded frames out."""
+    """Raw BGR frames in, encoded frames out. ``follows_bitrate``: its rate control meets
+    ``set_bitrate`` (H.264); False: it is steered by ``quality`` (JPEG), and the encode stage
+    meets a target along a ``ladder.QualityLadder`` instead."""
 
     backend: str = ""
+    follows_bitrate: bool = False
 
     @abstractmethod
     def encode(self, bgr: U8Array, quality: int) -> EncodedFrame:
@@ -209,6 +215,9 @@ class Depacketizer(ABC):
     """
 
     needs_keyframe: bool = False
+    # How long (s) a complete frame may wait for an older one whose packets are being repaired
+    # (NACK/RTX): the receiver sets it from the round-trip time. Only in-order codecs use it.
+    repair_wait: float = 0.0
 
     @abstractmethod
     def push(

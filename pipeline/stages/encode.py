@@ -8,6 +8,11 @@ is encoded straight from the raw ring's slot (no copy); if the capture stage ove
 meanwhile (``valid`` fails) the result is thrown away and counted as torn. When the call mode
 has a framing of its own (JPEG's classic V0 datagram), the framing wraps the encoder: it keeps
 every frame inside one peer-safe datagram (docs/architecture.md, the codec seam).
+
+Congestion control: the target rate arrives on the ``feedback`` ring (from the receive stage).
+An encoder that ``follows_bitrate`` (H.264) gets min(target, the preset's bitrate); one steered
+by quality (JPEG) follows a ``QualityLadder``: quality, then resolution (frames scaled before
+encoding; the receiver scales them back to its window), then frame rate.
 """
 
 from __future__ import annotations
@@ -19,12 +24,16 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import cv2
+
 from pipeline.codecs.base import Codec, EncodeError, VideoEncoder
+from pipeline.codecs.ladder import QualityLadder
 from pipeline.codecs.registry import get_codec
 from pipeline.control import Connect, ControlMessage, SetPreset, SetSending
 from pipeline.ipc.ring import Ring, RingError, Ts
 from pipeline.presets import Preset
 from pipeline.stages.base import Stage, StageContext
+from pipeline.transport import feedback
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +51,14 @@ class EncodeStage(Stage):
         backend: str = "auto",
         v0_max_bytes: int | None = None,
         keyframe_request: int = -1,
+        feedback_ring: Ring | None = None,
+        feedback_reader: int = 0,
     ) -> None:
         super().__init__(ctx)
+        self._feedback = None if feedback_ring is None else feedback_ring.reader(feedback_reader)
+        self._target_bps: int | None = None
+        self._ladder = QualityLadder(preset.quality)
+        self._captured = 0
         self._reader = raw.reader(raw_reader)
         self._writer = encoded_tx.writer()
         self._codec = codec
@@ -59,11 +74,42 @@ class EncodeStage(Stage):
         self._quality = preset.quality
 
     def wait_fds(self) -> Sequence[int]:
+        fds = [self._reader.fd]
         if self._keyframe_fd >= 0:
-            return (self._reader.fd, self._keyframe_fd)
-        return (self._reader.fd,)
+            fds.append(self._keyframe_fd)
+        if self._feedback is not None:
+            fds.append(self._feedback.fd)
+        return fds
+
+    def _on_feedback(self) -> None:
+        reader = self._feedback
+        assert reader is not None
+        reader.drain()
+        desc = reader.latest()  # only the newest target matters
+        raw = None if desc is None else reader.copy_bytes(desc)
+        msg = None if raw is None else feedback.unpack(raw)
+        if isinstance(msg, feedback.TargetRate):
+            self._apply_target(msg.bps)
+
+    def _apply_target(self, bps: int | None) -> None:
+        self._target_bps = bps
+        self._ladder.set_target(bps)
+        cap = self._preset.bitrate_bps
+        self._plain.set_bitrate(cap if bps is None else min(bps, cap))
+
+    def _scaled(self, bgr: Any) -> Any:
+        """The frame at the ladder's resolution (JPEG-style codecs under congestion)."""
+        scale = self._ladder.rung.scale
+        if self._plain.follows_bitrate or scale >= 1.0:
+            return bgr
+        m = max(self._codec.info.size_multiple, 16)
+        h, w = bgr.shape[:2]
+        size = (max(m, round(w * scale / m) * m), max(m, round(h * scale / m) * m))
+        return cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
 
     def step(self, ready: Sequence[int], now_ns: int) -> None:
+        if self._feedback is not None and self._feedback.fd in ready:
+            self._on_feedback()
         if self._keyframe_fd in ready:
             with contextlib.suppress(BlockingIOError):
                 os.eventfd_read(self._keyframe_fd)
@@ -80,9 +126,19 @@ class EncodeStage(Stage):
         if encoder is None or not self._sending:
             self.count("skipped_idle")
             return
+        self._captured += 1
+        ladder = self._ladder
+        adaptive = not self._plain.follows_bitrate and self._mode == "rtp"
+        if adaptive and not ladder.take(self._captured):
+            self.count("skipped_rate")
+            return
+        quality = min(self._preset.quality, ladder.rung.quality) if adaptive else None
         start = time.monotonic_ns()
         try:
-            frame = encoder.encode(self._reader.array(desc), self._preset.quality)
+            if quality is None:
+                frame = encoder.encode(self._reader.array(desc), self._preset.quality)
+            else:
+                frame = encoder.encode(self._scaled(self._reader.array(desc)), quality)
         except EncodeError:
             self.count("too_large")
             return
@@ -109,6 +165,8 @@ class EncodeStage(Stage):
             return
         self.window("encode_wait").add_ns(start - desc.stamp(Ts.CAPTURED))
         self.window("encode").add_ns(done - start)
+        if adaptive:
+            ladder.on_frame(len(frame.data), done / 1e9, self._preset.fps)
         self.count("frames")
         self.count("bytes", len(frame.data))
 
@@ -119,7 +177,8 @@ class EncodeStage(Stage):
                     self._codec = get_codec(peer.codec)
                     self._plain = self._codec.encoder(self._backend)
                 self._plain.set_fps(self._preset.fps)
-                self._plain.set_bitrate(self._preset.bitrate_bps)
+                self._ladder = QualityLadder(self._preset.quality)
+                self._apply_target(None)
                 framing = self._codec.framing(peer.mode, self._framing_cap)
                 self._encoder = self._plain if framing is None else framing.encoder(self._plain)
                 self._mode = str(peer.mode)
@@ -129,7 +188,8 @@ class EncodeStage(Stage):
                 self._preset = preset
                 self._quality = preset.quality
                 self._plain.set_fps(preset.fps)
-                self._plain.set_bitrate(preset.bitrate_bps)
+                self._ladder = QualityLadder(preset.quality)
+                self._apply_target(self._target_bps)
 
     def snapshot(self, now_ns: int) -> dict[str, Any]:
         return {
@@ -140,4 +200,15 @@ class EncodeStage(Stage):
             "quality": self._quality,
             "ring_dropped": self._reader.dropped,
             "ring_torn": self._reader.torn,
+            "target_bps": self._target_bps,
+            "ladder": None
+            if self._plain.follows_bitrate
+            else {
+                "rung": self._ladder.index,
+                "quality": self._ladder.rung.quality,
+                "scale": self._ladder.rung.scale,
+                "fps_divisor": self._ladder.rung.fps_divisor,
+                "reason": self._ladder.reason,
+                "measured_bps": round(self._ladder.measured_bps),
+            },
         }

@@ -25,6 +25,15 @@ RTCP (RTP mode): this stage owns the socket on rx port + 1. It takes in the peer
 every second sends our report to the peer's port + 1: an SR built from the send stage's
 ``SenderInfo`` (``txinfo`` ring) plus a report block about what we receive (loss, jitter,
 LSR/DLSR for RTT).
+
+Loss repair and congestion control, both directions (docs/architecture.md, "Calls on real
+networks"). What we receive: a ``NackTracker`` lists missing packets and this stage sends
+generic NACKs (RFC 4585) for them; RTX packets (RFC 4588) are unwrapped into the stream; the
+in-order depacketizer's ``repair_wait`` follows the RTT so a frame under repair is waited for;
+a ``DelayBasedEstimator`` on the abs-send-time of each packet estimates the path's rate and a
+REMB reports it to the peer. What we send: the peer's NACKs go to the send stage and its REMB
+and report blocks feed a ``SendRateController`` whose target goes to the send stage (pacing)
+and the encode stage (bitrate), all on the ``feedback`` ring.
 """
 
 from __future__ import annotations
@@ -44,11 +53,14 @@ from pipeline.codecs.base import Codec, Framing
 from pipeline.codecs.registry import get_codec
 from pipeline.control import Connect, ControlMessage
 from pipeline.errors import RemoteProtocolError
-from pipeline.ipc.ring import Ring, RingError, RingReader, Ts
+from pipeline.ipc.ring import Ring, RingError, RingReader, RingWriter, Ts
 from pipeline.jitter import JitterBuffer
 from pipeline.stages.base import Stage, StageContext
 from pipeline.stats import RateMeter
+from pipeline.transport import feedback
+from pipeline.transport.bwe import DelayBasedEstimator
 from pipeline.transport.edge import DatagramEdge
+from pipeline.transport.rate import SendRateController
 from pipeline.transport.stream import RtpReceiver, RtpStream
 from pipeline.wire.rtcp import RtcpSession, SenderInfo
 from pipeline.wire.rtp import to_rtp_ts
@@ -67,6 +79,20 @@ EXPIRE_INTERVAL_NS = 100_000_000
 # keeps an interactive call interactive when the path is bad.
 JITTER_FACTOR = 1.5
 MAX_PLAYOUT_DELAY_S = 0.05
+# Congestion control range: the floor keeps a picture alive; the ceiling is far above any
+# preset (the encode stage caps the target at the preset's own bitrate).
+MIN_TARGET_BPS = 150_000
+MAX_TARGET_BPS = 50_000_000
+TARGET_PUBLISH_S = 1.0  # the target goes to send/encode on a change of 2 % or at this interval
+# How long a complete frame waits for an older one under repair: a NACK, its RTX and a retry
+# take about REPAIR_RTTS round trips, plus the wait for reordering; never beyond MAX_REPAIR_WAIT_S
+# (past that a keyframe request is the faster repair).
+REPAIR_RTTS = 2.5
+REPAIR_MARGIN_S = 0.02
+MAX_REPAIR_WAIT_S = 0.35
+REPAIR_MEMORY_S = 10.0
+JITTER_MAX_FRAMES = 16  # frames waiting for playout: 0.3 s of repair at 50 fps
+DEFAULT_RTT_S = 0.1
 
 
 def bind_rx_sockets(ip: str, port: int) -> tuple[socket.socket, socket.socket]:
@@ -125,8 +151,19 @@ class ReceiveStage(Stage):
         codec: Codec,
         keyframe_request: int = -1,
         keyframe_needed: int = -1,
+        feedback_ring: Ring | None = None,
     ) -> None:
         super().__init__(ctx)
+        self._feedback: RingWriter | None = None
+        if feedback_ring is not None:
+            self._feedback = feedback_ring.writer()
+        self._bwe: DelayBasedEstimator | None = None
+        self._send_rate: SendRateController | None = None
+        self._published: tuple[float, int] | None = None
+        self._reports_seen = 0
+        self._feedback_id = 0
+        self._nack_requests = 0
+        self._repairing_until = 0.0
         self._keyframe_request = keyframe_request  # we write: the peer asked for a keyframe
         self._keyframe_needed = keyframe_needed  # we read: the display lost the chain
         self._rtp = DatagramEdge(rtp_sock)
@@ -154,6 +191,7 @@ class ReceiveStage(Stage):
             jitter_factor=JITTER_FACTOR,
             max_delay=MAX_PLAYOUT_DELAY_S,
             skip_older=info.intra_only,
+            max_frames=JITTER_MAX_FRAMES,
         )
 
     def wait_fds(self) -> Sequence[int]:
@@ -162,8 +200,18 @@ class ReceiveStage(Stage):
         return (self._rtp.fileno(), self._rtcp.fileno())
 
     def timeout(self, now_ns: int) -> float:
-        due = self._jitter.next_due(now_ns / 1e9)
-        return 0.25 if due is None else due
+        now = now_ns / 1e9
+        due = self._jitter.next_due(now)
+        wait = 0.25 if due is None else due
+        nack = None if self._video is None or self._video.nack is None else self._video.nack
+        if nack is not None:
+            nack_due = nack.next_due(now, self._rtt())
+            if nack_due is not None:
+                wait = min(wait, nack_due)
+        return wait
+
+    def _rtt(self) -> float | None:
+        return None if self._rtcp_session is None else self._rtcp_session.stats.rtt_s
 
     def step(self, ready: Sequence[int], now_ns: int) -> None:
         if self._rtp.fileno() in ready:
@@ -190,6 +238,64 @@ class ReceiveStage(Stage):
             self._receiver.expire(now)
         if self._rtcp_session is not None:
             self._rtcp_tick(now)
+            self._feedback_tick(now)
+
+    def _feedback_tick(self, now: float) -> None:
+        """NACKs and REMB about what we receive; the target rate of what we send."""
+        session, video = self._rtcp_session, self._video
+        assert session is not None
+        if video is None or self._rtcp.peer is None:
+            return
+        rtt = self._rtt()
+        nack = video.nack
+        seqs: list[int] = []
+        if nack is not None:
+            seqs = nack.due(now, rtt)
+            if nack.overflowed:  # an outage: a keyframe repairs faster than a long NACK
+                nack.overflowed = False
+                self._ask_keyframe(now)
+            nst = nack.stats
+            repair_wait = min(
+                REPAIR_RTTS * (DEFAULT_RTT_S if rtt is None else rtt)
+                + nst.reorder_wait_ms / 1000
+                + REPAIR_MARGIN_S,
+                MAX_REPAIR_WAIT_S,
+            )
+            video.depacketizer.repair_wait = repair_wait
+            if nst.requests != self._nack_requests:
+                self._nack_requests = nst.requests
+                self._repairing_until = now + REPAIR_MEMORY_S
+            # In-order codecs wait for repairs; hold playout steadily while they happen, and
+            # give the delay back once the link has been clean for REPAIR_MEMORY_S.
+            if not self._codec.info.intra_only:
+                one_repair = (
+                    (DEFAULT_RTT_S if rtt is None else rtt)
+                    + nst.reorder_wait_ms / 1000
+                    + REPAIR_MARGIN_S
+                )
+                floor = min(one_repair, repair_wait) if now < self._repairing_until else 0.0
+                self._jitter.set_repair_floor(floor)
+        remb = None if self._bwe is None else self._bwe.remb_due(now)
+        if seqs or remb is not None:
+            media_ssrc = video.ssrc if video.ssrc is not None else 0
+            if self._rtcp.send(session.build_feedback(media_ssrc, nack=seqs, remb=remb)) == 0:
+                self.count("rtcp_send_errors")
+        rate = self._send_rate
+        if rate is not None:
+            published = self._published
+            target = rate.target_bps
+            if (
+                published is None
+                or abs(target - published[1]) > 0.02 * published[1]
+                or now - published[0] >= TARGET_PUBLISH_S
+            ):
+                self._published = (now, target)
+                self._publish(feedback.TargetRate(target, rate.reason))
+
+    def _publish(self, msg: feedback.NackRequest | feedback.TargetRate) -> None:
+        if self._feedback is not None:
+            self._feedback_id += 1
+            self._feedback.write(feedback.pack(msg), frame_id=self._feedback_id)
 
     def _read_media(self) -> None:
         for _ in range(MAX_DATAGRAMS_PER_TURN):
@@ -223,6 +329,9 @@ class ReceiveStage(Stage):
     def _push_rtp(self, data: bytes, arrival_ns: int) -> None:
         assert self._receiver is not None
         for cf in self._receiver.push(data, arrival_ns / 1e9):
+            # A frame held back in order behind one under repair counts as arriving when its
+            # own packets did; one that needed a retransmission stays out of the estimate.
+            repaired = self._video is not None and cf.timestamp in self._video.repaired
             self._frame_counter += 1
             rx = _RxFrame(
                 cf.data,
@@ -233,7 +342,7 @@ class ReceiveStage(Stage):
                 int(cf.first_arrival * 1e9),
                 arrival_ns,
             )
-            self._jitter.push(rx, cf.timestamp, arrival_ns / 1e9)
+            self._jitter.push(rx, cf.timestamp, cf.last_arrival, repaired=repaired)
 
     def _play(self, frame: _RxFrame, now_ns: int) -> None:
         try:
@@ -272,11 +381,30 @@ class ReceiveStage(Stage):
             if self._rtcp_session is None:
                 continue
             try:
-                packets = self._rtcp_session.receive(got[0], time.monotonic())
-                if self._rtcp_session.keyframe_requested(packets) and self._keyframe_request >= 0:
-                    os.eventfd_write(self._keyframe_request, 1)
+                self._on_rtcp(self._rtcp_session, got[0], time.monotonic())
             except Exception:  # a peer's report must never end the stage
                 self._peer_error("rtcp")
+
+    def _on_rtcp(self, session: RtcpSession, datagram: bytes, now: float) -> None:
+        packets = session.receive(datagram, now)
+        if session.keyframe_requested(packets) and self._keyframe_request >= 0:
+            os.eventfd_write(self._keyframe_request, 1)
+        seqs = session.nacked(packets)
+        if seqs:
+            self._publish(feedback.NackRequest(tuple(seqs[: feedback.MAX_NACK_SEQS])))
+            if len(seqs) > feedback.MAX_NACK_SEQS:
+                self.count("nack_truncated")
+        rate = self._send_rate
+        if rate is None:
+            return
+        remb = session.remb(packets)
+        if remb is not None:
+            rate.on_remb(remb, now)
+        st = session.stats
+        if st.reports_received != self._reports_seen:
+            self._reports_seen = st.reports_received
+            if st.remote_fraction_lost is not None:
+                rate.on_loss(st.remote_fraction_lost, now)
 
     def _ask_keyframe(self, now: float) -> None:
         """Ask the peer for a keyframe (RTCP PLI + FIR), at most every 200 ms."""
@@ -342,6 +470,14 @@ class ReceiveStage(Stage):
                         clock_rate=info.clock_rate,
                         expected_ssrc=peer.peer_ssrc,
                     )
+                    if info.rtx_payload_type is not None:
+                        self._receiver.add_rtx(self._video, info.rtx_payload_type)
+                    self._bwe = DelayBasedEstimator(min_bps=MIN_TARGET_BPS, max_bps=MAX_TARGET_BPS)
+                    self._receiver.on_send_time = self._bwe.on_packet
+                    self._send_rate = SendRateController(
+                        min_bps=MIN_TARGET_BPS, max_bps=MAX_TARGET_BPS, start_bps=MAX_TARGET_BPS
+                    )
+                    self._published = None
                     self._rtcp_session = RtcpSession(
                         peer.local_ssrc,
                         clock_rate=info.clock_rate,
@@ -396,6 +532,19 @@ class ReceiveStage(Stage):
                 "jitter_ms": None if rec is None else round(rec.jitter_s * 1000, 3),
             }
             snap["depacketizer"] = dataclasses.asdict(self._video.depacketizer.stats)
+            video = self._video
+            if video.nack is not None:
+                snap["nack"] = {
+                    **dataclasses.asdict(video.nack.stats),
+                    "rtx_packets": video.rtx_packets,
+                    "rtx_wrong_source": video.rtx_wrong_source,
+                    "rtx_malformed": video.rtx_malformed,
+                    "repair_wait_ms": round(video.depacketizer.repair_wait * 1000, 1),
+                }
+        if self._bwe is not None:
+            snap["bwe"] = dataclasses.asdict(self._bwe.stats)
+        if self._send_rate is not None:
+            snap["send_rate"] = dataclasses.asdict(self._send_rate.stats)
         if self._rtcp_session is not None:
             st = self._rtcp_session.stats
             snap["rtcp"] = {
@@ -408,6 +557,11 @@ class ReceiveStage(Stage):
                 "reports_sent": st.reports_sent,
                 "plis_sent": st.plis_sent,
                 "plis_received": st.plis_received,
+                "nacks_sent": st.nacks_sent,
+                "nacks_received": st.nacks_received,
+                "nacked_packets": st.nacked_packets,
+                "rembs_received": st.rembs_received,
+                "feedback_ignored": st.feedback_ignored,
                 "reports_received": st.reports_received,
                 "malformed": st.malformed,
                 "wrong_source": st.wrong_source,

@@ -8,11 +8,19 @@ packetizer feeds an ``RtpSender``
 ``rtcp.SenderInfo`` in the ``txinfo`` ring, from which the receive stage (which owns the RTCP
 socket on rx port + 1) builds our sender reports. A datagram the kernel refuses (ENOBUFS,
 ECONNREFUSED from an earlier ICMP) is counted by the edge and the frame goes on.
+
+RTP mode, for a real network (docs/architecture.md, "Calls on real networks"): every packet
+carries the abs-send-time extension, stamped as it leaves (the peer's bandwidth estimator reads
+it); packets leave through a ``Pacer`` at PACING_FACTOR x the target rate; sent packets stay in
+a bounded ``RetransmissionBuffer``, and the peer's NACKs (from the receive stage, on the
+``feedback`` ring) are answered with RTX packets (RFC 4588), ahead of new media. The target rate
+comes on the same ring.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -26,13 +34,22 @@ from pipeline.control import Connect, ControlMessage, SetPreset, SetSending
 from pipeline.ipc.ring import Descriptor, Ring, Ts
 from pipeline.stages.base import Stage, StageContext
 from pipeline.stats import RateMeter
+from pipeline.transport import feedback
 from pipeline.transport.edge import DatagramEdge
+from pipeline.transport.history import RetransmissionBuffer
+from pipeline.transport.pacer import PACING_FACTOR, Pacer
 from pipeline.transport.stream import RtpSender
+from pipeline.wire.rtp import stamp_abs_send_time
 
 logger = logging.getLogger(__name__)
 
 SEND_BUFFER = 4 * 1024 * 1024
 MAX_PAYLOAD = 1200  # bytes of RTP payload: fits any path MTU we meet, with headers to spare
+START_PACING_BPS = 50_000_000  # until the first target: pace only what is far beyond any link
+# A NACK for a packet we resent less than this ago is not answered again (the copy is on its
+# way; RFC 4588 8.4): about the shortest RTT worth repairing over.
+RTX_MIN_INTERVAL_S = 0.01
+MAX_FEEDBACK_PER_TURN = 16
 
 
 def rtp_ts_of(monotonic_ns: int, clock_rate: int = 90000) -> int:
@@ -50,8 +67,13 @@ class SendStage(Stage):
         fps: int,
         codec: Codec,
         keyframe_request: int = -1,
+        feedback_ring: Ring | None = None,
     ) -> None:
         super().__init__(ctx)
+        self._feedback = None if feedback_ring is None else feedback_ring.reader(0)
+        self._pacer = Pacer(START_PACING_BPS)
+        self._target_bps: int | None = None
+        self._target_reason = ""
         self._keyframe_fd = keyframe_request  # we write: a frame we never sent broke the chain
         self._awaiting_keyframe = False
         self._reader = encoded_tx.reader(0)
@@ -71,11 +93,65 @@ class SendStage(Stage):
         self._rate = RateMeter()
 
     def wait_fds(self) -> Sequence[int]:
+        if self._feedback is not None:
+            return (self._reader.fd, self._feedback.fd)
         return (self._reader.fd,)
 
+    def timeout(self, now_ns: int) -> float:
+        due = self._pacer.next_send(now_ns / 1e9)
+        return 0.25 if due is None else due
+
     def step(self, ready: Sequence[int], now_ns: int) -> None:
-        if not ready:
+        if self._feedback is not None and self._feedback.fd in ready:
+            self._on_feedback()
+        if self._reader.fd in ready:
+            self._take_frames()
+        self._flush()
+
+    def _on_feedback(self) -> None:
+        reader = self._feedback
+        assert reader is not None
+        reader.drain()
+        for _ in range(MAX_FEEDBACK_PER_TURN):
+            desc = reader.next()
+            if desc is None:
+                break
+            raw = reader.copy_bytes(desc)
+            msg = None if raw is None else feedback.unpack(raw)
+            if isinstance(msg, feedback.NackRequest):
+                self._retransmit(msg.seqs)
+            elif isinstance(msg, feedback.TargetRate):
+                self._target_bps, self._target_reason = msg.bps, msg.reason
+                self._pacer.set_rate(int(PACING_FACTOR * msg.bps))
+            else:
+                self.count("feedback_malformed")
+
+    def _retransmit(self, seqs: Sequence[int]) -> None:
+        rtp = self._rtp
+        if rtp is None or not self._sending:
             return
+        now = time.monotonic()
+        for seq in seqs:
+            packet = rtp.retransmit(seq, now, RTX_MIN_INTERVAL_S)
+            if packet is not None:
+                self._pacer.push(packet, now, priority=True)
+                self.count("rtx_packets")
+
+    def _flush(self) -> None:
+        """Send what the pacer lets go now, stamping the abs-send-time as it leaves."""
+        now = time.monotonic()
+        stamp = self._rtp is not None and self._rtp.abs_send_time
+        sent_bytes = 0
+        packets = self._pacer.pop(now)
+        for d in packets:
+            if stamp and isinstance(d, bytearray):
+                stamp_abs_send_time(d, now)
+            sent_bytes += self._edge.send(d)
+        if packets:
+            self._rate.add(time.monotonic_ns(), sent_bytes)
+            self.count("datagrams", len(packets))
+
+    def _take_frames(self) -> None:
         self._reader.drain()
         if self._codec.info.intra_only:
             desc = self._reader.latest()  # the newest frame wins
@@ -117,11 +193,12 @@ class SendStage(Stage):
             self.count("unsendable")
             logger.debug("send: frame %d not sendable: %s", desc.frame_id, exc)
             return
-        sent_bytes = sum(self._edge.send(d) for d in datagrams)
+        now = time.monotonic()
+        for d in datagrams:
+            self._pacer.push(d, now)
+        self._flush()
         done = time.monotonic_ns()
-        self._rate.add(done, sent_bytes)
         self.count("frames")
-        self.count("datagrams", len(datagrams))
         if self._rtp is not None:
             self._txinfo.write(self._rtp.sender_info(done).pack(), frame_id=desc.frame_id)
         self.window("send_wait").add_ns(start - desc.stamp(Ts.ENCODED))
@@ -134,10 +211,12 @@ class SendStage(Stage):
         ):
             self.window(name).add_ns(desc.stamp(b) - desc.stamp(a))
 
-    def _datagrams(self, data: bytes, width: int, height: int, capture_ns: int) -> list[bytes]:
+    def _datagrams(
+        self, data: bytes, width: int, height: int, capture_ns: int
+    ) -> list[bytearray] | list[bytes]:
         if self._rtp is not None:
             ts = rtp_ts_of(capture_ns, self._codec.info.clock_rate)
-            return self._rtp.packetize(data, width, height, ts)
+            return self._rtp.packetize(data, width, height, ts, time.monotonic())
         assert self._framing is not None
         return [self._framing.datagram(data, width, height, self._fps, time.time())]
 
@@ -154,10 +233,14 @@ class SendStage(Stage):
                 self._mode = str(peer.mode)
                 self._rtp = None
                 if self._framing is None:
+                    info = self._codec.info
                     self._rtp = RtpSender(
                         self._codec.packetizer(MAX_PAYLOAD),
                         ssrc=peer.local_ssrc,
-                        payload_type=self._codec.info.payload_type,
+                        payload_type=info.payload_type,
+                        rtx_payload_type=info.rtx_payload_type,
+                        abs_send_time=True,
+                        history=RetransmissionBuffer(),
                     )
                 logger.info("send: %s to %s:%d", peer.mode, peer.ip, peer.rx_port)
             case SetSending(enabled=enabled):
@@ -174,6 +257,14 @@ class SendStage(Stage):
             "bitrate_bps": round(self._rate.bits_per_second(now_ns)),
             "ring_dropped": self._reader.dropped,
             "send_errors": edge.send_errors,
+            "target_bps": self._target_bps,
+            "target_reason": self._target_reason,
+            "pacer": dataclasses.asdict(self._pacer.stats),
+            "pacer_queue": self._pacer.queued_packets,
+            "retransmitted": 0 if self._rtp is None else self._rtp.retransmitted,
+            "history": None
+            if self._rtp is None or self._rtp.history is None
+            else dataclasses.asdict(self._rtp.history.stats),
         }
 
     def reset_stats(self) -> None:

@@ -14,7 +14,7 @@ API::
                      max_datagram: int = 65536) -> None
         def connect(self, peer_ip: str, peer_port: int | None) -> None
         def receive(self) -> tuple[bytes, int] | None   # (datagram, arrival monotonic_ns)
-        def send(self, datagram: bytes) -> int          # bytes sent, 0 if the kernel refused
+        def send(self, datagram: bytes | bytearray) -> int   # bytes sent, 0: the kernel refused
         stats -> EdgeStats; fileno() -> int; close()
 
 After aiortc's ``RTCDtlsTransport._send_rtp`` and aioquic's ``CryptoPair``: one object in the
@@ -148,12 +148,14 @@ class DatagramEdge:
             return data, arrival_ns
         return None
 
-    def send(self, datagram: bytes) -> int:
+    def send(self, datagram: bytes | bytearray) -> int:
         """Protect and send one datagram to the peer; the bytes sent (0: refused, counted)."""
         if self._peer is None:
             raise RuntimeError("DatagramEdge.send before connect() named a destination")
+        protection = self.protection
+        out = datagram if protection is IDENTITY else protection.protect(bytes(datagram))
         try:
-            sent = self._sock.sendto(self.protection.protect(datagram), self._peer)
+            sent = self._sock.sendto(out, self._peer)
         except OSError as exc:
             self._c["send_errors"] += 1
             logger.debug("edge: sendto: %s", exc)

@@ -47,15 +47,35 @@ from __future__ import annotations
 import logging
 import secrets
 import struct
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pipeline.codecs.base import CodecFrame, Depacketizer, Packetizer
+from pipeline.transport.history import RetransmissionBuffer
+from pipeline.transport.nack import NackTracker
 from pipeline.wire.rtcp import ReceptionStats, SenderInfo
-from pipeline.wire.rtp import RTP_HEADER_SIZE, RtpError, RtpPacket, rtp_header
+from pipeline.wire.rtp import (
+    ABS_SEND_TIME_HEADER_SIZE,
+    ABS_SEND_TIME_PREFIX,
+    RTP_HEADER_SIZE,
+    RtpError,
+    RtpPacket,
+    rtp_header,
+    rtp_header_abs_send_time,
+    rtx_original_seq,
+)
 
 logger = logging.getLogger(__name__)
 
 _FAST_HEADER = struct.Struct("!BHII")  # the RTP header after its first byte
+REPAIRED_MEMORY = 32
+
+
+def rtx_ssrc_of(ssrc: int) -> int:
+    """The SSRC of the RTX stream (RFC 4588) that repairs ``ssrc``: ssrc + 1 between vcall
+    peers (docs/protocol.md), so call control needs no second token."""
+    return (ssrc + 1) & 0xFFFFFFFF
 
 
 class RtpSender:
@@ -68,9 +88,14 @@ class RtpSender:
         ssrc: int,
         payload_type: int,
         initial_seq: int | None = None,
+        rtx_payload_type: int | None = None,
+        abs_send_time: bool = False,
+        history: RetransmissionBuffer | None = None,
     ) -> None:
         if not 0 <= payload_type < 128 or not 0 <= ssrc < 1 << 32:
             raise ValueError("payload type or SSRC out of range")
+        if rtx_payload_type is not None and not 0 <= rtx_payload_type < 128:
+            raise ValueError("RTX payload type out of range")
         if initial_seq is not None and not 0 <= initial_seq < 1 << 16:
             raise ValueError(f"initial sequence number {initial_seq} out of range")
         self.packetizer = packetizer
@@ -80,25 +105,65 @@ class RtpSender:
         self.packets_sent = 0
         self.payload_octets_sent = 0
         self.last_timestamp = 0
+        self.abs_send_time = abs_send_time
+        self.rtx_payload_type = rtx_payload_type
+        self.rtx_ssrc = rtx_ssrc_of(ssrc)
+        self.history = history
+        self._rtx_seq = secrets.randbelow(1 << 16)
+        self.retransmitted = 0
 
-    def packetize(self, frame: bytes, width: int, height: int, timestamp: int) -> list[bytes]:
-        """The RTP datagrams carrying one frame. EncodeError (from the packetizer) if the
-        payload format cannot carry it."""
+    def _header(self, pt: int, seq: int, ts: int, ssrc: int, marker: bool) -> bytes | bytearray:
+        if self.abs_send_time:
+            return rtp_header_abs_send_time(pt, seq, ts, ssrc, marker)
+        return rtp_header(pt, seq, ts, ssrc, marker)
+
+    def packetize(
+        self, frame: bytes, width: int, height: int, timestamp: int, now: float = 0.0
+    ) -> list[bytearray]:
+        """The RTP datagrams carrying one frame (kept in ``history`` for repair, as of ``now``
+        in seconds). EncodeError (from the packetizer) if the payload format cannot carry it.
+        With ``abs_send_time`` each has the extension, to be stamped when it leaves."""
         payloads = self.packetizer.payloads(frame, width, height)
         ts = timestamp & 0xFFFFFFFF
         pt, ssrc, seq = self.payload_type, self.ssrc, self.next_seq
         last = len(payloads) - 1
-        out: list[bytes] = []
+        out: list[bytearray] = []
         octets = 0
+        head_size = ABS_SEND_TIME_HEADER_SIZE if self.abs_send_time else RTP_HEADER_SIZE
+        history = self.history
         for i, pieces in enumerate(payloads):
-            datagram = b"".join((rtp_header(pt, seq, ts, ssrc, i == last), *pieces))
-            octets += len(datagram) - RTP_HEADER_SIZE
+            datagram = bytearray(self._header(pt, seq, ts, ssrc, i == last))
+            for piece in pieces:
+                datagram += piece
+            octets += len(datagram) - head_size
             out.append(datagram)
+            if history is not None:
+                history.store(seq, bytes(datagram), now)
             seq = (seq + 1) & 0xFFFF
         self.next_seq = seq
         self.packets_sent += len(out)
         self.payload_octets_sent += octets
         self.last_timestamp = ts
+        return out
+
+    def retransmit(self, seq: int, now: float, min_interval: float) -> bytearray | None:
+        """The RTX packet (RFC 4588 4: RTX payload type and SSRC, its own sequence numbers, the
+        original timestamp and marker, the original sequence number before the payload) that
+        repairs ``seq``; None when it cannot (no RTX, not in history, resent too recently)."""
+        if self.history is None or self.rtx_payload_type is None:
+            return None
+        original = self.history.take(seq, now, min_interval)
+        if original is None:
+            return None
+        head = ABS_SEND_TIME_HEADER_SIZE if original[0] == 0x90 else RTP_HEADER_SIZE
+        ts = int.from_bytes(original[4:8], "big")
+        marker = bool(original[1] & 0x80)
+        pt, rtx_seq = self.rtx_payload_type, self._rtx_seq
+        out = bytearray(self._header(pt, rtx_seq, ts, self.rtx_ssrc, marker))
+        out += original[2:4]  # the OSN
+        out += original[head:]
+        self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+        self.retransmitted += 1
         return out
 
     def sender_info(self, sent_ns: int) -> SenderInfo:
@@ -150,6 +215,14 @@ class RtpStream:
         self._packets = 0
         self._wrong_source = 0
         self._source_changes = 0
+        self.nack: NackTracker | None = None  # set by the receiver when the peer repairs
+        self.rtx_payload_type: int | None = None
+        self.rtx_packets = 0  # RTX packets unwrapped into this stream
+        # RTP timestamps of recent frames that needed a retransmission (their timing is the
+        # repair's, not the path's: the jitter buffer leaves them out of its estimate).
+        self.repaired: deque[int] = deque(maxlen=REPAIRED_MEMORY)
+        self.rtx_wrong_source = 0
+        self.rtx_malformed = 0
 
     @property
     def reception(self) -> ReceptionStats | None:
@@ -192,6 +265,8 @@ class RtpStream:
             self._reception = None
         if self._reception is None:
             self.depacketizer.reset()
+            if self.nack is not None:
+                self.nack.reset()
             self._reception = ReceptionStats(ssrc, self.clock_rate)
         return True
 
@@ -205,7 +280,31 @@ class RtpStream:
         self._packets += 1
         assert self._reception is not None
         self._reception.update(seq, ts, now)
+        if self.nack is not None:
+            self.nack.on_packet(seq, now)
         return self.depacketizer.push(seq, ts, marker, payload, now)
+
+    def push_rtx(
+        self, ts: int, ssrc: int, marker: bool, payload: memoryview, now: float
+    ) -> list[CodecFrame]:
+        """One RTX packet (RFC 4588) repairing this stream: accepted only from the RTX SSRC of
+        the current source (``rtx_ssrc_of``); the original packet goes to the depacketizer.
+        Repaired packets do not enter the RFC 3550 statistics: those measure the network."""
+        if self.ssrc is None or ssrc != rtx_ssrc_of(self.ssrc) or self._reception is None:
+            self.rtx_wrong_source += 1
+            return []
+        try:
+            seq = rtx_original_seq(payload)
+        except RtpError:
+            self.rtx_malformed += 1
+            return []
+        self.rtx_packets += 1
+        if not self.repaired or self.repaired[-1] != ts:
+            self.repaired.append(ts)
+        self._last_packet = now
+        if self.nack is not None:
+            self.nack.on_packet(seq, now, retransmitted=True)
+        return self.depacketizer.push(seq, ts, marker, payload[2:], now)
 
 
 class RtpReceiver:
@@ -215,8 +314,12 @@ class RtpReceiver:
         self._by_pt: dict[int, RtpStream] = {}
         self._any: RtpStream | None = None
         self.streams: list[RtpStream] = []
+        self._rtx: dict[int, RtpStream] = {}
         self.malformed = 0  # not an RTP packet
         self.unknown_payload_type = 0  # no stream takes this payload type
+        # Called with (abs-send-time, arrival s, datagram bytes) for each media packet that
+        # carries the extension (the delay-based bandwidth estimator).
+        self.on_send_time: Callable[[int, float, int], None] | None = None
 
     def add_stream(
         self,
@@ -248,15 +351,38 @@ class RtpReceiver:
         self.streams.append(stream)
         return stream
 
+    def add_rtx(self, stream: RtpStream, payload_type: int) -> None:
+        """Route RTX packets of ``payload_type`` (RFC 4588) into ``stream``, and keep a NACK
+        list for it (``stream.nack``)."""
+        if payload_type in self._by_pt or payload_type in self._rtx or not 0 <= payload_type < 128:
+            raise ValueError(f"payload type {payload_type} taken or out of range")
+        self._rtx[payload_type] = stream
+        stream.rtx_payload_type = payload_type
+        if stream.nack is None:
+            stream.nack = NackTracker()
+
     def push(self, datagram: bytes | bytearray | memoryview, now: float) -> list[CodecFrame]:
         """Take one datagram; return the frames it completed (usually none or one)."""
         data = datagram if isinstance(datagram, bytes) else bytes(datagram)
-        if len(data) > RTP_HEADER_SIZE and data[0] == 0x80:
+        size = len(data)
+        if size > RTP_HEADER_SIZE and data[0] == 0x80:
             # The common case (version 2, no padding, extension or CSRC): no RtpPacket object,
             # and the payload stays a zero-copy view of the datagram.
             b1, seq, ts, ssrc = _FAST_HEADER.unpack_from(data, 1)
             payload = memoryview(data)[RTP_HEADER_SIZE:]
             return self._route(b1 & 0x7F, seq, ts, ssrc, b1 >= 0x80, payload, now)
+        if (
+            size > ABS_SEND_TIME_HEADER_SIZE
+            and data[0] == 0x90
+            and data[12:17] == ABS_SEND_TIME_PREFIX
+        ):
+            # vcall's own layout: the fixed header and one abs-send-time extension.
+            b1, seq, ts, ssrc = _FAST_HEADER.unpack_from(data, 1)
+            pt = b1 & 0x7F
+            if self.on_send_time is not None and pt not in self._rtx:
+                self.on_send_time(int.from_bytes(data[17:20], "big"), now, size)
+            payload = memoryview(data)[ABS_SEND_TIME_HEADER_SIZE:]
+            return self._route(pt, seq, ts, ssrc, b1 >= 0x80, payload, now)
         try:
             packet = RtpPacket.parse(data)
         except RtpError:
@@ -286,7 +412,12 @@ class RtpReceiver:
         payload: memoryview,
         now: float,
     ) -> list[CodecFrame]:
-        stream = self._by_pt.get(payload_type, self._any)
+        stream = self._by_pt.get(payload_type)
+        if stream is None:
+            repaired = self._rtx.get(payload_type)
+            if repaired is not None:
+                return repaired.push_rtx(ts, ssrc, marker, payload, now)
+            stream = self._any
         if stream is None:
             self.unknown_payload_type += 1
             return []

@@ -55,8 +55,13 @@ from pipeline.wire.rtp import SEQ_MOD, ts_diff
 
 logger = logging.getLogger(__name__)
 
-PT_SR, PT_RR, PT_SDES, PT_BYE, PT_PSFB = 200, 201, 202, 203, 206
-FMT_PLI, FMT_FIR = 1, 4
+PT_SR, PT_RR, PT_SDES, PT_BYE, PT_RTPFB, PT_PSFB = 200, 201, 202, 203, 205, 206
+FMT_NACK = 1  # RTPFB: generic NACK (RFC 4585 6.2.1)
+FMT_PLI, FMT_FIR, FMT_AFB = 1, 4, 15  # PSFB; AFB carries REMB (draft-alvestrand-rmcat-remb)
+REMB_ID = b"REMB"
+# A NACK of more FCI entries than this (each names up to 17 packets) is malformed: a peer
+# cannot have lost more than a retransmission buffer holds (see transport/history.py).
+MAX_NACK_FCI = 1024
 # At most one keyframe request per this many seconds (RFC 4585 leaves the rate to the
 # application; the sender's next keyframe takes a frame interval plus an RTT to arrive).
 KEYFRAME_REQUEST_INTERVAL = 0.2
@@ -139,6 +144,50 @@ class FullIntraRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class GenericNack:
+    """RFC 4585 6.2.1: packets of ``media_ssrc`` the receiver is missing. Each FCI entry is a
+    (PID, BLP) pair: packet PID, and PID+i+1 for every bit i set in the 16-bit mask BLP."""
+
+    sender_ssrc: int
+    media_ssrc: int
+    entries: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def of(cls, sender_ssrc: int, media_ssrc: int, lost: Iterable[int]) -> GenericNack:
+        """The shortest NACK naming every sequence number in ``lost`` (in the order given)."""
+        entries: list[list[int]] = []
+        for n in lost:
+            seq = n & 0xFFFF
+            if entries:
+                pid, _ = entries[-1]
+                d = (seq - pid) & 0xFFFF
+                if 1 <= d <= 16:
+                    entries[-1][1] |= 1 << (d - 1)
+                    continue
+            entries.append([seq, 0])
+        return cls(sender_ssrc, media_ssrc, tuple((p, b) for p, b in entries))
+
+    def lost(self) -> list[int]:
+        """Every sequence number the NACK names (duplicates possible, as sent)."""
+        out: list[int] = []
+        for pid, blp in self.entries:
+            out.append(pid)
+            out.extend((pid + i + 1) & 0xFFFF for i in range(16) if blp >> i & 1)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Remb:
+    """Receiver Estimated Maximum Bitrate (draft-alvestrand-rmcat-remb-03 2.2): the rate in
+    bit/s the receiver estimates the path carries, for the media of ``ssrcs``. On the wire it is
+    an 18-bit mantissa and a 6-bit exponent, so ``bitrate_bps`` is rounded down to that."""
+
+    sender_ssrc: int
+    bitrate_bps: int
+    ssrcs: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class UnknownRtcp:
     packet_type: int
     count: int
@@ -152,6 +201,8 @@ RtcpPacket = (
     | Bye
     | PictureLossIndication
     | FullIntraRequest
+    | GenericNack
+    | Remb
     | UnknownRtcp
 )
 
@@ -222,6 +273,24 @@ def _parse_one(pt: int, count: int, body: bytes) -> RtcpPacket:
                 raise RtcpError("BYE reason truncated")
             reason = body[pos + 1 : pos + 1 + length].decode("utf-8", "replace")
         return Bye(tuple(sources), reason)
+    if pt == PT_RTPFB and count == FMT_NACK:
+        if len(body) < 8 or len(body) % 4:
+            raise RtcpError("NACK truncated")
+        if (len(body) - 8) // 4 > MAX_NACK_FCI:
+            raise RtcpError("NACK longer than any retransmission buffer")
+        sender, media = struct.unpack_from("!II", body, 0)
+        return GenericNack(sender, media, tuple(struct.iter_unpack("!HH", body[8:])))
+    if pt == PT_PSFB and count == FMT_AFB and body[8:12] == REMB_ID:
+        if len(body) < 16:
+            raise RtcpError("REMB truncated")
+        (sender,) = struct.unpack_from("!I", body, 0)
+        n = body[12]
+        exp_mantissa = int.from_bytes(body[13:16], "big")
+        if len(body) < 16 + 4 * n:
+            raise RtcpError("REMB SSRC list truncated")
+        ssrcs = struct.unpack_from(f"!{n}I", body, 16)
+        bitrate = (exp_mantissa & 0x3FFFF) << (exp_mantissa >> 18)
+        return Remb(sender, bitrate, tuple(ssrcs))
     if pt == PT_PSFB and count in (FMT_PLI, FMT_FIR):
         if len(body) < 8:
             raise RtcpError("PSFB too short")
@@ -313,12 +382,34 @@ def serialize_rtcp(packets: Iterable[RtcpPacket]) -> bytes:
                     struct.pack("!II", ssrc, (seq & 0xFF) << 24) for ssrc, seq in p.entries
                 )
                 out.append(_packet(PT_PSFB, FMT_FIR, body))
+            elif isinstance(p, GenericNack):
+                body = struct.pack("!II", p.sender_ssrc, p.media_ssrc) + b"".join(
+                    struct.pack("!HH", pid, blp) for pid, blp in p.entries
+                )
+                out.append(_packet(PT_RTPFB, FMT_NACK, body))
+            elif isinstance(p, Remb):
+                mantissa, exp = p.bitrate_bps, 0
+                while mantissa >= 1 << 18:
+                    mantissa >>= 1
+                    exp += 1
+                if exp > 63 or len(p.ssrcs) > 255 or mantissa < 0:
+                    raise ValueError("REMB bitrate or SSRC count out of range")
+                body = struct.pack("!II4sB", p.sender_ssrc, 0, REMB_ID, len(p.ssrcs))
+                body += ((exp << 18) | mantissa).to_bytes(3, "big")
+                body += struct.pack(f"!{len(p.ssrcs)}I", *p.ssrcs)
+                out.append(_packet(PT_PSFB, FMT_AFB, body))
             elif isinstance(p, Bye):
                 body = struct.pack(f"!{len(p.sources)}I", *p.sources)
                 if p.reason:
                     reason = p.reason.encode()[:255]
                     body += bytes((len(reason),)) + reason
                 out.append(_packet(PT_BYE, len(p.sources), body))
+            elif len(p.body) % 4:
+                # RFC 3550 6.4.1: pad with the P bit, the last octet counting the padding, so
+                # the body reads back exactly as it was (parse strips the padding).
+                pad = 4 - len(p.body) % 4
+                body = p.body + b"\x00" * (pad - 1) + bytes((pad,))
+                out.append(bytes((0xA0 | p.count,)) + _packet(p.packet_type, p.count, body)[1:])
             else:
                 out.append(_packet(p.packet_type, p.count, p.body))
     except struct.error as exc:
@@ -468,6 +559,11 @@ class RtcpStats:
     wrong_source: int = 0  # reports from an SSRC other than the expected peer's
     plis_sent: int = 0  # keyframe requests we sent (PLI + FIR in one compound packet)
     plis_received: int = 0  # keyframe requests from the peer about our stream
+    nacks_sent: int = 0  # generic NACK packets we sent
+    nacks_received: int = 0  # generic NACK packets from the peer about our stream
+    nacked_packets: int = 0  # sequence numbers those named
+    rembs_received: int = 0
+    feedback_ignored: int = 0  # NACK/REMB from another sender or about another stream
 
 
 def _ntp(seconds_since_1970: float) -> int:
@@ -511,6 +607,16 @@ class RtcpSession:
         self._last_keyframe_request: float | None = None
         self._plis_sent = 0
         self._plis_received = 0
+        self._fb = dict.fromkeys(
+            (
+                "nacks_sent",
+                "nacks_received",
+                "nacked_packets",
+                "rembs_received",
+                "feedback_ignored",
+            ),
+            0,
+        )
 
     def _ntp_now(self, now: float) -> int:
         return _ntp(now + self.wallclock_offset)
@@ -595,6 +701,50 @@ class RtcpSession:
             self._plis_received += 1
         return asked
 
+    def _from_peer(self, sender_ssrc: int) -> bool:
+        return self.expected_peer is None or sender_ssrc == self.expected_peer
+
+    def nacked(self, packets: Sequence[RtcpPacket]) -> list[int]:
+        """The sequence numbers of our stream the peer asks us to resend (RFC 4585 6.2.1).
+        A NACK from another sender or about another SSRC is counted and ignored."""
+        out: list[int] = []
+        for p in packets:
+            if isinstance(p, GenericNack):
+                if not self._from_peer(p.sender_ssrc) or p.media_ssrc != self.ssrc:
+                    self._fb["feedback_ignored"] += 1
+                    continue
+                lost = p.lost()
+                self._fb["nacks_received"] += 1
+                self._fb["nacked_packets"] += len(lost)
+                out.extend(lost)
+        return out
+
+    def remb(self, packets: Sequence[RtcpPacket]) -> int | None:
+        """The last bitrate the peer estimates for our stream (REMB), or None. A REMB from
+        another sender or not naming our SSRC is counted and ignored."""
+        value: int | None = None
+        for p in packets:
+            if isinstance(p, Remb):
+                if not self._from_peer(p.sender_ssrc) or self.ssrc not in p.ssrcs:
+                    self._fb["feedback_ignored"] += 1
+                    continue
+                self._fb["rembs_received"] += 1
+                value = p.bitrate_bps
+        return value
+
+    def build_feedback(
+        self, media_ssrc: int, *, nack: Sequence[int] = (), remb: int | None = None
+    ) -> bytes:
+        """An RR followed by a generic NACK for ``nack`` and/or a REMB of ``remb`` bit/s about
+        ``media_ssrc`` (the RFC 4585 compound rule: feedback follows a report)."""
+        packets: list[RtcpPacket] = [ReceiverReport(self.ssrc)]
+        if nack:
+            packets.append(GenericNack.of(self.ssrc, media_ssrc, nack))
+            self._fb["nacks_sent"] += 1
+        if remb is not None:
+            packets.append(Remb(self.ssrc, max(remb, 0), (media_ssrc,)))
+        return serialize_rtcp(packets)
+
     def build_bye(self, reason: str = "") -> bytes:
         return serialize_rtcp([ReceiverReport(self.ssrc), Bye((self.ssrc,), reason)])
 
@@ -647,15 +797,18 @@ class RtcpSession:
             wrong_source=self._wrong_source,
             plis_sent=self._plis_sent,
             plis_received=self._plis_received,
+            **self._fb,
         )
 
 
 __all__ = [
     "Bye",
     "FullIntraRequest",
+    "GenericNack",
     "PictureLossIndication",
     "ReceiverReport",
     "ReceptionStats",
+    "Remb",
     "ReportBlock",
     "RtcpError",
     "RtcpPacket",

@@ -14,6 +14,10 @@ API::
     def seq_add(seq, n) -> int; seq_diff(a, b) -> int (signed, a - b); seq_newer(a, b) -> bool
     def ts_diff(a, b) -> int (signed 32-bit a - b); ts_add(ts, n) -> int
     def to_rtp_ts(seconds: float, clock_rate: int = 90000) -> int
+    def rtp_header_abs_send_time(payload_type, seq, timestamp, ssrc, marker) -> bytearray
+    def stamp_abs_send_time(datagram: bytearray, now: float) -> None
+    def abs_send_time(datagram) -> int | None      # 24-bit 6.18 s, or None when absent
+    def rtx_payload(original_seq: int, payload) -> bytes; def rtx_original_seq(payload) -> int
 
 Guarantees: ``RtpPacket.parse`` raises nothing but ``RtpError`` on any input (padding, CSRC
 count and extension length are checked against the datagram), and serialise/parse round-trip.
@@ -79,6 +83,58 @@ def rtp_header(
     return _HEADER.pack(
         0x80, (0x80 if marker else 0) | payload_type, sequence_number, timestamp, ssrc
     )
+
+
+# The abs-send-time header extension (webrtc.org "abs-send-time", the input of a delay-based
+# bandwidth estimator): the sender's clock when the packet left, 24 bits of 6.18 fixed-point
+# seconds, in an RFC 8285 one-byte-header extension. Between vcall peers its id is fixed to 3
+# (docs/protocol.md); receivers that do not know it skip it (RFC 3550 5.3.1).
+ABS_SEND_TIME_ID = 3
+ABS_SEND_TIME_PREFIX = b"\xbe\xde\x00\x01" + bytes(((ABS_SEND_TIME_ID << 4) | 2,))
+ABS_SEND_TIME_HEADER_SIZE = RTP_HEADER_SIZE + 8
+ABS_SEND_TIME_MOD = 1 << 24
+
+
+def rtp_header_abs_send_time(
+    payload_type: int, sequence_number: int, timestamp: int, ssrc: int, marker: bool = False
+) -> bytearray:
+    """A 20-byte header: the fixed header plus an abs-send-time extension (zero until
+    ``stamp_abs_send_time`` sets it when the packet leaves)."""
+    out = bytearray(
+        _HEADER.pack(0x90, (0x80 if marker else 0) | payload_type, sequence_number, timestamp, ssrc)
+    )
+    out += ABS_SEND_TIME_PREFIX
+    out += b"\x00\x00\x00"
+    return out
+
+
+def stamp_abs_send_time(datagram: bytearray, now: float) -> None:
+    """Write ``now`` (seconds, any clock) into a packet built by rtp_header_abs_send_time."""
+    value = int(now * (1 << 18)) % ABS_SEND_TIME_MOD
+    datagram[17:20] = value.to_bytes(3, "big")
+
+
+def abs_send_time(datagram: bytes | bytearray | memoryview) -> int | None:
+    """The abs-send-time of a packet laid out as rtp_header_abs_send_time makes it, else None."""
+    if (
+        len(datagram) >= ABS_SEND_TIME_HEADER_SIZE
+        and datagram[0] == 0x90
+        and bytes(datagram[12:17]) == ABS_SEND_TIME_PREFIX
+    ):
+        return int.from_bytes(datagram[17:20], "big")
+    return None
+
+
+def rtx_payload(original_seq: int, payload: bytes | memoryview) -> bytes:
+    """An RTX payload (RFC 4588 4): the original sequence number (OSN), then its payload."""
+    return (original_seq & 0xFFFF).to_bytes(2, "big") + bytes(payload)
+
+
+def rtx_original_seq(payload: bytes | memoryview) -> int:
+    """The OSN of an RTX payload; RtpError if it has none."""
+    if len(payload) < 2:
+        raise RtpError("RTX payload without an original sequence number")
+    return int.from_bytes(payload[:2], "big")
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,6 +68,7 @@ from pipeline.control import MediaMode
 
 logger = logging.getLogger(__name__)
 
+PT_H264_RTX = 97  # RFC 4588 retransmissions of PT_H264 (apt=96)
 PT_H264 = 96
 MAX_DIMENSION = 4096
 SLICE_MAX_BYTES = 1100
@@ -79,6 +80,7 @@ H264_INFO = CodecInfo(
     name="H264",
     kind=MediaKind.VIDEO,
     payload_type=PT_H264,
+    rtx_payload_type=PT_H264_RTX,
     clock_rate=90000,
     payload_format="RFC 6184",
     modes=(MediaMode.RTP,),
@@ -95,6 +97,7 @@ class H264Encoder(VideoEncoder):
     """BGR frames -> H.264 access units (Annex B) through libx264."""
 
     backend = "libx264"
+    follows_bitrate = True
 
     def __init__(
         self, bitrate: int = DEFAULT_BITRATE, fps: int = DEFAULT_FPS, vbv_frames: float = 2.0

@@ -7,7 +7,7 @@ API::
         def payloads(self, frame, width=0, height=0) -> list[Payload]   # one access unit
     class H264Depacketizer(Depacketizer):
         def __init__(self, *, timeout: float = 0.5, max_frame_bytes: int = 4 << 20,
-                     max_partial: int = 4) -> None
+                     max_partial: int = 8) -> None
         def push(self, seq, timestamp, marker, payload, now) -> list[CodecFrame]  # never raises
         def expire(self, now) -> int; def reset(self) -> None
         needs_keyframe -> bool       # a frame was lost since the last keyframe (ask: PLI)
@@ -161,7 +161,7 @@ class H264Depacketizer(Depacketizer):
     """Rebuilds H.264 access units from RFC 6184 packets of one source."""
 
     def __init__(
-        self, *, timeout: float = 0.5, max_frame_bytes: int = 4 << 20, max_partial: int = 4
+        self, *, timeout: float = 0.5, max_frame_bytes: int = 4 << 20, max_partial: int = 8
     ) -> None:
         self.timeout = timeout
         self.max_frame_bytes = max_frame_bytes
@@ -251,7 +251,7 @@ class H264Depacketizer(Depacketizer):
             ts = min(self._ready, key=lambda t: ts_diff(t, next(iter(self._ready))))
             ready = self._ready[ts]
             older = self._units.older(ts)
-            if older and now - ready.since < REORDER_WAIT:
+            if older and now - ready.since < max(REORDER_WAIT, self.repair_wait):
                 break  # an older frame may still complete (reordering across frames)
             for t in older:  # waited long enough: the older frames are lost
                 self._units.drop(t, "incomplete")

@@ -45,7 +45,13 @@ from pipeline.codecs.base import (
 )
 from pipeline.codecs.jpeg.backends import CappedEncoder, JpegCodec, codec_by_name
 from pipeline.codecs.jpeg.markers import JpegError, check_size
-from pipeline.codecs.jpeg.rfc2435 import MAX_DIM, PT_JPEG, Rfc2435Depacketizer, Rfc2435Packetizer
+from pipeline.codecs.jpeg.rfc2435 import (
+    MAX_DIM,
+    PT_JPEG,
+    PT_JPEG_RTX,
+    Rfc2435Depacketizer,
+    Rfc2435Packetizer,
+)
 from pipeline.control import MediaMode
 from pipeline.wire.v0 import (
     V0_HEADER_MAX,
@@ -65,6 +71,7 @@ JPEG_INFO = CodecInfo(
     name="JPEG",
     kind=MediaKind.VIDEO,
     payload_type=PT_JPEG,
+    rtx_payload_type=PT_JPEG_RTX,
     clock_rate=90000,
     payload_format="RFC 2435",
     modes=(MediaMode.RTP, MediaMode.V0),

@@ -61,6 +61,7 @@ from pipeline.codecs.jpeg.markers import (
 logger = logging.getLogger(__name__)
 
 PT_JPEG = 26
+PT_JPEG_RTX = 98  # RFC 4588 retransmissions of PT_JPEG (apt=26), between vcall peers
 CLOCK_RATE = 90000
 MAX_DIM = 2040  # width/8 and height/8 are one byte each
 _OFFSET = struct.Struct("!I")

@@ -1,0 +1,57 @@
+"""Messages on the feedback ring: from the receive stage (which owns RTCP) to the send stage
+(retransmissions, pacing rate) and the encode stage (target bitrate). Local IPC, not a wire
+format: both ends are our own processes, but the content came from a peer, so ``unpack``
+still checks everything and the counts are bounded.
+
+API::
+
+    @dataclass(frozen=True, slots=True) class NackRequest: seqs: tuple[int, ...]
+    @dataclass(frozen=True, slots=True) class TargetRate: bps: int; reason: str
+    def pack(msg: NackRequest | TargetRate) -> bytes
+    def unpack(data: bytes) -> NackRequest | TargetRate | None   # None: not a message
+    MAX_NACK_SEQS; CAPACITY (bytes a message may take)
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+MAX_NACK_SEQS = 1024
+_REASON_BYTES = 8
+CAPACITY = 4 + 2 * MAX_NACK_SEQS
+_NACK, _TARGET = 1, 2
+_TARGET_FMT = struct.Struct(f"!BxxxQ{_REASON_BYTES}s")
+
+
+@dataclass(frozen=True, slots=True)
+class NackRequest:
+    """Sequence numbers of our media stream the peer asked us to resend."""
+
+    seqs: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TargetRate:
+    """The send rate congestion control allows, bit/s, and why (``rate.RateStats.reason``)."""
+
+    bps: int
+    reason: str
+
+
+def pack(msg: NackRequest | TargetRate) -> bytes:
+    if isinstance(msg, NackRequest):
+        seqs = msg.seqs[:MAX_NACK_SEQS]
+        return struct.pack(f"!BxH{len(seqs)}H", _NACK, len(seqs), *(s & 0xFFFF for s in seqs))
+    return _TARGET_FMT.pack(_TARGET, max(msg.bps, 0), msg.reason.encode()[:_REASON_BYTES])
+
+
+def unpack(data: bytes) -> NackRequest | TargetRate | None:
+    if len(data) >= 4 and data[0] == _NACK:
+        (n,) = struct.unpack_from("!H", data, 2)
+        if n <= MAX_NACK_SEQS and len(data) == 4 + 2 * n:
+            return NackRequest(struct.unpack_from(f"!{n}H", data, 4))
+    elif len(data) == _TARGET_FMT.size and data[0] == _TARGET:
+        _, bps, reason = _TARGET_FMT.unpack(data)
+        return TargetRate(bps, reason.rstrip(b"\0").decode("ascii", "replace"))
+    return None

@@ -1,0 +1,164 @@
+"""The receiver's NACK list: which packets of one stream are missing, and when to ask for them
+again (RFC 4585 6.2.1 generic NACK; the sender answers with RTX, RFC 4588). Pure.
+
+API::
+
+    class NackTracker:
+        def __init__(self, *, max_pending: int = MAX_PENDING, max_retries: int = MAX_RETRIES,
+                     max_age: float = MAX_AGE_S) -> None
+        def on_packet(self, seq: int, now: float, *, retransmitted: bool = False) -> None
+        def due(self, now: float, rtt: float | None) -> list[int]   # ask for these now
+        def next_due(self, now: float, rtt: float | None) -> float | None  # seconds from now
+        overflowed: bool          # the list overflowed since last read: ask for a keyframe
+        stats -> NackStats
+        def reset(self) -> None
+
+Rules (after libwebrtc's NackRequester, written from the RFCs): a gap in the sequence numbers
+puts the missing ones on the list. A packet is first asked for after ``reorder_wait``: the 75th
+percentile of how late reordered packets came recently (0 on a clean link; capped at
+MAX_REORDER_WAIT_S), so reordering does not turn into retransmissions. It is asked again every
+RTT x RETRY_RTT_FACTOR (at least MIN_RETRY_S; 100 ms while the RTT is unknown), at most
+``max_retries`` times and for at most ``max_age`` seconds; then it is abandoned (the frame cannot
+make its playout time: the depacketizer drops it and an inter-frame codec asks for a keyframe).
+A jump of more than ``max_pending`` packets (an outage) does not list them all: the list is
+cleared and ``overflowed`` set, and a keyframe request repairs faster than thousands of NACKs.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from pipeline.wire.rtp import seq_diff
+
+MAX_PENDING = 500
+MAX_RETRIES = 10
+MAX_AGE_S = 1.0
+MAX_REORDER_WAIT_S = 0.03
+RETRY_RTT_FACTOR = 1.2
+MIN_RETRY_S = 0.01
+UNKNOWN_RTT_RETRY_S = 0.1
+REORDER_WINDOW = 64
+REORDER_PERCENTILE = 0.75
+
+
+@dataclass(frozen=True, slots=True)
+class NackStats:
+    missing: int = 0  # packets that went on the list
+    requests: int = 0  # sequence numbers asked for (a retry counts again)
+    recovered: int = 0  # arrived by retransmission
+    reordered: int = 0  # arrived by themselves, late
+    abandoned: int = 0  # given up (retries or age ran out)
+    overflows: int = 0  # the list was cleared: too many at once
+    reorder_wait_ms: float = 0.0
+
+
+class _Missing:
+    __slots__ = ("sent", "since", "tries")
+
+    def __init__(self, since: float) -> None:
+        self.since = since
+        self.sent: float | None = None
+        self.tries = 0
+
+
+class NackTracker:
+    def __init__(
+        self,
+        *,
+        max_pending: int = MAX_PENDING,
+        max_retries: int = MAX_RETRIES,
+        max_age: float = MAX_AGE_S,
+    ) -> None:
+        self.max_pending = max_pending
+        self.max_retries = max_retries
+        self.max_age = max_age
+        self._highest: int | None = None
+        self._missing: dict[int, _Missing] = {}
+        self._reorder_delays: deque[float] = deque(maxlen=REORDER_WINDOW)
+        self._reorder_wait = 0.0
+        self.overflowed = False
+        self._c = dict.fromkeys(
+            ("missing", "requests", "recovered", "reordered", "abandoned", "overflows"), 0
+        )
+
+    def reset(self) -> None:
+        self._highest = None
+        self._missing.clear()
+        self.overflowed = False
+
+    def on_packet(self, seq: int, now: float, *, retransmitted: bool = False) -> None:
+        """A packet of the stream arrived (``retransmitted``: unwrapped from RTX)."""
+        if self._highest is None:
+            self._highest = seq
+            return
+        ahead = seq_diff(seq, self._highest)
+        if ahead > 0:
+            if ahead - 1 > self.max_pending:
+                self._missing.clear()
+                self._c["overflows"] += 1
+                self.overflowed = True
+            else:
+                for i in range(1, ahead):
+                    self._missing[(self._highest + i) & 0xFFFF] = _Missing(now)
+                self._c["missing"] += ahead - 1
+                if len(self._missing) > self.max_pending:
+                    self._missing.clear()
+                    self._c["overflows"] += 1
+                    self.overflowed = True
+            self._highest = seq
+            return
+        entry = self._missing.pop(seq, None)
+        if entry is None:
+            return
+        if retransmitted:
+            self._c["recovered"] += 1
+        else:
+            self._c["reordered"] += 1
+            self._reorder_delays.append(now - entry.since)
+            ordered = sorted(self._reorder_delays)
+            self._reorder_wait = min(
+                ordered[int(REORDER_PERCENTILE * (len(ordered) - 1))], MAX_REORDER_WAIT_S
+            )
+
+    def _retry_interval(self, rtt: float | None) -> float:
+        if rtt is None:
+            return UNKNOWN_RTT_RETRY_S
+        return max(rtt * RETRY_RTT_FACTOR, MIN_RETRY_S)
+
+    def due(self, now: float, rtt: float | None) -> list[int]:
+        """The sequence numbers to put in a NACK now (each counted as a request)."""
+        if not self._missing:
+            return []
+        retry = self._retry_interval(rtt)
+        out: list[int] = []
+        for seq, entry in list(self._missing.items()):
+            if entry.tries >= self.max_retries or now - entry.since > self.max_age:
+                del self._missing[seq]
+                self._c["abandoned"] += 1
+                continue
+            if entry.sent is None:
+                if now - entry.since < self._reorder_wait:
+                    continue
+            elif now - entry.sent < retry:
+                continue
+            entry.sent = now
+            entry.tries += 1
+            out.append(seq)
+        self._c["requests"] += len(out)
+        return out
+
+    def next_due(self, now: float, rtt: float | None) -> float | None:
+        """Seconds until ``due`` has something to ask (None: nothing is missing)."""
+        if not self._missing:
+            return None
+        retry = self._retry_interval(rtt)
+        soonest = min(
+            (e.since + self._reorder_wait) if e.sent is None else (e.sent + retry)
+            for e in self._missing.values()
+        )
+        return max(0.0, soonest - now)
+
+    @property
+    def stats(self) -> NackStats:
+        return NackStats(**self._c, reorder_wait_ms=round(self._reorder_wait * 1000, 3))

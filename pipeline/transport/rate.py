@@ -1,0 +1,101 @@
+"""The sender's target bitrate: the smaller of what the receiver estimates (REMB, delay-based)
+and a loss-based controller on RTCP receiver reports (draft-ietf-rmcat-gcc-02 section 6),
+clamped to the codec's range. Pure: times are passed in.
+
+API::
+
+    class SendRateController:
+        def __init__(self, *, min_bps: int, max_bps: int, start_bps: int) -> None
+        def on_remb(self, bps: int, now: float) -> None
+        def on_loss(self, fraction_lost: float, now: float) -> None   # 0..1, one RR block
+        def set_range(self, *, min_bps: int, max_bps: int) -> None
+        target_bps: int; reason: str; stats -> RateStats
+
+Loss-based (section 6): above LOSS_HIGH the rate falls by half the loss fraction; below
+LOSS_LOW it rises LOSS_INCREASE per report; between, it holds (NACK/RTX repairs that much).
+A REMB is a peer's hint, never obeyed beyond sane bounds: 0, negative or more than
+MAX_PLAUSIBLE_BPS is counted as ``absurd`` and ignored; anything else is clamped into
+[min_bps, max_bps]. A REMB older than REMB_TIMEOUT_S stops limiting (the peer went quiet; the
+loss-based side still protects the link).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LOSS_HIGH, LOSS_LOW = 0.10, 0.02
+LOSS_INCREASE = 1.05
+MAX_PLAUSIBLE_BPS = 10_000_000_000
+REMB_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class RateStats:
+    target_bps: int
+    remb_bps: int | None
+    loss_based_bps: int
+    reason: str  # why the target is what it is: "max", "remb", "loss", "min"
+    rembs: int
+    absurd: int
+
+
+class SendRateController:
+    def __init__(self, *, min_bps: int, max_bps: int, start_bps: int) -> None:
+        self.min_bps, self.max_bps = min_bps, max(max_bps, min_bps)
+        self._loss_based = float(min(max(start_bps, min_bps), self.max_bps))
+        self._remb: tuple[float, int] | None = None
+        self._rembs = 0
+        self._absurd = 0
+        self.target_bps = int(self._loss_based)
+        self.reason = "start"
+
+    def set_range(self, *, min_bps: int, max_bps: int) -> None:
+        """A new codec range (a preset change)."""
+        self.min_bps, self.max_bps = min_bps, max(max_bps, min_bps)
+        self._loss_based = min(max(self._loss_based, self.min_bps), self.max_bps)
+        self._update(None)
+
+    def on_remb(self, bps: int, now: float) -> None:
+        if bps <= 0 or bps > MAX_PLAUSIBLE_BPS:
+            self._absurd += 1
+            return
+        self._rembs += 1
+        self._remb = (now, bps)
+        self._update(now)
+
+    def on_loss(self, fraction_lost: float, now: float) -> None:
+        p = min(max(fraction_lost, 0.0), 1.0)
+        if p > LOSS_HIGH:
+            self._loss_based *= 1 - 0.5 * p
+        elif p < LOSS_LOW:
+            self._loss_based *= LOSS_INCREASE
+        self._loss_based = min(max(self._loss_based, self.min_bps), self.max_bps)
+        self._update(now)
+
+    def _remb_limit(self, now: float | None) -> int | None:
+        if self._remb is None:
+            return None
+        if now is not None and now - self._remb[0] > REMB_TIMEOUT_S:
+            return None
+        return self._remb[1]
+
+    def _update(self, now: float | None) -> None:
+        target, reason = self._loss_based, "loss" if self._loss_based < self.max_bps else "max"
+        remb = self._remb_limit(now)
+        if remb is not None and remb < target:
+            target, reason = remb, "remb"
+        if target <= self.min_bps:
+            target, reason = self.min_bps, "min"
+        self.target_bps = int(target)
+        self.reason = reason
+
+    @property
+    def stats(self) -> RateStats:
+        return RateStats(
+            target_bps=self.target_bps,
+            remb_bps=None if self._remb is None else self._remb[1],
+            loss_based_bps=int(self._loss_based),
+            reason=self.reason,
+            rembs=self._rembs,
+            absurd=self._absurd,
+        )
