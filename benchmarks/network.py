@@ -197,7 +197,33 @@ def _key_figures(sample: dict[str, Any]) -> dict[str, Any]:
         "freeze_count": freezes.get("freeze_count"),
         "pli_sent": sample.get("pli_sent"),
         "c2d_p50_ms": c2d.get("p50"),
+        # what the *sender* of this direction was allowed (the other agent's congestion stats
+        # are about its own sending; these are the receiver's: its REMB estimate of this path)
+        "estimate_bps": sample.get("congestion", {}).get("estimate_bps"),
+        "recovered": sample.get("repair", {}).get("recovered"),
     }
+
+
+def _fps_after(samples: list[dict[str, Any]], start_s: float) -> float | None:
+    """Frames shown per second from ``start_s`` into the call to its end (convergence)."""
+    inside = [s for s in samples if float(s["t"]) >= start_s]
+    if len(inside) < 2:
+        return None
+    first, last = inside[0], inside[-1]
+    frames = int(last.get("freezes", {}).get("frames_shown") or 0) - int(
+        first.get("freezes", {}).get("frames_shown") or 0
+    )
+    span = float(last["t"]) - float(first["t"])
+    return round(frames / span, 2) if span > 0 else None
+
+
+def _mean_after(samples: list[dict[str, Any]], start_s: float) -> int | None:
+    rates = [
+        s["bitrate_received_bps"]
+        for s in samples
+        if float(s["t"]) >= start_s and s.get("bitrate_received_bps")
+    ]
+    return round(sum(rates) / len(rates)) if rates else None
 
 
 def video_back_after(
@@ -247,6 +273,12 @@ def _direction(
         "c2d_count": c2d.get("count"),
         "lost_packets": final.get("loss", {}).get("lost_packets"),
         "pli_sent": final.get("pli_sent"),
+        "nacks_sent": final.get("repair", {}).get("nacks_sent"),
+        "recovered": final.get("repair", {}).get("recovered"),
+        "abandoned": final.get("repair", {}).get("abandoned"),
+        "estimate_last_bps": final.get("congestion", {}).get("estimate_bps"),
+        "fps_after_5s": _fps_after(samples, 5.0),
+        "bitrate_after_5s_bps": _mean_after(samples, 5.0),
         "bitrate_last_bps": samples[-1].get("bitrate_received_bps") if samples else None,
         "bitrate_mean_bps": round(sum(rates) / len(rates)) if rates else None,
         "end_reason": ended.get("reason") if ended else None,
@@ -388,6 +420,12 @@ def print_table(result: dict[str, Any]) -> None:
         ("capture->display p95 (ms)", "c2d_p95_ms", 1.0, 1),
         ("packets lost", "lost_packets", 1.0, 0),
         ("PLIs sent", "pli_sent", 1.0, 0),
+        ("NACKs sent", "nacks_sent", 1.0, 0),
+        ("packets recovered (RTX)", "recovered", 1.0, 0),
+        ("repairs abandoned", "abandoned", 1.0, 0),
+        ("estimate kbit/s (REMB, last)", "estimate_last_bps", 1000.0, 0),
+        ("fps shown after 5 s", "fps_after_5s", 1.0, 1),
+        ("kbit/s after 5 s (mean)", "bitrate_after_5s_bps", 1000.0, 0),
         ("kbit/s received (last)", "bitrate_last_bps", 1000.0, 0),
         ("kbit/s received (mean)", "bitrate_mean_bps", 1000.0, 0),
         ("end reason", "end_reason", 1.0, 0),

@@ -1,10 +1,12 @@
 """A lossy UDP relay on loopback, for benchmarks and tests: forwards an RTP/RTCP port pair to a
-target pair and drops every ``drop_every``-th RTP datagram (RTCP passes untouched).
+target pair and drops every ``drop_every``-th RTP datagram (RTCP passes untouched), and every
+RTP datagram whose payload type is in ``drop_payload_types`` (e.g. RTX: repair never arrives).
 
 API::
 
     class LossyRelay:
-        def __init__(self, target_port: int, drop_every: int, host: str = "127.0.0.1") -> None
+        def __init__(self, target_port: int, drop_every: int, host: str = "127.0.0.1",
+                     drop_payload_types: frozenset[int] = frozenset()) -> None
         port: int            # the even RTP port to send to (RTCP on port + 1)
         forwarded: int; dropped: int
         def close(self) -> None                  # stops the thread, closes the sockets
@@ -22,12 +24,19 @@ import threading
 
 
 class LossyRelay:
-    def __init__(self, target_port: int, drop_every: int, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        target_port: int,
+        drop_every: int,
+        host: str = "127.0.0.1",
+        drop_payload_types: frozenset[int] = frozenset(),
+    ) -> None:
         if drop_every < 1:
             raise ValueError(f"drop_every must be >= 1, got {drop_every}")
         self.host = host
         self.target = target_port
         self.drop_every = drop_every
+        self.drop_payload_types = drop_payload_types
         self.forwarded = self.dropped = 0
         while True:
             rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -58,7 +67,8 @@ class LossyRelay:
                 data, _ = sock.recvfrom(65536)
                 if self._socks[sock] == self.target:
                     count += 1
-                    if count % self.drop_every == 0:
+                    pt = data[1] & 0x7F if len(data) > 1 else -1
+                    if count % self.drop_every == 0 or pt in self.drop_payload_types:
                         self.dropped += 1
                         continue
                 self._out.sendto(data, (self.host, self._socks[sock]))

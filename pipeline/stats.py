@@ -229,6 +229,37 @@ class LatencySummary:
 
 
 @dataclass(frozen=True, slots=True)
+class RepairStats:
+    """Loss repair with generic NACK (RFC 4585 6.2.1) and RTX (RFC 4588), this endpoint's two
+    sides: what we asked the peer to resend, and what we resent. Counts since the call began
+    (webrtc-stats: ``nackCount``, ``retransmittedPacketsSent``)."""
+
+    nacks_sent: int = 0  # NACK packets we sent about the peer's stream
+    packets_requested: int = 0  # sequence numbers they named (a retry counts again)
+    recovered: int = 0  # the peer's packets that came by retransmission
+    abandoned: int = 0  # missing packets given up on (too old or too many tries)
+    nacks_received: int = 0  # NACK packets from the peer about our stream
+    retransmitted: int = 0  # RTX packets we sent
+    repair_wait_ms: float = 0.0  # how long a frame under repair is waited for, now
+
+
+@dataclass(frozen=True, slots=True)
+class CongestionStats:
+    """Congestion control (draft-ietf-rmcat-gcc-02): the rate we may send and why, the rate the
+    peer estimates for our stream (REMB), and the rate we estimate for the peer's (the REMB we
+    send). ``adaptation`` says what the encoder does with the target, in words."""
+
+    target_bps: int | None = None
+    target_reason: str = ""  # max | remb | loss | min | start
+    remb_received_bps: int | None = None
+    estimate_bps: int | None = None  # None: the path has not queued yet (nothing to limit)
+    estimator_state: str = "normal"  # normal | overusing | underusing
+    overuses: int = 0
+    adaptation: str = ""
+    pacer_queue: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class FreezeStats:
     """Playback smoothness of the peer's video, by the W3C webrtc-stats rules (RTCInboundRtp-
     StreamStats ``freezeCount``, ``totalFreezesDuration``, ``pauseCount``,
@@ -368,6 +399,8 @@ class MediaStats:
     pli_sent: int = 0  # keyframe requests (RTCP PLI + FIR) we sent: webrtc-stats pliCount
     pli_received: int = 0  # keyframe requests the peer sent us
     freezes: FreezeStats = FreezeStats()
+    repair: RepairStats = RepairStats()
+    congestion: CongestionStats = CongestionStats()
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-serialisable form (docs/architecture.md, Media pipeline: Statistics)."""
@@ -408,6 +441,8 @@ class MediaStats:
             "pli_sent": self.pli_sent,
             "pli_received": self.pli_received,
             "freezes": dataclasses.asdict(self.freezes),
+            "repair": dataclasses.asdict(self.repair),
+            "congestion": dataclasses.asdict(self.congestion),
             "stages": {k: dict(v) for k, v in self.stages.items()},
         }
 
@@ -482,4 +517,46 @@ def summarise(
         freezes=FreezeStats(**dsp["freezes"])
         if isinstance(dsp.get("freezes"), dict)
         else FreezeStats(),
+        repair=_repair(rcv, snd),
+        congestion=_congestion(rcv, snd, enc),
+    )
+
+
+def _repair(rcv: Mapping[str, Any], snd: Mapping[str, Any]) -> RepairStats:
+    nack, rtcp = rcv.get("nack") or {}, rcv.get("rtcp") or {}
+    return RepairStats(
+        nacks_sent=rtcp.get("nacks_sent", 0),
+        packets_requested=nack.get("requests", 0),
+        recovered=nack.get("recovered", 0),
+        abandoned=nack.get("abandoned", 0),
+        nacks_received=rtcp.get("nacks_received", 0),
+        retransmitted=snd.get("retransmitted", 0),
+        repair_wait_ms=nack.get("repair_wait_ms", 0.0),
+    )
+
+
+def _congestion(
+    rcv: Mapping[str, Any], snd: Mapping[str, Any], enc: Mapping[str, Any]
+) -> CongestionStats:
+    rate, bwe = rcv.get("send_rate") or {}, rcv.get("bwe") or {}
+    ladder = enc.get("ladder")
+    target = snd.get("target_bps")
+    if isinstance(ladder, dict):
+        adaptation = (
+            f"quality {ladder.get('quality')}, {round(100 * ladder.get('scale', 1.0))}% size, "
+            f"{ladder.get('fps')} fps ({ladder.get('reason')})"
+        )
+    elif enc.get("encoder_bps") is not None:
+        adaptation = f"encoder target {enc['encoder_bps'] / 1e6:.2f} Mbit/s"
+    else:
+        adaptation = ""
+    return CongestionStats(
+        target_bps=target,
+        target_reason=snd.get("target_reason", "") or rate.get("reason", ""),
+        remb_received_bps=rate.get("remb_bps"),
+        estimate_bps=bwe.get("estimate_bps"),
+        estimator_state=bwe.get("state", "normal"),
+        overuses=bwe.get("overuses", 0),
+        adaptation=adaptation,
+        pacer_queue=snd.get("pacer_queue", 0),
     )

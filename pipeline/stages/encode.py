@@ -57,6 +57,7 @@ class EncodeStage(Stage):
         super().__init__(ctx)
         self._feedback = None if feedback_ring is None else feedback_ring.reader(feedback_reader)
         self._target_bps: int | None = None
+        self._encoder_bps = preset.bitrate_bps
         self._ladder = QualityLadder(preset.quality)
         self._captured = 0
         self._reader = raw.reader(raw_reader)
@@ -95,7 +96,8 @@ class EncodeStage(Stage):
         self._target_bps = bps
         self._ladder.set_target(bps)
         cap = self._preset.bitrate_bps
-        self._plain.set_bitrate(cap if bps is None else min(bps, cap))
+        self._encoder_bps = cap if bps is None else min(bps, cap)
+        self._plain.set_bitrate(self._encoder_bps)
 
     def _scaled(self, bgr: Any) -> Any:
         """The frame at the ladder's resolution (JPEG-style codecs under congestion)."""
@@ -201,6 +203,7 @@ class EncodeStage(Stage):
             "ring_dropped": self._reader.dropped,
             "ring_torn": self._reader.torn,
             "target_bps": self._target_bps,
+            "encoder_bps": self._encoder_bps if self._plain.follows_bitrate else None,
             "ladder": None
             if self._plain.follows_bitrate
             else {
@@ -208,6 +211,7 @@ class EncodeStage(Stage):
                 "quality": self._ladder.rung.quality,
                 "scale": self._ladder.rung.scale,
                 "fps_divisor": self._ladder.rung.fps_divisor,
+                "fps": round(self._preset.fps / self._ladder.rung.fps_divisor, 1),
                 "reason": self._ladder.reason,
                 "measured_bps": round(self._ladder.measured_bps),
             },

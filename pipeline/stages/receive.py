@@ -60,7 +60,7 @@ from pipeline.stats import RateMeter
 from pipeline.transport import feedback
 from pipeline.transport.bwe import DelayBasedEstimator
 from pipeline.transport.edge import DatagramEdge
-from pipeline.transport.rate import SendRateController
+from pipeline.transport.rate import START_BPS, SendRateController
 from pipeline.transport.stream import RtpReceiver, RtpStream
 from pipeline.wire.rtcp import RtcpSession, SenderInfo
 from pipeline.wire.rtp import to_rtp_ts
@@ -89,8 +89,12 @@ TARGET_PUBLISH_S = 1.0  # the target goes to send/encode on a change of 2 % or a
 # (past that a keyframe request is the faster repair).
 REPAIR_RTTS = 2.5
 REPAIR_MARGIN_S = 0.02
-MAX_REPAIR_WAIT_S = 0.35
+MAX_REPAIR_WAIT_S = 0.5
 REPAIR_MEMORY_S = 10.0
+SENT_RATE_S = 0.5
+EARLY_REPORT_S = 0.25
+EARLY_REPORT_LOSS = 0.1
+EARLY_REPORT_MIN_PACKETS = 20
 JITTER_MAX_FRAMES = 16  # frames waiting for playout: 0.3 s of repair at 50 fps
 DEFAULT_RTT_S = 0.1
 
@@ -163,6 +167,7 @@ class ReceiveStage(Stage):
         self._reports_seen = 0
         self._feedback_id = 0
         self._nack_requests = 0
+        self._sent_base: SenderInfo | None = None
         self._repairing_until = 0.0
         self._keyframe_request = keyframe_request  # we write: the peer asked for a keyframe
         self._keyframe_needed = keyframe_needed  # we read: the display lost the chain
@@ -291,6 +296,18 @@ class ReceiveStage(Stage):
             ):
                 self._published = (now, target)
                 self._publish(feedback.TargetRate(target, rate.reason))
+
+    def _on_sent(self, info: SenderInfo) -> None:
+        """Our send rate (from the send stage's counts, over at least SENT_RATE_S)."""
+        base = self._sent_base
+        if base is None or info.sent_ns < base.sent_ns:
+            self._sent_base = info
+            return
+        span = (info.sent_ns - base.sent_ns) / 1e9
+        if span >= SENT_RATE_S:
+            if self._send_rate is not None:
+                self._send_rate.on_sent((info.octets - base.octets) * 8 / span)
+            self._sent_base = info
 
     def _publish(self, msg: feedback.NackRequest | feedback.TargetRate) -> None:
         if self._feedback is not None:
@@ -437,11 +454,20 @@ class ReceiveStage(Stage):
             if raw is not None and len(raw) == SenderInfo.SIZE:
                 info = SenderInfo.unpack(raw)
                 session.on_sender_info(info, self._sender_info)
+                self._on_sent(info)
                 if self._sender_info is None or info.packets > self._sender_info.packets:
                     self._sender_info = info
-        if session.due(now) and self._rtcp.peer is not None:
-            reception = None if self._video is None else self._video.reception
-            if self._rtcp.send(session.build_report(now, reception)) == 0:
+        reception = None if self._video is None else self._video.reception
+        early = False
+        if reception is not None and session.since_report(now) >= EARLY_REPORT_S:
+            # RFC 4585 3.5 early feedback: heavy loss reaches the peer's rate control in a
+            # quarter of a second, not at the next regular report.
+            expected, lost = reception.interval_loss()
+            early = expected >= EARLY_REPORT_MIN_PACKETS and lost > EARLY_REPORT_LOSS * expected
+        report_now = session.due(now) or early
+        if report_now and self._rtcp.peer is not None:
+            sent = self._rtcp.send(session.build_report(now, reception))
+            if sent == 0:
                 self.count("rtcp_send_errors")
 
     def reset_stats(self) -> None:
@@ -475,7 +501,7 @@ class ReceiveStage(Stage):
                     self._bwe = DelayBasedEstimator(min_bps=MIN_TARGET_BPS, max_bps=MAX_TARGET_BPS)
                     self._receiver.on_send_time = self._bwe.on_packet
                     self._send_rate = SendRateController(
-                        min_bps=MIN_TARGET_BPS, max_bps=MAX_TARGET_BPS, start_bps=MAX_TARGET_BPS
+                        min_bps=MIN_TARGET_BPS, max_bps=MAX_TARGET_BPS, start_bps=START_BPS
                     )
                     self._published = None
                     self._rtcp_session = RtcpSession(

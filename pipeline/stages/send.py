@@ -49,6 +49,10 @@ START_PACING_BPS = 50_000_000  # until the first target: pace only what is far b
 # A NACK for a packet we resent less than this ago is not answered again (the copy is on its
 # way; RFC 4588 8.4): about the shortest RTT worth repairing over.
 RTX_MIN_INTERVAL_S = 0.01
+# Retransmissions may take at most this share of the target rate (a token bucket holding
+# RTX_BURST_S of it): on a congested link, repair must not become the congestion.
+RTX_SHARE = 0.3
+RTX_BURST_S = 0.5
 MAX_FEEDBACK_PER_TURN = 16
 
 
@@ -74,6 +78,8 @@ class SendStage(Stage):
         self._pacer = Pacer(START_PACING_BPS)
         self._target_bps: int | None = None
         self._target_reason = ""
+        self._rtx_budget = 0.0
+        self._rtx_refilled: float | None = None
         self._keyframe_fd = keyframe_request  # we write: a frame we never sent broke the chain
         self._awaiting_keyframe = False
         self._reader = encoded_tx.reader(0)
@@ -131,9 +137,19 @@ class SendStage(Stage):
         if rtp is None or not self._sending:
             return
         now = time.monotonic()
+        if self._target_bps is not None:
+            rate = RTX_SHARE * self._target_bps / 8
+            if self._rtx_refilled is not None:
+                self._rtx_budget += (now - self._rtx_refilled) * rate
+            self._rtx_budget = min(self._rtx_budget, rate * RTX_BURST_S)
+            self._rtx_refilled = now
         for seq in seqs:
+            if self._target_bps is not None and self._rtx_budget <= 0:
+                self.count("rtx_rate_limited")
+                continue
             packet = rtp.retransmit(seq, now, RTX_MIN_INTERVAL_S)
             if packet is not None:
+                self._rtx_budget -= len(packet)
                 self._pacer.push(packet, now, priority=True)
                 self.count("rtx_packets")
 

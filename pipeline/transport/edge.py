@@ -34,9 +34,10 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+import struct
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from pipeline.errors import RemoteProtocolError
 
@@ -66,6 +67,9 @@ class _Identity:
 
 
 IDENTITY: Protection = _Identity()
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux
+_TIMESPEC = struct.Struct("@qq")
+_TIMESTAMP_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +95,13 @@ class DatagramEdge:
     ) -> None:
         sock.setblocking(False)
         self._sock = sock
+        # Kernel receive timestamps: the arrival times the bandwidth estimator and the jitter
+        # buffer use then exclude this process's own scheduling delay (a busy machine).
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            self._kernel_time = True
+        except OSError:
+            self._kernel_time = False
         self.protection = protection
         self._max = max_datagram
         self._peer_ip: str | None = None
@@ -119,20 +130,35 @@ class DatagramEdge:
         self._peer_ip = str(ipaddress.ip_address(peer_ip))
         self._peer = None if peer_port is None else (self._peer_ip, peer_port)
 
+    def _read(self) -> tuple[bytes, Any, int]:
+        """One datagram, its source and its arrival (monotonic ns): the kernel's receive time
+        (SO_TIMESTAMPNS) when the socket gives it, else now."""
+        if not self._kernel_time:
+            data, addr = self._sock.recvfrom(self._max)
+            return data, addr, time.monotonic_ns()
+        data, ancillary, _flags, addr = self._sock.recvmsg(self._max, _TIMESTAMP_SPACE)
+        now = time.monotonic_ns()
+        for level, kind, raw in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(raw) >= 16:
+                sec, nsec = _TIMESPEC.unpack_from(raw)
+                # The kernel stamps CLOCK_REALTIME; the pipeline runs on CLOCK_MONOTONIC.
+                arrival = sec * 1_000_000_000 + nsec - (time.time_ns() - now)
+                return data, addr, min(arrival, now)
+        return data, addr, now
+
     def receive(self) -> tuple[bytes, int] | None:
         """The next datagram from the peer, unprotected, with its arrival time; None when the
         socket has nothing more, or after MAX_DISCARDS_PER_CALL discards in a row (discards are
         counted and skipped)."""
         for _ in range(MAX_DISCARDS_PER_CALL):
             try:
-                data, addr = self._sock.recvfrom(self._max)
+                data, addr, arrival_ns = self._read()
             except (BlockingIOError, InterruptedError):
                 return None
             except OSError as exc:  # e.g. ECONNREFUSED reported for an earlier send
                 self._c["socket_errors"] += 1
                 logger.debug("edge: recvfrom: %s", exc)
                 return None
-            arrival_ns = time.monotonic_ns()
             if self._peer_ip is None:
                 self._c["dropped_before_connect"] += 1
                 continue

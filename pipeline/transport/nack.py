@@ -20,8 +20,9 @@ MAX_REORDER_WAIT_S), so reordering does not turn into retransmissions. It is ask
 RTT x RETRY_RTT_FACTOR (at least MIN_RETRY_S; 100 ms while the RTT is unknown), at most
 ``max_retries`` times and for at most ``max_age`` seconds; then it is abandoned (the frame cannot
 make its playout time: the depacketizer drops it and an inter-frame codec asks for a keyframe).
-A jump of more than ``max_pending`` packets (an outage) does not list them all: the list is
-cleared and ``overflowed`` set, and a keyframe request repairs faster than thousands of NACKs.
+A jump of more than ``max_pending`` packets, or a gap after OUTAGE_S without any packet (an
+outage: what was missed is older than any repair can make up), does not list them: the list is
+cleared and ``overflowed`` set, and a keyframe request repairs faster than hundreds of NACKs.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ RETRY_RTT_FACTOR = 1.2
 MIN_RETRY_S = 0.01
 UNKNOWN_RTT_RETRY_S = 0.1
 REORDER_WINDOW = 64
+OUTAGE_S = 0.5
 REORDER_PERCENTILE = 0.75
 
 
@@ -74,6 +76,7 @@ class NackTracker:
         self.max_retries = max_retries
         self.max_age = max_age
         self._highest: int | None = None
+        self._last_packet: float | None = None
         self._missing: dict[int, _Missing] = {}
         self._reorder_delays: deque[float] = deque(maxlen=REORDER_WINDOW)
         self._reorder_wait = 0.0
@@ -89,12 +92,14 @@ class NackTracker:
 
     def on_packet(self, seq: int, now: float, *, retransmitted: bool = False) -> None:
         """A packet of the stream arrived (``retransmitted``: unwrapped from RTX)."""
+        quiet = self._last_packet is not None and now - self._last_packet > OUTAGE_S
+        self._last_packet = now
         if self._highest is None:
             self._highest = seq
             return
         ahead = seq_diff(seq, self._highest)
         if ahead > 0:
-            if ahead - 1 > self.max_pending:
+            if ahead - 1 > self.max_pending or (quiet and ahead > 1):
                 self._missing.clear()
                 self._c["overflows"] += 1
                 self.overflowed = True

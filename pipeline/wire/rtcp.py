@@ -493,6 +493,12 @@ class ReceptionStats:
     def jitter_s(self) -> float:
         return self._jitter / self.clock_rate
 
+    def interval_loss(self) -> tuple[int, int]:
+        """(expected, lost) packets since the last report block, without starting a new
+        interval: lets a receiver send an early report when loss is high (RFC 4585 3.5)."""
+        expected = self.expected - self._expected_prior
+        return expected, expected - (self.received - self._received_prior)
+
     def report_block(self, lsr: int = 0, dlsr: int = 0) -> ReportBlock:
         """A report block; resets the interval used for the fraction lost."""
         expected = self.expected
@@ -637,6 +643,10 @@ class RtcpSession:
 
     def due(self, now: float) -> bool:
         return self._last_report is None or now - self._last_report >= self.interval
+
+    def since_report(self, now: float) -> float:
+        """Seconds since our last report (infinity before the first)."""
+        return float("inf") if self._last_report is None else now - self._last_report
 
     def build_report(self, now: float, reception: ReceptionStats | None = None) -> bytes:
         """An SR (when we sent RTP in the last two intervals) or an RR, then SDES CNAME."""

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from benchmarks.relay import LossyRelay
 from pipeline.codecs.base import CodecFrame
-from pipeline.codecs.h264.codec import H264_INFO, H264Decoder, H264Encoder
+from pipeline.codecs.h264.codec import H264_INFO, PT_H264_RTX, H264Decoder, H264Encoder
 from pipeline.codecs.h264.nal import (
     NAL_IDR,
     NAL_PPS,
@@ -214,11 +214,30 @@ def test_whole_frames_lost_in_an_outage_break_the_chain() -> None:
     rx, depacketizer = receiver()
     assert len(feed(rx, per_frame[0], now=0.0)) == 1
     assert len(feed(rx, per_frame[1], now=0.03)) == 1
-    # Frames 2 and 3 never arrive.
+    # Frames 2 and 3 never arrive. Frame 4 is held first: the missing packets could be whole
+    # frames under repair (NACK/RTX).
     assert feed(rx, per_frame[4], now=3.0) == []
+    assert not depacketizer.needs_keyframe
+    # Past the wait, the gap breaks the chain: frames 4 and 5 are not shown.
+    assert feed(rx, per_frame[5], now=3.1) == []
     assert depacketizer.needs_keyframe
     s = depacketizer.stats
-    assert (s.gaps, s.waiting_keyframe, s.incomplete) == (1, 1, 0)
+    assert (s.gaps, s.waiting_keyframe, s.incomplete) == (1, 2, 0)
+
+
+def test_a_whole_frame_repaired_in_time_keeps_the_chain() -> None:
+    """The one packet of a small frame is lost and comes back by retransmission within the
+    repair wait: the newer frame waited for it, and nothing is dropped."""
+    per_frame = packets_of(encoded(frames=6), max_payload=100_000)
+    rx, depacketizer = receiver()
+    depacketizer.repair_wait = 0.3
+    shown = feed(rx, per_frame[0], now=0.0) + feed(rx, per_frame[1], now=0.03)
+    assert feed(rx, per_frame[3], now=0.1) == []  # frame 2 is missing: wait for it
+    shown += feed(rx, per_frame[2], now=0.2)  # repaired: both go, in order
+    shown += feed(rx, per_frame[4], now=0.23)
+    assert [f.timestamp for f in shown] == sorted(f.timestamp for f in shown)
+    assert len(shown) == 5 and not depacketizer.needs_keyframe
+    assert depacketizer.stats.gaps == 0
 
 
 def test_hostile_payloads_are_counted_and_dropped() -> None:
@@ -282,7 +301,7 @@ pytestmark = pytest.mark.usefixtures("no_leaks")
 
 @contextlib.contextmanager
 def h264_call(
-    preset: str = "medium", drop_every: int = 0
+    preset: str = "medium", drop_every: int = 0, drop_payload_types: frozenset[int] = frozenset()
 ) -> Iterator[tuple[MediaSession, MediaSession, LossyRelay | None]]:
     a = MediaSession(bind_ip=LOCAL, preset=preset)
     b = MediaSession(bind_ip=LOCAL, preset=preset)
@@ -291,7 +310,7 @@ def h264_call(
         port_a, port_b = a.open(), b.open()
         target = port_b
         if drop_every:
-            relay = LossyRelay(port_b, drop_every=drop_every)
+            relay = LossyRelay(port_b, drop_every=drop_every, drop_payload_types=drop_payload_types)
             target = relay.port
         a.connect(PeerEndpoint(LOCAL, target, MediaMode.RTP, 1, 2, codec="H264"))
         b.connect(PeerEndpoint(LOCAL, port_a, MediaMode.RTP, 2, 1, codec="H264"))
@@ -339,8 +358,21 @@ def _counter(session: MediaSession, stage: str, name: str) -> int:
     return int(counters.get(name, 0))
 
 
-def test_loss_leads_to_keyframe_requests_and_the_picture_recovers() -> None:
+def test_loss_is_repaired_by_nack_and_rtx_without_a_broken_picture() -> None:
     with h264_call(drop_every=40) as (a, b, relay):
+        assert relay is not None
+        wait_for(lambda: relay.dropped >= 5)
+        wait_for(lambda: b.stats().repair.recovered >= 3)
+        assert a.stats().repair.retransmitted >= 3
+        assert b.stats().repair.nacks_sent > 0 and a.stats().repair.nacks_received > 0
+        first = wait_for(functools.partial(stamped, b))
+        wait_for(functools.partial(stamped, b, first))
+        assert b.stats().info.dead_stages == ()
+
+
+def test_loss_that_cannot_be_repaired_leads_to_keyframe_requests_and_the_picture_recovers() -> None:
+    # Every retransmission (RTX, RFC 4588) is lost too: only a keyframe repairs the chain.
+    with h264_call(drop_every=40, drop_payload_types=frozenset({PT_H264_RTX})) as (a, b, relay):
         assert relay is not None
         wait_for(lambda: relay.dropped >= 5)
         wait_for(lambda: b.stats().pli_sent > 0)

@@ -25,8 +25,10 @@ Depacketizer: packets are grouped by RTP timestamp. An access unit is complete w
 packet arrived, its sequence numbers are contiguous up to the marker, its first packet begins a
 picture (an AUD, SEI, SPS or PPS, or a slice whose ``first_mb_in_slice`` is 0, 7.3.3: the first
 bit of the slice header is 1), and every FU-A was started and ended. Complete units are released
-in timestamp order: one waits up to REORDER_WAIT for an older unit still missing packets
-(packets reordered across frames; on a clean link nothing is older, so nothing waits). A frame
+in timestamp order: one waits up to max(REORDER_WAIT, ``repair_wait``) for an older unit still
+missing packets, or when packets are missing between it and the last frame released (a whole
+frame lost, perhaps under repair); a keyframe never waits for a gap (on a clean link nothing is
+older and nothing is missing, so nothing waits). A frame
 that cannot be completed (a lost packet, a newer frame released past it, ``timeout`` without
 packets, more than ``max_partial`` open) is dropped and counted as ``incomplete``; a sequence
 gap between the last released frame and the next (whole frames lost: an outage) is counted as
@@ -251,8 +253,17 @@ class H264Depacketizer(Depacketizer):
             ts = min(self._ready, key=lambda t: ts_diff(t, next(iter(self._ready))))
             ready = self._ready[ts]
             older = self._units.older(ts)
-            if older and now - ready.since < max(REORDER_WAIT, self.repair_wait):
-                break  # an older frame may still complete (reordering across frames)
+            last = self._last_marker_seq
+            # Packets between the last frame released and this one are missing: a whole frame
+            # may be lost and under repair (NACK/RTX), so wait as for an open older frame. A
+            # keyframe needs nothing older: it goes at once.
+            gap = (
+                last is not None
+                and seq_diff(ready.first_seq, last) != 1
+                and not any((n[0] & 0x1F) == NAL_IDR for n in ready.nals)
+            )
+            if (older or gap) and now - ready.since < max(REORDER_WAIT, self.repair_wait):
+                break  # an older frame may still complete (reordering, repair)
             for t in older:  # waited long enough: the older frames are lost
                 self._units.drop(t, "incomplete")
             del self._ready[ts]
