@@ -15,13 +15,21 @@ optional=()   # without these vcall works, but slower (said in its log)
 if ! "$python" -c 'import tkinter' 2>/dev/null; then required+=(python3-tk); fi
 if ! "$python" -c 'import ensurepip, venv' 2>/dev/null; then required+=(python3-venv); fi
 optional+=(libturbojpeg0)
+# Audio: PortAudio (sounddevice) and libopus (real loss concealment and in-band FEC; without it
+# concealment falls back to a fade). vcall still runs without them (video only), so optional.
+optional+=(libportaudio2 libopus0)
 
 if [ "$profile" = test ]; then
     # libav: avdec_h264; ugly: x264enc (the H.264 interop tests, both directions).
     # iproute2: ip and tc, for the impairment lab (tests/lab: network namespaces, tbf).
+    # pulseaudio + libasound2-plugins (ALSA's pulse device, PortAudio's way to it) +
+    # libportaudio2: the audio tests' private sound server with a null sink.
+    # redis-server, redis-sentinel: the directory tests on a real Redis and a Sentinel failover.
+    # dbus, dunst: a real session bus and notification daemon for the desktop-notifier tests.
     required+=(xvfb xdotool ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-base
                gstreamer1.0-plugins-good gstreamer1.0-libav gstreamer1.0-plugins-ugly
-               libturbojpeg0 iproute2)
+               libturbojpeg0 iproute2 pulseaudio libasound2-plugins libportaudio2 libopus0
+               redis-server redis-sentinel dbus dunst)
 fi
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
@@ -59,4 +67,4 @@ if [ ${#missing_required[@]} -gt 0 ]; then
     echo "system-deps: cannot continue without: ${missing_required[*]}" >&2
     exit 1
 fi
-echo "system-deps: continuing; vcall falls back to OpenCV's JPEG codec (slower)." >&2
+echo "system-deps: continuing; without them vcall falls back (OpenCV JPEG: slower; no audio)." >&2
