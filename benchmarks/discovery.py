@@ -12,8 +12,17 @@ on raw asyncio protocols. Scenarios:
 3. the same open loop while ``--slow`` clients (1,000, from 127.0.0.2) trickle a REGISTER one
    byte at a time and reconnect whenever the server drops them.
 
+With ``--store redis://HOST:PORT/DB`` the servers share that store, and ``--instances N``
+(default 2 with a store) more scenarios run: closed-loop QUERY/s and REGISTER/s (REGISTER of
+known nicks with their password: one scrypt verification and one store write each) against 1
+and N instances, the load split evenly, and the propagation delay of a registration from one
+instance to another (REGISTER answered on the first -> first QUERY that sees it on the second;
+p50/p99 of ``--propagation-samples``). The store must be reachable and may be flushed of
+``vcall:*`` keys by nobody else meanwhile.
+
 Prints a table and writes JSON (``--json FILE``). Targets on a 2-core machine: >= 10,000
-requests/s closed loop; p99 < 20 ms open loop; the same p99 with the slow clients.
+requests/s closed loop; p99 < 20 ms open loop; the same p99 with the slow clients; with Redis,
+>= 20,000 QUERY/s per instance and propagation p99 <= 100 ms.
 Usage: ``python -m benchmarks.discovery [--quick] [--json out.json]`` or
 ``vcall bench discovery ...``.
 """
@@ -52,6 +61,7 @@ USERS = 200
 SLOW_PHASES = 10
 STATS_INTERVAL = 1.0  # the server's stats log lines, for its event-loop lag
 BOOST_NICE = -10
+PASSWORD = "bench-password"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +72,7 @@ class LoadSpec:
     duration: float
     rate: float  # requests/s for this worker; 0 = closed loop
     first_user: int  # connection i queries user (first_user + i) % USERS
+    verb: str = "QUERY"  # or "REGISTER" (the user's own record, with its password)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +103,12 @@ def _user(i: int) -> tuple[str, str, int]:
 class _LoadConn(asyncio.Protocol):
     def __init__(self, gen: _Generator, index: int) -> None:
         nick, ip, port = _user(index % USERS)
-        self.request = f"QUERY {nick}".encode()
-        self.expected = len(format_reply(UserRecord(nick, ip, port, ("V0",))))
+        if gen.spec.verb == "REGISTER":
+            self.request = f"REGISTER {nick} {ip} {port} {PASSWORD} V0".encode()
+            self.expected = len(f"OK WELCOME {nick} {int(time.time())}")
+        else:
+            self.request = f"QUERY {nick}".encode()
+            self.expected = len(format_reply(UserRecord(nick, ip, port, ("V0",))))
         self.gen = gen
         self.transport: asyncio.Transport | None = None
         self.got = 0
@@ -344,10 +359,12 @@ def _server_process(
         host, _, port = args.server.rpartition(":")
         yield host, int(port), None, str
         return
+    store = ["--store", args.store] if args.store else ["--db", ":memory:"]
     cmd = [
         sys.executable, "-m", "vcall.discovery.server", "--host", "127.0.0.1", "--port", "0",
-        "--db", ":memory:", "--max-connections", "100000", "--max-per-address", "100000",
+        *store, "--max-connections", "100000", "--max-per-address", "100000",
         "--scrypt-n", "1024", "--stats-interval", str(STATS_INTERVAL),
+        "--throttle-failures", "1000000",
     ]  # fmt: skip
     # The server's log goes to a file: a pipe nobody drains would fill up and block it.
     with tempfile.TemporaryFile("w+") as log:
@@ -377,19 +394,22 @@ def _read(log: IO[str]) -> str:
 
 
 def _run_load(
-    ctx: Any, address: tuple[str, int], *, conns: int, duration: float, rate: float,
-    workers: int, server: psutil.Process | None, priority: bool,
+    ctx: Any, address: tuple[str, int] | list[tuple[str, int]], *, conns: int, duration: float,
+    rate: float, workers: int, server: psutil.Process | list[psutil.Process] | None,
+    priority: bool, verb: str = "QUERY",
 ) -> tuple[list[float], int, float, float | None, tuple[float, float], float]:  # fmt: skip
-    """Run the load processes.
+    """Run the load processes (worker w loads address w mod len(addresses)).
 
-    Returns latencies (s), errors, measured seconds, the server's CPU (%), the measured window
+    Returns latencies (s), errors, measured seconds, the servers' CPU (%), the measured window
     in wall-clock time, and the generators' worst scheduler stall (s).
     """
-    host, port = address
+    addresses = address if isinstance(address, list) else [address]
+    workers = max(workers, len(addresses))
     pipes, procs = [], []
     for w in range(workers):
+        host, port = addresses[w % len(addresses)]
         share = conns // workers + (1 if w < conns % workers else 0)
-        spec = LoadSpec(host, port, share, duration, rate / workers, w * 1000)
+        spec = LoadSpec(host, port, share, duration, rate / workers, w * 1000, verb)
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=_load_worker, args=(spec, child, priority), daemon=True)
         proc.start()
@@ -460,9 +480,11 @@ def _cpu_pressure() -> float | None:
     return float(match.group(1)) if match else None
 
 
-def _cpu(proc: psutil.Process | None) -> float:
+def _cpu(proc: psutil.Process | list[psutil.Process] | None) -> float:
     if proc is None:
         return 0.0
+    if isinstance(proc, list):
+        return sum(_cpu(p) for p in proc)
     times = proc.cpu_times()
     return float(times.user + times.system)
 
@@ -499,7 +521,7 @@ def _preload(host: str, port: int) -> None:
     with DiscoveryClient(host, port, timeout=30) as client:
         for i in range(USERS):
             nick, ip, uport = _user(i)
-            client.register(nick, ip, uport, "bench-password", ["V0"])
+            client.register(nick, ip, uport, PASSWORD, ["V0"])
 
 
 def _table(results: list[Result]) -> str:
@@ -547,6 +569,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"run the server and load generators at nice {BOOST_NICE} (root): on a shared "
         "machine, measure the server rather than its neighbours",
     )  # fmt: skip
+    add("--store", help="servers share this store (redis://HOST:PORT/DB): adds scale-out runs")
+    add("--instances", type=int, default=2, help="servers on the shared store (default: 2)")
+    add("--propagation-samples", type=int, default=200, help="registrations timed across")
     add("--quick", action="store_true", help="tiny numbers: a smoke test")
     add("--json", metavar="FILE", help="write the results as JSON")
 
@@ -554,7 +579,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.quick:
         args.duration, args.closed_conns, args.open_conns = 1.0, 10, 50
-        args.rate, args.slow = 200.0, 20
+        args.rate, args.slow, args.propagation_samples = 200.0, 20, 20
     raise_nofile_limit()
     ctx = mp.get_context("spawn")
     results: list[Result] = []
@@ -602,7 +627,18 @@ def run(args: argparse.Namespace) -> int:
             slow.join(30)
             if slow.is_alive():
                 slow.kill()
+        propagation: dict[str, float | int] | None = None
+        if args.store and not args.server:
+            first = (host, port, server)
+            scale, propagation = _scale_out(args, ctx, first)
+            results += scale
     print(_table(results))
+    if propagation is not None:
+        print(
+            f"propagation between instances: p50 {propagation['p50_ms']:.2f} ms, "
+            f"p99 {propagation['p99_ms']:.2f} ms, max {propagation['max_ms']:.2f} ms "
+            f"({propagation['samples']} registrations)"
+        )
     report = {
         "benchmark": "discovery",
         "machine": {
@@ -617,12 +653,81 @@ def run(args: argparse.Namespace) -> int:
         "settings": {k: v for k, v in vars(args).items() if k != "json"},
         "targets": {"closed_loop_rps": 10000, "open_loop_p99_ms": 20},
         "results": [asdict(r) for r in results],
+        "propagation": propagation,
     }
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)
         print(f"wrote {args.json}")
     return 0
+
+
+def _scale_out(
+    args: argparse.Namespace, ctx: Any, first: tuple[str, int, psutil.Process | None]
+) -> tuple[list[Result], dict[str, float | int] | None]:
+    """QUERY/s and REGISTER/s on 1 and N instances of a shared store; propagation delay."""
+    results: list[Result] = []
+    with contextlib.ExitStack() as stack:
+        instances = [first]
+        for _ in range(1, max(1, args.instances)):
+            h, p, pid, _log = stack.enter_context(_server_process(args))
+            instances.append((h, p, psutil.Process(pid) if pid else None))
+        for count in sorted({1, len(instances)}):
+            group = instances[:count]
+            addresses = [(h, p) for h, p, _ in group]
+            procs = [proc for _, _, proc in group if proc is not None]
+            for verb in ("QUERY", "REGISTER"):
+                lat, errors, measured, cpu, _window, _stall = _run_load(
+                    ctx, addresses, conns=args.closed_conns, rate=0, duration=args.duration,
+                    workers=args.workers, server=procs, priority=args.priority, verb=verb,
+                )  # fmt: skip
+                name = f"{verb.lower()} x{count}"
+                result = _result(
+                    name, conns=args.closed_conns, rate=None, lat=lat, errors=errors,
+                    measured=measured, server_cpu=cpu,
+                )  # fmt: skip
+                results.append(result)
+        propagation = None
+        if len(instances) > 1:
+            a, b = instances[0][:2], instances[1][:2]
+            propagation = _propagation(a, b, args.propagation_samples)
+    return results, propagation
+
+
+def _propagation(a: tuple[str, int], b: tuple[str, int], samples: int) -> dict[str, float | int]:
+    """Seconds from a REGISTER's reply on ``a`` to the first QUERY on ``b`` that sees it."""
+    delays: list[float] = []
+    stamp = f"{os.getpid() % 10000}x{int(time.time()) % 100000}"
+    with (
+        socket.create_connection(a, timeout=10) as sa,
+        socket.create_connection(b, timeout=10) as sb,
+    ):
+        for sock in (sa, sb):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(samples):
+            nick = f"prop{stamp}-{i}"
+            port = 1 + i % 60000
+            sa.sendall(f"REGISTER {nick} 10.9.9.9 {port} {PASSWORD} V0".encode())
+            if not sa.recv(4096).startswith(b"OK WELCOME"):
+                raise RuntimeError("propagation: REGISTER refused")
+            done = time.perf_counter()
+            want = format_reply(UserRecord(nick, "10.9.9.9", port, ("V0",)))
+            while True:
+                sb.sendall(f"QUERY {nick}".encode())
+                reply = sb.recv(4096)
+                if reply == want:
+                    delays.append(time.perf_counter() - done)
+                    break
+                if time.perf_counter() - done > 10:
+                    raise RuntimeError(f"propagation: {nick} never reached {b}")
+    delays.sort()
+    ms = [d * 1000 for d in delays]
+    return {
+        "samples": len(ms),
+        "p50_ms": round(_percentile(ms, 50), 3),
+        "p99_ms": round(_percentile(ms, 99), 3),
+        "max_ms": round(ms[-1], 3),
+    }
 
 
 def main() -> int:

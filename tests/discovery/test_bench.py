@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,3 +42,22 @@ def test_benchmark_quick_run(tmp_path: Path) -> None:
     assert results["open-loop+slow"]["slow"] == 20
     assert results["closed-loop"]["gen_stall_max_ms"] is None  # no schedule in a closed loop
     assert results["open-loop"]["gen_stall_max_ms"] >= 0
+
+
+def test_benchmark_quick_run_on_a_shared_redis(tmp_path: Path, redis_server: Any) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.discovery", "--quick", "--json", str(out),
+         "--store", redis_server.url, "--instances", "2"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "propagation between instances" in done.stdout
+    report = json.loads(out.read_text())
+    results = {r["scenario"]: r for r in report["results"]}
+    for name in ("query x1", "register x1", "query x2", "register x2"):
+        assert results[name]["errors"] == 0, results[name]
+        assert results[name]["achieved_rps"] > 0
+    prop = report["propagation"]
+    assert prop["samples"] == 20
+    assert 0 <= prop["p50_ms"] <= prop["p99_ms"] <= prop["max_ms"]

@@ -243,3 +243,19 @@ def test_an_endless_reply_is_cut_at_the_size_cap(
         pytest.raises(ProtocolError, match="over 65536 bytes"),
     ):
         client.list_users()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"OK USERS_LIST \xc2\xb2",  # issue 15, fault 5: "\u00b2".isdigit(), int() refuses it
+        "OK USERS_LIST 1 a 1.2.3.4 8\u00b3 17#".encode(),
+        "OK USERS_LIST \u0661 a 1.2.3.4 80 17#".encode(),  # ARABIC-INDIC DIGIT ONE
+    ],
+)
+def test_unicode_digits_in_a_reply_are_a_protocol_error(
+    scripted: Callable[..., ScriptedServer], reply: bytes
+) -> None:
+    server = scripted(replies(reply))
+    with DiscoveryClient(*server.address, timeout=2) as client, pytest.raises(ProtocolError):
+        client.list_users()

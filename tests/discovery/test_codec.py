@@ -237,6 +237,13 @@ def test_users_list_miscounted_by_a_lax_server() -> None:
         (b"OK USERS_LIST 1 a 1.2.3.4 80 17", Verb.LIST_USERS),
         (b"OK WELCOME alice nan", Verb.REGISTER),
         (b"WHAT", Verb.QUIT),
+        # Digits that str.isdigit() accepts and int() refuses (issue 15, fault 5).
+        ("OK USERS_LIST \u00b2".encode(), Verb.LIST_USERS),
+        ("OK USERS_LIST 1\u00b9 a 1.2.3.4 80 17#".encode(), Verb.LIST_USERS),
+        ("OK USERS_LIST \u0663 a 1.2.3.4 80 17#".encode(), Verb.LIST_USERS),
+        ("OK USER_FOUND bob 1.2.3.4 8\u00b2 V0".encode(), Verb.QUERY),
+        ("OK WELCOME alice 17\u00b2".encode(), Verb.REGISTER),
+        ("OK USERS_LIST 1 a 1.2.3.4 8\u00b2 17#".encode(), Verb.LIST_USERS),
     ],
 )
 def test_garbage_replies_raise_remote_errors(raw: bytes, verb: Verb) -> None:

@@ -70,14 +70,19 @@ def closed_by_server(sock: socket.socket, timeout: float = 5.0) -> bool:
     return True
 
 
-@pytest.fixture(scope="module", params=["asyncio", "uvloop"])
+@pytest.fixture(scope="module", params=["asyncio", "uvloop", "uvloop+redis"])
 def server(
     tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[DiscoveryProcess]:
+    loop, _, store = request.param.partition("+")
     # Golden cases send many bad requests in a row: allow them.
-    args = [*FAST, "--max-errors", "50", "--loop", request.param]
+    args = [*FAST, "--max-errors", "50", "--loop", loop]
+    if store == "redis":  # the same suite against the shared store
+        redis = request.getfixturevalue("redis_module")
+        args += ["--store", redis.url]
     proc = start_discovery_process(tmp_path_factory.mktemp("disc"), args)
-    assert f"{request.param} loop" in proc.log()
+    assert f"{loop} loop" in proc.log()
+    assert f"(db {redis.url}," in proc.log() if store else "(db " in proc.log()
     yield proc
     assert proc.stop() == 0
 

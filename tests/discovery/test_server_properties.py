@@ -18,12 +18,14 @@ pytestmark = pytest.mark.usefixtures("no_leaks")
 GAP = 0.05
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DiscoveryProcess]:
-    proc = start_discovery_process(
-        tmp_path_factory.mktemp("prop"),
-        ["--scrypt-n", "1024", "--gap-timeout", str(GAP), "--request-timeout", "2"],
-    )
+@pytest.fixture(scope="module", params=["sqlite", "redis"])
+def server(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[DiscoveryProcess]:
+    args = ["--scrypt-n", "1024", "--gap-timeout", str(GAP), "--request-timeout", "2"]
+    if request.param == "redis":
+        args += ["--store", request.getfixturevalue("redis_module").url]
+    proc = start_discovery_process(tmp_path_factory.mktemp("prop"), args)
     yield proc
     assert proc.stop() == 0
 

@@ -16,7 +16,7 @@ import sys
 from datetime import UTC, datetime
 
 from vcall.config import ConfigError, parse_server
-from vcall.discovery.client import DiscoveryClient, DiscoveryError
+from vcall.discovery.client import DiscoveryClient, DiscoveryError, ServerGroup, parse_servers
 
 DEFAULT_SERVER = "127.0.0.1:8000"
 
@@ -32,12 +32,25 @@ def server_arg(text: str) -> tuple[str, int]:
     return host, port
 
 
+def servers_arg(text: str) -> tuple[tuple[str, int], ...]:
+    """argparse type for one or more servers, ``a:8000,b:8000``, tried in that order."""
+    try:
+        servers = parse_servers(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    for host, port in servers:
+        if port == 0:
+            raise argparse.ArgumentTypeError(f"server address {host!r}: port 0")
+    return servers
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--server",
-        type=server_arg,
+        type=servers_arg,
         default=os.environ.get("VCALL_SERVER", DEFAULT_SERVER),
-        help=f"discovery server HOST:PORT (default: $VCALL_SERVER or {DEFAULT_SERVER})",
+        help=f"discovery server HOST:PORT, or several (A:P,B:P) tried in order "
+        f"(default: $VCALL_SERVER or {DEFAULT_SERVER})",
     )
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds per request")
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -54,9 +67,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    host, port = args.server
+    servers = args.server
+    group = ServerGroup(servers) if len(servers) > 1 else None
     try:
-        with DiscoveryClient(host, port, timeout=args.timeout) as client:
+        host, port = servers[0]
+        with DiscoveryClient(host, port, timeout=args.timeout, group=group) as client:
             if args.action == "register":
                 password = args.password or os.environ.get("VCALL_PASSWORD")
                 if not password:

@@ -6,9 +6,18 @@ meanwhile (idle timeout, restart), the request is retried once on a fresh connec
 
 Errors are typed: :class:`WrongPassword`, :class:`UserUnknown`, :class:`ServerUnreachable`
 (names host:port), :class:`DiscoveryTimeout`, :class:`ProtocolError` (garbage from the server),
-:class:`RequestRejected` (the server answered NOK SYNTAX_ERROR / UNKNOWN_COMMAND); all derive
+:class:`RequestRejected` (the server answered NOK SYNTAX_ERROR / UNKNOWN_COMMAND, or
+:class:`ServiceUnavailable` for NOK SERVICE_UNAVAILABLE); all derive
 from :class:`DiscoveryError`. Invalid arguments (our own misuse) raise ``ValueError`` before
 anything is sent.
+
+Failover: a :class:`ServerGroup` lists several servers (``a:8000,b:8000``, :func:`parse_servers`);
+a client of a group tries them in order, starting from the one that answered last, and moves to
+the next when one cannot be reached, does not answer within ``failover_after`` seconds (1.5 by
+default) or answers ``NOK SERVICE_UNAVAILABLE``; an answer (even a NOK) ends the search.
+Retrying a REGISTER elsewhere is safe: with the same password it only refreshes the record.
+:func:`use_servers` registers a group process-wide, so that every ``DiscoveryClient(host,
+port)`` made for one of its members (the call manager makes one per operation) fails over too.
 
 Replies are reassembled across reads: ``OK USERS_LIST`` is read until its ``n`` entries are
 counted; records from lax servers (nicks with ``#``, ports such as ``8000.0``) are accepted.
@@ -20,7 +29,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Final
 
@@ -50,11 +59,15 @@ __all__ = [
     "DiscoveryTimeout",
     "ProtocolError",
     "RequestRejected",
+    "ServerGroup",
     "ServerUnreachable",
+    "ServiceUnavailable",
     "UserEntry",
     "UserRecord",
     "UserUnknown",
     "WrongPassword",
+    "parse_servers",
+    "use_servers",
 ]
 
 logger = logging.getLogger(__name__)
@@ -63,6 +76,8 @@ MAX_REPLY: Final = 16 << 20  # a USERS_LIST of ~200,000 users
 # A reply that parses but might continue (a list ending on an entry boundary with fewer
 # entries than announced) is taken as final after this much quiet.
 REPLY_GAP: Final = 0.2
+FAILOVER_AFTER: Final = 1.5  # s one server of a group gets before the next is tried
+MAX_SERVERS: Final = 16
 
 
 class DiscoveryError(Exception):
@@ -93,17 +108,96 @@ class RequestRejected(DiscoveryError):  # noqa: N818 (names fixed by the contrac
     """NOK SYNTAX_ERROR or NOK UNKNOWN_COMMAND: the server refused our request's form."""
 
 
+class ServiceUnavailable(RequestRejected):
+    """NOK SERVICE_UNAVAILABLE: the server's shared store is down; try again later."""
+
+
 class _Closed(Exception):  # noqa: N818 (internal signal, not an error)
     """The connection was closed before any reply byte arrived (worth one retry)."""
 
 
-class DiscoveryClient:
-    """Blocking client of one discovery server. Thread-safe (one request at a time)."""
+Server = tuple[str, int]
 
-    def __init__(self, host: str, port: int, timeout: float = 5.0) -> None:
+
+def parse_servers(text: str, default_port: int = 8000) -> tuple[Server, ...]:
+    """``a:8000,b,[::1]:8001`` -> ((host, port), ...) in order, duplicates dropped.
+
+    Raises ValueError (vcall.config.ConfigError) naming the bad entry; at most MAX_SERVERS.
+    """
+    from vcall.config import ConfigError, parse_server  # noqa: PLC0415 (no cycle at import)
+
+    servers: list[Server] = []
+    for item in text.split(","):
+        server = parse_server(item, default_port)
+        if server not in servers:
+            servers.append(server)
+    if len(servers) > MAX_SERVERS:
+        raise ConfigError(f"at most {MAX_SERVERS} discovery servers, got {len(servers)}")
+    return tuple(servers)
+
+
+class ServerGroup:
+    """Servers tried in order, the one that answered last first. Thread-safe."""
+
+    def __init__(self, servers: Iterable[Server], failover_after: float = FAILOVER_AFTER) -> None:
+        self.servers = tuple(dict.fromkeys(servers))
+        if not self.servers:
+            raise ValueError("a server group needs at least one server")
+        self.failover_after = failover_after
+        self._preferred = 0
+        self._lock = threading.Lock()
+
+    def order(self) -> list[Server]:
+        with self._lock:
+            first = self._preferred
+        return [*self.servers[first:], *self.servers[:first]]
+
+    def answered(self, server: Server) -> None:
+        with self._lock:
+            if server in self.servers:
+                self._preferred = self.servers.index(server)
+
+    @property
+    def current(self) -> Server:
+        return self.order()[0]
+
+
+_GROUPS: dict[Server, ServerGroup] = {}
+_GROUPS_LOCK = threading.Lock()
+
+
+def use_servers(servers: Sequence[Server], failover_after: float = FAILOVER_AFTER) -> ServerGroup:
+    """Make ``servers`` one failover group for every client of any of them, process-wide.
+
+    Returns the group (its first server is the one to hand to code that takes one address).
+    A group of one server removes any group that server belonged to.
+    """
+    group = ServerGroup(servers, failover_after)
+    with _GROUPS_LOCK:
+        for server in group.servers:
+            if len(group.servers) > 1:
+                _GROUPS[server] = group
+            else:
+                _GROUPS.pop(server, None)
+    return group
+
+
+def group_of(server: Server) -> ServerGroup | None:
+    with _GROUPS_LOCK:
+        return _GROUPS.get(server)
+
+
+class DiscoveryClient:
+    """Blocking client of one discovery server, or of a failover group. Thread-safe (one
+    request at a time)."""
+
+    def __init__(
+        self, host: str, port: int, timeout: float = 5.0, *, group: ServerGroup | None = None
+    ) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
+        self.group = group if group is not None else group_of((host, port))
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
 
@@ -166,24 +260,47 @@ class DiscoveryClient:
         data = format_request(request)  # ValueError on our own misuse, before any I/O
         verb = _VERB[type(request)]
         with self._lock:
-            deadline = time.monotonic() + self.timeout  # one deadline for the whole call
-            for attempt in (1, 2):
-                reused = self._sock is not None
-                sock = self._connect(deadline)
+            group = self.group
+            if group is None or len(group.servers) < 2:
+                return self._attempt(data, verb, self.timeout)
+            candidates = group.order()
+            timeout = min(self.timeout, group.failover_after)
+            for i, server in enumerate(candidates):
+                if server != (self.host, self.port):
+                    self._drop()
+                    self.host, self.port = server
                 try:
-                    reply = self._exchange(sock, data, verb, deadline)
-                except _Closed:
-                    self._drop()
-                    if reused and attempt == 1:
-                        logger.debug("%s closed our idle connection: reconnecting", self._where)
-                        continue
-                    raise ServerUnreachable(
-                        f"{self._where} closed the connection without replying"
-                    ) from None
-                except BaseException:
-                    self._drop()
-                    raise
-                break
+                    reply = self._attempt(data, verb, timeout)
+                except (ServerUnreachable, DiscoveryTimeout, ServiceUnavailable) as exc:
+                    if i == len(candidates) - 1:
+                        raise
+                    nxt = candidates[i + 1]
+                    logger.info("discovery %s: %s; trying %s:%d", self._where, exc, *nxt)
+                    continue
+                group.answered(server)
+                return reply
+            raise AssertionError("unreachable")  # pragma: no cover
+
+    def _attempt(self, data: bytes, verb: Verb, timeout: float) -> Reply:
+        """One request to the current server (retried once on a fresh connection)."""
+        deadline = time.monotonic() + timeout  # one deadline for the whole call
+        for attempt in (1, 2):
+            reused = self._sock is not None
+            sock = self._connect(deadline)
+            try:
+                reply = self._exchange(sock, data, verb, deadline)
+            except _Closed:
+                self._drop()
+                if reused and attempt == 1:
+                    logger.debug("%s closed our idle connection: reconnecting", self._where)
+                    continue
+                raise ServerUnreachable(
+                    f"{self._where} closed the connection without replying"
+                ) from None
+            except BaseException:
+                self._drop()
+                raise
+            break
         if isinstance(reply, Nok):
             raise _NOK_ERRORS[reply.code](f"{self._where}: NOK {reply.code}")
         return reply
@@ -284,4 +401,5 @@ _NOK_ERRORS: Final[dict[NokCode, type[DiscoveryError]]] = {
     NokCode.USER_UNKNOWN: UserUnknown,
     NokCode.SYNTAX_ERROR: RequestRejected,
     NokCode.UNKNOWN_COMMAND: RequestRejected,
+    NokCode.SERVICE_UNAVAILABLE: ServiceUnavailable,
 }

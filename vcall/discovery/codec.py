@@ -39,6 +39,8 @@ _PROTOCOLS_RE: Final = re.compile(r"V[0-9]{1,9}(?:#V[0-9]{1,9}){0,31}", re.ASCII
 # A protocols field that more bytes could still turn into a valid one ("V0#", "V0#V").
 _PROTOCOLS_PREFIX_RE: Final = re.compile(r"(?:V[0-9]{1,9}#){1,31}V?|V", re.ASCII)
 _PORT_RE: Final = re.compile(r"[0-9]{1,5}", re.ASCII)
+# str.isdigit() accepts "²" and "٣", which int() then refuses: match ASCII digits instead.
+_COUNT_RE: Final = re.compile(r"[0-9]{1,9}", re.ASCII)
 _TRAILER: Final = b" \r\n"
 
 
@@ -71,6 +73,10 @@ class NokCode(enum.StrEnum):
     USER_UNKNOWN = "USER_UNKNOWN"
     SYNTAX_ERROR = "SYNTAX_ERROR"
     UNKNOWN_COMMAND = "UNKNOWN_COMMAND"
+    # vcall's own: the shared store behind this server is unreachable, so it cannot accept a
+    # registration now (queries are still answered). Not in the classic grammar; classic
+    # clients read it as a failed REGISTER, which it is.
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 
 
 # --- requests -------------------------------------------------------------------------------
@@ -421,7 +427,7 @@ def _parse_users_list(text: str, final: bool) -> UsersList | Marker:
         return _incomplete_or_raise(final, text)
     count_text = fields[2]
     body = fields[3] if len(fields) > 3 else ""
-    if not count_text.isdigit() or len(count_text) > 9:
+    if _COUNT_RE.fullmatch(count_text) is None:
         raise ReplyError(f"bad USERS_LIST count: {count_text[:20]!r}")
     count = int(count_text)
     entries: list[UserEntry] = []

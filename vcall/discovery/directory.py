@@ -3,7 +3,8 @@
 QUERY and LIST_USERS are answered from here without touching SQLite or formatting anything:
 each user's ``OK USER_FOUND`` reply is kept as bytes, and the ``OK USERS_LIST`` reply is built
 once and rebuilt only after a change. The server writes every change through to the store
-before it updates the directory.
+before it updates the directory; with a shared store, every instance's directory is a cache
+that the store's change notifications keep up to date (``put``, or ``reset`` after an outage).
 """
 
 from __future__ import annotations
@@ -26,7 +27,14 @@ class Directory:
         self._users: dict[str, StoredUser] = {}
         self._query_replies: dict[str, bytes] = {}
         self._list_reply: bytes | None = None
-        for user in users or ():
+        self.reset(users or [])
+
+    def reset(self, users: list[StoredUser]) -> None:
+        """Forget everything and hold ``users`` (oldest registration first)."""
+        self._users.clear()
+        self._query_replies.clear()
+        self._list_reply = None
+        for user in users:
             self.put(user)
 
     def __len__(self) -> int:

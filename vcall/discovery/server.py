@@ -4,16 +4,20 @@ Each connection is a :class:`~vcall.discovery.connection.Connection` (the thin a
 the sans-IO framer); this module owns what they share: the directory, the store, the caps,
 the timers and the REGISTER logic.
 
-``vcall-discovery [--host 127.0.0.1] [--port 8000] [--db PATH]`` runs it; ``EmbeddedServer``
-(embedded.py) runs the same class in a background thread.
+``vcall-discovery [--host 127.0.0.1] [--port 8000] [--store sqlite:PATH | redis://HOST:PORT/DB]``
+runs it (``--db PATH`` is ``--store sqlite:PATH``); ``EmbeddedServer`` (embedded.py) runs the
+same class in a background thread. Several instances on one Redis share every account
+(backend.py, redis_store.py).
 
 Guarantees:
 
 * replies are the classic bytes, each sent with one ``transport.write`` (one segment on the
   wire for any reply that fits), in request order; connections stay open after a reply
   (QUIT gets ``BYE`` and then a close);
-* QUERY and LIST_USERS are answered from memory (pre-formatted bytes); REGISTER hashes or
-  verifies with scrypt in a thread pool and is acknowledged only after SQLite committed it;
+* QUERY and LIST_USERS are answered from memory (pre-formatted bytes), also while a shared
+  store is unreachable; REGISTER hashes or verifies with scrypt in a thread pool and is
+  acknowledged only after the store committed it (SQLite) or executed it (the Redis primary);
+  a store that cannot be reached gets ``NOK SERVICE_UNAVAILABLE`` and a log line, never a hang;
 * limits: request size, idle and slow-request timeouts (framing.py), a global and a
   per-address connection cap (connections over a cap are closed at once), failed-password
   throttling (throttle.py);
@@ -29,13 +33,21 @@ import logging
 import resource
 import signal
 import socket
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from vcall.config import count_arg, port_arg, seconds_arg
+from vcall.discovery.backend import (
+    DEFAULT_PRESENCE_TTL,
+    STORE_ERRORS,
+    StoreSpecError,
+    StoreUnavailable,
+    UserStore,
+    open_store,
+)
 from vcall.discovery.codec import (
     Nok,
     NokCode,
@@ -48,18 +60,18 @@ from vcall.discovery.directory import Directory
 from vcall.discovery.framing import Limits
 from vcall.discovery.store import (
     ScryptParams,
-    Store,
     StoredUser,
     default_db_path,
     hash_password,
     verify_password,
 )
-from vcall.discovery.throttle import FailureThrottle, ThrottlePolicy
+from vcall.discovery.throttle import ThrottlePolicy
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _WRONG_PASS = format_reply(Nok(NokCode.WRONG_PASS))
+_UNAVAILABLE = format_reply(Nok(NokCode.SERVICE_UNAVAILABLE))
 DROPS_PER_TICK = 50  # connections closed by timers per tick (see _tick)
 HASHES_PER_ADDRESS = 2  # scrypt jobs one client address may have in the pool at once
 ACCEPT_BATCH = 32  # connections accepted per event-loop iteration
@@ -78,7 +90,7 @@ def _listening_socket(host: str, port: int) -> socket.socket:
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8000
-    db: str = ":memory:"
+    db: str = ":memory:"  # the store: a SQLite path, sqlite:PATH or redis://HOST:PORT/DB
     limits: Limits = field(default_factory=Limits)
     max_connections: int = 10_000
     max_per_address: int = 256
@@ -86,6 +98,7 @@ class ServerConfig:
     scrypt: ScryptParams = field(default_factory=ScryptParams)
     hash_workers: int = 2
     stats_interval: float = 10.0  # seconds between "stats:" log lines (and drop summaries)
+    presence_ttl: float = DEFAULT_PRESENCE_TTL  # s a registration counts as online
 
 
 class DiscoveryServer:
@@ -96,10 +109,9 @@ class DiscoveryServer:
         self.limits = config.limits
         self.directory = Directory()
         self.loop = asyncio.get_running_loop()
-        self._throttle = FailureThrottle(config.throttle)
+        self.store: UserStore = open_store(config.db, config.throttle, config.presence_ttl)
+        self._throttle = self.store.throttle
         self._hash_pool = ThreadPoolExecutor(config.hash_workers, "vcall-scrypt")
-        self._db_pool = ThreadPoolExecutor(1, "vcall-sqlite")  # SQLite: one writer thread
-        self._store: Store | None = None
         self._server: asyncio.Server | None = None
         self._connections: set[Connection] = set()
         self._per_address: dict[str, int] = {}
@@ -113,10 +125,8 @@ class DiscoveryServer:
         self.address: tuple[str, int] = (config.host, config.port)
 
     async def start(self) -> tuple[str, int]:
-        db = self.config.db
-        self._store = await self.loop.run_in_executor(self._db_pool, Store, db)
-        users = await self.loop.run_in_executor(self._db_pool, self._store.load_all)
-        self.directory = Directory(users)
+        users = await self.store.start(self)
+        self.directory.reset(users)
         sock = _listening_socket(self.config.host, self.config.port)
         # asyncio accepts up to `backlog` connections per loop iteration, and then runs a task
         # for each: a burst of 1,000 reconnecting clients would stall every other client for
@@ -132,7 +142,7 @@ class DiscoveryServer:
         loop_kind = type(self.loop).__module__.split(".")[0]
         logger.info(
             "listening on %s:%d (db %s, %d users, %s loop)",
-            *self.address, db, len(self.directory), loop_kind,
+            *self.address, self.store.description, len(self.directory), loop_kind,
         )  # fmt: skip
         return self.address
 
@@ -147,13 +157,18 @@ class DiscoveryServer:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
-        if self._store is not None:
-            await self.loop.run_in_executor(self._db_pool, self._store.close)
-            self._store = None
+        await self.store.close()
         self._hash_pool.shutdown(wait=True, cancel_futures=True)
-        self._db_pool.shutdown(wait=True)
         self._log_drops()
         logger.info("stopped")
+
+    # --- the store's change notifications (ChangeSink) ---------------------------------------
+
+    def changed(self, user: StoredUser) -> None:
+        self.directory.put(user)
+
+    def reloaded(self, users: list[StoredUser]) -> None:
+        self.directory.reset(users)
 
     # --- connections ------------------------------------------------------------------------
 
@@ -253,34 +268,58 @@ class DiscoveryServer:
     # --- REGISTER ---------------------------------------------------------------------------
 
     async def register(self, request: Register, address: str) -> bytes:
+        try:
+            return await self._register(request, address)
+        except StoreUnavailable as exc:
+            # The store logs its outage once; each refusal is only counted.
+            self.note_drop("REGISTER refused: store unavailable")
+            logger.debug("REGISTER %s from %s refused: %s", request.nick, address, exc)
+            return _UNAVAILABLE
+
+    async def _register(self, request: Register, address: str) -> bytes:
         keys = (f"nick:{request.nick}", f"addr:{address}")
         async with self._nick_locks.hold(request.nick):
             # Checked after the lock: attempts queued behind it must not bypass a lock-out
             # that the attempts before them caused.
-            if self._throttle.blocked(keys, self.loop.time()):
+            if await self._throttle.blocked(keys):
                 logger.debug("REGISTER %s from %s: throttled", request.nick, address)
                 return _WRONG_PASS
+            ts = time.time()
             existing = self.directory.get(request.nick)
+            if existing is None:
+                credential = await self._scrypt(
+                    address, hash_password, request.password, self.config.scrypt
+                )
+                user = StoredUser(
+                    request.nick, request.ip, request.port, request.protocols, ts, credential
+                )
+                if not await self.store.create(user):
+                    # Another instance registered this nick first: its password decides.
+                    existing = await self.store.fetch(request.nick)
+                    if existing is None:
+                        raise StoreUnavailable(f"{request.nick}: neither created nor found")
             if existing is not None:
                 ok = await self._scrypt(
                     address, verify_password, request.password, existing.credential
                 )
                 if not ok:
-                    self._throttle.failure(keys, self.loop.time())
+                    await self._throttle.failure(keys)
                     logger.info("REGISTER %s from %s: wrong password", request.nick, address)
                     return _WRONG_PASS
-                self._throttle.success(keys[:1])
-                credential = existing.credential
-            else:
-                credential = await self._scrypt(
-                    address, hash_password, request.password, self.config.scrypt
-                )
-            ts = time.time()
-            user = StoredUser(
-                request.nick, request.ip, request.port, request.protocols, ts, credential
-            )
-            assert self._store is not None
-            await self.loop.run_in_executor(self._db_pool, self._store.upsert, user)
+                await self._throttle.success(keys[:1])
+                user = StoredUser(
+                    request.nick, request.ip, request.port, request.protocols, ts,
+                    existing.credential,
+                )  # fmt: skip
+                if not await self.store.update(user):
+                    fresh = await self.store.fetch(request.nick)
+                    # Gone from the store (lost, or removed by hand): the password matched
+                    # our cached copy, so the account is restored. Otherwise the stored
+                    # credential is another one: nothing was written, the cache is refreshed.
+                    if fresh is not None or not await self.store.create(user):
+                        if fresh is not None:
+                            self.directory.put(fresh)
+                        return _WRONG_PASS
             self.directory.put(user)
         logger.info("REGISTER %s %s:%d from %s", request.nick, request.ip, request.port, address)
         return format_reply(Welcome(request.nick, ts))
@@ -336,27 +375,45 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     c = ServerConfig()
     add = parser.add_argument
     add("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    add("--port", type=int, default=8000, help="TCP port; 0 picks a free one (default: 8000)")
+    add("--port", type=port_arg, default=8000, help="TCP port; 0 picks a free one (default: 8000)")
     add("--db", default=None, help=f"SQLite file or :memory: (default: {default_db_path()})")
-    add("--max-request", type=int, default=d.max_size, help="bytes (default: %(default)s)")
-    add("--gap-timeout", type=float, default=d.gap, help="s of quiet that ends a message")
-    add("--request-timeout", type=float, default=d.request_timeout, help="s to finish one")
-    add("--idle-timeout", type=float, default=d.idle_timeout, help="s before idle drop")
-    add("--max-errors", type=int, default=d.max_errors, help="bad requests in a row")
-    add("--max-connections", type=int, default=c.max_connections)
-    add("--max-per-address", type=int, default=c.max_per_address)
-    add("--throttle-failures", type=int, default=t.max_failures, help="wrong passwords...")
-    add("--throttle-window", type=float, default=t.window, help="...within this many s...")
-    add("--throttle-lockout", type=float, default=t.lockout, help="...lock for this many s")
-    add("--scrypt-n", type=int, default=ScryptParams().n, help="scrypt cost for new hashes")
-    add("--stats-interval", type=float, default=c.stats_interval, help="s between stats logs")
+    add(
+        "--store", default=None, metavar="SPEC",
+        help="sqlite:PATH | redis://HOST:PORT/DB | redis-sentinel://H:P[,H:P]/SERVICE/DB "
+        "(overrides --db; default: sqlite at the --db path)",
+    )  # fmt: skip
+    add(
+        "--presence-ttl", type=seconds_arg, default=c.presence_ttl,
+        help="s a REGISTER counts as online",
+    )  # fmt: skip
+    add("--max-request", type=count_arg, default=d.max_size, help="bytes (default: %(default)s)")
+    add("--gap-timeout", type=seconds_arg, default=d.gap, help="s of quiet that ends a message")
+    add("--request-timeout", type=seconds_arg, default=d.request_timeout, help="s to finish one")
+    add("--idle-timeout", type=seconds_arg, default=d.idle_timeout, help="s before idle drop")
+    add("--max-errors", type=count_arg, default=d.max_errors, help="bad requests in a row")
+    add(
+        "--max-connections", type=count_arg, default=c.max_connections,
+        help="open connections at most (default: %(default)s)",
+    )  # fmt: skip
+    add(
+        "--max-per-address", type=count_arg, default=c.max_per_address,
+        help="open connections from one address at most (default: %(default)s)",
+    )  # fmt: skip
+    add("--throttle-failures", type=count_arg, default=t.max_failures, help="wrong passwords...")
+    add("--throttle-window", type=seconds_arg, default=t.window, help="...within this many s...")
+    add("--throttle-lockout", type=seconds_arg, default=t.lockout, help="...lock for this many s")
+    add("--scrypt-n", type=count_arg, default=ScryptParams().n, help="scrypt cost for new hashes")
+    add(
+        "--stats-interval", type=seconds_arg, default=c.stats_interval,
+        help="s between stats logs",
+    )  # fmt: skip
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
         host=args.host,
         port=args.port,
-        db=args.db if args.db is not None else str(default_db_path()),
+        db=args.store or (args.db if args.db is not None else str(default_db_path())),
         limits=Limits(
             max_size=args.max_request,
             gap=args.gap_timeout,
@@ -373,16 +430,17 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         ),
         scrypt=ScryptParams(n=args.scrypt_n),
         stats_interval=args.stats_interval,
+        presence_ttl=args.presence_ttl,
     )
 
 
 async def serve(config: ServerConfig) -> None:
     """Run until SIGTERM or SIGINT."""
-    server = DiscoveryServer(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    server = DiscoveryServer(config)
     try:
         await server.start()
         await stop.wait()
@@ -427,8 +485,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with asyncio.Runner(loop_factory=_loop_factory(args.loop)) as runner:
             runner.run(serve(config))
-    except (OSError, sqlite3.Error) as exc:
-        logger.error("cannot serve on %s:%d (db %s): %s", config.host, config.port, config.db, exc)
+    except (OSError, StoreSpecError, *STORE_ERRORS) as exc:
+        where = config.db if "@" not in config.db else config.db.split("@")[-1]
+        logger.error("cannot serve on %s:%d (db %s): %s", config.host, config.port, where, exc)
         return 1
     return 0
 

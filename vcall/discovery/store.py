@@ -104,6 +104,23 @@ CREATE TABLE IF NOT EXISTS users (
 """
 
 
+_COLUMNS: Final = "nick, ip, port, protocols, ts, salt, scrypt_n, scrypt_r, scrypt_p, digest"
+_MARKS: Final = ", ".join("?" * 10)
+_Row = tuple[str, str, int, str, float, bytes, int, int, int, bytes]
+
+
+def _row(user: StoredUser) -> _Row:
+    c = user.credential
+    protocols = "#".join(user.protocols)
+    return (user.nick, user.ip, user.port, protocols, user.ts, c.salt, c.n, c.r, c.p, c.digest)
+
+
+def _user(row: _Row) -> StoredUser:
+    nick, ip, port, protocols, ts, salt, n, r, p, digest = row
+    credential = Credential(bytes(salt), n, r, p, bytes(digest))
+    return StoredUser(nick, ip, port, tuple(protocols.split("#")), ts, credential)
+
+
 def default_db_path() -> Path:
     """$XDG_DATA_HOME/vcall/discovery.sqlite3, or ~/.local/share/vcall/discovery.sqlite3."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
@@ -126,35 +143,23 @@ class Store:
         self._db.execute(_SCHEMA)
 
     def load_all(self) -> list[StoredUser]:
-        rows = self._db.execute(
-            "SELECT nick, ip, port, protocols, ts, salt, scrypt_n, scrypt_r, scrypt_p, digest "
-            "FROM users ORDER BY ts, nick"
-        ).fetchall()
-        users = []
-        for nick, ip, port, protocols, ts, salt, n, r, p, digest in rows:
-            credential = Credential(bytes(salt), n, r, p, bytes(digest))
-            users.append(StoredUser(nick, ip, port, tuple(protocols.split("#")), ts, credential))
-        return users
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM users ORDER BY ts, nick").fetchall()
+        return [_user(row) for row in rows]
+
+    def get(self, nick: str) -> StoredUser | None:
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM users WHERE nick = ?", (nick,)).fetchone()
+        return None if row is None else _user(row)
+
+    def insert(self, user: StoredUser) -> bool:
+        """Add a new nick; False (nothing changed) if it is taken."""
+        try:
+            self._db.execute(f"INSERT INTO users ({_COLUMNS}) VALUES ({_MARKS})", _row(user))
+        except sqlite3.IntegrityError:
+            return False
+        return True
 
     def upsert(self, user: StoredUser) -> None:
-        c = user.credential
-        self._db.execute(
-            "INSERT OR REPLACE INTO users "
-            "(nick, ip, port, protocols, ts, salt, scrypt_n, scrypt_r, scrypt_p, digest) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                user.nick,
-                user.ip,
-                user.port,
-                "#".join(user.protocols),
-                user.ts,
-                c.salt,
-                c.n,
-                c.r,
-                c.p,
-                c.digest,
-            ),
-        )
+        self._db.execute(f"INSERT OR REPLACE INTO users ({_COLUMNS}) VALUES ({_MARKS})", _row(user))
 
     def close(self) -> None:
         self._db.close()
