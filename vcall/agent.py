@@ -3,13 +3,17 @@
 Each call event is printed on stdout as one JSON object per line (flushed at once), so tests and
 scripts can follow a call. Commands can be given on stdin, one per line: ``call NICK``,
 ``accept``, ``deny``, ``hold``, ``resume``, ``hangup``, ``quit``. The agent ends the call with
-CALL_END and exits 0 on SIGTERM, SIGINT or ``quit``; a caller exits when its call ends. A
-registration failure exits 1 with a message on stderr; bad options exit 2. The password comes
+CALL_END and exits 0 on SIGTERM, SIGINT or ``quit``; a caller (``--call``) exits when its call
+ends, with a code that says how (:func:`caller_exit_code`: 0 the call took place and was hung
+up, 3 denied, 4 busy, 5 not answered, 6 could not be set up, 7 it took place but the connection
+was lost). A registration failure exits 1
+with a message on stderr; bad options exit 2. The password comes
 from ``--password`` or, so that it does not show in ``ps``, from ``$VCALL_PASSWORD``.
 ``--codec h264|jpeg`` restricts the video codecs offered and accepted to that one (the
 ``started`` event's ``codec`` says what the call negotiated).
 
-``--stats-json FILE`` writes the media statistics (``MediaStats.to_dict()``) when a call ends,
+``--stats-json FILE`` writes the media statistics (``MediaStats.to_dict()``) when each call ends
+(only that call's: the statistics are reset when a call starts),
 as one indented JSON document. With ``--stats-interval S`` the file is JSON Lines instead,
 started afresh by each call: while a call with media runs, one line every S seconds
 (``{"t": seconds since the call started, ...}``: the statistics without the bulky per-stage
@@ -37,7 +41,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from vcall import CLASSIC_VERSION, PROTOCOLS
-from vcall.call.events import CallEnded, CallEvent, CallStarted, IncomingCall
+from vcall.call.events import CallEnded, CallEvent, CallStarted, IncomingCall, Outgoing
 from vcall.call.heartbeat import (
     DEFAULT_GRACE,
     DEFAULT_INTERVAL,
@@ -47,8 +51,9 @@ from vcall.call.heartbeat import (
 from vcall.call.manager import CallManager, CallUsageError
 from vcall.call.media import MediaLike
 from vcall.call.policy import DEFAULT_CODECS, local_codecs, parse_codec_choice
-from vcall.discovery.cli import server_arg
-from vcall.discovery.client import DiscoveryError
+from vcall.config import delay_arg, port_arg, seconds_arg
+from vcall.discovery.cli import servers_arg
+from vcall.discovery.client import DiscoveryError, use_servers
 
 logger = logging.getLogger(__name__)
 
@@ -59,25 +64,62 @@ COMMANDS = ("call", "accept", "deny", "hold", "resume", "hangup", "quit")
 STATS_WAIT = 5.0  # s to wait for an ended call's final stats (they come from its cleanup)
 SAMPLER_JOIN = 10.0  # s to wait for the stats sampler (a stats() call waits for a closing session)
 
+# How a caller's agent exits (``--call``): its call's EndReason -> exit code. A call that took
+# place and was hung up by either side is a success; registration failure is 1, bad options 2.
+EXIT_OK = 0
+EXIT_DENIED = 3
+EXIT_BUSY = 4
+EXIT_UNANSWERED = 5
+EXIT_FAILED = 6
+EXIT_LOST = 7
+EXIT_CODES = {
+    "hangup": EXIT_OK,
+    "peer_hangup": EXIT_OK,
+    "peer_denied": EXIT_DENIED,
+    "busy": EXIT_BUSY,
+    "answer_timeout": EXIT_UNANSWERED,
+    "failed": EXIT_FAILED,
+    "connection_lost": EXIT_LOST,  # before the call started: EXIT_FAILED
+    "heartbeat_timeout": EXIT_LOST,
+}
+EXIT_HELP = (
+    "exit status of a caller (--call): 0 the call took place, 3 denied, 4 busy, 5 not "
+    "answered, 6 failed (could not be set up), 7 lost (the connection dropped during the "
+    "call); 1 registration failed, 2 bad options"
+)
+
+
+def caller_exit_code(reason: str, started: bool = True) -> int:
+    """The exit code of a caller whose call ended with ``reason`` (an EndReason value);
+    ``started``: the call was connected (a connection lost before that is a failure)."""
+    code = EXIT_CODES.get(reason, EXIT_FAILED)
+    return EXIT_FAILED if code == EXIT_LOST and not started else code
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EXIT_HELP
     parser.add_argument("--nick", required=True, help="nick to register")
     parser.add_argument(
         "--password",
         help=f"its password, fixed at first use (default: ${PASSWORD_ENV}; visible in ps)",
     )
-    parser.add_argument("--server", type=server_arg, default=DEFAULT_SERVER, help="HOST[:PORT]")
+    parser.add_argument(
+        "--server", type=servers_arg, default=DEFAULT_SERVER,
+        help="HOST[:PORT], or several (A:P,B:P): tried in order, on to the next on failure",
+    )  # fmt: skip
     parser.add_argument("--listen-ip", default="0.0.0.0", help="call-control listen address")
-    parser.add_argument("--listen-port", type=int, default=0, help="TCP call-control port")
+    parser.add_argument(
+        "--listen-port", type=port_arg, default=0, help="TCP call-control port (0: any free one)"
+    )
     parser.add_argument("--advertise-ip", help="IP to register (default: towards the server)")
     parser.add_argument("--auto-answer", action="store_true", help="accept incoming calls")
-    parser.add_argument("--answer-delay", type=float, default=0.0, help="s before auto-answer")
+    parser.add_argument("--answer-delay", type=delay_arg, default=0.0, help="s before auto-answer")
     parser.add_argument("--auto-deny", action="store_true", help="deny incoming calls")
     parser.add_argument("--call", metavar="NICK", help="call NICK after registering")
     parser.add_argument("--source", default="pattern", help="video source (media only)")
     parser.add_argument("--preset", default="medium", help="quality preset (media only)")
-    parser.add_argument("--seconds", type=float, help="hang up S seconds after the call starts")
-    parser.add_argument("--hold-after", type=float, help="hold S seconds after the call starts")
+    parser.add_argument("--seconds", type=delay_arg, help="hang up S seconds after the call starts")
+    parser.add_argument("--hold-after", type=delay_arg, help="hold S seconds after the call starts")
     parser.add_argument("--stats-json", type=Path, help="write media stats here at call end")
     parser.add_argument(
         "--stats-interval",
@@ -98,13 +140,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="|".join(names),
         help=f"use only this video codec, any case (default: {' then '.join(names)})",
     )
-    parser.add_argument("--ring-timeout", type=float, default=30.0, help="s, then CALL_DENIED")
-    parser.add_argument("--answer-timeout", type=float, help="default: ring timeout + 5 s")
-    parser.add_argument("--connect-timeout", type=float, default=3.0, help="s to reach a callee")
-    parser.add_argument("--heartbeat", type=float, nargs=2, metavar=("INTERVAL", "TIMEOUT"))
+    parser.add_argument(
+        "--ring-timeout", type=seconds_arg, default=30.0, help="s, then CALL_DENIED"
+    )
+    parser.add_argument("--answer-timeout", type=seconds_arg, help="default: ring timeout + 5 s")
+    parser.add_argument(
+        "--connect-timeout", type=seconds_arg, default=3.0, help="s to reach a callee"
+    )
+    parser.add_argument(
+        "--heartbeat", type=float, nargs=2, metavar=("INTERVAL", "TIMEOUT"),
+        help=f"s between CALL_ALIVE heartbeats, and s of silence before 'reconnecting' "
+        f"(default: {DEFAULT_INTERVAL:g} {DEFAULT_TIMEOUT:g}; vcall peers only)",
+    )  # fmt: skip
     parser.add_argument(
         "--grace",
-        type=float,
+        type=delay_arg,
         default=None,
         metavar="S",
         help="seconds a silent peer may stay silent before the call ends (15; after TIMEOUT "
@@ -217,6 +267,10 @@ class _Agent:
         self._sampler: _StatsSampler | None = None
         self._stats_out: TextIO | None = None  # the --stats-interval file of the current call
         self._stats_written: dict[str, Any] | None = None  # the last call's, not to write again
+        # manager.last_stats when the current call began: an earlier call's (reset per call)
+        self._stats_before: dict[str, Any] | None = None
+        self.exit_code = EXIT_OK
+        self._call_started = False  # the current call was connected
 
     def print(self, obj: dict[str, Any]) -> None:  # main thread only
         sys.stdout.write(json.dumps(obj) + "\n")
@@ -266,7 +320,7 @@ class _Agent:
             if kind == "event":
                 self.print(item.to_dict())
                 if self._event(manager, item):
-                    return 0
+                    return self.exit_code
             while self._timers and self._timers[0][0] <= time.monotonic():
                 _, cmd = self._timers.pop(0)
                 self._command(manager, cmd)
@@ -277,12 +331,17 @@ class _Agent:
 
     def _event(self, manager: CallManager, event: CallEvent) -> bool:
         args = self.args
+        if isinstance(event, IncomingCall | Outgoing):
+            # A new call: whatever statistics are there now are an earlier call's, even ones
+            # that arrived too late to be written for it.
+            self._stats_before = manager.last_stats
         if isinstance(event, IncomingCall):
             if args.auto_deny:
                 self._schedule(args.answer_delay, "deny")
             elif args.auto_answer:
                 self._schedule(args.answer_delay, "accept")
         elif isinstance(event, CallStarted):
+            self._call_started = True
             if args.stats_interval is not None and event.media:
                 self._start_sampling(manager)
             if args.sdp is not None and event.media and event.mode == "rtp":
@@ -296,6 +355,9 @@ class _Agent:
             self.calls_ended += 1
             if args.stats_json is not None:
                 self._write_stats(manager)
+            if args.call:
+                self.exit_code = caller_exit_code(event.reason, self._call_started)
+            self._call_started = False
             return bool(args.once or args.call)
         return False
 
@@ -349,12 +411,14 @@ class _Agent:
         # The stats arrive from the cleanup a moment after CallEnded; the previous call's
         # (still in last_stats until then) are not this call's.
         deadline = time.monotonic() + STATS_WAIT
-        while (
-            manager.last_stats is None or manager.last_stats is self._stats_written
-        ) and time.monotonic() < deadline:
+
+        def stale(stats: dict[str, Any] | None) -> bool:
+            return stats is None or stats is self._stats_written or stats is self._stats_before
+
+        while stale(manager.last_stats) and time.monotonic() < deadline:
             time.sleep(0.05)
         stats = manager.last_stats
-        if stats is None or stats is self._stats_written:
+        if stats is None or stale(stats):
             stats = {}
         self._stats_written = stats
         if self.args.stats_interval is None:
@@ -381,6 +445,7 @@ class _Agent:
             return False
         try:
             if verb == "call":
+                self._stats_before = manager.last_stats  # an earlier call's, if any
                 manager.call(rest.strip())
             else:
                 getattr(manager, verb)()
@@ -409,7 +474,7 @@ def run(args: argparse.Namespace) -> int:
     manager = CallManager(
         nick=args.nick,
         password=password,
-        server=args.server,
+        server=use_servers(args.server).current,  # the others: failover (discovery/client.py)
         listen=(args.listen_ip, args.listen_port),
         advertise_ip=args.advertise_ip,
         media_factory=media_factory,

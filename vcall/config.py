@@ -6,6 +6,7 @@ read with :mod:`tomllib`; command-line flags override it (:func:`apply_overrides
     [server]                 # no [server] host: the client starts an embedded server on loopback
     host = "discovery.example.org"
     port = 8000
+    fallbacks = ["discovery2.example.org:8000"]  # tried in order when host stops answering
 
     [network]
     listen_port = 0          # TCP call-control port (0: any free port)
@@ -20,6 +21,9 @@ read with :mod:`tomllib`; command-line flags override it (:func:`apply_overrides
 
     [call]
     ring_timeout = 30        # seconds an incoming call rings before it is denied
+
+    [look]
+    theme = "system"         # "system" (follows the desktop) | "light" | "dark"; flag: --theme
 
 State: ``state.json`` beside the configuration holds the last nick and server, the password
 only when the user ticked "remember password", and the video codec preference last chosen in
@@ -39,9 +43,11 @@ stop an older client); a damaged state file is ignored (it is only a convenience
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import logging
+import math
 import os
 import threading
 import tomllib
@@ -49,6 +55,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import platformdirs
 
 from pipeline.presets import PRESET_NAMES
 from vcall.call.codec import validate_codecs
@@ -59,6 +67,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_SERVER_PORT = 8000
 CONFIG_NAME = "config.toml"
 STATE_NAME = "state.json"
+MAX_CONFIG_BYTES = 256 * 1024  # a config file is a few hundred bytes; more is not ours
 # The state file is tiny; anything bigger is not ours.
 _MAX_STATE_BYTES = 64 * 1024
 # Orders update_state()'s read-modify-write between the threads of one process.
@@ -80,6 +89,8 @@ class Config:
     preset: str = "medium"
     codec: str | None = None  # a registry name, upper case; None: vcall's default preference
     ring_timeout: float = 30.0
+    theme: str = ""  # THEME_CHOICES, or "": not set (the remembered choice, else "system")
+    server_fallbacks: tuple[tuple[str, int], ...] = ()  # [server] fallbacks, in order
 
     @property
     def server(self) -> tuple[str, int] | None:
@@ -94,22 +105,83 @@ class State:
     remember_password: bool = False
     password: str = ""
     codecs: tuple[str, ...] = ()  # the video codec preference chosen last; (): none remembered
+    theme: str = ""  # the theme chosen last in the View menu; "": none remembered
 
 
-def config_dir(env: Mapping[str, str] | None = None) -> Path:
-    """``$XDG_CONFIG_HOME/vcall``, or ``~/.config/vcall`` when the variable is unset or empty."""
-    env = os.environ if env is None else env
-    base = env.get("XDG_CONFIG_HOME") or ""
-    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".config"
-    return root / "vcall"
+APP_NAME = "vcall"
 
 
-def config_path(env: Mapping[str, str] | None = None) -> Path:
-    return config_dir(env) / CONFIG_NAME
+def config_dir() -> Path:
+    """Where vcall keeps its configuration, state and call history: the platform's user
+    config directory (platformdirs): ``$XDG_CONFIG_HOME/vcall`` or ``~/.config/vcall`` on
+    Linux (XDG Base Directory Specification), ``~/Library/Application Support/vcall`` on macOS,
+    ``%LOCALAPPDATA%\\vcall`` on Windows. A relative ``$XDG_CONFIG_HOME`` is invalid by the XDG
+    specification ("all paths ... must be absolute") and ignored."""
+    path = platformdirs.user_config_path(APP_NAME, appauthor=False)
+    if not path.is_absolute():  # only a relative $XDG_CONFIG_HOME gives one: the default then
+        path = Path.home() / ".config" / APP_NAME
+    return path
 
 
-def state_path(env: Mapping[str, str] | None = None) -> Path:
-    return config_dir(env) / STATE_NAME
+def config_path() -> Path:
+    return config_dir() / CONFIG_NAME
+
+
+def state_path() -> Path:
+    return config_dir() / STATE_NAME
+
+
+# ------------------------------------------------------------ command-line value types
+# argparse ``type=`` callables: a bad value becomes argparse's one-line usage error (exit 2),
+# never a traceback from deep inside (a port of 99999 reaching bind()).
+
+
+def port_arg(text: str) -> int:
+    """A TCP/UDP port, 0..65535 (0: any free port)."""
+    try:
+        port = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0..65535, got {port}")
+    return port
+
+
+def count_arg(text: str) -> int:
+    """A positive whole number (a limit: connections, bytes, errors)."""
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def seconds_arg(text: str) -> float:
+    """A positive, finite number of seconds."""
+    value = _float_arg(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def delay_arg(text: str) -> float:
+    """A finite number of seconds, zero or more."""
+    value = _float_arg(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text!r}")
+    return value
+
+
+def _float_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value > 1e9:
+        raise argparse.ArgumentTypeError(f"not a usable number of seconds: {text!r}")
+    return value
 
 
 def parse_server(text: str, default_port: int = DEFAULT_SERVER_PORT) -> tuple[str, int]:
@@ -152,7 +224,7 @@ def _port(value: object, where: str) -> int:
 
 _SCHEMA: dict[str, dict[str, str]] = {
     # section -> key -> Config field
-    "server": {"host": "server_host", "port": "server_port"},
+    "server": {"host": "server_host", "port": "server_port", "fallbacks": "server_fallbacks"},
     "network": {
         "listen_port": "listen_port",
         "media_port": "media_port",
@@ -160,18 +232,28 @@ _SCHEMA: dict[str, dict[str, str]] = {
     },
     "media": {"source": "source", "preset": "preset", "codec": "codec"},
     "call": {"ring_timeout": "ring_timeout"},
+    "look": {"theme": "theme"},
 }
+THEME_CHOICES = ("system", "light", "dark")
 
 
 def _convert(field: str, value: Any, where: str) -> Any:
     if field in {"server_port", "listen_port", "media_port"}:
         return _port(value, where)
+    if field == "server_fallbacks":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f'{where}: must be a list of "host:port" strings')
+        return tuple(parse_server(v) for v in value)
     if field == "ring_timeout":
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e6:
             raise ConfigError(f"{where}: must be a positive number of seconds, got {value!r}")
         return float(value)
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{where}: must be a non-empty string, got {value!r}")
+    if field == "theme" and value.strip().lower() not in THEME_CHOICES:
+        raise ConfigError(f"{where}: unknown theme {value!r}; one of {', '.join(THEME_CHOICES)}")
+    if field == "theme":
+        return value.strip().lower()
     if field == "preset" and value not in PRESET_NAMES:
         raise ConfigError(f"{where}: unknown preset {value!r}; one of {', '.join(PRESET_NAMES)}")
     if field == "codec":
@@ -203,16 +285,28 @@ def load_config(path: Path | None = None) -> Config:
     """Read the configuration file; the defaults when it does not exist."""
     path = config_path() if path is None else path
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as file:
+            raw = file.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         return Config()
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes: not a vcall config")
+    return parse_config_bytes(raw, str(path))
+
+
+def parse_config_bytes(raw: bytes, origin: str = "config") -> Config:
+    """Parse a config file's bytes (TOML, UTF-8). Raises only ConfigError, whatever the bytes:
+    tomllib's errors (TOMLDecodeError, a ValueError), RecursionError on deeply nested arrays
+    (``a=[[[[...``) and UnicodeDecodeError are all mapped to it (fuzzed; see tests)."""
     try:
         data = tomllib.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
-    return parse_config(data, str(path))
+    except (UnicodeDecodeError, ValueError) as exc:  # TOMLDecodeError is a ValueError
+        raise ConfigError(f"{origin}: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{origin}: nested too deeply to be a vcall config") from None
+    return parse_config(data, origin)
 
 
 def apply_overrides(config: Config, **overrides: Any) -> Config:
@@ -224,6 +318,13 @@ def apply_overrides(config: Config, **overrides: Any) -> Config:
     for field, value in given.items():
         given[field] = _convert(field, value, f"--{field.replace('_', '-')}")
     return dataclasses.replace(config, **given)
+
+
+def start_theme(config: Config, state: State) -> str:
+    """The theme at start: ``--theme`` > ``[look] theme`` > the one chosen last in the View
+    menu > "system" (follow the desktop). As with the codec, a theme pinned by the flag or the
+    file wins at every start; a menu choice then lasts for that session."""
+    return config.theme or state.theme or "system"
 
 
 def start_codecs(config: Config, state: State) -> tuple[str, ...]:
@@ -264,7 +365,11 @@ def load_state(path: Path | None = None) -> State:
                 codecs = _state_codecs(data["codecs"])
             except ValueError as exc:
                 logger.warning("%s: ignoring the remembered video codecs: %s", path, exc)
-        return State(str(fields[0]), str(fields[1]), remember, str(fields[2]), codecs)
+        theme = data.get("theme", "")
+        if theme not in ("", *THEME_CHOICES):
+            logger.warning("%s: ignoring the remembered theme %r", path, theme)
+            theme = ""
+        return State(str(fields[0]), str(fields[1]), remember, str(fields[2]), codecs, theme)
     except FileNotFoundError:
         return State()
     except (OSError, ValueError) as exc:
@@ -284,6 +389,8 @@ def save_state(state: State, path: Path | None = None) -> None:
         data["password"] = state.password
     if state.codecs:
         data["codecs"] = list(state.codecs)
+    if state.theme:
+        data["theme"] = state.theme
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

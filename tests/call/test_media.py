@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from tests.call.agents import Agent, AgentFactory
+from vcall.agent import EXIT_LOST
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -113,7 +114,7 @@ def test_sigkilled_peer_with_media_leaves_nothing_behind(agents: AgentFactory) -
     alice, bob, stages = _media_call(agents)
     bob.signal(signal.SIGKILL)
     assert alice.wait("ended")["reason"] == "connection_lost"
-    assert alice.exit_code() == 0
+    assert alice.exit_code() == EXIT_LOST  # a caller's exit status says how its call ended
     _assert_gone(stages, 5, "their SIGKILLed controller")
 
 

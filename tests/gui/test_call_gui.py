@@ -151,11 +151,11 @@ def test_call_hold_resume_quality_source_hangup(
         assert "In call with bob" in app.call.status.cget("text")
         assert alice.root.title() == "vcall — alice — in call with bob"
         # The shortcuts are listed, with their keys, in the (now enabled) Call menu.
-        menu = app.call_menu
-        assert [menu.entrycget(i, "accelerator") for i in range(5)] == [
-            "Ctrl+E", "Ctrl+H", "Ctrl+P", "Ctrl+Q", "Ctrl+S",
+        menu = app.menus.call_menu
+        assert [menu.entrycget(i, "accelerator") for i in range(6)] == [
+            "Ctrl+E", "Ctrl+H", "V", "M", "Ctrl+L", "Ctrl+S",
         ]  # fmt: skip
-        assert all(menu.entrycget(i, "state") == "normal" for i in range(5))
+        assert all(menu.entrycget(i, "state") == "normal" for i in range(6))
         assert_moving(alice, screenshot, "in-call")
         assert app.call.self_view.frames_shown > 0
 
@@ -218,18 +218,18 @@ def test_call_hold_resume_quality_source_hangup(
         assert_moving(alice, screenshot, "resized")
         alice.root.geometry("1100x600+0+0")
 
-        # Pause sending (button), resume sending (shortcut).
+        # Pause sending (button), resume sending (the V key, as in Jitsi and Meet).
         alice.click(app.call.pause_button)
         wait_stats(alice, lambda s: s.info.sending is False, "sending paused")
         assert "sending paused" in app.call.status.cget("text")
-        alice.key("<Control-p>")
+        alice.key("<v>")
         wait_stats(alice, lambda s: s.info.sending is True, "sending resumed")
 
         # Quality: the selector, then the shortcut (next preset).
         app.call.quality.set("high")
         app.call.quality.event_generate("<<ComboboxSelected>>")
         wait_stats(alice, lambda s: s.info.preset.size == (1280, 720), "720p")
-        alice.key("<Control-q>")
+        alice.key("<Control-l>")
         wait_stats(alice, lambda s: s.info.preset.name == "max", "max quality")
         assert app.call.quality.get() == "max"
 

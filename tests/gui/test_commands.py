@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vcall.config import Config
+from vcall.config import Config, ConfigError
 from vcall.gui import app as gui_app
 from vcall.gui.demo import MENUBAR_PX, _geometries
 
@@ -46,6 +46,23 @@ def test_build_config_flags_override_file(tmp_path: Path) -> None:
     args = parser.parse_args(["--config", str(path), "--server", "near:9", "--preset", "high"])
     assert gui_app.build_config(args).server == ("near", 9)
     assert gui_app.build_config(args).preset == "high"
+
+
+def test_gui_server_flag_takes_a_failover_list(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[server]\nhost = "far.example"\nfallbacks = ["spare:7"]\n')
+    parser = argparse.ArgumentParser()
+    gui_app.add_arguments(parser)
+    config = gui_app.build_config(
+        parser.parse_args(["--config", str(path), "--server", "a:8000,b:9000, c"])
+    )
+    assert config.server == ("a", 8000)
+    assert config.server_fallbacks == (("b", 9000), ("c", 8000))
+    # One server on the command line keeps the file's fallbacks.
+    one = gui_app.build_config(parser.parse_args(["--config", str(path), "--server", "a"]))
+    assert one.server_fallbacks == (("spare", 7),)
+    with pytest.raises(ConfigError):
+        gui_app.build_config(parser.parse_args(["--config", str(path), "--server", ","]))
 
 
 def test_gui_out_of_the_box(xvfb_display: str, tmp_path: Path) -> None:

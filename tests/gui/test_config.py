@@ -13,27 +13,37 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vcall.config import (
+    MAX_CONFIG_BYTES,
     Config,
     ConfigError,
     State,
     apply_overrides,
     config_dir,
+    config_path,
     format_server,
     load_config,
     load_state,
     parse_config,
+    parse_config_bytes,
     parse_server,
     save_state,
     start_codecs,
+    start_theme,
+    state_path,
     update_state,
 )
 
 
-def test_config_dir_follows_xdg(tmp_path: Path) -> None:
-    assert config_dir({"XDG_CONFIG_HOME": str(tmp_path)}) == tmp_path / "vcall"
-    assert config_dir({}) == Path.home() / ".config" / "vcall"
+def test_config_dir_follows_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    assert config_dir() == tmp_path / "vcall"
+    assert config_path() == tmp_path / "vcall" / "config.toml"
+    assert state_path() == tmp_path / "vcall" / "state.json"
+    monkeypatch.delenv("XDG_CONFIG_HOME")
+    assert config_dir() == Path.home() / ".config" / "vcall"
     # A relative XDG_CONFIG_HOME is invalid per the spec and ignored.
-    assert config_dir({"XDG_CONFIG_HOME": "rel"}) == Path.home() / ".config" / "vcall"
+    monkeypatch.setenv("XDG_CONFIG_HOME", "rel")
+    assert config_dir() == Path.home() / ".config" / "vcall"
 
 
 def test_missing_file_gives_defaults(tmp_path: Path) -> None:
@@ -228,3 +238,69 @@ def test_codec_precedence_flag_then_file_then_remembered_then_automatic(tmp_path
     assert start_codecs(Config(), remembered) == ("JPEG",)  # the remembered choice
     assert start_codecs(apply_overrides(Config(), codec="h264"), remembered) == ("H264",)
     assert start_codecs(Config(), State()) == ("H264", "JPEG")  # automatic
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"a=" + b"[" * 500,  # tomllib recurses once per bracket: RecursionError, mapped
+        b"a=" + b"{x=" * 500,
+        b"\xff\xfe[server]",
+        b"[server]\nport = 1979-05-27T07:32:00Z",
+        b"[server]\nport = \xc2\xb2",
+    ],
+)
+def test_malformed_config_files_raise_config_error(tmp_path: Path, raw: bytes) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes(raw)
+    with pytest.raises(ConfigError, match=str(path)):
+        load_config(path)
+
+
+def test_oversized_config_file_is_refused_without_parsing(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes(b"# " + b"x" * MAX_CONFIG_BYTES)
+    with pytest.raises(ConfigError, match="larger than"):
+        load_config(path)
+
+
+@given(st.binary(max_size=600))
+def test_config_bytes_raise_only_config_error(raw: bytes) -> None:
+    with contextlib.suppress(ConfigError):  # anything else fails the test
+        parse_config_bytes(raw)
+
+
+@given(
+    st.recursive(
+        st.sampled_from(["[", "{x=", "1", '"s"', "]", "}", ",", "\n", "[server]", "port="]),
+        lambda inner: st.lists(inner, max_size=8).map("".join),
+        max_leaves=400,
+    )
+)
+def test_toml_like_text_raises_only_config_error(text: str) -> None:
+    with contextlib.suppress(ConfigError):  # anything else fails the test
+        parse_config_bytes(("a=" + text).encode())
+
+
+def test_theme_precedence_flag_then_file_then_remembered_then_system(tmp_path: Path) -> None:
+    state_file = tmp_path / "state.json"
+    assert start_theme(Config(), load_state(state_file)) == "system"
+    update_state(state_file, theme="dark")
+    assert load_state(state_file).theme == "dark"
+    assert start_theme(Config(), load_state(state_file)) == "dark"
+    path = tmp_path / "config.toml"
+    path.write_text('[look]\ntheme = "Light"\n')
+    pinned = load_config(path)
+    assert pinned.theme == "light" and start_theme(pinned, load_state(state_file)) == "light"
+    flagged = apply_overrides(pinned, theme="dark")
+    assert start_theme(flagged, load_state(state_file)) == "dark"
+    path.write_text('[look]\ntheme = "purple"\n')
+    with pytest.raises(ConfigError, match="unknown theme"):
+        load_config(path)
+
+
+def test_a_bad_remembered_theme_alone_is_dropped(tmp_path: Path) -> None:
+    state_file = tmp_path / "state.json"
+    state_file.write_text(json.dumps({"nick": "alice", "server": "h:1", "theme": ["x"]}))
+    state = load_state(state_file)
+    assert state.theme == "" and state.nick == "alice"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import gc
 import tkinter as tk
 from collections.abc import Callable, Iterator
-from tkinter import ttk
 
 import numpy as np
 import pytest
@@ -23,6 +22,7 @@ from vcall.gui.events import UserRow
 from vcall.gui.logic import CODEC_CHOICES, StatsView
 from vcall.gui.main_screen import MainScreen
 from vcall.gui.model import Phase, Screen, UiModel, status_line
+from vcall.gui.theme import apply_theme
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("no_leaks")]
 
@@ -39,10 +39,13 @@ FULL_STATS = StatsView(
 HEADLINE_ROWS = 6  # up to "freezes / longest gap"
 
 
-@pytest.fixture
-def screen(xvfb_display: str) -> Iterator[tuple[tk.Tk, CallScreen]]:
+THEMES = ["light", "dark"]  # sv-ttk's two modes, as the client uses them (vcall.gui.theme)
+
+
+@pytest.fixture(params=THEMES)
+def screen(xvfb_display: str, request: pytest.FixtureRequest) -> Iterator[tuple[tk.Tk, CallScreen]]:
     root = tk.Tk()
-    ttk.Style(root).theme_use("clam")  # as the client does
+    assert apply_theme(root, request.param) == request.param
     call = CallScreen(
         root,
         on_hangup=lambda: None,
@@ -141,9 +144,13 @@ def test_stats_rows_follow_the_height(screen: tuple[tk.Tk, CallScreen]) -> None:
     root, call = screen
     resize(root, "1100x1000")
     assert call.stats.rows_shown == len(FULL_STATS.lines())  # room for all
+    # The client's smallest window: the self view is a picture-in-picture now, so the side
+    # column holds the headline rows at least.
     resize(root, "1100x420")
+    assert call.stats.rows_shown >= HEADLINE_ROWS
+    resize(root, "1100x300")  # below the client's minimum: fewer rows, the chart whole
     short = call.stats.rows_shown
-    assert HEADLINE_ROWS <= short < len(FULL_STATS.lines())
+    assert 0 < short < len(FULL_STATS.lines())
     resize(root, "1100x1000")
     assert call.stats.rows_shown == len(FULL_STATS.lines())
 
@@ -167,10 +174,13 @@ def test_source_selector_lists_cameras_file_and_pattern(
     assert call.source.get() == PATTERN_LABEL
 
 
+@pytest.mark.parametrize("theme", THEMES)
 @pytest.mark.parametrize("size", SIZES)
-def test_main_screen_nothing_is_cut_off(xvfb_display: str, size: str, screenshot: Shot) -> None:
+def test_main_screen_nothing_is_cut_off(
+    xvfb_display: str, size: str, theme: str, screenshot: Shot
+) -> None:
     root = tk.Tk()
-    ttk.Style(root).theme_use("clam")
+    assert apply_theme(root, theme) == theme
     chosen: list[tuple[str, ...]] = []
     main = MainScreen(
         root, on_call=lambda _n: None, on_refresh=lambda: None, on_logout=lambda: None,
@@ -190,7 +200,7 @@ def test_main_screen_nothing_is_cut_off(xvfb_display: str, size: str, screenshot
                        main.exit_button, main.message):  # fmt: skip
             assert inside(widget, root), f"{widget} cut off at {size}"
         assert main.tree.winfo_height() > 60, f"user list squeezed out at {size}"
-        screenshot(f"main-{size}")
+        screenshot(f"main-{size}-{theme}")
         # The selector posts a choice once (the one shown already is no change).
         main.codec.set("JPEG")
         main.codec.event_generate("<<ComboboxSelected>>")

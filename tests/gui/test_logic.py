@@ -12,11 +12,13 @@ from hypothesis import strategies as st
 
 from pipeline.presets import get_preset
 from pipeline.stats import (
+    CongestionStats,
     DropStats,
     FreezeStats,
     LatencySummary,
     LossStats,
     MediaStats,
+    RepairStats,
     SessionInfo,
 )
 from vcall.discovery.client import DiscoveryTimeout, ServerUnreachable, UserUnknown, WrongPassword
@@ -193,6 +195,10 @@ def test_summarize_stats_reads_the_session_snapshot() -> None:
                 "encode": LatencySummary(count=0),
             },
             cpu_percent={"capture": 10.0, "total": 55.5},
+            repair=RepairStats(recovered=12, packets_requested=15),
+            congestion=CongestionStats(
+                target_bps=1_234_000, target_reason="remb", adaptation="encoder target 1.23 Mbit/s"
+            ),
         )
     )
     assert (view.fps_in, view.fps_out, view.kbps_in, view.kbps_out) == (29.5, 30, 1800, 2000)
@@ -205,6 +211,9 @@ def test_summarize_stats_reads_the_session_snapshot() -> None:
     assert labels["RTT / jitter"] == "1.2 / 0.4 ms"
     assert labels["capture→display p50/p95"] == "40 / 55 ms"
     assert labels["media / CPU"] == "RTP / 56 %"
+    assert labels["repaired / asked (RTX)"] == "12 / 15"
+    assert labels["send target kbit/s"] == "1234 (peer's estimate)"
+    assert labels["encoder"] == "encoder target 1.23 Mbit/s"
     assert "source error" not in labels
     broken = summarize_stats(media_stats(source_error="cannot open /x.mp4"))
     assert dict(broken.lines())["source error"] == "cannot open /x.mp4"

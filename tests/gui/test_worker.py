@@ -235,7 +235,7 @@ def test_call_flow_pause_goes_through_the_manager(worker: Any) -> None:
         worker.post(command)
     manager.on_event(ce.CallEnded("bob", "peer_hangup"))
     seen = wait_for(worker, ev.Ended)
-    assert ev.MediaDetached() in seen and seen[-1] == ev.Ended("bob hung up.", False)
+    assert ev.MediaDetached() in seen and seen[-1] == ev.Ended("bob hung up.", False, "peer_hangup")
     assert [a for a in manager.actions if not a.startswith("pause")] == [
         "call bob", "hold", "resume", "hangup",
     ]  # fmt: skip
@@ -276,7 +276,7 @@ def test_incoming_ring_and_refused_dial(worker: Any) -> None:
     assert "declined the call from carol" in wait_for(worker, ev.Ended)[-1].message
     worker.post(ev.Dial("self"))
     seen = wait_for(worker, ev.Ended)
-    assert seen[-1] == ev.Ended("Cannot call yourself", error=True)
+    assert seen[-1] == ev.Ended("Cannot call yourself", error=True, reason="failed")
 
 
 def test_commands_before_login_become_notices(worker: Any) -> None:

@@ -13,6 +13,9 @@ The buffer is bounded (``max_size``); time is passed in. Garbage from a peer rai
 :class:`PeerProtocolError` (the bad bytes are consumed, so the reader can go on); building a
 message that vcall must not send raises :class:`LocalProtocolError`.
 
+Some classic callees answer with a bare word (``DENY``, ``BUSY``, any case) instead of
+``CALL_DENIED`` / ``CALL_BUSY``: decoded as those messages (:data:`_BARE_WORDS`).
+
 The extension tokens (docs/protocol.md 4.1) are ``V2435 <ssrc>`` and, optionally, the video
 codec token ``codecs=<NAME>[,<NAME>...]``: encoded strictly (:func:`validate_codecs`), parsed
 liberally (a malformed codec token counts as absent, names are upper-cased, unknown tokens are
@@ -258,6 +261,17 @@ def _parse_ext(tokens: list[str]) -> Extension | None:
     return None
 
 
+# Bare answer words some classic callees send instead of CALL_DENIED / CALL_BUSY (seen in a
+# public client of the family), in any case; read as the verb they stand for, never sent.
+_BARE_WORDS = {
+    "DENY": Verb.CALL_DENIED,
+    "DENIED": Verb.CALL_DENIED,
+    "REJECT": Verb.CALL_DENIED,
+    "REJECTED": Verb.CALL_DENIED,
+    "BUSY": Verb.CALL_BUSY,
+}
+
+
 def decode(raw: bytes) -> Message:
     """Parse one message (without framing). Tolerates surrounding whitespace and runs of spaces."""
     try:
@@ -270,7 +284,10 @@ def decode(raw: bytes) -> Message:
     try:
         verb = Verb(tokens[0])
     except ValueError:
-        raise PeerProtocolError(f"unknown verb {tokens[0][:40]!r}") from None
+        bare = _BARE_WORDS.get(tokens[0].upper())
+        if bare is None:
+            raise PeerProtocolError(f"unknown verb {tokens[0][:40]!r}") from None
+        verb = bare  # a classic client's bare answer word: liberal in what we accept
     if verb in (Verb.CALLING, Verb.CALL_ACCEPTED):
         if len(tokens) < 3:
             raise PeerProtocolError(f"{verb.value} needs a nick and a UDP port: {text[:80]!r}")

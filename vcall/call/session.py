@@ -138,6 +138,7 @@ class CallSession:
         self._sent: Sending | None = None  # what the media was last told; None: not connected
         self.minority = False
         self._accepted_at: float | None = None
+        self._unread_answer = ""  # a reply to our CALLING that could not be parsed
         self._accepting = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._finished = False
@@ -507,6 +508,8 @@ class CallSession:
             except PeerProtocolError as exc:
                 garbage += 1
                 logger.warning("bad message from %s: %s", conn.peer_ip, exc)
+                if control and self._sm.state is CallState.OUTGOING:
+                    self._unread_answer = str(exc)  # an answer after all, should EOF follow
                 if garbage < MAX_GARBAGE:
                     continue
                 msg, error = None, "too many bad messages"
@@ -585,6 +588,15 @@ class CallSession:
             accepted_at=self._accepted_at,
             now=time.monotonic(),
         )
+        if action is policy.EofAction.WAIT_FOR_FRESH and self._unread_answer:
+            # The callee did answer, in words vcall does not know, and closed: the call is
+            # over now, not after the answer timeout.
+            self._fail(
+                CallInput.FAILED,
+                f"{self.peer} answered something vcall does not understand "
+                f"({self._unread_answer}) and closed the connection",
+            )
+            return
         if action is not policy.EofAction.END:
             logger.info("%s closed the control connection in %s: %s", self.peer, state, action)
             self.minority = True  # from now on, our messages go on fresh connections

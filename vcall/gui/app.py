@@ -17,6 +17,7 @@ import tkinter as tk
 from pathlib import Path
 
 from vcall.config import (
+    THEME_CHOICES,
     Config,
     ConfigError,
     apply_overrides,
@@ -24,6 +25,8 @@ from vcall.config import (
     load_config,
     load_state,
     parse_server,
+    port_arg,
+    seconds_arg,
 )
 from vcall.gui.client import AppOptions, ClientApp
 
@@ -44,16 +47,23 @@ def _remote(server_text: str) -> bool:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="config file (default: the user's)")
-    parser.add_argument("--server", help="discovery server HOST[:PORT] (default: embedded)")
+    parser.add_argument(
+        "--server",
+        help="discovery server HOST[:PORT], or several comma-separated, tried in order when one "
+        "stops answering (default: embedded)",
+    )
     parser.add_argument("--nick", default="", help="prefill the nick")
     parser.add_argument("--password", default="", help="prefill the password")
-    parser.add_argument("--listen-port", type=int, help="TCP call-control port")
-    parser.add_argument("--media-port", type=int, help="UDP port video is received on")
+    parser.add_argument("--listen-port", type=port_arg, help="TCP call-control port")
+    parser.add_argument("--media-port", type=port_arg, help="UDP port video is received on")
     parser.add_argument("--advertise-ip", help="address registered with the server")
     parser.add_argument("--source", help='video source: "pattern", "camera:0", "file:PATH"')
     parser.add_argument("--preset", help="quality: low, medium, high, max")
     parser.add_argument("--codec", help="use only this video codec: h264 or jpeg (any case)")
-    parser.add_argument("--ring-timeout", type=float, help="seconds an incoming call rings")
+    parser.add_argument("--ring-timeout", type=seconds_arg, help="seconds an incoming call rings")
+    parser.add_argument(
+        "--theme", choices=THEME_CHOICES, help="look: light, dark, or system (follow the desktop)"
+    )
     parser.add_argument("--auto-login", action="store_true", help="log in at start")
     parser.add_argument("--auto-accept", action="store_true", help="accept incoming calls")
     parser.add_argument("--call", default="", metavar="NICK", help="call NICK once logged in")
@@ -67,12 +77,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def build_config(args: argparse.Namespace) -> Config:
     config = load_config(args.config)
     host = port = None
+    fallbacks = None
     if args.server:
-        host, port = parse_server(args.server)
+        first, *rest = [part for part in args.server.split(",") if part.strip()] or [""]
+        host, port = parse_server(first)
+        fallbacks = rest or None  # more servers: the failover list (else the file's)
     return apply_overrides(
         config,
         server_host=host,
         server_port=port,
+        server_fallbacks=fallbacks,
         listen_port=args.listen_port,
         media_port=args.media_port,
         advertise_ip=args.advertise_ip,
@@ -80,6 +94,7 @@ def build_config(args: argparse.Namespace) -> Config:
         preset=args.preset,
         codec=args.codec,
         ring_timeout=args.ring_timeout,
+        theme=args.theme,
     )
 
 

@@ -3,7 +3,14 @@ statistics panel and a status bar.
 
 Widgets only; every control calls one of the ``on_*`` callbacks given by the app, which posts
 the command to the worker. :meth:`CallScreen.render` shows a :class:`~vcall.gui.model.UiModel`.
-Keyboard shortcuts (bound by the app while this screen shows, see :data:`SHORTCUTS`).
+Keyboard shortcuts are bound by the app (:mod:`vcall.gui.shortcuts`).
+
+The large view (:attr:`CallScreen.peer_view`) and the picture-in-picture
+(:attr:`CallScreen.self_view`, movable by dragging, hideable) show the peer and oneself, or the
+other way round once swapped (:meth:`CallScreen.set_swapped`); :attr:`peer_target` and
+:attr:`self_target` say which view shows whom. Notices over each picture say why it stopped
+("bob put the call on hold", "Your video is off"). In full screen (:meth:`set_fullscreen`) only
+the video and the picture-in-picture remain.
 """
 
 from __future__ import annotations
@@ -15,34 +22,13 @@ from tkinter import filedialog, ttk
 from tkinter import font as tkfont
 
 from pipeline.presets import PRESET_NAMES
-from vcall.gui.logic import fit_text
+from vcall.gui.logic import fit_text, pip_box, pip_position
 from vcall.gui.model import Phase, UiModel
+from vcall.gui.shortcuts import HELP_VARIANTS
 from vcall.gui.stats_panel import StatsPanel
+from vcall.gui.theme import colour
 from vcall.gui.video import VideoView
 
-# Tk event sequence -> (menu label, short word for the status bar's help line). The app binds
-# them and lists them in its "Call" menu with their accelerators, so they stay discoverable even
-# when the window is too narrow for the help line.
-SHORTCUTS = {
-    "<Control-e>": ("Hang up", "hang up"),
-    "<Control-h>": ("Hold / resume", "hold"),
-    "<Control-p>": ("Pause / resume sending", "pause"),
-    "<Control-q>": ("Next quality", "quality"),
-    "<Control-s>": ("Statistics panel", "stats"),
-}
-
-
-def key_name(sequence: str) -> str:
-    """``"<Control-e>"`` -> ``"Ctrl+E"`` (menus' accelerator text and the help line)."""
-    return f"Ctrl+{sequence[-2].upper()}"
-
-
-# The help line, longest first; the status bar shows the longest that fits (logic.fit_text).
-HELP_VARIANTS = (
-    " · ".join(f"{key_name(seq)} {label.lower()}" for seq, (label, _w) in SHORTCUTS.items()),
-    " · ".join(f"{key_name(seq)} {word}" for seq, (_l, word) in SHORTCUTS.items()),
-    "Shortcuts: Call menu",
-)
 PATTERN_LABEL = "Test pattern"
 FILE_LABEL = "Video file…"
 
@@ -94,20 +80,27 @@ class CallScreen(ttk.Frame):
             on_resize=lambda _w, _h: self._resized(),
         )  # fmt: skip
         self.peer_view.grid(row=0, column=0, sticky="nsew")
-        # Over the top of the peer's video (the last frame stays on screen when it stops):
-        # "No video from bob for 4 s" (model.no_video_notice); hidden while there is video.
-        self.no_video = tk.Label(
-            self.peer_view, text="", foreground="#ffffff", background="#8a1c1c",
-            font="TkHeadingFont", padx=10, pady=4,
-        )  # fmt: skip
+        # The picture-in-picture: placed over the large view, dragged with the mouse.
+        self.self_view = VideoView(
+            self, width=192, height=108, placeholder="Self view", notice_font="TkSmallCaptionFont"
+        )
+        self.self_view.configure(highlightthickness=1, highlightbackground="#cccccc")
+        self._pip_position = (1.0, 1.0)  # bottom right (logic.pip_box)
+        self._pip_visible = True
+        self._swapped = False
+        self._fullscreen = False
+        self._drag_from: tuple[int, int, int, int] | None = None
+        self.self_view.bind_picture("<ButtonPress-1>", self._drag_start)
+        self.self_view.bind_picture("<B1-Motion>", self._drag_move)
+        self.on_fullscreen: Callable[[], None] = lambda: None  # the app's toggle
+        for view in (self.peer_view, self.self_view):
+            view.bind_picture("<Double-Button-1>", lambda _e: self.on_fullscreen())
         side = ttk.Frame(self, padding=(6, 0, 0, 0))
         side.grid(row=0, column=1, sticky="ns")
         self._side = side
         self._side_fits: dict[tuple[int, int], int] = {}  # call screen size -> rows (_fit_side)
-        self.self_view = VideoView(side, width=192, height=108, placeholder="Self view")
-        self.self_view.pack(anchor="n")
         self.stats = StatsPanel(side, on_save_sdp=self.save_sdp)
-        self.stats.pack(fill="x", pady=(6, 0))
+        self.stats.pack(fill="x")
 
         # The call's controls under the video: the call actions, then the media settings, which
         # wrap to a second row when the window is too narrow for one (see _wrap_toolbar).
@@ -120,7 +113,9 @@ class CallScreen(ttk.Frame):
         self.hangup_button.pack(side="left")
         self.hold_button = ttk.Button(actions, text="Hold", width=8, command=self.toggle_hold)
         self.hold_button.pack(side="left", padx=(6, 0))
-        self.pause_button = ttk.Button(actions, text="Pause", width=14, command=self.toggle_pause)
+        self.pause_button = ttk.Button(
+            actions, text="Stop video (V)", width=15, command=self.toggle_pause
+        )
         self.pause_button.pack(side="left", padx=(6, 0))
         settings = ttk.Frame(bar)
         self._toolbar_parts = (actions, settings)
@@ -142,13 +137,21 @@ class CallScreen(ttk.Frame):
         status = ttk.Frame(self, relief="sunken", padding=(4, 2))
         status.grid(row=2, column=0, columnspan=2, sticky="we", pady=(6, 0))
         self.status_bar = status
+        # Connection quality in plain words, with bars (logic.connection_quality); the figures
+        # behind it are in the statistics panel.
+        self.quality_bars = tk.Canvas(status, width=22, height=14, highlightthickness=0)
+        self.quality_bars.pack(side="left", padx=(0, 4))
+        self.quality_label = ttk.Label(status, text="", anchor="w")
+        self.quality_label.pack(side="left", padx=(0, 12))
+        self.quality_level = 0
+        self.set_quality(0, "")
         self.status = ttk.Label(status, text="", anchor="w")
         self.status.pack(side="left")
         # Messages during the call (a source that fails, "SDP saved"), next to the call state.
-        self.notice = ttk.Label(status, text="", foreground="#b00020", anchor="w")
+        self.notice = ttk.Label(status, text="", foreground=colour("error"), anchor="w")
         self.notice.pack(side="left", fill="x", expand=True, padx=(12, 0))
         # The shortcut help: as much of it as fits (re-fitted on resize and on status changes).
-        self.help = ttk.Label(status, text=HELP_VARIANTS[0], foreground="#666666")
+        self.help = ttk.Label(status, text=HELP_VARIANTS[0], foreground=colour("muted"))
         self.help.pack(side="right")
         status.bind("<Configure>", lambda _e: self._fit_help(), add="+")
         self.columnconfigure(0, weight=1)
@@ -173,7 +176,7 @@ class CallScreen(ttk.Frame):
         if self.stats.winfo_manager():
             self.stats.pack_forget()
         else:
-            self.stats.pack(fill="x", pady=(6, 0))
+            self.stats.pack(fill="x")
             self._fit_side()
 
     def save_sdp(self) -> None:
@@ -209,21 +212,126 @@ class CallScreen(ttk.Frame):
         elif label in self._sources:
             self._on_source(self._sources[label])
 
-    def set_no_video(self, text: str) -> None:
-        """Show ``text`` over the peer's video ("" hides it)."""
-        if text == self.no_video.cget("text"):
+    # ------------------------------------------------------------------- the two views
+
+    @property
+    def peer_target(self) -> VideoView:
+        """The view showing the peer's video (the large one unless swapped)."""
+        return self.self_view if self._swapped else self.peer_view
+
+    @property
+    def self_target(self) -> VideoView:
+        """The view showing our own video (the picture-in-picture unless swapped)."""
+        return self.peer_view if self._swapped else self.self_view
+
+    @property
+    def swapped(self) -> bool:
+        return self._swapped
+
+    @property
+    def pip_visible(self) -> bool:
+        return self._pip_visible
+
+    @property
+    def fullscreen(self) -> bool:
+        return self._fullscreen
+
+    def set_swapped(self, swapped: bool) -> None:
+        """Show the peer in the picture-in-picture and ourselves large (or back). The app
+        re-points the video feed at :attr:`peer_target` / :attr:`self_target`."""
+        if swapped == self._swapped:
             return
-        self.no_video.configure(text=text, wraplength=max(100, self.peer_view.area[0] - 20))
-        if text:
-            self.no_video.place(relx=0.5, y=10, anchor="n")
-            self.no_video.lift()
-        else:
-            self.no_video.place_forget()
+        notices = (self.peer_target.notice_shown, self.self_target.notice_shown)
+        self._swapped = swapped
+        self.set_peer_notice(notices[0])
+        self.set_self_notice(notices[1])
+        self._report_size()
+
+    def set_pip_visible(self, visible: bool) -> None:
+        self._pip_visible = visible
+        self._place_pip()
+        self._report_size()
+
+    def set_fullscreen(self, on: bool) -> None:
+        """Only the video (and the picture-in-picture) in full screen; everything back after."""
+        if on == self._fullscreen:
+            return
+        self._fullscreen = on
+        for part in (self._side, self.toolbar, self.status_bar):
+            if on:
+                part.grid_remove()
+            else:
+                part.grid()
+        self.configure(padding=0 if on else 6)
+
+    def _place_pip(self) -> None:
+        if not self._pip_visible:
+            self.self_view.place_forget()
+            return
+        x, y, width, height = pip_box(self.peer_view.area, self._pip_position)
+        self.self_view.place(in_=self.peer_view, x=x, y=y, width=width, height=height)
+        self.self_view.lift()
+
+    def move_pip(self, x: float, y: float) -> None:
+        """Put the picture-in-picture's top left corner near (``x``, ``y``) px of the large
+        view, kept whole inside it."""
+        self._pip_position = pip_position(self.peer_view.area, x, y)
+        self._place_pip()
+
+    def pip_offset(self) -> tuple[int, int]:
+        """The picture-in-picture's (x, y) inside the large view, in pixels."""
+        return (
+            self.self_view.winfo_rootx() - self.peer_view.winfo_rootx(),
+            self.self_view.winfo_rooty() - self.peer_view.winfo_rooty(),
+        )
+
+    def _drag_start(self, event: tk.Event[tk.Misc]) -> None:
+        x, y = self.pip_offset()
+        self._drag_from = (event.x_root, event.y_root, x, y)
+
+    def _drag_move(self, event: tk.Event[tk.Misc]) -> None:
+        if self._drag_from is None:
+            return
+        x_root, y_root, x, y = self._drag_from
+        self.move_pip(x + event.x_root - x_root, y + event.y_root - y_root)
+
+    def set_peer_notice(self, text: str) -> None:
+        """Show ``text`` over the peer's picture ("" hides it): why it stopped."""
+        self.peer_target.set_notice(text)
+
+    def set_self_notice(self, text: str) -> None:
+        """Show ``text`` over our own picture ("" hides it): "Your video is off"."""
+        self.self_target.set_notice(text)
+
+    def set_no_video(self, text: str) -> None:
+        """Show ``text`` over the peer's video ("" hides it); as :meth:`set_peer_notice`."""
+        self.set_peer_notice(text)
+
+    @property
+    def no_video(self) -> tk.Label:
+        """The banner over the peer's picture."""
+        return self.peer_target.notice
 
     @property
     def no_video_shown(self) -> str:
-        """The banner's text while it is on screen, else ""."""
-        return str(self.no_video.cget("text")) if self.no_video.winfo_manager() else ""
+        """The banner's text over the peer's picture while it is on screen, else ""."""
+        return self.peer_target.notice_shown
+
+    def set_quality(self, bars: int, words: str) -> None:
+        """Show ``bars`` of 4 (rising heights; the lit ones coloured by level) and ``words``."""
+        self.quality_level = bars
+        canvas = self.quality_bars
+        canvas.delete("all")
+        canvas.configure(background=str(ttk.Style(self).lookup("TFrame", "background") or "#ddd"))
+        lit = {1: "#d32f2f", 2: "#f9a825", 3: "#7cb342", 4: "#2e7d32"}.get(bars, "")
+        for index in range(4):
+            height = 5 + 3 * index
+            x = 1 + index * 5
+            fill = lit if index < bars else colour("muted")
+            canvas.create_rectangle(x, 14 - height, x + 3, 14, fill=fill, outline="", tags="bar")
+        if words != self.quality_label.cget("text"):
+            self.quality_label.configure(text=words)
+            self._fit_help()
 
     def set_status(self, text: str) -> None:
         if text != self.status.cget("text"):
@@ -236,6 +344,8 @@ class CallScreen(ttk.Frame):
         # The bar's width less its padding, the call state, the notice and a gap.
         free = bar.winfo_width() - 8 - 12 - 12
         free -= font.measure(self.status.cget("text")) + font.measure(self.notice.cget("text"))
+        free -= self.quality_bars.winfo_reqwidth() + 16
+        free -= font.measure(self.quality_label.cget("text")) + 12
         text = fit_text(HELP_VARIANTS, free, font.measure)
         if text != self.help.cget("text"):
             self.help.configure(text=text)
@@ -249,6 +359,7 @@ class CallScreen(ttk.Frame):
             settings.grid_configure(row=row, column=column, padx=(padx, 0), pady=(6 * row, 0))
 
     def _resized(self) -> None:
+        self._place_pip()
         self._fit_side()
         self._report_size()
 
@@ -273,7 +384,7 @@ class CallScreen(ttk.Frame):
         stats.set_max_rows(rows)
 
     def _report_size(self) -> None:
-        self._on_display_size(self.peer_view.area, self.self_view.area)
+        self._on_display_size(self.peer_target.area, self.self_target.area)
 
     # ------------------------------------------------------------------------- render
 
@@ -283,7 +394,7 @@ class CallScreen(ttk.Frame):
         state = "normal" if connected else "disabled"
         self.hold_button.configure(text="Resume" if model.hold_local else "Hold", state=state)
         self.pause_button.configure(
-            text="Resume sending" if not model.sending else "Pause sending", state=state
+            text="Start video (V)" if not model.sending else "Stop video (V)", state=state
         )
         self.quality.set(model.preset)
         self._refresh_sources()
@@ -291,7 +402,7 @@ class CallScreen(ttk.Frame):
             text="Cancel call" if model.phase is Phase.DIALING else "Hang up"
         )
         self.notice.configure(
-            text=model.message, foreground="#b00020" if model.message_error else "#1b5e20"
+            text=model.message, foreground=colour("error") if model.message_error else colour("ok")
         )
         self.status.configure(text=status)
         self._fit_help()

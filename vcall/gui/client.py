@@ -19,28 +19,37 @@ from typing import TYPE_CHECKING, Any
 
 from vcall.config import (
     Config,
+    config_path,
     format_server,
     load_state,
     start_codecs,
+    start_theme,
     state_path,
     update_state,
 )
+from vcall.gui import dialogs
 from vcall.gui import events as ev
-from vcall.gui.call_screen import SHORTCUTS, CallScreen, key_name
+from vcall.gui.call_screen import CallScreen, source_label
 from vcall.gui.feed import VideoFeed
+from vcall.gui.history import HISTORY_NAME, CallLog, HistoryTracker, describe_record
 from vcall.gui.incoming import IncomingDialog
-from vcall.gui.logic import summarize_stats
+from vcall.gui.logic import QUALITY_WORDS, connection_quality, summarize_stats
 from vcall.gui.login import LoginScreen
 from vcall.gui.main_screen import MainScreen
+from vcall.gui.menubar import MenuBar
 from vcall.gui.model import (
     Phase,
     Screen,
     UiModel,
-    no_video_notice,
+    peer_notice,
     reduce,
+    self_notice,
     status_line,
     window_title,
 )
+from vcall.gui.notify import Notifier
+from vcall.gui.shortcuts import help_rows
+from vcall.gui.theme import apply_theme, colour
 from vcall.gui.worker import ClientWorker
 
 if TYPE_CHECKING:
@@ -49,6 +58,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 STATUS_TICK_MS = 500
+RING_EVERY_S = 2.0  # the terminal bell repeats while an incoming call rings
 EXIT_GRACE_MS = 8000  # how long exit waits for the worker to hang up and unregister
 
 
@@ -99,7 +109,8 @@ class ClientApp:
 
         root.title(options.title)
         root.minsize(640, 420)
-        ttk.Style(root).theme_use("clam")
+        theme = start_theme(config, state)
+        self.theme = apply_theme(root, theme)  # "light", "dark" (sv-ttk) or "clam"
         self.container = ttk.Frame(root)
         self.container.pack(fill="both", expand=True)
         self.login = LoginScreen(self.container, on_submit=self._submit_login)
@@ -122,12 +133,27 @@ class ClientApp:
             on_save_sdp=lambda path: self.worker.post(ev.SaveSdp(path)),
             cameras=self.cameras(),
         )
+        self.call.on_fullscreen = self.toggle_fullscreen
         self.feed = VideoFeed(root, self.call.peer_view, self.call.self_view)
+        # The call history beside state.json; desktop notifications off the Tk thread.
+        self.call_log = CallLog(self._state_file.with_name(HISTORY_NAME))
+        self.call_log.load()
+        self._tracker = HistoryTracker()
+        self.main.on_history_seen = self._history_seen
+        self.notifier = Notifier()
+        self.rings = 0  # bells rung for incoming calls
+        self._last_ring = 0.0
+        self.info_window: dialogs.InfoWindow | None = None  # the F1 / settings / about window
+        self._geometry_before_fullscreen = ""
         self._screens = {Screen.LOGIN: self.login, Screen.MAIN: self.main, Screen.CALL: self.call}
         self._shown_screen: Screen | None = None
         self._tick_id = ""
         self._exit_id = ""
-        self._bind_shortcuts()
+        self.menus = MenuBar(
+            root, self._actions(),
+            on_call_screen=lambda: self.model.screen is Screen.CALL,
+            on_pip=self.call.set_pip_visible, on_theme=self.set_theme, theme=theme,
+        )  # fmt: skip
         root.protocol("WM_DELETE_WINDOW", self.exit)
 
         server_text = options.server_text or state.server
@@ -183,6 +209,7 @@ class ClientApp:
                 self.root.after_cancel(timer)
         self._close_incoming()
         self.feed.detach()
+        self.notifier.close()
         with contextlib.suppress(tk.TclError, ValueError, OSError):
             self.root.tk.deletefilehandler(self.worker.wake_fd)
         with contextlib.suppress(tk.TclError):
@@ -195,33 +222,103 @@ class ClientApp:
         except OSError:
             return []
 
-    def _bind_shortcuts(self) -> None:
-        """Bind the call screen's shortcuts and list them, with their keys, in a "Call" menu
-        (enabled on the call screen only): the keys are discoverable in any window size."""
-        actions = {
-            "<Control-e>": lambda: self.worker.post(ev.Hangup()),
-            "<Control-h>": self.call.toggle_hold,
-            "<Control-p>": self.call.toggle_pause,
-            "<Control-q>": self.call.next_quality,
-            "<Control-s>": self.call.toggle_stats,
+    def _actions(self) -> dict[str, Any]:
+        """Action names (shortcuts and menu entries, :mod:`vcall.gui.menubar`) -> callables."""
+        return {
+            "hangup": lambda: self.worker.post(ev.Hangup()),
+            "hold": self.call.toggle_hold,
+            "video": self.call.toggle_pause,
+            "mute": self.mute,
+            "quality": self.call.next_quality,
+            "stats": self.call.toggle_stats,
+            "fullscreen": self.toggle_fullscreen,
+            "leave_fullscreen": lambda: self.set_fullscreen(False),
+            "help": self.show_shortcuts,
+            "close": self.exit,
+            "quit": self.exit,
+            "settings": self.show_settings,
+            "about": self.show_about,
+            "swap": self.swap_views,
         }
-        assert set(actions) == set(SHORTCUTS)
-        menubar = tk.Menu(self.root)
-        self.call_menu = tk.Menu(menubar, tearoff=False)
-        menubar.add_cascade(label="Call", menu=self.call_menu)
-        self.root.configure(menu=menubar)
-        for sequence, action in actions.items():
 
-            def handler(_event: tk.Event[tk.Misc], action: Any = action) -> str:
-                if self.model.screen is Screen.CALL:
-                    action()
-                return "break"
+    # ---------------------------------------------------------------- view and dialogs
 
-            self.root.bind_all(sequence, handler)
-            label = SHORTCUTS[sequence][0]
-            self.call_menu.add_command(
-                label=label, accelerator=key_name(sequence), command=action, state="disabled"
-            )
+    def mute(self) -> None:
+        """M: mute arrives with audio; until then the key says so instead of nothing."""
+        self.handle(ev.Notice("No audio yet: vcall sends video only, so there is nothing to mute."))
+
+    def toggle_fullscreen(self) -> None:
+        if self.model.screen is Screen.CALL:
+            self.set_fullscreen(not self.call.fullscreen)
+
+    def set_fullscreen(self, on: bool) -> None:
+        """The call's video fills the screen (F11, a double-click on the video); Escape, F11
+        or the end of the call go back. The window manager is asked (EWMH fullscreen); the
+        geometry is set too, for a display without one."""
+        if on == self.call.fullscreen:
+            return
+        root = self.root
+        if on:
+            self._geometry_before_fullscreen = root.geometry()
+            self.menus.show(False)  # no menu bar in full screen
+            self.call.set_fullscreen(True)
+            with contextlib.suppress(tk.TclError):
+                root.attributes("-fullscreen", True)
+            root.geometry(f"{root.winfo_screenwidth()}x{root.winfo_screenheight()}+0+0")
+        else:
+            with contextlib.suppress(tk.TclError):
+                root.attributes("-fullscreen", False)
+            self.call.set_fullscreen(False)
+            self.menus.show(True)
+            if self._geometry_before_fullscreen:
+                root.geometry(self._geometry_before_fullscreen)
+
+    def set_theme(self, choice: str) -> None:
+        """Light, dark or the desktop's ("system") from now on; remembered for the next start
+        (:func:`vcall.config.start_theme`: a theme pinned by ``--theme`` or the config file
+        still wins there)."""
+        self.theme = apply_theme(self.root, choice)
+        try:
+            update_state(self._state_file, theme=choice)
+        except OSError as exc:
+            logger.warning("cannot save %s: %s", self._state_file, exc)
+        self.menus.theme_choice.set(choice)
+        self.main.history.tag_configure("missed", foreground=colour("error"))
+        self.call.help.configure(foreground=colour("muted"))
+        self.login.hint.configure(foreground=colour("muted"))
+        self._render()
+
+    def swap_views(self) -> None:
+        """The peer in the picture-in-picture and ourselves large, or back."""
+        self.call.set_swapped(not self.call.swapped)
+        self.feed.set_views(self.call.peer_target, self.call.self_target)
+
+    def _show_info(self, window: dialogs.InfoWindow) -> None:
+        if self.info_window is not None:
+            with contextlib.suppress(tk.TclError):
+                self.info_window.destroy()
+        self.info_window = window
+
+    def show_shortcuts(self) -> None:
+        self._show_info(dialogs.shortcuts_window(self.root, help_rows()))
+
+    def show_about(self) -> None:
+        self._show_info(dialogs.about_window(self.root))
+
+    def show_settings(self) -> None:
+        config = self.config
+        server = format_server(*config.server) if config.server else "embedded (this machine)"
+        rows = [
+            ("Discovery server", server),
+            ("Call-control port", str(config.listen_port or "any free port")),
+            ("Video port (UDP)", str(config.media_port or "any free port")),
+            ("Video source", source_label(self.model.source)),
+            ("Quality", self.model.preset),
+            ("Video codec", ", ".join(self.model.codec_preference)),
+            ("Ring timeout", f"{config.ring_timeout:g} s"),
+            ("State file", str(self._state_file)),
+        ]
+        self._show_info(dialogs.settings_window(self.root, rows, str(config_path())))
 
     # ------------------------------------------------------------------------ events
 
@@ -239,6 +336,7 @@ class ClientApp:
             case ev.LoggedIn(nick=nick, server=server):
                 self._remember_login()
                 self.main.set_identity(nick, format_server(*server))
+                self._show_history()
                 if self.options.auto_call and not self._auto_called:
                     self._auto_called = True
                     self.worker.post(ev.Dial(self.options.auto_call))
@@ -251,17 +349,27 @@ class ClientApp:
             case ev.UsersListed(users=users):
                 self.main.set_users(users)
             case ev.Ringing(peer=peer, timeout=timeout):
+                self._tracker.ringing(peer, time.time())
+                self._ring(peer)
                 self._open_incoming(peer, timeout)
             case ev.Dialing(peer=peer):
+                self._tracker.dialing(peer, time.time())
                 self.call.set_cameras(self.cameras())  # one plugged in since the start
                 self.call.peer_view.clear(f"Calling {peer}…")
             case ev.Connected():
+                self._tracker.connected(time.monotonic())
                 self.call.set_cameras(self.cameras())
                 self._close_incoming()
                 self.call.stats.reset()
+                self.call.set_quality(0, QUALITY_WORDS[0])
                 self.call.peer_view.clear("Waiting for video…")
-            case ev.Ended():
+            case ev.Ended(reason=reason):
                 self._close_incoming()
+                self.set_fullscreen(False)
+                record = self._tracker.ended(reason, time.monotonic())
+                if record is not None:
+                    self.call_log.add(record)
+                    self._show_history()
                 self.worker.post(ev.Refresh())  # who is there may have changed meanwhile
             case ev.MediaAttached(session=session, notify_fd=fd):
                 self.feed.attach(session, fd)
@@ -275,6 +383,7 @@ class ClientApp:
                 self.last_stats = stats
                 view = summarize_stats(stats)
                 self.call.stats.add(view)
+                self.call.set_quality(*connection_quality(view))
                 if view.source_error:
                     self.model = reduce(
                         self.model, ev.Notice(f"Video source: {view.source_error}", True), 0.0
@@ -316,6 +425,32 @@ class ClientApp:
             # A moment's ring so that the demo shows the dialog.
             self.root.after(700, lambda: dialog.accept() if dialog.winfo_exists() else None)
 
+    def _ring(self, peer: str) -> None:
+        """An incoming call: raise the window, ring, and notify the desktop (off this thread).
+        The terminal bell stands in for a ring tone until vcall has audio."""
+        root = self.root
+        with contextlib.suppress(tk.TclError):
+            if root.state() == "iconic":
+                root.deiconify()
+            root.lift()  # before the dialog opens: it goes on top (lifting it unmapped moves it)
+        self._bell()
+        self.notifier.notify(f"{peer} is calling", "Open vcall to answer or decline.")
+
+    def _bell(self) -> None:
+        self._last_ring = time.monotonic()
+        self.rings += 1
+        with contextlib.suppress(tk.TclError):
+            self.root.bell()
+
+    def _show_history(self) -> None:
+        now = time.time()
+        rows = [describe_record(record, now) for record in self.call_log.records]
+        self.main.set_history(rows, self.call_log.unseen_missed)
+
+    def _history_seen(self) -> None:
+        if self.call_log.mark_seen():
+            self._show_history()
+
     def _close_incoming(self) -> None:
         if self.incoming is not None:
             with contextlib.suppress(tk.TclError):
@@ -325,10 +460,12 @@ class ClientApp:
     # ------------------------------------------------------------------------ render
 
     def _tick(self) -> None:
+        if self.model.phase is Phase.RINGING and time.monotonic() - self._last_ring >= RING_EVERY_S:
+            self._bell()
         if self.model.screen is Screen.CALL:
             now = time.monotonic()
             self.call.set_status(status_line(self.model, now))
-            self.call.set_no_video(no_video_notice(self.model, now))
+            self._render_notices(now)
         self._tick_id = self.root.after(STATUS_TICK_MS, self._tick)
 
     def _render(self) -> None:
@@ -339,9 +476,7 @@ class ClientApp:
                 widget.pack_forget()
             self._screens[screen].pack(fill="both", expand=True)
             self._shown_screen = screen
-            state = "normal" if screen is Screen.CALL else "disabled"
-            for index in range(len(SHORTCUTS)):
-                self.call_menu.entryconfigure(index, state=state)
+            self.menus.set_call_screen(screen is Screen.CALL)
         title = window_title(self.options.title, model)
         if title != self.root.title():
             self.root.title(title)
@@ -352,10 +487,14 @@ class ClientApp:
         if screen is Screen.CALL:
             now = time.monotonic()
             self.call.render(model, status_line(model, now))
-            self.call.set_no_video(no_video_notice(model, now))
+            self._render_notices(now)
         elif screen is Screen.MAIN and model.message:
             self.main.show_message(model.message, model.message_error)
         elif screen is Screen.LOGIN and model.message and model.message_error:
             self.login.show_message(model.message)
         if screen is Screen.MAIN and model.phase is Phase.RINGING:
             self.main.show_message(model.message)
+
+    def _render_notices(self, now: float) -> None:
+        self.call.set_peer_notice(peer_notice(self.model, now))
+        self.call.set_self_notice(self_notice(self.model))

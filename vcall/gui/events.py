@@ -193,10 +193,13 @@ class HoldState:
 
 @dataclass(frozen=True, slots=True)
 class Ended:
-    """The call (or the attempt) is over; ``message`` says why in the user's words."""
+    """The call (or the attempt) is over; ``message`` says why in the user's words, ``reason``
+    in call control's (a :class:`vcall.call.state.EndReason` value; "failed" for a call that
+    could not be set up), for the call history."""
 
     message: str
     error: bool = False
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,12 @@ class VideoFeed:
     def attached(self) -> bool:
         return self._session is not None
 
+    def set_views(self, peer_view: VideoView, self_view: VideoView) -> None:
+        """Show the peer's frames in ``peer_view`` and ours in ``self_view`` from now on (the
+        call screen swapped its views); the newest frames are drawn again at the next wake."""
+        self._views = (peer_view, self_view)
+        self._shown = [None, None]
+
     def attach(self, session: Any, fd: int) -> None:
         """Start showing ``session``'s frames; ``fd`` (a dup of its notify fd) is ours now."""
         self.detach()

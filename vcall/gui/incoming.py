@@ -47,6 +47,8 @@ class IncomingDialog(tk.Toplevel):
         self.deny_button.pack(side="left", padx=4)
         self.bind("<Return>", lambda _e: self.accept())
         self.bind("<Escape>", lambda _e: self.deny())
+        for sequence in ("<Control-w>", "<Control-W>"):  # closes this window: a decline
+            self.bind(sequence, self._close_key)
         self.protocol("WM_DELETE_WINDOW", self.deny)
         self.accept_button.focus_set()
         self._centre_over(master.winfo_toplevel())
@@ -70,6 +72,10 @@ class IncomingDialog(tk.Toplevel):
             self._answered = True
             self._on_deny()
             self._disable("Declined.")
+
+    def _close_key(self, _event: tk.Event[tk.Misc]) -> str:
+        self.deny()
+        return "break"  # not the application's Ctrl+W behind the dialog
 
     def close(self) -> None:
         if self._tick_id is not None:

@@ -204,6 +204,13 @@ class StatsView:
     freezes_s: float | None = None  # their total duration
     longest_gap_ms: float | None = None  # between two frames shown (None: fewer than two)
     stages: tuple[tuple[str, float], ...] = ()  # (stage, p50 ms), pipeline order
+    # Repair and congestion control (MediaStats.repair, .congestion): packets of the peer's
+    # video that came back by retransmission, and the rate congestion control lets us send.
+    recovered: int | None = None
+    requested: int | None = None
+    target_kbps: float | None = None
+    target_reason: str = ""  # max | remb | loss | min | start
+    adaptation: str = ""  # what the encoder does with the target, in words
     sending: str = ""  # "high 1280x720 q70"
     mode: str = ""
     cpu_pct: float | None = None
@@ -238,7 +245,22 @@ class StatsView:
             # After the headline latency and before the per-stage rows: a short window drops
             # the stages first, then media / CPU, and only then this.
             ("freezes / longest gap", f"{self._freezes()} / {num(self.longest_gap_ms, ' ms', 0)}"),
+            (
+                "repaired / asked (RTX)",
+                f"{num(self.recovered, '', 0)} / {num(self.requested, '', 0)}",
+            ),
+            (
+                "send target kbit/s",
+                num(self.target_kbps, "", 0)
+                + (
+                    f" ({TARGET_REASONS.get(self.target_reason, self.target_reason)})"
+                    if self.target_reason and self.target_kbps is not None
+                    else ""
+                ),
+            ),
         ]
+        if self.adaptation:
+            rows.append(("encoder", self.adaptation))
         rows += [(f"  {STAGE_LABELS.get(name, name)}", num(ms, " ms")) for name, ms in self.stages]
         if self.mode or self.cpu_pct is not None:
             rows.append(
@@ -272,6 +294,14 @@ def _scaled(value: float | None, factor: float) -> float | None:
 # that do work; the waits between them are in capture→display.
 STAGE_ORDER = ("capture", "encode", "send", "network_and_receive", "jitter_buffer", "decode")
 STAGE_LABELS = {"network_and_receive": "network + receive", "jitter_buffer": "jitter buffer"}
+# Why the send target is what it is (CongestionStats.target_reason), in the user's words.
+TARGET_REASONS = {
+    "max": "link clear",
+    "remb": "peer's estimate",
+    "loss": "loss",
+    "min": "floor",
+    "start": "starting",
+}
 
 
 def summarize_stats(stats: MediaStats) -> StatsView:
@@ -289,6 +319,7 @@ def summarize_stats(stats: MediaStats) -> StatsView:
     c2d = latency.get("capture_to_display")
     preset = stats.info.preset
     shown = stats.freezes
+    rtp = stats.info.mode == "rtp"  # repair exists only in RTP mode
     return StatsView(
         fps_in=_finite(stats.fps_shown),
         fps_out=_finite(stats.fps_sent),
@@ -304,6 +335,11 @@ def summarize_stats(stats: MediaStats) -> StatsView:
         freezes_s=_finite(shown.total_freezes_duration_s) if shown.frames_shown else None,
         longest_gap_ms=_finite(shown.longest_gap_ms) if shown.frames_shown > 1 else None,
         stages=stages,
+        recovered=stats.repair.recovered if rtp else None,
+        requested=stats.repair.packets_requested if rtp else None,
+        target_kbps=_scaled(stats.congestion.target_bps, 1e-3),
+        target_reason=stats.congestion.target_reason,
+        adaptation=stats.congestion.adaptation,
         sending=f"{preset.name} {preset.width}x{preset.height} q{preset.quality}",
         mode=stats.info.mode or "",
         cpu_pct=_finite(stats.cpu_percent.get("total")),
@@ -369,3 +405,86 @@ def chart_segments(
     if len(current) >= 4:
         segments.append(current)
     return segments
+
+
+# ------------------------------------------------------------------------ picture-in-picture
+
+PIP_MARGIN = 8  # pixels between the picture-in-picture and the edge of the large view
+
+
+def pip_size(area: tuple[int, int]) -> tuple[int, int]:
+    """The picture-in-picture's (width, height) over a large view of ``area`` pixels: a fifth
+    of its width (128 to 320 px), 16:9, even, and never larger than the area."""
+    width = max(128, min(320, area[0] // 5)) // 2 * 2
+    height = width * 9 // 16 // 2 * 2
+    return (max(2, min(width, area[0])), max(2, min(height, area[1])))
+
+
+def pip_box(
+    area: tuple[int, int], position: tuple[float, float], margin: int = PIP_MARGIN
+) -> tuple[int, int, int, int]:
+    """(x, y, width, height) of the picture-in-picture inside the large view.
+
+    ``position`` is where it sits between the view's edges, each in [0, 1] (clamped): (0, 0)
+    top left, (1, 1) bottom right; it stays whole and ``margin`` px inside when the view
+    resizes."""
+    width, height = pip_size(area)
+    fx = min(1.0, max(0.0, position[0]))
+    fy = min(1.0, max(0.0, position[1]))
+    free_x = max(0, area[0] - width - 2 * margin)
+    free_y = max(0, area[1] - height - 2 * margin)
+    return (margin + round(fx * free_x), margin + round(fy * free_y), width, height)
+
+
+def pip_position(
+    area: tuple[int, int], x: float, y: float, margin: int = PIP_MARGIN
+) -> tuple[float, float]:
+    """The ``position`` (see :func:`pip_box`) that puts the picture-in-picture's top left
+    corner nearest to (``x``, ``y``) px, clamped so it stays whole inside the view."""
+    width, height = pip_size(area)
+    free_x = area[0] - width - 2 * margin
+    free_y = area[1] - height - 2 * margin
+    fx = 0.0 if free_x <= 0 else (x - margin) / free_x
+    fy = 0.0 if free_y <= 0 else (y - margin) / free_y
+    return (min(1.0, max(0.0, fx)), min(1.0, max(0.0, fy)))
+
+
+# ---------------------------------------------------------------------- connection quality
+
+QUALITY_WORDS = {
+    0: "Connection: measuring…",
+    1: "Poor connection",
+    2: "Fair connection",
+    3: "Good connection",
+    4: "Excellent connection",
+}
+
+
+def _cap(value: float | None, limits: tuple[float, float, float]) -> int:
+    """4 bars below ``limits[0]``, 3 below ``limits[1]``, 2 below ``limits[2]``, else 1."""
+    if value is None:
+        return 4
+    for bars, limit in zip((4, 3, 2), limits, strict=True):
+        if value < limit:
+            return bars
+    return 1
+
+
+def connection_quality(view: StatsView) -> tuple[int, str]:
+    """(bars 0-4, plain words) for the call view's indicator, from the statistics.
+
+    The weakest figure decides. Loss of what we send as the peer reports it (RTCP RR, RFC 3550
+    6.4.1): under 1 % excellent, 3 % good, 8 % fair. Round-trip time: under 150 ms, 300 ms
+    (ITU-T G.114's 150 ms one-way mouth-to-ear limit for good interaction), 600 ms. Interarrival
+    jitter (RFC 3550 A.8): under 20, 50, 100 ms. Frozen video in the last samples is for the
+    no-video notice, not for this: a paused peer is not a bad network. 0 bars until the first
+    figure arrives."""
+    figures = (view.loss_pct, view.rtt_ms, view.jitter_ms)
+    if all(value is None for value in figures):
+        return 0, QUALITY_WORDS[0]
+    bars = min(
+        _cap(view.loss_pct, (1.0, 3.0, 8.0)),
+        _cap(view.rtt_ms, (150.0, 300.0, 600.0)),
+        _cap(view.jitter_ms, (20.0, 50.0, 100.0)),
+    )
+    return bars, QUALITY_WORDS[bars]

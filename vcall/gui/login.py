@@ -13,6 +13,7 @@ from tkinter import ttk
 
 from vcall.config import ConfigError, parse_server
 from vcall.gui.logic import valid_nick, valid_password
+from vcall.gui.theme import colour
 
 # (nick, password, (host, port), remember_password)
 SubmitHandler = Callable[[str, str, tuple[str, int], bool], None]
@@ -51,12 +52,12 @@ class LoginScreen(ttk.Frame):
         self.remember_check.grid(row=4, column=1, sticky="w", pady=4)
         self.button = ttk.Button(form, text="Register and log in", command=self.submit)
         self.button.grid(row=5, column=1, sticky="e", pady=(8, 4))
-        self.message = ttk.Label(form, text="", foreground="#b00020", wraplength=380)
+        self.message = ttk.Label(form, text="", foreground=colour("error"), wraplength=380)
         self.message.grid(row=6, column=0, columnspan=2, sticky="we", pady=(8, 0))
         self.hint = ttk.Label(
             form,
             text="The first registration of a nick sets its password.",
-            foreground="#666666",
+            foreground=colour("muted"),
         )
         self.hint.grid(row=7, column=0, columnspan=2, sticky="we")
         form.columnconfigure(1, weight=1)
@@ -75,7 +76,7 @@ class LoginScreen(ttk.Frame):
         self.button.focus_set()
 
     def show_message(self, text: str, error: bool = True) -> None:
-        self.message.configure(text=text, foreground="#b00020" if error else "#1b5e20")
+        self.message.configure(text=text, foreground=colour("error") if error else colour("ok"))
 
     def set_busy(self, busy: bool) -> None:
         self.button.configure(state="disabled" if busy else "normal")

@@ -1,5 +1,6 @@
 """Main screen: call a user by nick, or from the user list (refresh, filter as you type,
-double-click or button to call); choose the video codec of the calls to come; log out; exit.
+double-click or button to call); the recent calls (a second tab, its title marking missed
+calls; double-click or "Call back"); choose the video codec of the calls to come; log out; exit.
 
 Widgets only. The list keeps the last :class:`~vcall.gui.events.UserRow` set it was given and
 re-renders it through :func:`~vcall.gui.logic.filter_users` on every keystroke in the filter.
@@ -15,6 +16,7 @@ from tkinter import ttk
 
 from vcall.gui.events import UserRow
 from vcall.gui.logic import CODEC_CHOICES, codec_label, filter_users
+from vcall.gui.theme import colour
 
 
 class MainScreen(ttk.Frame):
@@ -61,17 +63,53 @@ class MainScreen(ttk.Frame):
         self.refresh_button = ttk.Button(self, text="Refresh", command=on_refresh)
         self.refresh_button.grid(row=3, column=2, sticky="we", pady=(12, 4))
 
-        self.tree = ttk.Treeview(self, columns=("address",), height=14, selectmode="browse")
+        # Two tabs: the users, and the recent calls (the tab's title marks missed calls).
+        self.tabs = ttk.Notebook(self)
+        self.tabs.grid(row=4, column=0, columnspan=4, sticky="nsew")
+        users = ttk.Frame(self.tabs)
+        self.tabs.add(users, text="Users")
+        self.tree = ttk.Treeview(users, columns=("address",), height=14, selectmode="browse")
         self.tree.heading("#0", text="Nick")
         self.tree.heading("address", text="Address")
         self.tree.column("#0", width=180)
         self.tree.column("address", width=180)
-        self.tree.grid(row=4, column=0, columnspan=3, sticky="nsew")
+        self.tree.grid(row=0, column=0, sticky="nsew")
         self.tree.bind("<Double-Button-1>", self._double_click)
         self.tree.bind("<Return>", lambda _e: self._call_selected())
-        scroll = ttk.Scrollbar(self, orient="vertical", command=self.tree.yview)
-        scroll.grid(row=4, column=3, sticky="ns")
+        scroll = ttk.Scrollbar(users, orient="vertical", command=self.tree.yview)
+        scroll.grid(row=0, column=1, sticky="ns")
         self.tree.configure(yscrollcommand=scroll.set)
+        users.columnconfigure(0, weight=1)
+        users.rowconfigure(0, weight=1)
+
+        recent = ttk.Frame(self.tabs)
+        self.tabs.add(recent, text="Recent calls")
+        self._recent_tab = recent
+        self.history = ttk.Treeview(
+            recent, columns=("who", "what", "duration"), height=14, selectmode="browse"
+        )
+        for column, title, width in (
+            ("#0", "When", 130),
+            ("who", "Who", 120),
+            ("what", "Call", 120),
+            ("duration", "Duration", 90),
+        ):
+            self.history.heading(column, text=title)
+            self.history.column(column, width=width, stretch=column == "who")  # fmt: skip
+        self.history.tag_configure("missed", foreground=colour("error"))
+        self.history.grid(row=0, column=0, sticky="nsew")
+        self.history.bind("<Double-Button-1>", self._history_double_click)
+        self.history.bind("<Return>", lambda _e: self._call_back())
+        history_scroll = ttk.Scrollbar(recent, orient="vertical", command=self.history.yview)
+        history_scroll.grid(row=0, column=1, sticky="ns")
+        self.history.configure(yscrollcommand=history_scroll.set)
+        self.call_back_button = ttk.Button(recent, text="Call back", command=self._call_back)
+        self.call_back_button.grid(row=1, column=0, sticky="w", pady=(6, 0))
+        recent.columnconfigure(0, weight=1)
+        recent.rowconfigure(0, weight=1)
+        self.on_history_seen: Callable[[], None] = lambda: None  # the app marks missed seen
+        self.tabs.bind("<<NotebookTabChanged>>", lambda _e: self._tab_changed())
+        self._missed = 0
 
         buttons = ttk.Frame(self)
         buttons.grid(row=5, column=0, columnspan=3, sticky="we", pady=(8, 0))
@@ -98,6 +136,53 @@ class MainScreen(ttk.Frame):
         self._users = tuple(users)
         self._render()
 
+    def set_history(self, rows: Sequence[tuple[str, str, str, str]], missed: int) -> None:
+        """Show the recent calls, (when, who, what, duration) each, newest first; ``missed``
+        calls not looked at yet mark the tab's title."""
+        self.history.delete(*self.history.get_children())
+        for index, (when, who, what, duration) in enumerate(rows):
+            tags = ("missed",) if "missed" in what else ()
+            self.history.insert(
+                "", "end", iid=str(index), text=when, values=(who, what, duration), tags=tags
+            )
+        self._missed = missed
+        title = "Recent calls" if not missed else f"Recent calls ● {missed} missed"
+        self.tabs.tk.call(str(self.tabs), "tab", str(self._recent_tab), "-text", title)
+        if missed and self.showing_history:
+            self.on_history_seen()
+
+    @property
+    def showing_history(self) -> bool:
+        return bool(self.winfo_ismapped()) and self._current_tab() == str(self._recent_tab)
+
+    def show_history(self) -> None:
+        self.tabs.tk.call(str(self.tabs), "select", str(self._recent_tab))
+
+    @property
+    def recent_tab_title(self) -> str:
+        return str(self.tabs.tk.call(str(self.tabs), "tab", str(self._recent_tab), "-text"))
+
+    def _current_tab(self) -> str:
+        # ttk.Notebook's select/index are untyped in typeshed: ask Tk directly.
+        return str(self.tabs.tk.call(str(self.tabs), "select"))
+
+    def _tab_changed(self) -> None:
+        if self._missed and self._current_tab() == str(self._recent_tab):
+            self.on_history_seen()
+
+    def _history_double_click(self, event: tk.Event[ttk.Treeview]) -> None:
+        iid = self.history.identify_row(event.y)
+        if iid:
+            self.history.selection_set(iid)
+            self._call_back()
+
+    def _call_back(self) -> None:
+        selection = self.history.selection()
+        if not selection:
+            self.show_message("Select a call in the list to call back.", error=True)
+            return
+        self.on_call(str(self.history.set(selection[0], "who")))
+
     def set_codec_preference(self, codecs: tuple[str, ...]) -> None:
         """Show ``codecs`` in the selector (one it does not offer is added to its list)."""
         self._codecs = codecs
@@ -114,7 +199,7 @@ class MainScreen(ttk.Frame):
         return [str(self.tree.item(iid, "text")) for iid in self.tree.get_children()]
 
     def show_message(self, text: str, error: bool = False) -> None:
-        self.message.configure(text=text, foreground="#b00020" if error else "#1b5e20")
+        self.message.configure(text=text, foreground=colour("error") if error else colour("ok"))
 
     def _codec_chosen(self) -> None:
         codecs = CODEC_CHOICES.get(self.codec.get())

@@ -237,3 +237,31 @@ def no_video_notice(model: UiModel, now: float) -> str:
     if gap < NO_VIDEO_AFTER_S:
         return ""
     return f"No video from {model.peer} for {int(gap)} s"
+
+
+def peer_notice(model: UiModel, now: float) -> str:
+    """The words over the peer's picture when its video stopped, or "".
+
+    A hold says who held ("bob put the call on hold"; ours: "On hold"), and otherwise a video
+    that should flow and does not says so (:func:`no_video_notice`). The last frame stays on
+    screen under the words, so the picture is never silently frozen."""
+    if model.phase is not Phase.CONNECTED:
+        return ""
+    if model.hold_local and model.hold_remote:
+        return f"On hold (both you and {model.peer})"
+    if model.hold_remote:
+        return f"{model.peer} put the call on hold"
+    if model.hold_local:
+        return "On hold: Ctrl+H resumes"
+    return no_video_notice(model, now)
+
+
+def self_notice(model: UiModel) -> str:
+    """The words over one's own picture: why the peer does not see it, or ""."""
+    if model.phase is not Phase.CONNECTED:
+        return ""
+    if not model.sending:
+        return "Your video is off (V turns it on)"
+    if model.hold_local or model.hold_remote:
+        return "On hold: not sent"
+    return ""

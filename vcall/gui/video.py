@@ -28,6 +28,7 @@ class VideoView(tk.Frame):
         height: int,
         placeholder: str = "",
         on_resize: Callable[[int, int], None] | None = None,
+        notice_font: str = "TkHeadingFont",
     ) -> None:
         super().__init__(master, width=width, height=height, background="black")
         self.pack_propagate(False)
@@ -43,7 +44,37 @@ class VideoView(tk.Frame):
         )
         self._text.place(relx=0.5, rely=0.5, anchor="center")
         self._size = (width, height)
+        # Over the top of the picture (the last frame stays on screen): why it stopped
+        # ("bob put the call on hold", "No video from bob for 4 s"); hidden when "".
+        self.notice = tk.Label(
+            self, text="", foreground="#ffffff", background="#8a1c1c", font=notice_font,
+            padx=8, pady=3,
+        )  # fmt: skip
         self.bind("<Configure>", self._configured)
+
+    def bind_picture(self, sequence: str, handler: Callable[[tk.Event[tk.Misc]], object]) -> None:
+        """Bind ``sequence`` on the whole view: the frame, the picture and the placeholder
+        (events go to the innermost widget, which is the picture once video shows)."""
+        for widget in (self, self._image, self._text, self.notice):
+            widget.bind(sequence, handler, add="+")
+
+    def set_notice(self, text: str) -> None:
+        """Show ``text`` over the top of the picture ("" hides it)."""
+        if text == self.notice.cget("text") and bool(self.notice.winfo_manager()) == bool(text):
+            return
+        self.notice.configure(text=text, wraplength=max(60, self._size[0] - 16))
+        if text:
+            # Above the centre (where a placeholder goes), below the top edge (where the test
+            # pattern carries its machine-readable stamp, read from screenshots).
+            self.notice.place(relx=0.5, rely=0.3, anchor="center")
+            self.notice.lift()
+        else:
+            self.notice.place_forget()
+
+    @property
+    def notice_shown(self) -> str:
+        """The notice's text while it is on screen, else ""."""
+        return str(self.notice.cget("text")) if self.notice.winfo_manager() else ""
 
     @property
     def area(self) -> tuple[int, int]:

@@ -333,6 +333,11 @@ class ClientWorker:
     def _login(self, command: ev.Login) -> None:
         self._logout()
         host, _port = command.server
+        if command.server == self._config.server and self._config.server_fallbacks:
+            # Every discovery client of this server (manager, lister) fails over to these.
+            from vcall.discovery.client import use_servers  # noqa: PLC0415
+
+            use_servers([command.server, *self._config.server_fallbacks])
         local = _is_loopback(host)
         bind_ip = "127.0.0.1" if local else "0.0.0.0"
         advertise = self._config.advertise_ip or ("127.0.0.1" if local else None)
@@ -400,7 +405,8 @@ class ClientWorker:
         except Exception as exc:
             logger.info("call to %s failed: %r", nick, exc)
             server = format_server(*self._server) if self._server else ""
-            self._emit(ev.Ended(describe_error(exc, peer=nick, server=server), error=True))
+            message = describe_error(exc, peer=nick, server=server)
+            self._emit(ev.Ended(message, error=True, reason="failed"))
 
     def _translate(self, event: object) -> None:
         """One CallManager event -> GUI events (and media attach/detach)."""
@@ -425,7 +431,8 @@ class ClientWorker:
             case call_events.CallEnded(peer=peer, reason=reason, detail=detail):
                 self._detach_media()
                 message, error = describe_end(reason, peer or self._peer, detail)
-                self._emit(ev.Ended(message, error))  # the model drops the pause: per call
+                # The model drops the pause (per call); the history keeps the reason.
+                self._emit(ev.Ended(message, error, reason))
                 self._peer = ""
             case _:
                 logger.debug("call event %r", event)
