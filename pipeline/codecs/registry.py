@@ -20,6 +20,7 @@ from __future__ import annotations
 from pipeline.codecs.base import Codec, MediaKind
 from pipeline.codecs.h264.codec import H264VideoCodec
 from pipeline.codecs.jpeg.codec import JpegVideoCodec
+from pipeline.codecs.opus.codec import OpusAudioCodec
 from pipeline.control import MediaMode
 from pipeline.errors import LocalProtocolError
 
@@ -67,3 +68,4 @@ def for_mode(mode: MediaMode, kind: MediaKind = MediaKind.VIDEO) -> Codec:
 # The table: one line per codec.
 register(JpegVideoCodec())
 register(H264VideoCodec())
+register(OpusAudioCodec())

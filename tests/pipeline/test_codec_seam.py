@@ -303,9 +303,10 @@ def test_vcall_codecs_prints_the_registry() -> None:
     assert [r.split()[:4] for r in rows] == [
         ["JPEG", "video", "26", "90000"],
         ["H264", "video", "96", "90000"],
+        ["opus", "audio", "111", "48000"],
     ]
     out = subprocess.run([*run, "--json"], capture_output=True, text=True, timeout=60, check=True)
-    jpeg, h264 = json.loads(out.stdout)
+    jpeg, h264, _opus = json.loads(out.stdout)
     assert h264["modes"] == ["rtp"] and h264["intra_only"] is False
     assert h264["keyframe_requests"] is True and "packetization-mode=1" in h264["fmtp"]
     assert jpeg["modes"] == ["rtp", "v0"] and jpeg["rtpmap"] == "JPEG/90000"

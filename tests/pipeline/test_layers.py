@@ -21,6 +21,7 @@ LAYERS: dict[str, int] = {
     "pipeline.jitter": 4,
     "pipeline.stats": 4,
     "pipeline.transport": 4,
+    "pipeline.audio": 4,
     "pipeline.stages": 5,
     "pipeline.session": 6,
 }
