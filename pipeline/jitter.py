@@ -108,6 +108,7 @@ class JitterBuffer(Generic[T]):
         self._last_ts: int | None = None  # 32-bit ts of the newest pushed frame
         self._last_ext = 0  # its unwrapped value
         self._last_arrival = 0.0
+        self._jitter_ext: int | None = None  # the newest frame in the jitter estimate
         self._played_ext: int | None = None
         self._max_seq: int | None = None
         self._transits: deque[tuple[float, float]] = deque()  # (arrival, transit), min-queue
@@ -150,6 +151,7 @@ class JitterBuffer(Generic[T]):
         self._c["skipped"] += len(self._frames)
         self._frames.clear()
         self._last_ts = None
+        self._jitter_ext = None
         self._played_ext = None
         self._max_seq = None
         self._transits.clear()
@@ -191,11 +193,14 @@ class JitterBuffer(Generic[T]):
         media = ext / self.clock_rate
         transit = now - media
         q = self._transits
-        if (self._last_ts is None or ext > self._last_ext) and (not repaired or not q):
-            if self._last_ts is not None:
-                d = (now - self._last_arrival) - (ext - self._last_ext) / self.clock_rate
-                self._jitter += (abs(d) - self._jitter) / 16
-            self._last_ts, self._last_ext, self._last_arrival = ts, ext, now
+        if self._last_ts is None or ext > self._last_ext:
+            # The timeline follows every frame; the jitter estimate only unrepaired ones.
+            if not repaired or not q:
+                if self._jitter_ext is not None and ext > self._jitter_ext:
+                    d = (now - self._last_arrival) - (ext - self._jitter_ext) / self.clock_rate
+                    self._jitter += (abs(d) - self._jitter) / 16
+                self._jitter_ext, self._last_arrival = ext, now
+            self._last_ts, self._last_ext = ts, ext
         if not repaired or not q:
             # Windowed minimum of transit, as a monotonic queue.
             while q and q[-1][1] >= transit:

@@ -185,6 +185,10 @@ class EncodeStage(Stage):
                 self._encoder = self._plain if framing is None else framing.encoder(self._plain)
                 self._mode = str(peer.mode)
             case SetSending(enabled=enabled):
+                if enabled and not self._sending:
+                    # Frames encoded around the pause may never have left (the send stage
+                    # stopped first): the peer's chain restarts from a keyframe.
+                    self._plain.request_keyframe()
                 self._sending = enabled
             case SetPreset(preset=preset):
                 self._preset = preset

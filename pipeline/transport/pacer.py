@@ -67,6 +67,7 @@ class Pacer:
         """The pacing rate in bit/s (at least MIN_RATE_BPS)."""
         self.rate_bps = max(int(bps), MIN_RATE_BPS)
         self.burst_bytes = max(MIN_BURST_BYTES, int(self.rate_bps / 8 * BURST_S))
+        self._budget = min(self._budget, self.burst_bytes)
 
     def push(self, datagram: Datagram, now: float, *, priority: bool = False) -> None:
         (self._priority if priority else self._queue).append(datagram)

@@ -65,6 +65,7 @@ class SendRateController:
         self._clean = 0
         self._last_loss: float | None = None
         self._decreased = float("-inf")
+        self._now: float | None = None  # the time of the last event (set_range has none)
         self.target_bps = int(self._loss_based)
         self.reason = "start"
 
@@ -72,7 +73,7 @@ class SendRateController:
         """A new codec range (a preset change)."""
         self.min_bps, self.max_bps = min_bps, max(max_bps, min_bps)
         self._loss_based = min(max(self._loss_based, self.min_bps), self.max_bps)
-        self._update(None)
+        self._update(self._now)
 
     def on_remb(self, bps: int, now: float) -> None:
         if bps <= 0 or bps > MAX_PLAUSIBLE_BPS:
@@ -121,6 +122,8 @@ class SendRateController:
         return self._remb[1]
 
     def _update(self, now: float | None) -> None:
+        if now is not None:
+            self._now = now
         target, reason = self._loss_based, "loss" if self._loss_based < self.max_bps else "max"
         remb = self._remb_limit(now)
         if remb is not None and remb < target:

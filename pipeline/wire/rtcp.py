@@ -271,7 +271,7 @@ def _parse_one(pt: int, count: int, body: bytes) -> RtcpPacket:
             length = body[pos]
             if pos + 1 + length > len(body):
                 raise RtcpError("BYE reason truncated")
-            reason = body[pos + 1 : pos + 1 + length].decode("utf-8", "replace")
+            reason = _fit_reason(body[pos + 1 : pos + 1 + length].decode("utf-8", "replace"))
         return Bye(tuple(sources), reason)
     if pt == PT_RTPFB and count == FMT_NACK:
         if len(body) < 8 or len(body) % 4:
@@ -303,6 +303,15 @@ def _parse_one(pt: int, count: int, body: bytes) -> RtcpPacket:
         entries = tuple((ssrc, word >> 24) for ssrc, word in struct.iter_unpack("!II", fci))
         return FullIntraRequest(sender, entries)
     return UnknownRtcp(pt, count, body)
+
+
+def _fit_reason(reason: str) -> str:
+    """A BYE reason whose UTF-8 fits the 255-byte field (invalid bytes read as U+FFFD take 3
+    bytes each: cut at a character so parse -> serialise -> parse is stable)."""
+    encoded = reason.encode()
+    if len(encoded) <= 255:
+        return reason
+    return encoded[:255].decode("utf-8", "ignore")
 
 
 def parse_rtcp(data: bytes | bytearray | memoryview) -> list[RtcpPacket]:
@@ -383,6 +392,8 @@ def serialize_rtcp(packets: Iterable[RtcpPacket]) -> bytes:
                 )
                 out.append(_packet(PT_PSFB, FMT_FIR, body))
             elif isinstance(p, GenericNack):
+                if len(p.entries) > MAX_NACK_FCI:
+                    raise ValueError(f"a NACK of more than {MAX_NACK_FCI} entries")
                 body = struct.pack("!II", p.sender_ssrc, p.media_ssrc) + b"".join(
                     struct.pack("!HH", pid, blp) for pid, blp in p.entries
                 )
@@ -401,7 +412,7 @@ def serialize_rtcp(packets: Iterable[RtcpPacket]) -> bytes:
             elif isinstance(p, Bye):
                 body = struct.pack(f"!{len(p.sources)}I", *p.sources)
                 if p.reason:
-                    reason = p.reason.encode()[:255]
+                    reason = _fit_reason(p.reason).encode()
                     body += bytes((len(reason),)) + reason
                 out.append(_packet(PT_BYE, len(p.sources), body))
             elif len(p.body) % 4:
