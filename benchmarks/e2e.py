@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--bitrate",
         type=int,
         default=None,
-        help="H.264 target bit/s (default: the preset of that size, e.g. high: 1800000)",
+        help="H.264 target bit/s (default: the preset of that size, e.g. high: 2000000)",
     )
     parser.add_argument("--mode", choices=("rtp", "v0"), default="rtp", help="media mode (rtp)")
     parser.add_argument(

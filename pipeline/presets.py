@@ -83,7 +83,7 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
         for p in (
             Preset("low", 320, 240, 50, 15, 300_000),
             Preset("medium", 640, 480, 70, 30, 800_000),
-            Preset("high", 1280, 720, 70, 30, 1_800_000),
+            Preset("high", 1280, 720, 70, 30, 2_000_000),
             Preset("max", 1920, 1080, 80, 30, 3_500_000),
         )
     }

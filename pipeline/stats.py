@@ -260,6 +260,30 @@ class CongestionStats:
 
 
 @dataclass(frozen=True, slots=True)
+class AudioStats:
+    """The call's voice (issue 12): whether it runs, what we send and what we hear, and every
+    discard by name. ``delay_ms``: the audio jitter buffer's target (frames x 20 ms)."""
+
+    active: bool = False  # an audio path runs (False: no audio asked, classic peer, or error)
+    muted: bool = False
+    sending: bool = False  # sending now (not muted and not on hold)
+    packets_sent: int = 0
+    packets_received: int = 0
+    lost: int = 0  # frames never received
+    concealed: int = 0  # frames made up by packet-loss concealment
+    fec: int = 0  # frames rebuilt from the next packet's in-band FEC
+    late: int = 0
+    discarded: int = 0  # late + duplicates + overflow + shrunk + flushed, and bad datagrams
+    delay_ms: float = 0.0
+    jitter_ms: float = 0.0
+    processing: str = "none"  # the echo canceller in use
+    source: str = ""
+    sink: str = ""
+    fallback: str = ""  # a device that failed and what replaced it
+    error: str = ""  # why there is no audio, when there is none
+
+
+@dataclass(frozen=True, slots=True)
 class FreezeStats:
     """Playback smoothness of the peer's video, by the W3C webrtc-stats rules (RTCInboundRtp-
     StreamStats ``freezeCount``, ``totalFreezesDuration``, ``pauseCount``,
@@ -401,6 +425,7 @@ class MediaStats:
     freezes: FreezeStats = FreezeStats()
     repair: RepairStats = RepairStats()
     congestion: CongestionStats = CongestionStats()
+    audio: AudioStats = AudioStats()
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-serialisable form (docs/architecture.md, Media pipeline: Statistics)."""
@@ -443,6 +468,7 @@ class MediaStats:
             "freezes": dataclasses.asdict(self.freezes),
             "repair": dataclasses.asdict(self.repair),
             "congestion": dataclasses.asdict(self.congestion),
+            "audio": dataclasses.asdict(self.audio),
             "stages": {k: dict(v) for k, v in self.stages.items()},
         }
 
@@ -461,7 +487,7 @@ def summarise(
     rtp, rtcp, jb = rcv.get("rtp"), rcv.get("rtcp", {}), rcv.get("jitter_buffer", {})
     edge = rcv.get("edge", {})
     rtp_ = rtp or {}
-    counters = {k: stages.get(k, {}).get("counters", {}) for k in STAGE_NAMES}
+    counters = {k: stages.get(k, {}).get("counters", {}) for k in (*STAGE_NAMES, "audio")}
     drops = DropStats(
         capture_to_encode=enc.get("ring_dropped", 0),
         encode_to_send=snd.get("ring_dropped", 0),
@@ -519,6 +545,38 @@ def summarise(
         else FreezeStats(),
         repair=_repair(rcv, snd),
         congestion=_congestion(rcv, snd, enc),
+        audio=_audio(stages.get("audio", {})),
+    )
+
+
+def _audio(stage: Mapping[str, Any]) -> AudioStats:
+    if not stage:
+        return AudioStats()
+    path = stage.get("path") or {}
+    jitter = path.get("jitter") or {}
+    bad = sum(path.get(k, 0) for k in ("malformed", "wrong_payload_type", "wrong_ssrc"))
+    discarded = sum(
+        jitter.get(k, 0) for k in ("late", "duplicates", "overflow", "shrunk", "flushed")
+    )
+    fallbacks = [f for f in (path.get("source_fallback"), path.get("sink_fallback")) if f]
+    return AudioStats(
+        active=bool(stage.get("active")),
+        muted=bool(stage.get("muted")),
+        sending=bool(stage.get("sending")) and bool(stage.get("active")),
+        packets_sent=path.get("sent", 0),
+        packets_received=path.get("received", 0),
+        lost=jitter.get("lost", 0),
+        concealed=jitter.get("concealed", 0),
+        fec=jitter.get("fec", 0),
+        late=jitter.get("late", 0),
+        discarded=discarded + bad + path.get("decode_errors", 0),
+        delay_ms=20.0 * jitter.get("target_frames", 0),
+        jitter_ms=jitter.get("jitter_ms", 0.0),
+        processing=path.get("processing", "none"),
+        source=stage.get("source", ""),
+        sink=stage.get("sink", ""),
+        fallback="; ".join(str(f) for f in fallbacks),
+        error=stage.get("error", ""),
     )
 
 
@@ -542,12 +600,13 @@ def _congestion(
     ladder = enc.get("ladder")
     target = snd.get("target_bps")
     if isinstance(ladder, dict):
+        # Short: the GUI shows it in one row of its statistics column.
         adaptation = (
-            f"quality {ladder.get('quality')}, {round(100 * ladder.get('scale', 1.0))}% size, "
-            f"{ladder.get('fps')} fps ({ladder.get('reason')})"
+            f"q{ladder.get('quality')} {round(100 * ladder.get('scale', 1.0))}% "
+            f"{ladder.get('fps'):g} fps"
         )
     elif enc.get("encoder_bps") is not None:
-        adaptation = f"encoder target {enc['encoder_bps'] / 1e6:.2f} Mbit/s"
+        adaptation = f"{enc.get('codec_name', '')} {enc['encoder_bps'] / 1e6:.2f} Mbit/s".strip()
     else:
         adaptation = ""
     return CongestionStats(

@@ -197,7 +197,7 @@ def test_summarize_stats_reads_the_session_snapshot() -> None:
             cpu_percent={"capture": 10.0, "total": 55.5},
             repair=RepairStats(recovered=12, packets_requested=15),
             congestion=CongestionStats(
-                target_bps=1_234_000, target_reason="remb", adaptation="encoder target 1.23 Mbit/s"
+                target_bps=1_234_000, target_reason="remb", adaptation="H264 1.23 Mbit/s"
             ),
         )
     )
@@ -211,9 +211,9 @@ def test_summarize_stats_reads_the_session_snapshot() -> None:
     assert labels["RTT / jitter"] == "1.2 / 0.4 ms"
     assert labels["capture→display p50/p95"] == "40 / 55 ms"
     assert labels["media / CPU"] == "RTP / 56 %"
-    assert labels["repaired / asked (RTX)"] == "12 / 15"
-    assert labels["send target kbit/s"] == "1234 (peer's estimate)"
-    assert labels["encoder"] == "encoder target 1.23 Mbit/s"
+    assert labels["kbit/s in / out / target"] == "1800 / 2000 / 1234"
+    assert labels["loss (peer) / lost / RTX"] == "0.5 % / 3 / 12"
+    assert labels["encoder"] == "H264 1.23 Mbit/s, estimate"
     assert "source error" not in labels
     broken = summarize_stats(media_stats(source_error="cannot open /x.mp4"))
     assert dict(broken.lines())["source error"] == "cannot open /x.mp4"

@@ -22,7 +22,7 @@ def test_the_four_presets_exist_in_order_of_cost() -> None:
     assert PRESET_NAMES == ("low", "medium", "high", "max")
     pixels = [PRESETS[n].width * PRESETS[n].height for n in PRESET_NAMES]
     assert pixels == sorted(pixels)
-    assert get_preset("high") == Preset("high", 1280, 720, 70, 30, 1_800_000)
+    assert get_preset("high") == Preset("high", 1280, 720, 70, 30, 2_000_000)
     assert Preset("x", 1280, 720, 70, 30).bitrate_bps == 2_764_800  # 0.1 bit/pixel/frame
     assert get_preset("low").size == (320, 240)
     assert get_preset(DEFAULT_PRESET).name == DEFAULT_PRESET

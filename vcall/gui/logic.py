@@ -232,10 +232,15 @@ class StatsView:
 
         rows = [
             ("frames/s in / out", f"{num(self.fps_in)} / {num(self.fps_out)}"),
-            ("kbit/s in / out", f"{num(self.kbps_in, '', 0)} / {num(self.kbps_out, '', 0)}"),
             (
-                "loss (peer) / lost in",
-                f"{num(self.loss_pct, ' %')} / {num(self.lost_packets, '', 0)}",
+                "kbit/s in / out / target",
+                f"{num(self.kbps_in, '', 0)} / {num(self.kbps_out, '', 0)}"
+                f" / {num(self.target_kbps, '', 0)}",
+            ),
+            (
+                "loss (peer) / lost / RTX",
+                f"{num(self.loss_pct, ' %')} / {num(self.lost_packets, '', 0)}"
+                f" / {num(self.recovered, '', 0)}",
             ),
             ("RTT / jitter", f"{num(self.rtt_ms)} / {num(self.jitter_ms, ' ms')}"),
             (
@@ -245,22 +250,10 @@ class StatsView:
             # After the headline latency and before the per-stage rows: a short window drops
             # the stages first, then media / CPU, and only then this.
             ("freezes / longest gap", f"{self._freezes()} / {num(self.longest_gap_ms, ' ms', 0)}"),
-            (
-                "repaired / asked (RTX)",
-                f"{num(self.recovered, '', 0)} / {num(self.requested, '', 0)}",
-            ),
-            (
-                "send target kbit/s",
-                num(self.target_kbps, "", 0)
-                + (
-                    f" ({TARGET_REASONS.get(self.target_reason, self.target_reason)})"
-                    if self.target_reason and self.target_kbps is not None
-                    else ""
-                ),
-            ),
         ]
         if self.adaptation:
-            rows.append(("encoder", self.adaptation))
+            reason = TARGET_REASONS.get(self.target_reason, self.target_reason)
+            rows.append(("encoder", self.adaptation + (f", {reason}" if reason else "")))
         rows += [(f"  {STAGE_LABELS.get(name, name)}", num(ms, " ms")) for name, ms in self.stages]
         if self.mode or self.cpu_pct is not None:
             rows.append(
@@ -295,13 +288,7 @@ def _scaled(value: float | None, factor: float) -> float | None:
 STAGE_ORDER = ("capture", "encode", "send", "network_and_receive", "jitter_buffer", "decode")
 STAGE_LABELS = {"network_and_receive": "network + receive", "jitter_buffer": "jitter buffer"}
 # Why the send target is what it is (CongestionStats.target_reason), in the user's words.
-TARGET_REASONS = {
-    "max": "link clear",
-    "remb": "peer's estimate",
-    "loss": "loss",
-    "min": "floor",
-    "start": "starting",
-}
+TARGET_REASONS = {"max": "clear", "remb": "estimate", "loss": "loss", "min": "floor", "start": ""}
 
 
 def summarize_stats(stats: MediaStats) -> StatsView:

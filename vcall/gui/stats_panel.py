@@ -21,6 +21,9 @@ CHART_SERIES = (
 )
 
 
+VALUE_CHARS = 26  # the longest figure: "H264 1.23 Mbit/s, estimate"
+
+
 class StatsPanel(ttk.LabelFrame):
     ROWS = 14  # label rows kept ready: figures plus per-stage latencies
 
@@ -49,7 +52,11 @@ class StatsPanel(ttk.LabelFrame):
         grid.pack(fill="x")
         for row in range(self.ROWS):
             name = ttk.Label(grid, text="", font="TkSmallCaptionFont")
-            value = ttk.Label(grid, text="", font="TkSmallCaptionFont", anchor="e")
+            # A fixed width: a longer figure arriving mid-call must not widen the column (and
+            # shrink the video beside it).
+            value = ttk.Label(
+                grid, text="", font="TkSmallCaptionFont", anchor="e", width=VALUE_CHARS
+            )
             name.grid(row=row, column=0, sticky="w")
             value.grid(row=row, column=1, sticky="e", padx=(8, 0))
             self._labels.append((name, value))

@@ -18,11 +18,16 @@ API::
 
 Encoder settings (why): preset ultrafast and tune zerolatency (no lookahead, no frame delay: one
 frame in, one access unit out, 3-5 ms at 720p here); no B-frames; a VBV buffer of two frames at
-the target bitrate (``maxrate`` = bitrate, ``bufsize`` = 2 x bitrate / fps), so no frame bursts
-past twice its share and a congestion controller's new target holds from the next frame (libx264
-reconfigures on a changed ``bit_rate`` without restarting). One frame was measured first: it
-starves keyframes (a 640x480 IDR at 800 kbit/s got 3.1 KB and came out too blocky to read the
-test pattern's stamp; with two frames, 5.9 KB, readable); slices of at most SLICE_MAX_BYTES so
+the target bitrate (``maxrate`` = MAXRATE_FACTOR x bitrate, ``bufsize`` = 2 x maxrate / fps), so
+no frame bursts past twice its share and a congestion controller's new target holds from the
+next frame (libx264 reconfigures on a changed ``bit_rate`` without restarting). Measured: a
+``maxrate`` of 1.25x the bitrate spends the budget better (1.83 of 2.0 Mbit/s, PSNR-Y 42.3 dB in
+the YUV domain on the camera-like clip with noise 4, against 1.55 and 41.5), but then a lower
+``bit_rate`` no longer takes hold (ABR averages over seconds while the VBV cap stays where it
+opened, and PyAV cannot change ``maxrate`` after opening): congestion control needs the 1.0.
+A buffer of one frame was measured first: it starves keyframes (a 640x480 IDR at 800 kbit/s got
+3.1 KB and came out too blocky to read the test pattern's stamp; with two frames, 5.9 KB,
+readable); slices of at most SLICE_MAX_BYTES so
 that most NAL units fit one RTP packet and a lost packet costs one slice, not a frame's worth of
 fragments; SPS and PPS repeated before every IDR, so a receiver that joins or recovers needs
 nothing out of band; keyframes on request (``forced-idr``), plus one every KEYFRAME_SAFETY_S as
@@ -68,6 +73,7 @@ from pipeline.control import MediaMode
 
 logger = logging.getLogger(__name__)
 
+MAXRATE_FACTOR = 1.0  # VBV maxrate over the target bitrate (see the module docstring)
 PT_H264_RTX = 97  # RFC 4588 retransmissions of PT_H264 (apt=96)
 PT_H264 = 96
 MAX_DIMENSION = 4096
@@ -143,8 +149,10 @@ class H264Encoder(VideoEncoder):
             "preset": "ultrafast",
             "tune": "zerolatency",
             "forced-idr": "1",
-            "maxrate": str(self._ceiling),
-            "bufsize": str(max(int(self._ceiling * self._vbv_frames / self._fps), 8000)),
+            "maxrate": str(int(self._ceiling * MAXRATE_FACTOR)),
+            "bufsize": str(
+                max(int(self._ceiling * MAXRATE_FACTOR * self._vbv_frames / self._fps), 8000)
+            ),
             "x264-params": (
                 f"keyint={KEYFRAME_SAFETY_S * self._fps}:min-keyint=1:scenecut=0:bframes=0:"
                 f"repeat-headers=1:slice-max-size={SLICE_MAX_BYTES}"
