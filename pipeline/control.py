@@ -7,9 +7,12 @@ API::
     @dataclass(frozen=True, slots=True)
     class PeerEndpoint: ip; rx_port; mode: MediaMode; local_ssrc = 0; peer_ssrc: int | None = None;
                         codec: str = "JPEG"   # the registry name negotiated for this call
+                        tx_key: bytes | None = None; rx_key: bytes | None = None  # SRTP keys
     # control messages (frozen, slotted; every one is a ControlMessage):
     Stop, ResetStats, Connect(peer), SetSending(enabled), SetPreset(preset), SetSource(spec),
-    SetDisplaySize(peer_box, self_box)
+    SetDisplaySize(peer_box, self_box), SetAudioSending(enabled)
+    @dataclass(frozen=True, slots=True) class AudioSpec: source; sink; processing
+    def audio_ssrc_of(video_ssrc: int) -> int
 
 Guarantees: this module imports nothing heavier than the standard library and ``presets``, so
 call control may build a ``PeerEndpoint`` without loading the media pipeline. Messages are
@@ -43,6 +46,11 @@ class PeerEndpoint:
     non-vcall sender such as ffmpeg): the receiver locks on the first source. ``codec`` is the
     video codec negotiated in call control (a ``pipeline.codecs.registry`` name; classic V0
     calls are always JPEG).
+
+    ``tx_key`` / ``rx_key``: the call's SRTP master keys (30 bytes each: key + salt,
+    AES_CM_128_HMAC_SHA1_80, RFC 3711), ours for what we send and the peer's for what we
+    receive, exchanged inside the TLS call control (docs/protocol.md 4.1). None for both: no
+    protection (classic peers, tools); RTP mode only.
     """
 
     ip: str
@@ -51,6 +59,16 @@ class PeerEndpoint:
     local_ssrc: int = 0
     peer_ssrc: int | None = None
     codec: str = "JPEG"
+    tx_key: bytes | None = None
+    rx_key: bytes | None = None
+
+    def __repr__(self) -> str:  # never log the keys
+        keys = "srtp" if self.tx_key is not None else "none"
+        return (
+            f"PeerEndpoint(ip={self.ip!r}, rx_port={self.rx_port}, mode={self.mode!s}, "
+            f"local_ssrc={self.local_ssrc}, peer_ssrc={self.peer_ssrc}, codec={self.codec!r}, "
+            f"protection={keys})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,4 +117,39 @@ class SetDisplaySize:
     self_box: tuple[int, int]
 
 
-ControlMessage = Stop | ResetStats | Connect | SetSending | SetPreset | SetSource | SetDisplaySize
+@dataclass(frozen=True, slots=True)
+class SetAudioSending:
+    """Whether the call sends audio now (the audio stage). The call session decides, as for
+    video: audio goes out in a call neither side holds while the user has not muted; a video
+    pause does not mute."""
+
+    enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AudioSpec:
+    """A call's audio: the capture and playback specs of ``pipeline.audio`` (sources
+    ``device[:NAME]``, ``tone:HZ``, ``file:PATH.wav``, ``silence``; sinks ``device[:NAME]``,
+    ``wav:PATH``, ``null``) and whether echo cancellation / noise suppression run."""
+
+    source: str = "device"
+    sink: str = "device"
+    processing: bool = True
+
+
+def audio_ssrc_of(video_ssrc: int) -> int:
+    """The SSRC of a vcall peer's audio stream: its video SSRC + 2 (mod 2^32; + 1 is the RTX
+    stream's), so call control needs no third token (docs/protocol.md 4.2)."""
+    return (video_ssrc + 2) & 0xFFFFFFFF
+
+
+ControlMessage = (
+    Stop
+    | ResetStats
+    | Connect
+    | SetSending
+    | SetPreset
+    | SetSource
+    | SetDisplaySize
+    | SetAudioSending
+)

@@ -5,10 +5,12 @@ API::
     class Protection(Protocol):          # the hook SRTP (RFC 3711) plugs into
         def protect(self, datagram: bytes) -> bytes
         def unprotect(self, datagram: bytes) -> bytes   # RemoteProtocolError: drop it
+    class ReplayError(RemoteProtocolError)   # unprotect: a replay (counted apart too)
     IDENTITY: Protection                 # no protection (today's calls)
     @dataclass(frozen=True, slots=True)
     class EdgeStats: received; sent; dropped_before_connect; dropped_wrong_address;
-                     unprotect_failed; socket_errors; send_errors
+                     unprotect_failed (replays included); unprotect_replayed; socket_errors;
+                     send_errors
     class DatagramEdge:
         def __init__(self, sock: socket.socket, *, protection: Protection = IDENTITY,
                      max_datagram: int = 65536) -> None
@@ -67,6 +69,13 @@ class _Identity:
 
 
 IDENTITY: Protection = _Identity()
+
+
+class ReplayError(RemoteProtocolError):
+    """``unprotect``: an authentic datagram seen before (RFC 3711 3.3.2): dropped, counted in
+    ``unprotect_failed`` and ``unprotect_replayed``."""
+
+
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux
 _TIMESPEC = struct.Struct("@qq")
 _TIMESTAMP_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
@@ -79,6 +88,7 @@ class EdgeStats:
     dropped_before_connect: int = 0
     dropped_wrong_address: int = 0
     unprotect_failed: int = 0
+    unprotect_replayed: int = 0  # of unprotect_failed: replays
     socket_errors: int = 0  # recvfrom errors (e.g. ECONNREFUSED for an earlier send)
     send_errors: int = 0  # sendto refused by the kernel
 
@@ -167,8 +177,10 @@ class DatagramEdge:
                 continue
             try:
                 data = self.protection.unprotect(data)
-            except RemoteProtocolError:
+            except RemoteProtocolError as exc:
                 self._c["unprotect_failed"] += 1
+                if isinstance(exc, ReplayError):
+                    self._c["unprotect_replayed"] += 1
                 continue
             self._c["received"] += 1
             return data, arrival_ns

@@ -6,10 +6,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -25,9 +27,19 @@ class Agent:
     def __init__(
         self, nick: str, server: tuple[str, int], *extra: str, env: dict[str, str] | None = None
     ) -> None:
-        """``--password pw-NICK`` is passed unless ``env`` sets VCALL_PASSWORD (None: unset)."""
+        """``--password pw-NICK`` is passed unless ``env`` sets VCALL_PASSWORD (None: unset).
+
+        Each agent is its own installation (issue 14): its key pair and its pinned discovery
+        keys live in a temporary home (XDG_DATA_HOME / XDG_CONFIG_HOME, unless ``env`` sets
+        them), removed by ``stop``."""
         self.nick = nick
-        environ = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.home = tempfile.mkdtemp(prefix=f"vcall-agent-{nick}-")
+        environ = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "XDG_DATA_HOME": os.path.join(self.home, "data"),
+            "XDG_CONFIG_HOME": os.path.join(self.home, "config"),
+        }
         environ.pop("VCALL_PASSWORD", None)
         password: list[str] = ["--password", "pw-" + nick]
         if env is not None:
@@ -127,6 +139,7 @@ class Agent:
                     stream.close()
         self._out.join(2)
         self._err.join(2)
+        shutil.rmtree(self.home, ignore_errors=True)
 
 
 class AgentFactory:

@@ -127,7 +127,8 @@ VIDEO_SENT = {(CallState.IN_CALL, False)}
 @pytest.mark.parametrize("paused", [False, True])
 @pytest.mark.parametrize("state", list(CallState))
 def test_what_a_call_sends(state: CallState, paused: bool) -> None:
-    expected = Sending(video=(state, paused) in VIDEO_SENT)
+    # Audio flows where video could: a pause is not a mute (tests/call/test_mute.py).
+    expected = Sending(video=(state, paused) in VIDEO_SENT, audio=(state, False) in VIDEO_SENT)
     assert sending(state, UserChoices(paused=paused)) == expected
 
 

@@ -103,6 +103,8 @@ def test_classic_callee_gets_strict_classic_bytes_only(agents: AgentFactory) -> 
 def test_classic_caller_busy_and_connection_loss(agents: AgentFactory) -> None:
     bob = agents("bob", *CTRL, "--auto-answer")
     port = bob.registered()["port"]
+    register_raw(agents.server, "classic", 40000, ["V0"])  # callers must be in the directory
+    register_raw(agents.server, "other", 40004, ["V0"])
     with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
         conn.sendall(b"CALLING classic 40000 V1 foreign-extension")  # not ours: stays classic
         assert re.fullmatch(rb"CALL_ACCEPTED bob \d+", recv_until_quiet(conn))
@@ -119,6 +121,7 @@ def test_classic_caller_busy_and_connection_loss(agents: AgentFactory) -> None:
 def test_listener_survives_garbage_and_slow_senders(agents: AgentFactory) -> None:
     bob = agents("bob", *CTRL, "--auto-answer")
     port = bob.registered()["port"]
+    register_raw(agents.server, "slow", 40000, ["V0"])  # callers must be in the directory
     send_fresh(port, b"\x00" * 5000)
     send_fresh(port, b"HELLO")
     with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
@@ -143,6 +146,7 @@ def test_idle_connection_flood_is_bounded(agents: AgentFactory) -> None:
         for s in idle:
             s.close()
     time.sleep(0.3)  # the closed ones release their places
+    register_raw(agents.server, "late", 40000, ["V0"])  # callers must be in the directory
     reply = send_fresh(port, b"CALLING late 40000", read_reply=True)
     assert re.fullmatch(rb"CALL_ACCEPTED bob \d+", reply)
 

@@ -161,7 +161,12 @@ def test_media_is_driven_exactly(pair: tuple[Peer, Peer]) -> None:
     expected = [("set_sending", False), ("set_sending", True), ("stats", None), ("close", None)]
     assert [c[0] for c in am.calls[:2]] == ["open", "connect"]
     assert am.calls[2:] == expected and bm.calls[2:] == expected
-    assert alice.manager.last_stats == {"fake": True}
+    # the media's final stats, and what protected the call (issue 14: no keys here)
+    assert alice.manager.last_stats == {
+        "fake": True,
+        "protection": "none: peer has no key in the directory",
+    }
+    assert a_peer.tx_key is None and a_peer.rx_key is None
     assert alice.manager.state is CallState.ENDED
 
 
@@ -604,6 +609,9 @@ def test_callee_answers_an_offer_only(
     try:
         bob.manager.start()
         port = bob.manager.registered_port
+        # A caller must be in the directory, from the address it calls from (issue 14).
+        with DiscoveryClient(*discovery_server.address) as client:
+            client.register("old", "127.0.0.1", 40012, "pw-old", ["V0", "V2435"])
         with (
             socket.create_connection(("127.0.0.1", port), timeout=5) as conn,
             conn.makefile("rb") as reader,

@@ -71,6 +71,10 @@ class CallMedia:
         """Send video or not (queued behind earlier operations); the session decides which."""
         self._submit(lambda m: m.set_sending(enabled))
 
+    def set_audio_sending(self, enabled: bool) -> None:
+        """Send audio or not (queued); media without audio ignore it."""
+        self._submit(lambda m: getattr(m, "set_audio_sending", lambda _enabled: None)(enabled))
+
     def _submit(self, fn: Callable[[MediaLike], None]) -> None:
         session = self.session
         if session is None or self._closed:

@@ -20,10 +20,17 @@ The extension tokens (docs/protocol.md 4.1) are ``V2435 <ssrc>`` and, optionally
 codec token ``codecs=<NAME>[,<NAME>...]``: encoded strictly (:func:`validate_codecs`), parsed
 liberally (a malformed codec token counts as absent, names are upper-cased, unknown tokens are
 ignored). An absent token means ``("JPEG",)``, what every vcall peer supports.
+
+On a TLS call-control connection (docs/protocol.md 4.1, issue 14) each side adds
+``srtp=<key>``: its SRTP master key and salt for the media it sends (30 bytes, base64url without
+padding: 40 characters; RFC 3711, AES_CM_128_HMAC_SHA1_80). Parsed liberally (a malformed token
+counts as absent); :class:`~vcall.call.transport.ControlConnection` refuses to send it in clear.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import logging
 import re
@@ -47,6 +54,9 @@ MAX_CODECS = 8
 # What every vcall peer supports, what an absent ``codecs=`` token means (vcall before codec
 # negotiation sent JPEG only) and the codec of every classic (V0) call.
 FALLBACK_CODEC = "JPEG"
+SRTP_KEY = "srtp="
+SRTP_KEY_LEN = 30  # bytes: AES-128 master key (16) + master salt (14), RFC 3711 8.2
+_SRTP_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{40}", re.ASCII)
 
 
 class PeerProtocolError(RemoteProtocolError):
@@ -85,6 +95,11 @@ class Extension:
 
     ssrc: int
     codecs: tuple[str, ...] | None = None
+    srtp_key: bytes | None = None  # our SRTP master key + salt (TLS connections only)
+
+    def __repr__(self) -> str:  # never log the key
+        key = "" if self.srtp_key is None else ", srtp_key=<secret>"
+        return f"Extension(ssrc={self.ssrc:#010x}, codecs={self.codecs!r}{key})"
 
     @property
     def offered(self) -> tuple[str, ...]:
@@ -95,6 +110,8 @@ class Extension:
         tokens = [EXTENSION_VERSION, f"{self.ssrc:08x}"]
         if self.codecs is not None:
             tokens.append(CODECS_KEY + ",".join(self.codecs))
+        if self.srtp_key is not None:
+            tokens.append(SRTP_KEY + base64.urlsafe_b64encode(self.srtp_key).decode().rstrip("="))
         return tokens
 
 
@@ -216,6 +233,8 @@ def encode(msg: Message, *, terminated: bool = False) -> bytes:
                 validate_codecs(msg.ext.codecs)
                 if isinstance(msg, CallAccepted) and len(msg.ext.codecs) != 1:
                     raise LocalMessageError(f"CALL_ACCEPTED names one codec: {msg.ext.codecs!r}")
+            if msg.ext.srtp_key is not None and len(msg.ext.srtp_key) != SRTP_KEY_LEN:
+                raise LocalMessageError(f"an SRTP key is {SRTP_KEY_LEN} bytes")
             fields.extend(msg.ext.tokens())
     elif msg.nick:
         fields.append(validate_nick(msg.nick))
@@ -253,11 +272,28 @@ def _parse_codecs(tokens: list[str]) -> tuple[str, ...] | None:
     return None
 
 
+def _parse_srtp(tokens: list[str]) -> bytes | None:
+    """The first ``srtp=`` token's key (30 bytes); None if absent or malformed."""
+    for token in tokens:
+        if token[: len(SRTP_KEY)].lower() != SRTP_KEY:
+            continue
+        value = token[len(SRTP_KEY) :]
+        if not _SRTP_TOKEN_RE.fullmatch(value):
+            return None
+        try:
+            key = base64.urlsafe_b64decode(value + "==")
+        except (binascii.Error, ValueError):
+            return None
+        return key if len(key) == SRTP_KEY_LEN else None
+    return None
+
+
 def _parse_ext(tokens: list[str]) -> Extension | None:
     # Unknown extras (other clients' "V1 ..." extensions) are ignored: the call stays classic.
     # Tokens after the SSRC other than codecs= are ignored too (room for later additions).
     if len(tokens) >= 2 and tokens[0] == EXTENSION_VERSION and SSRC_RE.match(tokens[1]):
-        return Extension(int(tokens[1], 16), _parse_codecs(tokens[2:]))
+        rest = tokens[2:]
+        return Extension(int(tokens[1], 16), _parse_codecs(rest), _parse_srtp(rest))
     return None
 
 

@@ -39,6 +39,9 @@ class IncomingCall(_Event):
     peer: str
     ip: str
     extension: bool  # the CALLING carried vcall's extension tokens
+    # What protects the call (vcall.call.secure.protection_label): "srtp+tls, verified" when
+    # the caller proved over TLS the key the directory has for its nick; "none: classic peer".
+    protection: str = ""
     name = "incoming"
 
 
@@ -61,6 +64,7 @@ class CallStarted(_Event):
     peer_rx_port: int  # the UDP port the peer declared
     media: bool  # False: no media pipeline; local_rx_port is a placeholder socket that discards
     role: str  # "caller" | "callee"
+    protection: str = ""  # as IncomingCall.protection, for the call as it started
     name = "started"
 
 
@@ -69,6 +73,15 @@ class HoldChanged(_Event):
     local: bool  # held by us
     remote: bool  # held by the peer
     name = "hold"
+
+
+@dataclass(frozen=True, slots=True)
+class MuteChanged(_Event):
+    """The user muted (or unmuted) the microphone in this call; a mute outlasts a hold and is
+    not a video pause. Emitted only when the choice changes; a new call starts unmuted."""
+
+    muted: bool
+    name = "mute"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +129,7 @@ CallEvent = (
     | CallStarted
     | HoldChanged
     | PauseChanged
+    | MuteChanged
     | LinkChanged
     | CallEnded
     | StateChanged

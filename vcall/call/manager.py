@@ -20,6 +20,14 @@ CALLING, and the callee's choice is the first of its own list that the caller of
 the user in ``CallStarted.codec``; a classic call is always JPEG. :meth:`CallManager.set_codecs`
 changes it for the calls that begin afterwards; each call keeps the preference in force when it
 began (dialled, or its CALLING arrived).
+
+Identity (issue 14): with ``identity`` (vcall/identity.py) the manager registers its key's
+fingerprint, accepts TLS call control on its port (vcall/call/secure.py) and calls keyed peers
+over TLS. Every incoming CALLING is checked against the directory before it rings
+(:func:`vcall.call.secure.caller_refusal`): a caller whose TLS key is not the directory's key
+for the nick it claims, a CALLING in clear for a nick that has a key (a downgrade), or a
+classic CALLING from an address other than the nick's registered one is refused with
+CALL_DENIED, never shown; ``refused`` counts them by cause.
 """
 
 from __future__ import annotations
@@ -35,8 +43,15 @@ from typing import Any, TypeVar
 
 from pipeline.errors import LocalProtocolError
 from vcall import EXTENSION_VERSION, PROTOCOLS
-from vcall.call import transport
-from vcall.call.codec import CallBusy, Calling, PeerProtocolError, validate_codecs, validate_nick
+from vcall.call import secure, transport
+from vcall.call.codec import (
+    CallBusy,
+    CallDenied,
+    Calling,
+    PeerProtocolError,
+    validate_codecs,
+    validate_nick,
+)
 from vcall.call.events import CallEvent, Registered
 from vcall.call.heartbeat import HeartbeatConfig
 from vcall.call.media import MediaLike
@@ -49,7 +64,8 @@ from vcall.call.state import (
     CallStateMachine,
     IllegalTransitionError,
 )
-from vcall.discovery.client import DiscoveryClient
+from vcall.discovery.client import DiscoveryClient, DiscoveryError, UserUnknown
+from vcall.identity import Identity
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +98,7 @@ class CallManager:
         heartbeat: HeartbeatConfig | None = None,
         protocols: Sequence[str] = PROTOCOLS,
         codecs: Sequence[str] = DEFAULT_CODECS,
+        identity: Identity | None = None,
     ) -> None:
         """See the class's contract; a bad ``nick`` raises CallUsageError, bad ``codecs``
         (names outside 1-16 characters ``[A-Z0-9]``, none, more than 8, repeated) raise
@@ -107,7 +124,11 @@ class CallManager:
             heartbeat=heartbeat or HeartbeatConfig(),
             bind_ip=listen[0],
             codecs=codecs,
+            identity=identity,
         )
+        self.identity = identity
+        # Incoming CALLINGs refused before ringing, by cause (issue 14).
+        self.refused: dict[str, int] = {"tls": 0, "downgrade": 0, "address": 0, "unknown": 0}
         # Guards ``config`` against set_codecs() from another thread while a session is made.
         self._config_lock = threading.Lock()
         self._media_factory = media_factory
@@ -275,7 +296,9 @@ class CallManager:
 
     async def _start(self) -> None:
         host, port = self._listen
-        self._server_obj = await transport.listen(host, port, self._on_connection)
+        self._server_obj = await transport.listen(
+            host, port, self._on_connection, identity=self.identity
+        )
         self.registered_port = self._server_obj.sockets[0].getsockname()[1]
         ip = self._advertise_ip
         if ip is None and host not in ("0.0.0.0", ""):
@@ -285,10 +308,16 @@ class CallManager:
             server_host = self._server[0]
             ip = await self._in_thread(lambda: transport.local_ip_towards(server_host))
         self.registered_ip = ip
+        fingerprint = None if self.identity is None else self.identity.fingerprint
         ts = await self._in_thread(
             lambda: self._discovery(
                 lambda c: c.register(
-                    self.nick, ip, self.registered_port, self._password, self.protocols
+                    self.nick,
+                    ip,
+                    self.registered_port,
+                    self._password,
+                    self.protocols,
+                    fingerprint=fingerprint,
                 )
             )
         )
@@ -337,6 +366,18 @@ class CallManager:
         session.begin_outgoing(nick)  # raises IllegalTransitionError when not idle
         self._session = session
 
+    def mute(self, muted: bool) -> None:
+        """Mute (True) or unmute (False) the microphone in the current call; as ``pause``:
+        only in a call (``CallUsageError`` otherwise), per call, outlasting holds. Emits
+        :class:`~vcall.call.events.MuteChanged` when the choice changes. Nothing goes on the
+        wire but the absence of audio packets."""
+        self._run(self._action(lambda: self._mute(muted)))
+
+    async def _mute(self, muted: bool) -> None:
+        if self._sm.state not in ACTIVE_STATES:
+            raise CallUsageError(f"mute is only possible in a call (state {self._sm.state.value})")
+        self._require_session().set_muted(muted)
+
     async def _pause(self, paused: bool) -> None:
         if self._sm.state not in ACTIVE_STATES:
             raise CallUsageError(f"pause is only possible in a call (state {self._sm.state.value})")
@@ -364,6 +405,25 @@ class CallManager:
                 with contextlib.suppress(OSError):
                     await conn.send(CallBusy(), terminated=False)  # bare, classic form
                 return
+            # Counted as pending while the directory is asked: a CALLING flood queues at most
+            # MAX_PENDING_CONNECTIONS lookups.
+            self._pending_conns += 1
+            try:
+                refusal = await self._check_caller(conn, msg)
+            finally:
+                self._pending_conns -= 1
+            if refusal is not None:
+                logger.warning("refused CALLING %s from %s: %s", msg.nick, conn.peer_ip, refusal)
+                with contextlib.suppress(OSError, TimeoutError):
+                    await asyncio.wait_for(
+                        conn.send(CallDenied(self.nick), terminated=False), FIRST_MESSAGE_TIMEOUT
+                    )
+                return
+            # The directory lookup took time: another call may have begun meanwhile.
+            if self._session is not None or self._closed:
+                with contextlib.suppress(OSError):
+                    await conn.send(CallBusy(), terminated=False)
+                return
             session = self._new_session()
             self._session = session
             await session.serve_incoming(conn, msg)
@@ -371,6 +431,38 @@ class CallManager:
             await session.serve_fresh_connection(conn, msg)
         else:
             logger.info("ignoring %s from %s: no matching call", msg, conn.peer_ip)
+
+    async def _check_caller(self, conn: transport.ControlConnection, msg: Calling) -> str | None:
+        """Why ``msg`` must not ring (counted in ``refused``), after asking the directory for
+        the nick it claims; None: it may ring. An unreachable directory refuses (fail closed)."""
+        record_ip: str | None = None
+        record_fp: str | None = None
+        try:
+            record = await self._in_thread(lambda: self._discovery(lambda c: c.query(msg.nick)))
+            record_ip, record_fp = record.ip, record.fingerprint
+        except UserUnknown:
+            pass
+        except DiscoveryError as exc:
+            self.refused["unknown"] += 1
+            return f"the directory could not be asked about {msg.nick!r}: {exc}"
+        refusal = secure.caller_refusal(
+            nick=msg.nick,
+            conn_ip=conn.peer_ip,
+            conn_fingerprint=conn.peer_fingerprint,
+            record_ip=record_ip,
+            record_fingerprint=record_fp,
+        )
+        if refusal is not None:
+            if record_ip is None:
+                cause = "unknown"
+            elif conn.tls:
+                cause = "tls"
+            elif record_fp is not None:
+                cause = "downgrade"
+            else:
+                cause = "address"
+            self.refused[cause] += 1
+        return refusal
 
     async def _shutdown(self) -> None:
         session = self._session

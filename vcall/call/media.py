@@ -46,11 +46,11 @@ class MediaLike(Protocol):
 class UserChoices:
     """What the user chose to withhold in the current call, whatever the call's state.
 
-    Per call: a new call starts with the defaults. A future audio mute is one more field here
-    and one more line in :func:`sending`.
+    Per call: a new call starts with the defaults.
     """
 
     paused: bool = False  # the user paused our video
+    muted: bool = False  # the user muted the microphone
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +58,7 @@ class Sending:
     """What the call sends now; the media is told only when this changes."""
 
     video: bool
+    audio: bool = False
 
 
 def sending(state: CallState, choices: UserChoices) -> Sending:
@@ -65,5 +66,7 @@ def sending(state: CallState, choices: UserChoices) -> Sending:
 
     Video goes out only in a call neither side holds and the user has not paused: a pause
     outlasts a hold, and neither resuming the hold nor un-pausing alone restarts the video.
+    Audio, the same with the mute: a video pause does not mute, a mute does not pause.
     """
-    return Sending(video=video_flows(state) and not choices.paused)
+    flows = video_flows(state)
+    return Sending(video=flows and not choices.paused, audio=flows and not choices.muted)

@@ -20,7 +20,13 @@ on the manager's event loop. It guarantees:
 - when the call ends, ``CallEnded`` is emitted at once and the connection, media session and
   timers are released by one cleanup task (``shutdown()`` waits for it);
 - an unexpected error in one of the call's tasks or readers is logged and ends the call
-  (``failed``): a call is never left without its reader or timers.
+  (``failed``): a call is never left without its reader or timers;
+- identity and encryption (issue 14, docs/protocol.md 4.1): with an ``identity``, a callee
+  whose directory record carries a key fingerprint is called over TLS, and the call ends
+  (``identity_mismatch``) before CALLING is sent unless the callee proves that key; each side
+  of a TLS call sends a fresh SRTP master key in its extension tokens, and the media get both
+  (``PeerEndpoint.tx_key`` / ``rx_key``); keys never travel in clear. ``protection`` says in
+  words what protects the call (events, final stats).
 """
 
 from __future__ import annotations
@@ -36,10 +42,11 @@ from typing import Any, TypeVar
 
 from pipeline.control import MediaMode, PeerEndpoint
 from vcall import EXTENSION_VERSION
-from vcall.call import policy, transport
+from vcall.call import policy, secure, transport
 from vcall.call.callmedia import CallMedia
 from vcall.call.codec import (
     FALLBACK_CODEC,
+    SRTP_KEY_LEN,
     CallAccepted,
     CallAlive,
     CallBusy,
@@ -60,6 +67,7 @@ from vcall.call.events import (
     HoldChanged,
     IncomingCall,
     LinkChanged,
+    MuteChanged,
     Outgoing,
     PauseChanged,
     StateChanged,
@@ -76,6 +84,7 @@ from vcall.call.state import (
     hold_flags,
 )
 from vcall.discovery.client import DiscoveryClient, DiscoveryError
+from vcall.identity import Identity
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +104,7 @@ class SessionConfig:
     heartbeat: HeartbeatConfig
     bind_ip: str
     codecs: tuple[str, ...]  # our video codec preference, validated (policy.DEFAULT_CODECS)
+    identity: Identity | None = None  # our key pair: TLS call control with keyed peers
 
 
 class CallSession:
@@ -143,6 +153,11 @@ class CallSession:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._finished = False
         self._cleanup_task: asyncio.Task[None] | None = None
+        # Issue 14: the key the peer proved over TLS (and the directory has for its nick).
+        self.peer_fingerprint: str | None = None
+        self.tx_key: bytes | None = None  # our SRTP master key for this call (TLS only)
+        self.rx_key: bytes | None = None  # the peer's
+        self.protection = ""
 
     @property
     def media(self) -> MediaLike | None:
@@ -177,6 +192,10 @@ class CallSession:
         now = sending(self._sm.state, self._choices)
         if now.video != self._sent.video:  # e.g. held by one side -> by both: nothing
             self._media.set_sending(now.video)
+        if now.audio != self._sent.audio:
+            set_audio = getattr(self._media, "set_audio_sending", None)
+            if set_audio is not None:  # media without audio (a stub, the V0 path) has none
+                set_audio(now.audio)
         self._sent = now
 
     def _peer_input(self, inp: CallInput, detail: str = "") -> None:
@@ -208,7 +227,7 @@ class CallSession:
             await conn.aclose()
         stats = await self._media.close()
         if stats is not None:
-            self._stats_sink(stats)
+            self._stats_sink({**stats, "protection": self.protection})
 
     def cleanup_done(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` on the loop once the cleanup of an ended call has finished."""
@@ -263,7 +282,16 @@ class CallSession:
                     lambda: self._discovery(lambda c: c.query(self.peer))
                 )
                 port = self.peer_port = record.port
-            fresh = await transport.connect(self.peer_ip, port, self.config.connect_timeout)
+            fresh = await transport.connect(
+                self.peer_ip,
+                port,
+                self.config.connect_timeout,
+                identity=self.config.identity if self.peer_fingerprint else None,
+            )
+            if fresh.peer_fingerprint != self.peer_fingerprint:
+                await fresh.aclose()
+                logger.warning("not sending %s: %s's key changed", type(msg).__name__, self.peer)
+                return
             try:
                 await asyncio.wait_for(fresh.send(msg, terminated=terminated), SEND_TIMEOUT)
             finally:
@@ -300,16 +328,33 @@ class CallSession:
             logger.exception("media open failed")
             self._fail(CallInput.FAILED, f"media session failed to open: {exc}")
             return
+        keyed = record.fingerprint if self.config.identity is not None else None
         try:
-            conn = await transport.connect(record.ip, record.port, self.config.connect_timeout)
+            conn = await transport.connect(
+                record.ip,
+                record.port,
+                self.config.connect_timeout,
+                identity=self.config.identity if keyed else None,
+            )
         except transport.ConnectFailedError as exc:
             self._fail(CallInput.FAILED, f"connect {exc.reason}: {exc.detail}")
             return
         if self._finished:
             await conn.aclose()
             return
+        if keyed and conn.peer_fingerprint != keyed:
+            await conn.aclose()
+            self._fail(
+                CallInput.IDENTITY_MISMATCH,
+                f"{self.peer}'s key {conn.peer_fingerprint} is not the one the directory has "
+                f"({keyed}): the call was not placed",
+            )
+            return
+        self.peer_fingerprint = keyed
         self.conn = conn
-        ext = Extension(self.local_ssrc, self.config.codecs) if self.peer_ext else None
+        if conn.tls and self.peer_ext:
+            self.tx_key = secrets.token_bytes(SRTP_KEY_LEN)
+        ext = Extension(self.local_ssrc, self.config.codecs, self.tx_key) if self.peer_ext else None
         await self._send(Calling(self.config.nick, self.local_rx_port, ext))
         timeout = self.config.answer_timeout
         self._spawn(
@@ -332,8 +377,13 @@ class CallSession:
         self.peer_ext = self.config.extension and msg.ext is not None
         self.peer_ssrc = msg.ext.ssrc if msg.ext is not None and self.peer_ext else 0
         self.peer_offer = msg.ext.codecs if msg.ext is not None and self.peer_ext else None
+        # The manager let this CALLING ring: over TLS, the key was checked (secure.py).
+        self.peer_fingerprint = conn.peer_fingerprint
+        if conn.tls and msg.ext is not None and self.peer_ext:
+            self.rx_key = msg.ext.srtp_key
+        self.protection = self._protection(srtp=self.rx_key is not None)
         self._apply(CallInput.PEER_CALLING)
-        self._emit(IncomingCall(self.peer, conn.peer_ip, self.peer_ext))
+        self._emit(IncomingCall(self.peer, conn.peer_ip, self.peer_ext, self.protection))
         timeout = self.config.ring_timeout
         self._spawn(
             self._timer(
@@ -353,6 +403,8 @@ class CallSession:
         """Is ``msg``, first on a new connection, from this call's peer (minority dialect)?"""
         if self._finished:
             return False
+        if self.peer_fingerprint is not None and conn.peer_fingerprint != self.peer_fingerprint:
+            return False  # a verified call takes messages only from the key it verified
         return policy.belongs_to_call(
             msg, conn_ip=conn.peer_ip, peer_ip=self.peer_ip, peer_nick=self.peer
         )
@@ -386,7 +438,9 @@ class CallSession:
             offer = (FALLBACK_CODEC,) if self.peer_offer is None else self.peer_offer
             self.codec = policy.choose_codec(offer, self.config.codecs)
             answer = None if self.peer_offer is None else (self.codec,)
-            ext = Extension(self.local_ssrc, answer)
+            if self.rx_key is not None:
+                self.tx_key = secrets.token_bytes(SRTP_KEY_LEN)
+            ext = Extension(self.local_ssrc, answer, self.tx_key)
         await self._send(CallAccepted(self.config.nick, self.local_rx_port, ext))
         self._accepted_at = time.monotonic()
         self._apply(CallInput.ACCEPT)
@@ -419,6 +473,15 @@ class CallSession:
         self._update_sending()
         self._emit(PauseChanged(paused))
 
+    def set_muted(self, muted: bool) -> None:
+        """Record the user's mute for this call; emits MuteChanged if it changed. As the
+        pause: it outlasts holds, applies once the media is connected and dies with the call."""
+        if muted == self._choices.muted:
+            return
+        self._choices = replace(self._choices, muted=muted)
+        self._update_sending()
+        self._emit(MuteChanged(muted))
+
     async def hangup(self) -> None:
         ringing = self._sm.state is CallState.RINGING
         farewell: Message = CallDenied(self.config.nick) if ringing else CallEnd(self.config.nick)
@@ -428,7 +491,17 @@ class CallSession:
 
     # -- call running ----------------------------------------------------------------------
 
+    def _protection(self, *, srtp: bool) -> str:
+        return secure.protection_label(
+            tls=self.peer_fingerprint is not None,
+            srtp=srtp,
+            verified=self.peer_fingerprint is not None,
+            classic=not self.peer_ext,
+        )
+
     def _start_call(self) -> None:
+        srtp = self.negotiated and self.tx_key is not None and self.rx_key is not None
+        self.protection = self._protection(srtp=srtp)
         peer = PeerEndpoint(
             ip=self.peer_ip,
             rx_port=self.peer_rx_port,
@@ -436,6 +509,8 @@ class CallSession:
             local_ssrc=self.local_ssrc,
             peer_ssrc=self.peer_ssrc,
             codec=self.codec,
+            tx_key=self.tx_key if srtp else None,
+            rx_key=self.rx_key if srtp else None,
         )
         self._media.connect(peer)
         # A connected media session sends (docs/architecture.md): from here on, it is told
@@ -452,6 +527,7 @@ class CallSession:
                 peer_rx_port=self.peer_rx_port,
                 media=self._media.real,
                 role=self.role,
+                protection=self.protection,
             )
         )
         if self.negotiated and self.conn is not None:
@@ -553,6 +629,8 @@ class CallSession:
         self.peer_ssrc = msg.ext.ssrc if msg.ext is not None and self.negotiated else 0
         if msg.ext is not None and self.negotiated:
             self.codec = self._answered_codec(msg.ext)
+            if self.tx_key is not None and not fresh:
+                self.rx_key = msg.ext.srtp_key
         if fresh:
             self.minority = True
         self._accepted_at = time.monotonic()

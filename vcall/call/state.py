@@ -49,6 +49,7 @@ class CallInput(enum.StrEnum):
     RING_TIMEOUT = "ring_timeout"
     CONNECTION_LOST = "connection_lost"
     HEARTBEAT_TIMEOUT = "heartbeat_timeout"
+    IDENTITY_MISMATCH = "identity_mismatch"  # the callee's key is not the directory's
 
 
 class EndReason(enum.StrEnum):
@@ -64,6 +65,9 @@ class EndReason(enum.StrEnum):
     FAILED = "failed"  # lookup / connect / set-up failure; the detail says which
     CONNECTION_LOST = "connection_lost"  # EOF or reset on the control connection
     HEARTBEAT_TIMEOUT = "heartbeat_timeout"  # extension peer silent for too long
+    # The callee's TLS key is not the one the directory has for its nick (issue 14): the call
+    # ends before ringing; the detail names both fingerprints.
+    IDENTITY_MISMATCH = "identity_mismatch"
 
 
 _S = CallState
@@ -95,6 +99,7 @@ for _inp in (
     _I.FAILED,
     _I.ANSWER_TIMEOUT,
     _I.CONNECTION_LOST,
+    _I.IDENTITY_MISMATCH,
 ):
     TRANSITIONS[(_S.OUTGOING, _inp)] = _S.ENDED
 for _inp in (_I.DENY, _I.HANGUP, _I.PEER_END, _I.RING_TIMEOUT, _I.CONNECTION_LOST, _I.FAILED):
@@ -115,6 +120,7 @@ END_REASONS: dict[CallInput, EndReason] = {
     _I.RING_TIMEOUT: EndReason.RING_TIMEOUT,
     _I.CONNECTION_LOST: EndReason.CONNECTION_LOST,
     _I.HEARTBEAT_TIMEOUT: EndReason.HEARTBEAT_TIMEOUT,
+    _I.IDENTITY_MISMATCH: EndReason.IDENTITY_MISMATCH,
 }
 
 ACTIVE_STATES = frozenset(_ACTIVE)

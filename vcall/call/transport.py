@@ -4,6 +4,13 @@ Guarantees: every read has a size cap (the codec's) and a timeout chosen by the 
 messages are never written back to back (a minimum gap separates two unterminated writes on one
 connection, because classic clients treat one ``recv()`` as one message); a reset, a refused or
 timed-out connect surface as :class:`ConnectFailedError` with a reason a user can read.
+
+TLS (issue 14, docs/protocol.md 4.1): ``connect(..., identity=I)`` writes the preface of
+:mod:`vcall.call.secure` and runs TLS 1.3 as the client; ``listen(..., identity=I)`` reads the
+first bytes of each connection: a preface starts TLS as the server (the caller's certificate
+required), anything else is a classic connection and those bytes are its first message's. A
+connection knows ``tls`` and ``peer_fingerprint`` (the key the peer proved it holds). Extension
+tokens carrying a key (``srtp=``) are never written on a connection without TLS.
 """
 
 from __future__ import annotations
@@ -12,20 +19,37 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 
+from vcall.call import secure
 from vcall.call.codec import (
     DEFAULT_GAP,
     MAX_MESSAGE_SIZE,
+    CallAccepted,
+    Calling,
+    LocalMessageError,
     Message,
     MessageReader,
+    PeerProtocolError,
     encode,
 )
+from vcall.identity import Identity, fingerprint_of_cert
 
 logger = logging.getLogger(__name__)
 
 READ_CHUNK = 4096
+# Connections our listener closed before their first message: TLS set-ups that failed (bad
+# preface, handshake, wrong key), and connections over the cap of those waiting.
+LISTENER_DROPS: dict[str, int] = {"tls_failed": 0, "over_cap": 0}
+
+
+def _peer(writer: asyncio.StreamWriter) -> str:
+    peer = writer.get_extra_info("peername")
+    return f"{peer[0]}:{peer[1]}" if peer else "?"
+
+
 CLASSIC_SEND_GAP = 0.15  # s between two unterminated messages on one connection
 
 
@@ -48,10 +72,18 @@ class ControlConnection:
         *,
         gap: float = DEFAULT_GAP,
         max_size: int = MAX_MESSAGE_SIZE,
+        initial: bytes = b"",
+        peer_fingerprint: str | None = None,
     ) -> None:
+        """``initial``: bytes already read from the connection (its first message's);
+        ``peer_fingerprint``: the key the peer proved over TLS (None: no TLS)."""
         self._reader = reader
         self._writer = writer
         self._framer = MessageReader(max_size=max_size, gap=gap)
+        self.peer_fingerprint = peer_fingerprint
+        self.tls = peer_fingerprint is not None
+        if initial:
+            self._framer.feed(initial, time.monotonic())
         self._send_lock = asyncio.Lock()
         self._last_unterminated = -1e9
         self.last_heard = time.monotonic()  # last time any byte arrived (heartbeat)
@@ -94,6 +126,13 @@ class ControlConnection:
 
     async def send(self, msg: Message, *, terminated: bool) -> None:
         """Write one message. Unterminated (classic) writes are spaced by CLASSIC_SEND_GAP."""
+        if (
+            isinstance(msg, Calling | CallAccepted)
+            and msg.ext is not None
+            and msg.ext.srtp_key is not None
+            and not self.tls
+        ):
+            raise LocalMessageError("an SRTP key is only ever sent over TLS")
         data = encode(msg, terminated=terminated)
         async with self._send_lock:
             if not terminated:
@@ -117,8 +156,14 @@ class ControlConnection:
             await asyncio.wait_for(self._writer.wait_closed(), 1.0)
 
 
-async def connect(ip: str, port: int, timeout: float) -> ControlConnection:
-    """Open a call-control connection or raise ConnectFailedError with a readable reason."""
+async def connect(
+    ip: str, port: int, timeout: float, *, identity: Identity | None = None
+) -> ControlConnection:
+    """Open a call-control connection or raise ConnectFailedError with a readable reason.
+
+    With ``identity``: the TLS preface and a TLS 1.3 handshake follow (within
+    ``secure.PREFACE_TIMEOUT``); a callee that does not answer the preface, or fails the
+    handshake, is ConnectFailedError "tls". The caller then checks ``peer_fingerprint``."""
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), timeout)
     except TimeoutError:
@@ -132,16 +177,122 @@ async def connect(ip: str, port: int, timeout: float) -> ControlConnection:
     sock = writer.get_extra_info("socket")
     if sock is not None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return ControlConnection(reader, writer)
+    if identity is None:
+        return ControlConnection(reader, writer)
+    try:
+        fingerprint = await asyncio.wait_for(
+            _client_tls(reader, writer, identity), secure.PREFACE_TIMEOUT
+        )
+    except (OSError, EOFError, TimeoutError, ssl.SSLError, ValueError, PeerProtocolError) as exc:
+        writer.close()
+        raise ConnectFailedError(
+            "tls", f"no TLS call control with {ip}:{port}: {exc or type(exc).__name__}"
+        ) from None
+    return ControlConnection(reader, writer, peer_fingerprint=fingerprint)
+
+
+async def _client_tls(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, identity: Identity
+) -> str:
+    writer.write(secure.preface_line(identity))
+    await writer.drain()
+    answer = await reader.readexactly(len(secure.PREFACE_OK))  # EOFError if it closes
+    if answer != secure.PREFACE_OK:
+        raise PeerProtocolError(f"unexpected answer to the TLS preface: {answer[:40]!r}")
+    await writer.start_tls(secure.client_context(identity))
+    return _peer_fingerprint(writer)
+
+
+def _peer_fingerprint(writer: asyncio.StreamWriter) -> str:
+    ssl_object = writer.get_extra_info("ssl_object")
+    der = None if ssl_object is None else ssl_object.getpeercert(binary_form=True)
+    if not der:
+        raise PeerProtocolError("the peer presented no certificate")
+    return fingerprint_of_cert(der)
+
+
+async def _sniff(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, identity: Identity
+) -> tuple[str | None, bytes]:
+    """The first bytes of an accepted connection: (fingerprint, b"") for a TLS caller that
+    completed the preface and the handshake; (None, bytes read) for a classic connection.
+    Raises PeerProtocolError, ssl.SSLError, OSError, TimeoutError (the caller closes)."""
+    data = b""
+    while True:
+        start = secure.is_preface_start(data)
+        if start is False:
+            return None, data
+        if start is True:
+            break
+        chunk = await reader.read(READ_CHUNK)
+        if not chunk:
+            return None, data
+        data += chunk
+    while b"\n" not in data:
+        if len(data) > secure.MAX_PREFACE:
+            raise PeerProtocolError("TLS preface too long")
+        chunk = await reader.read(READ_CHUNK)
+        if not chunk:
+            raise PeerProtocolError("EOF inside the TLS preface")
+        data += chunk
+    line, _, rest = data.partition(b"\n")
+    if rest:  # the caller must wait for our answer before its ClientHello
+        raise PeerProtocolError("bytes after the TLS preface before its answer")
+    ctx = secure.server_context(identity, secure.parse_preface(line))
+    writer.write(secure.PREFACE_OK)
+    await writer.drain()
+    await writer.start_tls(ctx)
+    return _peer_fingerprint(writer), b""
 
 
 async def listen(
-    host: str, port: int, handler: Callable[[ControlConnection], Awaitable[None]]
+    host: str,
+    port: int,
+    handler: Callable[[ControlConnection], Awaitable[None]],
+    *,
+    identity: Identity | None = None,
+    max_pending: int = 32,
 ) -> asyncio.Server:
-    """Listen for call-control connections; ``handler`` owns each connection."""
+    """Listen for call-control connections; ``handler`` owns each connection.
+
+    With ``identity``, a connection that starts with the TLS preface is taken through TLS
+    first (within ``secure.PREFACE_TIMEOUT``; a failure is logged, counted in
+    ``LISTENER_DROPS`` and closes it); any other connection is classic, as without. At most
+    ``max_pending`` connections wait for their first bytes there; more are closed at once."""
+    pending = 0
 
     async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = ControlConnection(reader, writer)
+        nonlocal pending
+        fingerprint: str | None = None
+        first = b""
+        if identity is not None:
+            if pending >= max_pending:
+                LISTENER_DROPS["over_cap"] += 1
+                writer.close()
+                return
+            pending += 1
+            try:
+                fingerprint, first = await asyncio.wait_for(
+                    _sniff(reader, writer, identity), secure.PREFACE_TIMEOUT
+                )
+            except (
+                OSError,
+                EOFError,
+                TimeoutError,
+                ssl.SSLError,
+                ValueError,
+                PeerProtocolError,
+            ) as exc:
+                LISTENER_DROPS["tls_failed"] += 1
+                logger.info("call-control TLS from %s failed: %r", _peer(writer), exc)
+                writer.close()
+                return
+            except asyncio.CancelledError:
+                writer.close()
+                return
+            finally:
+                pending -= 1
+        conn = ControlConnection(reader, writer, initial=first, peer_fingerprint=fingerprint)
         try:
             await handler(conn)
         except asyncio.CancelledError:

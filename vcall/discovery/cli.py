@@ -3,6 +3,11 @@
 Exit codes: 0 success, 1 a discovery error (message on stderr), 2 bad arguments. ``--json``
 prints machine-readable output. The password of ``register`` comes from ``--password``, else
 the ``VCALL_PASSWORD`` environment variable, else a prompt.
+
+``--tls`` talks to the server's TLS port (vcall servers; a classic one is used in clear) and
+pins its key on first use in ``--pins FILE`` (default: ``servers.json`` beside the client's
+state); ``register --key`` sends this installation's key fingerprint (vcall/identity.py) and
+``query`` prints a user's registered fingerprint. Issue 14.
 """
 
 from __future__ import annotations
@@ -14,9 +19,12 @@ import json
 import os
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 from vcall.config import ConfigError, parse_server
 from vcall.discovery.client import DiscoveryClient, DiscoveryError, ServerGroup, parse_servers
+from vcall.discovery.tls import PinStore
+from vcall.identity import IdentityError, load_or_create_identity
 
 DEFAULT_SERVER = "127.0.0.1:8000"
 
@@ -54,6 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds per request")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument(
+        "--tls", action="store_true", help="use the server's TLS port, pinning its key"
+    )
+    parser.add_argument("--pins", type=Path, help="pinned server keys (default: servers.json)")
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     reg = sub.add_parser("register", help="register or update a nick")
     reg.add_argument("nick")
@@ -61,6 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     reg.add_argument("--port", type=int, required=True, help="TCP call-control port")
     reg.add_argument("--password", help="default: $VCALL_PASSWORD, else a prompt")
     reg.add_argument("--protocols", default="V0", help="e.g. V0#V2435 (default: V0)")
+    reg.add_argument(
+        "--key", action="store_true", help="register this installation's key (with --tls)"
+    )
     query = sub.add_parser("query", help="look up one nick")
     query.add_argument("nick")
     sub.add_parser("list", help="list registered users")
@@ -71,17 +86,25 @@ def run(args: argparse.Namespace) -> int:
     group = ServerGroup(servers) if len(servers) > 1 else None
     try:
         host, port = servers[0]
-        with DiscoveryClient(host, port, timeout=args.timeout, group=group) as client:
+        pins = PinStore(args.pins) if args.tls else None
+        with DiscoveryClient(
+            host, port, timeout=args.timeout, group=group, pins=pins, plain=not args.tls
+        ) as client:
             if args.action == "register":
                 password = args.password or os.environ.get("VCALL_PASSWORD")
                 if not password:
                     password = getpass.getpass(f"password for {args.nick}: ")
                 protocols = args.protocols.split("#")
-                ts = client.register(args.nick, args.ip, args.port, password, protocols)
+                key = load_or_create_identity().fingerprint if args.key else None
+                ts = client.register(
+                    args.nick, args.ip, args.port, password, protocols, fingerprint=key
+                )
                 _out(args, {"nick": args.nick, "ts": ts}, f"registered {args.nick} at {ts:.0f}")
             elif args.action == "query":
                 record = client.query(args.nick)
                 text = f"{record.nick} {record.ip} {record.port} {'#'.join(record.protocols)}"
+                if record.fingerprint is not None:
+                    text += f" key {record.fingerprint}"
                 _out(args, dataclasses.asdict(record), text)
             else:
                 entries = client.list_users()
@@ -94,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:  # our own misuse: an invalid nick, ip, password...
         print(f"vcall discovery: {exc}", file=sys.stderr)
         return 2
-    except DiscoveryError as exc:
+    except (DiscoveryError, IdentityError, OSError) as exc:
         print(f"vcall discovery: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -19,14 +19,24 @@ Retrying a REGISTER elsewhere is safe: with the same password it only refreshes 
 :func:`use_servers` registers a group process-wide, so that every ``DiscoveryClient(host,
 port)`` made for one of its members (the call manager makes one per operation) fails over too.
 
+TLS (issue 14): with a pin store (``pins=``, or process-wide with
+:func:`vcall.discovery.tls.use_tls`) the client asks the plain port for the server's TLS port
+(``VCALL_TLS``), talks to it over TLS 1.3 and pins the server's key on first use (tls.py);
+a changed key, or a pinned server that stops offering TLS, is :class:`ServerIdentityChanged`
+naming both fingerprints. A server without TLS that was never pinned (a classic server) is used
+in clear. ``secure`` and ``server_fingerprint`` say what the last connection was.
+
 Replies are reassembled across reads: ``OK USERS_LIST`` is read until its ``n`` entries are
 counted; records from lax servers (nicks with ``#``, ports such as ``8000.0``) are accepted.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import select
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -44,6 +54,8 @@ from vcall.discovery.codec import (
     Register,
     Reply,
     Request,
+    TlsPort,
+    TlsPortQuery,
     UserEntry,
     UserRecord,
     UsersList,
@@ -52,6 +64,8 @@ from vcall.discovery.codec import (
     format_request,
     parse_reply,
 )
+from vcall.discovery.tls import Pin, PinStore, PinStoreError, client_context, default_pin_store
+from vcall.identity import fingerprint_of_cert
 
 __all__ = [
     "DiscoveryClient",
@@ -60,6 +74,7 @@ __all__ = [
     "ProtocolError",
     "RequestRejected",
     "ServerGroup",
+    "ServerIdentityChanged",
     "ServerUnreachable",
     "ServiceUnavailable",
     "UserEntry",
@@ -110,6 +125,11 @@ class RequestRejected(DiscoveryError):  # noqa: N818 (names fixed by the contrac
 
 class ServiceUnavailable(RequestRejected):
     """NOK SERVICE_UNAVAILABLE: the server's shared store is down; try again later."""
+
+
+class ServerIdentityChanged(DiscoveryError):  # noqa: N818 (reads as the condition)
+    """The server's TLS key is not the pinned one, or a pinned server no longer offers TLS,
+    or the pin file is unusable. Never retried elsewhere, never a prompt (tls.py)."""
 
 
 class _Closed(Exception):  # noqa: N818 (internal signal, not an error)
@@ -192,12 +212,24 @@ class DiscoveryClient:
     request at a time)."""
 
     def __init__(
-        self, host: str, port: int, timeout: float = 5.0, *, group: ServerGroup | None = None
+        self,
+        host: str,
+        port: int,
+        timeout: float = 5.0,
+        *,
+        group: ServerGroup | None = None,
+        pins: PinStore | None = None,
+        plain: bool = False,
     ) -> None:
+        """``pins``: TLS with these pinned keys (default: tls.use_tls's store, if set);
+        ``plain``: the classic plain port only, whatever the default."""
         self.host = host
         self.port = port
         self.timeout = timeout
         self.group = group if group is not None else group_of((host, port))
+        self.pins = None if plain else (pins if pins is not None else default_pin_store())
+        self.secure = False  # the current connection is TLS with the pinned key
+        self.server_fingerprint: str | None = None  # that key's fingerprint
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
 
@@ -219,15 +251,28 @@ class DiscoveryClient:
     # --- API --------------------------------------------------------------------------------
 
     def register(
-        self, nick: str, ip: str, port: int, password: str, protocols: Sequence[str]
+        self,
+        nick: str,
+        ip: str,
+        port: int,
+        password: str,
+        protocols: Sequence[str],
+        *,
+        fingerprint: str | None = None,
     ) -> float:
-        """Register (or update) ``nick``; returns the server's timestamp."""
-        reply = self._request(Register(nick, ip, port, password, tuple(protocols)))
+        """Register (or update) ``nick``; returns the server's timestamp.
+
+        ``fingerprint`` (vcall extension, identity.py form) is this installation's key, sent
+        as the last ``<protocols>`` token; only ever sent over TLS (without TLS it is left
+        out, so that a classic server sees a classic REGISTER)."""
+        reply = self._request(Register(nick, ip, port, password, tuple(protocols), fingerprint))
         if isinstance(reply, Welcome):
             return reply.ts
         raise ProtocolError(f"{self._where}: unexpected reply {reply!r}")
 
     def query(self, nick: str) -> UserRecord:
+        """The user's record; ``fingerprint`` is its registered key (None for classic accounts,
+        and always None when the server was reached without TLS)."""
         reply = self._request(Query(nick))
         if isinstance(reply, UserRecord):
             return reply
@@ -257,7 +302,11 @@ class DiscoveryClient:
     # --- machinery --------------------------------------------------------------------------
 
     def _request(self, request: Request) -> Reply:
-        data = format_request(request)  # ValueError on our own misuse, before any I/O
+        secure_data = format_request(request)  # ValueError on our own misuse, before any I/O
+        data = _Payload(secure_data, secure_data)
+        if isinstance(request, Register) and request.fingerprint is not None:
+            classic = dataclasses.replace(request, fingerprint=None)
+            data = _Payload(format_request(classic), secure_data)
         verb = _VERB[type(request)]
         with self._lock:
             group = self.group
@@ -281,14 +330,15 @@ class DiscoveryClient:
                 return reply
             raise AssertionError("unreachable")  # pragma: no cover
 
-    def _attempt(self, data: bytes, verb: Verb, timeout: float) -> Reply:
+    def _attempt(self, data: _Payload, verb: Verb, timeout: float) -> Reply:
         """One request to the current server (retried once on a fresh connection)."""
         deadline = time.monotonic() + timeout  # one deadline for the whole call
         for attempt in (1, 2):
             reused = self._sock is not None
             sock = self._connect(deadline)
+            payload = data.secure if self.secure else data.plain
             try:
-                reply = self._exchange(sock, data, verb, deadline)
+                reply = self._exchange(sock, payload, verb, deadline)
             except _Closed:
                 self._drop()
                 if reused and attempt == 1:
@@ -308,17 +358,102 @@ class DiscoveryClient:
     def _connect(self, deadline: float) -> socket.socket:
         if self._sock is not None:
             return self._sock
+        if self.pins is None:
+            self._sock = self._open(self.port, deadline)
+            self.secure, self.server_fingerprint = False, None
+            return self._sock
+        return self._connect_secure(self.pins, deadline)
+
+    def _connect_secure(self, pins: PinStore, deadline: float) -> socket.socket:
+        """The TLS connection (tls.py's rules), or the plain one to an unpinned classic
+        server. Raises ServerIdentityChanged, ServerUnreachable, DiscoveryTimeout."""
+        try:
+            pin = pins.get(self.host, self.port)
+        except PinStoreError as exc:
+            raise ServerIdentityChanged(str(exc)) from None
+        if pin is not None:
+            try:
+                return self._open_tls(pins, pin, pin.tls_port, deadline)
+            except ServerUnreachable:
+                logger.info(
+                    "%s: pinned TLS port %d closed; asking again", self._where, pin.tls_port
+                )
+        plain = self._open(self.port, deadline)
+        try:
+            offered = self._ask_tls_port(plain, deadline)
+        except BaseException:
+            plain.close()
+            raise
+        if offered is None:
+            if pin is not None:
+                plain.close()
+                raise ServerIdentityChanged(
+                    f"{self._where} no longer offers TLS, but its key was pinned as "
+                    f"{pin.fingerprint}: refusing to fall back to the plain port"
+                )
+            logger.info("%s offers no TLS (a classic server): talking in clear", self._where)
+            self._sock, self.secure, self.server_fingerprint = plain, False, None
+            return plain
+        plain.close()
+        return self._open_tls(pins, pin, offered, deadline)
+
+    def _ask_tls_port(self, sock: socket.socket, deadline: float) -> int | None:
+        try:
+            reply = self._exchange(sock, format_request(TlsPortQuery()), Verb.VCALL_TLS, deadline)
+        except _Closed:
+            raise ServerUnreachable(f"{self._where} closed the connection") from None
+        if isinstance(reply, TlsPort):
+            return reply.port
+        if isinstance(reply, Nok) and reply.code in (NokCode.UNKNOWN_COMMAND, NokCode.SYNTAX_ERROR):
+            return None  # a classic server (or a vcall server without TLS)
+        raise ProtocolError(f"{self._where}: unexpected reply to VCALL_TLS: {reply!r}")
+
+    def _open_tls(
+        self, pins: PinStore, pin: Pin | None, tls_port: int, deadline: float
+    ) -> socket.socket:
+        raw = self._open(tls_port, deadline)
+        where = f"{self.host}:{tls_port}"
+        try:
+            raw.settimeout(max(0.001, deadline - time.monotonic()))
+            sock = client_context().wrap_socket(raw, do_handshake_on_connect=True)
+        except TimeoutError:
+            raw.close()
+            raise DiscoveryTimeout(f"TLS handshake with {where} timed out") from None
+        except (ssl.SSLError, OSError) as exc:
+            raw.close()
+            raise ServerUnreachable(f"TLS handshake with {where} failed: {exc}") from None
+        der = sock.getpeercert(binary_form=True)
+        offered = fingerprint_of_cert(der) if der else "none"
+        if pin is not None and offered != pin.fingerprint:
+            sock.close()
+            raise ServerIdentityChanged(
+                f"{self._where} (TLS port {tls_port}) presented key {offered}, but "
+                f"{pin.fingerprint} is pinned for it: refusing to talk to it (if the server "
+                f"really got a new key, remove its entry from {pins.path})"
+            )
+        if pin is None or pin.tls_port != tls_port:
+            try:
+                pins.pin(self.host, self.port, Pin(offered, tls_port))
+            except (PinStoreError, ValueError) as exc:
+                sock.close()
+                raise ServerIdentityChanged(str(exc)) from None
+            if pin is None:
+                logger.warning("%s: pinned its TLS key %s (first use)", self._where, offered)
+        self._sock, self.secure, self.server_fingerprint = sock, True, offered
+        return sock
+
+    def _open(self, port: int, deadline: float) -> socket.socket:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise DiscoveryTimeout(f"{self._where} did not answer in {self.timeout} s")
+        where = f"{self.host}:{port}"
         try:
-            sock = socket.create_connection((self.host, self.port), timeout=remaining)
+            sock = socket.create_connection((self.host, port), timeout=remaining)
         except TimeoutError:
-            raise DiscoveryTimeout(f"connecting to {self._where} timed out") from None
+            raise DiscoveryTimeout(f"connecting to {where} timed out") from None
         except OSError as exc:
-            raise ServerUnreachable(f"cannot connect to {self._where}: {exc}") from None
+            raise ServerUnreachable(f"cannot connect to {where}: {exc}") from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._sock = sock
         return sock
 
     def _drop(self) -> None:
@@ -381,6 +516,14 @@ class DiscoveryClient:
     @staticmethod
     def _quiet(sock: socket.socket, wait: float) -> bool:
         """True if nothing more arrives within ``wait`` seconds (peeking, not consuming)."""
+        if isinstance(sock, ssl.SSLSocket):  # no MSG_PEEK through TLS: buffered, or readable?
+            if sock.pending():
+                return False
+            try:
+                readable, _, _ = select.select([sock], [], [], wait)
+            except (OSError, ValueError):
+                return True
+            return not readable
         try:
             sock.settimeout(wait)
             more = sock.recv(1, socket.MSG_PEEK)
@@ -394,7 +537,18 @@ _VERB: Final[dict[type, Verb]] = {
     Query: Verb.QUERY,
     ListUsers: Verb.LIST_USERS,
     Quit: Verb.QUIT,
+    TlsPortQuery: Verb.VCALL_TLS,
 }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Payload:
+    """A request's bytes for a plain connection and for a TLS one (only REGISTER differs:
+    the key token goes only to a TLS port)."""
+
+    plain: bytes
+    secure: bytes
+
 
 _NOK_ERRORS: Final[dict[NokCode, type[DiscoveryError]]] = {
     NokCode.WRONG_PASS: WrongPassword,

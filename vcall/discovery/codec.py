@@ -39,6 +39,14 @@ _PROTOCOLS_RE: Final = re.compile(r"V[0-9]{1,9}(?:#V[0-9]{1,9}){0,31}", re.ASCII
 # A protocols field that more bytes could still turn into a valid one ("V0#", "V0#V").
 _PROTOCOLS_PREFIX_RE: Final = re.compile(r"(?:V[0-9]{1,9}#){1,31}V?|V", re.ASCII)
 _PORT_RE: Final = re.compile(r"[0-9]{1,5}", re.ASCII)
+# vcall extension (docs/protocol.md section 1): the installation's key fingerprint travels as
+# the last token of <protocols>, "sha256:" + 64 lowercase hex digits (vcall/identity.py).
+FINGERPRINT_TAG: Final = "sha256:"
+_FINGERPRINT_RE: Final = re.compile(r"sha256:[0-9a-f]{64}", re.ASCII)
+# A token that more bytes could still turn into a fingerprint ("s", "sha2", "sha256:0a").
+_FINGERPRINT_PREFIX_RE: Final = re.compile(
+    r"s(?:h(?:a(?:2(?:5(?:6(?::[0-9a-f]{0,63})?)?)?)?)?)?", re.ASCII
+)
 # str.isdigit() accepts "²" and "٣", which int() then refuses: match ASCII digits instead.
 _COUNT_RE: Final = re.compile(r"[0-9]{1,9}", re.ASCII)
 _TRAILER: Final = b" \r\n"
@@ -57,6 +65,9 @@ class Verb(enum.StrEnum):
     QUERY = "QUERY"
     LIST_USERS = "LIST_USERS"
     QUIT = "QUIT"
+    # vcall's own (docs/protocol.md section 1): "which port speaks TLS?" -> OK VCALL_TLS <port>.
+    # A classic server answers NOK UNKNOWN_COMMAND, which the client reads as "no TLS".
+    VCALL_TLS = "VCALL_TLS"
 
 
 # Number of space-separated fields of each request, verb included.
@@ -65,6 +76,7 @@ _FIELD_COUNT: Final[dict[str, int]] = {
     Verb.QUERY: 2,
     Verb.LIST_USERS: 1,
     Verb.QUIT: 1,
+    Verb.VCALL_TLS: 1,
 }
 
 
@@ -84,11 +96,14 @@ class NokCode(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Register:
+    """``REGISTER``; ``fingerprint`` is vcall's key token (None from classic clients)."""
+
     nick: str
     ip: str
     port: int
     password: str
     protocols: tuple[str, ...]
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +121,12 @@ class Quit:
     pass
 
 
-Request = Register | Query | ListUsers | Quit
+@dataclass(frozen=True, slots=True)
+class TlsPortQuery:
+    """vcall's ``VCALL_TLS``: asks the plain port which port speaks TLS."""
+
+
+Request = Register | Query | ListUsers | Quit | TlsPortQuery
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,12 +150,17 @@ EMPTY: Final = Marker.EMPTY
 
 @dataclass(frozen=True, slots=True)
 class UserRecord:
-    """``OK USER_FOUND``: where a user accepts calls and what it speaks."""
+    """``OK USER_FOUND``: where a user accepts calls and what it speaks.
+
+    ``fingerprint`` (vcall extension, only on the TLS port) is the user's registered key
+    fingerprint, ``"sha256:<64 hex>"``; None for classic accounts and on the plain port.
+    """
 
     nick: str
     ip: str
     port: int
     protocols: tuple[str, ...]
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +194,14 @@ class Nok:
     code: NokCode
 
 
-Reply = Welcome | UserRecord | UsersList | Bye | Nok
+@dataclass(frozen=True, slots=True)
+class TlsPort:
+    """``OK VCALL_TLS <port>``: the server's TLS port (vcall extension)."""
+
+    port: int
+
+
+Reply = Welcome | UserRecord | UsersList | Bye | Nok | TlsPort
 
 # --- validation -----------------------------------------------------------------------------
 
@@ -207,6 +239,16 @@ def valid_protocols(protocols: tuple[str, ...] | list[str]) -> bool:
     )
 
 
+def valid_fingerprint(text: str) -> bool:
+    """``sha256:`` + 64 lowercase hex digits (vcall/identity.py's fingerprint form)."""
+    return _FINGERPRINT_RE.fullmatch(text) is not None
+
+
+def _protocols_text(protocols: tuple[str, ...], fingerprint: str | None) -> str:
+    tokens = (*protocols, fingerprint) if fingerprint is not None else protocols
+    return "#".join(tokens)
+
+
 def format_ts(ts: float) -> str:
     """Registration times go out as integer Unix seconds: both int() and float() parse that."""
     return str(int(ts))
@@ -218,13 +260,19 @@ def format_ts(ts: float) -> str:
 def format_request(request: Request) -> bytes:
     """The classic bytes of a request (no terminator). Raises LocalProtocolError."""
     match request:
-        case Register(nick, ip, port, password, protocols):
+        case Register(nick, ip, port, password, protocols, fingerprint):
             _check(valid_nick(nick), f"invalid nick {nick!r}")
             _check(valid_ip(ip), f"invalid ip {ip!r}")
             _check(valid_port(port), f"invalid port {port!r}")
             _check(valid_password(password), "invalid password (1-128 printable, no spaces)")
             _check(valid_protocols(protocols), f"invalid protocols {protocols!r}")
-            text = f"REGISTER {nick} {ip} {port} {password} {'#'.join(protocols)}"
+            _check(
+                fingerprint is None or valid_fingerprint(fingerprint),
+                f"invalid fingerprint {fingerprint!r}",
+            )
+            text = (
+                f"REGISTER {nick} {ip} {port} {password} {_protocols_text(protocols, fingerprint)}"
+            )
         case Query(nick):
             _check(valid_nick(nick), f"invalid nick {nick!r}")
             text = f"QUERY {nick}"
@@ -232,6 +280,8 @@ def format_request(request: Request) -> bytes:
             text = "LIST_USERS"
         case Quit():
             text = "QUIT"
+        case TlsPortQuery():
+            text = Verb.VCALL_TLS
     return text.encode()
 
 
@@ -240,14 +290,16 @@ def format_reply(reply: Reply) -> bytes:
     match reply:
         case Welcome(nick, ts):
             text = f"OK WELCOME {nick} {format_ts(ts)}"
-        case UserRecord(nick, ip, port, protocols):
-            text = f"OK USER_FOUND {nick} {ip} {port} {'#'.join(protocols)}"
+        case UserRecord(nick, ip, port, protocols, fingerprint):
+            text = f"OK USER_FOUND {nick} {ip} {port} {_protocols_text(protocols, fingerprint)}"
         case UsersList(entries):
             text = format_users_list(entries)
         case Bye():
             text = "BYE"
         case Nok(code):
             text = f"NOK {code}"
+        case TlsPort(port):
+            text = f"OK {Verb.VCALL_TLS} {port}"
     return text.encode()
 
 
@@ -306,6 +358,8 @@ def parse_request(raw: bytes, *, final: bool) -> Request | Rejected | Marker:
         return ListUsers()
     if verb == Verb.QUIT:
         return Quit()
+    if verb == Verb.VCALL_TLS:
+        return TlsPortQuery()
     return _parse_register(fields, final)
 
 
@@ -319,11 +373,30 @@ def _parse_register(fields: list[str], final: bool) -> Register | Rejected | Mar
         return Rejected(NokCode.SYNTAX_ERROR, "invalid port")
     if not valid_password(password):
         return Rejected(NokCode.SYNTAX_ERROR, "invalid password")
+    protocols_text, fingerprint = _split_fingerprint(protocols_text)
+    if fingerprint is not None and not valid_fingerprint(fingerprint):
+        if not final and _FINGERPRINT_PREFIX_RE.fullmatch(fingerprint) is not None:
+            return INCOMPLETE
+        return Rejected(NokCode.SYNTAX_ERROR, "invalid fingerprint")
     if _PROTOCOLS_RE.fullmatch(protocols_text) is None:
-        if not final and _PROTOCOLS_PREFIX_RE.fullmatch(protocols_text) is not None:
+        if (
+            not final
+            and fingerprint is None
+            and _PROTOCOLS_PREFIX_RE.fullmatch(protocols_text) is not None
+        ):
             return INCOMPLETE
         return Rejected(NokCode.SYNTAX_ERROR, "invalid protocols")
-    return Register(nick, ip, int(port_text), password, tuple(protocols_text.split("#")))
+    protocols = tuple(protocols_text.split("#"))
+    return Register(nick, ip, int(port_text), password, protocols, fingerprint)
+
+
+def _split_fingerprint(protocols_text: str) -> tuple[str, str | None]:
+    """``V0#V2435#sha256:..`` -> (``V0#V2435``, ``sha256:..``); the key token is the last one
+    and the only one not starting with ``V`` (a partial one is returned as it is)."""
+    head, sep, last = protocols_text.rpartition("#")
+    if sep and last[:1] == "s":
+        return head, last
+    return protocols_text, None
 
 
 # --- parsing replies (client side, lax) -----------------------------------------------------
@@ -372,17 +445,30 @@ def parse_reply(raw: bytes, expect: Verb, *, final: bool) -> Reply | Marker:
             return _incomplete_or_raise(final, text)
         # Lax servers let nicks contain anything but a space; the last three fields are fixed.
         nick = " ".join(fields[2:-3])
-        protocols = tuple(p for p in fields[-1].split("#") if p)
-        return UserRecord(nick, fields[-3], _lax_port(fields[-2]), protocols)
+        tokens = [p for p in fields[-1].split("#") if p]
+        keys = [t for t in tokens if valid_fingerprint(t)]
+        protocols = tuple(t for t in tokens if not valid_fingerprint(t))
+        fingerprint = keys[-1] if keys else None
+        return UserRecord(nick, fields[-3], _lax_port(fields[-2]), protocols, fingerprint)
     if expect == Verb.LIST_USERS and kind == "USERS_LIST":
         return _parse_users_list(text, final)
+    if expect == Verb.VCALL_TLS and kind == Verb.VCALL_TLS:
+        if len(fields) < 3:
+            return _incomplete_or_raise(final, text)
+        if len(fields) != 3 or _PORT_RE.fullmatch(fields[2]) is None:
+            raise ReplyError(f"bad VCALL_TLS reply: {text[:80]!r}")
+        port = int(fields[2])
+        if not valid_port(port):
+            raise ReplyError(f"bad VCALL_TLS port: {text[:80]!r}")
+        return TlsPort(port)  # one short write: complete as soon as it parses
     if not final and len(fields) == 2 and _expected_kind(expect).startswith(kind):
         return INCOMPLETE
     raise ReplyError(f"unexpected reply to {expect}: {text[:80]!r}")
 
 
 def _expected_kind(expect: Verb) -> str:
-    return {Verb.REGISTER: "WELCOME", Verb.QUERY: "USER_FOUND"}.get(expect, "USERS_LIST")
+    kinds = {Verb.REGISTER: "WELCOME", Verb.QUERY: "USER_FOUND", Verb.VCALL_TLS: "VCALL_TLS"}
+    return kinds.get(expect, "USERS_LIST")
 
 
 def _decode_reply(raw: bytes) -> str:

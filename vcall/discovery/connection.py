@@ -23,6 +23,8 @@ from vcall.discovery.codec import (
     Quit,
     Register,
     Rejected,
+    TlsPort,
+    TlsPortQuery,
     format_reply,
 )
 from vcall.discovery.directory import Directory
@@ -41,20 +43,24 @@ class ServerSide(Protocol):
     limits: Limits
     directory: Directory
     requests: int
+    tls_port: int | None  # the TLS listener's port, None without one
 
     def admit(self, conn: Connection) -> bool: ...
     def forget(self, conn: Connection) -> None: ...
     def track_pending(self, conn: Connection, pending: bool) -> None: ...
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None: ...
     def note_drop(self, reason: str) -> None: ...
+    def handshake(self, conn: Connection, started: bool) -> None: ...
     async def register(self, request: Register, address: str) -> bytes: ...
 
 
 class Connection(asyncio.Protocol):
     """One client connection: moves bytes between the transport and its RequestFramer."""
 
-    def __init__(self, server: ServerSide) -> None:
+    def __init__(self, server: ServerSide, *, secure: bool = False) -> None:
         self._server = server
+        # On the TLS port (vcall clients only): QUERY replies carry the key token.
+        self.secure = secure
         self._loop = server.loop
         self._transport: asyncio.Transport | None = None
         self._framer = RequestFramer(server.limits, self._loop.time())
@@ -66,10 +72,14 @@ class Connection(asyncio.Protocol):
         self._eof = False
         self.address = "?"
         self.admitted = False
+        if secure:  # created at accept; connection_made comes after the TLS handshake
+            server.handshake(self, True)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its interface.
         self._transport = cast(asyncio.Transport, transport)
+        if self.secure:
+            self._server.handshake(self, False)
         peer = transport.get_extra_info("peername")
         self.address = str(peer[0]) if peer else "?"
         if not self._server.admit(self):
@@ -91,7 +101,9 @@ class Connection(asyncio.Protocol):
         if not self._holds:
             self._drain(self._loop.time() + self._server.limits.gap)
             self._close_if_done()
-        return True  # keep the write side open until the answers are out
+        # Keep the write side open until the answers are out (TLS cannot half-close: asyncio
+        # closes an SSL transport after EOF whatever we return, and warns if we return True).
+        return None if self.secure else True
 
     def _close_if_done(self) -> None:
         if self._eof and not self._holds and self._transport is not None:
@@ -165,7 +177,8 @@ class Connection(asyncio.Protocol):
         # Ordered by frequency; QUERY and LIST_USERS are the hot path.
         if kind is Query:
             assert isinstance(event, Query)
-            transport.write(self._server.directory.query_reply(event.nick))
+            reply = self._server.directory.query_reply(event.nick, secure=self.secure)
+            transport.write(reply)
         elif kind is ListUsers:
             transport.write(self._server.directory.list_reply())
         elif kind is Register:
@@ -176,6 +189,12 @@ class Connection(asyncio.Protocol):
             assert isinstance(event, Rejected)
             logger.debug("%s: %s (%s)", self.address, event.code, event.reason)
             transport.write(_NOK[event.code])
+        elif kind is TlsPortQuery:
+            tls_port = self._server.tls_port
+            if tls_port is None:
+                transport.write(_NOK[NokCode.UNKNOWN_COMMAND])  # as a classic server answers
+            else:
+                transport.write(format_reply(TlsPort(tls_port)))
         elif kind is Quit:
             transport.write(_BYE)
             self._framer.closed = True

@@ -26,6 +26,8 @@ class Directory:
     def __init__(self, users: list[StoredUser] | None = None) -> None:
         self._users: dict[str, StoredUser] = {}
         self._query_replies: dict[str, bytes] = {}
+        # The same replies for vcall clients on the TLS port: with the key token, if any.
+        self._secure_replies: dict[str, bytes] = {}
         self._list_reply: bytes | None = None
         self.reset(users or [])
 
@@ -33,6 +35,7 @@ class Directory:
         """Forget everything and hold ``users`` (oldest registration first)."""
         self._users.clear()
         self._query_replies.clear()
+        self._secure_replies.clear()
         self._list_reply = None
         for user in users:
             self.put(user)
@@ -48,11 +51,20 @@ class Directory:
         self._users.pop(user.nick, None)
         self._users[user.nick] = user
         record = UserRecord(user.nick, user.ip, user.port, user.protocols)
-        self._query_replies[user.nick] = format_reply(record)
+        self._query_replies[user.nick] = classic = format_reply(record)
+        if user.fingerprint is None:
+            self._secure_replies[user.nick] = classic
+        else:
+            keyed = UserRecord(user.nick, user.ip, user.port, user.protocols, user.fingerprint)
+            self._secure_replies[user.nick] = format_reply(keyed)
         self._list_reply = None
 
-    def query_reply(self, nick: str) -> bytes:
-        return self._query_replies.get(nick, USER_UNKNOWN_REPLY)
+    def query_reply(self, nick: str, *, secure: bool = False) -> bytes:
+        """``OK USER_FOUND`` bytes; with ``secure`` (a TLS-port client) the key token is added
+        to ``<protocols>`` (vcall extension, docs/protocol.md section 1); never on the plain
+        port, so classic clients see exactly the classic reply."""
+        replies = self._secure_replies if secure else self._query_replies
+        return replies.get(nick, USER_UNKNOWN_REPLY)
 
     def list_reply(self) -> bytes:
         if self._list_reply is None:

@@ -3,6 +3,11 @@
 For the GUI's "no server configured" mode, demos and tests: the real :class:`DiscoveryServer`,
 not a fake. ``start()`` returns once it accepts connections; ``stop()`` closes it and joins
 the thread; both are idempotent and safe to call from any thread but the server's own.
+
+Like ``vcall-discovery``, it also listens with TLS for vcall clients (``tls_port``: 0 = any
+free port, None = none) on a key kept in ``identity_dir`` (default: next to the database, or
+the user data dir for ``:memory:``; see server.identity_dir_for); ``tls_port`` and
+``fingerprint`` tell where and which key once started.
 """
 
 from __future__ import annotations
@@ -26,8 +31,17 @@ class EmbeddedServer:
         port: int = 0,
         db: str = ":memory:",
         config: ServerConfig | None = None,
+        *,
+        tls_port: int | None = 0,
+        identity_dir: str | None = None,
     ) -> None:
-        self._config = replace(config or ServerConfig(), host=host, port=port, db=db)
+        self._config = replace(
+            config or ServerConfig(), host=host, port=port, db=db, tls_port=tls_port
+        )
+        if identity_dir is not None:
+            self._config = replace(self._config, identity_dir=identity_dir)
+        self.tls_port: int | None = None
+        self.fingerprint: str | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -92,6 +106,8 @@ class EmbeddedServer:
         server = DiscoveryServer(self._config)
         try:
             self.address = await server.start()
+            self.tls_port = server.tls_port
+            self.fingerprint = server.identity.fingerprint if server.identity else None
             self._started.set()
             await self._stop.wait()
         finally:

@@ -21,7 +21,13 @@ from collections.abc import Mapping
 from typing import Final
 
 from pipeline.errors import RemoteProtocolError
-from vcall.discovery.codec import valid_ip, valid_nick, valid_port, valid_protocols
+from vcall.discovery.codec import (
+    valid_fingerprint,
+    valid_ip,
+    valid_nick,
+    valid_port,
+    valid_protocols,
+)
 from vcall.discovery.store import HASH_BYTES, Credential, StoredUser
 
 MIN_SALT: Final = 8
@@ -35,7 +41,10 @@ _INT_RE: Final = re.compile(rb"[0-9]{1,10}", re.ASCII)
 # What repr() gives for a non-negative finite float ("1764467214.5467598", "1e-07").
 _FLOAT_RE: Final = re.compile(rb"[0-9]{1,17}(?:\.[0-9]{1,17})?(?:e[+-][0-9]{1,3})?", re.ASCII)
 
-FIELDS: Final = (b"ip", b"port", b"protocols", b"ts", b"salt", b"n", b"r", b"p", b"digest")
+# "fp": the key fingerprint (vcall extension, issue 14); empty or absent (older records) = none.
+FIELDS: Final = (
+    b"ip", b"port", b"protocols", b"ts", b"salt", b"n", b"r", b"p", b"digest", b"fp",
+)  # fmt: skip
 
 
 class RecordError(RemoteProtocolError):
@@ -55,6 +64,8 @@ def encode_user(user: StoredUser) -> dict[bytes, bytes]:
         b"r": str(c.r).encode(),
         b"p": str(c.p).encode(),
         b"digest": c.digest,
+        # Always written (empty = none), so that an update also clears a fingerprint.
+        b"fp": (user.fingerprint or "").encode("ascii"),
     }
 
 
@@ -83,7 +94,13 @@ def decode_user(nick: str | bytes, fields: Mapping[bytes, bytes]) -> StoredUser:
     r = _int(fields, b"r", 1, MAX_SCRYPT_R)
     p = _int(fields, b"p", 1, MAX_SCRYPT_P)
     credential = Credential(bytes(salt), n, r, p, bytes(digest))
-    return StoredUser(nick_text, ip, port, protocols, ts, credential)
+    fp_raw = fields.get(b"fp", b"")
+    if not isinstance(fp_raw, bytes):
+        raise RecordError(f"{nick_text}: bad fingerprint field")
+    fingerprint = _text(fp_raw) or None
+    if fingerprint is not None and not valid_fingerprint(fingerprint):
+        raise RecordError(f"{nick_text}: bad fingerprint {fingerprint[:40]!r}")
+    return StoredUser(nick_text, ip, port, protocols, ts, credential, fingerprint)
 
 
 def _field(fields: Mapping[bytes, bytes], name: bytes) -> bytes:

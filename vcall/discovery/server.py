@@ -4,9 +4,10 @@ Each connection is a :class:`~vcall.discovery.connection.Connection` (the thin a
 the sans-IO framer); this module owns what they share: the directory, the store, the caps,
 the timers and the REGISTER logic.
 
-``vcall-discovery [--host 127.0.0.1] [--port 8000] [--store sqlite:PATH | redis://HOST:PORT/DB]``
-runs it (``--db PATH`` is ``--store sqlite:PATH``); ``EmbeddedServer`` (embedded.py) runs the
-same class in a background thread. Several instances on one Redis share every account
+``vcall-discovery [--host 127.0.0.1] [--port 8000] [--store sqlite:PATH | redis://HOST:PORT/DB]
+[--tls-port N | --no-tls] [--identity-dir DIR]`` runs it (``--db PATH`` is
+``--store sqlite:PATH``); ``EmbeddedServer`` (embedded.py) runs the same class in a background
+thread. Several instances on one Redis share every account
 (backend.py, redis_store.py).
 
 Guarantees:
@@ -21,6 +22,11 @@ Guarantees:
 * limits: request size, idle and slow-request timeouts (framing.py), a global and a
   per-address connection cap (connections over a cap are closed at once), failed-password
   throttling (throttle.py);
+* vcall extension (issue 14, docs/protocol.md section 1): a second listener speaks TLS 1.3 on
+  ``--tls-port`` (default port + 1) with a self-signed certificate on the server's own key
+  (identity.py, kept in ``discovery-identity/`` next to the database); ``VCALL_TLS`` on the
+  plain port names it. QUERY on the TLS port adds the user's key fingerprint to
+  ``<protocols>``; the plain port answers exactly as a classic server;
 * SIGTERM and Ctrl-C stop it cleanly (exit code 0).
 """
 
@@ -33,11 +39,13 @@ import logging
 import resource
 import signal
 import socket
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, Final, TypeVar
 
 from vcall.config import count_arg, port_arg, seconds_arg
 from vcall.discovery.backend import (
@@ -66,6 +74,7 @@ from vcall.discovery.store import (
     verify_password,
 )
 from vcall.discovery.throttle import ThrottlePolicy
+from vcall.identity import Identity, load_or_create_identity
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -76,6 +85,8 @@ DROPS_PER_TICK = 50  # connections closed by timers per tick (see _tick)
 HASHES_PER_ADDRESS = 2  # scrypt jobs one client address may have in the pool at once
 ACCEPT_BATCH = 32  # connections accepted per event-loop iteration
 LISTEN_BACKLOG = 4096  # connections the kernel queues meanwhile
+TLS_HANDSHAKE_TIMEOUT: Final = 10.0  # s a client gets to finish the TLS handshake
+SERVER_IDENTITY_DIR: Final = "discovery-identity"  # next to the database (see identity_dir_for)
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:
@@ -99,6 +110,32 @@ class ServerConfig:
     hash_workers: int = 2
     stats_interval: float = 10.0  # seconds between "stats:" log lines (and drop summaries)
     presence_ttl: float = DEFAULT_PRESENCE_TTL  # s a registration counts as online
+    # TLS listener for vcall clients (issue 14): None = no TLS; 0 = any free port. Off by
+    # default here (the command line and EmbeddedServer turn it on).
+    tls_port: int | None = None
+    # If tls_port is taken, take any free port instead (clients ask for it: VCALL_TLS).
+    tls_port_fallback: bool = False
+    tls_handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT  # s to finish the TLS handshake
+    # The server's key and certificate; None = identity_dir_for(db).
+    identity_dir: str | None = None
+
+
+def identity_dir_for(db: str) -> Path:
+    """Where a server keeps its identity: ``discovery-identity/`` next to a SQLite file; for
+    ``:memory:`` and Redis stores, the user data dir's ``vcall/discovery-identity/``."""
+    path = db.removeprefix("sqlite:")
+    if path and path != ":memory:" and "://" not in path:
+        return Path(path).expanduser().resolve().parent / SERVER_IDENTITY_DIR
+    return default_db_path().parent / SERVER_IDENTITY_DIR
+
+
+def tls_context(identity: Identity) -> ssl.SSLContext:
+    """Server-side TLS 1.3 context on ``identity``'s self-signed certificate (clients pin its
+    key fingerprint on first use; no CA is involved). RFC 8446."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(identity.cert_path, identity.key_path)
+    return ctx
 
 
 class DiscoveryServer:
@@ -113,9 +150,14 @@ class DiscoveryServer:
         self._throttle = self.store.throttle
         self._hash_pool = ThreadPoolExecutor(config.hash_workers, "vcall-scrypt")
         self._server: asyncio.Server | None = None
+        self._tls_server: asyncio.Server | None = None
+        self.identity: Identity | None = None
+        self.tls_port: int | None = None
+        self._identity_dir: Path | None = None
         self._connections: set[Connection] = set()
         self._per_address: dict[str, int] = {}
         self._pending: set[Connection] = set()
+        self._handshakes: dict[Connection, float] = {}  # TLS connections not yet made
         self._tasks: set[asyncio.Task[None]] = set()
         # Two first registrations of one nick must not both win: one at a time per nick.
         self._nick_locks = _KeyedSlots(1)
@@ -138,15 +180,48 @@ class DiscoveryServer:
         sock.listen(LISTEN_BACKLOG)
         sockname = self._server.sockets[0].getsockname()
         self.address = (str(sockname[0]), int(sockname[1]))
+        if self.config.tls_port is not None:
+            await self._start_tls(self.config.tls_port)
         self.spawn(self._tick())
         loop_kind = type(self.loop).__module__.split(".")[0]
         logger.info(
             "listening on %s:%d (db %s, %d users, %s loop)",
             *self.address, self.store.description, len(self.directory), loop_kind,
         )  # fmt: skip
+        if self.identity is not None:
+            logger.info(
+                "TLS on %s:%d for vcall clients, server key %s (%s)",
+                self.config.host, self.tls_port, self.identity.fingerprint, self._identity_dir,
+            )  # fmt: skip
         return self.address
 
+    async def _start_tls(self, port: int) -> None:
+        ident_dir = self.config.identity_dir
+        directory = Path(ident_dir) if ident_dir else identity_dir_for(self.config.db)
+        self.identity = await self.loop.run_in_executor(
+            self._hash_pool, load_or_create_identity, directory
+        )
+        try:
+            sock = _listening_socket(self.config.host, port)
+        except OSError as exc:
+            if not self.config.tls_port_fallback or port == 0:
+                raise
+            logger.warning("TLS port %d: %s; taking a free port instead", port, exc)
+            sock = _listening_socket(self.config.host, 0)
+        self._tls_server = await self.loop.create_server(
+            lambda: Connection(self, secure=True),
+            sock=sock,
+            backlog=ACCEPT_BATCH,
+            ssl=tls_context(self.identity),
+            ssl_handshake_timeout=self.config.tls_handshake_timeout,
+        )
+        sock.listen(LISTEN_BACKLOG)
+        self.tls_port = int(self._tls_server.sockets[0].getsockname()[1])
+        self._identity_dir = directory
+
     async def close(self) -> None:
+        if self._tls_server is not None:
+            self._tls_server.close()
         if self._server is not None:
             self._server.close()
         for conn in list(self._connections):
@@ -157,6 +232,9 @@ class DiscoveryServer:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
+        if self._tls_server is not None:
+            await self._tls_server.wait_closed()
+            self._tls_server = None
         await self.store.close()
         self._hash_pool.shutdown(wait=True, cancel_futures=True)
         self._log_drops()
@@ -213,6 +291,22 @@ class DiscoveryServer:
             logger.info("dropped or refused: %s", summary)
             self._drops.clear()
 
+    def handshake(self, conn: Connection, started: bool) -> None:
+        """A TLS connection began (``started``) or finished its handshake. asyncio reports a
+        failed or timed-out handshake to no one, so the ones still open after
+        the handshake timeout are counted by the sweep in _tick ("TLS handshake failed")."""
+        if started:
+            self._handshakes[conn] = self.loop.time()
+        else:
+            self._handshakes.pop(conn, None)
+
+    def _sweep_handshakes(self, now: float) -> None:
+        limit = now - self.config.tls_handshake_timeout - 1.0
+        stale = [c for c, t in self._handshakes.items() if t < limit]
+        for conn in stale:
+            del self._handshakes[conn]
+            self.note_drop("TLS handshake failed or timed out")
+
     def track_pending(self, conn: Connection, pending: bool) -> None:
         if pending:
             self._pending.add(conn)
@@ -250,6 +344,7 @@ class DiscoveryServer:
                     break
             if now >= next_sweep and budget > 0:
                 next_sweep = now + sweep_every
+                self._sweep_handshakes(now)
                 for conn in list(self._connections):
                     budget -= conn.poll(now)
                     if budget <= 0:
@@ -291,8 +386,9 @@ class DiscoveryServer:
                     address, hash_password, request.password, self.config.scrypt
                 )
                 user = StoredUser(
-                    request.nick, request.ip, request.port, request.protocols, ts, credential
-                )
+                    request.nick, request.ip, request.port, request.protocols, ts, credential,
+                    request.fingerprint,
+                )  # fmt: skip
                 if not await self.store.create(user):
                     # Another instance registered this nick first: its password decides.
                     existing = await self.store.fetch(request.nick)
@@ -309,8 +405,16 @@ class DiscoveryServer:
                 await self._throttle.success(keys[:1])
                 user = StoredUser(
                     request.nick, request.ip, request.port, request.protocols, ts,
-                    existing.credential,
+                    existing.credential, request.fingerprint,
                 )  # fmt: skip
+                if existing.fingerprint != request.fingerprint:
+                    # The password was right: a new installation (or a classic client) now
+                    # holds this nick. Logged, since peers will see a different key.
+                    logger.warning(
+                        "REGISTER %s from %s: key changed from %s to %s",
+                        request.nick, address, existing.fingerprint or "none",
+                        request.fingerprint or "none",
+                    )  # fmt: skip
                 if not await self.store.update(user):
                     fresh = await self.store.fetch(request.nick)
                     # Gone from the store (lost, or removed by hand): the password matched
@@ -376,6 +480,19 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     add("--port", type=port_arg, default=8000, help="TCP port; 0 picks a free one (default: 8000)")
+    add(
+        "--tls-port", type=port_arg, default=None,
+        help="TLS port for vcall clients; 0 picks a free one (default: --port + 1, or 0)",
+    )  # fmt: skip
+    add("--no-tls", action="store_true", help="no TLS listener (classic plain port only)")
+    add(
+        "--tls-handshake-timeout", type=seconds_arg, default=TLS_HANDSHAKE_TIMEOUT,
+        help="s a client gets to finish the TLS handshake (default: %(default)s)",
+    )  # fmt: skip
+    add(
+        "--identity-dir", default=None,
+        help="the server's key and certificate (default: discovery-identity/ next to the db)",
+    )  # fmt: skip
     add("--db", default=None, help=f"SQLite file or :memory: (default: {default_db_path()})")
     add(
         "--store", default=None, metavar="SPEC",
@@ -410,9 +527,20 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    tls_port: int | None = args.tls_port
+    fallback = False
+    if args.no_tls:
+        tls_port = None
+    elif tls_port is None:  # the default: port + 1, or any free port if that one is taken
+        tls_port = args.port + 1 if 0 < args.port < 65535 else 0
+        fallback = True
     return ServerConfig(
         host=args.host,
         port=args.port,
+        tls_port=tls_port,
+        tls_port_fallback=fallback,
+        tls_handshake_timeout=args.tls_handshake_timeout,
+        identity_dir=args.identity_dir,
         db=args.store or (args.db if args.db is not None else str(default_db_path())),
         limits=Limits(
             max_size=args.max_request,

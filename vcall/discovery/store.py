@@ -60,6 +60,9 @@ class StoredUser:
     protocols: tuple[str, ...]
     ts: float
     credential: Credential
+    # vcall extension: the installation's key fingerprint ("sha256:<64 hex>", identity.py),
+    # None for accounts registered by classic clients.
+    fingerprint: str | None = None
 
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
@@ -99,26 +102,34 @@ CREATE TABLE IF NOT EXISTS users (
     scrypt_n INTEGER NOT NULL,
     scrypt_r INTEGER NOT NULL,
     scrypt_p INTEGER NOT NULL,
-    digest BLOB NOT NULL
+    digest BLOB NOT NULL,
+    fingerprint TEXT
 )
 """
+# Files written before issue 14 lack the fingerprint column: added on open (NULL = classic).
+_MIGRATE: Final = "ALTER TABLE users ADD COLUMN fingerprint TEXT"
 
 
-_COLUMNS: Final = "nick, ip, port, protocols, ts, salt, scrypt_n, scrypt_r, scrypt_p, digest"
-_MARKS: Final = ", ".join("?" * 10)
-_Row = tuple[str, str, int, str, float, bytes, int, int, int, bytes]
+_COLUMNS: Final = (
+    "nick, ip, port, protocols, ts, salt, scrypt_n, scrypt_r, scrypt_p, digest, fingerprint"
+)
+_MARKS: Final = ", ".join("?" * 11)
+_Row = tuple[str, str, int, str, float, bytes, int, int, int, bytes, str | None]
 
 
 def _row(user: StoredUser) -> _Row:
     c = user.credential
     protocols = "#".join(user.protocols)
-    return (user.nick, user.ip, user.port, protocols, user.ts, c.salt, c.n, c.r, c.p, c.digest)
+    return (
+        user.nick, user.ip, user.port, protocols, user.ts,
+        c.salt, c.n, c.r, c.p, c.digest, user.fingerprint,
+    )  # fmt: skip
 
 
 def _user(row: _Row) -> StoredUser:
-    nick, ip, port, protocols, ts, salt, n, r, p, digest = row
+    nick, ip, port, protocols, ts, salt, n, r, p, digest, fingerprint = row
     credential = Credential(bytes(salt), n, r, p, bytes(digest))
-    return StoredUser(nick, ip, port, tuple(protocols.split("#")), ts, credential)
+    return StoredUser(nick, ip, port, tuple(protocols.split("#")), ts, credential, fingerprint)
 
 
 def default_db_path() -> Path:
@@ -141,6 +152,9 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(users)")}
+        if "fingerprint" not in columns:
+            self._db.execute(_MIGRATE)
 
     def load_all(self) -> list[StoredUser]:
         rows = self._db.execute(f"SELECT {_COLUMNS} FROM users ORDER BY ts, nick").fetchall()
