@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "discovery": ("benchmarks.discovery", "discovery server throughput and latency"),
     "ui": ("benchmarks.ui", "Tk event-loop lag while showing a call"),
     "network": ("benchmarks.network", "a real call through the impairment lab, per direction"),
+    "audio": ("benchmarks.audio_call", "a loopback call's voice: mouth-to-ear, loss, audio CPU"),
 }
 
 

@@ -35,11 +35,13 @@ import numpy.typing as npt
 from pipeline.codecs.base import Codec
 from pipeline.codecs.registry import DEFAULT_VIDEO, get_codec
 from pipeline.control import (
+    AudioSpec,
     Connect,
     ControlMessage,
     MediaMode,
     PeerEndpoint,
     ResetStats,
+    SetAudioSending,
     SetDisplaySize,
     SetPreset,
     SetSending,
@@ -51,6 +53,7 @@ from pipeline.ipc import lifecycle, shm
 from pipeline.ipc.ring import Ring, RingReader, Ts
 from pipeline.presets import DEFAULT_PRESET, Preset, get_preset
 from pipeline.sources.video import parse_spec
+from pipeline.stages import audio as audio_stage
 from pipeline.stages import capture, display, encode, receive, send
 from pipeline.stages.base import Stage, StageContext, stage_main
 from pipeline.stats import (
@@ -76,6 +79,8 @@ ENCODED_SLOTS = 4
 # display: a burst of up to MAX_FRAMES_PER_TURN with room to spare. Pages are touched only
 # as frames fill them, so idle slots cost address space, not memory.
 ENCODED_RX_SLOTS = 12
+AUDIO_SLOTS = 64  # 1.3 s of 20 ms packets: the audio stage reads them in order
+AUDIO_CAPACITY = 1500  # one datagram (RFC 7587: one Opus packet per RTP packet)
 FEEDBACK_SLOTS = 32  # NACK and rate messages; a reader that falls behind skips (counted)
 RGB_SLOTS = 3
 MAX_FRAME = (1920, 1080)
@@ -123,8 +128,14 @@ class MediaSession:
         peer_view: tuple[int, int] = DEFAULT_PEER_VIEW,
         self_view: tuple[int, int] = DEFAULT_SELF_VIEW,
         stage_nice: int = STAGE_NICE,
+        audio: AudioSpec | None = None,
     ) -> None:
         parse_spec(source)  # a malformed spec is the caller's mistake: raise now
+        # Audio (issue 12) is one more stage, only when asked for: video-only sessions (tests,
+        # benchmarks, the classic path) are unchanged.
+        self._audio = audio
+        self._stage_names: tuple[str, ...] = STAGES + (("audio",) if audio is not None else ())
+        self._audio_sending = True
         self._source = source
         self._codec: Codec = get_codec(codec)
         self._preset = self._checked(preset)
@@ -199,7 +210,9 @@ class MediaSession:
             capacity=SELF_VIEW_MAX[0] * SELF_VIEW_MAX[1] * 3,
             reader_fds=[self._notify],
         )
-        for name in STAGES:
+        if self._audio is not None:
+            r["arx"] = Ring.create(seg, "arx", n_slots=AUDIO_SLOTS, capacity=AUDIO_CAPACITY)
+        for name in self._stage_names:
             self._stats[name] = StatsChannel.create(seg, name)
         rtp, rtcp = receive.bind_rx_sockets(self._bind_ip, self._rx_port)
         self._socks = [rtp, rtcp]
@@ -242,6 +255,7 @@ class MediaSession:
                 keyframe_request=self._kf_request,
                 keyframe_needed=self._kf_needed,
                 feedback_ring=r["feedback"],
+                audio_rx=r.get("arx"),
             ),
             "display": functools.partial(
                 display.DisplayStage,
@@ -257,6 +271,10 @@ class MediaSession:
                 keyframe_needed=self._kf_needed,
             ),
         }
+        if self._audio is not None:
+            factories["audio"] = functools.partial(
+                audio_stage.AudioStage, audio_rx=r["arx"], spec=self._audio
+            )
         self._launcher = lifecycle.Launcher(lambda: self._start_stages(factories))
         self._launcher.run()
         for name, proc in self._procs.items():
@@ -285,7 +303,7 @@ class MediaSession:
         for ring in self._rings.values():
             eventfds.update(ring.reader_fds)
         sock_fds = tuple(s.fileno() for s in self._socks)
-        for name in STAGES:
+        for name in self._stage_names:
             reader, writer = multiprocessing.Pipe(duplex=False)
             self._controls[name] = writer
             ctx = StageContext(
@@ -367,7 +385,7 @@ class MediaSession:
     def _send(self, msg: ControlMessage, *stages: str) -> None:
         if self._state != "open":
             raise MediaSessionError(f"session is {self._state}, not open")
-        for name in stages or STAGES:
+        for name in stages or self._stage_names:
             try:
                 self._controls[name].send(msg)
             except (OSError, ValueError) as exc:  # the stage died: close() will reap it
@@ -395,12 +413,27 @@ class MediaSession:
         with self._lock:
             self._peer = peer
             self._codec = codec
-            self._send(Connect(peer), "encode", "send", "receive", "display")
+            self._send(Connect(peer), "encode", "send", "receive", "display", *self._audio_stage())
+
+    def _audio_stage(self) -> tuple[str, ...]:
+        return ("audio",) if self._audio is not None else ()
 
     def set_sending(self, enabled: bool) -> None:
         with self._lock:
             self._sending = enabled
             self._send(SetSending(enabled), "encode", "send")
+
+    def set_audio_sending(self, enabled: bool) -> None:
+        """Send audio or not (no-op without audio): the call session's decision (not held, not
+        muted), as ``set_sending`` is for video."""
+        with self._lock:
+            self._audio_sending = enabled
+            if self._audio is not None:
+                self._send(SetAudioSending(enabled), "audio")
+
+    @property
+    def has_audio(self) -> bool:
+        return self._audio is not None
 
     def set_preset(self, name: str | Preset) -> None:
         preset = self._checked(name)

@@ -81,6 +81,7 @@ EXIT_CODES = {
     "failed": EXIT_FAILED,
     "connection_lost": EXIT_LOST,  # before the call started: EXIT_FAILED
     "heartbeat_timeout": EXIT_LOST,
+    "identity_mismatch": EXIT_FAILED,  # the callee's key is not the directory's (issue 14)
 }
 EXIT_HELP = (
     "exit status of a caller (--call): 0 the call took place, 3 denied, 4 busy, 5 not "
@@ -118,6 +119,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--call", metavar="NICK", help="call NICK after registering")
     parser.add_argument("--source", default="pattern", help="video source (media only)")
     parser.add_argument("--preset", default="medium", help="quality preset (media only)")
+    parser.add_argument(
+        "--audio-in",
+        metavar="SPEC",
+        help="audio source between vcall peers: device[:NAME], tone:HZ[:ON_MS/PERIOD_MS], "
+        "file:PATH.wav or silence (default: no audio; vcall devices lists devices)",
+    )
+    parser.add_argument(
+        "--audio-out",
+        metavar="SPEC",
+        help="audio sink: device[:NAME], wav:PATH or null (default: null when --audio-in is given)",
+    )
+    parser.add_argument(
+        "--no-echo-cancel", action="store_true", help="no echo cancellation / noise suppression"
+    )
     parser.add_argument("--seconds", type=delay_arg, help="hang up S seconds after the call starts")
     parser.add_argument("--hold-after", type=delay_arg, help="hold S seconds after the call starts")
     parser.add_argument("--stats-json", type=Path, help="write media stats here at call end")
@@ -133,6 +148,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-media", action="store_true", help="call control only")
     parser.add_argument("--once", action="store_true", help="exit after the first call ends")
     parser.add_argument("--classic", action="store_true", help="register V0 only")
+    parser.add_argument(
+        "--identity-dir",
+        type=Path,
+        help="this installation's key pair (default: vcall's data directory); its fingerprint "
+        "is registered over TLS and calls with keyed peers use TLS and SRTP",
+    )
+    parser.add_argument(
+        "--no-identity",
+        action="store_true",
+        help="no key pair: plain discovery, classic call control only (as --classic does)",
+    )
     names = [n.lower() for n in DEFAULT_CODECS]
     parser.add_argument(
         "--codec",
@@ -243,15 +269,25 @@ def _media_factory(args: argparse.Namespace) -> Callable[[], MediaLike] | None:
     if args.no_media:
         return None
     # Imported here: a control-only agent does not pay for loading the media pipeline.
+    from pipeline.control import AudioSpec  # noqa: PLC0415
     from pipeline.presets import get_preset  # noqa: PLC0415
     from pipeline.session import MediaSession  # noqa: PLC0415
     from pipeline.sources.video import parse_spec  # noqa: PLC0415
 
     get_preset(args.preset)  # a bad preset or source is the user's mistake: say so at once
     parse_spec(args.source)
+    audio = None
+    if args.audio_in is not None or args.audio_out is not None:
+        audio = AudioSpec(
+            source=args.audio_in or "silence",
+            sink=args.audio_out or "null",
+            processing=not args.no_echo_cancel,
+        )
 
     def factory() -> MediaLike:
-        return MediaSession(source=args.source, preset=args.preset, bind_ip=args.listen_ip)
+        return MediaSession(
+            source=args.source, preset=args.preset, bind_ip=args.listen_ip, audio=audio
+        )
 
     return factory
 
@@ -471,6 +507,18 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:  # bad heartbeat figures, unknown preset, malformed source
         print(f"vcall agent: {exc}", file=sys.stderr)
         return 2
+    identity = None
+    if not (args.classic or args.no_identity):
+        # Imported here: --classic agents do not load cryptography.
+        from vcall.discovery.tls import PinStore, use_tls  # noqa: PLC0415
+        from vcall.identity import IdentityError, load_or_create_identity  # noqa: PLC0415
+
+        try:
+            identity = load_or_create_identity(args.identity_dir)
+        except (IdentityError, OSError) as exc:
+            print(f"vcall agent: {exc}", file=sys.stderr)
+            return 1
+        use_tls(PinStore())  # the discovery server's key, pinned on first use
     manager = CallManager(
         nick=args.nick,
         password=password,
@@ -485,6 +533,7 @@ def run(args: argparse.Namespace) -> int:
         heartbeat=hb,
         protocols=(CLASSIC_VERSION,) if args.classic else PROTOCOLS,
         codecs=local_codecs(args.codec),
+        identity=identity,
     )
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

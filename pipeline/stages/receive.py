@@ -49,9 +49,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.codecs.base import Codec, Framing
-from pipeline.codecs.registry import get_codec
-from pipeline.control import Connect, ControlMessage
+from pipeline.codecs.base import Codec, Framing, MediaKind
+from pipeline.codecs.registry import for_mode, get_codec
+from pipeline.control import Connect, ControlMessage, MediaMode
 from pipeline.errors import RemoteProtocolError
 from pipeline.ipc.ring import Ring, RingError, RingReader, RingWriter, Ts
 from pipeline.jitter import JitterBuffer
@@ -61,6 +61,7 @@ from pipeline.transport import feedback
 from pipeline.transport.bwe import DelayBasedEstimator
 from pipeline.transport.edge import DatagramEdge
 from pipeline.transport.rate import START_BPS, SendRateController
+from pipeline.transport.srtp import protection_for
 from pipeline.transport.stream import RtpReceiver, RtpStream
 from pipeline.wire.rtcp import RtcpSession, SenderInfo
 from pipeline.wire.rtp import to_rtp_ts
@@ -156,8 +157,11 @@ class ReceiveStage(Stage):
         keyframe_request: int = -1,
         keyframe_needed: int = -1,
         feedback_ring: Ring | None = None,
+        audio_rx: Ring | None = None,
     ) -> None:
         super().__init__(ctx)
+        self._audio: RingWriter | None = None if audio_rx is None else audio_rx.writer()
+        self._audio_id = 0
         self._feedback: RingWriter | None = None
         if feedback_ring is not None:
             self._feedback = feedback_ring.writer()
@@ -308,6 +312,19 @@ class ReceiveStage(Stage):
             if self._send_rate is not None:
                 self._send_rate.on_sent((info.octets - base.octets) * 8 / span)
             self._sent_base = info
+
+    def _to_audio(self, datagram: bytes, now: float) -> None:
+        """An audio datagram: to the audio stage's ring, with its arrival time."""
+        assert self._audio is not None
+        self._audio_id += 1
+        try:
+            self._audio.write(
+                datagram, frame_id=self._audio_id, stamps={Ts.RECV_FIRST: int(now * 1e9)}
+            )
+        except RingError:
+            self.count("audio_too_large")
+            return
+        self.count("audio_packets")
 
     def _publish(self, msg: feedback.NackRequest | feedback.TargetRate) -> None:
         if self._feedback is not None:
@@ -482,6 +499,13 @@ class ReceiveStage(Stage):
                     self._jitter = self._new_jitter()
                 self._rtp.connect(peer.ip, None)
                 self._rtcp.connect(peer.ip, None)  # RTP mode: the peer's RTCP port, below
+                # SRTP from the keys call control exchanged (None: a classic peer, a tool).
+                self._rtp.protection = protection_for(
+                    self._rtp.protection, tx_key=None, rx_key=peer.rx_key
+                )
+                self._rtcp.protection = protection_for(
+                    self._rtcp.protection, tx_key=peer.tx_key, rx_key=peer.rx_key, rtcp=True
+                )
                 self._mode = str(peer.mode)
                 self._framing = self._codec.framing(peer.mode)
                 if self._framing is None:
@@ -498,6 +522,9 @@ class ReceiveStage(Stage):
                     )
                     if info.rtx_payload_type is not None:
                         self._receiver.add_rtx(self._video, info.rtx_payload_type)
+                    if self._audio is not None:
+                        audio = for_mode(MediaMode.RTP, MediaKind.AUDIO)
+                        self._receiver.add_forward(audio.info.payload_type, self._to_audio)
                     self._bwe = DelayBasedEstimator(min_bps=MIN_TARGET_BPS, max_bps=MAX_TARGET_BPS)
                     self._receiver.on_send_time = self._bwe.on_packet
                     self._send_rate = SendRateController(
@@ -528,6 +555,7 @@ class ReceiveStage(Stage):
                 "dropped_wrong_address": edge.dropped_wrong_address
                 + rtcp_edge.dropped_wrong_address,
                 "unprotect_failed": edge.unprotect_failed + rtcp_edge.unprotect_failed,
+                "unprotect_replayed": edge.unprotect_replayed + rtcp_edge.unprotect_replayed,
                 "socket_errors": edge.socket_errors + rtcp_edge.socket_errors,
             },
             "jitter_buffer": {

@@ -38,6 +38,7 @@ from pipeline.transport import feedback
 from pipeline.transport.edge import DatagramEdge
 from pipeline.transport.history import RetransmissionBuffer
 from pipeline.transport.pacer import PACING_FACTOR, Pacer
+from pipeline.transport.srtp import protection_for
 from pipeline.transport.stream import RtpSender
 from pipeline.wire.rtp import stamp_abs_send_time
 
@@ -243,6 +244,10 @@ class SendStage(Stage):
                     self._codec = get_codec(peer.codec)
                     self._framing = None
                 self._edge.connect(peer.ip, peer.rx_port)
+                # SRTP with our key from call control (None: a classic peer, a tool).
+                self._edge.protection = protection_for(
+                    self._edge.protection, tx_key=peer.tx_key, rx_key=None
+                )
                 if self._framing is None or self._mode != str(peer.mode):
                     # A reconnect in the same mode keeps the framing (V0's frame counter).
                     self._framing = self._codec.framing(peer.mode)

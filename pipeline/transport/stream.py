@@ -320,6 +320,9 @@ class RtpReceiver:
         # Called with (abs-send-time, arrival s, datagram bytes) for each media packet that
         # carries the extension (the delay-based bandwidth estimator).
         self.on_send_time: Callable[[int, float, int], None] | None = None
+        # Payload types handed on whole (datagram, arrival s) instead of depacketized here:
+        # another process's stream on this socket (the call's audio).
+        self._forward: dict[int, Callable[[bytes, float], None]] = {}
 
     def add_stream(
         self,
@@ -361,10 +364,21 @@ class RtpReceiver:
         if stream.nack is None:
             stream.nack = NackTracker()
 
+    def add_forward(self, payload_type: int, forward: Callable[[bytes, float], None]) -> None:
+        """Hand every datagram of ``payload_type`` whole to ``forward(datagram, now)``."""
+        if payload_type in self._by_pt or payload_type in self._rtx or not 0 <= payload_type < 128:
+            raise ValueError(f"payload type {payload_type} taken or out of range")
+        self._forward[payload_type] = forward
+
     def push(self, datagram: bytes | bytearray | memoryview, now: float) -> list[CodecFrame]:
         """Take one datagram; return the frames it completed (usually none or one)."""
         data = datagram if isinstance(datagram, bytes) else bytes(datagram)
         size = len(data)
+        if self._forward and size > RTP_HEADER_SIZE and data[0] >> 6 == 2:
+            forward = self._forward.get(data[1] & 0x7F)
+            if forward is not None:
+                forward(data, now)
+                return []
         if size > RTP_HEADER_SIZE and data[0] == 0x80:
             # The common case (version 2, no padding, extension or CSRC): no RtpPacket object,
             # and the payload stays a zero-copy view of the datagram.

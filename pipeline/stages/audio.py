@@ -1,0 +1,166 @@
+"""Audio stage: a call's voice, both directions, in a process of its own (issue 12).
+
+It holds one ``pipeline.audio.path.AudioPath`` (capture -> echo cancellation -> Opus -> RTP, and
+RTP -> jitter buffer -> decode/FEC/conceal -> playback, in two threads of the path's own), so
+neither the Tk thread nor the video stages ever wait for audio, and audio never waits for video.
+
+What flows:
+
+- **In**: the receive stage owns the call's UDP socket and routes datagrams of the audio codec's
+  payload type to the ``audio_rx`` ring (one slot per datagram, the kernel arrival time in
+  ``Ts.RECV_FIRST``); this stage reads them in order and hands them to the path, which checks
+  payload type and SSRC (the peer's video SSRC + 2, ``audio_ssrc_of``) itself.
+- **Out**: the path sends from its capture thread through this stage's own ``DatagramEdge``
+  (SRTP with the call's key when call control exchanged one) to the peer's media port (the one
+  video uses; the peer tells the streams apart by payload type and SSRC, RFC 3550 5.2). The
+  source port differs from video's, which the protocol allows.
+- **Decisions**: it sends only while the call session says so (``SetAudioSending``: not held,
+  not muted), the same one decision the session makes for video; a video pause does not mute.
+
+Audio exists only between vcall peers in RTP mode: a classic (V0) peer gets none. A device
+that cannot be opened is said once in the log and the call goes on without audio in that
+direction (``audio_error`` in the snapshot); a device that disappears mid-call falls back inside
+the path (``source_fallback`` / ``sink_fallback``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import socket
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from pipeline.audio.frames import AudioError, AudioSink, AudioSource
+from pipeline.audio.path import AudioPath
+from pipeline.audio.processing import make_processing
+from pipeline.audio.sinks import open_sink
+from pipeline.audio.sources import open_source
+from pipeline.control import (
+    AudioSpec,
+    Connect,
+    ControlMessage,
+    MediaMode,
+    PeerEndpoint,
+    SetAudioSending,
+    audio_ssrc_of,
+)
+from pipeline.ipc.ring import Ring, Ts
+from pipeline.stages.base import Stage, StageContext
+from pipeline.transport.edge import DatagramEdge
+from pipeline.transport.srtp import protection_for
+
+logger = logging.getLogger(__name__)
+
+MAX_PACKETS_PER_TURN = 64
+
+
+class AudioStage(Stage):
+    def __init__(self, ctx: StageContext, *, audio_rx: Ring, spec: AudioSpec) -> None:
+        super().__init__(ctx)
+        self._reader = audio_rx.reader(0)
+        self._spec = spec
+        self._edge = DatagramEdge(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        self._path: AudioPath | None = None
+        self._sending = True
+        self._error = ""
+
+    def wait_fds(self) -> Sequence[int]:
+        return (self._reader.fd,)
+
+    def step(self, ready: Sequence[int], now_ns: int) -> None:
+        if self._reader.fd not in ready:
+            return
+        self._reader.drain()
+        path = self._path
+        for _ in range(MAX_PACKETS_PER_TURN):
+            desc = self._reader.next()
+            if desc is None:
+                return
+            data = self._reader.copy_bytes(desc)
+            if data is None:
+                self.count("torn")
+                continue
+            if path is None:
+                self.count("dropped_no_path")
+                continue
+            path.receive(data, desc.stamp(Ts.RECV_FIRST) / 1e9 or time.monotonic())
+            self.count("packets_in")
+
+    def _send(self, datagram: bytes) -> None:
+        """The path's capture thread sends through our edge (counted there)."""
+        if self._edge.peer is not None:
+            self._edge.send(datagram)
+
+    def _start(self, peer: PeerEndpoint) -> None:
+        source: AudioSource | None = None
+        sink: AudioSink | None = None
+        try:
+            source = open_source(self._spec.source)
+            sink = open_sink(self._spec.sink)
+            path = AudioPath(
+                source=source,
+                sink=sink,
+                send=self._send,
+                ssrc=audio_ssrc_of(peer.local_ssrc),
+                peer_ssrc=None if peer.peer_ssrc is None else audio_ssrc_of(peer.peer_ssrc),
+                processing=make_processing(self._spec.processing),
+            )
+            path.start()
+        except (AudioError, OSError, ValueError) as exc:
+            for part in (source, sink):
+                if part is not None:
+                    part.close()
+            self._error = str(exc)
+            self.count("open_failed")
+            logger.warning("audio: no audio in this call: %s", exc)
+            return
+        self._path = path
+        self._apply()
+        logger.info("audio: %s -> %s, %s -> peer", self._spec.source, self._spec.sink, peer.ip)
+
+    def _apply(self) -> None:
+        if self._path is not None:
+            self._path.set_sending(self._sending)
+
+    def handle(self, msg: ControlMessage) -> None:
+        match msg:
+            case Connect(peer=peer):
+                if peer.mode is not MediaMode.RTP and str(peer.mode) != "rtp":
+                    return  # classic peers have no audio
+                self._edge.connect(peer.ip, peer.rx_port)
+                # SRTP with the call's key, as the send stage: its own SSRC (video + 2) gives
+                # it its own keystream (RFC 3711 4.1.1); what it receives was unprotected by
+                # the receive stage's edge.
+                self._edge.protection = protection_for(
+                    self._edge.protection, tx_key=peer.tx_key, rx_key=None
+                )
+                if self._path is None and not self._error:
+                    self._start(peer)
+            case SetAudioSending(enabled=enabled):
+                self._sending = enabled
+                self._apply()
+
+    def snapshot(self, now_ns: int) -> dict[str, Any]:
+        snap: dict[str, Any] = {
+            "active": self._path is not None,
+            "sending": self._sending,
+            "source": self._spec.source,
+            "sink": self._spec.sink,
+            "error": self._error,
+            "ring_dropped": self._reader.dropped,
+            "send_errors": self._edge.stats.send_errors,
+        }
+        if self._path is not None:
+            snap["path"] = dataclasses.asdict(self._path.stats)
+        return snap
+
+    def reset_stats(self) -> None:
+        self._edge.reset_stats()
+
+    def close(self) -> None:
+        if self._path is not None:
+            self._path.close()
+            self._path = None
+        self._edge.close()
