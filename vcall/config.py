@@ -22,14 +22,24 @@ read with :mod:`tomllib`; command-line flags override it (:func:`apply_overrides
     [call]
     ring_timeout = 30        # seconds an incoming call rings before it is denied
 
+    [audio]
+    input = "device"         # "device" (the default microphone), "device:NAME", "tone:440",
+                             # "file:PATH.wav", "silence", or "off" (video-only calls)
+    output = "device"        # "device", "device:NAME", "wav:PATH", "null" or "off"
+                             # (vcall devices lists the devices; flags: --audio-in/--audio-out)
+
     [look]
     theme = "system"         # "system" (follows the desktop) | "light" | "dark"; flag: --theme
+    language = "system"      # "system" (the locale: LANGUAGE, LC_ALL, LC_MESSAGES, LANG) |
+                             # "en" | "es"; flag: --language
 
-State: ``state.json`` beside the configuration holds the last nick and server, the password
-only when the user ticked "remember password", and the video codec preference last chosen in
-the client's "Video codec" selector. It is written atomically with mode 0600;
-:func:`update_state` changes some fields and keeps the others (the Tk thread and the client's
-worker both write it).
+State: ``state.json`` beside the configuration holds the last nick and server, whether the
+user ticked "remember password" (the password itself goes to the OS keyring, never to this
+file: vcall/passwords.py; with no keyring it is not remembered, and a warning says why; a
+password left in the file by an older version is moved to the keyring, or dropped, at the next
+read), and the video codec preference last chosen in the client's "Video codec" selector. It
+is written atomically with mode 0600; :func:`update_state` changes some fields and keeps the
+others (the Tk thread and the client's worker both write it).
 
 The video codec of the client at start (:func:`start_codecs`): ``--codec`` > ``[media] codec``
 > the remembered choice > automatic (H264, else JPEG). The flag and the file pin it for every
@@ -59,6 +69,7 @@ from typing import Any
 import platformdirs
 
 from pipeline.presets import PRESET_NAMES
+from vcall import passwords
 from vcall.call.codec import validate_codecs
 from vcall.call.policy import local_codecs, parse_codec_choice
 
@@ -90,7 +101,12 @@ class Config:
     codec: str | None = None  # a registry name, upper case; None: vcall's default preference
     ring_timeout: float = 30.0
     theme: str = ""  # THEME_CHOICES, or "": not set (the remembered choice, else "system")
+    language: str = ""  # LANGUAGE_CHOICES, or "": not set (the system locale)
     server_fallbacks: tuple[tuple[str, int], ...] = ()  # [server] fallbacks, in order
+    # [audio] input / output: pipeline.audio specs ("device[:NAME]", "tone:HZ", "silence";
+    # "device[:NAME]", "wav:PATH", "null"), or "off" for video-only calls
+    audio_in: str = "device"
+    audio_out: str = "device"
 
     @property
     def server(self) -> tuple[str, int] | None:
@@ -232,9 +248,11 @@ _SCHEMA: dict[str, dict[str, str]] = {
     },
     "media": {"source": "source", "preset": "preset", "codec": "codec"},
     "call": {"ring_timeout": "ring_timeout"},
-    "look": {"theme": "theme"},
+    "look": {"theme": "theme", "language": "language"},
+    "audio": {"input": "audio_in", "output": "audio_out"},
 }
 THEME_CHOICES = ("system", "light", "dark")
+LANGUAGE_CHOICES = ("system", "en", "es")  # vcall/gui/locale has a catalogue for each but en
 
 
 def _convert(field: str, value: Any, where: str) -> Any:
@@ -253,6 +271,12 @@ def _convert(field: str, value: Any, where: str) -> Any:
     if field == "theme" and value.strip().lower() not in THEME_CHOICES:
         raise ConfigError(f"{where}: unknown theme {value!r}; one of {', '.join(THEME_CHOICES)}")
     if field == "theme":
+        return value.strip().lower()
+    if field == "language" and value.strip().lower() not in LANGUAGE_CHOICES:
+        raise ConfigError(
+            f"{where}: unknown language {value!r}; one of {', '.join(LANGUAGE_CHOICES)}"
+        )
+    if field == "language":
         return value.strip().lower()
     if field == "preset" and value not in PRESET_NAMES:
         raise ConfigError(f"{where}: unknown preset {value!r}; one of {', '.join(PRESET_NAMES)}")
@@ -343,10 +367,16 @@ def _state_codecs(value: object) -> tuple[str, ...]:
 
 
 def load_state(path: Path | None = None) -> State:
-    """The remembered nick/server (and password if asked for); empty State when unreadable.
+    """The remembered nick/server (and the password from the OS keyring if asked for); empty
+    State when unreadable.
 
     A bad ``codecs`` entry alone is dropped (a newer client may know other codecs): the nick
-    and server stay."""
+    and server stay. Waits for the keyring at most passwords.TIMEOUT seconds."""
+    state = _load_state(path, with_password=True)
+    return state
+
+
+def _load_state(path: Path | None, *, with_password: bool) -> State:
     path = state_path() if path is None else path
     try:
         if path.stat().st_size > _MAX_STATE_BYTES:
@@ -355,10 +385,13 @@ def load_state(path: Path | None = None) -> State:
         if not isinstance(data, dict):
             raise ValueError("not an object")
         remember = data.get("remember_password") is True
-        password = data.get("password", "") if remember else ""
-        fields = (data.get("nick", ""), data.get("server", ""), password)
+        fields = (data.get("nick", ""), data.get("server", ""), "")
         if not all(isinstance(f, str) for f in fields):
             raise ValueError("bad field types")
+        if "password" in data:  # written by a version before issue 14: in clear
+            remember = _migrate_password(path, data, remember)
+        if remember and with_password:
+            fields = (fields[0], fields[1], passwords.fetch(passwords.account(*fields[:2])))
         codecs: tuple[str, ...] = ()
         if "codecs" in data:
             try:
@@ -372,25 +405,63 @@ def load_state(path: Path | None = None) -> State:
         return State(str(fields[0]), str(fields[1]), remember, str(fields[2]), codecs, theme)
     except FileNotFoundError:
         return State()
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON "[[[[..."
         logger.warning("ignoring unreadable state file %s: %s", path, exc)
         return State()
 
 
+def _migrate_password(path: Path, data: dict[str, Any], remember: bool) -> bool:
+    """Move a plain password out of the state file: to the keyring if remembered and one is
+    available, else dropped; the file is rewritten without it. Returns remember_password."""
+    password = data.pop("password")
+    name = passwords.account(str(data.get("nick", "")), str(data.get("server", "")))
+    if remember and isinstance(password, str) and password and passwords.store(name, password):
+        logger.warning("%s: moved the remembered password to the OS keyring", path)
+    else:
+        if remember:
+            logger.warning(
+                "%s: dropped the remembered password (kept in clear by an older version): %s",
+                path, passwords.keyring_problem() or "not a valid password",
+            )  # fmt: skip
+        remember = False
+    data["remember_password"] = remember
+    try:
+        _write_state_file(path, data)
+    except OSError as exc:
+        logger.warning("cannot rewrite %s without its password: %s", path, exc)
+    return remember
+
+
 def save_state(state: State, path: Path | None = None) -> None:
-    """Write the state atomically, mode 0600; the password only if remember_password."""
+    """Write the state atomically, mode 0600, never with the password: a remembered password
+    goes to the OS keyring (queued, the caller never waits for it; passwords.py), and with no
+    keyring it is not remembered (``remember_password`` false, a warning says why). A
+    remembered state with an empty password keeps what the keyring holds; unticking "remember"
+    (or changing account) removes the previous account's password from the keyring."""
     path = state_path() if path is None else path
+    remember = state.remember_password
+    name = passwords.account(state.nick, state.server)
+    if remember and state.password and not passwords.store(name, state.password):
+        logger.warning("password not remembered: %s", passwords.keyring_problem())
+        remember = False
+    previous = _load_state(path, with_password=False)
+    if previous.remember_password:
+        old = passwords.account(previous.nick, previous.server)
+        if not remember or old != name:
+            passwords.forget(old)
     data: dict[str, Any] = {
         "nick": state.nick,
         "server": state.server,
-        "remember_password": state.remember_password,
+        "remember_password": remember,
     }
-    if state.remember_password:
-        data["password"] = state.password
     if state.codecs:
         data["codecs"] = list(state.codecs)
     if state.theme:
         data["theme"] = state.theme
+    _write_state_file(path, data)
+
+
+def _write_state_file(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -414,6 +485,8 @@ def update_state(path: Path | None = None, **changes: Any) -> State:
         codecs: Sequence[str] = changes["codecs"]
         changes["codecs"] = _state_codecs(list(codecs)) if codecs else ()
     with _STATE_LOCK:
-        state = dataclasses.replace(load_state(path), **changes)
+        # Without the password: the keyring is not asked (this may run on the Tk thread), and
+        # save_state keeps what it holds unless remember_password or the account changes.
+        state = dataclasses.replace(_load_state(path, with_password=False), **changes)
         save_state(state, path)
     return state

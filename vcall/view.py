@@ -12,7 +12,9 @@ through the same stream layer as a call (:class:`pipeline.transport.stream.RtpRe
 codec's depacketizer), plays them out through the jitter buffer, decodes them to RGB and shows
 them in a Tk window (or, with ``--headless``, only counts them).
 A line of counts is printed every second and a summary at the end; ``--stats-json`` writes the
-same figures (plus the mean colour of the last frame) as JSON. It stops after ``--frames``
+same figures (plus the mean colour of the last frame) as JSON. Every datagram or frame thrown
+away is counted under a named reason (:data:`DISCARD_REASONS`); the line's "dropped" is the sum
+of all of them, followed by the reasons that are not zero. It stops after ``--frames``
 frames, after ``--seconds``, when the window is closed, on SIGTERM or on Ctrl-C. Exit status
 0 when at least one frame was shown, 1 otherwise.
 
@@ -139,6 +141,8 @@ class Viewer:
             "jitter": asdict(self.jitter.stats),
             "codec": self.decoder.backend,
             "codec_name": self.codec.info.name,
+            "discards": discards(self),
+            "dropped": sum(discards(self).values()),
         }
 
     def rtp_stats(self) -> dict[str, int]:
@@ -147,6 +151,49 @@ class Viewer:
         counts["malformed"] += self.receiver.malformed
         counts["unknown_payload_type"] = self.receiver.unknown_payload_type
         return counts
+
+
+# Every reason a datagram or a frame is thrown away between the socket and the screen, as
+# (name, where the count lives, its key there). Packets: RFC 3550 5.1/8.2 (another SSRC, a
+# repeated sequence number), the payload format's own checks (RFC 2435 / RFC 6184); frames: the
+# reassembler's given-up frames, the jitter buffer's playout rules, the decoder.
+DISCARD_REASONS: tuple[tuple[str, str, str], ...] = (
+    ("wrong source", "rtp", "wrong_source"),
+    ("malformed", "rtp", "malformed"),
+    ("unknown payload type", "rtp", "unknown_payload_type"),
+    ("duplicate packets", "rtp", "duplicates"),
+    ("late packets", "rtp", "late"),
+    ("unsupported", "rtp", "unsupported"),
+    ("incomplete frames", "rtp", "incomplete"),
+    ("late frames", "jitter", "late"),
+    ("duplicate frames", "jitter", "duplicates"),
+    ("skipped frames", "jitter", "skipped"),
+    ("overflow", "jitter", "overflow"),
+    ("undecodable", "viewer", "decode_errors"),
+)
+
+
+def discards(viewer: Viewer) -> dict[str, int]:
+    """Every discard so far by reason (:data:`DISCARD_REASONS` names; zeros included)."""
+    sources: dict[str, dict[str, Any]] = {
+        "rtp": viewer.rtp_stats(),
+        "jitter": asdict(viewer.jitter.stats),
+        "viewer": asdict(viewer.counts),
+    }
+    return {name: int(sources[where][key]) for name, where, key in DISCARD_REASONS}
+
+
+def status_line(viewer: Viewer, elapsed: float) -> str:
+    """The one-line summary: frames, size, lost packets and every discard, by reason."""
+    r = viewer.rtp_stats()
+    counts = discards(viewer)
+    reasons = ", ".join(f"{name} {n}" for name, n in counts.items() if n)
+    line = (
+        f"view: {elapsed:5.1f} s  frames {viewer.counts.frames}  "
+        f"{viewer.counts.width}x{viewer.counts.height}  lost packets {r['lost_packets']}  "
+        f"dropped {sum(counts.values())}"
+    )
+    return f"{line} ({reasons})" if reasons else line
 
 
 class _Shared:
@@ -194,14 +241,7 @@ def receive_loop(
 
 
 def _print_counts(viewer: Viewer, elapsed: float) -> None:
-    r = viewer.rtp_stats()
-    dropped = r["wrong_source"] + r["malformed"] + r["unknown_payload_type"]
-    print(
-        f"view: {elapsed:5.1f} s  frames {viewer.counts.frames}  "
-        f"{viewer.counts.width}x{viewer.counts.height}  lost packets {r['lost_packets']}  "
-        f"incomplete {r['incomplete']}  late {r['late']}  dropped {dropped}",
-        flush=True,
-    )
+    print(status_line(viewer, elapsed), flush=True)
 
 
 def _run_window(shared: _Shared, title: str) -> None:  # pragma: no cover - needs a display

@@ -12,7 +12,7 @@ API::
                     first_id: int = 0) -> Source
     def parse_spec(spec: str) -> SourceSpec          # SourceSpec(kind, target)
     def list_cameras() -> list[str]                  # ["camera:/dev/video0", ...]; cheap
-    def fit_into(src: np.ndarray, dst: np.ndarray) -> None   # centre-crop to dst's aspect, resize
+    def fit_into(src: np.ndarray, dst: np.ndarray) -> None   # scale whole into dst, letterboxed
     MAX_CONSECUTIVE_MISSES = 30
     class SourceError(Exception)                     # base
     class SourceSpecError(SourceError, ValueError)   # malformed spec (local misuse)
@@ -24,15 +24,20 @@ Specs: "pattern"; "camera:0" or "camera:/dev/video0"; "file:/path/video.mp4"; "s
 "screen:N" (monitor N of mss, 1 = the first; needs a display).
 
 Guarantees:
-- Frames always have the requested size: camera, file and screen frames are cropped to the
-  requested aspect ratio around the centre (never stretched), then resized (INTER_AREA when
-  shrinking, INTER_LINEAR when enlarging).
+- Frames always have the requested size: camera, file and screen frames are scaled whole
+  into it, aspect kept, with black bars filling the rest (letterboxed at the sender: never
+  stretched, never cropped, so nothing shared is cut off; see ``fit_into``). Why at the
+  sender: every receiver, classic V0 peers included, already shows a frame of the preset's
+  size correctly, so no negotiation of another size is needed.
 - Frame ids count up by one per frame returned, from ``first_id``, modulo 2**32.
 - The pattern source renders the stamped test pattern (pipeline.sources.pattern) with the
   frame id and ``now_ns`` as capture time, so latency can be measured at the display.
 - read_into never paces: pattern, file and screen return at once (the capture loop keeps the
   frame rate); a camera blocks until the device delivers its next frame. ``fps`` is passed to
   the camera; the others ignore it.
+- A file plays at its own frame rate, whatever the caller's: read_into shows the file frame
+  due at ``now_ns`` (pipeline.sources.playback), dropping or repeating frames; its counters
+  are ``FileSource.timeline_stats``.
 - A camera or file that yields no frame MAX_CONSECUTIVE_MISSES times in a row raises
   CameraUnavailableError / VideoFileError from read_into (unplugged camera, file gone).
 - Sources hold OS handles and are not picklable: call open_source inside the process that
@@ -57,6 +62,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pipeline.sources.pattern import PatternRenderer
+from pipeline.sources.playback import FileTimeline
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +72,9 @@ _ID_MASK = 0xFFFFFFFF
 # A camera or file that gives no frame this many times in a row is reported lost (an exception),
 # so the capture stage can say so and switch to the pattern instead of showing a frozen frame.
 MAX_CONSECUTIVE_MISSES = 30
+# A file far faster than the caller (e.g. 240 fps read at 5 fps) is decoded at most this many
+# frames per read; beyond that the timeline jumps (FileSource.jumps).
+_MAX_DECODES_PER_READ = 64
 # VIDIOC_QUERYCAP = _IOR('V', 0, struct v4l2_capability) (104 bytes).
 _VIDIOC_QUERYCAP = 0x80685600
 _V4L2_CAP_VIDEO_CAPTURE = 0x00000001
@@ -139,26 +148,41 @@ def _check_dst(dst: U8Array, width: int, height: int) -> None:
         raise ValueError(f"dst must be ({height}, {width}, 3) uint8, got {dst.shape} {dst.dtype}")
 
 
+def _even(size: float) -> int:
+    """``size`` rounded to the nearest even integer, halves up (25.0 -> 26)."""
+    return 2 * int(size / 2 + 0.5)
+
+
 def fit_into(src: U8Array, dst: U8Array) -> None:
-    """Crop ``src`` to dst's aspect ratio around the centre and resize it into ``dst``."""
+    """Scale ``src`` whole into ``dst``, aspect kept, and fill the rest black (letterbox).
+
+    Shapes: (h, w, 3) uint8 both. Nothing of the source is cut off: a 16:9 screen at a 4:3
+    preset gets black bars above and below, a 4:3 camera at 16:9 bars left and right. The
+    picture is centred; its size is rounded to even pixels so that the bars' edges fall on
+    chroma sample boundaries of 4:2:0 codecs (ITU-T T.81 A.1.1 sampling, H.264 6.2).
+    INTER_AREA when shrinking, INTER_LINEAR when enlarging.
+    """
     sh, sw = src.shape[:2]
     dh, dw = dst.shape[:2]
-    # Crop the side that is too long for the target aspect ratio.
-    if sw * dh > dw * sh:
-        cw, ch = max(1, round(sh * dw / dh)), sh
-    else:
-        cw, ch = sw, max(1, round(sw * dh / dw))
-    x0, y0 = (sw - cw) // 2, (sh - ch) // 2
-    crop = src[y0 : y0 + ch, x0 : x0 + cw]
-    if crop.shape[:2] == (dh, dw):
-        np.copyto(dst, crop)
+    if sw * dh > dw * sh:  # wider than the target: full width, bars top and bottom
+        fw, fh = dw, min(dh, max(1, _even(sh * dw / sw)))
+    else:  # taller (or equal): full height, bars left and right
+        fw, fh = min(dw, max(1, _even(sw * dh / sh))), dh
+    x0, y0 = (dw - fw) // 2, (dh - fh) // 2
+    dst[:y0] = 0
+    dst[y0 + fh :] = 0
+    dst[y0 : y0 + fh, :x0] = 0
+    dst[y0 : y0 + fh, x0 + fw :] = 0
+    region = dst[y0 : y0 + fh, x0 : x0 + fw]
+    if (sh, sw) == (fh, fw):
+        np.copyto(region, src)
         return
-    interpolation = cv2.INTER_AREA if cw >= dw and ch >= dh else cv2.INTER_LINEAR
-    if dst.flags.c_contiguous:
+    interpolation = cv2.INTER_AREA if sw >= fw and sh >= fh else cv2.INTER_LINEAR
+    if region.flags.c_contiguous:
         # OpenCV writes into a given dst only when it is one contiguous block.
-        cv2.resize(crop, (dw, dh), dst=dst, interpolation=interpolation)
+        cv2.resize(src, (fw, fh), dst=region, interpolation=interpolation)
     else:
-        np.copyto(dst, cv2.resize(crop, (dw, dh), interpolation=interpolation))
+        np.copyto(region, cv2.resize(src, (fw, fh), interpolation=interpolation))
 
 
 class _CountingSource:
@@ -239,31 +263,110 @@ class CameraSource(_CaptureSource):
 
 
 class FileSource(_CaptureSource):
-    """A video file played in a loop, one file frame per read_into."""
+    """A video file played in a loop at its own frame rate (see pipeline.sources.playback).
+
+    Each read_into shows the newest file frame whose media time has been reached at ``now_ns``:
+    frames in between are decoded and dropped (``skipped``) when the file is faster than the
+    caller's rate, and the last frame is given again (``repeated``) when it is slower. More than
+    ``max_lag_s`` behind (a stalled caller), the timeline jumps instead of decoding a burst.
+    """
 
     def __init__(self, spec: str, path: str, width: int, height: int, first_id: int) -> None:
         super().__init__(spec, width, height, first_id, _open_file(path))
         self._path = path
         self.loops = 0
+        self.skipped = 0  # decoded, never shown: the file is faster than the caller
+        self.repeated = 0  # the same file frame returned again: the file is slower
+        self.jumps = 0  # the timeline was resynchronised after the caller stalled
+        self.timeline = FileTimeline(self._cap.get(cv2.CAP_PROP_FPS))
+        self._pending: tuple[U8Array, float] | None = None  # decoded ahead, not yet due
+        self._spare: Any = None  # decode buffer not holding the current or pending frame
+        self._shown: U8Array | None = None  # the current frame at the target size
+        self._shown_fresh = False  # _shown holds a frame not returned yet
+        self._shown_s = 0.0  # media time of _shown
 
     def _lost(self, message: str) -> SourceError:
         return VideoFileError(f"{message} ({self._path} unreadable)")
 
-    def _read(self) -> U8Array | None:
-        image = super()._read()
-        if image is not None:
-            return image
-        # End of file: rewind; some containers cannot seek, so reopen if rewinding fails.
-        self.loops += 1
-        if not self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0) or (image := super()._read()) is None:
-            self._cap.release()
-            try:
-                self._cap = _open_file(self._path)
-            except VideoFileError:
-                logger.warning("video file %s cannot be reopened", self._path)
-                return None
-            image = super()._read()
-        return image
+    @property
+    def timeline_stats(self) -> dict[str, int]:
+        """The named counters of this file's playback (frames, not bytes)."""
+        return {
+            "loops": self.loops,
+            "skipped": self.skipped,
+            "repeated": self.repeated,
+            "jumps": self.jumps,
+            "bad_timestamps": self.timeline.bad_timestamps,
+        }
+
+    def _decode(self) -> tuple[U8Array, float] | None:
+        """The next file frame and its media time, rewinding at the end of the file."""
+        image = self._read_raw()
+        if image is None:
+            # End of file: rewind; some containers cannot seek, so reopen if rewinding fails.
+            self.loops += 1
+            self.timeline.rewound()
+            if not self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0) or (image := self._read_raw()) is None:
+                self._cap.release()
+                try:
+                    self._cap = _open_file(self._path)
+                except VideoFileError:
+                    logger.warning("video file %s cannot be reopened", self._path)
+                    return None
+                image = self._read_raw()
+                if image is None:
+                    return None
+        return image, self.timeline.stamp(float(self._cap.get(cv2.CAP_PROP_POS_MSEC)))
+
+    def _read_raw(self) -> U8Array | None:
+        ok, image = self._cap.read(self._spare)
+        if not ok or image is None or image.ndim != 3 or image.shape[2] != 3:
+            return None
+        self._spare = None  # now owned by the pending frame
+        frame: U8Array = image
+        return frame
+
+    def read_into(self, dst: U8Array, now_ns: int) -> int | None:
+        _check_dst(dst, self.width, self.height)
+        decode_failed = False
+        for _ in range(_MAX_DECODES_PER_READ):
+            if self._pending is None:
+                self._pending = self._decode()
+                if self._pending is None:
+                    decode_failed = True
+                    break
+            image, media_s = self._pending
+            if not self.timeline.due(media_s, now_ns):
+                break
+            if self._shown_fresh:
+                self.skipped += 1
+            self._show(image, media_s)
+            self._pending = None
+            self._spare = image  # its pixels are in _shown now
+        else:
+            # Still due after a burst of decodes: the caller stalled; jump to now.
+            self.jumps += 1
+            self.timeline.resync(self._shown_s, now_ns)
+        if decode_failed:
+            self.misses += 1
+            if self.misses >= MAX_CONSECUTIVE_MISSES:
+                raise self._lost(f"{self.spec}: no frame in {self.misses} reads")
+        else:
+            self.misses = 0
+        if self._shown is None or (decode_failed and not self._shown_fresh):
+            return None  # nothing decoded yet, or the file stopped giving frames
+        if not self._shown_fresh:
+            self.repeated += 1
+        self._shown_fresh = False
+        np.copyto(dst, self._shown)
+        return self._take_id()
+
+    def _show(self, image: U8Array, media_s: float) -> None:
+        if self._shown is None:
+            self._shown = np.empty((self.height, self.width, 3), np.uint8)
+        fit_into(image, self._shown)
+        self._shown_s = media_s
+        self._shown_fresh = True
 
 
 def _open_file(path: str) -> Any:
@@ -277,7 +380,7 @@ def _open_file(path: str) -> Any:
 
 
 class ScreenSource(_CountingSource):
-    """A monitor captured with mss (XShmGetImage on X11), cropped and resized to the size."""
+    """A monitor captured with mss (XShmGetImage on X11), letterboxed into the size."""
 
     def __init__(self, spec: str, monitor: int, width: int, height: int, first_id: int) -> None:
         super().__init__(spec, width, height, first_id)

@@ -1,5 +1,6 @@
-"""The commands as a user runs them, under Xvfb: `vcall gui` out of the box (embedded server,
-SIGTERM closes it cleanly), `vcall demo` (two windows showing each other's moving pattern), and
+"""The commands as a user runs them, under Xvfb: `vcall gui` out of the box (this machine's
+directory, served by the first of two clients and used by the second; SIGTERM closes it
+cleanly), `vcall demo` (two windows showing each other's moving pattern), and
 `vcall bench ui` (runs and reports sane figures)."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,9 +19,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.fixtures.discovery import free_port
 from vcall.config import Config, ConfigError
+from vcall.discovery.client import DiscoveryClient, WrongPassword
+from vcall.discovery.embedded import EmbeddedServer
 from vcall.gui import app as gui_app
 from vcall.gui.demo import MENUBAR_PX, _geometries
+from vcall.gui.directory import LocalDirectory
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("no_leaks")]
 
@@ -65,25 +71,66 @@ def test_gui_server_flag_takes_a_failover_list(tmp_path: Path) -> None:
         gui_app.build_config(parser.parse_args(["--config", str(path), "--server", ","]))
 
 
-def test_gui_out_of_the_box(xvfb_display: str, tmp_path: Path) -> None:
-    """No config, no server: an embedded server on loopback; login works; SIGTERM exits 0."""
-    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path)}
-    proc = vcall("gui", "--nick", "first", "--password", "pw", "--auto-login", env=env)
-    state = tmp_path / "vcall" / "state.json"
+def _wait_logged_in(proc: subprocess.Popen[bytes], state: Path) -> dict[str, object]:
+    deadline = time.monotonic() + 30
+    while not state.exists():
+        assert proc.poll() is None, proc.communicate()[0].decode()
+        assert time.monotonic() < deadline, "never logged in"
+        time.sleep(0.2)
+    saved: dict[str, object] = json.loads(state.read_text())
+    return saved
+
+
+def test_gui_out_of_the_box_and_two_on_one_machine(xvfb_display: str, tmp_path: Path) -> None:
+    """No config, no server: the first vcall serves this machine's directory on a known port
+    (here a free one, by --directory-port), the second logs in to it, so each lists the other;
+    the users persist in the data folder; SIGTERM exits 0."""
+    port = free_port()
+    data = tmp_path / "data"
+    procs = []
     try:
-        deadline = time.monotonic() + 30
-        while not state.exists():
-            assert proc.poll() is None, proc.communicate()[0].decode()
-            assert time.monotonic() < deadline, "never logged in"
-            time.sleep(0.2)
-        saved = json.loads(state.read_text())
-        assert saved["nick"] == "first" and saved["server"].startswith("127.0.0.1:")
-        assert "password" not in saved
+        for nick in ("first", "second"):
+            env = {
+                **os.environ,
+                "XDG_CONFIG_HOME": str(tmp_path / nick),
+                "XDG_DATA_HOME": str(data),
+            }
+            procs.append(vcall("gui", "--nick", nick, "--password", "pw", "--auto-login",
+                               "--directory-port", str(port), env=env))  # fmt: skip
+            saved = _wait_logged_in(procs[-1], tmp_path / nick / "vcall" / "state.json")
+            assert saved["nick"] == nick and saved["server"] == f"127.0.0.1:{port}"
+            assert "password" not in saved
+        with DiscoveryClient("127.0.0.1", port, timeout=5) as client:
+            assert {"first", "second"} <= {user.nick for user in client.list_users()}
     finally:
-        proc.send_signal(signal.SIGTERM)
-        out = proc.communicate(timeout=20)[0].decode()
-    assert proc.returncode == 0, out
-    assert "embedded discovery server" in out
+        outs = []
+        for proc in reversed(procs):  # the second first: the first one serves the directory
+            proc.send_signal(signal.SIGTERM)
+            outs.append(proc.communicate(timeout=20)[0].decode())
+    second_out, first_out = outs
+    assert all(proc.returncode == 0 for proc in procs), outs
+    assert f"serving this machine's directory at 127.0.0.1:{port}" in first_out
+    assert f"using this machine's directory at 127.0.0.1:{port}" in second_out
+    # The accounts outlive the process: the directory's file holds them for the next start.
+    assert (data / "vcall" / "directory.sqlite3").stat().st_size > 0
+    with EmbeddedServer("127.0.0.1", 0, db=str(data / "vcall" / "directory.sqlite3")) as server:
+        assert server.address is not None
+        with DiscoveryClient(*server.address, timeout=5) as client, pytest.raises(WrongPassword):
+            client.register("first", "127.0.0.1", 5000, "another-password", ["V0"])
+
+
+def test_a_busy_directory_port_falls_back_to_a_private_server(tmp_path: Path) -> None:
+    """Something that is not a directory holds the port: a private server on a free port."""
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        directory = LocalDirectory(port, tmp_path / "d.sqlite3")
+        try:
+            host, used = directory.open()  # the squatter never answers: the probe times out
+            assert directory.serving and host == "127.0.0.1" and used != port
+        finally:
+            directory.close()
 
 
 @pytest.mark.parametrize("screen", [(1280, 1024), (1920, 1080), (2560, 1440)])

@@ -212,9 +212,13 @@ def test_in_call_keys_notices_fullscreen_and_pip(
         alice.pump(0.5)
         assert app.model.phase is Phase.CONNECTED
 
-        # M: no audio yet, said in the status bar.
+        # M mutes the microphone (the call manager decides what is sent); M again unmutes.
         alice.key("<m>")
-        assert call.notice.cget("text").startswith("No audio yet")
+        alice.pump_until(lambda: app.model.muted, 10, "muted")
+        alice.pump_until(lambda: "muted" in call.status.cget("text"), 10, "muted shown")
+        assert app.model.sending  # a mute is not a video pause
+        alice.key("<m>")
+        alice.pump_until(lambda: not app.model.muted, 10, "unmuted")
 
         # V turns our video off: the self view says so; V again turns it back on.
         alice.key("<v>")

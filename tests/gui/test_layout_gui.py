@@ -17,10 +17,16 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 
-from vcall.gui.call_screen import FILE_LABEL, HELP_VARIANTS, PATTERN_LABEL, CallScreen
+from vcall.gui.call_screen import (
+    FILE_LABEL,
+    HELP_VARIANTS,
+    PATTERN_LABEL,
+    SCREEN_LABEL,
+    CallScreen,
+)
 from vcall.gui.events import UserRow
 from vcall.gui.logic import CODEC_CHOICES, StatsView
-from vcall.gui.main_screen import MainScreen
+from vcall.gui.main_screen import PREVIEW_MIN_WIDTH, MainScreen
 from vcall.gui.model import Phase, Screen, UiModel, status_line
 from vcall.gui.theme import apply_theme
 
@@ -155,22 +161,27 @@ def test_stats_rows_follow_the_height(screen: tuple[tk.Tk, CallScreen]) -> None:
     assert call.stats.rows_shown == len(FULL_STATS.lines())
 
 
-def test_source_selector_lists_cameras_file_and_pattern(
+def test_source_selector_lists_cameras_screen_file_and_pattern(
     screen: tuple[tk.Tk, CallScreen],
 ) -> None:
     _root, call = screen
-    assert list(call.source.cget("values")) == [PATTERN_LABEL, "Camera 0", FILE_LABEL]
+    values = list(call.source.cget("values"))
+    assert values == [PATTERN_LABEL, "Camera 0", SCREEN_LABEL, FILE_LABEL]
     call.set_cameras(["camera:/dev/video0", "camera:/dev/video2"])
     values = list(call.source.cget("values"))
-    assert values == [PATTERN_LABEL, "Camera /dev/video0", "Camera /dev/video2", FILE_LABEL]
+    assert values == [
+        PATTERN_LABEL, "Camera /dev/video0", "Camera /dev/video2", SCREEN_LABEL, FILE_LABEL
+    ]  # fmt: skip
     chosen: list[str] = []
     call._on_source = chosen.append
     call.source.set("Camera /dev/video2")
     call.source.event_generate("<<ComboboxSelected>>")
+    call.source.set(SCREEN_LABEL)  # screen sharing
+    call.source.event_generate("<<ComboboxSelected>>")
     call.ask_file = lambda: ""  # the chooser cancelled: nothing sent, the selector restored
     call.source.set(FILE_LABEL)
     call.source.event_generate("<<ComboboxSelected>>")
-    assert chosen == ["camera:/dev/video2"]
+    assert chosen == ["camera:/dev/video2", "screen"]
     assert call.source.get() == PATTERN_LABEL
 
 
@@ -200,6 +211,11 @@ def test_main_screen_nothing_is_cut_off(
                        main.exit_button, main.message):  # fmt: skip
             assert inside(widget, root), f"{widget} cut off at {size}"
         assert main.tree.winfo_height() > 60, f"user list squeezed out at {size}"
+        # The preview of one's own video: beside the list when there is room, else hidden.
+        wide = int(size.split("x", maxsplit=1)[0]) >= PREVIEW_MIN_WIDTH
+        assert main.preview_visible == wide, size
+        if wide:
+            assert inside(main.preview, root) and inside(main.source, root), size
         screenshot(f"main-{size}-{theme}")
         # The selector posts a choice once (the one shown already is no change).
         main.codec.set("JPEG")

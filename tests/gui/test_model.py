@@ -63,6 +63,21 @@ def test_status_line_without_a_codec_and_for_a_classic_call() -> None:
     assert status_line(classic, 100.0) == "In call with bob · 0:00 · V0 JPEG medium"
 
 
+def test_status_line_says_muted_and_what_protects_the_call() -> None:
+    secure = run([ev.Connected("bob", "rtp", "H264", "srtp+tls, verified")])
+    assert status_line(secure, 100.0) == (
+        "In call with bob · 0:00 · encrypted, bob's key matches the directory · RTP H264 medium"
+    )
+    muted = run([ev.MutedChanged(True)], secure)
+    assert "· muted ·" in status_line(muted, 100.0) and muted.sending  # a mute is no pause
+    assert not run([ev.MutedChanged(False)], muted).muted
+    classic = run([ev.Connected("bob", "v0", "JPEG", "none: classic peer")])
+    assert "not encrypted: classic peer" in status_line(classic, 100.0)
+    # A new call starts unmuted.
+    again = run([ev.Ended("bob hung up."), ev.Connected("bob", "rtp", "H264")], muted)
+    assert not again.muted
+
+
 def test_incoming_ring_countdown_and_logout() -> None:
     model = run([ev.LoggedIn("bob", ("h", 1)), ev.Ringing("alice", 30.0)], now=10.0)
     assert model.phase is Phase.RINGING and model.screen is Screen.MAIN

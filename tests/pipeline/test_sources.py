@@ -1,4 +1,4 @@
-"""Video sources: pattern, looped file, camera errors, screen under Xvfb, use in a child."""
+"""Video sources: pattern, looped file, letterboxing, camera errors, screen under Xvfb, a child."""
 
 from __future__ import annotations
 
@@ -119,14 +119,18 @@ def video_file(tmp_path: Path) -> Path:
     return path
 
 
+FILE_PERIOD_NS = 100_000_000  # the fixture is a 10 fps file
+
+
 def test_file_source_loops(video_file: Path) -> None:
-    source = open_source(f"file:{video_file}", 640, 360, 30)
+    source = open_source(f"file:{video_file}", 320, 240, 30)
     assert isinstance(source, FileSource)
-    dst = np.zeros((360, 640, 3), np.uint8)
+    dst = np.zeros((240, 320, 3), np.uint8)
     levels = []
     try:
         for expected_id in range(3 * FILE_FRAMES + 2):
-            assert source.read_into(dst, 0) == expected_id
+            # Read at the file's own rate: each read is one file frame.
+            assert source.read_into(dst, 5 + expected_id * FILE_PERIOD_NS) == expected_id
             levels.append(round(float(dst.mean()) / 40) - 1)
     finally:
         source.close()
@@ -134,8 +138,8 @@ def test_file_source_loops(video_file: Path) -> None:
     assert source.loops == 3
 
 
-def test_file_source_crops_instead_of_stretching(tmp_path: Path) -> None:
-    """A 4:3 file shown at 16:9 loses its top and bottom, not its shapes."""
+def test_file_source_letterboxes_instead_of_cropping(tmp_path: Path) -> None:
+    """A 4:3 file sent at 16:9 keeps its top band: pillarboxed, nothing cut off."""
     path = tmp_path / "bands.avi"
     image = np.zeros((240, 320, 3), np.uint8)
     image[:30] = (0, 0, 255)  # red band at the top, cropped away at 16:9
@@ -147,18 +151,54 @@ def test_file_source_crops_instead_of_stretching(tmp_path: Path) -> None:
     dst = np.zeros((176, 320, 3), np.uint8)
     assert source.read_into(dst, 0) == 0
     source.close()
-    assert dst[5:-5].min() > 200  # all white: the red band (top 1/8) is cropped
+    # Content 234x176 in the middle (4:3 at full height), black bars 43 px left and right.
+    assert dst[:, :40].max() < 10 and dst[:, -40:].max() < 10
+    top = dst[2:18, 50:-50].astype(int)  # the red band (top 1/8) is still there
+    assert top[..., 2].min() > 200 and top[..., :2].max() < 60
+    assert dst[40:150, 50:-50].min() > 200
 
 
-def test_fit_into_centre_crop() -> None:
+def test_fit_into_letterboxes_a_wide_source() -> None:
+    """A 16:9 screen at a 4:3 preset: all of it, bars above and below."""
+    src = np.full((180, 320, 3), 255, np.uint8)
+    src[:, :8] = (255, 0, 0)  # a blue column at the very left edge
+    src[:, -8:] = (0, 0, 255)  # a red column at the very right edge
+    dst = np.full((240, 320, 3), 77, np.uint8)  # stale content must not survive
+    fit_into(src, dst)
+    assert dst[:30].max() == 0 and dst[210:].max() == 0  # bars: (240 - 180) / 2 each
+    assert (dst[30:210, :4] == (255, 0, 0)).all()  # both edges are there: nothing cropped
+    assert (dst[30:210, -4:] == (0, 0, 255)).all()
+    assert dst[30:210, 10:-10].min() == 255
+
+
+def test_fit_into_pillarboxes_a_tall_source_and_scales() -> None:
     src = np.zeros((100, 200, 3), np.uint8)
     src[:, 100:] = 255  # left half black, right half white
-    dst = np.zeros((50, 50, 3), np.uint8)
-    fit_into(src, dst)  # the centre 100x100 square, halved
-    assert dst[:, :23].max() < 30 and dst[:, 27:].min() > 225
-    wide = np.zeros((50, 400, 3), np.uint8)
-    fit_into(src, wide)  # crops top/bottom of the source instead
-    assert wide[:, :190].max() < 30 and wide[:, 210:].min() > 225
+    dst = np.full((50, 50, 3), 77, np.uint8)
+    fit_into(src, dst)  # 2:1 into 1:1: 50x26 in the middle (even height), bars of 12
+    assert dst[:12].max() == 0 and dst[38:].max() == 0
+    assert dst[12:38, :23].max() < 30 and dst[12:38, 27:].min() > 225
+    wide = np.full((50, 400, 3), 77, np.uint8)
+    fit_into(src, wide)  # 2:1 into 8:1: 100x50 in the middle, bars of 150
+    assert wide[:, :150].max() == 0 and wide[:, 250:].max() == 0
+    assert wide[:, 150:198].max() < 30 and wide[:, 202:250].min() > 225
+    same = np.zeros((100, 200, 3), np.uint8)
+    fit_into(src, same)
+    assert (same == src).all()
+
+
+@pytest.mark.parametrize(("sw", "sh"), [(1920, 1080), (640, 480), (1080, 1920), (7, 3), (1, 1)])
+@pytest.mark.parametrize(("dw", "dh"), [(320, 240), (1280, 720), (64, 64)])
+def test_fit_into_never_crops_nor_leaves_stale_pixels(sw: int, sh: int, dw: int, dh: int) -> None:
+    src = np.full((sh, sw, 3), 200, np.uint8)
+    dst = np.full((dh, dw, 3), 77, np.uint8)
+    fit_into(src, dst)
+    assert not (dst == 77).any()
+    lit = np.argwhere(dst[..., 0] > 0)
+    (y0, x0), (y1, x1) = lit.min(axis=0), lit.max(axis=0)
+    # The picture touches both sides in one direction, and keeps the aspect within a pixel.
+    assert (x0, x1) == (0, dw - 1) or (y0, y1) == (0, dh - 1)
+    assert abs((x1 - x0 + 1) * sh - (y1 - y0 + 1) * sw) <= max(sw, sh) * 2
 
 
 def test_missing_or_broken_files_raise_video_file_error(tmp_path: Path) -> None:
@@ -262,8 +302,8 @@ def _capture_in_child(spec: str, shm_name: str, count: int) -> None:
         frame = np.ndarray((240, 320, 3), np.uint8, buffer=shm.buf)
         source = open_source(spec, 320, 240, 30)
         try:
-            for _ in range(count):
-                source.read_into(frame, 424242)
+            for i in range(count):
+                source.read_into(frame, 424242 + i * FILE_PERIOD_NS)
         finally:
             source.close()
         del frame
@@ -278,7 +318,7 @@ def test_sources_open_and_capture_in_a_spawned_child(video_file: Path) -> None:
         frame = np.ndarray((240, 320, 3), np.uint8, buffer=shm.buf)
         ctx = multiprocessing.get_context("spawn")
         for spec, check in (
-            ("pattern", lambda f: read_stamp(f) == Stamp(2, 424242)),
+            ("pattern", lambda f: read_stamp(f) == Stamp(2, 424242 + 2 * FILE_PERIOD_NS)),
             (f"file:{video_file}", lambda f: abs(float(f.mean()) - 120) < 8),  # third frame
         ):
             child = ctx.Process(target=_capture_in_child, args=(spec, shm.name, 3))
@@ -311,12 +351,15 @@ def test_a_file_that_goes_away_is_reported_lost(
     source = open_source(f"file:{video_file}", 320, 240, 30)
     dst = blank(320, 240)
     assert source.read_into(dst, 0) == 0
+    assert source.read_into(dst, FILE_PERIOD_NS) == 1  # frame 2 is decoded ahead
     video_file.unlink()
     monkeypatch.setattr(source, "_cap", _DeadCapture())
+    assert source.read_into(dst, 2 * FILE_PERIOD_NS) == 2
     misses = 0
     with pytest.raises(VideoFileError, match="no frame in 30 reads"):
         while True:
-            assert source.read_into(dst, 0) is None
+            assert source.read_into(dst, (3 + misses) * FILE_PERIOD_NS) is None
             misses += 1
-    assert misses == sources_mod.MAX_CONSECUTIVE_MISSES - 1
+    # The read that still gave frame 2 already failed to decode frame 3 ahead: one miss.
+    assert misses == sources_mod.MAX_CONSECUTIVE_MISSES - 2
     source.close()

@@ -1,9 +1,11 @@
 """`vcall` / `vcall gui`: open the Tk client.
 
 Reads the configuration (:mod:`vcall.config`; flags override the file). With no server
-configured, and no remote server remembered, it starts an embedded discovery server on
-loopback, so the client works out of the box on a fresh machine. SIGTERM closes the window
-properly (hang up, unregister, stop the pipeline).
+configured, and no remote server remembered, it uses this machine's directory
+(:mod:`vcall.gui.directory`): the first ``vcall`` serves it on 127.0.0.1:8000
+(``--directory-port``) with its users kept in a file, later ones log in to it, so two clients
+on one machine see each other and the client works out of the box on a fresh machine.
+SIGTERM closes the window properly (hang up, unregister, stop the pipeline).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import tkinter as tk
 from pathlib import Path
 
 from vcall.config import (
+    LANGUAGE_CHOICES,
     THEME_CHOICES,
     Config,
     ConfigError,
@@ -29,6 +32,7 @@ from vcall.config import (
     seconds_arg,
 )
 from vcall.gui.client import AppOptions, ClientApp
+from vcall.gui.directory import LOCAL_DIRECTORY_PORT, LocalDirectory
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +66,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--codec", help="use only this video codec: h264 or jpeg (any case)")
     parser.add_argument("--ring-timeout", type=seconds_arg, help="seconds an incoming call rings")
     parser.add_argument(
+        "--audio-in",
+        metavar="SPEC",
+        help="microphone: device[:NAME], tone:HZ, file:PATH.wav, silence, or off "
+        "(default: [audio] input, else device; vcall devices lists them)",
+    )
+    parser.add_argument(
+        "--audio-out",
+        metavar="SPEC",
+        help="speaker: device[:NAME], wav:PATH, null, or off "
+        "(default: [audio] output, else device)",
+    )
+    parser.add_argument(
         "--theme", choices=THEME_CHOICES, help="look: light, dark, or system (follow the desktop)"
+    )
+    parser.add_argument(
+        "--directory-port",
+        type=port_arg,
+        default=LOCAL_DIRECTORY_PORT,
+        help="with no server configured: the loopback port of this machine's directory, "
+        f"served by the first vcall started (default {LOCAL_DIRECTORY_PORT})",
+    )
+    parser.add_argument(
+        "--language",
+        choices=LANGUAGE_CHOICES,
+        help="language of the window: en, es, or system (the locale; the default)",
     )
     parser.add_argument("--auto-login", action="store_true", help="log in at start")
     parser.add_argument("--auto-accept", action="store_true", help="accept incoming calls")
@@ -95,6 +123,9 @@ def build_config(args: argparse.Namespace) -> Config:
         codec=args.codec,
         ring_timeout=args.ring_timeout,
         theme=args.theme,
+        audio_in=args.audio_in,
+        audio_out=args.audio_out,
+        language=args.language,
     )
 
 
@@ -119,16 +150,12 @@ def run(args: argparse.Namespace) -> int:
     server_text = ""
     remembered = load_state(args.state_file).server
     if config.server is None and not _remote(remembered):
-        from vcall.discovery.embedded import EmbeddedServer  # noqa: PLC0415
-
-        embedded = EmbeddedServer()
+        embedded = LocalDirectory(args.directory_port)
         try:
-            server_text = format_server(*embedded.start())
+            server_text = format_server(*embedded.open())
         except OSError as exc:  # no loopback port to be had: the user can still type one
             logger.error("cannot start the embedded discovery server: %s", exc)
             embedded = None
-        else:
-            logger.info("no server configured: embedded discovery server at %s", server_text)
     if args.geometry:
         root.geometry(args.geometry)
     options = AppOptions(
@@ -154,5 +181,5 @@ def run(args: argparse.Namespace) -> int:
         with contextlib.suppress(tk.TclError):
             root.destroy()
         if embedded is not None:
-            embedded.stop()
+            embedded.close()
     return 0

@@ -21,26 +21,40 @@ from collections.abc import Callable
 from tkinter import filedialog, ttk
 from tkinter import font as tkfont
 
+import platformdirs
+
 from pipeline.presets import PRESET_NAMES
+from vcall.gui.i18n import _
+from vcall.gui.icons import Icons
 from vcall.gui.logic import fit_text, pip_box, pip_position
 from vcall.gui.model import Phase, UiModel
 from vcall.gui.shortcuts import HELP_VARIANTS
+from vcall.gui.sources import (
+    FILE_LABEL,
+    PATTERN_LABEL,
+    SCREEN_LABEL,
+    VIDEO_FILETYPES,
+    source_choices,
+    source_label,
+)
 from vcall.gui.stats_panel import StatsPanel
 from vcall.gui.theme import colour
 from vcall.gui.video import VideoView
 
-PATTERN_LABEL = "Test pattern"
-FILE_LABEL = "Video file…"
+__all__ = ["FILE_LABEL", "PATTERN_LABEL", "SCREEN_LABEL", "CallScreen", "source_label"]
 
 
-def source_label(spec: str) -> str:
-    if spec == "pattern":
-        return PATTERN_LABEL
-    if spec.startswith("file:"):
-        return f"File: {os.path.basename(spec[5:])}"
-    if spec.startswith("camera:"):
-        return f"Camera {spec[7:]}"
-    return spec
+def ask_video_file(parent: tk.Misc, title: str) -> str:
+    """The file chooser, filtered to video files, starting in the user's videos folder."""
+    return filedialog.askopenfilename(
+        parent=parent, title=title, filetypes=VIDEO_FILETYPES, initialdir=videos_dir()
+    )
+
+
+def videos_dir() -> str:
+    """The user's videos folder (XDG_VIDEOS_DIR through platformdirs), else the home folder."""
+    folder = platformdirs.user_videos_dir()
+    return folder if os.path.isdir(folder) else os.path.expanduser("~")
 
 
 class CallScreen(ttk.Frame):
@@ -67,9 +81,7 @@ class CallScreen(ttk.Frame):
         self._model = UiModel()
         self._on_save_sdp = on_save_sdp
         # Replaced in tests: the file choosers are modal Tk dialogs.
-        self.ask_file: Callable[[], str] = lambda: filedialog.askopenfilename(
-            parent=self, title="Send a video file"
-        )
+        self.ask_file: Callable[[], str] = lambda: ask_video_file(self, "Send a video file")
         self.ask_sdp_path: Callable[[], str] = lambda: filedialog.asksaveasfilename(
             parent=self, title="Save the SDP of the stream we send",
             defaultextension=".sdp", initialfile="vcall.sdp",
@@ -109,28 +121,40 @@ class CallScreen(ttk.Frame):
         self.toolbar = bar
         actions = ttk.Frame(bar)
         actions.grid(row=0, column=0, sticky="w")
-        self.hangup_button = ttk.Button(actions, text="Hang up", command=on_hangup)
+        # Icons drawn at this screen's scale (vcall.gui.icons), beside the words.
+        self.icons = Icons(self)
+        self.hangup_button = ttk.Button(
+            actions, text=_("Hang up"), command=on_hangup,
+            image=self.icons.get("hangup"), compound="left",
+        )  # fmt: skip
         self.hangup_button.pack(side="left")
-        self.hold_button = ttk.Button(actions, text="Hold", width=8, command=self.toggle_hold)
+        self.hold_button = ttk.Button(
+            actions, text=_("Hold"), width=8, command=self.toggle_hold,
+            image=self.icons.get("hold"), compound="left",
+        )  # fmt: skip
         self.hold_button.pack(side="left", padx=(6, 0))
         self.pause_button = ttk.Button(
-            actions, text="Stop video (V)", width=15, command=self.toggle_pause
-        )
+            actions, text=_("Stop video (V)"), width=15, command=self.toggle_pause,
+            image=self.icons.get("video"), compound="left",
+        )  # fmt: skip
         self.pause_button.pack(side="left", padx=(6, 0))
         settings = ttk.Frame(bar)
         self._toolbar_parts = (actions, settings)
         settings.grid(row=0, column=1, sticky="w", padx=(12, 0))
-        ttk.Label(settings, text="Quality").pack(side="left", padx=(0, 4))
+        ttk.Label(settings, text=_("Quality")).pack(side="left", padx=(0, 4))
         self.quality = ttk.Combobox(settings, values=PRESET_NAMES, state="readonly", width=7)
         self.quality.pack(side="left")
         self.quality.bind("<<ComboboxSelected>>", lambda _e: self._on_preset(self.quality.get()))
-        ttk.Label(settings, text="Source").pack(side="left", padx=(12, 4))
+        ttk.Label(settings, text=_("Source")).pack(side="left", padx=(12, 4))
         self._sources: dict[str, str] = {}
         self.source = ttk.Combobox(settings, state="readonly", width=22)
         self.source.pack(side="left")
         self.source.bind("<<ComboboxSelected>>", lambda _e: self._source_chosen())
         self.set_cameras(cameras if cameras is not None else [])
-        self.stats_button = ttk.Button(settings, text="Stats", width=6, command=self.toggle_stats)
+        self.stats_button = ttk.Button(
+            settings, text=_("Stats"), width=6, command=self.toggle_stats,
+            image=self.icons.get("stats"), compound="left",
+        )  # fmt: skip
         self.stats_button.pack(side="left", padx=(12, 0))
         bar.bind("<Configure>", lambda _e: self._wrap_toolbar(), add="+")
 
@@ -189,8 +213,7 @@ class CallScreen(ttk.Frame):
         return bool(self.stats.winfo_manager())
 
     def set_cameras(self, cameras: list[str]) -> None:
-        self._sources = {PATTERN_LABEL: "pattern"}
-        self._sources.update({source_label(c): c for c in cameras})
+        self._sources = source_choices(cameras)
         self._refresh_sources()
 
     def _refresh_sources(self) -> None:
@@ -392,9 +415,9 @@ class CallScreen(ttk.Frame):
         self._model = model
         connected = model.phase is Phase.CONNECTED
         state = "normal" if connected else "disabled"
-        self.hold_button.configure(text="Resume" if model.hold_local else "Hold", state=state)
+        self.hold_button.configure(text=_("Resume") if model.hold_local else _("Hold"), state=state)
         self.pause_button.configure(
-            text="Start video (V)" if not model.sending else "Stop video (V)", state=state
+            text=_("Start video (V)") if not model.sending else _("Stop video (V)"), state=state
         )
         self.quality.set(model.preset)
         self._refresh_sources()

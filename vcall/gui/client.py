@@ -27,15 +27,16 @@ from vcall.config import (
     state_path,
     update_state,
 )
-from vcall.gui import dialogs
+from vcall.gui import dialogs, i18n
 from vcall.gui import events as ev
-from vcall.gui.call_screen import CallScreen, source_label
+from vcall.gui.call_screen import CallScreen, ask_video_file, source_label
 from vcall.gui.feed import VideoFeed
 from vcall.gui.history import HISTORY_NAME, CallLog, HistoryTracker, describe_record
+from vcall.gui.icons import Icons
 from vcall.gui.incoming import IncomingDialog
 from vcall.gui.logic import QUALITY_WORDS, connection_quality, summarize_stats
 from vcall.gui.login import LoginScreen
-from vcall.gui.main_screen import MainScreen
+from vcall.gui.main_screen import PREVIEW_SIZE, MainScreen
 from vcall.gui.menubar import MenuBar
 from vcall.gui.model import (
     Phase,
@@ -48,6 +49,7 @@ from vcall.gui.model import (
     window_title,
 )
 from vcall.gui.notify import Notifier
+from vcall.gui.preview import SourcePreview
 from vcall.gui.shortcuts import help_rows
 from vcall.gui.theme import apply_theme, colour
 from vcall.gui.worker import ClientWorker
@@ -60,6 +62,7 @@ logger = logging.getLogger(__name__)
 STATUS_TICK_MS = 500
 RING_EVERY_S = 2.0  # the terminal bell repeats while an incoming call rings
 EXIT_GRACE_MS = 8000  # how long exit waits for the worker to hang up and unregister
+PREVIEW_POLL_MS = 100  # the preview before a call shows up to 10 frames a second
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +110,14 @@ class ClientApp:
 
         self._list_cameras = list_cameras
 
+        # The language before any widget: strings are looked up when widgets are built.
+        self.language = i18n.install(i18n.choose_language(config.language))
         root.title(options.title)
         root.minsize(640, 420)
+        # The window icon (task bar, window list), drawn at the sizes window managers ask for.
+        self.icons = Icons(root)
+        with contextlib.suppress(tk.TclError):
+            root.iconphoto(True, *self.icons.app())
         theme = start_theme(config, state)
         self.theme = apply_theme(root, theme)  # "light", "dark" (sv-ttk) or "clam"
         self.container = ttk.Frame(root)
@@ -121,7 +130,14 @@ class ClientApp:
             on_logout=lambda: self.worker.post(ev.Logout()),
             on_exit=self.exit,
             on_codecs=lambda codecs: self.worker.post(ev.SetCodecPreference(codecs)),
+            on_source=self.choose_source,
+            ask_file=lambda: ask_video_file(self.root, "Video source"),
         )
+        # The self view before any call: runs only on the main screen with no call going.
+        self.preview = SourcePreview(PREVIEW_SIZE)
+        self._preview_shown = 0  # the preview frame number on screen
+        self._preview_failed = ""  # the source whose preview failed (not retried by itself)
+        self._preview_id = ""
         self.call = CallScreen(
             self.container,
             on_hangup=lambda: self.worker.post(ev.Hangup()),
@@ -170,6 +186,7 @@ class ClientApp:
         self._render()
         self.login.focus_first_empty()
         self._tick()
+        self._poll_preview()
         if options.auto_login:
             root.after_idle(self.login.submit)
 
@@ -201,10 +218,12 @@ class ClientApp:
             time.sleep(0.01)
         self._finish_exit()
         self.worker.stop()
+        self.preview.join(5.0)
 
     def _finish_exit(self) -> None:
         # Both timers go: one left pending would fire into a destroyed window.
-        for timer in (self._tick_id, self._exit_id):
+        self.preview.stop()
+        for timer in (self._tick_id, self._exit_id, self._preview_id):
             with contextlib.suppress(tk.TclError, ValueError):
                 self.root.after_cancel(timer)
         self._close_incoming()
@@ -214,6 +233,41 @@ class ClientApp:
             self.root.tk.deletefilehandler(self.worker.wake_fd)
         with contextlib.suppress(tk.TclError):
             self.root.quit()
+
+    def choose_source(self, spec: str) -> None:
+        """The source of the calls to come (and of the one going on), from a picker."""
+        self.worker.post(ev.SetSource(spec))
+        self._preview_failed = ""
+        self.model = reduce(self.model, ev.SourceChanged(spec), time.monotonic())
+
+    def _poll_preview(self) -> None:
+        """Show the newest preview frame; start, switch or stop the preview as the screen and
+        the call say (a call's capture process needs the camera)."""
+        model, preview = self.model, self.preview
+        wanted = (
+            model.screen is Screen.MAIN
+            and model.phase is Phase.IDLE
+            and self.main.preview_visible
+            and not self._exiting
+        )
+        if not wanted:
+            if preview.spec:
+                preview.stop()
+        elif model.source == self._preview_failed:
+            pass  # said on screen; picking a source again retries
+        elif preview.spec != model.source:
+            self.main.set_sources(self.cameras(), model.source)
+            self.main.preview.clear("Starting preview…")
+            preview.start(model.source)
+            self._preview_shown = 0
+        elif preview.error:
+            self._preview_failed = model.source
+            self.main.show_preview_error(f"No preview: {preview.error}")
+            preview.stop()
+        elif (latest := preview.latest()) is not None and latest[0] != self._preview_shown:
+            self._preview_shown = latest[0]
+            self.main.preview.show(latest[1])
+        self._preview_id = self.root.after(PREVIEW_POLL_MS, self._poll_preview)
 
     def cameras(self) -> list[str]:
         """The cameras now plugged in (a glob of /dev/video*: cheap enough for the Tk thread)."""
@@ -244,8 +298,11 @@ class ClientApp:
     # ---------------------------------------------------------------- view and dialogs
 
     def mute(self) -> None:
-        """M: mute arrives with audio; until then the key says so instead of nothing."""
-        self.handle(ev.Notice("No audio yet: vcall sends video only, so there is nothing to mute."))
+        """M: mute or unmute the microphone in a call (the worker asks the call manager)."""
+        if self.model.screen is not Screen.CALL or self.model.connected_at is None:
+            self.handle(ev.Notice("Mute works in a call."))
+            return
+        self.worker.post(ev.SetMuted(not self.model.muted))
 
     def toggle_fullscreen(self) -> None:
         if self.model.screen is Screen.CALL:

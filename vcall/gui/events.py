@@ -72,6 +72,13 @@ class SetSending:
 
 
 @dataclass(frozen=True, slots=True)
+class SetMuted:
+    """M: mute or unmute the microphone in this call (the call session decides what is sent)."""
+
+    muted: bool
+
+
+@dataclass(frozen=True, slots=True)
 class SetPreset:
     name: str
 
@@ -118,6 +125,7 @@ Command = (
     | Resume
     | Hangup
     | SetSending
+    | SetMuted
     | SetPreset
     | SetSource
     | SetDisplaySize
@@ -183,6 +191,7 @@ class Connected:
     peer: str
     mode: str
     codec: str = ""  # the negotiated video codec ("H264", "JPEG"); "" when unknown
+    protection: str = ""  # vcall.call.secure.protection_label: "srtp+tls, verified", ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +227,11 @@ class MediaDetached:
 @dataclass(frozen=True, slots=True)
 class SendingChanged:
     enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MutedChanged:
+    muted: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +276,7 @@ Event = (
     | MediaAttached
     | MediaDetached
     | SendingChanged
+    | MutedChanged
     | PresetChanged
     | SourceChanged
     | CodecPreferenceChanged

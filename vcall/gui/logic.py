@@ -102,6 +102,11 @@ def describe_error(exc: BaseException, *, nick: str = "", server: str = "", peer
 
 # CallEnded reasons (vcall.call.state.EndReason values) -> (message, is_error).
 _END_MESSAGES: dict[str, tuple[str, bool]] = {
+    "identity_mismatch": (
+        "Call to {peer} stopped: {peer}'s key is not the one the directory has{detail}. "
+        "Someone may be impersonating {peer}.",
+        True,
+    ),
     "hangup": ("Call with {peer} ended.", False),
     "peer_hangup": ("{peer} hung up.", False),
     "denied": ("You declined the call from {peer}.", False),

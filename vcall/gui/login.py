@@ -12,8 +12,10 @@ from collections.abc import Callable
 from tkinter import ttk
 
 from vcall.config import ConfigError, parse_server
+from vcall.gui.i18n import _
 from vcall.gui.logic import valid_nick, valid_password
 from vcall.gui.theme import colour
+from vcall.passwords import keyring_problem
 
 # (nick, password, (host, port), remember_password)
 SubmitHandler = Callable[[str, str, tuple[str, int], bool], None]
@@ -35,9 +37,9 @@ class LoginScreen(ttk.Frame):
         self.entries: dict[str, ttk.Entry] = {}
         for row, (label, var, key, show) in enumerate(
             (
-                ("Nick", self.nick, "nick", ""),
-                ("Password", self.password, "password", "•"),
-                ("Server", self.server, "server", ""),
+                (_("Nick"), self.nick, "nick", ""),
+                (_("Password"), self.password, "password", "•"),
+                (_("Server"), self.server, "server", ""),
             ),
             start=1,
         ):
@@ -47,16 +49,23 @@ class LoginScreen(ttk.Frame):
             entry.bind("<Return>", lambda _e: self.submit())
             self.entries[key] = entry
         self.remember_check = ttk.Checkbutton(
-            form, text="Remember password on this computer", variable=self.remember
+            form, text=_("Remember password on this computer"), variable=self.remember
         )
         self.remember_check.grid(row=4, column=1, sticky="w", pady=4)
-        self.button = ttk.Button(form, text="Register and log in", command=self.submit)
+        # The password is remembered only in the OS keyring (vcall/passwords.py): without one,
+        # the box is off and says why. Checked once per process (at start, before mainloop).
+        self.keyring_problem = keyring_problem()
+        if self.keyring_problem is not None:
+            self.remember_check.configure(
+                state="disabled", text=_("Remember password (unavailable: no OS keyring)")
+            )
+        self.button = ttk.Button(form, text=_("Register and log in"), command=self.submit)
         self.button.grid(row=5, column=1, sticky="e", pady=(8, 4))
         self.message = ttk.Label(form, text="", foreground=colour("error"), wraplength=380)
         self.message.grid(row=6, column=0, columnspan=2, sticky="we", pady=(8, 0))
         self.hint = ttk.Label(
             form,
-            text="The first registration of a nick sets its password.",
+            text=_("The first registration of a nick sets its password."),
             foreground=colour("muted"),
         )
         self.hint.grid(row=7, column=0, columnspan=2, sticky="we")
@@ -66,7 +75,7 @@ class LoginScreen(ttk.Frame):
         self.nick.set(nick)
         self.server.set(server)
         self.password.set(password)
-        self.remember.set(remember)
+        self.remember.set(remember and self.keyring_problem is None)
 
     def focus_first_empty(self) -> None:
         for key, var in (("nick", self.nick), ("password", self.password)):
@@ -81,7 +90,7 @@ class LoginScreen(ttk.Frame):
     def set_busy(self, busy: bool) -> None:
         self.button.configure(state="disabled" if busy else "normal")
         if busy:
-            self.show_message("Registering…", error=False)
+            self.show_message(_("Registering…"), error=False)
 
     def submit(self) -> None:
         if str(self.button.cget("state")) == "disabled":

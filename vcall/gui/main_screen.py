@@ -1,6 +1,9 @@
 """Main screen: call a user by nick, or from the user list (refresh, filter as you type,
 double-click or button to call); the recent calls (a second tab, its title marking missed
 calls; double-click or "Call back"); choose the video codec of the calls to come; log out; exit.
+Beside them, "Your video": a preview of the chosen source (the self view before any call) and
+its picker (test pattern, cameras, the screen to share, a video file); a choice goes to
+``on_source`` and is the source of the calls to come.
 
 Widgets only. The list keeps the last :class:`~vcall.gui.events.UserRow` set it was given and
 re-renders it through :func:`~vcall.gui.logic.filter_users` on every keystroke in the filter.
@@ -15,8 +18,16 @@ from collections.abc import Callable, Sequence
 from tkinter import ttk
 
 from vcall.gui.events import UserRow
+from vcall.gui.i18n import _
 from vcall.gui.logic import CODEC_CHOICES, codec_label, filter_users
+from vcall.gui.sources import FILE_LABEL, source_choices, source_label
 from vcall.gui.theme import colour
+from vcall.gui.video import VideoView
+
+PREVIEW_SIZE = (320, 240)
+# Below this width the preview column would squeeze the list and the buttons: it is hidden
+# (and the app stops previewing) until the window is wide enough again.
+PREVIEW_MIN_WIDTH = 960
 
 
 class MainScreen(ttk.Frame):
@@ -29,9 +40,15 @@ class MainScreen(ttk.Frame):
         on_logout: Callable[[], None],
         on_exit: Callable[[], None],
         on_codecs: Callable[[tuple[str, ...]], None],
+        on_source: Callable[[str], None] = lambda _spec: None,
+        ask_file: Callable[[], str] = lambda: "",
     ) -> None:
         super().__init__(master, padding=12)
         self.on_call = on_call
+        self.on_source = on_source
+        self.ask_file = ask_file  # replaced in tests: the file chooser is a modal dialog
+        self._source_spec = "pattern"
+        self._source_specs: dict[str, str] = source_choices([])
         self.on_codecs = on_codecs
         self._codecs: tuple[str, ...] = CODEC_CHOICES[next(iter(CODEC_CHOICES))]
         self._users: tuple[UserRow, ...] = ()
@@ -40,15 +57,15 @@ class MainScreen(ttk.Frame):
         self.header.grid(row=0, column=0, columnspan=3, sticky="w", pady=(0, 8))
 
         self.call_nick = tk.StringVar(self)
-        ttk.Label(self, text="Call by nick").grid(row=1, column=0, sticky="w")
+        ttk.Label(self, text=_("Call by nick")).grid(row=1, column=0, sticky="w")
         self.call_entry = ttk.Entry(self, textvariable=self.call_nick, width=24)
         self.call_entry.grid(row=1, column=1, sticky="we", padx=4)
         self.call_entry.bind("<Return>", lambda _e: self._call_typed())
-        self.call_button = ttk.Button(self, text="Call", command=self._call_typed)
+        self.call_button = ttk.Button(self, text=_("Call"), command=self._call_typed)
         self.call_button.grid(row=1, column=2, sticky="we")
 
         # For the calls to come: a call already begun keeps its codec.
-        ttk.Label(self, text="Video codec").grid(row=2, column=0, sticky="w", pady=(6, 0))
+        ttk.Label(self, text=_("Video codec")).grid(row=2, column=0, sticky="w", pady=(6, 0))
         width = max(len(label) for label in CODEC_CHOICES)
         self.codec = ttk.Combobox(self, values=list(CODEC_CHOICES), state="readonly", width=width)
         self.codec.grid(row=2, column=1, sticky="w", padx=4, pady=(6, 0))
@@ -56,21 +73,21 @@ class MainScreen(ttk.Frame):
         self.set_codec_preference(self._codecs)
 
         self.filter_text = tk.StringVar(self)
-        ttk.Label(self, text="Filter").grid(row=3, column=0, sticky="w", pady=(12, 4))
+        ttk.Label(self, text=_("Filter")).grid(row=3, column=0, sticky="w", pady=(12, 4))
         self.filter_entry = ttk.Entry(self, textvariable=self.filter_text, width=24)
         self.filter_entry.grid(row=3, column=1, sticky="we", padx=4, pady=(12, 4))
         self.filter_text.trace_add("write", lambda *_a: self._render())
-        self.refresh_button = ttk.Button(self, text="Refresh", command=on_refresh)
+        self.refresh_button = ttk.Button(self, text=_("Refresh"), command=on_refresh)
         self.refresh_button.grid(row=3, column=2, sticky="we", pady=(12, 4))
 
         # Two tabs: the users, and the recent calls (the tab's title marks missed calls).
         self.tabs = ttk.Notebook(self)
         self.tabs.grid(row=4, column=0, columnspan=4, sticky="nsew")
         users = ttk.Frame(self.tabs)
-        self.tabs.add(users, text="Users")
+        self.tabs.add(users, text=_("Users"))
         self.tree = ttk.Treeview(users, columns=("address",), height=14, selectmode="browse")
-        self.tree.heading("#0", text="Nick")
-        self.tree.heading("address", text="Address")
+        self.tree.heading("#0", text=_("Nick"))
+        self.tree.heading("address", text=_("Address"))
         self.tree.column("#0", width=180)
         self.tree.column("address", width=180)
         self.tree.grid(row=0, column=0, sticky="nsew")
@@ -83,16 +100,16 @@ class MainScreen(ttk.Frame):
         users.rowconfigure(0, weight=1)
 
         recent = ttk.Frame(self.tabs)
-        self.tabs.add(recent, text="Recent calls")
+        self.tabs.add(recent, text=_("Recent calls"))
         self._recent_tab = recent
         self.history = ttk.Treeview(
             recent, columns=("who", "what", "duration"), height=14, selectmode="browse"
         )
         for column, title, width in (
-            ("#0", "When", 130),
-            ("who", "Who", 120),
-            ("what", "Call", 120),
-            ("duration", "Duration", 90),
+            ("#0", _("When"), 130),
+            ("who", _("Who"), 120),
+            ("what", _("Call"), 120),
+            ("duration", _("Duration"), 90),
         ):
             self.history.heading(column, text=title)
             self.history.column(column, width=width, stretch=column == "who")  # fmt: skip
@@ -103,7 +120,7 @@ class MainScreen(ttk.Frame):
         history_scroll = ttk.Scrollbar(recent, orient="vertical", command=self.history.yview)
         history_scroll.grid(row=0, column=1, sticky="ns")
         self.history.configure(yscrollcommand=history_scroll.set)
-        self.call_back_button = ttk.Button(recent, text="Call back", command=self._call_back)
+        self.call_back_button = ttk.Button(recent, text=_("Call back"), command=self._call_back)
         self.call_back_button.grid(row=1, column=0, sticky="w", pady=(6, 0))
         recent.columnconfigure(0, weight=1)
         recent.rowconfigure(0, weight=1)
@@ -114,18 +131,82 @@ class MainScreen(ttk.Frame):
         buttons = ttk.Frame(self)
         buttons.grid(row=5, column=0, columnspan=3, sticky="we", pady=(8, 0))
         self.call_selected_button = ttk.Button(
-            buttons, text="Call selected", command=self._call_selected
+            buttons, text=_("Call selected"), command=self._call_selected
         )
         self.call_selected_button.pack(side="left")
-        self.exit_button = ttk.Button(buttons, text="Exit", command=on_exit)
+        self.exit_button = ttk.Button(buttons, text=_("Exit"), command=on_exit)
         self.exit_button.pack(side="right")
-        self.logout_button = ttk.Button(buttons, text="Log out", command=on_logout)
+        self.logout_button = ttk.Button(buttons, text=_("Log out"), command=on_logout)
         self.logout_button.pack(side="right", padx=4)
 
         self.message = ttk.Label(self, text="", wraplength=480)
         self.message.grid(row=6, column=0, columnspan=3, sticky="we", pady=(8, 0))
         self.columnconfigure(1, weight=1)
         self.rowconfigure(4, weight=1)
+
+        # The self view before any call, and the source of the calls to come.
+        mine = ttk.Labelframe(self, text=_("Your video"), padding=6)
+        mine.grid(row=0, column=4, rowspan=6, sticky="n", padx=(12, 0))
+        self._preview_frame = mine
+        self.bind("<Configure>", self._configured, add="+")
+        self.preview = VideoView(
+            mine, width=PREVIEW_SIZE[0], height=PREVIEW_SIZE[1], placeholder=_("Starting preview…")
+        )
+        self.preview.pack()
+        row = ttk.Frame(mine)
+        row.pack(fill="x", pady=(6, 0))
+        ttk.Label(row, text=_("Source")).pack(side="left")
+        self.source = ttk.Combobox(row, state="readonly", width=24)
+        self.source.pack(side="left", padx=(6, 0), fill="x", expand=True)
+        self.source.bind("<<ComboboxSelected>>", lambda _e: self._source_chosen())
+        self.set_sources([], "pattern")
+
+    def set_sources(self, cameras: list[str], current: str) -> None:
+        """Offer the pattern, ``cameras``, the screen and a file; show ``current`` as chosen."""
+        self._source_specs = source_choices(cameras)
+        self._source_spec = current
+        labels = list(self._source_specs)
+        if source_label(current) not in self._source_specs:
+            labels.append(source_label(current))
+        values = [*labels, FILE_LABEL]
+        if list(self.source.cget("values")) != values:
+            self.source.configure(values=values)
+        if self.source.get() != source_label(current):
+            self.source.set(source_label(current))
+
+    @property
+    def preview_visible(self) -> bool:
+        """Whether the preview column is on screen (the window is wide enough)."""
+        return bool(self._preview_frame.winfo_manager()) and bool(self.winfo_ismapped())
+
+    def _configured(self, event: tk.Event[tk.Misc]) -> None:
+        if event.widget is not self:
+            return
+        shown = bool(self._preview_frame.winfo_manager())
+        if event.width < PREVIEW_MIN_WIDTH and shown:
+            self._preview_frame.grid_remove()
+        elif event.width >= PREVIEW_MIN_WIDTH and not shown:
+            self._preview_frame.grid()
+
+    def show_preview_error(self, text: str) -> None:
+        """The preview's source failed: say why where the picture would be."""
+        self.preview.clear(text)
+
+    def _source_chosen(self) -> None:
+        label = self.source.get()
+        if label == FILE_LABEL:
+            path = self.ask_file()
+            if not path:
+                self.source.set(source_label(self._source_spec))
+                return
+            spec = f"file:{path}"
+        elif label in self._source_specs:
+            spec = self._source_specs[label]
+        else:
+            return
+        if spec != self._source_spec:
+            self._source_spec = spec
+            self.on_source(spec)
 
     def set_identity(self, nick: str, server: str) -> None:
         self._me = nick
@@ -146,7 +227,9 @@ class MainScreen(ttk.Frame):
                 "", "end", iid=str(index), text=when, values=(who, what, duration), tags=tags
             )
         self._missed = missed
-        title = "Recent calls" if not missed else f"Recent calls ● {missed} missed"
+        title = _("Recent calls")
+        if missed:
+            title = _("Recent calls ● {missed} missed").format(missed=missed)
         self.tabs.tk.call(str(self.tabs), "tab", str(self._recent_tab), "-text", title)
         if missed and self.showing_history:
             self.on_history_seen()
@@ -179,7 +262,7 @@ class MainScreen(ttk.Frame):
     def _call_back(self) -> None:
         selection = self.history.selection()
         if not selection:
-            self.show_message("Select a call in the list to call back.", error=True)
+            self.show_message(_("Select a call in the list to call back."), error=True)
             return
         self.on_call(str(self.history.set(selection[0], "who")))
 
@@ -228,13 +311,13 @@ class MainScreen(ttk.Frame):
     def _call_selected(self) -> None:
         nick = self._selected_nick()
         if nick is None:
-            self.show_message("Select a user to call first.", error=True)
+            self.show_message(_("Select a user to call first."), error=True)
             return
         self.on_call(nick)
 
     def _call_typed(self) -> None:
         nick = self.call_nick.get().strip()
         if not nick:
-            self.show_message("Type the nick of the user to call.", error=True)
+            self.show_message(_("Type the nick of the user to call."), error=True)
             return
         self.on_call(nick)

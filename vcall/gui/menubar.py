@@ -16,6 +16,7 @@ from tkinter import ttk
 from typing import Any
 
 from vcall.config import THEME_CHOICES
+from vcall.gui.i18n import _
 from vcall.gui.shortcuts import BY_ACTION, SHORTCUTS, Scope, plain_key_applies
 
 Action = Callable[[], object]
@@ -50,7 +51,7 @@ class MenuBar:
 
         self.bar = tk.Menu(root, tearoff=False)
         app_menu = tk.Menu(self.bar, tearoff=False)
-        app_menu.add_command(label="Settings…", command=actions["settings"])
+        app_menu.add_command(label=_("Settings…"), command=actions["settings"])
         app_menu.add_separator()
         for name in ("close", "quit"):
             shortcut = BY_ACTION[name]
@@ -65,18 +66,18 @@ class MenuBar:
                 label=shortcut.label, accelerator=shortcut.key, command=actions[name],
                 state="disabled",
             )  # fmt: skip
-        self.bar.add_cascade(label="Call", menu=self.call_menu)
+        self.bar.add_cascade(label=_("Call"), menu=self.call_menu)
         self.view_menu = tk.Menu(self.bar, tearoff=False)
         self.pip_shown = tk.BooleanVar(root, value=True)
         self.view_menu.add_command(
-            label="Full screen", accelerator=BY_ACTION["fullscreen"].key,
+            label=_("Full screen"), accelerator=BY_ACTION["fullscreen"].key,
             command=actions["fullscreen"], state="disabled",
         )  # fmt: skip
         self.view_menu.add_checkbutton(
-            label="Show self view", variable=self.pip_shown,
+            label=_("Show self view"), variable=self.pip_shown,
             command=lambda: on_pip(self.pip_shown.get()),
         )  # fmt: skip
-        self.view_menu.add_command(label="Swap views", command=actions["swap"], state="disabled")
+        self.view_menu.add_command(label=_("Swap views"), command=actions["swap"], state="disabled")
         self.view_menu.add_separator()
         self.theme_choice = tk.StringVar(root, value=theme)
         for choice in THEME_CHOICES:
@@ -84,14 +85,14 @@ class MenuBar:
                 label=f"{choice.capitalize()} theme", value=choice, variable=self.theme_choice,
                 command=lambda: on_theme(self.theme_choice.get()),
             )  # fmt: skip
-        self.bar.add_cascade(label="View", menu=self.view_menu)
+        self.bar.add_cascade(label=_("View"), menu=self.view_menu)
         help_menu = tk.Menu(self.bar, tearoff=False)
         help_menu.add_command(
             label=BY_ACTION["help"].label, accelerator=BY_ACTION["help"].key,
             command=actions["help"],
         )  # fmt: skip
-        help_menu.add_command(label="About vcall", command=actions["about"])
-        self.bar.add_cascade(label="Help", menu=help_menu)
+        help_menu.add_command(label=_("About vcall"), command=actions["about"])
+        self.bar.add_cascade(label=_("Help"), menu=help_menu)
         self.show(True)
 
     def show(self, shown: bool) -> None:

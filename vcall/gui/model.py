@@ -44,11 +44,13 @@ class UiModel:
     peer: str = ""
     mode: str = ""
     codec: str = ""  # the call's negotiated video codec
+    protection: str = ""  # what protects the call, as call control says it
     connected_at: float | None = None
     ring_deadline: float | None = None
     hold_local: bool = False
     hold_remote: bool = False
     sending: bool = True
+    muted: bool = False  # the microphone, in this call
     preset: str = "medium"
     source: str = "pattern"
     codec_preference: tuple[str, ...] = DEFAULT_CODECS  # for the calls to come (the selector)
@@ -99,6 +101,7 @@ def reduce(model: UiModel, event: ev.Event, now: float) -> UiModel:
                 hold_local=False,
                 hold_remote=False,
                 sending=True,
+                muted=False,
             )
         case ev.Ringing(peer=peer, timeout=timeout):
             return rep(
@@ -109,13 +112,14 @@ def reduce(model: UiModel, event: ev.Event, now: float) -> UiModel:
                 message=f"{peer} is calling.",
                 message_error=False,
             )
-        case ev.Connected(peer=peer, mode=mode, codec=codec):
+        case ev.Connected(peer=peer, mode=mode, codec=codec, protection=protection):
             return rep(
                 model,
                 phase=Phase.CONNECTED,
                 peer=peer,
                 mode=mode,
                 codec=codec,
+                protection=protection,
                 screen=Screen.CALL,
                 connected_at=now,
                 ring_deadline=None,
@@ -151,6 +155,7 @@ def reduce(model: UiModel, event: ev.Event, now: float) -> UiModel:
                 hold_local=False,
                 hold_remote=False,
                 sending=True,
+                muted=False,
                 message=message,
                 message_error=error,
                 peer_video_at=None,
@@ -158,6 +163,8 @@ def reduce(model: UiModel, event: ev.Event, now: float) -> UiModel:
             )
         case ev.SendingChanged(enabled=enabled):
             return rep(model, sending=enabled)
+        case ev.MutedChanged(muted=muted):
+            return rep(model, muted=muted)
         case ev.PresetChanged(name=name):
             return rep(model, preset=name)
         case ev.SourceChanged(spec=spec):
@@ -193,6 +200,19 @@ def window_title(base: str, model: UiModel) -> str:
     return " — ".join(parts)
 
 
+def protection_words(protection: str, peer: str) -> str:
+    """What protects the call, for the status line: a lock when encrypted and verified."""
+    if protection.startswith("srtp+tls, verified"):
+        return f"encrypted, {peer}'s key matches the directory"
+    if protection.startswith("tls, verified"):
+        return "call control encrypted, media not"
+    if protection.startswith("none: classic"):
+        return "not encrypted: classic peer"
+    if protection.startswith("none"):
+        return "not encrypted"
+    return ""
+
+
 def status_line(model: UiModel, now: float) -> str:
     """The call screen's status bar: state, peer, duration, hold, pause, media ("RTP H264
     medium")."""
@@ -215,6 +235,11 @@ def status_line(model: UiModel, now: float) -> str:
                 parts.append(f"held by {model.peer}")
             if not model.sending:
                 parts.append("sending paused")
+            if model.muted:
+                parts.append("muted")
+            lock = protection_words(model.protection, model.peer)
+            if lock:
+                parts.append(lock)
             media = (model.mode.upper(), model.codec, model.preset)
             parts.append(" ".join(word for word in media if word))
             return " · ".join(parts)

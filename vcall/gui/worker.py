@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vcall.call import events as call_events
 from vcall.call.codec import validate_codecs
@@ -43,6 +43,9 @@ from vcall.call.policy import local_codecs
 from vcall.config import Config, format_server, update_state
 from vcall.gui import events as ev
 from vcall.gui.logic import describe_end, describe_error
+
+if TYPE_CHECKING:
+    from vcall.discovery.tls import PinStore
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +64,8 @@ class ManagerLike(Protocol):
     def hold(self) -> None: ...
     def resume(self) -> None: ...
     def pause(self, paused: bool) -> None: ...
+
+    def mute(self, muted: bool) -> None: ...
     def hangup(self) -> None: ...
     def close(self) -> None: ...
     def set_codecs(self, codecs: tuple[str, ...]) -> None: ...
@@ -272,6 +277,8 @@ class ClientWorker:
             case ev.SetSending(enabled=enabled):
                 # SendingChanged follows from the manager's PauseChanged event.
                 self._need_manager().pause(not enabled)
+            case ev.SetMuted(muted=muted):
+                self._need_manager().mute(muted)  # MutedChanged follows from MuteChanged
             case ev.SetPreset(name=name):
                 if self._media is not None:
                     self._media.set_preset(name)
@@ -338,14 +345,17 @@ class ClientWorker:
             from vcall.discovery.client import use_servers  # noqa: PLC0415
 
             use_servers([command.server, *self._config.server_fallbacks])
+        pins = self._use_tls()
         local = _is_loopback(host)
         bind_ip = "127.0.0.1" if local else "0.0.0.0"
         advertise = self._config.advertise_ip or ("127.0.0.1" if local else None)
 
+        audio = self._audio_spec()
+
         def media() -> Any:
             return self._media_factory(
                 source=self._source, preset=self._preset, bind_ip=bind_ip,
-                rx_port=self._config.media_port,
+                rx_port=self._config.media_port, audio=audio,
             )  # fmt: skip
 
         manager = self._manager_factory(
@@ -358,6 +368,7 @@ class ClientWorker:
             on_event=self._on_manager_event,
             ring_timeout=self._config.ring_timeout,
             codecs=self._codecs,
+            identity=self._identity(),
         )
         try:
             manager.start()
@@ -373,7 +384,53 @@ class ClientWorker:
             return
         self._manager, self._server, self._nick = manager, command.server, command.nick
         self._emit(ev.LoggedIn(command.nick, command.server))
+        self._tell_server_key(pins, command.server)
         self._refresh()
+
+    def _audio_spec(self) -> Any:
+        """The calls' audio ([audio] input/output, --audio-in/--audio-out); None: "off"."""
+        if "off" in (self._config.audio_in, self._config.audio_out):
+            return None
+        from pipeline.control import AudioSpec  # noqa: PLC0415
+
+        return AudioSpec(source=self._config.audio_in, sink=self._config.audio_out)
+
+    def _identity(self) -> Any:
+        """This installation's key pair (vcall/identity.py): calls between vcall peers over TLS,
+        verified against the directory, with SRTP media. None when it cannot be loaded (said
+        in the log): calls then go in clear, and peers with keys refuse them."""
+        from vcall.identity import IdentityError, load_or_create_identity  # noqa: PLC0415
+
+        folder = self._state_file.parent / "identity" if self._state_file is not None else None
+        try:
+            return load_or_create_identity(folder)
+        except (IdentityError, OSError) as exc:
+            logger.warning("no identity, calls will not be encrypted: %s", exc)
+            return None
+
+    def _use_tls(self) -> PinStore:
+        """Every discovery client of this process talks TLS to servers that offer it, pinning
+        their keys in ``servers.json`` beside the state file (vcall/discovery/tls.py)."""
+        from vcall.discovery.tls import PinStore, default_pins_path, use_tls  # noqa: PLC0415
+
+        folder = self._state_file.parent if self._state_file is not None else None
+        pins = PinStore(folder / "servers.json" if folder else default_pins_path())
+        use_tls(pins)
+        return pins
+
+    def _tell_server_key(self, pins: PinStore, server: tuple[str, int]) -> None:
+        try:
+            pin = pins.get(*server)
+        except Exception as exc:  # an unreadable pin file was already a login error
+            logger.warning("cannot read the pinned server keys: %s", exc)
+            return
+        where = format_server(*server)
+        if pin is None:
+            text = f"{where} offers no encryption (a classic server): the login went in clear."
+            self._emit(ev.Notice(text, True))
+        else:
+            logger.info("discovery %s over TLS, server key %s", where, pin.fingerprint)
+            self._emit(ev.Notice(f"{where}: encrypted, server key {pin.fingerprint}."))
 
     def _logout(self) -> None:
         manager, self._manager = self._manager, None
@@ -416,14 +473,16 @@ class ClientWorker:
                 self._emit(ev.Ringing(peer, self._config.ring_timeout))
             case call_events.Outgoing(peer=peer):
                 self._peer = peer
-            case call_events.CallStarted(peer=peer, mode=mode, codec=codec):
+            case call_events.CallStarted(peer=peer, mode=mode, codec=codec, protection=protection):
                 self._peer = peer
                 self._attach_media()
-                self._emit(ev.Connected(peer, mode, codec))
+                self._emit(ev.Connected(peer, mode, codec, protection))
             case call_events.HoldChanged(local=local, remote=remote):
                 self._emit(ev.HoldState(local, remote))
             case call_events.PauseChanged(paused=paused):
                 self._emit(ev.SendingChanged(not paused))
+            case call_events.MuteChanged(muted=muted):
+                self._emit(ev.MutedChanged(muted))
             case call_events.LinkChanged(peer=peer, reconnecting=True):
                 self._emit(ev.Notice(f"No answer from {peer}: reconnecting…", error=True))
             case call_events.LinkChanged(peer=peer, reconnecting=False):

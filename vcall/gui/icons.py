@@ -1,0 +1,181 @@
+"""The call controls' icons and the window icon, drawn at the size the screen needs (HiDPI).
+
+API::
+
+    ICON_NAMES = ("hangup", "hold", "video", "stats", "app")
+    ui_scale(widget) -> float                  # 1.0 at 96 dpi, 2.0 at 192 dpi (at least 1.0)
+    draw(name: str, size: int) -> np.ndarray   # (size, size, 4) uint8 BGRA, transparent ground
+    photo(master, name, size) -> tk.PhotoImage # the same as a Tk image (PNG data)
+    class Icons(master)                        # .get(name) at 20 px x ui_scale; .app(): 32/64/128
+
+Drawn here rather than shipped: vectors rendered with anti-aliasing at 4x and shrunk (INTER_AREA),
+so every size is sharp, a HiDPI screen gets bigger icons from the same code, and there is no
+binary file to keep in sync. Colours are mid-tones that read on sv-ttk's light and dark themes
+(hang up is red, as in every call app).
+
+Guarantees: ``draw`` returns exactly (size, size, 4) for 8 <= size <= 512 (ValueError outside,
+or for an unknown name); pixels outside the shape are fully transparent.
+"""
+
+from __future__ import annotations
+
+import base64
+import tkinter as tk
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+ICON_NAMES = ("hangup", "hold", "video", "stats", "app")
+BASE_ICON_PX = 20  # at 96 dpi
+APP_ICON_SIZES = (32, 64, 128)
+_SUPERSAMPLE = 4
+_RED = (40, 40, 215)  # BGR
+_BLUE = (200, 110, 40)
+_GREEN = (90, 150, 40)
+_PURPLE = (170, 80, 130)
+_WHITE = (255, 255, 255)
+
+BGRA = npt.NDArray[np.uint8]
+
+
+def ui_scale(widget: tk.Misc) -> float:
+    """How many times bigger than at 96 dpi things should be drawn on this screen."""
+    try:
+        return max(1.0, float(widget.winfo_fpixels("1i")) / 96.0)
+    except tk.TclError:
+        return 1.0
+
+
+def draw(name: str, size: int) -> BGRA:
+    """The icon ``name`` as a (size, size, 4) BGRA image on a transparent ground."""
+    if not 8 <= size <= 512:
+        raise ValueError(f"icon size {size} not in 8..512")
+    painter = _PAINTERS.get(name)
+    if painter is None:
+        raise ValueError(f"no icon {name!r}: one of {', '.join(ICON_NAMES)}")
+    big = size * _SUPERSAMPLE
+    colour = np.zeros((big, big, 3), np.uint8)
+    alpha = np.zeros((big, big), np.uint8)
+    painter(colour, alpha, big)
+    # Premultiplied while shrinking, so edges do not take the black of the empty ground.
+    weights = alpha.astype(np.float32) / 255.0
+    premul = colour.astype(np.float32) * weights[..., None]
+    small_premul = cv2.resize(premul, (size, size), interpolation=cv2.INTER_AREA)
+    small_alpha = cv2.resize(weights, (size, size), interpolation=cv2.INTER_AREA)
+    out = np.zeros((size, size, 4), np.uint8)
+    safe = np.maximum(small_alpha, 1e-6)[..., None]
+    out[..., :3] = np.clip(small_premul / safe, 0, 255).astype(np.uint8)
+    out[..., 3] = np.clip(small_alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    out[out[..., 3] == 0, :3] = 0
+    return out
+
+
+def photo(master: tk.Misc, name: str, size: int) -> tk.PhotoImage:
+    """``draw(name, size)`` as a Tk image (PNG, alpha kept)."""
+    ok, png = cv2.imencode(".png", draw(name, size))
+    if not ok:  # pragma: no cover - encoding a small array does not fail
+        raise ValueError(f"cannot encode icon {name}")
+    return tk.PhotoImage(master=master, data=base64.b64encode(png.tobytes()), format="png")
+
+
+class Icons:
+    """The icons of one window, made once at its screen's scale (Tk images must be kept)."""
+
+    def __init__(self, master: tk.Misc) -> None:
+        self._master = master
+        self.scale = ui_scale(master)
+        self.size = round(BASE_ICON_PX * self.scale)
+        self._images: dict[tuple[str, int], tk.PhotoImage] = {}
+
+    def get(self, name: str, size: int | None = None) -> tk.PhotoImage:
+        key = (name, size or self.size)
+        if key not in self._images:
+            self._images[key] = photo(self._master, name, key[1])
+        return self._images[key]
+
+    def app(self) -> list[tk.PhotoImage]:
+        """The window icon at the sizes window managers and task bars ask for."""
+        return [self.get("app", size) for size in APP_ICON_SIZES]
+
+
+# --- the shapes (drawn at 4x on an s x s canvas; colour and alpha painted together) ----------
+
+
+def _paint(
+    colour: BGRA, alpha: BGRA, shape: Callable[[BGRA], object], bgr: tuple[int, int, int]
+) -> None:
+    """``shape`` draws white on a mask; the mask becomes ``bgr`` and opaque."""
+    mask = np.zeros(alpha.shape, np.uint8)
+    shape(mask)
+    colour[mask > 0] = bgr
+    np.maximum(alpha, mask, out=alpha)
+
+
+def _hangup(colour: BGRA, alpha: BGRA, s: int) -> None:
+    _paint(colour, alpha, lambda m: cv2.circle(m, (s // 2, s // 2), s // 2 - 1, 255, -1), _RED)
+    # A handset lying down: a thick bar with an earpiece and a mouthpiece, in white.
+    w = max(2, s // 9)
+    y = s // 2 + s // 16
+
+    def handset(m: BGRA) -> None:
+        cv2.ellipse(m, (s // 2, y), (s * 5 // 16, s // 5), 0, 200, 340, 255, w, cv2.LINE_AA)
+        for x in (s // 2 - s * 5 // 16 + w // 2, s // 2 + s * 5 // 16 - w // 2):
+            cv2.rectangle(m, (x - w, y - w // 2), (x + w, y + w), 255, -1)
+
+    mask = np.zeros(alpha.shape, np.uint8)
+    handset(mask)
+    colour[mask > 0] = _WHITE
+
+
+def _hold(colour: BGRA, alpha: BGRA, s: int) -> None:
+    w, top, bottom = s // 5, s // 6, s - s // 6
+
+    def bars(m: BGRA) -> None:
+        for x in (s // 2 - w - w // 3, s // 2 + w // 3):
+            cv2.rectangle(m, (x, top), (x + w, bottom), 255, -1)
+
+    _paint(colour, alpha, bars, _BLUE)
+
+
+def _video(colour: BGRA, alpha: BGRA, s: int) -> None:
+    def camera(m: BGRA) -> None:
+        cv2.rectangle(m, (s // 12, s // 4), (s * 2 // 3, s * 3 // 4), 255, -1)
+        lens = np.array([[s * 2 // 3, s // 2], [s - s // 12, s // 4], [s - s // 12, s * 3 // 4]])
+        cv2.fillConvexPoly(m, lens.astype(np.int32), 255, cv2.LINE_AA)
+
+    _paint(colour, alpha, camera, _GREEN)
+
+
+def _stats(colour: BGRA, alpha: BGRA, s: int) -> None:
+    w = s // 5
+
+    def bars(m: BGRA) -> None:
+        for i, height in enumerate((0.35, 0.6, 0.85)):
+            x = s // 10 + i * (w + s // 10)
+            cv2.rectangle(m, (x, round(s * (0.92 - height))), (x + w, s * 92 // 100), 255, -1)
+
+    _paint(colour, alpha, bars, _PURPLE)
+
+
+def _app(colour: BGRA, alpha: BGRA, s: int) -> None:
+    r = s // 5
+
+    def rounded(m: BGRA) -> None:
+        cv2.rectangle(m, (r, 0), (s - 1 - r, s - 1), 255, -1)
+        cv2.rectangle(m, (0, r), (s - 1, s - 1 - r), 255, -1)
+        for cx in (r, s - 1 - r):
+            for cy in (r, s - 1 - r):
+                cv2.circle(m, (cx, cy), r, 255, -1, cv2.LINE_AA)
+
+    _paint(colour, alpha, rounded, _BLUE)
+    inner = np.zeros(alpha.shape, np.uint8)
+    pad = s // 6
+    cv2.rectangle(inner, (pad, s * 5 // 16), (s * 5 // 8, s * 11 // 16), 255, -1)
+    lens = np.array([[s * 5 // 8, s // 2], [s - pad, s * 5 // 16], [s - pad, s * 11 // 16]])
+    cv2.fillConvexPoly(inner, lens.astype(np.int32), 255, cv2.LINE_AA)
+    colour[inner > 0] = _WHITE
+
+
+_PAINTERS = {"hangup": _hangup, "hold": _hold, "video": _video, "stats": _stats, "app": _app}
