@@ -265,7 +265,6 @@ class AudioStats:
     discard by name. ``delay_ms``: the audio jitter buffer's target (frames x 20 ms)."""
 
     active: bool = False  # an audio path runs (False: no audio asked, classic peer, or error)
-    muted: bool = False
     sending: bool = False  # sending now (not muted and not on hold)
     packets_sent: int = 0
     packets_received: int = 0
@@ -561,7 +560,6 @@ def _audio(stage: Mapping[str, Any]) -> AudioStats:
     fallbacks = [f for f in (path.get("source_fallback"), path.get("sink_fallback")) if f]
     return AudioStats(
         active=bool(stage.get("active")),
-        muted=bool(stage.get("muted")),
         sending=bool(stage.get("sending")) and bool(stage.get("active")),
         packets_sent=path.get("sent", 0),
         packets_received=path.get("received", 0),

@@ -26,10 +26,12 @@ if [ "$profile" = test ]; then
     # libportaudio2: the audio tests' private sound server with a null sink.
     # redis-server, redis-sentinel: the directory tests on a real Redis and a Sentinel failover.
     # dbus, dunst: a real session bus and notification daemon for the desktop-notifier tests.
+    # gnome-keyring: a real Secret Service for the remembered-password tests (keyring).
+    # x11-utils: xprop, to read the window icon back from the X server.
     required+=(xvfb xdotool ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-base
                gstreamer1.0-plugins-good gstreamer1.0-libav gstreamer1.0-plugins-ugly
                libturbojpeg0 iproute2 pulseaudio libasound2-plugins libportaudio2 libopus0
-               redis-server redis-sentinel dbus dunst)
+               redis-server redis-sentinel dbus dunst gnome-keyring x11-utils)
 fi
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
