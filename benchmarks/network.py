@@ -63,7 +63,9 @@ class LabAgent:
     """``python -m vcall agent`` inside a lab host, registered with the discovery server of
     ``start_discovery``; its stdout events (each with the ``time.monotonic()`` it was read at,
     ``_at``) and its stderr collected by threads. ``stats`` is where ``extra`` asked the agent
-    to write ``--stats-json`` (None: it was not asked)."""
+    to write ``--stats-json`` (None: it was not asked). ``home``: the agent's own configuration
+    and data folders (its identity, the directory's pinned key): each lab's discovery server has
+    a new key, so agents must not share the user's pins (a pinned key that changed is refused)."""
 
     def __init__(
         self,
@@ -72,6 +74,8 @@ class LabAgent:
         nick: str,
         extra: Sequence[str],
         stats: Path | None = None,
+        *,
+        home: Path,
     ) -> None:
         self.nick = nick
         self.stats_path = stats
@@ -82,8 +86,18 @@ class LabAgent:
             "-m", "vcall", "agent", "--nick", nick, "--password", f"pw-{nick}",
             "--server", f"{A_IP}:{DISCOVERY_PORT}", "--listen-ip", lab.address(host), *extra,
         ]  # fmt: skip
+        env = {
+            **os.environ,
+            "XDG_CONFIG_HOME": str(home / nick / "config"),
+            "XDG_DATA_HOME": str(home / nick / "data"),
+        }
         self.proc = lab.python(
-            host, argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            host,
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
         )
         self._threads = [
             threading.Thread(target=self._read_stdout, daemon=True),
@@ -151,7 +165,8 @@ def start_discovery(lab: Lab, workdir: Path) -> None:
         server = lab.python(
             Host.A,
             ["-m", "vcall.discovery.server", "--host", A_IP, "--port", str(DISCOVERY_PORT),
-             "--db", str(workdir / "discovery.sqlite3")],
+             "--db", str(workdir / "discovery.sqlite3"),
+             "--identity-dir", str(workdir / "discovery-identity")],
             stdin=subprocess.DEVNULL, stdout=out, stderr=out,
         )  # fmt: skip
     deadline = time.monotonic() + START_TIMEOUT
@@ -312,6 +327,7 @@ def run_call(args: argparse.Namespace, profile: Profile, workdir: Path) -> dict[
                 ["--source", "pattern", "--stats-json", str(stats), "--stats-interval", "1",
                  *media, *extra],
                 stats,
+                home=workdir,
             )  # fmt: skip
 
         agents["bob"] = start_agent(Host.B, "bob", "--auto-answer", "--once")

@@ -376,6 +376,11 @@ def load_state(path: Path | None = None) -> State:
     return state
 
 
+def remembered_server(path: Path | None = None) -> str:
+    """The remembered server alone: reads the file, never the keyring (no wait)."""
+    return _load_state(path, with_password=False).server
+
+
 def _load_state(path: Path | None, *, with_password: bool) -> State:
     path = state_path() if path is None else path
     try:

@@ -13,6 +13,7 @@ so re-issuing the certificate for the same key (a new validity period) keeps the
 from __future__ import annotations
 
 import datetime
+import fcntl
 import hashlib
 import os
 import re
@@ -146,6 +147,19 @@ def load_or_create_identity(directory: Path | None = None) -> Identity:
     if cert_path.exists() or key_path.exists():
         return _load(directory)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Two first starts at once (two windows of one user) must not mix one's key with the
+    # other's certificate: creation holds an exclusive lock, and looks again once it has it.
+    lock = os.open(directory / ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if cert_path.exists() or key_path.exists():
+            return _load(directory)
+        return _create(directory, cert_path, key_path)
+    finally:
+        os.close(lock)  # releases the lock
+
+
+def _create(directory: Path, cert_path: Path, key_path: Path) -> Identity:
     key = ed25519.Ed25519PrivateKey.generate()
     key_pem = key.private_bytes(
         serialization.Encoding.PEM,

@@ -86,11 +86,19 @@ class EncodeStage(Stage):
         reader = self._feedback
         assert reader is not None
         reader.drain()
-        desc = reader.latest()  # only the newest target matters
-        raw = None if desc is None else reader.copy_bytes(desc)
-        msg = None if raw is None else feedback.unpack(raw)
-        if isinstance(msg, feedback.TargetRate):
-            self._apply_target(msg.bps)
+        # The ring carries NACKs too: read everything new and apply the last target seen (the
+        # newest message alone may be a NACK that hides a target written just before it).
+        target = None
+        for _ in range(reader.ring.n_slots):
+            desc = reader.next()
+            if desc is None:
+                break
+            raw = reader.copy_bytes(desc)
+            msg = None if raw is None else feedback.unpack(raw)
+            if isinstance(msg, feedback.TargetRate):
+                target = msg.bps
+        if target is not None:
+            self._apply_target(target)
 
     def _apply_target(self, bps: int | None) -> None:
         self._target_bps = bps

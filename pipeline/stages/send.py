@@ -54,7 +54,6 @@ RTX_MIN_INTERVAL_S = 0.01
 # RTX_BURST_S of it): on a congested link, repair must not become the congestion.
 RTX_SHARE = 0.3
 RTX_BURST_S = 0.5
-MAX_FEEDBACK_PER_TURN = 16
 
 
 def rtp_ts_of(monotonic_ns: int, clock_rate: int = 90000) -> int:
@@ -119,7 +118,7 @@ class SendStage(Stage):
         reader = self._feedback
         assert reader is not None
         reader.drain()
-        for _ in range(MAX_FEEDBACK_PER_TURN):
+        for _ in range(reader.ring.n_slots):  # all of it: left over, a NACK would wait a second
             desc = reader.next()
             if desc is None:
                 break
@@ -140,7 +139,9 @@ class SendStage(Stage):
         now = time.monotonic()
         if self._target_bps is not None:
             rate = RTX_SHARE * self._target_bps / 8
-            if self._rtx_refilled is not None:
+            if self._rtx_refilled is None:
+                self._rtx_budget = rate * RTX_BURST_S  # the first repair starts with a full bucket
+            else:
                 self._rtx_budget += (now - self._rtx_refilled) * rate
             self._rtx_budget = min(self._rtx_budget, rate * RTX_BURST_S)
             self._rtx_refilled = now

@@ -147,6 +147,7 @@ class DelayBasedEstimator:
         """One media packet (not a retransmission) with its abs-send-time."""
         self._arrivals.append((arrival, size))
         self._arrived_bytes += size
+        self.incoming_bps(arrival)  # keeps the window RATE_WINDOW_S long whatever the groups do
         sent = self._unwrap(send_time & 0xFFFFFF)
         group = self._group
         if group is None:

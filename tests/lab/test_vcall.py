@@ -25,10 +25,10 @@ def test_a_vcall_call_between_a_and_b_goes_through_the_router(
     start_discovery(lab, tmp_path)
     bob_json, alice_json = tmp_path / "bob.json", tmp_path / "alice.json"
     bob = LabAgent(lab, Host.B, "bob", [*MEDIA, "--auto-answer", "--once",
-                   "--stats-json", str(bob_json)])  # fmt: skip
+                   "--stats-json", str(bob_json)], home=tmp_path)  # fmt: skip
     bob.wait("registered", WAIT_S)
     alice = LabAgent(lab, Host.A, "alice", [*MEDIA, "--call", "bob", "--seconds", "2",
-                     "--stats-json", str(alice_json)])  # fmt: skip
+                     "--stats-json", str(alice_json)], home=tmp_path)  # fmt: skip
     started = alice.wait("started", WAIT_S)
     assert started["media"] is True and started["mode"] == "rtp"
     assert bob.wait("incoming", WAIT_S)["peer"] == "alice"

@@ -26,9 +26,9 @@ from vcall.config import (
     apply_overrides,
     format_server,
     load_config,
-    load_state,
     parse_server,
     port_arg,
+    remembered_server,
     seconds_arg,
 )
 from vcall.gui.client import AppOptions, ClientApp
@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     embedded = None
     server_text = ""
-    remembered = load_state(args.state_file).server
+    remembered = remembered_server(args.state_file)  # no keyring wait on the Tk thread
     if config.server is None and not _remote(remembered):
         embedded = LocalDirectory(args.directory_port)
         try:

@@ -64,13 +64,18 @@ def _geometries(screen: tuple[int, int]) -> tuple[str, str]:
     return f"{w}x{h}+0+0", f"{w}x{h}+0+{h + MENUBAR_PX + 10}"
 
 
+def _demo_audio(hz: int) -> tuple[str, ...]:
+    """A 200 ms tone every 2 s as the microphone, the default speaker as the output."""
+    return ("--audio-in", f"tone:{hz}:200/2000", "--audio-out", "device")
+
+
 def _client(
     server: str, nick: str, geometry: str, state: Path, args: argparse.Namespace, *extra: str
 ) -> subprocess.Popen[bytes]:
     cmd = [
         sys.executable, "-m", "vcall", "gui", "--server", server, "--nick", nick,
         "--password", PASSWORD, "--auto-login", "--geometry", geometry,
-        "--title", "vcall demo", "--state-file", str(state / f"{nick}.json"),
+        "--title", "vcall demo", "--state-file", str(state / nick / "state.json"),
         "--preset", args.preset, "--source", args.source, "--die-with-parent", str(os.getpid()),
         *extra,
     ]  # fmt: skip
@@ -132,13 +137,15 @@ def run(args: argparse.Namespace) -> int:
         text = format_server(*address)
         logger.info("demo discovery server at %s", text)
         try:
-            bob = _client(text, "bob", first, Path(tmp), args, "--auto-accept")
+            # Each side sends tone bursts, not its microphone: two clients on one machine's
+            # speakers and microphone would feed back; each hears the other's tone instead.
+            bob = _client(text, "bob", first, Path(tmp), args, "--auto-accept", *_demo_audio(660))
             procs.append(bob)
             if not wait_registered(address, "bob", bob):
                 logger.error("bob did not register within %.0f s", REGISTER_TIMEOUT)
                 return 1
             call = () if args.no_call else ("--call", "bob")
-            procs.append(_client(text, "alice", second, Path(tmp), args, *call))
+            procs.append(_client(text, "alice", second, Path(tmp), args, *call, *_demo_audio(440)))
             deadline = time.monotonic() + args.duration if args.duration > 0 else None
             while any(p.poll() is None for p in procs) and not stopping:
                 if deadline is not None and time.monotonic() > deadline:
