@@ -173,7 +173,10 @@ class _DeviceStream:
         self.device = resolve(spec, kind)
         self.label = spec or f"default {kind}"
         if latency == "auto":
-            name = str(self.sd.query_devices(self.device, kind)["name"]).lower()
+            try:
+                name = str(self.sd.query_devices(self.device, kind)["name"]).lower()
+            except (self.sd.PortAudioError, ValueError) as exc:  # e.g. no default device at all
+                raise AudioError(f"no {kind} device {self.label}: {exc}") from exc
             latency = PULSE_LATENCY if name in ("pulse", "default") else "low"
         self.latency = latency
         self.queue: collections.deque[I16Array] = collections.deque()

@@ -112,3 +112,21 @@ def test_a_classic_v0_call_has_no_audio(tmp_path: Path) -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_a_device_that_cannot_open_leaves_a_video_call_without_audio(tmp_path: Path) -> None:
+    spec = AudioSpec(source="tone:440", sink="device:no-such-speaker-here", processing=False)
+    a = MediaSession(bind_ip=LOCAL, preset="low", audio=spec)
+    b = MediaSession(bind_ip=LOCAL, preset="low")
+    try:
+        port_a, port_b = a.open(), b.open()
+        a.connect(PeerEndpoint(LOCAL, port_b, MediaMode.RTP, 11, 22, codec="H264"))
+        b.connect(PeerEndpoint(LOCAL, port_a, MediaMode.RTP, 22, 11, codec="H264"))
+        _wait(lambda: a.stats().audio.error != "")
+        _wait(lambda: a.stats().fps_shown > 0 and b.stats().fps_shown > 0)  # the call goes on
+        audio = a.stats().audio
+        assert audio.active is False and "no-such-speaker-here" in audio.error
+        assert a.stats().info.dead_stages == ()
+    finally:
+        a.close()
+        b.close()
