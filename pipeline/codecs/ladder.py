@@ -34,7 +34,7 @@ DOWN_MARGIN = 1.05
 DOWN_HOLD_S = 0.25
 DOWN_FIT = 0.9
 UP_FIT = 0.75
-UP_HOLD_S = 3.0
+UP_HOLD_S = 1.5
 SMOOTHING = 0.2
 # JPEG size relative to quality 70 (libjpeg-turbo, 4:2:0, camera-like pictures), interpolated.
 _QUALITY_SIZE = ((10, 0.3), (30, 0.5), (50, 0.72), (70, 1.0), (85, 1.5), (95, 2.6), (100, 4.0))
