@@ -33,6 +33,12 @@ RATE = 48000
 BURST_MS, PERIOD_MS = 100, 1000
 
 
+def dominant_hz(pcm: np.ndarray, rate: int = RATE) -> float:
+    """The strongest frequency of ``pcm`` (Hann-windowed FFT), Hz."""
+    spectrum = np.abs(np.fft.rfft(pcm.astype(np.float64) * np.hanning(len(pcm))))
+    return float(np.argmax(spectrum) * rate / len(pcm))
+
+
 def onsets(pcm: np.ndarray, threshold: float = 3000, quiet: int = RATE // 10) -> list[int]:
     """First samples over ``threshold`` after at least ``quiet`` samples under it."""
     loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > threshold)

@@ -85,20 +85,9 @@ class EncodeStage(Stage):
     def _on_feedback(self) -> None:
         reader = self._feedback
         assert reader is not None
-        reader.drain()
-        # The ring carries NACKs too: read everything new and apply the last target seen (the
-        # newest message alone may be a NACK that hides a target written just before it).
-        target = None
-        for _ in range(reader.ring.n_slots):
-            desc = reader.next()
-            if desc is None:
-                break
-            raw = reader.copy_bytes(desc)
-            msg = None if raw is None else feedback.unpack(raw)
-            if isinstance(msg, feedback.TargetRate):
-                target = msg.bps
-        if target is not None:
-            self._apply_target(target)
+        targets = [m.bps for m in feedback.receive(reader) if isinstance(m, feedback.TargetRate)]
+        if targets:
+            self._apply_target(targets[-1])  # only the newest target matters here
 
     def _apply_target(self, bps: int | None) -> None:
         self._target_bps = bps

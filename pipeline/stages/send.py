@@ -117,13 +117,7 @@ class SendStage(Stage):
     def _on_feedback(self) -> None:
         reader = self._feedback
         assert reader is not None
-        reader.drain()
-        for _ in range(reader.ring.n_slots):  # all of it: left over, a NACK would wait a second
-            desc = reader.next()
-            if desc is None:
-                break
-            raw = reader.copy_bytes(desc)
-            msg = None if raw is None else feedback.unpack(raw)
+        for msg in feedback.receive(reader):
             if isinstance(msg, feedback.NackRequest):
                 self._retransmit(msg.seqs)
             elif isinstance(msg, feedback.TargetRate):

@@ -9,6 +9,7 @@ API::
     @dataclass(frozen=True, slots=True) class TargetRate: bps: int; reason: str
     def pack(msg: NackRequest | TargetRate) -> bytes
     def unpack(data: bytes) -> NackRequest | TargetRate | None   # None: not a message
+    def receive(reader: RingReader) -> list[NackRequest | TargetRate | None]  # all new ones
     MAX_NACK_SEQS; CAPACITY (bytes a message may take)
 """
 
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+
+from pipeline.ipc.ring import RingReader
 
 MAX_NACK_SEQS = 1024
 _REASON_BYTES = 8
@@ -55,3 +58,18 @@ def unpack(data: bytes) -> NackRequest | TargetRate | None:
         _, bps, reason = _TARGET_FMT.unpack(data)
         return TargetRate(bps, reason.rstrip(b"\0").decode("ascii", "replace"))
     return None
+
+
+def receive(reader: RingReader) -> list[NackRequest | TargetRate | None]:
+    """Every message written since the last call, oldest first (None for one that was torn or
+    is not a message). All of them, not the newest: a NACK left behind would wait for the next
+    write, and the newest message alone may be a NACK hiding a target written just before it."""
+    reader.drain()
+    out: list[NackRequest | TargetRate | None] = []
+    for _ in range(reader.ring.n_slots):
+        desc = reader.next()
+        if desc is None:
+            break
+        raw = reader.copy_bytes(desc)
+        out.append(None if raw is None else unpack(raw))
+    return out

@@ -5,7 +5,6 @@ bad datagrams at the receiving edge."""
 from __future__ import annotations
 
 import heapq
-import itertools
 import json
 import random
 import socket
@@ -19,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from benchmarks.audio_call import onsets
 from pipeline.audio.frames import SAMPLE_RATE
 from pipeline.audio.path import AudioPath, audio_codec
 from pipeline.audio.sinks import NullSink, WavSink
@@ -113,14 +113,6 @@ def udp_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     finally:
         a.close()
         b.close()
-
-
-def onsets(pcm: np.ndarray, threshold: float, quiet: int) -> list[int]:
-    """First samples over ``threshold`` after at least ``quiet`` samples under it."""
-    loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > threshold)
-    if len(loud) == 0:
-        return []
-    return [int(loud[0])] + [int(b) for a, b in itertools.pairwise(loud) if b - a > quiet]
 
 
 def call(

@@ -9,8 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from benchmarks.audio_call import dominant_hz
 from pipeline.audio.sources import read_wav
 from tests.call.agents import AgentFactory
 
@@ -20,11 +19,6 @@ MEDIA = ("--preset", "low", "--source", "pattern")
 def _stats(path: Path) -> dict[str, Any]:
     doc: dict[str, Any] = json.loads(path.read_text())
     return doc
-
-
-def _dominant_hz(pcm: np.ndarray) -> float:
-    spectrum = np.abs(np.fft.rfft(pcm.astype(np.float64) * np.hanning(len(pcm))))
-    return float(np.argmax(spectrum) * 48000 / len(pcm))
 
 
 def test_two_agents_hear_each_other(agents: AgentFactory, tmp_path: Path) -> None:
@@ -49,7 +43,7 @@ def test_two_agents_hear_each_other(agents: AgentFactory, tmp_path: Path) -> Non
         assert audio["packets_received"] > 50 and audio["packets_sent"] > 50, audio
         assert stats["stages"]["receive"]["counters"]["audio_packets"] > 50
         pcm = read_wav(str(wav))
-        assert abs(_dominant_hz(pcm[-48000:]) - heard_hz) < 10
+        assert abs(dominant_hz(pcm[-48000:]) - heard_hz) < 10
     # Voice is encrypted like the video (SRTP with the call's keys, issue 14): nothing failed
     # authentication at either edge.
     for path in (bob_json, alice_json):
