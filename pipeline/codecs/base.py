@@ -15,8 +15,10 @@ API::
     class CodecFrame:                 # one frame rebuilt by a depacketizer
         data; timestamp; width; height; keyframe; first_arrival; last_arrival; packets
     class VideoEncoder(ABC):  encode(bgr, quality) -> EncodedFrame; request_keyframe();
-                              set_bitrate(bps); set_fps(fps); backend
-    class VideoDecoder(ABC):  frame_size(data) -> (w, h); decode_rgb_into(data, dst); backend
+                              set_bitrate(bps); set_fps(fps); backend;
+                              coded_luma(bgr) -> (h, w) uint8 | None   # for measurement
+    class VideoDecoder(ABC):  frame_size(data) -> (w, h); decode_rgb_into(data, dst); backend;
+                              last_luma() -> (h, w) uint8 | None        # for measurement
     class Packetizer(ABC):    payloads(frame) -> list[Payload]  (marker on the last)
     class Depacketizer(ABC):  push(seq, timestamp, marker, payload, now) -> list[CodecFrame];
                               expire(now) -> int; reset(); stats -> DepacketizerStats;
@@ -182,6 +184,12 @@ class VideoEncoder(ABC):
     def set_fps(self, fps: int) -> None:  # noqa: B027 - most codecs do not need it
         """The frame rate the encoder's rate control should assume."""
 
+    def coded_luma(self, bgr: U8Array) -> U8Array | None:
+        """The luma plane this encoder codes for ``bgr`` ((h, w) uint8, in the codec's own
+        range), or None where the codec does not expose it. For quality measurement (PSNR-Y in
+        the codec's domain, as x264's and FFmpeg's ``psnr`` report it), never on the call path."""
+        return None
+
 
 class VideoDecoder(ABC):
     """Encoded frames from a peer in, RGB pictures out."""
@@ -196,6 +204,11 @@ class VideoDecoder(ABC):
     @abstractmethod
     def decode_rgb_into(self, data: bytes, dst: U8Array) -> None:
         """Decode into ``dst`` ((h, w, 3) uint8 RGB), scaled to its size. CodecError."""
+
+    def last_luma(self) -> U8Array | None:
+        """The luma plane of the last decoded picture before colour conversion ((h, w) uint8,
+        the pair of ``VideoEncoder.coded_luma``), or None where not exposed. For measurement."""
+        return None
 
 
 class Packetizer(ABC):

@@ -17,7 +17,13 @@ from hypothesis import strategies as st
 
 from benchmarks.relay import LossyRelay
 from pipeline.codecs.base import CodecFrame
-from pipeline.codecs.h264.codec import H264_INFO, PT_H264_RTX, H264Decoder, H264Encoder
+from pipeline.codecs.h264.codec import (
+    H264_INFO,
+    MAX_GAIN,
+    PT_H264_RTX,
+    H264Decoder,
+    H264Encoder,
+)
 from pipeline.codecs.h264.nal import (
     NAL_IDR,
     NAL_PPS,
@@ -122,6 +128,26 @@ def test_the_target_bitrate_changes_mid_stream() -> None:
     assert kbit[1] < kbit[0] / 3, kbit  # no restart, no keyframe needed
     encoder.set_bitrate(4_000_000)  # above the ceiling it opened with: reopens with an IDR
     assert encoder.encode(frame(80), 0).keyframe
+
+
+def test_the_encoder_spends_its_budget_and_obeys_a_lower_target_at_once() -> None:
+    """libx264 with a two-frame VBV undershoots (0.80 of the target here without the gain);
+    the rate adjustment brings it near TARGET_UTILIZATION, and a lower target drops the gain."""
+    rng = np.random.default_rng(5)
+    base = pattern(640, 480, 0)
+
+    def frame(i: int) -> np.ndarray:
+        return np.roll(base, 4 * i, axis=1) + rng.integers(0, 10, base.shape, dtype=np.uint8)
+
+    encoder = H264Encoder(bitrate=1_000_000, fps=30)
+    sizes = [len(encoder.encode(frame(i), 0).data) for i in range(150)]
+    last_second = sum(sizes[-30:]) * 8
+    assert 1.0 < encoder.gain <= MAX_GAIN
+    assert 850_000 <= last_second <= 1_050_000, last_second
+    encoder.set_bitrate(500_000)
+    assert encoder.gain == 1.0
+    after = sum(len(encoder.encode(frame(i), 0).data) for i in range(150, 180)) * 8
+    assert after <= 575_000, after
 
 
 # -- RFC 6184 ------------------------------------------------------------------------------
