@@ -34,7 +34,11 @@ from typing import Generic, Protocol, TypeVar
 
 from pipeline.wire.rtp import ts_diff
 
-RESET_TICKS = 10 * 90000  # 10 s at 90 kHz: further behind is a new stream, not a late packet
+# 1 s at 90 kHz: further behind is a new timeline, not a late packet. Bounds how long one frame
+# stamped far ahead (a peer's clock jump, or a forged but authenticated packet) can make the real
+# frames after it look late: at most this long. A real packet is never this late: NACK asks for
+# repairs for at most nack.MAX_AGE_S (0.5 s), and the in-order wait gives up after 0.5 s.
+RESET_TICKS = 90000
 
 
 class _Partial(Protocol):

@@ -357,7 +357,9 @@ class ReceiveStage(Stage):
             frame.data, frame.width, frame.height, True, frame.seq, arrival_ns, arrival_ns
         )
         ts = None if frame.capture_time is None else to_rtp_ts(frame.capture_time)
-        # The jitter buffer counts V0 loss from seq (the one count: jitter_buffer.lost_frames).
+        # The seq says which frame this is (a new seq is a new frame whatever its ts; loss is
+        # counted from it, the one count: jitter_buffer.lost_frames); the sender's ts is only
+        # a timing hint, bounded by the jitter buffer's max_skew (pipeline/jitter.py).
         self._jitter.push(rx, ts, arrival_ns / 1e9, seq=frame.seq)
 
     def _push_rtp(self, data: bytes, arrival_ns: int) -> None:
@@ -376,6 +378,8 @@ class ReceiveStage(Stage):
                 int(cf.first_arrival * 1e9),
                 arrival_ns,
             )
+            # No seq: the depacketizer told new frames from repeated packets by their sequence
+            # numbers; a timestamp far off arrival time starts a new timeline, never a freeze.
             self._jitter.push(rx, cf.timestamp, cf.last_arrival, repaired=repaired)
 
     def _play(self, frame: _RxFrame, now_ns: int) -> None:
@@ -567,6 +571,8 @@ class ReceiveStage(Stage):
                 "duplicates": js.duplicates,
                 "lost_frames": js.lost,
                 "buffered": js.buffered,
+                "resets": js.resets,
+                "lagging": js.lagging,
             },
         }
         if self._receiver is not None and self._video is not None:

@@ -34,7 +34,7 @@ from pipeline.wire.rtp import seq_diff
 
 MAX_PENDING = 500
 MAX_RETRIES = 10
-MAX_AGE_S = 1.0
+MAX_AGE_S = 0.5  # no frame waits longer for a repair (MAX_REPAIR_WAIT_S, assembly.RESET_TICKS)
 MAX_REORDER_WAIT_S = 0.03
 RETRY_RTT_FACTOR = 1.2
 MIN_RETRY_S = 0.01

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.jitter import JitterBuffer
+from pipeline.wire.rtp import to_rtp_ts
 
 TICK = 3000  # 30 fps at 90 kHz
 
@@ -203,3 +205,240 @@ def test_any_start_timestamp_plays_in_order_and_accounts_for_every_frame(
     assert s.resets == 0
     assert s.pushed == s.played + s.skipped + s.overflow + s.buffered
     assert s.pushed + s.late + s.duplicates == len(delays)
+
+
+# -- a peer's clock is a hint, not an identity (issue #15 fault 1, issue #14) ----------------
+
+FPS = 20
+N = 60
+T0 = 1_700_000_000.3  # a sender's time.time() at its first frame
+
+
+def run_v0(
+    buf: JitterBuffer[int], frames: list[tuple[float, float, int]], step: float = 0.001
+) -> list[tuple[float, int]]:
+    """Push V0-like frames (arrival, sender ts in seconds, seq) with their seq; poll pop()
+    every ``step`` s; -> (time, seq) shown."""
+    shown = []
+    now, i = 0.0, 0
+    end = frames[-1][0] + 0.5
+    while now <= end:
+        while i < len(frames) and frames[i][0] <= now:
+            arrival, sender_ts, seq = frames[i]
+            buf.push(seq, to_rtp_ts(sender_ts), arrival, seq=seq)
+            i += 1
+        item = buf.pop(now)
+        if item is not None:
+            shown.append((now, item))
+        now = round(now + step, 6)
+    return shown
+
+
+def classic(sender_ts: Callable[[int], float]) -> list[tuple[float, float, int]]:
+    """60 frames at 20 fps from a classic sender, seq 1..60, arriving 1 s + n/20 here."""
+    return [(1.0 + n / FPS, sender_ts(n), n + 1) for n in range(N)]
+
+
+def on_arrival(shown: list[tuple[float, int]]) -> bool:
+    return all(t - (1.0 + (seq - 1) / FPS) <= 0.0015 for t, seq in shown)
+
+
+def test_frozen_sender_timestamp_shows_every_frame() -> None:
+    """A ts frozen at import time (a default argument evaluated once): every new seq is a new
+    frame, shown on arrival; the stall is counted as lagging, never as duplicates or loss."""
+    buf: JitterBuffer[int] = JitterBuffer()
+    shown = run_v0(buf, classic(lambda n: T0))
+    assert [seq for _, seq in shown] == list(range(1, N + 1))  # was 1 of 60
+    assert on_arrival(shown)
+    s = buf.stats
+    assert (s.duplicates, s.late, s.lost, s.skipped) == (0, 0, 0, 0)
+    assert s.lagging >= N - 15  # every frame once the stall passed max_skew (10 frames)
+
+
+@pytest.mark.parametrize("phase", [0.3, 0.8])
+def test_one_second_resolution_timestamp_shows_every_frame(phase: float) -> None:
+    """``int(time.time())``: 20 frames share a ts, then it jumps by 1 s. The first frame's ts
+    lags its capture by ``phase``; past 0.5 s the first tick looks early by as much and starts
+    a timeline (once: later ticks line up with it)."""
+    buf: JitterBuffer[int] = JitterBuffer()
+    shown = run_v0(buf, classic(lambda n: float(int(T0 - 0.3 + phase + n / FPS))))
+    assert [seq for _, seq in shown] == list(range(1, N + 1))  # was 4 of 60
+    assert on_arrival(shown)
+    s = buf.stats
+    assert (s.duplicates, s.late, s.lost) == (0, 0, 0)  # was 38 "lost"
+    assert s.resets == (phase > 0.5)
+
+
+def test_sender_clock_stepped_back_shows_every_frame() -> None:
+    """An NTP correction steps the sender's clock back 3 s at frame 20: one new timeline."""
+    buf: JitterBuffer[int] = JitterBuffer()
+    shown = run_v0(buf, classic(lambda n: T0 + n / FPS - (3.0 if n >= 20 else 0.0)))
+    assert [seq for _, seq in shown] == list(range(1, N + 1))  # was 20 of 60
+    assert on_arrival(shown)
+    s = buf.stats
+    assert (s.late, s.duplicates, s.lost, s.resets) == (0, 0, 0, 1)  # was 40 "late"
+
+
+def test_loss_is_counted_from_seq_not_from_timestamps() -> None:
+    buf: JitterBuffer[int] = JitterBuffer()
+    frames = [f for f in classic(lambda n: float(int(T0 + n / FPS))) if f[2] not in (7, 30, 31)]
+    shown = run_v0(buf, frames)
+    assert len(shown) == N - 3
+    assert buf.stats.lost == 3
+
+
+@pytest.mark.parametrize("skip_older", [True, False])
+def test_one_far_ahead_timestamp_costs_one_frame_not_seconds(skip_older: bool) -> None:
+    """RTP (no seq): one frame 8 s ahead (a peer's clock jump, or a forged but authenticated
+    packet) starts a timeline, and the real frame after it another: every real frame is
+    shown on arrival, none 'late'. JPEG (skip_older) and H.264 (in order) alike."""
+    buf: JitterBuffer[int] = JitterBuffer(skip_older=skip_older)
+    arrivals = [(1.0 + n / FPS, n * 4500, n) for n in range(N)]
+    arrivals.append((1.0 + 20.5 / FPS, 20 * 4500 + 8 * 90000, 1000))
+    shown = run(buf, arrivals)
+    ids = [ident for _, ident in shown]
+    assert [i for i in ids if i != 1000] == list(range(N))  # was 21 of 60 real frames
+    s = buf.stats
+    assert (s.late, s.duplicates, s.resets) == (0, 0, 2)
+    real = [(t, i) for t, i in shown if i != 1000]
+    assert all(t - (1.0 + i / FPS) <= 0.0015 for t, i in real)
+
+
+def test_far_ahead_v0_timestamp_with_a_new_seq() -> None:
+    buf: JitterBuffer[int] = JitterBuffer()
+    shown = run_v0(buf, classic(lambda n: T0 + n / FPS + (8.0 if n == 20 else 0.0)))
+    assert [seq for _, seq in shown] == list(range(1, N + 1))
+    assert (buf.stats.late, buf.stats.resets) == (0, 2)
+
+
+def test_a_jump_within_the_bound_freezes_at_most_that_long() -> None:
+    """RTP: a timestamp 0.3 s ahead (under max_skew) is played; real frames older than it
+    are late, so the picture holds for at most 0.3 s: the bound is what a clock can cost."""
+    buf: JitterBuffer[int] = JitterBuffer()
+    arrivals = [(1.0 + n / FPS, n * 4500, n) for n in range(N)]
+    arrivals.append((1.0 + 20.5 / FPS, 20 * 4500 + 27000, 1000))
+    shown = run(buf, arrivals)
+    assert 1000 in [i for _, i in shown]
+    assert buf.stats.resets == 0
+    assert 0 < buf.stats.late <= 0.3 * FPS
+    assert len(shown) >= N - 0.3 * FPS
+
+
+def test_rtp_clock_stepped_back_starts_a_new_timeline() -> None:
+    buf: JitterBuffer[int] = JitterBuffer(skip_older=False)
+    arrivals = [
+        (1.0 + n / FPS, (n * 4500 - (270000 if n >= 20 else 0)) % 2**32, n) for n in range(N)
+    ]
+    shown = run(buf, arrivals)
+    assert [i for _, i in shown] == list(range(N))
+    assert (buf.stats.late, buf.stats.resets) == (0, 1)
+
+
+def test_a_new_timeline_plays_the_waiting_frames_at_once_in_order() -> None:
+    """H.264 (in order): frames held by the playout delay are not dropped by a jump (that
+    would break the chain of references); they become due at once, before the new frame."""
+    buf: JitterBuffer[int] = JitterBuffer(skip_older=False, min_delay=0.1)
+    for n in range(3):  # 50 fps
+        assert buf.push(n, n * 1800, 1.0 + n * 0.02)
+    assert buf.pop(1.05) is None  # held for the 100 ms delay
+    assert buf.push(3, 2 * 1800 + 8 * 90000, 1.05)  # 8 s ahead
+    s = buf.stats
+    assert (s.resets, s.skipped, s.buffered) == (1, 0, 4)
+    assert [buf.pop(1.05) for _ in range(4)] == [0, 1, 2, None]
+    assert buf.pop(1.15) == 3
+
+
+def test_a_restarted_frame_counter_is_a_new_sequence() -> None:
+    buf: JitterBuffer[int] = JitterBuffer()
+    for n, seq in enumerate((5000, 5001, 1, 2)):
+        assert buf.push(n, n * 4500, n / FPS, seq=seq)
+        assert buf.pop(n / FPS) == n  # the restart is not "late"
+    assert (buf.stats.resets, buf.stats.lost, buf.stats.late) == (1, 0, 0)
+
+
+def test_same_ts_new_seq_is_new_and_same_seq_is_a_duplicate() -> None:
+    buf: JitterBuffer[str] = JitterBuffer(skip_older=False, min_delay=0.01)
+    assert buf.push("a", 0, 0.0, seq=1)
+    assert buf.push("b", 0, 0.001, seq=2)  # the same ts, a new frame
+    assert not buf.push("b'", 9000, 0.002, seq=2)  # the same seq, another ts: a duplicate
+    assert [buf.pop(0.05), buf.pop(0.05), buf.pop(0.05)] == ["a", "b", None]
+    assert not buf.push("a", 0, 0.06, seq=1)  # an old seq after newer ones were played
+    s = buf.stats
+    assert (s.played, s.duplicates, s.late, s.lost) == (2, 1, 1, 0)
+
+
+def test_v0_reordered_under_jitter_keeps_seq_order() -> None:
+    buf: JitterBuffer[int] = JitterBuffer(skip_older=False, min_delay=0.02)
+    for seq, arrival in ((1, 0.0), (3, 0.05), (2, 0.055), (4, 0.1)):
+        assert buf.push(seq, to_rtp_ts(T0 + seq / FPS), arrival, seq=seq)
+    got = []
+    while (item := buf.pop(1.0)) is not None:
+        got.append(item)
+    assert got == [1, 2, 3, 4]
+    assert buf.stats.lost == 0  # 2 was counted lost, then came
+
+
+frame_event = st.tuples(
+    st.integers(0, 2**32 - 1) | st.integers(0, 20) | st.sampled_from([0, 45000, 2**31, 2**32 - 1]),
+    st.none() | st.integers(0, 2**64 - 1) | st.integers(0, 30),
+    st.floats(0, 0.2) | st.floats(0, 20),
+    st.booleans(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(events=st.lists(frame_event, max_size=60), skip_older=st.booleans())
+def test_any_frames_any_clock_keep_the_promises(
+    events: list[tuple[int, int | None, float, bool]], skip_older: bool
+) -> None:
+    """Whatever (ts, seq, arrival) a peer produces: nothing raises, no frame waits more than
+    max_delay after its arrival (pop is polled exactly when next_due says), and every frame
+    offered is counted exactly once, every pushed one played, skipped, evicted or buffered."""
+    buf: JitterBuffer[int] = JitterBuffer(max_frames=5, max_delay=0.05, skip_older=skip_older)
+    arrival: dict[int, float] = {}
+    now = 0.0
+
+    def drain(until: float) -> None:
+        t = now
+        while (due := buf.next_due(t)) is not None and t + due <= until:
+            t = t + due
+            item = buf.pop(t + 1e-9)
+            assert item is not None
+            assert t - arrival[item] <= buf.max_delay + 1e-6
+
+    for ident, (ts, seq, gap, repaired) in enumerate(events):
+        drain(now + gap)
+        now += gap
+        arrival[ident] = now
+        buf.push(ident, ts, now, seq, repaired=repaired)
+        due = buf.next_due(now)
+        assert due is None or 0.0 <= due <= buf.max_delay + 1e-9
+    drain(now + 1.0)
+    s = buf.stats
+    assert s.buffered == 0
+    assert s.pushed + s.late + s.duplicates == len(events)
+    assert s.pushed == s.played + s.skipped + s.overflow + s.buffered
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(-(2**40), 2**40),
+            st.none() | st.integers(-(2**70), 2**70),
+            st.floats(-1e9, 1e9),
+        ),
+        max_size=40,
+    )
+)
+def test_arrival_times_out_of_order_never_raise(
+    events: list[tuple[int, int | None, float]],
+) -> None:
+    buf: JitterBuffer[int] = JitterBuffer(max_frames=3)
+    for ident, (ts, seq, now) in enumerate(events):
+        buf.push(ident, ts, now, seq)
+        buf.next_due(now)
+        buf.pop(now)
+    s = buf.stats
+    assert s.pushed + s.late + s.duplicates == len(events)
+    assert s.pushed == s.played + s.skipped + s.overflow + s.buffered
