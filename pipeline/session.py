@@ -47,6 +47,7 @@ from pipeline.control import (
     SetSending,
     SetSource,
     Stop,
+    audio_ssrc_of,
 )
 from pipeline.errors import LocalProtocolError
 from pipeline.ipc import lifecycle, shm
@@ -66,7 +67,7 @@ from pipeline.stats import (
     summarise,
 )
 from pipeline.transport import feedback
-from pipeline.wire.sdp import build_sdp
+from pipeline.wire.sdp import SdpAudioLine, build_sdp
 
 __all__ = ["Frame", "MediaMode", "MediaSession", "MediaSessionError", "PeerEndpoint"]
 
@@ -149,6 +150,7 @@ class MediaSession:
         self._state: Literal["new", "open", "closed"] = "new"
         self._lock = threading.RLock()
         self._peer: PeerEndpoint | None = None
+        self._audio_port: int | None = None  # connect(audio_port=...): audio to its own port
         self._sending = True
         self._segments: shm.SegmentSet | None = None
         self._rings: dict[str, Ring] = {}
@@ -391,8 +393,17 @@ class MediaSession:
             except (OSError, ValueError) as exc:  # the stage died: close() will reap it
                 logger.warning("control message to %s failed: %s", name, exc)
 
-    def connect(self, peer: PeerEndpoint) -> None:
-        """Start sending to, and accepting from, ``peer``."""
+    def connect(self, peer: PeerEndpoint, *, audio_port: int | None = None) -> None:
+        """Start sending to, and accepting from, ``peer``.
+
+        ``audio_port``: send the audio (if any) to this port of the peer instead of the video
+        port, for a tool in the peer's place (ffmpeg's SDP reader binds one socket per m-line:
+        docs/interop.md); a vcall peer takes both on ``peer.rx_port``. ``sdp()`` then describes
+        the audio too. MediaSessionError if it meets the video RTP/RTCP ports."""
+        if audio_port is not None and (
+            not 0 < audio_port < 65535 or abs(audio_port - peer.rx_port) < 2
+        ):
+            raise MediaSessionError(f"bad audio port {audio_port} (video {peer.rx_port})")
         try:
             mode = MediaMode(peer.mode)  # a plain "rtp" / "v0" is accepted too
         except ValueError:
@@ -413,10 +424,11 @@ class MediaSession:
         with self._lock:
             self._peer = peer
             self._codec = codec
-            self._send(Connect(peer), "encode", "send", "receive", "display", *self._audio_stage())
-
-    def _audio_stage(self) -> tuple[str, ...]:
-        return ("audio",) if self._audio is not None else ()
+            self._audio_port = audio_port
+            self._send(Connect(peer), "encode", "send", "receive", "display")
+            if self._audio is not None:
+                to = peer if audio_port is None else dataclasses.replace(peer, rx_port=audio_port)
+                self._send(Connect(to), "audio")
 
     def set_sending(self, enabled: bool) -> None:
         with self._lock:
@@ -515,11 +527,19 @@ class MediaSession:
 
     # -- information ------------------------------------------------------------------------
     def sdp(self) -> str:
-        """An SDP describing the RTP stream we send (for ffmpeg/GStreamer); rtp mode only."""
+        """An SDP describing the RTP streams we send (for ffmpeg/GStreamer); rtp mode only.
+
+        The video; the audio when it has a port of its own (``connect(audio_port=...)``: an
+        SDP reader cannot take two m-lines on one port); with SRTP, ``RTP/SAVP`` and our send
+        key in ``a=crypto`` (RFC 4568): save it with ``pipeline.wire.sdp.write_sdp`` (0600)."""
         peer = self._peer
         if peer is None or peer.mode is not MediaMode.RTP:
             raise MediaSessionError("sdp() needs a session connected in rtp mode")
         info, p = self._codec.info, self._preset
+        audio = None
+        if self._audio is not None and self._audio_port is not None:
+            ssrc = audio_ssrc_of(peer.local_ssrc) if peer.local_ssrc else None
+            audio = SdpAudioLine(self._audio_port, ssrc=ssrc)
         return build_sdp(
             peer.ip,
             peer.rx_port,
@@ -528,6 +548,8 @@ class MediaSession:
             fmtp=self._codec.sdp_fmtp(p.width, p.height, p.fps, p.bitrate_bps),
             ssrc=peer.local_ssrc or None,
             framerate=self._preset.fps,
+            audio=audio,
+            srtp_key=peer.tx_key,
         )
 
     @property

@@ -28,8 +28,10 @@ if [ "$profile" = test ]; then
     # dbus, dunst: a real session bus and notification daemon for the desktop-notifier tests.
     # gnome-keyring: a real Secret Service for the remembered-password tests (keyring).
     # x11-utils: xprop, to read the window icon back from the X server.
+    # gstreamer1.0-plugins-bad: srtpdec, GStreamer decrypting a call's SRTP (docs/interop.md).
     required+=(xvfb xdotool ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-base
                gstreamer1.0-plugins-good gstreamer1.0-libav gstreamer1.0-plugins-ugly
+               gstreamer1.0-plugins-bad
                libturbojpeg0 iproute2 pulseaudio libasound2-plugins libportaudio2 libopus0
                redis-server redis-sentinel dbus dunst gnome-keyring x11-utils)
 fi

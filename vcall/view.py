@@ -44,7 +44,10 @@ import numpy.typing as npt
 from pipeline.codecs.base import Codec, CodecError, CodecFrame, VideoDecoder
 from pipeline.codecs.registry import DEFAULT_VIDEO, codecs, get_codec
 from pipeline.control import MediaMode
+from pipeline.errors import RemoteProtocolError
 from pipeline.jitter import JitterBuffer
+from pipeline.transport.edge import IDENTITY, Protection, ReplayError
+from pipeline.transport.srtp import SrtpProtection
 from pipeline.transport.stream import RtpReceiver
 from pipeline.wire.sdp import SdpError, parse_sdp
 
@@ -79,6 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 class ViewerCounts:
     frames: int = 0  # decoded and shown
     decode_errors: int = 0
+    srtp_auth_failed: int = 0  # SRTP (an RTP/SAVP SDP): not authenticated by the SDP's key
+    srtp_replayed: int = 0  # SRTP: an index already seen (RFC 3711 3.3.2)
     width: int = 0
     height: int = 0
     last_mean_rgb: list[float] = field(default_factory=list)
@@ -88,9 +93,18 @@ class Viewer:
     """Datagrams in, decoded RGB frames out. No socket, no clock, no window."""
 
     def __init__(
-        self, codec: Codec, ssrc: int | None = None, payload_type: int | None = None
+        self,
+        codec: Codec,
+        ssrc: int | None = None,
+        payload_type: int | None = None,
+        srtp_key: bytes | None = None,
     ) -> None:
+        """``srtp_key``: the SDP's a=crypto master key and salt (RFC 4568): datagrams are
+        SRTP and are authenticated and decrypted first (RFC 3711), failures counted."""
         self.codec = codec
+        self.protection: Protection = (
+            IDENTITY if srtp_key is None else SrtpProtection(tx_key=None, rx_key=srtp_key)
+        )
         self.decoder: VideoDecoder = codec.decoder()
         self.receiver = RtpReceiver()
         self.stream = self.receiver.add_stream(
@@ -106,6 +120,15 @@ class Viewer:
         self.last: RGB | None = None
 
     def push(self, datagram: bytes, now: float) -> None:
+        if self.protection is not IDENTITY:
+            try:
+                datagram = self.protection.unprotect(datagram)
+            except ReplayError:
+                self.counts.srtp_replayed += 1
+                return
+            except RemoteProtocolError:
+                self.counts.srtp_auth_failed += 1
+                return
         for frame in self.receiver.push(datagram, now):
             self.jitter.push(frame, frame.timestamp, now)
 
@@ -170,6 +193,8 @@ DISCARD_REASONS: tuple[tuple[str, str, str], ...] = (
     ("skipped frames", "jitter", "skipped"),
     ("overflow", "jitter", "overflow"),
     ("undecodable", "viewer", "decode_errors"),
+    ("SRTP authentication failed", "viewer", "srtp_auth_failed"),
+    ("SRTP replayed", "viewer", "srtp_replayed"),
 )
 
 
@@ -279,11 +304,11 @@ def _run_window(shared: _Shared, title: str) -> None:  # pragma: no cover - need
     root.mainloop()
 
 
-def _stream(args: argparse.Namespace) -> tuple[int, int | None, str]:
-    """(port, payload type, codec name) from --rtp [--codec] or --sdp (payload type None: the
-    codec's own); ValueError with a message for the user."""
+def _stream(args: argparse.Namespace) -> tuple[int, int | None, str, bytes | None]:
+    """(port, payload type, codec name, SRTP key) from --rtp [--codec] or --sdp (payload type
+    None: the codec's own; key None: plain RTP); ValueError with a message for the user."""
     if args.sdp is None:
-        return int(args.rtp), None, args.codec
+        return int(args.rtp), None, args.codec, None
     try:
         with open(args.sdp, encoding="utf-8", errors="replace") as fh:
             names = [c.info.name for c in codecs() if MediaMode.RTP in c.info.modes]
@@ -292,18 +317,18 @@ def _stream(args: argparse.Namespace) -> tuple[int, int | None, str]:
         raise ValueError(f"cannot use {args.sdp}: {exc}") from exc
     if video.address and ipaddress.ip_address(video.address).is_multicast:
         raise ValueError(f"{args.sdp}: multicast ({video.address}) is not supported")
-    return video.port, video.payload_type, video.encoding
+    return video.port, video.payload_type, video.encoding, video.srtp_key
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        port, payload_type, codec_name = _stream(args)
+        port, payload_type, codec_name, srtp_key = _stream(args)
         codec = get_codec(codec_name)
     except ValueError as exc:
         print(f"vcall view: {exc}", file=sys.stderr)
         return 2
     args.rtp = port
-    viewer = Viewer(codec, args.ssrc, payload_type)
+    viewer = Viewer(codec, args.ssrc, payload_type, srtp_key)
     shared = _Shared()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
