@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "ui": ("benchmarks.ui", "Tk event-loop lag while showing a call"),
     "network": ("benchmarks.network", "a real call through the impairment lab, per direction"),
     "audio": ("benchmarks.audio_call", "a loopback call's voice: mouth-to-ear, loss, audio CPU"),
+    "avsync": ("benchmarks.avsync", "flash-and-beep A/V offset of a loopback call"),
 }
 
 

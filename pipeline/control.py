@@ -10,8 +10,9 @@ API::
                         tx_key: bytes | None = None; rx_key: bytes | None = None  # SRTP keys
     # control messages (frozen, slotted; every one is a ControlMessage):
     Stop, ResetStats, Connect(peer), SetSending(enabled), SetPreset(preset), SetSource(spec),
-    SetDisplaySize(peer_box, self_box), SetAudioSending(enabled)
-    @dataclass(frozen=True, slots=True) class AudioSpec: source; sink; processing
+    SetDisplaySize(peer_box, self_box), SetAudioSending(enabled), SetAudioVolume(volume)
+    @dataclass(frozen=True, slots=True) class AudioSpec: source; sink; processing; volume;
+                                             lip_sync
     def audio_ssrc_of(video_ssrc: int) -> int
 
 Guarantees: this module imports nothing heavier than the standard library and ``presets``, so
@@ -127,14 +128,26 @@ class SetAudioSending:
 
 
 @dataclass(frozen=True, slots=True)
+class SetAudioVolume:
+    """The speaker volume of the call's audio (the audio stage): a gain on what is played,
+    0.0..1.5 (0..150 %; values outside are clamped)."""
+
+    volume: float
+
+
+@dataclass(frozen=True, slots=True)
 class AudioSpec:
     """A call's audio: the capture and playback specs of ``pipeline.audio`` (sources
     ``device[:NAME]``, ``tone:HZ``, ``file:PATH.wav``, ``silence``; sinks ``device[:NAME]``,
-    ``wav:PATH``, ``null``) and whether echo cancellation / noise suppression run."""
+    ``wav:PATH``, ``null``), whether echo cancellation / noise suppression run, and the speaker
+    volume at start (0.0..1.5, ``SetAudioVolume`` changes it); ``lip_sync`` False measures the
+    A/V offset but never delays the audio (``pipeline.audio.sync``; benchmarks compare)."""
 
     source: str = "device"
     sink: str = "device"
     processing: bool = True
+    volume: float = 1.0
+    lip_sync: bool = True
 
 
 def audio_ssrc_of(video_ssrc: int) -> int:
@@ -152,4 +165,5 @@ ControlMessage = (
     | SetSource
     | SetDisplaySize
     | SetAudioSending
+    | SetAudioVolume
 )

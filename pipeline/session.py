@@ -42,6 +42,7 @@ from pipeline.control import (
     PeerEndpoint,
     ResetStats,
     SetAudioSending,
+    SetAudioVolume,
     SetDisplaySize,
     SetPreset,
     SetSending,
@@ -442,6 +443,12 @@ class MediaSession:
             self._audio_sending = enabled
             if self._audio is not None:
                 self._send(SetAudioSending(enabled), "audio")
+
+    def set_audio_volume(self, volume: float) -> None:
+        """The speaker volume of the call, 0.0..1.5 (1.0: as received; no-op without audio)."""
+        with self._lock:
+            if self._audio is not None:
+                self._send(SetAudioVolume(min(max(volume, 0.0), 1.5)), "audio")
 
     @property
     def has_audio(self) -> bool:

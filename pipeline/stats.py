@@ -280,6 +280,12 @@ class AudioStats:
     sink: str = ""
     fallback: str = ""  # a device that failed and what replaced it
     error: str = ""  # why there is no audio, when there is none
+    input_dbfs: float = -100.0  # the microphone's level after echo cancellation (-100: silent)
+    volume: float = 1.0  # the speaker volume (0..1.5)
+    sync_offset_ms: float | None = None  # lip sync: how much later the video is (None: no SRs)
+    sync_delay_ms: float = 0.0  # what lip sync adds to the audio now
+    underruns: int = 0  # playout found nothing to play (after 6 in a row: silence, rebuffer)
+    stretched: int = 0  # frames of concealment inserted to add the lip-sync delay
 
 
 @dataclass(frozen=True, slots=True)
@@ -558,6 +564,7 @@ def _audio(stage: Mapping[str, Any]) -> AudioStats:
         jitter.get(k, 0) for k in ("late", "duplicates", "overflow", "shrunk", "flushed")
     )
     fallbacks = [f for f in (path.get("source_fallback"), path.get("sink_fallback")) if f]
+    sync = path.get("sync") or {}
     return AudioStats(
         active=bool(stage.get("active")),
         sending=bool(stage.get("sending")) and bool(stage.get("active")),
@@ -575,6 +582,12 @@ def _audio(stage: Mapping[str, Any]) -> AudioStats:
         sink=stage.get("sink", ""),
         fallback="; ".join(str(f) for f in fallbacks),
         error=stage.get("error", ""),
+        input_dbfs=path.get("input_dbfs", -100.0),
+        volume=stage.get("volume", 1.0),
+        sync_offset_ms=sync.get("offset_ms"),
+        sync_delay_ms=sync.get("extra_ms", 0.0),
+        underruns=jitter.get("underruns", 0),
+        stretched=jitter.get("stretched", 0),
     )
 
 

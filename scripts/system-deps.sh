@@ -23,7 +23,8 @@ if [ "$profile" = test ]; then
     # libav: avdec_h264; ugly: x264enc (the H.264 interop tests, both directions).
     # iproute2: ip and tc, for the impairment lab (tests/lab: network namespaces, tbf).
     # pulseaudio + libasound2-plugins (ALSA's pulse device, PortAudio's way to it) +
-    # libportaudio2: the audio tests' private sound server with a null sink.
+    # libportaudio2: the audio tests' private sound server with a null sink; pulseaudio-utils:
+    # pactl (the fixture's null sink) and parec (recording what the ring plays).
     # redis-server, redis-sentinel: the directory tests on a real Redis and a Sentinel failover.
     # dbus, dunst: a real session bus and notification daemon for the desktop-notifier tests.
     # gnome-keyring: a real Secret Service for the remembered-password tests (keyring).
@@ -32,7 +33,7 @@ if [ "$profile" = test ]; then
     required+=(xvfb xdotool ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-base
                gstreamer1.0-plugins-good gstreamer1.0-libav gstreamer1.0-plugins-ugly
                gstreamer1.0-plugins-bad
-               libturbojpeg0 iproute2 pulseaudio libasound2-plugins libportaudio2 libopus0
+               libturbojpeg0 iproute2 pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 libopus0
                redis-server redis-sentinel dbus dunst gnome-keyring x11-utils)
 fi
 

@@ -20,7 +20,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("vcall.gui.demo", "two clients calling each other on the test pattern"),
     "discovery": ("vcall.discovery.cli", "talk to a discovery server (register, query, list)"),
     "agent": ("vcall.agent", "headless agent: register, answer or place a call, print events"),
-    "bench": ("benchmarks.cli", "benchmarks (e2e, codec, jpeg, handoff, discovery, ui)"),
+    "bench": (
+        "benchmarks.cli",
+        "benchmarks (e2e, codec, jpeg, handoff, discovery, ui, network, audio, avsync)",
+    ),
     "view": ("vcall.view", "show an RTP/JPEG stream sent by ffmpeg or GStreamer"),
     "codecs": ("vcall.codecs_cli", "list the codecs vcall can send and receive (--json)"),
     "devices": ("vcall.devices", "list the sound devices for audio in and out (--json)"),

@@ -27,6 +27,7 @@ read with :mod:`tomllib`; command-line flags override it (:func:`apply_overrides
                              # "file:PATH.wav", "silence", or "off" (video-only calls)
     output = "device"        # "device", "device:NAME", "wav:PATH", "null" or "off"
                              # (vcall devices lists the devices; flags: --audio-in/--audio-out)
+    volume = 100             # speaker volume in percent, 0..150 (the call screen's slider)
 
     [look]
     theme = "system"         # "system" (follows the desktop) | "light" | "dark"; flag: --theme
@@ -107,6 +108,7 @@ class Config:
     # "device[:NAME]", "wav:PATH", "null"), or "off" for video-only calls
     audio_in: str = "device"
     audio_out: str = "device"
+    audio_volume: float = 1.0  # [audio] volume / 100: the playout gain, 0.0..1.5
 
     @property
     def server(self) -> tuple[str, int] | None:
@@ -249,7 +251,7 @@ _SCHEMA: dict[str, dict[str, str]] = {
     "media": {"source": "source", "preset": "preset", "codec": "codec"},
     "call": {"ring_timeout": "ring_timeout"},
     "look": {"theme": "theme", "language": "language"},
-    "audio": {"input": "audio_in", "output": "audio_out"},
+    "audio": {"input": "audio_in", "output": "audio_out", "volume": "audio_volume"},
 }
 THEME_CHOICES = ("system", "light", "dark")
 LANGUAGE_CHOICES = ("system", "en", "es")  # vcall/gui/locale has a catalogue for each but en
@@ -262,6 +264,10 @@ def _convert(field: str, value: Any, where: str) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f'{where}: must be a list of "host:port" strings')
         return tuple(parse_server(v) for v in value)
+    if field == "audio_volume":
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 150:
+            raise ConfigError(f"{where}: must be a percentage from 0 to 150, got {value!r}")
+        return float(value) / 100
     if field == "ring_timeout":
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e6:
             raise ConfigError(f"{where}: must be a positive number of seconds, got {value!r}")

@@ -5,9 +5,11 @@ API::
     class PlayoutKind(StrEnum): FRAME, FEC, CONCEAL, SILENCE
     @dataclass(frozen=True, slots=True)
     class Playout: kind; payload: bytes | None; seq: int | None   # seq: the frame it stands for
+        timestamp: int | None                   # FRAME: the packet's RTP timestamp
     @dataclass(frozen=True, slots=True)
     class AudioJitterStats: received; played; late; lost; concealed; fec; duplicates; overflow;
-        shrunk; flushed; underruns; resyncs; jitter_ms; target_frames; level_frames; buffered
+        shrunk; flushed; underruns; resyncs; stretched; jitter_ms; target_frames; extra_frames;
+        level_frames; buffered
         discarded -> int         # late + duplicates + overflow + shrunk + flushed
     class AudioJitterBuffer:
         def __init__(self, clock_rate=48000, frame_samples=960, *, min_frames=1,
@@ -15,6 +17,7 @@ API::
                      stall_frames=5) -> None                      # LocalProtocolError
         def push(self, seq, timestamp, payload, now) -> None     # never raises on peer data
         def pull(self, now) -> Playout                           # once per frame period
+        extra_frames: int          # added to the target (lip sync), 0..MAX_EXTRA_FRAMES
         stats -> AudioJitterStats; target_frames -> int; level -> int; playing -> bool
 
 The playout clock (the sound card, or a timer) calls ``pull`` once per frame (20 ms); ``push``
@@ -32,6 +35,13 @@ frame, RFC 6716 2.1.7), else CONCEAL, and playout moves on; else (nothing buffer
 underrun: CONCEAL without moving on, which lets the level grow by one frame (the "expand" of a
 time-scaler); after ``stall_frames`` underruns in a row playout stops and returns SILENCE until
 it has rebuffered to the target.
+
+**Added delay (lip sync).** ``extra_frames`` (set by the audio path from
+``pipeline.audio.sync``) is added to the target. While the level stays under the target by more
+than a frame, one frame per window is stretched: the decision is CONCEAL without moving on
+(``stretched``; the decoder's concealment continues the sound), so the delay grows by 20 ms a
+window. Setting it back lets the rule below shrink the delay again. A start or a restart after
+a stall waits for the target without the extra (sound sooner; the extra grows back).
 
 **No growth of delay.** The lowest level seen over each ``window`` seconds is delay that was
 never needed; when it exceeds the target the oldest frames are dropped (``shrunk``): one per
@@ -60,6 +70,7 @@ from dataclasses import dataclass
 from pipeline.errors import LocalProtocolError
 
 BURST_FRAMES = 4  # an excess over this many frames is dropped at once
+MAX_EXTRA_FRAMES = 20  # 400 ms: the most lip sync may add
 # Cover under a tenth of a frame (0.7 ms of jitter at factor 3, 20 ms) adds no frame: clock
 # rounding and scheduling noise on a clean link must not cost 20 ms of delay.
 DEAD_ZONE = 0.1
@@ -79,6 +90,7 @@ class Playout:
     kind: PlayoutKind
     payload: bytes | None = None
     seq: int | None = None  # the 16-bit sequence number of the frame this stands for
+    timestamp: int | None = None  # FRAME: the RTP timestamp of the packet decoded
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +109,10 @@ class AudioJitterStats:
     flushed: int = 0  # dropped by a resync
     underruns: int = 0
     resyncs: int = 0
+    stretched: int = 0  # frames of concealment inserted to grow the delay (lip sync)
     jitter_ms: float = 0.0  # RFC 3550 A.8 estimate
     target_frames: int = 0
+    extra_frames: int = 0  # of the target, added for lip sync
     level_frames: int = 0
     buffered: int = 0  # packets held now
 
@@ -140,7 +154,9 @@ class AudioJitterBuffer:
         self.min_frames, self.max_frames = min_frames, max_frames
         self.jitter_factor, self.capacity, self.stall_frames = jitter_factor, capacity, stall_frames
         self._window_pulls = max(1, round(window * clock_rate / frame_samples))
-        self._buf: dict[int, bytes] = {}  # extended seq -> payload
+        self._buf: dict[int, tuple[int, bytes]] = {}  # extended seq -> (timestamp, payload)
+        self._extra = 0
+        self._stretch = False  # the next pull stretches (a CONCEAL without moving on)
         self._top: int | None = None  # highest extended seq seen
         self._next: int | None = None  # extended seq of the next frame to play
         self.playing = False
@@ -152,15 +168,25 @@ class AudioJitterBuffer:
         self._window_count = 0
         self._c: dict[str, int] = dict.fromkeys(
             ("received", "played", "late", "lost", "concealed", "fec", "duplicates",
-             "overflow", "shrunk", "flushed", "underruns", "resyncs"), 0
+             "overflow", "shrunk", "flushed", "underruns", "resyncs", "stretched"), 0
         )  # fmt: skip
 
     # -- sizing --------------------------------------------------------------------------
 
     @property
+    def extra_frames(self) -> int:
+        return self._extra
+
+    @extra_frames.setter
+    def extra_frames(self, frames: int) -> None:
+        # The whole target must fit in the buffer with room for jitter.
+        room = self.capacity - self.max_frames - 1
+        self._extra = max(0, min(MAX_EXTRA_FRAMES, room, frames))
+
+    @property
     def target_frames(self) -> int:
         cover = math.ceil(self.jitter_factor * self._jitter / self.frame_samples - DEAD_ZONE)
-        return max(self.min_frames, min(self.max_frames, 1 + cover))
+        return max(self.min_frames, min(self.max_frames, 1 + cover)) + self._extra
 
     @property
     def level(self) -> int:
@@ -203,7 +229,7 @@ class AudioJitterBuffer:
             self._c["duplicates"] += 1
             return
         self._update_jitter(timestamp & 0xFFFF_FFFF, now)
-        self._buf[ext] = bytes(payload)
+        self._buf[ext] = (timestamp & 0xFFFF_FFFF, bytes(payload))
         self._top = ext if self._top is None else max(self._top, ext)
         while len(self._buf) > self.capacity:
             oldest = min(self._buf)
@@ -227,7 +253,9 @@ class AudioJitterBuffer:
     def pull(self, now: float) -> Playout:
         """The decision for the frame period starting at ``now``."""
         if not self.playing:
-            if not self._buf or self.level < self.target_frames:
+            # (Re)start at the jitter's own target: the lip-sync part grows back by stretching
+            # rather than lengthening the silence of a start or a stall.
+            if not self._buf or self.level < self.target_frames - self._extra:
                 return Playout(PlayoutKind.SILENCE)
             first = min(self._buf)
             if self._next is not None and first > self._next:
@@ -236,12 +264,17 @@ class AudioJitterBuffer:
         assert self._next is not None
         self._track_level()
         ext = self._next
-        payload = self._buf.pop(ext, None)
-        if payload is not None:
+        if self._stretch and ext in self._buf:
+            self._stretch = False
+            self._c["stretched"] += 1
+            self._c["concealed"] += 1
+            return Playout(PlayoutKind.CONCEAL, None, (ext - 1) & 0xFFFF)
+        entry = self._buf.pop(ext, None)
+        if entry is not None:
             self._underruns_in_row = 0
             self._next += 1
             self._c["played"] += 1
-            return Playout(PlayoutKind.FRAME, payload, ext & 0xFFFF)
+            return Playout(PlayoutKind.FRAME, entry[1], ext & 0xFFFF, entry[0])
         if self._buf:  # a later frame is here: this one is lost
             self._underruns_in_row = 0
             self._next += 1
@@ -249,7 +282,7 @@ class AudioJitterBuffer:
             following = self._buf.get(ext + 1)
             if following is not None:
                 self._c["fec"] += 1
-                return Playout(PlayoutKind.FEC, following, ext & 0xFFFF)
+                return Playout(PlayoutKind.FEC, following[1], ext & 0xFFFF)
             self._c["concealed"] += 1
             return Playout(PlayoutKind.CONCEAL, None, ext & 0xFFFF)
         self._c["underruns"] += 1
@@ -268,6 +301,9 @@ class AudioJitterBuffer:
             return
         excess = self._window_min - self.target_frames
         self._window_min, self._window_count = None, 0
+        if self._extra and excess < -1:
+            self._stretch = True  # grow toward the lip-sync target: one frame this window
+            return
         if excess <= 0:
             return
         for _ in range(excess if excess > BURST_FRAMES else 1):

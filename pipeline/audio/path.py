@@ -9,15 +9,22 @@ API::
     class AudioPathStats: sent; sent_bytes; send_errors; received; malformed; wrong_payload_type;
         wrong_ssrc; decode_errors; jitter: AudioJitterStats; depacketizer: DepacketizerStats;
         capture_cpu_s; playout_cpu_s; capture_started; playout_started;
-        source_fallback; sink_fallback; processing
+        source_fallback; sink_fallback; processing; input_dbfs; volume; sync: SyncStats;
+        rtcp_malformed
     class AudioPath:
         def __init__(self, *, source: AudioSource, sink: AudioSink,
                      send: Callable[[bytes], None], ssrc: int, peer_ssrc: int | None = None,
                      codec: str = "opus", processing: AudioProcessing | None = None,
-                     jitter: AudioJitterBuffer | None = None, max_payload: int = 1200)
+                     jitter: AudioJitterBuffer | None = None, max_payload: int = 1200,
+                     lip_sync: bool = True)   # False: measure the A/V offset, add no delay
         start() -> None                  # two threads: capture, playout
         receive(datagram, now=None) -> None   # from the session's socket thread; never raises
         set_sending(enabled: bool) -> None    # the call session's decision (mute, hold)
+        set_volume(volume: float) -> None     # playout gain 0..MAX_VOLUME (1.0: as received)
+        sender_info() -> SenderInfo | None    # for our audio SRs: counts, last RTP ts and the
+                                              # monotonic instant it stands for
+        on_rtcp(datagram) -> None             # the peer's SRs (audio and video): lip sync
+        on_video(timing: VideoTiming) -> None # the peer video's timing (receive stage)
         stats -> AudioPathStats
         close() -> None                  # stops the threads, closes source and sink; idempotent
 
@@ -41,9 +48,21 @@ refuses; valid packets go into the jitter buffer with the arrival time. It holds
 lock only for the push. Packets are 20 ms (what vcall sends); a peer's decoded frame of another
 size is cut or padded to 20 ms (counted as ``decode_errors``).
 
-Guarantees: ``receive`` never raises on any datagram; ``close`` joins both threads within
-about one stall timeout of the devices; a send callback that raises ``OSError`` is counted
-(``send_errors``), never fatal.
+**Lip sync** (``pipeline.audio.sync``): a frame's RTP timestamp stands for the monotonic instant
+just before the source was read (the capture instant), which ``sender_info`` hands to the SR
+(RFC 3550 6.4.1). On the way in, the peer's SRs and video timing feed a ``LipSync`` whose added
+delay goes to the jitter buffer's ``extra_frames`` (rounded to frames); every frame decoded
+from a packet reports when it was played.
+
+**Level and volume.** ``input_dbfs`` is the RMS level of the captured frames after echo
+cancellation, before the send decision (so the meter shows the microphone works while muted),
+with a fall of ``LEVEL_FALL_DB`` per frame (a VU-like meter); ``MIN_DBFS`` for silence.
+``set_volume`` scales what is played (and what the echo canceller hears as far end), clipped
+to int16.
+
+Guarantees: ``receive`` and ``on_rtcp`` never raise on any datagram; ``close`` joins both
+threads within about one stall timeout of the devices; a send callback that raises
+``OSError`` is counted (``send_errors``), never fatal.
 """
 
 from __future__ import annotations
@@ -60,11 +79,28 @@ import numpy as np
 from pipeline.audio.frames import FRAME_SAMPLES, AudioError, AudioSink, AudioSource, I16Array, Pacer
 from pipeline.audio.jitter import AudioJitterBuffer, AudioJitterStats, PlayoutKind
 from pipeline.audio.processing import AudioProcessing, PassThrough
+from pipeline.audio.sync import LipSync, StreamKind, SyncStats, VideoTiming
 from pipeline.codecs.base import CodecError, CodecInfo, Depacketizer, DepacketizerStats, Packetizer
 from pipeline.codecs.registry import get_codec
+from pipeline.wire.rtcp import RtcpError, SenderInfo, SenderReport, parse_rtcp
 from pipeline.wire.rtp import RtpError, RtpPacket, rtp_header
 
 logger = logging.getLogger(__name__)
+
+MAX_VOLUME = 1.5
+MIN_DBFS = -100.0
+LEVEL_FALL_DB = 1.5  # per 20 ms frame: 75 dB/s
+
+
+def rms_dbfs(pcm: I16Array) -> float:
+    """RMS level of int16 samples in dB relative to full scale (a full-scale square wave is 0;
+    a full-scale sine -3); MIN_DBFS for silence or an empty frame."""
+    if len(pcm) == 0:
+        return MIN_DBFS
+    rms = float(np.sqrt(np.mean(np.square(pcm.astype(np.float64)))))
+    if rms <= 0.0:
+        return MIN_DBFS
+    return max(MIN_DBFS, 20.0 * float(np.log10(rms / 32768.0)))
 
 
 class _AudioEncoder(Protocol):
@@ -121,6 +157,10 @@ class AudioPathStats:
     source_fallback: str | None = None
     sink_fallback: str | None = None
     processing: str = "none"
+    input_dbfs: float = MIN_DBFS
+    volume: float = 1.0
+    sync: SyncStats = field(default_factory=SyncStats)
+    rtcp_malformed: int = 0  # RTCP from the peer that did not parse
 
 
 class AudioPath:
@@ -138,6 +178,7 @@ class AudioPath:
         processing: AudioProcessing | None = None,
         jitter: AudioJitterBuffer | None = None,
         max_payload: int = 1200,
+        lip_sync: bool = True,
     ) -> None:
         parts = audio_codec(codec)
         self._info = parts.info
@@ -148,6 +189,8 @@ class AudioPath:
         self._source, self._sink, self._send = source, sink, send
         self._ssrc = ssrc & 0xFFFFFFFF
         self._peer_ssrc = peer_ssrc
+        # The peer's video SSRC (audio - 2, pipeline.control.audio_ssrc_of): its SRs count too.
+        self.video_ssrc: int | None = None if peer_ssrc is None else (peer_ssrc - 2) & 0xFFFFFFFF
         self._apm = processing or PassThrough()
         self._apm_lock = threading.Lock()
         self._jitter = jitter or AudioJitterBuffer(self._info.clock_rate, FRAME_SAMPLES)
@@ -155,11 +198,15 @@ class AudioPath:
         self._stop = threading.Event()
         self._sending = True
         self._talkspurt = True  # the next packet starts one (marker bit)
+        self._volume = 1.0
+        self._level = MIN_DBFS
+        self._sync = LipSync(audio_rate=self._info.clock_rate, act=lip_sync)
+        self._sent_capture: tuple[int, float] | None = None  # (RTP ts, instant) of the last sent
         self._seq = int.from_bytes(np.random.default_rng().bytes(2), "big")
         self._ts = int.from_bytes(np.random.default_rng().bytes(4), "big")
         self._c: dict[str, Any] = dict.fromkeys(
             ("sent", "sent_bytes", "send_errors", "received", "malformed",
-             "wrong_payload_type", "wrong_ssrc", "decode_errors"), 0
+             "wrong_payload_type", "wrong_ssrc", "decode_errors", "rtcp_malformed"), 0
         )  # fmt: skip
         self._cpu = {"capture": 0.0, "playout": 0.0}
         self._started: dict[str, float | None] = {"capture": None, "playout": None}
@@ -180,6 +227,52 @@ class AudioPath:
         if enabled and not self._sending:
             self._talkspurt = True
         self._sending = enabled
+
+    @property
+    def clock_rate(self) -> int:
+        """The RTP clock of the audio codec (48000 for Opus, RFC 7587 4.1)."""
+        return self._info.clock_rate
+
+    def set_volume(self, volume: float) -> None:
+        """Playout gain, clamped to 0..MAX_VOLUME (1.0 plays what was received)."""
+        self._volume = max(0.0, min(MAX_VOLUME, float(volume)))
+
+    def sender_info(self) -> SenderInfo | None:
+        """What our audio SR needs (None before the first packet went out): totals, the last
+        sent RTP timestamp and, as ``sent_ns``, the capture instant it stands for."""
+        last = self._sent_capture
+        if last is None:
+            return None
+        return SenderInfo(self._c["sent"], self._c["sent_bytes"], last[0], int(last[1] * 1e9))
+
+    def on_rtcp(self, datagram: bytes | bytearray | memoryview) -> None:
+        """A compound RTCP packet from the peer: its SRs of the peer's audio (our
+        ``peer_ssrc``) and video (``video_ssrc``) streams feed lip sync; the rest is ignored."""
+        try:
+            packets = parse_rtcp(datagram)
+        except RtcpError:
+            self._c["rtcp_malformed"] += 1
+            return
+        peer = self._peer_ssrc
+        for p in packets:
+            if not isinstance(p, SenderReport) or peer is None:
+                continue
+            kind: StreamKind
+            if p.ssrc == peer:
+                kind = "audio"
+            elif p.ssrc == self.video_ssrc:
+                kind = "video"
+            else:
+                continue
+            with self._rx_lock:
+                self._sync.on_sender_report(kind, p.ntp_timestamp, p.rtp_timestamp)
+
+    def on_video(self, timing: VideoTiming) -> None:
+        """The peer video's newest frame timing: updates the lip-sync delay of the audio."""
+        with self._rx_lock:
+            self._sync.on_video(timing)
+            frames = round(self._sync.extra_delay * self._info.clock_rate / FRAME_SAMPLES)
+            self._jitter.extra_frames = frames
 
     def close(self) -> None:
         self._stop.set()
@@ -226,19 +319,23 @@ class AudioPath:
             while not self._stop.is_set():
                 if not self._source.paced:
                     pacer.wait(self._stop)
+                instant = time.monotonic()
                 frame = self._source.read()
                 if self._started["capture"] is None:
-                    self._started["capture"] = time.monotonic()
+                    self._started["capture"] = instant
                 with self._apm_lock:
                     frame = self._apm.process_capture(frame)
-                self._send_frame(frame)
+                self._level = max(rms_dbfs(frame), self._level - LEVEL_FALL_DB)
+                self._send_frame(frame, instant)
                 self._cpu["capture"] = time.thread_time() - cpu0
         except Exception:
             logger.exception("audio capture stopped")
             raise
 
-    def _send_frame(self, frame: I16Array) -> None:
+    def _send_frame(self, frame: I16Array, instant: float) -> None:
         packets = self._encoder.encode(frame)
+        if self._sending and packets:
+            self._sent_capture = (self._ts, instant)
         if self._sending:
             for packet in packets:
                 for payload in self._packetizer.payloads(packet, 0, 0):
@@ -266,7 +363,12 @@ class AudioPath:
                 now = time.monotonic()
                 with self._rx_lock:
                     decision = self._jitter.pull(now)
+                    if decision.timestamp is not None:
+                        self._sync.on_audio_played(decision.timestamp, now)
                 frame = self._decode(decision.kind, decision.payload)
+                volume = self._volume
+                if volume != 1.0:
+                    frame = np.clip(frame * volume, -32768, 32767).astype(np.int16)
                 with self._apm_lock:
                     self._apm.process_render(frame)
                 self._sink.write(frame)
@@ -308,6 +410,7 @@ class AudioPath:
     def stats(self) -> AudioPathStats:
         with self._rx_lock:
             jitter = self._jitter.stats
+            sync = self._sync.stats
         return AudioPathStats(
             **self._c,
             jitter=jitter,
@@ -319,4 +422,7 @@ class AudioPath:
             source_fallback=self._source.fallback,
             sink_fallback=self._sink.fallback,
             processing=self._apm.backend,
+            input_dbfs=round(self._level, 1),
+            volume=self._volume,
+            sync=sync,
         )

@@ -8,15 +8,26 @@ API::
         "silence"
         "tone:HZ" | "tone:HZ:ON_MS/PERIOD_MS"       # sine at -10 dBFS; bursts: ON_MS of tone
                                                     # starting every PERIOD_MS (onset tests)
+        "beep:HZ:ON_MS/PERIOD_MS"                   # bursts on the monotonic clock: each
+                                                    # starts at an instant k x PERIOD_MS
+                                                    # (flash-and-beep A/V sync measurement)
         "file:PATH.wav"                             # PCM WAV, any rate/channels/8-32 bit,
                                                     # mixed to mono, resampled; loops
         "device" | "device:NAME_OR_INDEX"           # PortAudio (pipeline.audio.devices)
     class SilenceSource; class ToneSource(hz, burst=None); class FileSource(path)
+    class ClockBeepSource(hz, on_ms, period_ms, clock=time.monotonic)
     def read_wav(path) -> I16Array                  # mono int16 48 kHz; WavError
 
 Synthetic sources are not paced (``paced`` false): the caller's thread ticks every 20 ms
 (:class:`~pipeline.audio.frames.Pacer`). The tone is phase-continuous and exact (a frame's
 samples depend only on its index), so tests can find it by FFT and onsets to the sample.
+
+``beep`` is the audio half of a flash-and-beep source (``vcall bench avsync``): its bursts are
+placed on the host's monotonic clock rather than on a sample count, so another process (the
+video capture) can mark the same instants. A frame's first sample stands for the instant it was
+read (the audio path stamps its RTP timestamp with that instant, ``pipeline.audio.path``);
+consecutive reads continue the sample clock while it stays within ``RESYNC_S`` of the monotonic
+clock, so an onset lands on the sample of its instant, not on a frame boundary.
 
 Guarantees: a WAV file is read at most MAX_WAV_SECONDS long (a bigger one is WavError, not a
 memory blow-up); anything the ``wave`` module refuses becomes WavError naming the file.
@@ -25,7 +36,9 @@ memory blow-up); anything the ``wave`` module refuses becomes WavError naming th
 from __future__ import annotations
 
 import logging
+import time
 import wave
+from collections.abc import Callable
 
 import numpy as np
 
@@ -43,6 +56,7 @@ logger = logging.getLogger(__name__)
 TONE_LEVEL = 0.316  # -10 dBFS
 MAX_WAV_SECONDS = 600
 MAX_TONE_HZ = SAMPLE_RATE // 2
+RESYNC_S = 0.01  # a beep source re-anchors its sample clock when the reads drift this far
 
 
 class SilenceSource(AudioSource):
@@ -76,6 +90,42 @@ class ToneSource(AudioSource):
         pcm = np.sin(2 * np.pi * self.hz * phase / SAMPLE_RATE) * TONE_LEVEL * 32767
         if self.burst is not None:
             pcm[phase >= self.burst[0] * SAMPLE_RATE // 1000] = 0
+        return pcm.astype(np.int16)
+
+
+class ClockBeepSource(AudioSource):
+    """Bursts of ``hz`` of ``on_ms`` starting at every monotonic instant k x ``period_ms``
+    (seconds of ``clock``, the host's CLOCK_MONOTONIC by default, shared by all processes)."""
+
+    def __init__(
+        self,
+        hz: float,
+        on_ms: int,
+        period_ms: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not 0 < hz < MAX_TONE_HZ:
+            raise AudioError(f"beep frequency {hz} Hz outside 0..{MAX_TONE_HZ}")
+        if not 0 < on_ms <= period_ms:
+            raise AudioError(f"beep {on_ms}/{period_ms} ms: need 0 < on <= period")
+        self.hz, self.on_s, self.period_s = hz, on_ms / 1000, period_ms / 1000
+        self.spec = f"beep:{hz:g}:{on_ms}/{period_ms}"
+        self._clock = clock
+        self._next: float | None = None  # the instant of the next frame's first sample
+
+    def read(self) -> I16Array:
+        now = self._clock()
+        start = self._next
+        if start is None or abs(now - start) > RESYNC_S:
+            start = now
+        self._next = start + FRAME_SAMPLES / SAMPLE_RATE
+        # Phase within the period, from whole periods and samples apart so that float
+        # precision holds at any uptime.
+        base = start % self.period_s
+        phase = base + np.arange(FRAME_SAMPLES) / SAMPLE_RATE
+        phase = np.where(phase >= self.period_s, phase - self.period_s, phase)
+        pcm = np.sin(2 * np.pi * self.hz * phase) * TONE_LEVEL * 32767
+        pcm[phase >= self.on_s] = 0
         return pcm.astype(np.int16)
 
 
@@ -153,6 +203,15 @@ def _parse_tone(arg: str) -> ToneSource:
     return ToneSource(hz, burst)
 
 
+def _parse_beep(arg: str) -> ClockBeepSource:
+    hz_text, _, burst_text = arg.partition(":")
+    on, _, period = burst_text.partition("/")
+    try:
+        return ClockBeepSource(float(hz_text), int(on), int(period))
+    except ValueError:
+        raise AudioError(f"beep spec is beep:HZ:ON_MS/PERIOD_MS, not beep:{arg}") from None
+
+
 def open_source(spec: str) -> AudioSource:
     """The source ``spec`` names (see the module docstring). AudioError, WavError."""
     kind, _, arg = spec.partition(":")
@@ -160,6 +219,8 @@ def open_source(spec: str) -> AudioSource:
         return SilenceSource()
     if kind == "tone" and arg:
         return _parse_tone(arg)
+    if kind == "beep" and arg:
+        return _parse_beep(arg)
     if kind == "file" and arg:
         return FileSource(arg)
     if kind == "device":
@@ -167,6 +228,6 @@ def open_source(spec: str) -> AudioSource:
 
         return DeviceSource(arg or None)
     raise AudioError(
-        f"unknown audio source {spec!r}: silence, tone:HZ[:ON_MS/PERIOD_MS], file:PATH.wav, "
-        "device[:NAME]"
+        f"unknown audio source {spec!r}: silence, tone:HZ[:ON_MS/PERIOD_MS], "
+        "beep:HZ:ON_MS/PERIOD_MS, file:PATH.wav, device[:NAME]"
     )

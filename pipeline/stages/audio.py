@@ -14,6 +14,17 @@ What flows:
   (SRTP with the call's key when call control exchanged one) to the peer's media port (the one
   video uses; the peer tells the streams apart by payload type and SSRC, RFC 3550 5.2). The
   source port differs from video's, which the protocol allows.
+- **Lip sync** (``pipeline.audio.sync``): the ``audio_rx`` ring also carries, from the receive
+  stage, the peer's RTCP packets that hold its SRs (audio and video) and ``VideoTiming``
+  records of the peer's video; this stage tells them apart from RTP (RFC 5761 4 and the
+  record's magic) and hands them to the path. It sends the SRs of our audio stream itself, once
+  per ``RTCP_INTERVAL_S``, from a socket of its own to the peer's RTCP port (rx port + 1, as
+  video's), SRTCP with the call's key. Why here rather than in the receive stage's compound
+  report: this stage owns the audio stream's counts and its RTP-to-capture-time mapping, and no
+  shared ring has to carry them to another process (RFC 3550 6.1 allows one compound packet per
+  SSRC; RFC 8108 5.4.1 a sender's several).
+- **Volume**: ``SetAudioVolume`` sets the playout gain (0..150 %; ``AudioSpec.volume`` at
+  start); the snapshot reports the input level (``path.input_dbfs``) for a meter.
 - **Decisions**: it sends only while the call session says so (``SetAudioSending``: not held,
   not muted), the same one decision the session makes for video; a video pause does not mute.
 
@@ -37,6 +48,7 @@ from pipeline.audio.path import AudioPath
 from pipeline.audio.processing import make_processing
 from pipeline.audio.sinks import open_sink
 from pipeline.audio.sources import open_source
+from pipeline.audio.sync import VideoTiming, is_rtcp
 from pipeline.control import (
     AudioSpec,
     Connect,
@@ -44,16 +56,19 @@ from pipeline.control import (
     MediaMode,
     PeerEndpoint,
     SetAudioSending,
+    SetAudioVolume,
     audio_ssrc_of,
 )
 from pipeline.ipc.ring import Ring, Ts
 from pipeline.stages.base import Stage, StageContext
 from pipeline.transport.edge import DatagramEdge
 from pipeline.transport.srtp import protection_for
+from pipeline.wire.rtcp import RtcpSession, SenderInfo
 
 logger = logging.getLogger(__name__)
 
 MAX_PACKETS_PER_TURN = 64
+RTCP_INTERVAL_S = 1.0
 
 
 class AudioStage(Stage):
@@ -62,14 +77,24 @@ class AudioStage(Stage):
         self._reader = audio_rx.reader(0)
         self._spec = spec
         self._edge = DatagramEdge(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        self._rtcp_edge = DatagramEdge(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        self._rtcp: RtcpSession | None = None
+        self._sent_info: SenderInfo | None = None
         self._path: AudioPath | None = None
         self._sending = True
+        self._volume = spec.volume
         self._error = ""
 
     def wait_fds(self) -> Sequence[int]:
         return (self._reader.fd,)
 
+    def timeout(self, now_ns: int) -> float:
+        if self._rtcp is None:
+            return super().timeout(now_ns)
+        return max(0.0, RTCP_INTERVAL_S - self._rtcp.since_report(now_ns / 1e9))
+
     def step(self, ready: Sequence[int], now_ns: int) -> None:
+        self._rtcp_tick(time.monotonic())
         if self._reader.fd not in ready:
             return
         self._reader.drain()
@@ -85,8 +110,31 @@ class AudioStage(Stage):
             if path is None:
                 self.count("dropped_no_path")
                 continue
-            path.receive(data, desc.stamp(Ts.RECV_FIRST) / 1e9 or time.monotonic())
-            self.count("packets_in")
+            timing = VideoTiming.unpack(data)
+            if timing is not None:
+                path.on_video(timing)
+                self.count("video_timings_in")
+            elif is_rtcp(data):
+                path.on_rtcp(data)
+                self.count("rtcp_in")
+            else:
+                path.receive(data, desc.stamp(Ts.RECV_FIRST) / 1e9 or time.monotonic())
+                self.count("packets_in")
+
+    def _rtcp_tick(self, now: float) -> None:
+        """Our audio SR, once per RTCP_INTERVAL_S, when we sent since the last one."""
+        session, path = self._rtcp, self._path
+        if session is None or path is None or not session.due(now):
+            return
+        info = path.sender_info()
+        if info is not None and (self._sent_info is None or info.packets > self._sent_info.packets):
+            session.on_sender_info(info, self._sent_info)
+            self._sent_info = info
+        report = session.build_report(now)
+        if len(report) < 2 or report[1] != 200:
+            return  # not sending (muted, held): an RR about nothing would tell the peer nothing
+        if self._rtcp_edge.send(report) == 0:
+            self.count("rtcp_send_errors")
 
     def _send(self, datagram: bytes) -> None:
         """The path's capture thread sends through our edge (counted there)."""
@@ -106,6 +154,7 @@ class AudioStage(Stage):
                 ssrc=audio_ssrc_of(peer.local_ssrc),
                 peer_ssrc=None if peer.peer_ssrc is None else audio_ssrc_of(peer.peer_ssrc),
                 processing=make_processing(self._spec.processing),
+                lip_sync=self._spec.lip_sync,
             )
             path.start()
         except Exception as exc:  # any device library failure: no audio in this call, said once
@@ -117,12 +166,21 @@ class AudioStage(Stage):
             logger.warning("audio: no audio in this call: %s", exc)
             return
         self._path = path
+        # Our SRs: the audio SSRC, the 48 kHz clock, NTP from the same wall clock offset as the
+        # receive stage's video SRs (both are time.time() - time.monotonic() on this host).
+        self._rtcp = RtcpSession(
+            audio_ssrc_of(peer.local_ssrc),
+            clock_rate=path.clock_rate,
+            interval=RTCP_INTERVAL_S,
+            wallclock_offset=time.time() - time.monotonic(),
+        )
         self._apply()
         logger.info("audio: %s -> %s, %s -> peer", self._spec.source, self._spec.sink, peer.ip)
 
     def _apply(self) -> None:
         if self._path is not None:
             self._path.set_sending(self._sending)
+            self._path.set_volume(self._volume)
 
     def handle(self, msg: ControlMessage) -> None:
         match msg:
@@ -130,16 +188,23 @@ class AudioStage(Stage):
                 if peer.mode is not MediaMode.RTP and str(peer.mode) != "rtp":
                     return  # classic peers have no audio
                 self._edge.connect(peer.ip, peer.rx_port)
+                self._rtcp_edge.connect(peer.ip, peer.rx_port + 1)
                 # SRTP with the call's key, as the send stage: its own SSRC (video + 2) gives
                 # it its own keystream (RFC 3711 4.1.1); what it receives was unprotected by
                 # the receive stage's edge.
                 self._edge.protection = protection_for(
                     self._edge.protection, tx_key=peer.tx_key, rx_key=None
                 )
+                self._rtcp_edge.protection = protection_for(
+                    self._rtcp_edge.protection, tx_key=peer.tx_key, rx_key=None, rtcp=True
+                )
                 if self._path is None and not self._error:
                     self._start(peer)
             case SetAudioSending(enabled=enabled):
                 self._sending = enabled
+                self._apply()
+            case SetAudioVolume(volume=volume):
+                self._volume = volume
                 self._apply()
 
     def snapshot(self, now_ns: int) -> dict[str, Any]:
@@ -151,6 +216,7 @@ class AudioStage(Stage):
             "error": self._error,
             "ring_dropped": self._reader.dropped,
             "send_errors": self._edge.stats.send_errors,
+            "volume": self._volume,
         }
         if self._path is not None:
             snap["path"] = dataclasses.asdict(self._path.stats)
@@ -158,9 +224,11 @@ class AudioStage(Stage):
 
     def reset_stats(self) -> None:
         self._edge.reset_stats()
+        self._rtcp_edge.reset_stats()
 
     def close(self) -> None:
         if self._path is not None:
             self._path.close()
             self._path = None
         self._edge.close()
+        self._rtcp_edge.close()

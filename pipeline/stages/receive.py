@@ -24,7 +24,13 @@ stage on the ``keyframe_request`` eventfd.
 RTCP (RTP mode): this stage owns the socket on rx port + 1. It takes in the peer's SR/RR, and
 every second sends our report to the peer's port + 1: an SR built from the send stage's
 ``SenderInfo`` (``txinfo`` ring) plus a report block about what we receive (loss, jitter,
-LSR/DLSR for RTT).
+LSR/DLSR for RTT). The SR maps the RTP timestamp to the capture instant it stands for.
+
+Lip sync (``pipeline.audio.sync``, with an audio stage): the peer's SRs of its video and audio
+streams go to the audio stage on the ``audio_rx`` ring (the audio stream's, sent by the peer's
+audio stage from its own socket, stay out of the video's RTCP session: ``audio_rtcp``), and
+every ``SYNC_TIMING_S`` a ``VideoTiming`` of the last video frame played out (RTP timestamp,
+time).
 
 Loss repair and congestion control, both directions (docs/architecture.md, "Calls on real
 networks"). What we receive: a ``NackTracker`` lists missing packets and this stage sends
@@ -49,9 +55,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.audio.sync import VideoTiming, capture_instant_ns, rtcp_sender_ssrc
 from pipeline.codecs.base import Codec, Framing, MediaKind
 from pipeline.codecs.registry import for_mode, get_codec
-from pipeline.control import Connect, ControlMessage, MediaMode
+from pipeline.control import Connect, ControlMessage, MediaMode, audio_ssrc_of
 from pipeline.errors import RemoteProtocolError
 from pipeline.ipc.ring import Ring, RingError, RingReader, RingWriter, Ts
 from pipeline.jitter import JitterBuffer
@@ -98,6 +105,8 @@ EARLY_REPORT_LOSS = 0.1
 EARLY_REPORT_MIN_PACKETS = 20
 JITTER_MAX_FRAMES = 16  # frames waiting for playout: 0.3 s of repair at 50 fps
 DEFAULT_RTT_S = 0.1
+SYNC_TIMING_S = 0.2  # the peer video's timing to the audio stage (lip sync), 5 a second
+SYNC_PENDING = 64
 
 
 def bind_rx_sockets(ip: str, port: int) -> tuple[socket.socket, socket.socket]:
@@ -162,6 +171,13 @@ class ReceiveStage(Stage):
         super().__init__(ctx)
         self._audio: RingWriter | None = None if audio_rx is None else audio_rx.writer()
         self._audio_id = 0
+        # Lip sync (pipeline.audio.sync): the peer's audio SSRC; the RTP timestamps of frames
+        # waiting in the jitter buffer (frame id -> ts, at most SYNC_PENDING); the last frame
+        # played (ts, monotonic ns), whose timing goes to the audio stage every SYNC_TIMING_S.
+        self._peer_audio_ssrc: int | None = None
+        self._pending_ts: dict[int, int] = {}
+        self._last_video: tuple[int, int] | None = None
+        self._last_timing = 0.0
         self._feedback: RingWriter | None = None
         if feedback_ring is not None:
             self._feedback = feedback_ring.writer()
@@ -248,6 +264,8 @@ class ReceiveStage(Stage):
         if self._rtcp_session is not None:
             self._rtcp_tick(now)
             self._feedback_tick(now)
+        if self._peer_audio_ssrc is not None and now - self._last_timing >= SYNC_TIMING_S:
+            self._send_video_timing(now)
 
     def _feedback_tick(self, now: float) -> None:
         """NACKs and REMB about what we receive; the target rate of what we send."""
@@ -381,6 +399,10 @@ class ReceiveStage(Stage):
             # No seq: the depacketizer told new frames from repeated packets by their sequence
             # numbers; a timestamp far off arrival time starts a new timeline, never a freeze.
             self._jitter.push(rx, cf.timestamp, cf.last_arrival, repaired=repaired)
+            if self._peer_audio_ssrc is not None:
+                self._pending_ts[self._frame_counter] = cf.timestamp
+                if len(self._pending_ts) > SYNC_PENDING:
+                    del self._pending_ts[next(iter(self._pending_ts))]
 
     def _play(self, frame: _RxFrame, now_ns: int) -> None:
         try:
@@ -403,6 +425,9 @@ class ReceiveStage(Stage):
             self._peer_error("playout")
             return
         self.count("frames")
+        ts = self._pending_ts.pop(frame.frame_id, None)
+        if ts is not None:
+            self._last_video = (ts, now_ns)
         self._played.add(now_ns)
         if frame.keyframe and self._pli_since_ns:
             # The first keyframe played after our first request since the last one.
@@ -419,9 +444,31 @@ class ReceiveStage(Stage):
             if self._rtcp_session is None:
                 continue
             try:
+                if self._rtcp_to_audio(got[0], got[1]):
+                    continue
                 self._on_rtcp(self._rtcp_session, got[0], time.monotonic())
             except Exception:  # a peer's report must never end the stage
                 self._peer_error("rtcp")
+
+    def _rtcp_to_audio(self, datagram: bytes, arrival_ns: int) -> bool:
+        """Lip sync: the peer's SRs go to the audio stage too; True when the packet is its audio
+        stream's (the audio stage's own RTCP), which stays out of the video's RTCP session."""
+        ssrc = rtcp_sender_ssrc(datagram)
+        if ssrc is None or self._peer_audio_ssrc is None:
+            return False
+        ours = ssrc == self._peer_audio_ssrc
+        if ours or ssrc == (self._peer_audio_ssrc - 2) & 0xFFFFFFFF:  # its video: audio - 2
+            self._to_audio(datagram, arrival_ns / 1e9)
+        if ours:
+            self.count("audio_rtcp")
+        return ours
+
+    def _send_video_timing(self, now: float) -> None:
+        self._last_timing = now
+        if self._last_video is None:
+            return
+        ts, played_ns = self._last_video
+        self._to_audio(VideoTiming(ts, played_ns).pack(), now)
 
     def _on_rtcp(self, session: RtcpSession, datagram: bytes, now: float) -> None:
         packets = session.receive(datagram, now)
@@ -474,7 +521,10 @@ class ReceiveStage(Stage):
             raw = self._txinfo.copy_bytes(desc)
             if raw is not None and len(raw) == SenderInfo.SIZE:
                 info = SenderInfo.unpack(raw)
-                session.on_sender_info(info, self._sender_info)
+                # The SR maps RTP time to the capture instant the timestamp stands for, not to
+                # the time the frame left (RFC 3550 6.4.1; lip sync reads it, pipeline.audio.sync).
+                at = capture_instant_ns(info.sent_ns, info.rtp_timestamp, session.clock_rate)
+                session.on_sender_info(dataclasses.replace(info, sent_ns=at), self._sender_info)
                 self._on_sent(info)
                 if self._sender_info is None or info.packets > self._sender_info.packets:
                     self._sender_info = info
@@ -529,6 +579,8 @@ class ReceiveStage(Stage):
                     if self._audio is not None:
                         audio = for_mode(MediaMode.RTP, MediaKind.AUDIO)
                         self._receiver.add_forward(audio.info.payload_type, self._to_audio)
+                        if peer.peer_ssrc is not None:
+                            self._peer_audio_ssrc = audio_ssrc_of(peer.peer_ssrc)
                     self._bwe = DelayBasedEstimator(min_bps=MIN_TARGET_BPS, max_bps=MAX_TARGET_BPS)
                     self._receiver.on_send_time = self._bwe.on_packet
                     self._send_rate = SendRateController(

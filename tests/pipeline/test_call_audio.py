@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.audio_call import dominant_hz
+from pipeline.audio.sinks import read_write_times
 from pipeline.audio.sources import read_wav
 from pipeline.control import AudioSpec, MediaMode, PeerEndpoint
 from pipeline.session import MediaSession
@@ -118,3 +119,57 @@ def test_a_device_that_cannot_open_leaves_a_video_call_without_audio(tmp_path: P
     finally:
         a.close()
         b.close()
+
+
+def _rms_db(pcm: np.ndarray) -> float:
+    return float(20 * np.log10(np.sqrt(np.mean(np.square(pcm.astype(np.float64)))) / 32768))
+
+
+def test_lip_sync_level_and_volume_in_a_protected_call(tmp_path: Path) -> None:
+    """Audio SRs travel (SRTCP, from the audio stage's own socket) beside the video's and both
+    reach the peer's lip sync, which measures the offset and adds nothing on this clean link;
+    the sender's input level is in its stats; the receiver's volume changes what it plays."""
+    key_a, key_b = bytes(range(30)), bytes(range(100, 130))
+    wav_b = tmp_path / "b_hears.wav"
+    a = MediaSession(bind_ip=LOCAL, preset="low", audio=AudioSpec("tone:440", "null", False))
+    b = MediaSession(
+        bind_ip=LOCAL, preset="low", audio=AudioSpec("silence", f"wavlog:{wav_b}", False)
+    )
+    try:
+        port_a, port_b = a.open(), b.open()
+        a.connect(PeerEndpoint(LOCAL, port_b, MediaMode.RTP, 11, 22, "H264", key_a, key_b))
+        b.connect(PeerEndpoint(LOCAL, port_a, MediaMode.RTP, 22, 11, "H264", key_b, key_a))
+
+        def synced() -> bool:
+            sync = _audio(b).get("path", {}).get("sync", {})  # type: ignore[union-attr]
+            return bool(sync.get("audio_srs", 0) >= 2 and sync.get("measurements", 0) >= 5)
+
+        wait_for(synced)
+        stats_b = b.stats()
+        # Lip sync measured an offset (no SR from the peer would leave it None) and, the
+        # loopback video and audio being within 40 ms of each other, added nothing.
+        assert stats_b.audio.sync_offset_ms is not None
+        assert abs(stats_b.audio.sync_offset_ms) < 150
+        assert stats_b.audio.sync_delay_ms == 0.0
+        assert _audio(b)["counters"]["rtcp_in"] >= 3  # type: ignore[index]
+        # The audio SRs stayed out of the video's RTCP session (no "wrong source" report), and
+        # SRTCP took them (nothing failed to unprotect).
+        assert stats_b.drops.wrong_source == 0 and stats_b.drops.unprotect_failed == 0
+        # The sender's microphone level: a -10 dBFS sine has an RMS of -13 dBFS.
+        assert abs(a.stats().audio.input_dbfs - (-13.0)) < 1.5
+        assert b.stats().audio.input_dbfs == -100.0  # silence
+        time.sleep(1.0)
+        heard_at = time.monotonic()
+        b.set_audio_volume(0.5)
+        wait_for(lambda: b.stats().audio.volume == 0.5)
+        time.sleep(1.5)
+    finally:
+        a.close()
+        b.close()
+    pcm, times = read_wav(str(wav_b)), read_write_times(str(wav_b))
+    frame_at = np.searchsorted(times, heard_at)
+    before = pcm[(frame_at - 40) * 960 : (frame_at - 5) * 960]
+    after = pcm[(frame_at + 30) * 960 : (frame_at + 65) * 960]
+    assert len(before) > 0 and len(after) > 0
+    # Half the amplitude is -6 dB (Opus keeps the level of a steady tone within a dB).
+    assert abs((_rms_db(after) - _rms_db(before)) - (-6.0)) < 1.5
