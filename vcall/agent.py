@@ -2,11 +2,12 @@
 
 Each call event is printed on stdout as one JSON object per line (flushed at once), so tests and
 scripts can follow a call. Commands can be given on stdin, one per line: ``call NICK``,
-``accept``, ``deny``, ``hold``, ``resume``, ``hangup``, ``quit``. The agent ends the call with
-CALL_END and exits 0 on SIGTERM, SIGINT or ``quit``; a caller (``--call``) exits when its call
-ends, with a code that says how (:func:`caller_exit_code`: 0 the call took place and was hung
-up, 3 denied, 4 busy, 5 not answered, 6 could not be set up, 7 it took place but the connection
-was lost). A registration failure exits 1
+``accept``, ``deny``, ``hold``, ``resume``, ``hangup``, ``quit``, and in a call ``mute``,
+``unmute``, ``pause``, ``unpause`` (the peer's own mute and pause arrive as ``peer_media``).
+The agent ends the call with CALL_END and exits 0 on SIGTERM, SIGINT or ``quit``; a caller
+(``--call``) exits when its call ends, with a code that says how (:func:`caller_exit_code`:
+0 the call took place and was hung up, 3 denied, 4 busy, 5 not answered, 6 could not be set
+up, 7 it took place but the connection was lost). A registration failure exits 1
 with a message on stderr; bad options exit 2. The password comes
 from ``--password`` or, so that it does not show in ``ps``, from ``$VCALL_PASSWORD``.
 ``--codec h264|jpeg`` restricts the video codecs offered and accepted to that one (the
@@ -40,6 +41,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from pipeline.wire.sdp import write_sdp
 from vcall import CLASSIC_VERSION, PROTOCOLS
 from vcall.call.events import CallEnded, CallEvent, CallStarted, IncomingCall, Outgoing
 from vcall.call.heartbeat import (
@@ -60,7 +62,15 @@ logger = logging.getLogger(__name__)
 DEFAULT_SERVER = "127.0.0.1:8000"
 PASSWORD_ENV = "VCALL_PASSWORD"
 SDP_WAIT = 5.0  # s to wait for the media session to be connected
-COMMANDS = ("call", "accept", "deny", "hold", "resume", "hangup", "quit")
+COMMANDS: tuple[str, ...] = ("call", "accept", "deny", "hold", "resume", "hangup", "quit")
+COMMANDS += ("mute", "unmute", "pause", "unpause")
+# stdin commands that set one of the user's choices for the call: (manager method, value)
+_CHOICES = {
+    "mute": ("mute", True),
+    "unmute": ("mute", False),
+    "pause": ("pause", True),
+    "unpause": ("pause", False),
+}
 STATS_WAIT = 5.0  # s to wait for an ended call's final stats (they come from its cleanup)
 SAMPLER_JOIN = 10.0  # s to wait for the stats sampler (a stats() call waits for a closing session)
 
@@ -143,7 +153,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also sample the stats every S s during a call (--stats-json becomes JSON Lines)",
     )
     parser.add_argument(
-        "--sdp", type=Path, help="write the SDP of the RTP stream we send (rtp calls, media)"
+        "--sdp",
+        type=Path,
+        help="write the SDP of the RTP stream we send (rtp calls, media; mode 0600: with SRTP it "
+        "holds the call's key)",
     )
     parser.add_argument("--no-media", action="store_true", help="call control only")
     parser.add_argument("--once", action="store_true", help="exit after the first call ends")
@@ -412,7 +425,7 @@ class _Agent:
                 continue
             if text is None:
                 return
-            self.args.sdp.write_text(text)
+            write_sdp(self.args.sdp, text)  # 0600: with SRTP it holds the call's key
             self.print({"event": "sdp", "path": str(self.args.sdp)})
             return
 
@@ -483,6 +496,9 @@ class _Agent:
             if verb == "call":
                 self._stats_before = manager.last_stats  # an earlier call's, if any
                 manager.call(rest.strip())
+            elif verb in _CHOICES:
+                method, value = _CHOICES[verb]
+                getattr(manager, method)(value)
             else:
                 getattr(manager, verb)()
         except CallUsageError as exc:

@@ -577,7 +577,8 @@ def test_caller_takes_the_callees_answer_or_falls_back_to_jpeg(
             conn.settimeout(5)
             with conn, conn.makefile("rb") as reader:
                 calling = _read_line(reader)
-                assert re.fullmatch(rb"CALLING alice \d+ V2435 [0-9a-f]{8} codecs=H264,JPEG\n",
+                assert re.fullmatch(rb"CALLING alice \d+ V2435 [0-9a-f]{8} codecs=H264,JPEG "
+                                   rb"features=media-state\n",
                                     calling), calling  # fmt: skip
                 conn.sendall(b"CALL_ACCEPTED old 40010 V2435 0000abcd" + answer + b"\n")
                 started = alice.wait(CallStarted)

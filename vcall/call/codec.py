@@ -25,6 +25,16 @@ On a TLS call-control connection (docs/protocol.md 4.1, issue 14) each side adds
 ``srtp=<key>``: its SRTP master key and salt for the media it sends (30 bytes, base64url without
 padding: 40 characters; RFC 3711, AES_CM_128_HMAC_SHA1_80). Parsed liberally (a malformed token
 counts as absent); :class:`~vcall.call.transport.ControlConnection` refuses to send it in clear.
+
+Optional features of the extension (docs/protocol.md 4.1, "Peer media state") are announced in
+``features=<name>[,<name>...]``: the caller's offer in CALLING, the callee's subset in
+CALL_ACCEPTED (only when the CALLING had the token, so an older vcall caller gets exactly the
+answer it knows). Parsed liberally as ``codecs=`` (a malformed token counts as absent). The one
+feature today is :data:`FEATURE_MEDIA_STATE`: ``CALL_MEDIA <nick> audio=on|muted
+video=on|paused``, a peer's word that it muted its microphone or paused its video
+(:class:`MediaState`), sent only when both sides announced it. Its parser is liberal too:
+unknown keys and values, repeated keys and tokens past :data:`MAX_STATE_TOKENS` are counted in
+``MediaState.ignored`` and otherwise ignored.
 """
 
 from __future__ import annotations
@@ -57,6 +67,12 @@ FALLBACK_CODEC = "JPEG"
 SRTP_KEY = "srtp="
 SRTP_KEY_LEN = 30  # bytes: AES-128 master key (16) + master salt (14), RFC 3711 8.2
 _SRTP_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{40}", re.ASCII)
+FEATURES_KEY = "features="
+FEATURE_NAME_RE = re.compile(r"[a-z0-9-]{1,24}", re.ASCII)
+MAX_FEATURES = 8
+FEATURE_MEDIA_STATE = "media-state"  # CALL_MEDIA (docs/protocol.md 4.1, "Peer media state")
+LOCAL_FEATURES: tuple[str, ...] = (FEATURE_MEDIA_STATE,)  # what this vcall offers
+MAX_STATE_TOKENS = 8  # CALL_MEDIA fields read; more are counted in MediaState.ignored
 
 
 class PeerProtocolError(RemoteProtocolError):
@@ -76,6 +92,21 @@ class Verb(enum.StrEnum):
     CALL_RESUME = "CALL_RESUME"
     CALL_END = "CALL_END"
     CALL_ALIVE = "CALL_ALIVE"  # extension only (V2435): heartbeat
+    CALL_MEDIA = "CALL_MEDIA"  # extension only, feature "media-state": peer mute / video pause
+
+
+class AudioState(enum.StrEnum):
+    """``audio=`` in CALL_MEDIA: the sender's microphone."""
+
+    ON = "on"
+    MUTED = "muted"
+
+
+class VideoState(enum.StrEnum):
+    """``video=`` in CALL_MEDIA: the sender's own video (a hold is CALL_HOLD, not this)."""
+
+    ON = "on"
+    PAUSED = "paused"
 
 
 # Longest first, so that a verb that is a prefix of another never wins by accident.
@@ -88,18 +119,22 @@ _WS = b" \t\r\n\x00"
 class Extension:
     """vcall's extension tokens in CALLING / CALL_ACCEPTED.
 
-    ``V2435 <ssrc as 8 hex digits> [codecs=<names>]``. ``codecs`` is the caller's offer in
-    preference order (CALLING) or the callee's choice, exactly one name (CALL_ACCEPTED); None
-    means the token is absent (an older vcall peer), which stands for ``(FALLBACK_CODEC,)``.
+    ``V2435 <ssrc as 8 hex digits> [codecs=<names>] [features=<names>] [srtp=<key>]``.
+    ``codecs`` is the caller's offer in preference order (CALLING) or the callee's choice,
+    exactly one name (CALL_ACCEPTED); None means the token is absent (an older vcall peer),
+    which stands for ``(FALLBACK_CODEC,)``. ``features``: the optional features offered
+    (CALLING) or agreed (CALL_ACCEPTED); None: the token is absent (none).
     """
 
     ssrc: int
     codecs: tuple[str, ...] | None = None
     srtp_key: bytes | None = None  # our SRTP master key + salt (TLS connections only)
+    features: tuple[str, ...] | None = None
 
     def __repr__(self) -> str:  # never log the key
         key = "" if self.srtp_key is None else ", srtp_key=<secret>"
-        return f"Extension(ssrc={self.ssrc:#010x}, codecs={self.codecs!r}{key})"
+        features = "" if self.features is None else f", features={self.features!r}"
+        return f"Extension(ssrc={self.ssrc:#010x}, codecs={self.codecs!r}{features}{key})"
 
     @property
     def offered(self) -> tuple[str, ...]:
@@ -110,6 +145,8 @@ class Extension:
         tokens = [EXTENSION_VERSION, f"{self.ssrc:08x}"]
         if self.codecs is not None:
             tokens.append(CODECS_KEY + ",".join(self.codecs))
+        if self.features is not None:
+            tokens.append(FEATURES_KEY + ",".join(self.features))
         if self.srtp_key is not None:
             tokens.append(SRTP_KEY + base64.urlsafe_b64encode(self.srtp_key).decode().rstrip("="))
         return tokens
@@ -161,8 +198,31 @@ class CallAlive:
     nick: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class MediaState:
+    """Extension feature "media-state": what the sender withholds (docs/protocol.md 4.1).
+
+    ``CALL_MEDIA <nick> audio=on|muted video=on|paused``. None: the field was absent or its
+    value unknown (then counted in ``ignored``, as are unknown keys, repeated keys and fields
+    past MAX_STATE_TOKENS); a receiver keeps what it knew for that field.
+    """
+
+    nick: str = ""
+    audio: AudioState | None = None
+    video: VideoState | None = None
+    ignored: int = 0  # received fields not understood; always 0 for one we build
+
+
 Message = (
-    Calling | CallAccepted | CallDenied | CallBusy | CallHold | CallResume | CallEnd | CallAlive
+    Calling
+    | CallAccepted
+    | CallDenied
+    | CallBusy
+    | CallHold
+    | CallResume
+    | CallEnd
+    | CallAlive
+    | MediaState
 )
 
 _NICK_ONLY: dict[Verb, type[CallDenied | CallBusy | CallHold | CallResume | CallEnd | CallAlive]]
@@ -177,11 +237,12 @@ _NICK_ONLY = {
 _VERB_OF: dict[type, Verb] = {cls: verb for verb, cls in _NICK_ONLY.items()}
 _VERB_OF[Calling] = Verb.CALLING
 _VERB_OF[CallAccepted] = Verb.CALL_ACCEPTED
+_VERB_OF[MediaState] = Verb.CALL_MEDIA
 
 
 def is_extension_only(msg: Message) -> bool:
     """True for messages a classic (V0-only) peer must never receive."""
-    if isinstance(msg, CallAlive):
+    if isinstance(msg, CallAlive | MediaState):
         return True
     return isinstance(msg, Calling | CallAccepted) and msg.ext is not None
 
@@ -213,6 +274,20 @@ def validate_codecs(names: Sequence[str]) -> tuple[str, ...]:
     return codecs
 
 
+def validate_features(names: Sequence[str]) -> tuple[str, ...]:
+    """Check a feature list vcall may put on the wire; raise LocalProtocolError if not:
+    1-MAX_FEATURES distinct names of 1-24 characters ``[a-z0-9-]``."""
+    if isinstance(names, str):
+        raise LocalMessageError(f"features must be a sequence of names, not a string: {names!r}")
+    features = tuple(names)
+    if not 1 <= len(features) <= MAX_FEATURES or len(set(features)) != len(features):
+        raise LocalMessageError(f"1-{MAX_FEATURES} distinct feature names needed: {features!r}")
+    for name in features:
+        if not isinstance(name, str) or not FEATURE_NAME_RE.fullmatch(name):
+            raise LocalMessageError(f"feature name must be 1-24 characters [a-z0-9-]: {name!r}")
+    return features
+
+
 def encode(msg: Message, *, terminated: bool = False) -> bytes:
     """Serialise strictly: single spaces, no trailing space; LF only if ``terminated``.
 
@@ -235,7 +310,17 @@ def encode(msg: Message, *, terminated: bool = False) -> bytes:
                     raise LocalMessageError(f"CALL_ACCEPTED names one codec: {msg.ext.codecs!r}")
             if msg.ext.srtp_key is not None and len(msg.ext.srtp_key) != SRTP_KEY_LEN:
                 raise LocalMessageError(f"an SRTP key is {SRTP_KEY_LEN} bytes")
+            if msg.ext.features is not None:
+                validate_features(msg.ext.features)
             fields.extend(msg.ext.tokens())
+    elif isinstance(msg, MediaState):
+        fields.append(validate_nick(msg.nick))
+        if msg.audio is None and msg.video is None:
+            raise LocalMessageError("CALL_MEDIA says at least one of audio= and video=")
+        if msg.audio is not None:
+            fields.append(f"audio={AudioState(msg.audio).value}")
+        if msg.video is not None:
+            fields.append(f"video={VideoState(msg.video).value}")
     elif msg.nick:
         fields.append(validate_nick(msg.nick))
     elif not isinstance(msg, CallBusy):
@@ -288,12 +373,51 @@ def _parse_srtp(tokens: list[str]) -> bytes | None:
     return None
 
 
+def _parse_features(tokens: list[str]) -> tuple[str, ...] | None:
+    """The first ``features=`` token's names, lower-cased; None if absent or malformed (as
+    :func:`_parse_codecs`: more than MAX_FEATURES names, an empty one or a bad character)."""
+    for token in tokens:
+        if token[: len(FEATURES_KEY)].lower() != FEATURES_KEY:
+            continue
+        names = token[len(FEATURES_KEY) :].lower().split(",")
+        if len(names) > MAX_FEATURES or not all(FEATURE_NAME_RE.fullmatch(n) for n in names):
+            return None
+        return tuple(dict.fromkeys(names))
+    return None
+
+
+def _parse_media_state(tokens: list[str]) -> MediaState:
+    """``CALL_MEDIA`` after the verb: ``[<nick>] key=value...`` (see :class:`MediaState`)."""
+    nick = ""
+    if tokens and "=" not in tokens[0]:
+        nick, tokens = tokens[0], tokens[1:]
+    ignored = max(0, len(tokens) - MAX_STATE_TOKENS)
+    audio: AudioState | None = None
+    video: VideoState | None = None
+    seen: set[str] = set()
+    for token in tokens[:MAX_STATE_TOKENS]:
+        key, _, value = token.lower().partition("=")
+        if key in seen:
+            ignored += 1  # a repeated key: the first one counts
+            continue
+        seen.add(key)
+        if key == "audio" and value in AudioState.__members__.values():
+            audio = AudioState(value)
+        elif key == "video" and value in VideoState.__members__.values():
+            video = VideoState(value)
+        else:
+            ignored += 1
+    return MediaState(nick, audio, video, ignored)
+
+
 def _parse_ext(tokens: list[str]) -> Extension | None:
     # Unknown extras (other clients' "V1 ..." extensions) are ignored: the call stays classic.
     # Tokens after the SSRC other than codecs= are ignored too (room for later additions).
     if len(tokens) >= 2 and tokens[0] == EXTENSION_VERSION and SSRC_RE.match(tokens[1]):
         rest = tokens[2:]
-        return Extension(int(tokens[1], 16), _parse_codecs(rest), _parse_srtp(rest))
+        return Extension(
+            int(tokens[1], 16), _parse_codecs(rest), _parse_srtp(rest), _parse_features(rest)
+        )
     return None
 
 
@@ -332,6 +456,8 @@ def decode(raw: bytes) -> Message:
         if verb is Verb.CALLING:
             return Calling(tokens[1], port, ext)
         return CallAccepted(tokens[1], port, ext)
+    if verb is Verb.CALL_MEDIA:
+        return _parse_media_state(tokens[1:])
     # Nick is optional on input (bare CALL_BUSY is the norm; be liberal with the others).
     return _NICK_ONLY[verb](tokens[1] if len(tokens) > 1 else "")
 

@@ -96,6 +96,30 @@ class PauseChanged(_Event):
 
 
 @dataclass(frozen=True, slots=True)
+class PeerMediaChanged(_Event):
+    """The peer muted or unmuted its microphone, or paused or resumed its video, as its
+    CALL_MEDIA said (docs/protocol.md 4.1, "Peer media state"; only between vcall peers that
+    both announce the feature). Emitted only on a change; a call starts with neither."""
+
+    peer: str
+    muted: bool
+    paused: bool
+    name = "peer_media"
+
+
+@dataclass(frozen=True, slots=True)
+class MissedWhileBusy(_Event):
+    """Someone called while we were in a call (or ringing, or calling) and got CALL_BUSY.
+
+    Emitted only once the directory confirmed the caller's nick (the same check as a call
+    that rings, vcall/call/secure.py): a stranger cannot put a name in our history."""
+
+    peer: str
+    ip: str
+    name = "missed_busy"
+
+
+@dataclass(frozen=True, slots=True)
 class LinkChanged(_Event):
     """The peer went silent (no heartbeat for the heartbeat timeout: the call is
     "reconnecting", not over) or was heard again. Emitted on each change; the call ends with
@@ -130,6 +154,8 @@ CallEvent = (
     | HoldChanged
     | PauseChanged
     | MuteChanged
+    | PeerMediaChanged
+    | MissedWhileBusy
     | LinkChanged
     | CallEnded
     | StateChanged

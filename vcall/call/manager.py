@@ -28,6 +28,12 @@ over TLS. Every incoming CALLING is checked against the directory before it ring
 for the nick it claims, a CALLING in clear for a nick that has a key (a downgrade), or a
 classic CALLING from an address other than the nick's registered one is refused with
 CALL_DENIED, never shown; ``refused`` counts them by cause.
+
+A busy callee learns that someone tried: a CALLING answered CALL_BUSY (we were in a call,
+ringing or calling) is checked against the directory the same way once the connection is
+closed, and becomes :class:`~vcall.call.events.MissedWhileBusy` when it passes; ``busy_calls``
+counts what became of each (``reported``, ``unverified``, ``over_cap``: too many lookups
+pending).
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ from vcall.call.codec import (
     validate_codecs,
     validate_nick,
 )
-from vcall.call.events import CallEvent, Registered
+from vcall.call.events import CallEvent, MissedWhileBusy, Registered
 from vcall.call.heartbeat import HeartbeatConfig
 from vcall.call.media import MediaLike
 from vcall.call.policy import DEFAULT_CODECS
@@ -129,6 +135,8 @@ class CallManager:
         self.identity = identity
         # Incoming CALLINGs refused before ringing, by cause (issue 14).
         self.refused: dict[str, int] = {"tls": 0, "downgrade": 0, "address": 0, "unknown": 0}
+        # CALLINGs answered CALL_BUSY, by what became of them (see the module docstring).
+        self.busy_calls: dict[str, int] = {"reported": 0, "unverified": 0, "over_cap": 0}
         # Guards ``config`` against set_codecs() from another thread while a session is made.
         self._config_lock = threading.Lock()
         self._media_factory = media_factory
@@ -404,6 +412,8 @@ class CallManager:
                 logger.info("busy: answering CALL_BUSY to %s from %s", msg.nick, conn.peer_ip)
                 with contextlib.suppress(OSError):
                     await conn.send(CallBusy(), terminated=False)  # bare, classic form
+                if not self._closed:
+                    await self._missed_while_busy(conn, msg)
                 return
             # Counted as pending while the directory is asked: a CALLING flood queues at most
             # MAX_PENDING_CONNECTIONS lookups.
@@ -432,9 +442,31 @@ class CallManager:
         else:
             logger.info("ignoring %s from %s: no matching call", msg, conn.peer_ip)
 
-    async def _check_caller(self, conn: transport.ControlConnection, msg: Calling) -> str | None:
-        """Why ``msg`` must not ring (counted in ``refused``), after asking the directory for
-        the nick it claims; None: it may ring. An unreachable directory refuses (fail closed)."""
+    async def _missed_while_busy(self, conn: transport.ControlConnection, msg: Calling) -> None:
+        """Tell the user that ``msg``'s caller tried (MissedWhileBusy), once the directory
+        vouches for the nick; the busy answer went first and the connection is closed first."""
+        await conn.aclose()
+        if self._pending_conns >= MAX_PENDING_CONNECTIONS:
+            self.busy_calls["over_cap"] += 1
+            return
+        self._pending_conns += 1
+        try:
+            refusal = await self._check_caller(conn, msg, count=False)
+        finally:
+            self._pending_conns -= 1
+        if refusal is not None:
+            self.busy_calls["unverified"] += 1
+            logger.info("not reporting the busy CALLING %s: %s", msg.nick, refusal)
+            return
+        self.busy_calls["reported"] += 1
+        self._emit(MissedWhileBusy(msg.nick, conn.peer_ip))
+
+    async def _check_caller(
+        self, conn: transport.ControlConnection, msg: Calling, *, count: bool = True
+    ) -> str | None:
+        """Why ``msg`` must not ring (counted in ``refused`` when ``count``), after asking the
+        directory for the nick it claims; None: it may ring. An unreachable directory refuses
+        (fail closed)."""
         record_ip: str | None = None
         record_fp: str | None = None
         try:
@@ -443,7 +475,8 @@ class CallManager:
         except UserUnknown:
             pass
         except DiscoveryError as exc:
-            self.refused["unknown"] += 1
+            if count:
+                self.refused["unknown"] += 1
             return f"the directory could not be asked about {msg.nick!r}: {exc}"
         refusal = secure.caller_refusal(
             nick=msg.nick,
@@ -452,7 +485,7 @@ class CallManager:
             record_ip=record_ip,
             record_fingerprint=record_fp,
         )
-        if refusal is not None:
+        if refusal is not None and count:
             if record_ip is None:
                 cause = "unknown"
             elif conn.tls:

@@ -26,7 +26,14 @@ on the manager's event loop. It guarantees:
   (``identity_mismatch``) before CALLING is sent unless the callee proves that key; each side
   of a TLS call sends a fresh SRTP master key in its extension tokens, and the media get both
   (``PeerEndpoint.tx_key`` / ``rx_key``); keys never travel in clear. ``protection`` says in
-  words what protects the call (events, final stats).
+  words what protects the call (events, final stats);
+- peer media state (docs/protocol.md 4.1, "Peer media state"): when both sides announced the
+  ``media-state`` feature, each change of the user's mute or pause is told to the peer
+  (CALL_MEDIA, in the order the changes happened), and the peer's CALL_MEDIA becomes
+  ``PeerMediaChanged`` (only on a change; a new call starts with the peer neither muted nor
+  paused). Nothing of it reaches a peer that did not announce the feature; what a CALL_MEDIA
+  carries that vcall does not understand, or one outside a call, is counted in
+  :data:`PEER_STATE_DISCARDS` and ignored.
 """
 
 from __future__ import annotations
@@ -46,7 +53,10 @@ from vcall.call import policy, secure, transport
 from vcall.call.callmedia import CallMedia
 from vcall.call.codec import (
     FALLBACK_CODEC,
+    FEATURE_MEDIA_STATE,
+    LOCAL_FEATURES,
     SRTP_KEY_LEN,
+    AudioState,
     CallAccepted,
     CallAlive,
     CallBusy,
@@ -57,8 +67,10 @@ from vcall.call.codec import (
     CallResume,
     Extension,
     LocalMessageError,
+    MediaState,
     Message,
     PeerProtocolError,
+    VideoState,
 )
 from vcall.call.events import (
     CallEnded,
@@ -70,6 +82,7 @@ from vcall.call.events import (
     MuteChanged,
     Outgoing,
     PauseChanged,
+    PeerMediaChanged,
     StateChanged,
 )
 from vcall.call.heartbeat import Heartbeat, HeartbeatConfig
@@ -92,6 +105,9 @@ T = TypeVar("T")
 SEND_TIMEOUT = 2.0  # s for one write to drain
 FRESH_IDLE_TIMEOUT = 5.0  # s a minority-dialect connection may stay idle
 MAX_GARBAGE = 8  # bad messages tolerated on one connection before closing it
+# CALL_MEDIA content ignored, by cause (all calls of this process): fields vcall does not
+# understand (unknown key or value, a repeat, past the cap) and messages outside a call.
+PEER_STATE_DISCARDS: dict[str, int] = {"unknown_field": 0, "out_of_call": 0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +121,7 @@ class SessionConfig:
     bind_ip: str
     codecs: tuple[str, ...]  # our video codec preference, validated (policy.DEFAULT_CODECS)
     identity: Identity | None = None  # our key pair: TLS call control with keyed peers
+    features: tuple[str, ...] = LOCAL_FEATURES  # optional extension features we announce
 
 
 class CallSession:
@@ -140,6 +157,10 @@ class CallSession:
         self.local_ssrc = secrets.randbits(32) or 1
         self.peer_ssrc = 0
         self.peer_offer: tuple[str, ...] | None = None  # the caller's codecs= (None: absent)
+        self.peer_features: tuple[str, ...] | None = None  # the caller's features= (callee)
+        self.media_state = False  # both announced FEATURE_MEDIA_STATE: CALL_MEDIA may flow
+        self.peer_muted = False  # as the peer's CALL_MEDIA said (PeerMediaChanged)
+        self.peer_paused = False
         self.codec = FALLBACK_CODEC  # the negotiated video codec (V0: always JPEG)
         self.local_rx_port = 0
         self.peer_rx_port = 0
@@ -354,7 +375,10 @@ class CallSession:
         self.conn = conn
         if conn.tls and self.peer_ext:
             self.tx_key = secrets.token_bytes(SRTP_KEY_LEN)
-        ext = Extension(self.local_ssrc, self.config.codecs, self.tx_key) if self.peer_ext else None
+        ext = None
+        if self.peer_ext:
+            features = self.config.features or None  # () offers none: no token at all
+            ext = Extension(self.local_ssrc, self.config.codecs, self.tx_key, features)
         await self._send(Calling(self.config.nick, self.local_rx_port, ext))
         timeout = self.config.answer_timeout
         self._spawn(
@@ -377,6 +401,7 @@ class CallSession:
         self.peer_ext = self.config.extension and msg.ext is not None
         self.peer_ssrc = msg.ext.ssrc if msg.ext is not None and self.peer_ext else 0
         self.peer_offer = msg.ext.codecs if msg.ext is not None and self.peer_ext else None
+        self.peer_features = msg.ext.features if msg.ext is not None and self.peer_ext else None
         # The manager let this CALLING ring: over TLS, the key was checked (secure.py).
         self.peer_fingerprint = conn.peer_fingerprint
         if conn.tls and msg.ext is not None and self.peer_ext:
@@ -440,7 +465,11 @@ class CallSession:
             answer = None if self.peer_offer is None else (self.codec,)
             if self.rx_key is not None:
                 self.tx_key = secrets.token_bytes(SRTP_KEY_LEN)
-            ext = Extension(self.local_ssrc, answer, self.tx_key)
+            # The agreed features, only when the caller named some (an older vcall caller
+            # gets the answer it knows), and only those both sides have.
+            agreed = tuple(f for f in self.config.features if f in (self.peer_features or ()))
+            self.media_state = FEATURE_MEDIA_STATE in agreed
+            ext = Extension(self.local_ssrc, answer, self.tx_key, agreed or None)
         await self._send(CallAccepted(self.config.nick, self.local_rx_port, ext))
         self._accepted_at = time.monotonic()
         self._apply(CallInput.ACCEPT)
@@ -472,6 +501,7 @@ class CallSession:
         self._choices = replace(self._choices, paused=paused)
         self._update_sending()
         self._emit(PauseChanged(paused))
+        self._tell_media_state()
 
     def set_muted(self, muted: bool) -> None:
         """Record the user's mute for this call; emits MuteChanged if it changed. As the
@@ -481,6 +511,18 @@ class CallSession:
         self._choices = replace(self._choices, muted=muted)
         self._update_sending()
         self._emit(MuteChanged(muted))
+        self._tell_media_state()
+
+    def _tell_media_state(self) -> None:
+        """Tell the peer our mute and pause (CALL_MEDIA), when both announced the feature.
+
+        The sends are tasks taken in order by the connection's send lock: the peer learns
+        the changes in the order they happened."""
+        if not self.media_state or self._sent is None or self._finished:
+            return
+        audio = AudioState.MUTED if self._choices.muted else AudioState.ON
+        video = VideoState.PAUSED if self._choices.paused else VideoState.ON
+        self._spawn(self._send(MediaState(self.config.nick, audio, video)))
 
     async def hangup(self) -> None:
         ringing = self._sm.state is CallState.RINGING
@@ -617,8 +659,27 @@ class CallSession:
                 self._peer_input(CallInput.PEER_END, f"{self.peer} hung up")
             case CallAlive():
                 pass  # its bytes already refreshed conn.last_heard
+            case MediaState():
+                self._on_media_state(msg)
             case Calling():
                 logger.warning("ignoring CALLING inside the call with %s", self.peer)
+
+    def _on_media_state(self, msg: MediaState) -> None:
+        """The peer's mute / pause: PeerMediaChanged when either changed (docs/protocol.md
+        4.1). Liberal: accepted from any extension peer in a call, whatever it announced."""
+        if msg.ignored:
+            PEER_STATE_DISCARDS["unknown_field"] += msg.ignored
+            logger.info("%s: %d CALL_MEDIA field(s) not understood", self.peer, msg.ignored)
+        if self._sm.state not in ACTIVE_STATES:
+            PEER_STATE_DISCARDS["out_of_call"] += 1
+            logger.info("ignoring CALL_MEDIA from %s in state %s", self.peer, self._sm.state)
+            return
+        muted = self.peer_muted if msg.audio is None else msg.audio is AudioState.MUTED
+        paused = self.peer_paused if msg.video is None else msg.video is VideoState.PAUSED
+        if (muted, paused) == (self.peer_muted, self.peer_paused):
+            return
+        self.peer_muted, self.peer_paused = muted, paused
+        self._emit(PeerMediaChanged(self.peer, muted, paused))
 
     def _on_accepted(self, msg: CallAccepted, *, fresh: bool) -> None:
         if self._sm.state is not CallState.OUTGOING:
@@ -629,6 +690,7 @@ class CallSession:
         self.peer_ssrc = msg.ext.ssrc if msg.ext is not None and self.negotiated else 0
         if msg.ext is not None and self.negotiated:
             self.codec = self._answered_codec(msg.ext)
+            self.media_state = FEATURE_MEDIA_STATE in (msg.ext.features or ())
             if self.tx_key is not None and not fresh:
                 self.rx_key = msg.ext.srtp_key
         if fresh:
