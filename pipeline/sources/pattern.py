@@ -222,8 +222,10 @@ def render_into(dst: U8Array, frame_id: int, capture_ns: int) -> None:
     _renderer(dst.shape[1], dst.shape[0]).render_into(dst, frame_id, capture_ns)
 
 
+@functools.lru_cache(maxsize=16)
 def _sample_points(length: int, count: int) -> npt.NDArray[np.intp]:
-    """_SAMPLES pixel positions inside the centre of each of ``count`` cells over ``length``."""
+    """_SAMPLES pixel positions inside the centre of each of ``count`` cells over ``length``
+    (cached: a receiver reads every frame of one size; the array is read-only)."""
     edges = _edges(length, count)
     lo, hi = edges[:-1], edges[1:]
     margin = (hi - lo) * (1 - _SAMPLE_FRACTION) / 2
@@ -231,7 +233,9 @@ def _sample_points(length: int, count: int) -> npt.NDArray[np.intp]:
     span = (hi - lo) - 2 * margin
     frac = (np.arange(_SAMPLES) + 0.5) / _SAMPLES
     points = np.floor(start[:, None] + span[:, None] * frac[None, :]).astype(np.intp)
-    return np.clip(points, 0, length - 1).reshape(-1)
+    out = np.clip(points, 0, length - 1).reshape(-1)
+    out.flags.writeable = False
+    return out
 
 
 def read_stamp(image: npt.NDArray[np.generic]) -> Stamp | None:
