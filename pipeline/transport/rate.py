@@ -19,16 +19,7 @@ clean reports in a row (a link that cleared is found in seconds); between, it ho
 repairs that much); decreases at most every LOSS_DECREASE_INTERVAL_S under severe loss (reports
 come early then), at most once a regular report interval under moderate loss, and never on a
 report of LOSS_OUTAGE or more (a cut link, which the call's reconnect logic handles, is not
-congestion).
-Random loss is not congestion (after the idea of libwebrtc's LossBasedBweV2 "inherent loss",
-own design): loss that goes on while the delay-based side sees no queue (a fresh REMB at or
-above what we send) is learnt as the path's inherent loss (an average over about
-1 / INHERENT_ALPHA reports, at most INHERENT_MAX), and the thresholds move above it: decrease
-only above max(LOSS_HIGH, INHERENT_FACTOR x inherent + LOSS_LOW), rise below max(LOSS_LOW,
-inherent + LOSS_LOW). A path with 10% random loss then keeps its rate (NACK/RTX repair it)
-instead of falling to the floor; congestion still shows as queueing delay first (REMB), and a
-policer's loss above the moved threshold still cuts. Without a fresh REMB nothing is learnt.
-The call starts at START_BPS, not at the ceiling: like every WebRTC
+congestion). The call starts at START_BPS, not at the ceiling: like every WebRTC
 call, it sharpens over the first seconds instead of flooding an unknown path.
 A REMB is a peer's hint, never obeyed beyond sane bounds: 0, negative or more than
 MAX_PLAUSIBLE_BPS is counted as ``absurd`` and ignored; anything else is clamped into
@@ -51,10 +42,6 @@ LOSS_OUTAGE = 0.9  # nearly everything lost: the link was cut, not congested (ho
 REGULAR_REPORT_S = 0.9
 MAX_PLAUSIBLE_BPS = 10_000_000_000
 REMB_TIMEOUT_S = 5.0
-INHERENT_ALPHA = 0.1  # weight of one report in the inherent-loss average
-INHERENT_MAX = 0.10  # the most loss ever taken as the path's own (not congestion)
-INHERENT_FACTOR = 1.5
-DELAY_CLEAR = 0.95  # a REMB at or above this share of what we sent: no queue building
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +52,6 @@ class RateStats:
     reason: str  # why the target is what it is: "max", "remb", "loss", "min"
     rembs: int
     absurd: int
-    inherent_loss: float  # 0..INHERENT_MAX, the random loss learnt (see the module docstring)
 
 
 class SendRateController:
@@ -79,7 +65,6 @@ class SendRateController:
         self._clean = 0
         self._last_loss: float | None = None
         self._decreased = float("-inf")
-        self._inherent = 0.0
         self._now: float | None = None  # the time of the last event (set_range has none)
         self.target_bps = int(self._loss_based)
         self.reason = "start"
@@ -103,14 +88,6 @@ class SendRateController:
         if bps >= 0:
             self._sent_bps = bps
 
-    def _learn_inherent(self, p: float, now: float) -> None:
-        """Average the loss of reports taken while the delay-based side sees no queue."""
-        remb = self._remb_limit(now)
-        sent = self._sent_bps
-        if remb is None or sent is None or sent <= 0 or remb < DELAY_CLEAR * sent:
-            return
-        self._inherent += INHERENT_ALPHA * (min(p, INHERENT_MAX) - self._inherent)
-
     def on_loss(self, fraction_lost: float, now: float) -> None:
         p = min(max(fraction_lost, 0.0), 1.0)
         dt = 1.0 if self._last_loss is None else min(max(now - self._last_loss, 0.0), 2.0)
@@ -118,10 +95,7 @@ class SendRateController:
         if p >= LOSS_OUTAGE:
             self._clean = 0
             return
-        self._learn_inherent(p, now)
-        high = max(LOSS_HIGH, INHERENT_FACTOR * self._inherent + LOSS_LOW)
-        low = max(LOSS_LOW, self._inherent + LOSS_LOW)
-        if p > high:
+        if p > LOSS_HIGH:
             self._clean = 0
             since = now - self._decreased
             if since < LOSS_DECREASE_INTERVAL_S or (p < LOSS_SEVERE and since < REGULAR_REPORT_S):
@@ -131,7 +105,7 @@ class SendRateController:
             if self._sent_bps is not None and self._sent_bps > 0:
                 base = min(base, self._sent_bps)
             self._loss_based = base * (1 - 0.5 * p)
-        elif p < low:
+        elif p < LOSS_LOW:
             self._clean += 1
             calm = self._clean > CALM_REPORTS
             self._loss_based *= (LOSS_INCREASE_CALM if calm else LOSS_INCREASE) ** dt
@@ -168,5 +142,4 @@ class SendRateController:
             reason=self.reason,
             rembs=self._rembs,
             absurd=self._absurd,
-            inherent_loss=round(self._inherent, 4),
         )

@@ -366,51 +366,6 @@ def test_heavy_loss_never_goes_below_min_and_clean_never_above_max() -> None:
     assert (c.target_bps, c.reason) == (2_000_000, "max")
 
 
-def random_loss(
-    c: SendRateController,
-    loss: float,
-    seconds: int,
-    *,
-    remb: int | None,
-    rng: random.Random,
-    start: int = 0,
-) -> None:
-    """One receiver report a second with binomial loss around ``loss`` (200 packets each)."""
-    for t in range(start, start + seconds):
-        c.on_sent(c.target_bps)
-        if remb is not None:
-            c.on_remb(remb, float(t))
-        lost = sum(rng.random() < loss for _ in range(200))
-        c.on_loss(lost / 200, float(t) + 0.5)
-
-
-def test_random_loss_without_queueing_is_learnt_and_keeps_the_rate() -> None:
-    """10% random loss while the delay-based side sees no queue (REMB above what we send):
-    the rate holds instead of falling to the floor."""
-    c = controller(1_500_000)
-    random_loss(c, 0.10, 60, remb=3_000_000, rng=random.Random(3))
-    assert 0.07 < c.stats.inherent_loss <= 0.10
-    assert c.target_bps >= 1_000_000, c.stats
-
-
-def test_the_same_loss_with_a_queue_building_still_cuts() -> None:
-    """The same 10% with the REMB below what we send (queueing delay): nothing is learnt."""
-    c = controller(1_500_000)
-    random_loss(c, 0.12, 30, remb=None, rng=random.Random(3))
-    assert c.stats.inherent_loss == 0.0
-    assert c.target_bps < 500_000, c.stats
-
-
-def test_heavy_loss_above_what_was_learnt_still_cuts() -> None:
-    """A policer's 40% on a path whose random loss (10%) was learnt: still a decrease."""
-    c = controller(1_500_000)
-    rng = random.Random(4)
-    random_loss(c, 0.10, 40, remb=3_000_000, rng=rng)
-    before = c.target_bps
-    random_loss(c, 0.40, 3, remb=3_000_000, rng=rng, start=40)
-    assert c.target_bps < before * 0.7
-
-
 def test_set_range_clamps_the_loss_based_side() -> None:
     c = controller(1_800_000)
     c.set_range(min_bps=100_000, max_bps=500_000)
