@@ -5,6 +5,7 @@ wrong password and a server that is down."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from tests.fixtures.discovery import DiscoveryProcess, free_port
 from tests.gui.harness import Client
 from vcall.config import Config
 from vcall.discovery.client import DiscoveryClient
+from vcall.discovery.mdns import Advertiser
 from vcall.gui.model import Screen
 from vcall.passwords import keyring_problem
 
@@ -153,3 +155,80 @@ def test_local_validation(client: Callable[..., Client]) -> None:
     assert "spaces" in c.app.login.message.cget("text")
     c.login("ok", "pw", "127.0.0.1:99999")
     assert "port" in c.app.login.message.cget("text")
+
+
+def test_nick_differing_only_in_case_asks_first(
+    client: Callable[..., Client],
+    discovery_server: DiscoveryProcess,
+    tmp_path: Path,
+    screenshot: Callable[[str], np.ndarray],
+) -> None:
+    """Issue 15: "Alice" when "alice" exists opens a question; "Choose another nick" logs in
+    nowhere, "Log in as alice" logs into alice's account with its spelling."""
+    server = f"127.0.0.1:{discovery_server.port}"
+    with DiscoveryClient(*discovery_server.address) as other:
+        other.register("alice", "127.0.0.1", 9000, "secret", ["V0"])
+    c = client()
+    login = c.app.login
+    c.login("Alice", "secret", server)
+    c.pump_until(lambda: login.question is not None, 15, "the question")
+    question = login.question
+    assert question is not None
+    c.pump_until(question.winfo_viewable, 5, "question mapped")
+    assert "alice" in question.text.cget("text") and "Alice" in question.text.cget("text")
+    image = screenshot("nick-case-question")
+    assert image.std() > 5  # something is drawn
+    c.app.set_theme("dark")
+    c.pump(0.3)
+    screenshot("nick-case-question-dark")
+    c.app.set_theme("light")
+    c.click(question.no_button)
+    assert not question.winfo_exists()
+    assert "alice is taken" in login.message.cget("text")
+    assert c.app.model.screen is Screen.LOGIN
+    assert (
+        not (tmp_path / "state.json").exists()
+        or "Alice" not in (tmp_path / "state.json").read_text()
+    )
+
+    c.click(login.button)  # the same nick again: asked again
+    c.pump_until(lambda: login.question is not None and login.question.winfo_exists(), 15, "ask")
+    question = login.question
+    assert question is not None
+    c.click(question.yes_button)
+    c.pump_until(lambda: c.app.model.screen is Screen.MAIN, 15, "main screen")
+    assert c.app.main.header.cget("text").startswith("alice @ ")
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["nick"] == "alice"  # the next start fills in the account's spelling
+    with DiscoveryClient(*discovery_server.address) as other:
+        assert [u.nick for u in other.list_users()] == ["alice"]  # one account
+
+
+def test_server_choice_lists_directories_found_on_the_network(
+    client: Callable[..., Client],
+    discovery_server: DiscoveryProcess,
+    screenshot: Callable[[str], np.ndarray],
+) -> None:
+    """Issue 15: a directory announced with mDNS (a real announcement on loopback) is offered
+    in the server choice; choosing it fills in its address, and the login goes there."""
+    name = f"office-{uuid.uuid4().hex[:6]}"  # other runs on this machine may announce too
+    advert = Advertiser(name, "127.0.0.1", discovery_server.port, None)
+    advert.start()
+    try:
+        c = client()
+        login = c.app.login
+        label = f"{name} — 127.0.0.1:{discovery_server.port}"
+        c.pump_until(lambda: label in login.server_choice.cget("values"), 15, "the directory")
+        c.root.tk.call("ttk::combobox::Post", str(login.server_choice))  # the list, open
+        c.pump(0.3)
+        screenshot("server-choice")
+        c.root.tk.call("ttk::combobox::Unpost", str(login.server_choice))
+        login.server_choice.set(label)
+        login.server_choice.event_generate("<<ComboboxSelected>>")
+        assert login.server.get() == f"127.0.0.1:{discovery_server.port}"
+        c.type_into(login.entries["nick"], "lan")
+        c.type_into(login.entries["password"], "pw")
+        c.click(login.button)
+        c.pump_until(lambda: c.app.model.screen is Screen.MAIN, 15, "main screen")
+    finally:
+        advert.close()

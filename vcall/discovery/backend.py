@@ -34,7 +34,9 @@ from typing import Final, Protocol
 from vcall.discovery.store import Store, StoredUser
 from vcall.discovery.throttle import FailureThrottle, ThrottlePolicy
 
-DEFAULT_PRESENCE_TTL: Final = 3600.0  # s: a registration counts as "online" this long
+# s: a registration counts as "online" this long. vcall clients refresh theirs every 60 s
+# (vcall/gui/presence.py), so one lost refresh does not show them offline.
+DEFAULT_PRESENCE_TTL: Final = 180.0
 
 
 class StoreUnavailable(Exception):  # noqa: N818 (reads as the condition it reports)
@@ -84,6 +86,21 @@ class UserStore(Protocol):
     async def online(self, nick: str) -> bool:
         """Registered within the presence TTL (expired by the store, not by one instance)."""
         ...
+
+    async def touch(self, nick: str, ts: float) -> bool:
+        """Set the last-seen time of the account spelled ``nick`` to ``ts`` (Unix s) and tell
+        every instance (a keep-alive, session.py); False if there is no such account."""
+        ...
+
+    async def put_session(self, nick: str, digest: bytes, ttl: float) -> None:
+        """Replace ``nick``'s session by one with this token digest, for ``ttl`` seconds."""
+        ...
+
+    async def session_digest(self, nick: str) -> bytes | None:
+        """The token digest of ``nick``'s live session (None: none, or expired)."""
+        ...
+
+    async def drop_session(self, nick: str) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -142,6 +159,28 @@ class SqliteUserStore:
     async def online(self, nick: str) -> bool:
         user = await self.fetch(nick)
         return user is not None and time.time() - user.ts < self._presence_ttl
+
+    async def touch(self, nick: str, ts: float) -> bool:
+        assert self._store is not None
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._store.touch, nick, ts)
+
+    async def put_session(self, nick: str, digest: bytes, ttl: float) -> None:
+        assert self._store is not None
+        loop = asyncio.get_running_loop()
+        expires = time.time() + ttl
+        await loop.run_in_executor(self._pool, self._store.put_session, nick, digest, expires)
+
+    async def session_digest(self, nick: str) -> bytes | None:
+        assert self._store is not None
+        loop = asyncio.get_running_loop()
+        now = time.time()
+        return await loop.run_in_executor(self._pool, self._store.session_digest, nick, now)
+
+    async def drop_session(self, nick: str) -> None:
+        assert self._store is not None
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._pool, self._store.drop_session, nick)
 
     async def close(self) -> None:
         if self._store is not None:

@@ -8,6 +8,11 @@ the ``VCALL_PASSWORD`` environment variable, else a prompt.
 pins its key on first use in ``--pins FILE`` (default: ``servers.json`` beside the client's
 state); ``register --key`` sends this installation's key fingerprint (vcall/identity.py) and
 ``query`` prints a user's registered fingerprint. Issue 14.
+
+``presence`` lists every user with its presence (vcall servers: ``VCALL_PRESENCE``), and
+``offline NICK`` logs a nick out (``VCALL_OFFLINE``, password as for ``register``). Issue 15.
+``session NICK`` opens a keep-alive session (``VCALL_SESSION``; prints the token and its
+lifetime) and ``here NICK --token T`` sends one keep-alive (``VCALL_HERE``).
 """
 
 from __future__ import annotations
@@ -79,6 +84,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     query = sub.add_parser("query", help="look up one nick")
     query.add_argument("nick")
     sub.add_parser("list", help="list registered users")
+    sub.add_parser("presence", help="list users with online/offline/unknown (vcall servers)")
+    off = sub.add_parser("offline", help="log a nick out: shown offline until it registers")
+    off.add_argument("nick")
+    off.add_argument("--password", help="default: $VCALL_PASSWORD, else a prompt")
+    ses = sub.add_parser("session", help="open a keep-alive session: prints a token")
+    ses.add_argument("nick")
+    ses.add_argument("--password", help="default: $VCALL_PASSWORD, else a prompt")
+    here = sub.add_parser("here", help="one keep-alive with a session token")
+    here.add_argument("nick")
+    here.add_argument("--token", required=True, help="from `session`")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,9 +106,7 @@ def run(args: argparse.Namespace) -> int:
             host, port, timeout=args.timeout, group=group, pins=pins, plain=not args.tls
         ) as client:
             if args.action == "register":
-                password = args.password or os.environ.get("VCALL_PASSWORD")
-                if not password:
-                    password = getpass.getpass(f"password for {args.nick}: ")
+                password = _password(args)
                 protocols = args.protocols.split("#")
                 key = load_or_create_identity().fingerprint if args.key else None
                 ts = client.register(
@@ -106,6 +119,23 @@ def run(args: argparse.Namespace) -> int:
                 if record.fingerprint is not None:
                     text += f" key {record.fingerprint}"
                 _out(args, dataclasses.asdict(record), text)
+            elif args.action == "presence":
+                present = client.presence()
+                lines = [
+                    f"{e.nick:<32} {e.presence:<8} seen {e.age:>6} s ago  {e.ip} {e.port}"
+                    for e in present
+                ]
+                _out(args, [dataclasses.asdict(e) for e in present], "\n".join(lines))
+            elif args.action == "offline":
+                account = client.offline(args.nick, _password(args))
+                _out(args, {"nick": account, "offline": True}, f"{account} is now offline")
+            elif args.action == "session":
+                granted = client.open_session(args.nick, _password(args))
+                text = f"token {granted.token} valid {granted.ttl} s"
+                _out(args, {"token": granted.token, "ttl": granted.ttl}, text)
+            elif args.action == "here":
+                client.here(args.nick, args.token)
+                _out(args, {"nick": args.nick, "here": True}, f"{args.nick} is here")
             else:
                 entries = client.list_users()
                 lines = [
@@ -121,6 +151,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"vcall discovery: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _password(args: argparse.Namespace) -> str:
+    password: str | None = args.password or os.environ.get("VCALL_PASSWORD")
+    return password or getpass.getpass(f"password for {args.nick}: ")
 
 
 def _out(args: argparse.Namespace, data: object, text: str) -> None:

@@ -45,15 +45,24 @@ from typing import Final
 
 from pipeline.errors import RemoteProtocolError
 from vcall.discovery.codec import (
+    Here,
+    HereAck,
     ListUsers,
     Marker,
     Nok,
     NokCode,
+    Offline,
+    OfflineAck,
+    PresenceEntry,
+    PresenceList,
+    PresenceQuery,
     Query,
     Quit,
     Register,
     Reply,
     Request,
+    SessionGranted,
+    SessionOpen,
     TlsPort,
     TlsPortQuery,
     UserEntry,
@@ -283,6 +292,42 @@ class DiscoveryClient:
         if isinstance(reply, UsersList):
             return list(reply.entries)
         raise ProtocolError(f"{self._where}: unexpected reply {reply!r}")
+
+    def presence(self) -> list[PresenceEntry]:
+        """Every user with its presence (vcall extension ``VCALL_PRESENCE``, docs/protocol.md
+        section 1). A classic server raises :class:`RequestRejected` (NOK UNKNOWN_COMMAND):
+        use :meth:`list_users` there."""
+        reply = self._request(PresenceQuery())
+        if isinstance(reply, PresenceList):
+            return list(reply.entries)
+        raise ProtocolError(f"{self._where}: unexpected reply {reply!r}")
+
+    def offline(self, nick: str, password: str) -> str:
+        """Log ``nick`` out (vcall extension ``VCALL_OFFLINE``): shown offline until its next
+        REGISTER. Returns the account's spelling. Raises :class:`WrongPassword`,
+        :class:`UserUnknown`, or :class:`RequestRejected` from a classic server."""
+        reply = self._request(Offline(nick, password))
+        if isinstance(reply, OfflineAck):
+            return reply.nick
+        raise ProtocolError(f"{self._where}: unexpected reply {reply!r}")
+
+    def open_session(self, nick: str, password: str) -> SessionGranted:
+        """A keep-alive token for ``nick`` (vcall extension ``VCALL_SESSION``, docs/protocol.md
+        section 1.2): ``token`` (32 hex digits) and ``ttl`` (s it lives). Raises
+        :class:`WrongPassword`, :class:`UserUnknown`, or :class:`RequestRejected` from a
+        server without sessions (NOK UNKNOWN_COMMAND)."""
+        reply = self._request(SessionOpen(nick, password))
+        if isinstance(reply, SessionGranted):
+            return reply
+        raise ProtocolError(f"{self._where}: unexpected reply {reply!r}")
+
+    def here(self, nick: str, token: str) -> None:
+        """The keep-alive (``VCALL_HERE``): ``nick`` is seen now. Raises :class:`WrongPassword`
+        for a wrong or expired token (open a new session), :class:`UserUnknown`, or
+        :class:`RequestRejected` from a server without sessions."""
+        reply = self._request(Here(nick, token))
+        if not isinstance(reply, HereAck):
+            raise ProtocolError(f"{self._where}: unexpected reply {reply!r}")
 
     def close(self) -> None:
         """Send QUIT if connected (without waiting long for BYE) and close. Idempotent."""
@@ -538,6 +583,10 @@ _VERB: Final[dict[type, Verb]] = {
     ListUsers: Verb.LIST_USERS,
     Quit: Verb.QUIT,
     TlsPortQuery: Verb.VCALL_TLS,
+    PresenceQuery: Verb.VCALL_PRESENCE,
+    Offline: Verb.VCALL_OFFLINE,
+    SessionOpen: Verb.VCALL_SESSION,
+    Here: Verb.VCALL_HERE,
 }
 
 

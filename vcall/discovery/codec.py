@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from pipeline.errors import LocalProtocolError, RemoteProtocolError
+from vcall.discovery.session import token_prefix, valid_token
 
 MAX_NICK_LEN: Final = 32
 MAX_PASSWORD_LEN: Final = 128
@@ -50,6 +51,7 @@ _FINGERPRINT_PREFIX_RE: Final = re.compile(
 # str.isdigit() accepts "²" and "٣", which int() then refuses: match ASCII digits instead.
 _COUNT_RE: Final = re.compile(r"[0-9]{1,9}", re.ASCII)
 _TRAILER: Final = b" \r\n"
+_ASCII_LOWER: Final = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 class GrammarError(LocalProtocolError):
@@ -68,6 +70,14 @@ class Verb(enum.StrEnum):
     # vcall's own (docs/protocol.md section 1): "which port speaks TLS?" -> OK VCALL_TLS <port>.
     # A classic server answers NOK UNKNOWN_COMMAND, which the client reads as "no TLS".
     VCALL_TLS = "VCALL_TLS"
+    # vcall's own presence (issue 15, docs/protocol.md section 1): who is online, and "I am
+    # leaving". Only vcall clients send them; a classic server answers NOK UNKNOWN_COMMAND.
+    VCALL_PRESENCE = "VCALL_PRESENCE"
+    VCALL_OFFLINE = "VCALL_OFFLINE"
+    # vcall's cheap keep-alive (docs/protocol.md section 1.2): one scrypt check buys a token,
+    # and each keep-alive then carries the token instead of the password.
+    VCALL_SESSION = "VCALL_SESSION"
+    VCALL_HERE = "VCALL_HERE"
 
 
 # Number of space-separated fields of each request, verb included.
@@ -77,6 +87,10 @@ _FIELD_COUNT: Final[dict[str, int]] = {
     Verb.LIST_USERS: 1,
     Verb.QUIT: 1,
     Verb.VCALL_TLS: 1,
+    Verb.VCALL_PRESENCE: 1,
+    Verb.VCALL_OFFLINE: 3,
+    Verb.VCALL_SESSION: 3,
+    Verb.VCALL_HERE: 3,
 }
 
 
@@ -126,7 +140,40 @@ class TlsPortQuery:
     """vcall's ``VCALL_TLS``: asks the plain port which port speaks TLS."""
 
 
-Request = Register | Query | ListUsers | Quit | TlsPortQuery
+@dataclass(frozen=True, slots=True)
+class PresenceQuery:
+    """vcall's ``VCALL_PRESENCE``: every user with the server's view of their presence."""
+
+
+@dataclass(frozen=True, slots=True)
+class Offline:
+    """vcall's ``VCALL_OFFLINE <nick> <password>``: the user logs out (or quits). The
+    password field may hold the user's session token instead (session.py)."""
+
+    nick: str
+    password: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOpen:
+    """vcall's ``VCALL_SESSION <nick> <password>``: prove the password once, get a token."""
+
+    nick: str
+    password: str
+
+
+@dataclass(frozen=True, slots=True)
+class Here:
+    """vcall's ``VCALL_HERE <nick> <token>``: the keep-alive; ``token``: 32 lowercase hex."""
+
+    nick: str
+    token: str
+
+
+Request = (
+    Register | Query | ListUsers | Quit | TlsPortQuery | PresenceQuery | Offline | SessionOpen
+    | Here
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,13 +248,73 @@ class TlsPort:
     port: int
 
 
-Reply = Welcome | UserRecord | UsersList | Bye | Nok | TlsPort
+class Presence(enum.StrEnum):
+    """What the server knows of a user's presence (a ``VCALL_PRESENCE`` entry's last field)."""
+
+    ONLINE = "online"  # a vcall client that registered or refreshed within the window
+    OFFLINE = "offline"  # a vcall client that logged out, or was not heard from for longer
+    UNKNOWN = "unknown"  # a classic client: it never refreshes nor says goodbye
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceEntry:
+    """One entry of ``OK VCALL_PRESENCE``: a ``USERS_LIST`` entry plus ``age`` (whole
+    seconds since the server last heard from the user, by the server's clock, so that the
+    clients' clocks do not matter) and ``presence``."""
+
+    nick: str
+    ip: str
+    port: int
+    ts: float
+    age: int
+    presence: Presence
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceList:
+    entries: tuple[PresenceEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OfflineAck:
+    """``OK VCALL_OFFLINE <nick>``: marked offline until its next REGISTER."""
+
+    nick: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionGranted:
+    """``OK VCALL_SESSION <token> <ttl>``: the token and its lifetime in whole seconds."""
+
+    token: str
+    ttl: int
+
+
+@dataclass(frozen=True, slots=True)
+class HereAck:
+    """``OK VCALL_HERE``: the user's last-seen time is now."""
+
+
+Reply = (
+    Welcome | UserRecord | UsersList | Bye | Nok | TlsPort | PresenceList | OfflineAck
+    | SessionGranted | HereAck
+)  # fmt: skip
 
 # --- validation -----------------------------------------------------------------------------
 
 
 def valid_nick(nick: str) -> bool:
     return _NICK_RE.fullmatch(nick) is not None
+
+
+def fold_nick(nick: str) -> str:
+    """The key under which nicks are unique: ``nick`` in ASCII lower case.
+
+    vcall's rule (docs/protocol.md section 1, not the classic server's, which compared bytes):
+    "Alice" and "alice" are one account, shown with the spelling of its first registration.
+    Valid nicks are ASCII, so ASCII folding is Unicode case folding for them; other
+    characters are left as they are."""
+    return nick.translate(_ASCII_LOWER)
 
 
 def valid_ip(ip: str) -> bool:
@@ -282,6 +389,20 @@ def format_request(request: Request) -> bytes:
             text = "QUIT"
         case TlsPortQuery():
             text = Verb.VCALL_TLS
+        case PresenceQuery():
+            text = Verb.VCALL_PRESENCE
+        case Offline(nick, password):
+            _check(valid_nick(nick), f"invalid nick {nick!r}")
+            _check(valid_password(password), "invalid password (1-128 printable, no spaces)")
+            text = f"{Verb.VCALL_OFFLINE} {nick} {password}"
+        case SessionOpen(nick, password):
+            _check(valid_nick(nick), f"invalid nick {nick!r}")
+            _check(valid_password(password), "invalid password (1-128 printable, no spaces)")
+            text = f"{Verb.VCALL_SESSION} {nick} {password}"
+        case Here(nick, token):
+            _check(valid_nick(nick), f"invalid nick {nick!r}")
+            _check(valid_token(token), "invalid session token (32 lowercase hex digits)")
+            text = f"{Verb.VCALL_HERE} {nick} {token}"
     return text.encode()
 
 
@@ -300,6 +421,14 @@ def format_reply(reply: Reply) -> bytes:
             text = f"NOK {code}"
         case TlsPort(port):
             text = f"OK {Verb.VCALL_TLS} {port}"
+        case PresenceList(entries):
+            text = format_presence_list(entries)
+        case OfflineAck(nick):
+            text = f"OK {Verb.VCALL_OFFLINE} {nick}"
+        case SessionGranted(token, ttl):
+            text = f"OK {Verb.VCALL_SESSION} {token} {ttl}"
+        case HereAck():
+            text = f"OK {Verb.VCALL_HERE}"
     return text.encode()
 
 
@@ -308,6 +437,17 @@ def format_users_list(entries: tuple[UserEntry, ...] | list[UserEntry]) -> str:
     if not body:
         return "OK USERS_LIST 0"
     return f"OK USERS_LIST {len(entries)} {body}"
+
+
+def format_presence_list(entries: tuple[PresenceEntry, ...] | list[PresenceEntry]) -> str:
+    """``OK VCALL_PRESENCE <n> <nick> <ip> <port> <ts> <age> <presence>#...`` (every entry
+    ends with ``#``, as in ``USERS_LIST``)."""
+    body = "".join(
+        f"{e.nick} {e.ip} {e.port} {format_ts(e.ts)} {e.age} {e.presence}#" for e in entries
+    )
+    if not body:
+        return f"OK {Verb.VCALL_PRESENCE} 0"
+    return f"OK {Verb.VCALL_PRESENCE} {len(entries)} {body}"
 
 
 def _check(ok: bool, message: str) -> None:
@@ -360,6 +500,28 @@ def parse_request(raw: bytes, *, final: bool) -> Request | Rejected | Marker:
         return Quit()
     if verb == Verb.VCALL_TLS:
         return TlsPortQuery()
+    if verb == Verb.VCALL_PRESENCE:
+        return PresenceQuery()
+    if verb == Verb.VCALL_OFFLINE:
+        if not valid_nick(fields[1]):
+            return Rejected(NokCode.SYNTAX_ERROR, "invalid nick")
+        if not valid_password(fields[2]):
+            return Rejected(NokCode.SYNTAX_ERROR, "invalid password")
+        return Offline(fields[1], fields[2])
+    if verb == Verb.VCALL_SESSION:
+        if not valid_nick(fields[1]):
+            return Rejected(NokCode.SYNTAX_ERROR, "invalid nick")
+        if not valid_password(fields[2]):
+            return Rejected(NokCode.SYNTAX_ERROR, "invalid password")
+        return SessionOpen(fields[1], fields[2])
+    if verb == Verb.VCALL_HERE:
+        if not valid_nick(fields[1]):
+            return Rejected(NokCode.SYNTAX_ERROR, "invalid nick")
+        if not valid_token(fields[2]):
+            if not final and token_prefix(fields[2]):
+                return INCOMPLETE  # "VCALL_HERE alice 0a1b" + the rest of the token
+            return Rejected(NokCode.SYNTAX_ERROR, "invalid session token")
+        return Here(fields[1], fields[2])
     return _parse_register(fields, final)
 
 
@@ -461,13 +623,35 @@ def parse_reply(raw: bytes, expect: Verb, *, final: bool) -> Reply | Marker:
         if not valid_port(port):
             raise ReplyError(f"bad VCALL_TLS port: {text[:80]!r}")
         return TlsPort(port)  # one short write: complete as soon as it parses
+    if expect == Verb.VCALL_OFFLINE and kind == Verb.VCALL_OFFLINE:
+        if len(fields) < 3:
+            return _incomplete_or_raise(final, text)
+        if len(fields) != 3:
+            raise ReplyError(f"bad VCALL_OFFLINE reply: {text[:80]!r}")
+        return OfflineAck(fields[2])
+    if expect == Verb.VCALL_PRESENCE and kind == Verb.VCALL_PRESENCE:
+        return _parse_presence_list(text, final)
+    if expect == Verb.VCALL_HERE and kind == Verb.VCALL_HERE:
+        if len(fields) != 2:
+            raise ReplyError(f"bad VCALL_HERE reply: {text[:80]!r}")
+        return HereAck()
+    if expect == Verb.VCALL_SESSION and kind == Verb.VCALL_SESSION:
+        return _parse_session(fields, text, final)
     if not final and len(fields) == 2 and _expected_kind(expect).startswith(kind):
         return INCOMPLETE
     raise ReplyError(f"unexpected reply to {expect}: {text[:80]!r}")
 
 
 def _expected_kind(expect: Verb) -> str:
-    kinds = {Verb.REGISTER: "WELCOME", Verb.QUERY: "USER_FOUND", Verb.VCALL_TLS: "VCALL_TLS"}
+    kinds = {
+        Verb.REGISTER: "WELCOME",
+        Verb.QUERY: "USER_FOUND",
+        Verb.VCALL_TLS: Verb.VCALL_TLS,
+        Verb.VCALL_PRESENCE: Verb.VCALL_PRESENCE,
+        Verb.VCALL_OFFLINE: Verb.VCALL_OFFLINE,
+        Verb.VCALL_SESSION: Verb.VCALL_SESSION,
+        Verb.VCALL_HERE: Verb.VCALL_HERE,
+    }
     return kinds.get(expect, "USERS_LIST")
 
 
@@ -483,6 +667,17 @@ def _incomplete_or_raise(final: bool, text: str) -> Marker:
     if final:
         raise ReplyError(f"truncated reply: {text[:80]!r}")
     return INCOMPLETE
+
+
+def _parse_session(fields: list[str], text: str, final: bool) -> SessionGranted | Marker:
+    """``OK VCALL_SESSION <token> <ttl>``: a 32-hex token and 1-9 digits of seconds."""
+    if len(fields) < 4:
+        if not final and (len(fields) < 3 or token_prefix(fields[2])):
+            return INCOMPLETE
+        raise ReplyError(f"truncated VCALL_SESSION reply: {text[:80]!r}")
+    if len(fields) != 4 or not valid_token(fields[2]) or _COUNT_RE.fullmatch(fields[3]) is None:
+        raise ReplyError(f"bad VCALL_SESSION reply: {text[:80]!r}")
+    return SessionGranted(fields[2], int(fields[3]))
 
 
 def _lax_float(text: str) -> float:
@@ -545,3 +740,43 @@ def _parse_users_list(text: str, final: bool) -> UsersList | Marker:
     if complete_tail:
         return UsersList(tuple(entries))  # a lax server's miscount: keep what is there
     raise ReplyError(f"truncated USERS_LIST ({len(entries)}/{count} entries)")
+
+
+_PRESENCE_ENTRY_RE: Final = re.compile(
+    r"([^ #]{1,64}) ([0-9A-Fa-f.:]{1,45}) ([0-9]{1,5}) ([0-9]{1,12}) ([0-9]{1,12}) "
+    r"(online|offline|unknown)",
+    re.ASCII,
+)
+
+
+def _parse_presence_list(text: str, final: bool) -> PresenceList | Marker:
+    """``OK VCALL_PRESENCE <n> <entry>#...``; entries may span several reads. Only vcall
+    servers send it, and they validate nicks strictly, so each entry is matched whole: one
+    that does not match is garbage (RemoteProtocolError), except a cut-off last one."""
+    fields = text.split(" ", 3)  # OK VCALL_PRESENCE <n> <body>
+    if len(fields) < 3:
+        return _incomplete_or_raise(final, text)
+    if _COUNT_RE.fullmatch(fields[2]) is None:
+        raise ReplyError(f"bad VCALL_PRESENCE count: {fields[2][:20]!r}")
+    count = int(fields[2])
+    body = fields[3] if len(fields) > 3 else ""
+    if not final and body.count("#") < count:
+        return INCOMPLETE  # cheap while a long list arrives: entries are checked once, whole
+    pieces = body.split("#")
+    complete, tail = pieces[:-1], pieces[-1]  # tail: after the last '#' (empty when complete)
+    entries: list[PresenceEntry] = []
+    for piece in complete:
+        match = _PRESENCE_ENTRY_RE.fullmatch(piece)
+        if match is None:
+            raise ReplyError(f"bad VCALL_PRESENCE entry: {piece[:80]!r}")
+        nick, ip, port, ts, age, presence = match.groups()
+        if not valid_port(int(port)):
+            raise ReplyError(f"bad port in VCALL_PRESENCE entry: {piece[:80]!r}")
+        entries.append(PresenceEntry(nick, ip, int(port), float(ts), int(age), Presence(presence)))
+    if len(entries) > count:
+        raise ReplyError(f"VCALL_PRESENCE: {len(entries)} entries, {count} announced")
+    if len(entries) == count and not tail:
+        return PresenceList(tuple(entries))
+    if not final:
+        return INCOMPLETE
+    raise ReplyError(f"truncated VCALL_PRESENCE ({len(entries)}/{count} entries)")

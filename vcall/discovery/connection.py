@@ -3,8 +3,11 @@
 It moves bytes from the transport into a :class:`RequestFramer` and answers the framer's
 events in order: QUERY and LIST_USERS with the directory's pre-built bytes (one
 ``transport.write`` each), REGISTER through the server (reading paused until it is answered),
-rejections with ``NOK <code>``, QUIT with ``BYE`` and a close, drops with a close. Everything
-shared (caps, timers, registrations) belongs to the server, reached through :class:`ServerSide`.
+vcall's VCALL_PRESENCE from the directory too, VCALL_OFFLINE through the server like a
+REGISTER (and VCALL_SESSION / VCALL_HERE, keepalive.py), rejections with ``NOK <code>``,
+QUIT with ``BYE`` and a close, drops with a close.
+Everything shared (caps, timers, registrations) belongs to the server, reached through
+:class:`ServerSide`.
 """
 
 from __future__ import annotations
@@ -16,13 +19,17 @@ from typing import Any, Protocol, cast
 
 from vcall.discovery.codec import (
     Bye,
+    Here,
     ListUsers,
     Nok,
     NokCode,
+    Offline,
+    PresenceQuery,
     Query,
     Quit,
     Register,
     Rejected,
+    SessionOpen,
     TlsPort,
     TlsPortQuery,
     format_reply,
@@ -52,6 +59,10 @@ class ServerSide(Protocol):
     def note_drop(self, reason: str) -> None: ...
     def handshake(self, conn: Connection, started: bool) -> None: ...
     async def register(self, request: Register, address: str) -> bytes: ...
+    async def offline(self, request: Offline, address: str) -> bytes: ...
+    async def session(self, request: SessionOpen, address: str) -> bytes: ...
+    async def here(self, request: Here, address: str) -> bytes: ...
+    def presence_reply(self) -> bytes: ...
 
 
 class Connection(asyncio.Protocol):
@@ -181,10 +192,12 @@ class Connection(asyncio.Protocol):
             transport.write(reply)
         elif kind is ListUsers:
             transport.write(self._server.directory.list_reply())
-        elif kind is Register:
-            assert isinstance(event, Register)
+        elif kind is Register or kind is Here or kind is Offline or kind is SessionOpen:
+            assert isinstance(event, Register | Here | Offline | SessionOpen)
             self._hold()
             self._server.spawn(self._register(event))
+        elif kind is PresenceQuery:
+            transport.write(self._server.presence_reply())
         elif kind is Rejected:
             assert isinstance(event, Rejected)
             logger.debug("%s: %s (%s)", self.address, event.code, event.reason)
@@ -209,9 +222,16 @@ class Connection(asyncio.Protocol):
             else:
                 transport.abort()
 
-    async def _register(self, request: Register) -> None:
+    async def _register(self, request: Register | Here | Offline | SessionOpen) -> None:
         try:
-            reply = await self._server.register(request, self.address)
+            if isinstance(request, Register):
+                reply = await self._server.register(request, self.address)
+            elif isinstance(request, Here):
+                reply = await self._server.here(request, self.address)
+            elif isinstance(request, Offline):
+                reply = await self._server.offline(request, self.address)
+            else:
+                reply = await self._server.session(request, self.address)
         except Exception:
             logger.exception("REGISTER %s failed", request.nick)
             reply = None

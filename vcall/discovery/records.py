@@ -42,8 +42,9 @@ _INT_RE: Final = re.compile(rb"[0-9]{1,10}", re.ASCII)
 _FLOAT_RE: Final = re.compile(rb"[0-9]{1,17}(?:\.[0-9]{1,17})?(?:e[+-][0-9]{1,3})?", re.ASCII)
 
 # "fp": the key fingerprint (vcall extension, issue 14); empty or absent (older records) = none.
+# "out": "1" once the user logged out (VCALL_OFFLINE, issue 15); "0" or absent = not.
 FIELDS: Final = (
-    b"ip", b"port", b"protocols", b"ts", b"salt", b"n", b"r", b"p", b"digest", b"fp",
+    b"ip", b"port", b"protocols", b"ts", b"salt", b"n", b"r", b"p", b"digest", b"fp", b"out",
 )  # fmt: skip
 
 
@@ -66,6 +67,7 @@ def encode_user(user: StoredUser) -> dict[bytes, bytes]:
         b"digest": c.digest,
         # Always written (empty = none), so that an update also clears a fingerprint.
         b"fp": (user.fingerprint or "").encode("ascii"),
+        b"out": b"1" if user.logged_out else b"0",
     }
 
 
@@ -100,7 +102,10 @@ def decode_user(nick: str | bytes, fields: Mapping[bytes, bytes]) -> StoredUser:
     fingerprint = _text(fp_raw) or None
     if fingerprint is not None and not valid_fingerprint(fingerprint):
         raise RecordError(f"{nick_text}: bad fingerprint {fingerprint[:40]!r}")
-    return StoredUser(nick_text, ip, port, protocols, ts, credential, fingerprint)
+    out = fields.get(b"out", b"0")
+    if out not in (b"0", b"1"):
+        raise RecordError(f"{nick_text}: bad logged-out flag")
+    return StoredUser(nick_text, ip, port, protocols, ts, credential, fingerprint, out == b"1")
 
 
 def _field(fields: Mapping[bytes, bytes], name: bytes) -> bytes:

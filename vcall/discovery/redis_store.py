@@ -4,8 +4,16 @@ Layout (``vcall:`` prefix; nicks are ``[A-Za-z0-9_.-]``, so they are safe inside
 
 * ``vcall:user:<nick>``: hash of records.py fields (ip, port, protocols, ts, scrypt salt,
   N, r, p, digest); ``vcall:users``: sorted set nick -> ts (load order, LIST_USERS order);
-* ``vcall:online:<nick>``: presence, a key with a TTL set on each REGISTER (Redis expires it:
-  no instance's timer decides who is online);
+* ``vcall:nick:<folded>``: the spelling of the account that owns a nick ignoring case
+  (codec.fold_nick): set by ``create`` in the same script that checks it, so "Alice" and
+  "alice" cannot both be created, on any instance. Records written before that key existed are
+  indexed when an instance starts (``SET NX`` in code-point order, so where a store holds
+  "bob" and "Bob" the key names "Bob": directory.py's rule); ``fetch`` follows it when no
+  record has the exact spelling;
+* ``vcall:online:<nick>``: presence, a key with a TTL set on each REGISTER and keep-alive
+  (Redis expires it: no instance's timer decides who is online);
+* ``vcall:session:<nick>``: the SHA-256 digest of the account's keep-alive token (session.py),
+  with the session's TTL (Redis expires it); ``VCALL_HERE`` on any instance reads it;
 * ``vcall:fail:<key>`` / ``vcall:lock:<key>``: the shared failed-password throttle
   (``key`` is ``nick:<nick>`` or ``addr:<ip>``): counts in a fixed window from the first
   failure, then a lock with a TTL; every instance reads the same counters, so an attacker
@@ -43,6 +51,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from vcall.discovery.backend import ChangeSink, StoreSpecError, StoreUnavailable, Throttle
+from vcall.discovery.codec import fold_nick
 from vcall.discovery.records import FIELDS, MAX_FIELD, RecordError, decode_user, encode_user
 from vcall.discovery.store import StoredUser
 from vcall.discovery.throttle import ThrottlePolicy
@@ -58,8 +67,14 @@ LOAD_BATCH: Final = 1000  # records per pipelined read when loading everything
 MAX_BACKOFF: Final = 2.0  # s between reconnection attempts of the subscriber
 POLL: Final = 0.25  # s: the subscriber's longest wait, so that close() is never held up
 
+# KEYS[4], the folded nick's owner, counts only while the owner's record exists (a record
+# removed by hand frees its nick, in every spelling).
 _CREATE: Final = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local owner = redis.call('GET', KEYS[4])
+local user_prefix = string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[1])
+if owner and redis.call('EXISTS', user_prefix .. owner) == 1 then return 0 end
+redis.call('SET', KEYS[4], ARGV[1])
 redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
@@ -69,6 +84,16 @@ return 1
 _UPDATE: Final = """
 if redis.call('HGET', KEYS[1], 'digest') ~= ARGV[5] then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[1])
+return 1
+"""
+# A keep-alive (VCALL_HERE): only ts moves, so a REGISTER on another instance at the same
+# moment (new ip/port) is never overwritten by this instance's older copy of the record.
+_TOUCH: Final = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'ts', ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
 redis.call('PUBLISH', ARGV[4], ARGV[1])
@@ -155,6 +180,7 @@ class RedisUserStore:
         self._update = self._redis.register_script(_UPDATE)
         self._failure = self._redis.register_script(_FAILURE)
         self._fetch = self._redis.register_script(_FETCH)
+        self._touch = self._redis.register_script(_TOUCH)
         self.throttle: Throttle = _RedisThrottle(self)
         self._listener: asyncio.Task[None] | None = None
         self.available = True  # False from a failed call until one succeeds (logged once)
@@ -213,6 +239,7 @@ class RedisUserStore:
         pubsub = await self._subscribe()
         try:
             users = await self._load_all()
+            await self._index_folded(users)
         except BaseException:
             await _aclose(pubsub)
             raise
@@ -224,7 +251,15 @@ class RedisUserStore:
         logged and reported as StoreUnavailable: it must not be served nor overwritten."""
         reply = await self.call("fetch", self._fetch(keys=[_key("user", nick)], args=_FETCH_ARGS))
         try:
-            return _decode_reply(nick, reply)
+            user = _decode_reply(nick, reply)
+            if user is None:
+                # No record of this spelling: the account that owns it ignoring case, if any.
+                owner = await self.call("GET", self._redis.get(_key("nick", fold_nick(nick))))
+                if isinstance(owner, bytes) and owner != nick.encode():
+                    name = owner.decode("ascii", "replace")
+                    script = self._fetch(keys=[_key("user", name)], args=_FETCH_ARGS)
+                    user = _decode_reply(name, await self.call("fetch", script))
+            return user
         except RecordError as exc:
             self.bad_records += 1
             logger.error("store %s: record of %s is invalid: %s", self.description, nick, exc)
@@ -243,6 +278,7 @@ class RedisUserStore:
 
     def _write_args(self, user: StoredUser) -> tuple[list[str], list[bytes | str | int]]:
         keys = [_key("user", user.nick), USERS, _key("online", user.nick)]
+        keys.append(_key("nick", fold_nick(user.nick)))
         args: list[bytes | str | int] = [user.nick, repr(float(user.ts)), self._presence_ms]
         args.append(CHANNEL)
         for field, value in encode_user(user).items():
@@ -252,6 +288,24 @@ class RedisUserStore:
     async def online(self, nick: str) -> bool:
         count = await self.call("EXISTS", self._redis.exists(_key("online", nick)))
         return bool(count)
+
+    async def touch(self, nick: str, ts: float) -> bool:
+        keys = [_key("user", nick), USERS, _key("online", nick)]
+        args: list[str | int] = [nick, repr(float(ts)), self._presence_ms, CHANNEL]
+        done = await self.call("touch", self._touch(keys=keys, args=args))
+        return bool(done)
+
+    async def put_session(self, nick: str, digest: bytes, ttl: float) -> None:
+        ttl_ms = max(1, round(ttl * 1000))
+        await self.call("SET", self._redis.set(_key("session", nick), digest, px=ttl_ms))
+
+    async def session_digest(self, nick: str) -> bytes | None:
+        value = await self.call("GET", self._redis.get(_key("session", nick)))
+        # Peer input: anything but a 32-byte digest is no session (token_matches says no).
+        return value if isinstance(value, bytes) and len(value) == 32 else None
+
+    async def drop_session(self, nick: str) -> None:
+        await self.call("DEL", self._redis.delete(_key("session", nick)))
 
     async def close(self) -> None:
         if self._listener is not None:
@@ -288,6 +342,16 @@ class RedisUserStore:
                 if user is not None:  # None: listed but gone (removed by hand)
                     users.append(user)
         return users
+
+    async def _index_folded(self, users: list[StoredUser]) -> None:
+        """``vcall:nick:<folded>`` for records written before it existed (see the module
+        docstring); SET NX in code-point order, so the first spelling owns a folded nick."""
+        nicks = sorted(u.nick for u in users)
+        for start in range(0, len(nicks), LOAD_BATCH):
+            pipe = self._redis.pipeline(transaction=False)
+            for nick in nicks[start : start + LOAD_BATCH]:
+                pipe.set(_key("nick", fold_nick(nick)), nick, nx=True)
+            await self.call("index", pipe.execute())
 
     async def _subscribe(self) -> PubSub:
         pubsub = self._redis.pubsub()

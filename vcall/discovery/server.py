@@ -27,6 +27,11 @@ Guarantees:
   (identity.py, kept in ``discovery-identity/`` next to the database); ``VCALL_TLS`` on the
   plain port names it. QUERY on the TLS port adds the user's key fingerprint to
   ``<protocols>``; the plain port answers exactly as a classic server;
+* vcall extension (issue 15): nicks are unique ignoring case (codec.fold_nick; the WELCOME
+  names the account's stored spelling); ``VCALL_PRESENCE`` lists every user with its age and
+  presence (directory.py), ``VCALL_OFFLINE`` marks a user logged out (password or session
+  token checked), ``VCALL_SESSION`` / ``VCALL_HERE`` are the keep-alive without a scrypt
+  check (keepalive.py); classic clients never see any of them;
 * SIGTERM and Ctrl-C stop it cleanly (exit code 0).
 """
 
@@ -35,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import resource
 import signal
@@ -45,7 +51,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from vcall.config import count_arg, port_arg, seconds_arg
 from vcall.discovery.backend import (
@@ -57,15 +63,21 @@ from vcall.discovery.backend import (
     open_store,
 )
 from vcall.discovery.codec import (
+    Here,
     Nok,
     NokCode,
+    Offline,
     Register,
+    SessionOpen,
     Welcome,
+    fold_nick,
     format_reply,
 )
 from vcall.discovery.connection import Connection
 from vcall.discovery.directory import Directory
 from vcall.discovery.framing import Limits
+from vcall.discovery.keepalive import KeepAliveDesk
+from vcall.discovery.session import DEFAULT_SESSION_TTL
 from vcall.discovery.store import (
     ScryptParams,
     StoredUser,
@@ -75,6 +87,9 @@ from vcall.discovery.store import (
 )
 from vcall.discovery.throttle import ThrottlePolicy
 from vcall.identity import Identity, load_or_create_identity
+
+if TYPE_CHECKING:
+    from vcall.discovery.mdns import Advertiser
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -110,6 +125,7 @@ class ServerConfig:
     hash_workers: int = 2
     stats_interval: float = 10.0  # seconds between "stats:" log lines (and drop summaries)
     presence_ttl: float = DEFAULT_PRESENCE_TTL  # s a registration counts as online
+    session_ttl: float = DEFAULT_SESSION_TTL  # s a keep-alive token lives (session.py)
     # TLS listener for vcall clients (issue 14): None = no TLS; 0 = any free port. Off by
     # default here (the command line and EmbeddedServer turn it on).
     tls_port: int | None = None
@@ -118,6 +134,10 @@ class ServerConfig:
     tls_handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT  # s to finish the TLS handshake
     # The server's key and certificate; None = identity_dir_for(db).
     identity_dir: str | None = None
+    # mDNS / DNS-SD announcement as _vcall-dir._tcp.local. (mdns.py, issue 15); the name
+    # None = mdns.default_name(port).
+    mdns: bool = False
+    mdns_name: str | None = None
 
 
 def identity_dir_for(db: str) -> Path:
@@ -165,6 +185,11 @@ class DiscoveryServer:
         self._drops: dict[str, int] = {}
         self.requests = 0  # answered requests, for the periodic stats line
         self.address: tuple[str, int] = (config.host, config.port)
+        self.advertiser: Advertiser | None = None
+        self.keepalive = KeepAliveDesk(
+            self.store, self.directory, hold=self._nick_locks.hold, scrypt=self._scrypt,
+            note_drop=self.note_drop, session_ttl=config.session_ttl,
+        )  # fmt: skip
 
     async def start(self) -> tuple[str, int]:
         users = await self.store.start(self)
@@ -183,6 +208,12 @@ class DiscoveryServer:
         if self.config.tls_port is not None:
             await self._start_tls(self.config.tls_port)
         self.spawn(self._tick())
+        if self.config.mdns:
+            from vcall.discovery.mdns import Advertiser, default_name  # noqa: PLC0415
+
+            name = self.config.mdns_name or default_name(self.address[1])
+            self.advertiser = Advertiser(name, self.config.host, self.address[1], self.tls_port)
+            self.advertiser.start()  # announces from its own thread: the start is not delayed
         loop_kind = type(self.loop).__module__.split(".")[0]
         logger.info(
             "listening on %s:%d (db %s, %d users, %s loop)",
@@ -220,6 +251,9 @@ class DiscoveryServer:
         self._identity_dir = directory
 
     async def close(self) -> None:
+        if self.advertiser is not None:  # the goodbye first: clients stop offering us
+            await self.loop.run_in_executor(None, self.advertiser.close)
+            self.advertiser = None
         if self._tls_server is not None:
             self._tls_server.close()
         if self._server is not None:
@@ -372,8 +406,11 @@ class DiscoveryServer:
             return _UNAVAILABLE
 
     async def _register(self, request: Register, address: str) -> bytes:
-        keys = (f"nick:{request.nick}", f"addr:{address}")
-        async with self._nick_locks.hold(request.nick):
+        # Nicks are unique ignoring case (codec.fold_nick): "Alice" is alice's account, with
+        # alice's password, and keeps the stored spelling (which the WELCOME names).
+        folded = fold_nick(request.nick)
+        keys = (f"nick:{folded}", f"addr:{address}")
+        async with self._nick_locks.hold(folded):
             # Checked after the lock: attempts queued behind it must not bypass a lock-out
             # that the attempts before them caused.
             if await self._throttle.blocked(keys):
@@ -404,7 +441,7 @@ class DiscoveryServer:
                     return _WRONG_PASS
                 await self._throttle.success(keys[:1])
                 user = StoredUser(
-                    request.nick, request.ip, request.port, request.protocols, ts,
+                    existing.nick, request.ip, request.port, request.protocols, ts,
                     existing.credential, request.fingerprint,
                 )  # fmt: skip
                 if existing.fingerprint != request.fingerprint:
@@ -416,7 +453,7 @@ class DiscoveryServer:
                         request.fingerprint or "none",
                     )  # fmt: skip
                 if not await self.store.update(user):
-                    fresh = await self.store.fetch(request.nick)
+                    fresh = await self.store.fetch(user.nick)
                     # Gone from the store (lost, or removed by hand): the password matched
                     # our cached copy, so the account is restored. Otherwise the stored
                     # credential is another one: nothing was written, the cache is refreshed.
@@ -425,8 +462,26 @@ class DiscoveryServer:
                             self.directory.put(fresh)
                         return _WRONG_PASS
             self.directory.put(user)
-        logger.info("REGISTER %s %s:%d from %s", request.nick, request.ip, request.port, address)
-        return format_reply(Welcome(request.nick, ts))
+        logger.info("REGISTER %s %s:%d from %s", user.nick, request.ip, request.port, address)
+        return format_reply(Welcome(user.nick, ts))
+
+    # --- presence (vcall extension, issue 15; docs/protocol.md section 1) --------------------
+
+    def presence_reply(self) -> bytes:
+        """``OK VCALL_PRESENCE ...`` from memory, as LIST_USERS (wall clock: ``ts`` is one)."""
+        return self.directory.presence_reply(time.time(), self.config.presence_ttl)
+
+    async def offline(self, request: Offline, address: str) -> bytes:
+        """``VCALL_OFFLINE``: shown offline until the next REGISTER (keepalive.py)."""
+        return await self.keepalive.offline(request, address)
+
+    async def session(self, request: SessionOpen, address: str) -> bytes:
+        """``VCALL_SESSION``: one scrypt check buys a keep-alive token (keepalive.py)."""
+        return await self.keepalive.session(request, address)
+
+    async def here(self, request: Here, address: str) -> bytes:
+        """``VCALL_HERE``: the keep-alive, a token instead of a scrypt check (keepalive.py)."""
+        return await self.keepalive.here(request, address)
 
     async def _scrypt(self, address: str, func: Callable[..., T], *args: Any) -> T:
         """Run scrypt work in the pool, at most HASHES_PER_ADDRESS at a time per address, so
@@ -486,6 +541,13 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     add("--no-tls", action="store_true", help="no TLS listener (classic plain port only)")
     add(
+        "--mdns", action=argparse.BooleanOptionalAction, default=None,
+        help="announce this directory with mDNS/DNS-SD as _vcall-dir._tcp.local. "
+        "(default: on when --host is not a loopback address)",
+    )  # fmt: skip
+    add("--mdns-name", default=None, metavar="NAME", help="the announced name (default: "
+        "'vcall directory on <host name>')")  # fmt: skip
+    add(
         "--tls-handshake-timeout", type=seconds_arg, default=TLS_HANDSHAKE_TIMEOUT,
         help="s a client gets to finish the TLS handshake (default: %(default)s)",
     )  # fmt: skip
@@ -501,7 +563,12 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     add(
         "--presence-ttl", type=seconds_arg, default=c.presence_ttl,
-        help="s a REGISTER counts as online",
+        help="s a REGISTER counts as online (vcall clients refresh theirs every 60 s; "
+        "default: %(default)s)",
+    )  # fmt: skip
+    add(
+        "--session-ttl", type=seconds_arg, default=c.session_ttl,
+        help="s a keep-alive token (VCALL_SESSION) lives (default: %(default)s)",
     )  # fmt: skip
     add("--max-request", type=count_arg, default=d.max_size, help="bytes (default: %(default)s)")
     add("--gap-timeout", type=seconds_arg, default=d.gap, help="s of quiet that ends a message")
@@ -534,7 +601,12 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     elif tls_port is None:  # the default: port + 1, or any free port if that one is taken
         tls_port = args.port + 1 if 0 < args.port < 65535 else 0
         fallback = True
+    mdns: bool | None = args.mdns
+    if mdns is None:
+        mdns = not _is_loopback(args.host)
     return ServerConfig(
+        mdns=mdns,
+        mdns_name=args.mdns_name,
         host=args.host,
         port=args.port,
         tls_port=tls_port,
@@ -559,7 +631,17 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         scrypt=ScryptParams(n=args.scrypt_n),
         stats_interval=args.stats_interval,
         presence_ttl=args.presence_ttl,
+        session_ttl=args.session_ttl,
     )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 async def serve(config: ServerConfig) -> None:

@@ -7,6 +7,10 @@ Guarantees:
   records); verification compares in constant time (``hmac.compare_digest``);
 * hashing and verifying are plain blocking functions: the server runs them in an executor,
   never on its event loop;
+* nicks are unique ignoring ASCII case (codec.fold_nick): ``insert`` refuses "Alice" while
+  "alice" exists, atomically (one statement); ``get`` finds the exact spelling, else the
+  spelling that matches ignoring case and sorts first by code point. Files written before
+  that rule may hold several spellings of one nick: they load unchanged (directory.py);
 * :class:`Store` is used from one thread at a time (the server's single writer thread); every
   ``upsert`` is committed before it returns, so an acknowledged registration survives a crash.
 """
@@ -63,6 +67,9 @@ class StoredUser:
     # vcall extension: the installation's key fingerprint ("sha256:<64 hex>", identity.py),
     # None for accounts registered by classic clients.
     fingerprint: str | None = None
+    # vcall extension (issue 15): the user said goodbye (VCALL_OFFLINE); cleared by the next
+    # REGISTER. Presence is otherwise derived from ``ts`` (docs/protocol.md section 1).
+    logged_out: bool = False
 
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
@@ -103,18 +110,35 @@ CREATE TABLE IF NOT EXISTS users (
     scrypt_r INTEGER NOT NULL,
     scrypt_p INTEGER NOT NULL,
     digest BLOB NOT NULL,
-    fingerprint TEXT
+    fingerprint TEXT,
+    logged_out INTEGER NOT NULL DEFAULT 0
 )
 """
 # Files written before issue 14 lack the fingerprint column: added on open (NULL = classic).
 _MIGRATE: Final = "ALTER TABLE users ADD COLUMN fingerprint TEXT"
+# ... and those written before issue 15 the logged_out column (0 = as before: no goodbye).
+_MIGRATE_OUT: Final = "ALTER TABLE users ADD COLUMN logged_out INTEGER NOT NULL DEFAULT 0"
+# Lookups ignoring case. Not UNIQUE: older files may hold "bob" and "Bob" (they must load);
+# uniqueness of new nicks is insert()'s NOT EXISTS. SQLite's NOCASE folds ASCII only, which
+# is all a valid nick holds (codec.fold_nick).
+_NOCASE_INDEX: Final = "CREATE INDEX IF NOT EXISTS users_nick_nocase ON users (nick COLLATE NOCASE)"
+# Keep-alive sessions (session.py): one per account, only the token's SHA-256 digest, and the
+# Unix time it expires at. A new session replaces the account's previous one.
+_SESSIONS: Final = """
+CREATE TABLE IF NOT EXISTS sessions (
+    nick TEXT PRIMARY KEY,
+    digest BLOB NOT NULL,
+    expires REAL NOT NULL
+)
+"""
 
 
 _COLUMNS: Final = (
-    "nick, ip, port, protocols, ts, salt, scrypt_n, scrypt_r, scrypt_p, digest, fingerprint"
+    "nick, ip, port, protocols, ts, salt, scrypt_n, scrypt_r, scrypt_p, digest, fingerprint, "
+    "logged_out"
 )
-_MARKS: Final = ", ".join("?" * 11)
-_Row = tuple[str, str, int, str, float, bytes, int, int, int, bytes, str | None]
+_MARKS: Final = ", ".join("?" * 12)
+_Row = tuple[str, str, int, str, float, bytes, int, int, int, bytes, str | None, int]
 
 
 def _row(user: StoredUser) -> _Row:
@@ -122,14 +146,16 @@ def _row(user: StoredUser) -> _Row:
     protocols = "#".join(user.protocols)
     return (
         user.nick, user.ip, user.port, protocols, user.ts,
-        c.salt, c.n, c.r, c.p, c.digest, user.fingerprint,
+        c.salt, c.n, c.r, c.p, c.digest, user.fingerprint, int(user.logged_out),
     )  # fmt: skip
 
 
 def _user(row: _Row) -> StoredUser:
-    nick, ip, port, protocols, ts, salt, n, r, p, digest, fingerprint = row
+    nick, ip, port, protocols, ts, salt, n, r, p, digest, fingerprint, out = row
     credential = Credential(bytes(salt), n, r, p, bytes(digest))
-    return StoredUser(nick, ip, port, tuple(protocols.split("#")), ts, credential, fingerprint)
+    return StoredUser(
+        nick, ip, port, tuple(protocols.split("#")), ts, credential, fingerprint, bool(out)
+    )
 
 
 def default_db_path() -> Path:
@@ -155,25 +181,69 @@ class Store:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(users)")}
         if "fingerprint" not in columns:
             self._db.execute(_MIGRATE)
+        if "logged_out" not in columns:
+            self._db.execute(_MIGRATE_OUT)
+        self._db.execute(_NOCASE_INDEX)
+        self._db.execute(_SESSIONS)
 
     def load_all(self) -> list[StoredUser]:
         rows = self._db.execute(f"SELECT {_COLUMNS} FROM users ORDER BY ts, nick").fetchall()
         return [_user(row) for row in rows]
 
     def get(self, nick: str) -> StoredUser | None:
+        """The account of ``nick``: its exact spelling, else the first by code point of those
+        that match ignoring case (directory.py's rule)."""
         row = self._db.execute(f"SELECT {_COLUMNS} FROM users WHERE nick = ?", (nick,)).fetchone()
+        if row is None:
+            row = self._db.execute(
+                f"SELECT {_COLUMNS} FROM users WHERE nick = ? COLLATE NOCASE ORDER BY nick LIMIT 1",
+                (nick,),
+            ).fetchone()
         return None if row is None else _user(row)
 
     def insert(self, user: StoredUser) -> bool:
-        """Add a new nick; False (nothing changed) if it is taken."""
+        """Add a new nick; False (nothing changed) if it is taken, in any case."""
         try:
-            self._db.execute(f"INSERT INTO users ({_COLUMNS}) VALUES ({_MARKS})", _row(user))
+            cursor = self._db.execute(
+                f"INSERT INTO users ({_COLUMNS}) SELECT {_MARKS} "
+                "WHERE NOT EXISTS (SELECT 1 FROM users WHERE nick = ? COLLATE NOCASE)",
+                (*_row(user), user.nick),
+            )
         except sqlite3.IntegrityError:
             return False
-        return True
+        return cursor.rowcount == 1
 
     def upsert(self, user: StoredUser) -> None:
         self._db.execute(f"INSERT OR REPLACE INTO users ({_COLUMNS}) VALUES ({_MARKS})", _row(user))
+
+    def touch(self, nick: str, ts: float) -> bool:
+        """Set the last-seen time ``ts`` (Unix s) of the account with this exact spelling (a
+        keep-alive, session.py); False if there is none."""
+        cursor = self._db.execute("UPDATE users SET ts = ? WHERE nick = ?", (ts, nick))
+        return cursor.rowcount == 1
+
+    def put_session(self, nick: str, digest: bytes, expires: float) -> None:
+        """Replace ``nick``'s session by one with this token digest, expiring at ``expires``."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO sessions (nick, digest, expires) VALUES (?, ?, ?)",
+            (nick, digest, expires),
+        )
+
+    def session_digest(self, nick: str, now: float) -> bytes | None:
+        """The token digest of ``nick``'s session if it has not expired at ``now``; else None
+        (an expired one is deleted)."""
+        row = self._db.execute(
+            "SELECT digest, expires FROM sessions WHERE nick = ?", (nick,)
+        ).fetchone()
+        if row is None:
+            return None
+        if not now < row[1]:
+            self.drop_session(nick)
+            return None
+        return bytes(row[0])
+
+    def drop_session(self, nick: str) -> None:
+        self._db.execute("DELETE FROM sessions WHERE nick = ?", (nick,))
 
     def close(self) -> None:
         self._db.close()

@@ -24,6 +24,7 @@ from tkinter import font as tkfont
 import platformdirs
 
 from pipeline.presets import PRESET_NAMES
+from vcall.gui.audio_controls import AudioControls
 from vcall.gui.i18n import _
 from vcall.gui.icons import Icons
 from vcall.gui.logic import fit_text, pip_box, pip_position
@@ -69,12 +70,16 @@ class CallScreen(ttk.Frame):
         on_source: Callable[[str], None],
         on_display_size: Callable[[tuple[int, int], tuple[int, int]], None],
         on_save_sdp: Callable[[str], None] = lambda _path: None,
+        on_mute: Callable[[bool], None] = lambda _muted: None,
+        on_volume: Callable[[float], None] = lambda _volume: None,
+        volume: float = 1.0,
         cameras: list[str] | None = None,
         peer_size: tuple[int, int] = (800, 450),
     ) -> None:
         super().__init__(master, padding=6)
         self._on_hold = on_hold
         self._on_pause = on_pause
+        self._on_mute = on_mute
         self._on_preset = on_preset
         self._on_source = on_source
         self._on_display_size = on_display_size
@@ -138,6 +143,12 @@ class CallScreen(ttk.Frame):
             image=self.icons.get("video"), compound="left",
         )  # fmt: skip
         self.pause_button.pack(side="left", padx=(6, 0))
+        # The microphone, in step with the M key (both go through the call manager's mute).
+        self.mute_button = ttk.Button(
+            actions, text=_("Mute (M)"), width=11, command=self.toggle_mute,
+            image=self.icons.get("mic"), compound="left",
+        )  # fmt: skip
+        self.mute_button.pack(side="left", padx=(6, 0))
         settings = ttk.Frame(bar)
         self._toolbar_parts = (actions, settings)
         settings.grid(row=0, column=1, sticky="w", padx=(12, 0))
@@ -156,6 +167,9 @@ class CallScreen(ttk.Frame):
             image=self.icons.get("stats"), compound="left",
         )  # fmt: skip
         self.stats_button.pack(side="left", padx=(12, 0))
+        # The microphone's level and the speaker volume (vcall/gui/audio_controls.py).
+        self.audio_controls = AudioControls(settings, on_volume=on_volume, volume=volume)
+        self.audio_controls.pack(side="left", padx=(12, 0))
         bar.bind("<Configure>", lambda _e: self._wrap_toolbar(), add="+")
 
         status = ttk.Frame(self, relief="sunken", padding=(4, 2))
@@ -190,6 +204,10 @@ class CallScreen(ttk.Frame):
     def toggle_pause(self) -> None:
         if self._model.phase is Phase.CONNECTED:
             self._on_pause(self._model.sending)
+
+    def toggle_mute(self) -> None:
+        if self._model.phase is Phase.CONNECTED:
+            self._on_mute(not self._model.muted)
 
     def next_quality(self) -> None:
         names = list(PRESET_NAMES)
@@ -265,9 +283,15 @@ class CallScreen(ttk.Frame):
         if swapped == self._swapped:
             return
         notices = (self.peer_target.notice_shown, self.self_target.notice_shown)
+        marks = (self.peer_target.mark_shown, self.self_target.mark_shown)
+        banner = self.peer_target.banner_shown
+        self.peer_target.set_banner("")
         self._swapped = swapped
+        self.peer_target.set_banner(banner)
         self.set_peer_notice(notices[0])
         self.set_self_notice(notices[1])
+        self.peer_target.set_mark(marks[0])
+        self.self_target.set_mark(marks[1])
         self._report_size()
 
     def set_pip_visible(self, visible: bool) -> None:
@@ -325,6 +349,15 @@ class CallScreen(ttk.Frame):
     def set_self_notice(self, text: str) -> None:
         """Show ``text`` over our own picture ("" hides it): "Your video is off"."""
         self.self_target.set_notice(text)
+
+    def set_marks(self, peer: str, own: str) -> None:
+        """The small marks over the peer's picture and our own ("bob is muted", "Muted")."""
+        self.peer_target.set_mark(peer)
+        self.self_target.set_mark(own)
+
+    def set_banner(self, text: str) -> None:
+        """The banner across the peer's picture ("Reconnecting to bob… 12 s"; "" hides it)."""
+        self.peer_target.set_banner(text)
 
     def set_no_video(self, text: str) -> None:
         """Show ``text`` over the peer's video ("" hides it); as :meth:`set_peer_notice`."""
@@ -418,6 +451,11 @@ class CallScreen(ttk.Frame):
         self.hold_button.configure(text=_("Resume") if model.hold_local else _("Hold"), state=state)
         self.pause_button.configure(
             text=_("Start video (V)") if not model.sending else _("Stop video (V)"), state=state
+        )
+        self.mute_button.configure(
+            text=_("Unmute (M)") if model.muted else _("Mute (M)"),
+            image=self.icons.get("mic_off" if model.muted else "mic"),
+            state=state,
         )
         self.quality.set(model.preset)
         self._refresh_sources()

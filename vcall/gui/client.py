@@ -4,6 +4,11 @@
 events: the worker's wake pipe and the media session's notify fd are Tk file handlers, so the
 event loop sleeps until there is something to show and never waits on the network or the
 pipeline. Video goes into one persistent PhotoImage per view, updated in place.
+
+Ring tones (:mod:`pipeline.audio.ring`): an incoming call rings, and an outgoing one plays the
+ringback while the callee rings, through the configured audio output, in a child process that
+stops on answer, deny, cancel or timeout; with no output device (or ``[audio] output = "off"``)
+the terminal bell rings instead, every ``RING_EVERY_S``. ``rings`` counts the alerts either way.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 from tkinter import ttk
 from typing import TYPE_CHECKING, Any
 
+from pipeline.audio.ring import RingPlayer
 from vcall.config import (
     Config,
     config_path,
@@ -27,11 +33,18 @@ from vcall.config import (
     state_path,
     update_state,
 )
+from vcall.discovery.mdns import DirectoryBrowser
 from vcall.gui import dialogs, i18n
 from vcall.gui import events as ev
 from vcall.gui.call_screen import CallScreen, ask_video_file, source_label
 from vcall.gui.feed import VideoFeed
-from vcall.gui.history import HISTORY_NAME, CallLog, HistoryTracker, describe_record
+from vcall.gui.history import (
+    HISTORY_NAME,
+    CallLog,
+    HistoryTracker,
+    describe_record,
+    missed_while_busy,
+)
 from vcall.gui.icons import Icons
 from vcall.gui.incoming import IncomingDialog
 from vcall.gui.logic import QUALITY_WORDS, connection_quality, summarize_stats
@@ -42,8 +55,13 @@ from vcall.gui.model import (
     Phase,
     Screen,
     UiModel,
+    busy_missed_detail,
+    busy_missed_words,
+    peer_mark,
     peer_notice,
+    reconnect_banner,
     reduce,
+    self_mark,
     self_notice,
     status_line,
     window_title,
@@ -122,7 +140,13 @@ class ClientApp:
         self.theme = apply_theme(root, theme)  # "light", "dark" (sv-ttk) or "clam"
         self.container = ttk.Frame(root)
         self.container.pack(fill="both", expand=True)
-        self.login = LoginScreen(self.container, on_submit=self._submit_login)
+        # Directories announced on the network (mDNS, issue 15): browsed off the Tk thread,
+        # offered in the login screen's server choice.
+        self.lan = DirectoryBrowser()
+        self.lan.start()
+        self.login = LoginScreen(
+            self.container, on_submit=self._submit_login, directories=self.lan.found
+        )
         self.main = MainScreen(
             self.container,
             on_call=lambda nick: self.worker.post(ev.Dial(nick)),
@@ -147,6 +171,9 @@ class ClientApp:
             on_source=lambda spec: self.worker.post(ev.SetSource(spec)),
             on_display_size=lambda peer, me: self.worker.post(ev.SetDisplaySize(peer, me)),
             on_save_sdp=lambda path: self.worker.post(ev.SaveSdp(path)),
+            on_mute=lambda muted: self.worker.post(ev.SetMuted(muted)),
+            on_volume=lambda volume: self.worker.post(ev.SetVolume(volume)),
+            volume=config.audio_volume,
             cameras=self.cameras(),
         )
         self.call.on_fullscreen = self.toggle_fullscreen
@@ -157,7 +184,11 @@ class ClientApp:
         self._tracker = HistoryTracker()
         self.main.on_history_seen = self._history_seen
         self.notifier = Notifier()
-        self.rings = 0  # bells rung for incoming calls
+        self.rings = 0  # alerts for incoming calls: the first, then one per RING_EVERY_S
+        # The ring and ringback through the speaker; None: the bell alone (output "off", a file).
+        out = config.audio_out
+        self.ringer = RingPlayer(out) if out.startswith("device") else None
+        self._belled = False  # the bell rang for the call now ringing
         self._last_ring = 0.0
         self.info_window: dialogs.InfoWindow | None = None  # the F1 / settings / about window
         self._geometry_before_fullscreen = ""
@@ -165,6 +196,7 @@ class ClientApp:
         self._shown_screen: Screen | None = None
         self._tick_id = ""
         self._exit_id = ""
+        self._window_shown = True  # told to the worker: presence lists pause while hidden
         self.menus = MenuBar(
             root, self._actions(),
             on_call_screen=lambda: self.model.screen is Screen.CALL,
@@ -229,6 +261,9 @@ class ClientApp:
         self._close_incoming()
         self.feed.detach()
         self.notifier.close()
+        self.lan.close()
+        if self.ringer is not None:
+            self.ringer.close(1.0)  # the window is gone: a short wait for the child to leave
         with contextlib.suppress(tk.TclError, ValueError, OSError):
             self.root.tk.deletefilehandler(self.worker.wake_fd)
         with contextlib.suppress(tk.TclError):
@@ -400,6 +435,8 @@ class ClientApp:
             case ev.LoginFailed(message=message):
                 self.login.set_busy(False)
                 self.login.show_message(message)
+            case ev.NickCaseDiffers(typed=typed, account=account):
+                self.login.ask_account(typed, account)  # yes submits again as `account`
             case ev.LoggedOut():
                 self.login.set_busy(False)
                 self.login.show_message("Logged out.", error=False)
@@ -410,10 +447,12 @@ class ClientApp:
                 self._ring(peer)
                 self._open_incoming(peer, timeout)
             case ev.Dialing(peer=peer):
+                self._tone("ringback")
                 self._tracker.dialing(peer, time.time())
                 self.call.set_cameras(self.cameras())  # one plugged in since the start
                 self.call.peer_view.clear(f"Calling {peer}…")
             case ev.Connected():
+                self._tone("")
                 self._tracker.connected(time.monotonic())
                 self.call.set_cameras(self.cameras())
                 self._close_incoming()
@@ -421,6 +460,7 @@ class ClientApp:
                 self.call.set_quality(0, QUALITY_WORDS[0])
                 self.call.peer_view.clear("Waiting for video…")
             case ev.Ended(reason=reason):
+                self._tone("")
                 self._close_incoming()
                 self.set_fullscreen(False)
                 record = self._tracker.ended(reason, time.monotonic())
@@ -428,6 +468,11 @@ class ClientApp:
                     self.call_log.add(record)
                     self._show_history()
                 self.worker.post(ev.Refresh())  # who is there may have changed meanwhile
+            case ev.MissedBusy(peer=peer):
+                # A busy callee learns that someone tried: the history, and the desktop.
+                self.call_log.add(missed_while_busy(peer, time.time()))
+                self._show_history()
+                self.notifier.notify(busy_missed_words(peer), busy_missed_detail())
             case ev.MediaAttached(session=session, notify_fd=fd):
                 self.feed.attach(session, fd)
                 # Ask for frames at the size of the views now on screen.
@@ -438,6 +483,9 @@ class ClientApp:
                 self.feed.detach()
             case ev.StatsUpdate(stats=stats):
                 self.last_stats = stats
+                audio = stats.audio
+                level = audio.input_dbfs if audio.active else None
+                self.call.audio_controls.set_level(level, muted=self.model.muted)
                 view = summarize_stats(stats)
                 self.call.stats.add(view)
                 self.call.set_quality(*connection_quality(view))
@@ -474,8 +522,8 @@ class ClientApp:
             self.root,
             peer=peer,
             timeout=timeout,
-            on_accept=lambda: self.worker.post(ev.Accept()),
-            on_deny=lambda: self.worker.post(ev.Deny()),
+            on_accept=lambda: self._answer(ev.Accept()),
+            on_deny=lambda: self._answer(ev.Deny()),
         )
         if self.options.auto_accept:
             dialog = self.incoming
@@ -484,18 +532,43 @@ class ClientApp:
 
     def _ring(self, peer: str) -> None:
         """An incoming call: raise the window, ring, and notify the desktop (off this thread).
-        The terminal bell stands in for a ring tone until vcall has audio."""
+        The ring tone plays through the speaker; without one, the terminal bell rings."""
         root = self.root
         with contextlib.suppress(tk.TclError):
             if root.state() == "iconic":
                 root.deiconify()
             root.lift()  # before the dialog opens: it goes on top (lifting it unmapped moves it)
-        self._bell()
+        self._tone("ring")
+        self._belled = False
+        self._alert()
         self.notifier.notify(f"{peer} is calling", "Open vcall to answer or decline.")
 
-    def _bell(self) -> None:
+    def _answer(self, command: ev.Accept | ev.Deny) -> None:
+        self._tone("")  # silence at the click, not when the call layer has answered
+        self.worker.post(command)
+
+    def _tone(self, name: str) -> None:
+        """Play the ring tone ``name`` ("ring", "ringback"), or stop it (""). Never blocks:
+        the tone is a child process (pipeline/audio/ring.py)."""
+        if self.ringer is None:
+            return
+        if name:
+            self.ringer.start(name)
+        else:
+            self.ringer.stop()
+
+    def _alert(self) -> None:
+        """One ring: counted; the terminal bell when no ring tone can be heard."""
         self._last_ring = time.monotonic()
         self.rings += 1
+        if self._bell_needed():
+            self._bell()
+
+    def _bell_needed(self) -> bool:
+        return self.ringer is None or self.ringer.fallback is not None
+
+    def _bell(self) -> None:
+        self._belled = True
         with contextlib.suppress(tk.TclError):
             self.root.bell()
 
@@ -517,13 +590,28 @@ class ClientApp:
     # ------------------------------------------------------------------------ render
 
     def _tick(self) -> None:
-        if self.model.phase is Phase.RINGING and time.monotonic() - self._last_ring >= RING_EVERY_S:
-            self._bell()
+        self._watch_window()
+        if self.model.phase is Phase.RINGING:
+            if time.monotonic() - self._last_ring >= RING_EVERY_S:
+                self._alert()
+            elif not self._belled and self._bell_needed():
+                self._bell()  # the tone turned out to have no device: the bell, at once
         if self.model.screen is Screen.CALL:
             now = time.monotonic()
             self.call.set_status(status_line(self.model, now))
             self._render_notices(now)
         self._tick_id = self.root.after(STATUS_TICK_MS, self._tick)
+
+    def _watch_window(self) -> None:
+        """Tell the worker when the window is iconified or withdrawn, or shown again (the
+        presence list pauses meanwhile). ``wm state`` is local to Tk: no blocking call."""
+        try:
+            shown = self.root.state() not in ("iconic", "withdrawn")
+        except tk.TclError:
+            return
+        if shown != self._window_shown:
+            self._window_shown = shown
+            self.worker.set_window_shown(shown)
 
     def _render(self) -> None:
         model = self.model
@@ -555,3 +643,5 @@ class ClientApp:
     def _render_notices(self, now: float) -> None:
         self.call.set_peer_notice(peer_notice(self.model, now))
         self.call.set_self_notice(self_notice(self.model))
+        self.call.set_marks(peer_mark(self.model), self_mark(self.model))
+        self.call.set_banner(reconnect_banner(self.model, now))

@@ -16,7 +16,9 @@ port, so neither ever saw the other. Now the first one serves the directory on
 SQLite file, so they persist across restarts; a later ``vcall`` finds a discovery server
 answering there (one LIST_USERS round trip, protocol section 1) and logs in to it. When the
 port is taken by something that does not answer as a directory, an in-memory server on a free
-port is the fallback (as before), and the log says why.
+port is the fallback (as before), and the log says why. The shared directory is announced with
+mDNS/DNS-SD (``_vcall-dir._tcp.local.``, vcall/discovery/mdns.py) on loopback, where it
+listens; the private fallback is not announced.
 
 Guarantees:
 - ``open`` never raises for a busy port or a silent peer: it falls back; OSError only when no
@@ -38,6 +40,7 @@ import platformdirs
 
 from vcall.discovery.client import DiscoveryClient, DiscoveryError
 from vcall.discovery.embedded import EmbeddedServer
+from vcall.discovery.server import ServerConfig
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +85,9 @@ class LocalDirectory:
             return (LOCAL_HOST, self.port)
         try:
             self.db.parent.mkdir(parents=True, exist_ok=True)
-            server = EmbeddedServer(LOCAL_HOST, self.port, db=str(self.db))
+            # Announced with mDNS (loopback only, where it listens): issue 15, mdns.py.
+            config = ServerConfig(mdns=True)
+            server = EmbeddedServer(LOCAL_HOST, self.port, db=str(self.db), config=config)
             address = server.start()
         except (OSError, sqlite3.Error) as exc:
             logger.warning(

@@ -79,6 +79,13 @@ class SetMuted:
 
 
 @dataclass(frozen=True, slots=True)
+class SetVolume:
+    """The speaker volume of calls, 0.0..1.5 (the call screen's slider; ``[audio] volume``)."""
+
+    volume: float
+
+
+@dataclass(frozen=True, slots=True)
 class SetPreset:
     name: str
 
@@ -126,6 +133,7 @@ Command = (
     | Hangup
     | SetSending
     | SetMuted
+    | SetVolume
     | SetPreset
     | SetSource
     | SetDisplaySize
@@ -139,9 +147,15 @@ Command = (
 
 @dataclass(frozen=True, slots=True)
 class UserRow:
+    """One user of the list. ``online``: seen within the presence window (True), logged out or
+    not seen for longer (False), or unknown (None: a classic server); ``seen_age``: seconds
+    since the server last heard from the user (None: unknown). See vcall/gui/presence.py."""
+
     nick: str
     ip: str
     port: int
+    online: bool | None = None
+    seen_age: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +167,15 @@ class LoggedIn:
 @dataclass(frozen=True, slots=True)
 class LoginFailed:
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class NickCaseDiffers:
+    """The nick typed at login reaches an account spelled differently only in case ("Alice"
+    typed, "alice" registered): nothing was sent yet; the login screen asks (issue 15)."""
+
+    typed: str
+    account: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +258,32 @@ class MutedChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerMedia:
+    """The peer muted its microphone or paused its video, or took that back (only a vcall peer
+    says so: docs/protocol.md 4.1, "Peer media state")."""
+
+    muted: bool
+    paused: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MissedBusy:
+    """``peer`` called while we were busy and was answered busy (its nick checked against the
+    directory): for the history and a word to the user."""
+
+    peer: str
+
+
+@dataclass(frozen=True, slots=True)
+class LinkState:
+    """The peer went silent (``reconnecting``: the call goes on for its grace) or was heard
+    again; ``silence_s``: how long it had been silent."""
+
+    reconnecting: bool
+    silence_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class PresetChanged:
     name: str
 
@@ -265,6 +314,7 @@ class WorkerStopped:
 Event = (
     LoggedIn
     | LoginFailed
+    | NickCaseDiffers
     | LoggedOut
     | UsersListed
     | Notice
@@ -277,6 +327,9 @@ Event = (
     | MediaDetached
     | SendingChanged
     | MutedChanged
+    | PeerMedia
+    | LinkState
+    | MissedBusy
     | PresetChanged
     | SourceChanged
     | CodecPreferenceChanged

@@ -9,7 +9,9 @@
 Outcomes follow what Linphone and Jitsi show: an incoming call nobody answered (it rang out,
 or the caller gave up) is *missed*; one we turned down is *declined*; an outgoing call the peer
 turned down is *denied*, a busy peer is *busy*, no answer is *no answer*, one we hung up
-before the answer is *cancelled*; a call that could not be set up is *failed*.
+before the answer is *cancelled*; a call that could not be set up is *failed*. A call that came
+while we were in another one (answered busy by call control) is *missed (busy)*:
+:func:`missed_while_busy`, unseen until the user looks, as a missed call.
 
 Guarantees: :meth:`CallLog.load` never raises on a malformed, oversized or missing file (it
 starts empty or skips bad records, counted in ``skipped``); writes replace the file atomically.
@@ -51,6 +53,7 @@ class Outcome(enum.Enum):
     NO_ANSWER = "no answer"
     CANCELLED = "cancelled"  # we hung up before the peer answered
     FAILED = "failed"
+    MISSED_BUSY = "missed (busy)"  # it came while we were in another call
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +119,11 @@ def outcome_of(direction: Direction, reason: str, answered: bool) -> Outcome:
             return Outcome.DECLINED if incoming else Outcome.CANCELLED
         case _:
             return Outcome.MISSED if incoming else Outcome.FAILED
+
+
+def missed_while_busy(peer: str, wall: float) -> CallRecord:
+    """The record of ``peer``'s call that came at ``wall`` (``time.time()``) while we were busy."""
+    return CallRecord(peer, Direction.INCOMING, Outcome.MISSED_BUSY, wall, seen=False)
 
 
 class HistoryTracker:

@@ -2,7 +2,7 @@
 
 API::
 
-    ICON_NAMES = ("hangup", "hold", "video", "stats", "app")
+    ICON_NAMES = ("hangup", "hold", "video", "mic", "mic_off", "stats", "app")
     ui_scale(widget) -> float                  # 1.0 at 96 dpi, 2.0 at 192 dpi (at least 1.0)
     draw(name: str, size: int) -> np.ndarray   # (size, size, 4) uint8 BGRA, transparent ground
     photo(master, name, size) -> tk.PhotoImage # the same as a Tk image (PNG data)
@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-ICON_NAMES = ("hangup", "hold", "video", "stats", "app")
+ICON_NAMES = ("hangup", "hold", "video", "mic", "mic_off", "stats", "app")
 BASE_ICON_PX = 20  # at 96 dpi
 APP_ICON_SIZES = (32, 64, 128)
 _SUPERSAMPLE = 4
@@ -36,6 +36,7 @@ _BLUE = (200, 110, 40)
 _GREEN = (90, 150, 40)
 _PURPLE = (170, 80, 130)
 _WHITE = (255, 255, 255)
+_TEAL = (150, 140, 30)
 
 BGRA = npt.NDArray[np.uint8]
 
@@ -148,6 +149,30 @@ def _video(colour: BGRA, alpha: BGRA, s: int) -> None:
     _paint(colour, alpha, camera, _GREEN)
 
 
+def _microphone(m: BGRA, s: int) -> None:
+    """A microphone: a capsule, the U of its holder and a stand with a foot."""
+    w = max(2, s // 10)
+    cx, r = s // 2, s // 6
+    cv2.rectangle(m, (cx - r, s // 16 + r), (cx + r, s // 2), 255, -1)
+    for cy in (s // 16 + r, s // 2):
+        cv2.circle(m, (cx, cy), r, 255, -1, cv2.LINE_AA)
+    cv2.ellipse(m, (cx, s // 2), (s * 5 // 16, s // 4), 0, 0, 180, 255, w, cv2.LINE_AA)
+    cv2.line(m, (cx, s * 3 // 4), (cx, s - s // 8), 255, w, cv2.LINE_AA)
+    cv2.line(m, (cx - s // 6, s - s // 8), (cx + s // 6, s - s // 8), 255, w, cv2.LINE_AA)
+
+
+def _mic(colour: BGRA, alpha: BGRA, s: int) -> None:
+    _paint(colour, alpha, lambda m: _microphone(m, s), _TEAL)
+
+
+def _mic_off(colour: BGRA, alpha: BGRA, s: int) -> None:
+    """The microphone crossed out in red: the call is muted (the button unmutes)."""
+    _paint(colour, alpha, lambda m: _microphone(m, s), _TEAL)
+    w = max(2, s // 10)
+    slash = (s // 5, s // 5), (s - s // 5, s - s // 5)
+    _paint(colour, alpha, lambda m: cv2.line(m, *slash, 255, w, cv2.LINE_AA), _RED)
+
+
 def _stats(colour: BGRA, alpha: BGRA, s: int) -> None:
     w = s // 5
 
@@ -178,4 +203,12 @@ def _app(colour: BGRA, alpha: BGRA, s: int) -> None:
     colour[inner > 0] = _WHITE
 
 
-_PAINTERS = {"hangup": _hangup, "hold": _hold, "video": _video, "stats": _stats, "app": _app}
+_PAINTERS = {
+    "hangup": _hangup,
+    "hold": _hold,
+    "video": _video,
+    "mic": _mic,
+    "mic_off": _mic_off,
+    "stats": _stats,
+    "app": _app,
+}

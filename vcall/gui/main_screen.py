@@ -5,6 +5,11 @@ Beside them, "Your video": a preview of the chosen source (the self view before 
 its picker (test pattern, cameras, the screen to share, a video file); a choice goes to
 ``on_source`` and is the source of the calls to come.
 
+The user list shows each user's presence (online, offline, unknown for classic clients; issue
+15, vcall/gui/presence.py), online users first, refreshed by the worker every few seconds; the
+address and when the user was last seen are behind "Details…" (or the context-menu key /
+right-click on a row).
+
 Widgets only. The list keeps the last :class:`~vcall.gui.events.UserRow` set it was given and
 re-renders it through :func:`~vcall.gui.logic.filter_users` on every keystroke in the filter.
 The "Video codec" selector offers :data:`~vcall.gui.logic.CODEC_CHOICES`; a choice goes to
@@ -17,14 +22,17 @@ import tkinter as tk
 from collections.abc import Callable, Sequence
 from tkinter import ttk
 
+from vcall.gui.dialogs import InfoWindow
 from vcall.gui.events import UserRow
 from vcall.gui.i18n import _
 from vcall.gui.logic import CODEC_CHOICES, codec_label, filter_users
+from vcall.gui.presence import seen_text, status_text
 from vcall.gui.sources import FILE_LABEL, source_choices, source_label
 from vcall.gui.theme import colour
 from vcall.gui.video import VideoView
 
 PREVIEW_SIZE = (320, 240)
+_PRESENCE_ORDER = {True: 0, None: 1, False: 2}  # the user list: online first, offline last
 # Below this width the preview column would squeeze the list and the buttons: it is hidden
 # (and the app stops previewing) until the window is wide enough again.
 PREVIEW_MIN_WIDTH = 960
@@ -85,14 +93,17 @@ class MainScreen(ttk.Frame):
         self.tabs.grid(row=4, column=0, columnspan=4, sticky="nsew")
         users = ttk.Frame(self.tabs)
         self.tabs.add(users, text=_("Users"))
-        self.tree = ttk.Treeview(users, columns=("address",), height=14, selectmode="browse")
+        self.tree = ttk.Treeview(users, columns=("status",), height=14, selectmode="browse")
         self.tree.heading("#0", text=_("Nick"))
-        self.tree.heading("address", text=_("Address"))
+        self.tree.heading("status", text=_("Status"))
         self.tree.column("#0", width=180)
-        self.tree.column("address", width=180)
+        self.tree.column("status", width=120)
         self.tree.grid(row=0, column=0, sticky="nsew")
         self.tree.bind("<Double-Button-1>", self._double_click)
         self.tree.bind("<Return>", lambda _e: self._call_selected())
+        self.tree.bind("<Button-3>", self._details_click)
+        self.tree.bind("<Menu>", lambda _e: self.show_details())
+        self.details: InfoWindow | None = None
         scroll = ttk.Scrollbar(users, orient="vertical", command=self.tree.yview)
         scroll.grid(row=0, column=1, sticky="ns")
         self.tree.configure(yscrollcommand=scroll.set)
@@ -134,6 +145,8 @@ class MainScreen(ttk.Frame):
             buttons, text=_("Call selected"), command=self._call_selected
         )
         self.call_selected_button.pack(side="left")
+        self.details_button = ttk.Button(buttons, text=_("Details…"), command=self.show_details)
+        self.details_button.pack(side="left", padx=4)
         self.exit_button = ttk.Button(buttons, text=_("Exit"), command=on_exit)
         self.exit_button.pack(side="right")
         self.logout_button = ttk.Button(buttons, text=_("Log out"), command=on_logout)
@@ -212,6 +225,11 @@ class MainScreen(ttk.Frame):
         self._me = nick
         self.header.configure(text=f"{nick} @ {server}")
         self._render()
+
+    @property
+    def users(self) -> tuple[UserRow, ...]:
+        """The last list given to :meth:`set_users` (unfiltered)."""
+        return self._users
 
     def set_users(self, users: Sequence[UserRow]) -> None:
         self._users = tuple(users)
@@ -292,11 +310,54 @@ class MainScreen(ttk.Frame):
     def _render(self) -> None:
         selected = self._selected_nick()
         self.tree.delete(*self.tree.get_children())
-        for index, user in enumerate(filter_users(self._users, self.filter_text.get(), self._me)):
+        # Each time: the theme may have changed (light/dark) since the last list.
+        self.tree.tag_configure("online", foreground=colour("ok"))
+        self.tree.tag_configure("offline", foreground=colour("muted"))
+        users = filter_users(self._users, self.filter_text.get(), self._me)
+        # Online first, then unknown (classic clients), then offline; by nick within each.
+        users.sort(key=lambda u: _PRESENCE_ORDER[u.online])
+        for index, user in enumerate(users):
+            tags = () if user.online is None else ("online" if user.online else "offline",)
             iid = self.tree.insert("", "end", iid=str(index), text=user.nick,
-                                   values=(f"{user.ip}:{user.port}",))  # fmt: skip
+                                   values=(status_text(user.online),), tags=tags)  # fmt: skip
             if user.nick == selected:
                 self.tree.selection_set(iid)
+
+    def status_of(self, nick: str) -> str:
+        """The status column's text for ``nick`` ("" when not listed)."""
+        for iid in self.tree.get_children():
+            if self.tree.item(iid, "text") == nick:
+                return str(self.tree.item(iid, "values")[0])
+        return ""
+
+    def show_details(self) -> InfoWindow | None:
+        """The selected user's address, status and last-seen time in a small window."""
+        nick = self._selected_nick()
+        user = next((u for u in self._users if u.nick == nick), None)
+        if user is None:
+            self.show_message(_("Select a user first."), error=True)
+            return None
+        if self.details is not None and self.details.winfo_exists():
+            self.details.destroy()
+        self.details = InfoWindow(
+            self,
+            title=_("Details"),
+            heading=user.nick,
+            rows=[
+                (_("Status"), status_text(user.online)),
+                (_("Last seen"), seen_text(user.seen_age)),
+                (_("Address"), f"{user.ip}:{user.port}"),
+            ],
+        )
+        # Over the list (with no window manager it would sit at the screen's corner).
+        self.details.geometry(f"+{self.tree.winfo_rootx() + 40}+{self.tree.winfo_rooty() + 40}")
+        return self.details
+
+    def _details_click(self, event: tk.Event[ttk.Treeview]) -> None:
+        iid = self.tree.identify_row(event.y)
+        if iid:
+            self.tree.selection_set(iid)
+            self.show_details()
 
     def _selected_nick(self) -> str | None:
         selection = self.tree.selection()

@@ -7,6 +7,15 @@ journey's screen logic is tested without a display.
 The peer's video is watched from the statistics (``StatsUpdate``: the display stage's time since
 the last frame shown): :func:`no_video_notice` says "No video from bob for 4 s" once the video
 that should flow (in call, held by neither side) has not for ``NO_VIDEO_AFTER_S``.
+
+A vcall peer says when it mutes or pauses its video (``PeerMedia``): :func:`peer_notice` then
+says "bob paused their video" instead of a silent frozen picture, and :func:`peer_mark` /
+:func:`self_mark` give the small "muted" marks over each picture. These words go through the
+i18n helper (:func:`vcall.gui.i18n._`).
+
+A peer that went silent (``LinkState``: no heartbeat, the call layer's "reconnecting") gets a
+banner over its video, :func:`reconnect_banner`: "Reconnecting to bob… 12 s", counting the
+silence, until it is heard again or the call ends.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from dataclasses import dataclass
 
 from vcall.call.policy import DEFAULT_CODECS
 from vcall.gui import events as ev
+from vcall.gui.i18n import _
 from vcall.gui.logic import codec_label, format_duration
 
 NO_VIDEO_AFTER_S = 3.0  # a gap in the peer's video this long is worth a word on screen
@@ -51,6 +61,9 @@ class UiModel:
     hold_remote: bool = False
     sending: bool = True
     muted: bool = False  # the microphone, in this call
+    peer_muted: bool = False  # the peer said it muted its microphone (vcall peers only)
+    peer_paused: bool = False  # the peer said it paused its video
+    reconnecting_since: float | None = None  # the peer's silence began (call "reconnecting")
     preset: str = "medium"
     source: str = "pattern"
     codec_preference: tuple[str, ...] = DEFAULT_CODECS  # for the calls to come (the selector)
@@ -102,6 +115,9 @@ def reduce(model: UiModel, event: ev.Event, now: float) -> UiModel:
                 hold_remote=False,
                 sending=True,
                 muted=False,
+                peer_muted=False,
+                peer_paused=False,
+                reconnecting_since=None,
             )
         case ev.Ringing(peer=peer, timeout=timeout):
             return rep(
@@ -125,6 +141,9 @@ def reduce(model: UiModel, event: ev.Event, now: float) -> UiModel:
                 ring_deadline=None,
                 hold_local=False,
                 hold_remote=False,
+                peer_muted=False,
+                peer_paused=False,
+                reconnecting_since=None,
                 message="",  # the status line says it
                 message_error=False,
                 peer_video_at=None,
@@ -156,6 +175,9 @@ def reduce(model: UiModel, event: ev.Event, now: float) -> UiModel:
                 hold_remote=False,
                 sending=True,
                 muted=False,
+                peer_muted=False,
+                peer_paused=False,
+                reconnecting_since=None,
                 message=message,
                 message_error=error,
                 peer_video_at=None,
@@ -165,6 +187,15 @@ def reduce(model: UiModel, event: ev.Event, now: float) -> UiModel:
             return rep(model, sending=enabled)
         case ev.MutedChanged(muted=muted):
             return rep(model, muted=muted)
+        case ev.PeerMedia(muted=muted, paused=paused):
+            # The peer's own pause stops its video: a gap counts from when it resumes.
+            expected = now if model.peer_paused and not paused else model.video_expected_at
+            return rep(model, peer_muted=muted, peer_paused=paused, video_expected_at=expected)
+        case ev.MissedBusy(peer=peer):
+            return rep(model, message=busy_missed_words(peer), message_error=False)
+        case ev.LinkState(reconnecting=reconnecting, silence_s=silence):
+            since = now - max(0.0, silence) if reconnecting else None
+            return rep(model, reconnecting_since=since)
         case ev.PresetChanged(name=name):
             return rep(model, preset=name)
         case ev.SourceChanged(spec=spec):
@@ -278,7 +309,42 @@ def peer_notice(model: UiModel, now: float) -> str:
         return f"{model.peer} put the call on hold"
     if model.hold_local:
         return "On hold: Ctrl+H resumes"
+    if model.peer_paused:
+        return _("{peer} paused their video").format(peer=model.peer)
     return no_video_notice(model, now)
+
+
+def busy_missed_words(peer: str) -> str:
+    """What the user is told when ``peer`` called while we were busy."""
+    return _("{peer} tried to call you").format(peer=peer)
+
+
+def busy_missed_detail() -> str:
+    """The desktop notification's body under :func:`busy_missed_words`."""
+    return _("You were in a call.")
+
+
+def reconnect_banner(model: UiModel, now: float) -> str:
+    """The banner over the peer's video while the call is reconnecting ("Reconnecting to bob…
+    12 s": the seconds of silence so far), or ""."""
+    if model.phase is not Phase.CONNECTED or model.reconnecting_since is None:
+        return ""
+    seconds = int(max(0.0, now - model.reconnecting_since))
+    return _("Reconnecting to {peer}… {seconds} s").format(peer=model.peer, seconds=seconds)
+
+
+def peer_mark(model: UiModel) -> str:
+    """The small mark over the peer's picture: "bob is muted" while the peer says so, or ""."""
+    if model.phase is not Phase.CONNECTED or not model.peer_muted:
+        return ""
+    return _("{peer} is muted").format(peer=model.peer)
+
+
+def self_mark(model: UiModel) -> str:
+    """The small mark over one's own picture: "Muted (M)" while our microphone is, or ""."""
+    if model.phase is not Phase.CONNECTED or not model.muted:
+        return ""
+    return _("Muted (M)")
 
 
 def self_notice(model: UiModel) -> str:

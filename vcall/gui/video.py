@@ -3,6 +3,11 @@
 The frame never takes its size from the picture (propagation off), so showing a bigger frame
 cannot grow the window and feed back into the display size; :attr:`on_resize` reports the area
 available, which the client passes to ``MediaSession.set_display_size``.
+
+Three overlays, each hidden when its text is "": a notice over the top of the picture (why it
+stopped: "bob put the call on hold"), a small mark in its bottom left corner (a state that
+does not stop the picture: "bob is muted") and a banner across its top edge (the call itself is
+in trouble: "Reconnecting to bob… 12 s").
 """
 
 from __future__ import annotations
@@ -50,12 +55,22 @@ class VideoView(tk.Frame):
             self, text="", foreground="#ffffff", background="#8a1c1c", font=notice_font,
             padx=8, pady=3,
         )  # fmt: skip
+        # Bottom left, small: a state that leaves the picture alone ("bob is muted").
+        self.mark = tk.Label(
+            self, text="", foreground="#ffffff", background="#303030",
+            font="TkSmallCaptionFont", padx=6, pady=2,
+        )  # fmt: skip
+        # Across the top edge, amber: the call is in trouble ("Reconnecting to bob… 12 s").
+        self.banner = tk.Label(
+            self, text="", foreground="#000000", background="#ffb300", font=notice_font,
+            pady=4,
+        )  # fmt: skip
         self.bind("<Configure>", self._configured)
 
     def bind_picture(self, sequence: str, handler: Callable[[tk.Event[tk.Misc]], object]) -> None:
         """Bind ``sequence`` on the whole view: the frame, the picture and the placeholder
         (events go to the innermost widget, which is the picture once video shows)."""
-        for widget in (self, self._image, self._text, self.notice):
+        for widget in (self, self._image, self._text, self.notice, self.mark, self.banner):
             widget.bind(sequence, handler, add="+")
 
     def set_notice(self, text: str) -> None:
@@ -75,6 +90,38 @@ class VideoView(tk.Frame):
     def notice_shown(self) -> str:
         """The notice's text while it is on screen, else ""."""
         return str(self.notice.cget("text")) if self.notice.winfo_manager() else ""
+
+    def set_mark(self, text: str) -> None:
+        """Show ``text`` in the bottom left corner of the view ("" hides it)."""
+        if text == self.mark.cget("text") and bool(self.mark.winfo_manager()) == bool(text):
+            return
+        self.mark.configure(text=text)
+        if text:
+            self.mark.place(x=6, rely=1.0, y=-6, anchor="sw")
+            self.mark.lift()
+        else:
+            self.mark.place_forget()
+
+    def set_banner(self, text: str) -> None:
+        """Show ``text`` across the top edge of the view ("" hides it)."""
+        if text == self.banner.cget("text") and bool(self.banner.winfo_manager()) == bool(text):
+            return
+        self.banner.configure(text=text)
+        if text:
+            self.banner.place(relx=0.0, rely=0.0, relwidth=1.0, anchor="nw")
+            self.banner.lift()
+        else:
+            self.banner.place_forget()
+
+    @property
+    def banner_shown(self) -> str:
+        """The banner's text while it is on screen, else ""."""
+        return str(self.banner.cget("text")) if self.banner.winfo_manager() else ""
+
+    @property
+    def mark_shown(self) -> str:
+        """The mark's text while it is on screen, else ""."""
+        return str(self.mark.cget("text")) if self.mark.winfo_manager() else ""
 
     @property
     def area(self) -> tuple[int, int]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import importlib
 import ipaddress
 import logging
@@ -42,6 +43,8 @@ from vcall.call.codec import validate_codecs
 from vcall.call.policy import local_codecs
 from vcall.config import Config, format_server, update_state
 from vcall.gui import events as ev
+from vcall.gui import presence
+from vcall.gui.accounts import AccountFinder, account_spelling, differs_only_in_case
 from vcall.gui.logic import describe_end, describe_error
 
 if TYPE_CHECKING:
@@ -96,10 +99,7 @@ def _default_manager_factory(**kwargs: Any) -> ManagerLike:
 
 
 def _default_lister(server: tuple[str, int]) -> list[ev.UserRow]:
-    from vcall.discovery.client import DiscoveryClient  # noqa: PLC0415
-
-    with DiscoveryClient(*server) as client:
-        return [ev.UserRow(u.nick, u.ip, u.port) for u in client.list_users()]
+    return presence.list_rows(server)  # with presence (VCALL_PRESENCE), else LIST_USERS
 
 
 def _default_media_factory(**kwargs: Any) -> Any:
@@ -126,15 +126,24 @@ class ClientWorker:
         clock: Callable[[], float] = time.monotonic,
         codecs: tuple[str, ...] | None = None,
         state_file: Path | None = None,
+        account_finder: AccountFinder = account_spelling,
     ) -> None:
         """``codecs``: the video codec preference to start with (None: ``config.codec``'s, see
         :func:`vcall.config.start_codecs`); ``state_file``: where a new preference is
-        remembered (None: nowhere)."""
+        remembered (None: nowhere); ``account_finder``: which account a typed nick reaches
+        (vcall/gui/accounts.py), asked before each login."""
         self._config = config
         self._codecs = validate_codecs(codecs) if codecs is not None else local_codecs(config.codec)
         self._state_file = state_file
         self._manager_factory = manager_factory
         self._lister = lister
+        self._account_finder = account_finder
+        # Presence (issue 15): list and keep-alive thread of this login, and its goodbye.
+        self._keeper: presence.PresenceKeeper | None = None
+        self._registration: presence.Registration | None = None
+        # Why the list is paused ("hidden": the window; "call"), for this keeper and the next.
+        self._list_paused: set[str] = set()
+        self._pause_lock = threading.Lock()
         self._media_factory = media_factory
         self._clock = clock
         self._preset = config.preset
@@ -145,6 +154,7 @@ class ClientWorker:
         self._nick = ""
         self._peer = ""
         self._media: Any = None
+        self._volume = config.audio_volume  # the speaker volume of calls (ev.SetVolume)
         self._next_stats = 0.0
         self._commands: collections.deque[ev.Command | _Internal] = collections.deque(
             maxlen=_MAX_COMMANDS
@@ -184,6 +194,20 @@ class ClientWorker:
                 logger.warning("command queue full: dropping %r", self._commands[0])
             self._commands.append(command)
             self._cond.notify()
+
+    def set_window_shown(self, shown: bool) -> None:
+        """The window is on screen (False: iconified or withdrawn): the presence list pauses
+        while it is not (vcall/gui/presence.py). Never blocks: sets a flag."""
+        self._pause_list("hidden", not shown)
+
+    def _pause_list(self, reason: str, paused: bool) -> None:
+        with self._pause_lock:
+            if paused:
+                self._list_paused.add(reason)
+            else:
+                self._list_paused.discard(reason)
+            if self._keeper is not None:
+                self._keeper.pause(reason, paused)
 
     def drain(self) -> list[ev.Event]:
         """All events waiting, oldest first."""
@@ -279,6 +303,11 @@ class ClientWorker:
                 self._need_manager().pause(not enabled)
             case ev.SetMuted(muted=muted):
                 self._need_manager().mute(muted)  # MutedChanged follows from MuteChanged
+            case ev.SetVolume(volume=volume):
+                self._volume = max(0.0, min(1.5, volume))
+                # The running call's playout gain; the next call starts at it (its AudioSpec).
+                if self._media is not None:
+                    self._media.set_audio_volume(self._volume)
             case ev.SetPreset(name=name):
                 if self._media is not None:
                     self._media.set_preset(name)
@@ -339,6 +368,11 @@ class ClientWorker:
 
     def _login(self, command: ev.Login) -> None:
         self._logout()
+        account = self._account_finder(command.server, command.nick)
+        if differs_only_in_case(command.nick, account):
+            assert account is not None
+            self._emit(ev.NickCaseDiffers(command.nick, account))  # the user decides
+            return
         host, _port = command.server
         if command.server == self._config.server and self._config.server_fallbacks:
             # Every discovery client of this server (manager, lister) fails over to these.
@@ -353,9 +387,10 @@ class ClientWorker:
         audio = self._audio_spec()
 
         def media() -> Any:
+            with_volume = None if audio is None else dataclasses.replace(audio, volume=self._volume)
             return self._media_factory(
                 source=self._source, preset=self._preset, bind_ip=bind_ip,
-                rx_port=self._config.media_port, audio=audio,
+                rx_port=self._config.media_port, audio=with_volume,
             )  # fmt: skip
 
         manager = self._manager_factory(
@@ -386,6 +421,15 @@ class ClientWorker:
         self._emit(ev.LoggedIn(command.nick, command.server))
         self._tell_server_key(pins, command.server)
         self._refresh()
+        self._registration = presence.registration_of(
+            manager, command.nick, command.password, command.server
+        )
+        with self._pause_lock:
+            self._keeper = presence.PresenceKeeper(
+                command.server, self._registration, self._emit, lister=self._lister,
+                paused=frozenset(self._list_paused),
+            )  # fmt: skip
+        self._keeper.start()
 
     def _audio_spec(self) -> Any:
         """The calls' audio ([audio] input/output, --audio-in/--audio-out); None: "off"."""
@@ -435,6 +479,13 @@ class ClientWorker:
     def _logout(self) -> None:
         manager, self._manager = self._manager, None
         self._server = None
+        with self._pause_lock:
+            keeper, self._keeper = self._keeper, None
+            self._list_paused.discard("call")  # a call ends with its login
+        token = None
+        if keeper is not None:
+            keeper.stop()
+            token = keeper.token
         if manager is None:
             return
         self._detach_media()
@@ -442,6 +493,9 @@ class ClientWorker:
             manager.close()  # hangs up a call in progress
         except Exception:
             logger.exception("closing the call manager failed")
+        registration, self._registration = self._registration, None
+        if registration is not None:
+            presence.say_goodbye(registration, token)  # shown offline at once (VCALL_OFFLINE)
 
     def _refresh(self) -> None:
         if self._server is None or self._manager is None:
@@ -476,6 +530,7 @@ class ClientWorker:
             case call_events.CallStarted(peer=peer, mode=mode, codec=codec, protection=protection):
                 self._peer = peer
                 self._attach_media()
+                self._pause_list("call", True)  # no presence lists during a call
                 self._emit(ev.Connected(peer, mode, codec, protection))
             case call_events.HoldChanged(local=local, remote=remote):
                 self._emit(ev.HoldState(local, remote))
@@ -483,12 +538,19 @@ class ClientWorker:
                 self._emit(ev.SendingChanged(not paused))
             case call_events.MuteChanged(muted=muted):
                 self._emit(ev.MutedChanged(muted))
-            case call_events.LinkChanged(peer=peer, reconnecting=True):
+            case call_events.PeerMediaChanged(muted=muted, paused=paused):
+                self._emit(ev.PeerMedia(muted, paused))
+            case call_events.MissedWhileBusy(peer=peer):
+                self._emit(ev.MissedBusy(peer))
+            case call_events.LinkChanged(peer=peer, reconnecting=True, silence_s=silence):
+                self._emit(ev.LinkState(True, silence))  # the banner over the peer's video
                 self._emit(ev.Notice(f"No answer from {peer}: reconnecting…", error=True))
-            case call_events.LinkChanged(peer=peer, reconnecting=False):
+            case call_events.LinkChanged(peer=peer, reconnecting=False, silence_s=silence):
+                self._emit(ev.LinkState(False, silence))
                 self._emit(ev.Notice(f"{peer} is back."))
             case call_events.CallEnded(peer=peer, reason=reason, detail=detail):
                 self._detach_media()
+                self._pause_list("call", False)
                 message, error = describe_end(reason, peer or self._peer, detail)
                 # The model drops the pause (per call); the history keeps the reason.
                 self._emit(ev.Ended(message, error, reason))
