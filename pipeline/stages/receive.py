@@ -476,7 +476,9 @@ class ReceiveStage(Stage):
             os.eventfd_write(self._keyframe_request, 1)
         seqs = session.nacked(packets)
         if seqs:
-            self._publish(feedback.NackRequest(tuple(seqs[: feedback.MAX_NACK_SEQS])))
+            rtt = self._rtt()
+            rtt_ms = 0 if rtt is None else round(rtt * 1000)
+            self._publish(feedback.NackRequest(tuple(seqs[: feedback.MAX_NACK_SEQS]), rtt_ms))
             if len(seqs) > feedback.MAX_NACK_SEQS:
                 self.count("nack_truncated")
         rate = self._send_rate

@@ -47,9 +47,12 @@ logger = logging.getLogger(__name__)
 SEND_BUFFER = 4 * 1024 * 1024
 MAX_PAYLOAD = 1200  # bytes of RTP payload: fits any path MTU we meet, with headers to spare
 START_PACING_BPS = 50_000_000  # until the first target: pace only what is far beyond any link
-# A NACK for a packet we resent less than this ago is not answered again (the copy is on its
-# way; RFC 4588 8.4): about the shortest RTT worth repairing over.
+# A NACK for a packet we resent less than max(RTX_MIN_INTERVAL_S, RTX_GUARD_RTTS x RTT) ago is
+# not answered again (the copy is on its way; RFC 4588 8.4): the peer's own retry comes after
+# more than an RTT, so what comes sooner is the copy it sends of each request on a long RTT
+# (pipeline/transport/nack.py REPEAT_AFTER_S), answered once.
 RTX_MIN_INTERVAL_S = 0.01
+RTX_GUARD_RTTS = 0.5
 # Retransmissions may take at most this share of the target rate (a token bucket holding
 # RTX_BURST_S of it): on a congested link, repair must not become the congestion.
 RTX_SHARE = 0.3
@@ -119,14 +122,14 @@ class SendStage(Stage):
         assert reader is not None
         for msg in feedback.receive(reader):
             if isinstance(msg, feedback.NackRequest):
-                self._retransmit(msg.seqs)
+                self._retransmit(msg.seqs, msg.rtt_ms / 1000)
             elif isinstance(msg, feedback.TargetRate):
                 self._target_bps, self._target_reason = msg.bps, msg.reason
                 self._pacer.set_rate(int(PACING_FACTOR * msg.bps))
             else:
                 self.count("feedback_malformed")
 
-    def _retransmit(self, seqs: Sequence[int]) -> None:
+    def _retransmit(self, seqs: Sequence[int], rtt: float = 0.0) -> None:
         rtp = self._rtp
         if rtp is None or not self._sending:
             return
@@ -143,7 +146,7 @@ class SendStage(Stage):
             if self._target_bps is not None and self._rtx_budget <= 0:
                 self.count("rtx_rate_limited")
                 continue
-            packet = rtp.retransmit(seq, now, RTX_MIN_INTERVAL_S)
+            packet = rtp.retransmit(seq, now, max(RTX_MIN_INTERVAL_S, RTX_GUARD_RTTS * rtt))
             if packet is not None:
                 self._rtx_budget -= len(packet)
                 self._pacer.push(packet, now, priority=True)

@@ -5,7 +5,7 @@ still checks everything and the counts are bounded.
 
 API::
 
-    @dataclass(frozen=True, slots=True) class NackRequest: seqs: tuple[int, ...]
+    @dataclass(frozen=True, slots=True) class NackRequest: seqs: tuple[int, ...]; rtt_ms: int = 0
     @dataclass(frozen=True, slots=True) class TargetRate: bps: int; reason: str
     def pack(msg: NackRequest | TargetRate) -> bytes
     def unpack(data: bytes) -> NackRequest | TargetRate | None   # None: not a message
@@ -22,16 +22,18 @@ from pipeline.ipc.ring import RingReader
 
 MAX_NACK_SEQS = 1024
 _REASON_BYTES = 8
-CAPACITY = 4 + 2 * MAX_NACK_SEQS
+CAPACITY = 6 + 2 * MAX_NACK_SEQS
 _NACK, _TARGET = 1, 2
 _TARGET_FMT = struct.Struct(f"!BxxxQ{_REASON_BYTES}s")
 
 
 @dataclass(frozen=True, slots=True)
 class NackRequest:
-    """Sequence numbers of our media stream the peer asked us to resend."""
+    """Sequence numbers of our media stream the peer asked us to resend, and our RTT to it in
+    ms (0: unknown; the send stage does not answer the same packet twice within half of it)."""
 
     seqs: tuple[int, ...]
+    rtt_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,15 +47,16 @@ class TargetRate:
 def pack(msg: NackRequest | TargetRate) -> bytes:
     if isinstance(msg, NackRequest):
         seqs = msg.seqs[:MAX_NACK_SEQS]
-        return struct.pack(f"!BxH{len(seqs)}H", _NACK, len(seqs), *(s & 0xFFFF for s in seqs))
+        rtt = min(max(msg.rtt_ms, 0), 0xFFFF)
+        return struct.pack(f"!BxHH{len(seqs)}H", _NACK, len(seqs), rtt, *(s & 0xFFFF for s in seqs))
     return _TARGET_FMT.pack(_TARGET, max(msg.bps, 0), msg.reason.encode()[:_REASON_BYTES])
 
 
 def unpack(data: bytes) -> NackRequest | TargetRate | None:
-    if len(data) >= 4 and data[0] == _NACK:
-        (n,) = struct.unpack_from("!H", data, 2)
-        if n <= MAX_NACK_SEQS and len(data) == 4 + 2 * n:
-            return NackRequest(struct.unpack_from(f"!{n}H", data, 4))
+    if len(data) >= 6 and data[0] == _NACK and data[1] == 0:
+        n, rtt = struct.unpack_from("!HH", data, 2)
+        if n <= MAX_NACK_SEQS and len(data) == 6 + 2 * n:
+            return NackRequest(struct.unpack_from(f"!{n}H", data, 6), rtt)
     elif len(data) == _TARGET_FMT.size and data[0] == _TARGET:
         _, bps, reason = _TARGET_FMT.unpack(data)
         return TargetRate(bps, reason.rstrip(b"\0").decode("ascii", "replace"))

@@ -306,6 +306,8 @@ def test_feedback_messages_round_trip() -> None:
     for msg in (
         NackRequest(()),
         NackRequest((0, 1, 65535)),
+        NackRequest((9,), 87),
+        NackRequest((9,), 65535),
         TargetRate(0, "min"),
         TargetRate(2_500_000, "remb"),
         TargetRate(2**64 - 1, "loss"),

@@ -20,6 +20,8 @@ from pipeline.transport.history import RetransmissionBuffer
 from pipeline.transport.nack import (
     MAX_REORDER_WAIT_S,
     MIN_RETRY_S,
+    REPEAT_AFTER_S,
+    REPEAT_MIN_RETRY_S,
     UNKNOWN_RTT_RETRY_S,
     NackTracker,
 )
@@ -128,11 +130,28 @@ def test_retries_every_rtt_times_1_2(rtt: float | None, interval: float) -> None
     n.on_packet(0, 0.0)
     n.on_packet(2, 0.0)
     assert n.due(0.0, rtt) == [1]
-    assert n.next_due(0.0, rtt) == pytest.approx(interval)
+    repeated = rtt is not None and interval > REPEAT_MIN_RETRY_S
+    if repeated:  # a long RTT: the request goes once more REPEAT_AFTER_S later
+        assert n.next_due(0.0, rtt) == pytest.approx(REPEAT_AFTER_S)
+        assert n.due(REPEAT_AFTER_S - 1e-4, rtt) == []
+        assert n.due(REPEAT_AFTER_S, rtt) == [1]
+    t0 = REPEAT_AFTER_S if repeated else 0.0
+    assert n.next_due(t0, rtt) == pytest.approx(interval - t0)
     assert n.due(interval - 1e-4, rtt) == []
     assert n.due(interval + 1e-6, rtt) == [1]
     assert n.due(interval + 2e-6, rtt) == []
-    assert n.stats.requests == 2
+    assert (n.stats.requests, n.stats.repeats) == (2, int(repeated))
+
+
+def test_each_request_is_repeated_once_only_on_a_long_rtt() -> None:
+    """The copy protects a request against its own loss; a short RTT's retry does that soon."""
+    for rtt, copies in ((0.09, 2), (0.02, 1)):
+        n = NackTracker()
+        n.on_packet(0, 0.0)
+        n.on_packet(2, 0.0)
+        asked = sum(n.due(t / 1000, rtt) == [1] for t in range(0, 20))  # before any retry
+        assert asked == copies, (rtt, asked)
+        assert n.stats.requests == 1
 
 
 def test_abandoned_after_max_retries() -> None:
@@ -151,6 +170,7 @@ def test_abandoned_after_max_age_even_if_retries_remain() -> None:
     n.on_packet(0, 0.0)
     n.on_packet(2, 0.0)
     assert n.due(0.0, 10.0) == [1]  # retry interval 12 s: no second try before the age runs out
+    assert n.due(0.5, 10.0) == [1]  # only the request's one repeat (a long RTT)
     assert n.due(1.0, 10.0) == []
     assert n.stats.abandoned == 0  # exactly 1 s old is still wanted
     assert n.due(1.001, 10.0) == []
