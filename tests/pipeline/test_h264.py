@@ -132,7 +132,8 @@ def test_the_target_bitrate_changes_mid_stream() -> None:
 
 def test_the_encoder_spends_its_budget_and_obeys_a_lower_target_at_once() -> None:
     """libx264 with a two-frame VBV undershoots (0.80 of the target here without the gain);
-    the rate adjustment brings it near TARGET_UTILIZATION, and a lower target drops the gain."""
+    the rate adjustment brings it near TARGET_UTILIZATION (0.85), and a lower target drops the
+    gain."""
     rng = np.random.default_rng(5)
     base = pattern(640, 480, 0)
 
@@ -143,7 +144,7 @@ def test_the_encoder_spends_its_budget_and_obeys_a_lower_target_at_once() -> Non
     sizes = [len(encoder.encode(frame(i), 0).data) for i in range(150)]
     last_second = sum(sizes[-30:]) * 8
     assert 1.0 < encoder.gain <= MAX_GAIN
-    assert 850_000 <= last_second <= 1_050_000, last_second
+    assert 820_000 <= last_second <= 950_000, last_second
     encoder.set_bitrate(500_000)
     assert encoder.gain == 1.0
     after = sum(len(encoder.encode(frame(i), 0).data) for i in range(150, 180)) * 8
