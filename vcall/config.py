@@ -47,6 +47,10 @@ The video codec of the client at start (:func:`start_codecs`): ``--codec`` > ``[
 start; a choice made in the client lasts for the session and is remembered for the starts
 where neither names a codec.
 
+The microphone and speaker (:func:`start_audio`), each on its own: ``--audio-in``/``--audio-out``
+> ``[audio] input``/``output`` when they name anything but plain "device" > the choice made in
+the client's Settings window (remembered as ``audio_in``/``audio_out``) > the system default.
+
 Guarantees: a missing file gives the defaults; a malformed file raises :class:`ConfigError`
 naming the file and the key; unknown keys are ignored with a warning (a newer config must not
 stop an older client); a damaged state file is ignored (it is only a convenience).
@@ -124,6 +128,10 @@ class State:
     password: str = ""
     codecs: tuple[str, ...] = ()  # the video codec preference chosen last; (): none remembered
     theme: str = ""  # the theme chosen last in the View menu; "": none remembered
+    # The microphone / speaker chosen last in the Settings window: "device" (the system
+    # default), "device:NAME" or "off"; "": none remembered (see start_audio)
+    audio_in: str = ""
+    audio_out: str = ""
 
 
 APP_NAME = "vcall"
@@ -357,6 +365,31 @@ def start_theme(config: Config, state: State) -> str:
     return config.theme or state.theme or "system"
 
 
+MAX_AUDIO_CHOICE = 300  # characters of a remembered device choice ("device:" + a name)
+
+
+def audio_choice_ok(choice: str) -> bool:
+    """A remembered device choice: "" (none), "off", "device" or "device:NAME" (a PortAudio
+    name, no control characters), at most MAX_AUDIO_CHOICE characters."""
+    if len(choice) > MAX_AUDIO_CHOICE or not choice.isprintable():
+        return False
+    return choice in ("", "off", "device") or (choice.startswith("device:") and len(choice) > 7)
+
+
+def start_audio(configured: str, remembered: str) -> str:
+    """The audio input (or output) spec of the next call.
+
+    ``configured``: ``--audio-in``/``--audio-out``, else ``[audio] input``/``output`` (the
+    flag already applied by :func:`apply_overrides`; "device" when neither says anything);
+    ``remembered``: the Settings window's choice (:class:`State`, "" for none). Precedence:
+    a configured spec other than plain "device" (a named device, a tone, a file, "off") wins;
+    otherwise the remembered choice; otherwise "device" (the system default). So the file and
+    the flags win whenever they name something, and the window decides the rest."""
+    if configured != "device":
+        return configured
+    return remembered or "device"
+
+
 def start_codecs(config: Config, state: State) -> tuple[str, ...]:
     """The video codec preference at start: the flag or config file's codec (both in
     ``config.codec``, the flag winning), else the remembered choice, else automatic."""
@@ -413,7 +446,14 @@ def _load_state(path: Path | None, *, with_password: bool) -> State:
         if theme not in ("", *THEME_CHOICES):
             logger.warning("%s: ignoring the remembered theme %r", path, theme)
             theme = ""
-        return State(str(fields[0]), str(fields[1]), remember, str(fields[2]), codecs, theme)
+        audio = [data.get(key, "") for key in ("audio_in", "audio_out")]
+        for index, choice in enumerate(audio):
+            if not isinstance(choice, str) or not audio_choice_ok(choice):
+                logger.warning("%s: ignoring the remembered audio device %r", path, choice)
+                audio[index] = ""
+        return State(
+            str(fields[0]), str(fields[1]), remember, str(fields[2]), codecs, theme, *audio
+        )
     except FileNotFoundError:
         return State()
     except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON "[[[[..."
@@ -469,6 +509,9 @@ def save_state(state: State, path: Path | None = None) -> None:
         data["codecs"] = list(state.codecs)
     if state.theme:
         data["theme"] = state.theme
+    for key, choice in (("audio_in", state.audio_in), ("audio_out", state.audio_out)):
+        if choice:
+            data[key] = choice
     _write_state_file(path, data)
 
 
@@ -492,6 +535,9 @@ def update_state(path: Path | None = None, **changes: Any) -> State:
     (codecs) never undo each other's change. ``codecs`` is checked as :func:`load_state` will
     (a ValueError, and nothing written, otherwise); other fields are the caller's to get right.
     """
+    for key in ("audio_in", "audio_out"):
+        if key in changes and not audio_choice_ok(changes[key]):
+            raise ValueError(f"{key}: not a device choice: {changes[key]!r}")
     if "codecs" in changes:
         codecs: Sequence[str] = changes["codecs"]
         changes["codecs"] = _state_codecs(list(codecs)) if codecs else ()

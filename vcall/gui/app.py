@@ -69,13 +69,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--audio-in",
         metavar="SPEC",
         help="microphone: device[:NAME], tone:HZ, file:PATH.wav, silence, or off "
-        "(default: [audio] input, else device; vcall devices lists them)",
+        "(default: [audio] input, else the one chosen in Settings, else device; anything but "
+        "plain device wins over Settings; vcall devices lists them)",
     )
     parser.add_argument(
         "--audio-out",
         metavar="SPEC",
         help="speaker: device[:NAME], wav:PATH, null, or off "
-        "(default: [audio] output, else device)",
+        "(default: [audio] output, else the one chosen in Settings, else device; anything "
+        "but plain device wins over Settings)",
     )
     parser.add_argument(
         "--theme", choices=THEME_CHOICES, help="look: light, dark, or system (follow the desktop)"

@@ -6,7 +6,8 @@ event loop sleeps until there is something to show and never waits on the networ
 pipeline. Video goes into one persistent PhotoImage per view, updated in place.
 
 Ring tones (:mod:`pipeline.audio.ring`): an incoming call rings, and an outgoing one plays the
-ringback while the callee rings, through the configured audio output, in a child process that
+ringback while the callee rings, through the audio output (the flag or config file, else the
+speaker chosen in Settings: :func:`vcall.config.start_audio`), in a child process that
 stops on answer, deny, cancel or timeout; with no output device (or ``[audio] output = "off"``)
 the terminal bell rings instead, every ``RING_EVERY_S``. ``rings`` counts the alerts either way.
 """
@@ -28,13 +29,14 @@ from vcall.config import (
     config_path,
     format_server,
     load_state,
+    start_audio,
     start_codecs,
     start_theme,
     state_path,
     update_state,
 )
 from vcall.discovery.mdns import DirectoryBrowser
-from vcall.gui import dialogs, i18n
+from vcall.gui import dialogs, i18n, settings
 from vcall.gui import events as ev
 from vcall.gui.call_screen import CallScreen, ask_video_file, source_label
 from vcall.gui.feed import VideoFeed
@@ -114,10 +116,14 @@ class ClientApp:
         # --codec > [media] codec > the choice remembered from the selector > automatic.
         codecs = start_codecs(config, state)
         self.model = UiModel(preset=config.preset, source=config.source, codec_preference=codecs)
+        # The microphone and speaker chosen in Settings (flags and config file win: start_audio).
+        self.audio_choice = (state.audio_in, state.audio_out)
         self.worker = (
             worker
             if worker is not None
-            else ClientWorker(config, codecs=codecs, state_file=self._state_file)
+            else ClientWorker(
+                config, codecs=codecs, state_file=self._state_file, audio=self.audio_choice
+            )
         )
         self._pending_login: tuple[str, str, tuple[str, int], bool] | None = None
         self._auto_called = False
@@ -186,11 +192,13 @@ class ClientApp:
         self.notifier = Notifier()
         self.rings = 0  # alerts for incoming calls: the first, then one per RING_EVERY_S
         # The ring and ringback through the speaker; None: the bell alone (output "off", a file).
-        out = config.audio_out
-        self.ringer = RingPlayer(out) if out.startswith("device") else None
+        self.ringer: RingPlayer | None = None
+        self._spare_ringer: RingPlayer | None = None  # one switched off in Settings
+        self._set_ringer(start_audio(config.audio_out, state.audio_out))
         self._belled = False  # the bell rang for the call now ringing
         self._last_ring = 0.0
-        self.info_window: dialogs.InfoWindow | None = None  # the F1 / settings / about window
+        # The F1 / settings / about window.
+        self.info_window: dialogs.InfoWindow | settings.SettingsWindow | None = None
         self._geometry_before_fullscreen = ""
         self._screens = {Screen.LOGIN: self.login, Screen.MAIN: self.main, Screen.CALL: self.call}
         self._shown_screen: Screen | None = None
@@ -262,8 +270,9 @@ class ClientApp:
         self.feed.detach()
         self.notifier.close()
         self.lan.close()
-        if self.ringer is not None:
-            self.ringer.close(1.0)  # the window is gone: a short wait for the child to leave
+        for ringer in (self.ringer, self._spare_ringer):
+            if ringer is not None:
+                ringer.close(1.0)  # the window is gone: a short wait for the child to leave
         with contextlib.suppress(tk.TclError, ValueError, OSError):
             self.root.tk.deletefilehandler(self.worker.wake_fd)
         with contextlib.suppress(tk.TclError):
@@ -385,7 +394,7 @@ class ClientApp:
         self.call.set_swapped(not self.call.swapped)
         self.feed.set_views(self.call.peer_target, self.call.self_target)
 
-    def _show_info(self, window: dialogs.InfoWindow) -> None:
+    def _show_info(self, window: dialogs.InfoWindow | settings.SettingsWindow) -> None:
         if self.info_window is not None:
             with contextlib.suppress(tk.TclError):
                 self.info_window.destroy()
@@ -398,19 +407,42 @@ class ClientApp:
         self._show_info(dialogs.about_window(self.root))
 
     def show_settings(self) -> None:
+        """The Settings window: microphone and speaker (listed by the worker, off this
+        thread), and the settings in use."""
+        _ = i18n._
         config = self.config
-        server = format_server(*config.server) if config.server else "embedded (this machine)"
+        server = format_server(*config.server) if config.server else _("embedded (this machine)")
+        any_port = _("any free port")
         rows = [
-            ("Discovery server", server),
-            ("Call-control port", str(config.listen_port or "any free port")),
-            ("Video port (UDP)", str(config.media_port or "any free port")),
-            ("Video source", source_label(self.model.source)),
-            ("Quality", self.model.preset),
-            ("Video codec", ", ".join(self.model.codec_preference)),
-            ("Ring timeout", f"{config.ring_timeout:g} s"),
-            ("State file", str(self._state_file)),
+            (_("Discovery server"), server),
+            (_("Call-control port"), str(config.listen_port or any_port)),
+            (_("Video port (UDP)"), str(config.media_port or any_port)),
+            (_("Video source"), source_label(self.model.source)),
+            (_("Quality"), self.model.preset),
+            (_("Video codec"), ", ".join(self.model.codec_preference)),
+            (_("Ring timeout"), f"{config.ring_timeout:g} s"),
+            (_("State file"), str(self._state_file)),
         ]
-        self._show_info(dialogs.settings_window(self.root, rows, str(config_path())))
+        pinned = tuple(
+            spec if spec != "device" else "" for spec in (config.audio_in, config.audio_out)
+        )
+        window = settings.SettingsWindow(
+            self.root, rows=rows, config_file=str(config_path()),
+            audio=(self.audio_choice[0] or "device", self.audio_choice[1] or "device"),
+            pinned=(pinned[0], pinned[1]),
+            on_list=lambda: self.worker.post(ev.ListAudioDevices()),
+            on_apply=lambda a_in, a_out: self.worker.post(ev.SetAudioDevices(a_in, a_out)),
+        )  # fmt: skip
+        self._show_info(window)
+
+    def _set_ringer(self, out: str) -> None:
+        """Ring through ``out`` from the next ring on; the bell alone unless it is a device."""
+        if out.startswith("device"):
+            self.ringer = self.ringer or self._spare_ringer or RingPlayer(out)
+            self.ringer.sink_spec = out  # read when the next tone starts
+        elif self.ringer is not None:
+            self.ringer.stop()  # its child is reaped by close() at exit
+            self._spare_ringer, self.ringer = self.ringer, None
 
     # ------------------------------------------------------------------------ events
 
@@ -493,6 +525,13 @@ class ClientApp:
                     self.model = reduce(
                         self.model, ev.Notice(f"Video source: {view.source_error}", True), 0.0
                     )
+            case ev.AudioDevicesListed(inputs=inputs, outputs=outputs, error=error):
+                if isinstance(self.info_window, settings.SettingsWindow):
+                    with contextlib.suppress(tk.TclError):  # closed meanwhile
+                        self.info_window.fill(inputs, outputs, error)
+            case ev.AudioDevicesChanged(audio_in=audio_in, audio_out=audio_out):
+                self.audio_choice = (audio_in, audio_out)
+                self._set_ringer(start_audio(self.config.audio_out, audio_out))
             case ev.WorkerStopped():
                 if self._exiting:
                     self._finish_exit()

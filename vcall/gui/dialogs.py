@@ -1,8 +1,7 @@
-"""Small windows of the client's menus: keyboard shortcuts (F1), settings, about.
+"""Small windows of the client's menus: keyboard shortcuts (F1) and about.
 
 Widgets only, non-modal (the call goes on behind them); Escape and Ctrl+W close each. The
-settings window shows the configuration in use and where it comes from (the file and the
-flags that override it); changing it means editing that file, which the window names.
+Settings window, which also chooses the microphone and speaker, is :mod:`vcall.gui.settings`.
 """
 
 from __future__ import annotations
@@ -48,11 +47,11 @@ class InfoWindow(tk.Toplevel):
         self.close_button.grid(row=len(self.rows) + 2, column=1, sticky="e", pady=(12, 0))
         for sequence in ("<Escape>", "<Control-w>", "<Control-W>"):
             self.bind(sequence, self._close)
+        self.close_button.focus_set()
 
     def _close(self, _event: tk.Event[tk.Misc]) -> str:
         self.destroy()
         return "break"  # Ctrl+W closes this window, not the application behind it
-        self.close_button.focus_set()
 
 
 def shortcuts_window(master: tk.Misc, rows: Sequence[tuple[str, str]]) -> InfoWindow:
@@ -69,20 +68,4 @@ def about_window(master: tk.Misc) -> InfoWindow:
             ("Protocol", "compatible with the classic Redes II práctica 3 clients"),
             ("Video", "H.264 (RFC 6184) or JPEG (RFC 2435) over RTP"),
         ],
-    )
-
-
-def settings_window(
-    master: tk.Misc, rows: Sequence[tuple[str, str]], config_file: str
-) -> InfoWindow:
-    return InfoWindow(
-        master,
-        title="Settings",
-        heading="Settings in use",
-        rows=rows,
-        footer=(
-            f"To change them, edit {config_file} (TOML; see `vcall gui --help` for the flags "
-            "that override it) and start vcall again. Quality and source change during a call "
-            "from the call screen; the video codec from the main screen."
-        ),
     )

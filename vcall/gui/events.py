@@ -117,6 +117,22 @@ class SaveSdp:
 
 
 @dataclass(frozen=True, slots=True)
+class ListAudioDevices:
+    """List the PortAudio devices afresh (a headset plugged in since the last time counts),
+    off the Tk and worker threads. Answered by :class:`AudioDevicesListed`."""
+
+
+@dataclass(frozen=True, slots=True)
+class SetAudioDevices:
+    """The microphone and speaker chosen in the Settings window: "device" (system default),
+    "device:NAME" or "off" each. They apply from the next call (and ring) on, and are
+    remembered; the flags and config file still win (:func:`vcall.config.start_audio`)."""
+
+    audio_in: str
+    audio_out: str
+
+
+@dataclass(frozen=True, slots=True)
 class Shutdown:
     pass
 
@@ -139,6 +155,8 @@ Command = (
     | SetDisplaySize
     | SetCodecPreference
     | SaveSdp
+    | ListAudioDevices
+    | SetAudioDevices
     | Shutdown
 )
 
@@ -301,6 +319,24 @@ class CodecPreferenceChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class AudioDevicesListed:
+    """PortAudio's devices by name: those that capture, those that play; ``error``: why there
+    is no list (no PortAudio, it failed), "" otherwise."""
+
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AudioDevicesChanged:
+    """The worker took (and remembered) a microphone / speaker choice (SetAudioDevices)."""
+
+    audio_in: str
+    audio_out: str
+
+
+@dataclass(frozen=True, slots=True)
 class StatsUpdate:
     stats: MediaStats  # a frozen value: safe to hand from the worker thread to Tk
     at: float  # time.monotonic() when sampled
@@ -333,6 +369,8 @@ Event = (
     | PresetChanged
     | SourceChanged
     | CodecPreferenceChanged
+    | AudioDevicesListed
+    | AudioDevicesChanged
     | StatsUpdate
     | WorkerStopped
 )

@@ -16,6 +16,16 @@ keep: it goes to the manager (``set_codecs``: for the calls that begin afterward
 login, into the next manager; it is remembered in the state file (:func:`vcall.config.update_state`,
 off the Tk thread) when the worker has one.
 
+The microphone and speaker (issue 12) are kept the same way:
+:class:`~vcall.gui.events.SetAudioDevices` is remembered in the state file and read when each
+call's media starts (its ``AudioSpec``: :func:`vcall.config.start_audio` decides between it and
+the flags / config file). A chosen device that is gone at that moment (PortAudio is asked
+again) gives way to the system default, and a Notice says so.
+:class:`~vcall.gui.events.ListAudioDevices` lists the devices in a short-lived thread of its
+own, through a child ``vcall devices --json`` (PortAudio can take a while to start, and must
+not start in this process: :func:`list_audio_devices`), answered by
+:class:`~vcall.gui.events.AudioDevicesListed`.
+
 Guarantees: no method called from Tk touches the network or the pipeline; every failure of a
 command becomes a :class:`~vcall.gui.events.Notice`, :class:`~vcall.gui.events.LoginFailed` or
 :class:`~vcall.gui.events.Ended` with the user's words, never an exception in Tk; :meth:`stop`
@@ -29,8 +39,12 @@ import contextlib
 import dataclasses
 import importlib
 import ipaddress
+import json
 import logging
 import os
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -41,10 +55,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from vcall.call import events as call_events
 from vcall.call.codec import validate_codecs
 from vcall.call.policy import local_codecs
-from vcall.config import Config, format_server, update_state
+from vcall.config import Config, audio_choice_ok, format_server, start_audio, update_state
 from vcall.gui import events as ev
 from vcall.gui import presence
 from vcall.gui.accounts import AccountFinder, account_spelling, differs_only_in_case
+from vcall.gui.i18n import _
 from vcall.gui.logic import describe_end, describe_error
 
 if TYPE_CHECKING:
@@ -102,6 +117,75 @@ def _default_lister(server: tuple[str, int]) -> list[ev.UserRow]:
     return presence.list_rows(server)  # with presence (VCALL_PRESENCE), else LIST_USERS
 
 
+LIST_TIMEOUT_S = 15.0  # for `vcall devices --json` (PortAudio starting on a loaded machine)
+MAX_LIST_BYTES = 1 << 20  # of its output; a real list is a few kB
+
+
+class DeviceListError(Exception):
+    """The sound devices cannot be listed; the message says why, in words."""
+
+
+def parse_device_list(raw: bytes) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The (capture, playback) device names in the JSON that ``vcall devices --json`` prints
+    (vcall/devices.py: a list of objects with ``name``, ``inputs``, ``outputs``), each name
+    once, in order. Raises only ValueError, whatever the bytes."""
+    try:
+        rows = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        raise ValueError(f"not a device list: {exc}") from exc
+    if not isinstance(rows, list):
+        raise ValueError("not a device list")
+    inputs: dict[str, None] = {}
+    outputs: dict[str, None] = {}
+    for row in rows:
+        if not isinstance(row, dict):
+            raise ValueError("not a device list")
+        name, ins, outs = row.get("name"), row.get("inputs"), row.get("outputs")
+        if not isinstance(name, str) or type(ins) is not int or type(outs) is not int:
+            raise ValueError(f"not a device: {row!r:.100}")
+        if ins > 0:
+            inputs[name] = None
+        if outs > 0:
+            outputs[name] = None
+    return tuple(inputs), tuple(outputs)
+
+
+def list_audio_devices() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The names of PortAudio's capture devices and of its playback devices (see
+    :func:`parse_device_list`), asked of a child ``vcall devices --json``: PortAudio must
+    never start in the client's process, whose media stages are forked from it (a child that
+    inherits a started PortAudio cannot open a device: "Illegal combination of I/O devices",
+    measured with Debian 12's 19.6 and PulseAudio); and a new process lists afresh, so a
+    device plugged in since shows. DeviceListError after LIST_TIMEOUT_S, or when the child
+    fails or prints more than MAX_LIST_BYTES or no list. Blocks: never call it on Tk's thread.
+    """
+    command = [sys.executable, "-m", "vcall", "devices", "--json"]
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        try:
+            child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        except OSError as exc:
+            raise DeviceListError(f"cannot run vcall devices: {exc}") from exc
+        try:
+            code = child.wait(LIST_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+            raise DeviceListError(f"PortAudio gave no list in {LIST_TIMEOUT_S:g} s") from None
+        out.seek(0)
+        raw = out.read(MAX_LIST_BYTES + 1)
+        err.seek(0)
+        said = err.read(4096).decode("utf-8", "replace").strip().splitlines()
+    if code != 0:
+        reason = said[-1] if said else f"exit status {code}"
+        raise DeviceListError(reason.removeprefix("vcall devices: "))
+    if len(raw) > MAX_LIST_BYTES:
+        raise DeviceListError("the device list is too long")
+    try:
+        return parse_device_list(raw)
+    except ValueError as exc:
+        raise DeviceListError(str(exc)) from exc
+
+
 def _default_media_factory(**kwargs: Any) -> Any:
     # Imported when a call starts: logging in does not pay for the pipeline's imports.
     session = importlib.import_module("pipeline.session")
@@ -127,11 +211,15 @@ class ClientWorker:
         codecs: tuple[str, ...] | None = None,
         state_file: Path | None = None,
         account_finder: AccountFinder = account_spelling,
+        audio: tuple[str, str] = ("", ""),
+        device_lister: Callable[[], tuple[tuple[str, ...], tuple[str, ...]]] = list_audio_devices,
     ) -> None:
         """``codecs``: the video codec preference to start with (None: ``config.codec``'s, see
         :func:`vcall.config.start_codecs`); ``state_file``: where a new preference is
         remembered (None: nowhere); ``account_finder``: which account a typed nick reaches
-        (vcall/gui/accounts.py), asked before each login."""
+        (vcall/gui/accounts.py), asked before each login; ``audio``: the microphone and
+        speaker chosen in the Settings window (``State.audio_in``/``audio_out``, "" for none);
+        ``device_lister``: :func:`list_audio_devices` or a stand-in for logic tests."""
         self._config = config
         self._codecs = validate_codecs(codecs) if codecs is not None else local_codecs(config.codec)
         self._state_file = state_file
@@ -155,6 +243,9 @@ class ClientWorker:
         self._peer = ""
         self._media: Any = None
         self._volume = config.audio_volume  # the speaker volume of calls (ev.SetVolume)
+        self._audio_choice = audio  # (input, output) chosen in Settings; "": none
+        self._device_lister = device_lister
+        self._listers: list[threading.Thread] = []  # device listings under way
         self._next_stats = 0.0
         self._commands: collections.deque[ev.Command | _Internal] = collections.deque(
             maxlen=_MAX_COMMANDS
@@ -226,6 +317,8 @@ class ClientWorker:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 logger.error("worker did not stop within %.1f s", timeout)
+        for lister in self._listers:
+            lister.join(timeout)  # PortAudio answers or fails; nothing outlives the worker
         if not self._closed:
             self._closed = True
             os.close(self._wake_r)
@@ -322,6 +415,10 @@ class ClientWorker:
                 self._set_codecs(codecs)
             case ev.SaveSdp(path=path):
                 self._save_sdp(path)
+            case ev.ListAudioDevices():
+                self._list_audio()
+            case ev.SetAudioDevices(audio_in=audio_in, audio_out=audio_out):
+                self._set_audio(audio_in, audio_out)
             case ev.SetDisplaySize(peer=peer, self_view=self_view):
                 self._display = (peer, self_view)
                 if self._media is not None:
@@ -339,6 +436,33 @@ class ClientWorker:
             except (OSError, ValueError) as exc:  # a convenience: the choice still applies
                 logger.warning("cannot remember the video codecs in %s: %s", self._state_file, exc)
         self._emit(ev.CodecPreferenceChanged(codecs))  # applied and remembered
+
+    def _list_audio(self) -> None:
+        def work() -> None:
+            try:
+                inputs, outputs = self._device_lister()
+            except Exception as exc:  # AudioError, or PortAudio's own: said in words
+                logger.info("cannot list the audio devices: %s", exc)
+                self._emit(ev.AudioDevicesListed((), (), str(exc) or type(exc).__name__))
+                return
+            self._emit(ev.AudioDevicesListed(inputs, outputs))
+
+        self._listers = [t for t in self._listers if t.is_alive()]
+        thread = threading.Thread(target=work, name="vcall-audio-devices", daemon=True)
+        self._listers.append(thread)
+        thread.start()
+
+    def _set_audio(self, audio_in: str, audio_out: str) -> None:
+        for choice in (audio_in, audio_out):
+            if not choice or not audio_choice_ok(choice):
+                raise ValueError(f"not a device choice: {choice!r}")
+        self._audio_choice = (audio_in, audio_out)  # the next call's AudioSpec reads it
+        if self._state_file is not None:
+            try:
+                update_state(self._state_file, audio_in=audio_in, audio_out=audio_out)
+            except (OSError, ValueError) as exc:  # a convenience: the choice still applies
+                logger.warning("cannot remember the audio devices in %s: %s", self._state_file, exc)
+        self._emit(ev.AudioDevicesChanged(audio_in, audio_out))
 
     def _save_sdp(self, path: str) -> None:
         if self._media is None:
@@ -384,9 +508,8 @@ class ClientWorker:
         bind_ip = "127.0.0.1" if local else "0.0.0.0"
         advertise = self._config.advertise_ip or ("127.0.0.1" if local else None)
 
-        audio = self._audio_spec()
-
         def media() -> Any:
+            audio = self._audio_spec()  # the devices chosen by the time this call starts
             with_volume = None if audio is None else dataclasses.replace(audio, volume=self._volume)
             return self._media_factory(
                 source=self._source, preset=self._preset, bind_ip=bind_ip,
@@ -432,12 +555,43 @@ class ClientWorker:
         self._keeper.start()
 
     def _audio_spec(self) -> Any:
-        """The calls' audio ([audio] input/output, --audio-in/--audio-out); None: "off"."""
-        if "off" in (self._config.audio_in, self._config.audio_out):
+        """The next call's audio: --audio-in/--audio-out, [audio] input/output and the Settings
+        choice (:func:`vcall.config.start_audio`); None: "off". Runs when a call's media starts
+        (a call-control thread, never Tk)."""
+        source = start_audio(self._config.audio_in, self._audio_choice[0])
+        sink = start_audio(self._config.audio_out, self._audio_choice[1])
+        if "off" in (source, sink):
             return None
         from pipeline.control import AudioSpec  # noqa: PLC0415
 
-        return AudioSpec(source=self._config.audio_in, sink=self._config.audio_out)
+        if source == self._audio_choice[0]:
+            source = self._present(source, 0)
+        if sink == self._audio_choice[1]:
+            sink = self._present(sink, 1)
+        return AudioSpec(source=source, sink=sink)
+
+    def _present(self, spec: str, kind: int) -> str:
+        """``spec`` if it is the default or its device is there now; else "device" (the
+        system default), with a Notice. A list that fails keeps ``spec``: the audio stage
+        then says why (pipeline/stages/audio.py)."""
+        name = spec.removeprefix("device:")
+        if not spec.startswith("device:"):
+            return spec
+        try:
+            found = self._device_lister()[kind]
+        except Exception as exc:  # no PortAudio: the audio stage will say so
+            logger.info("cannot check the audio device %s: %s", name, exc)
+            return spec
+        if name in found:
+            return spec
+        if kind == 0:
+            words = _("Microphone {name} is not connected: this call uses the system default.")
+        else:
+            words = _("Speaker {name} is not connected: this call uses the system default.")
+        words = words.format(name=name)
+        logger.warning("%s", words)
+        self._emit(ev.Notice(words, error=True))
+        return "device"
 
     def _identity(self) -> Any:
         """This installation's key pair (vcall/identity.py): calls between vcall peers over TLS,
