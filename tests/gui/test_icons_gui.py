@@ -22,7 +22,15 @@ import pytest
 
 from tests.gui.harness import crop
 from vcall.gui.call_screen import CallScreen
-from vcall.gui.icons import APP_ICON_SIZES, BASE_ICON_PX, ICON_NAMES, Icons, draw, ui_scale
+from vcall.gui.icons import (
+    APP_ICON_SIZES,
+    BASE_ICON_PX,
+    ICON_NAMES,
+    Icons,
+    draw,
+    env_scale,
+    ui_scale,
+)
 from vcall.gui.model import Phase, Screen, UiModel, status_line
 from vcall.gui.theme import apply_theme
 
@@ -162,3 +170,56 @@ def test_icons_scale_with_the_screen_dpi(hidpi_display: str) -> None:
     scale, size, width = done.stdout.split()
     assert float(scale) == pytest.approx(2.0, rel=0.05)
     assert (int(size), int(width)) == (40, 40)
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, None),
+        ({"VCALL_SCALE": "1.5", "GDK_SCALE": "2"}, 1.5),  # the user's own setting wins
+        ({"GDK_SCALE": "2"}, 2.0),
+        ({"GDK_SCALE": "2", "GDK_DPI_SCALE": "0.75"}, 1.5),
+        ({"GDK_DPI_SCALE": "1.25"}, 1.25),
+        ({"QT_SCALE_FACTOR": "1.75"}, 1.75),
+        ({"GDK_SCALE": "abc", "QT_SCALE_FACTOR": "2"}, 2.0),  # unreadable: ignored
+        ({"VCALL_SCALE": "40"}, None),  # absurd: ignored
+        ({"VCALL_SCALE": "nan"}, None),
+    ],
+)
+def test_the_desktop_scale_comes_from_the_environment(
+    environ: dict[str, str], expected: float | None
+) -> None:
+    assert env_scale(environ) == (None if expected is None else pytest.approx(expected))
+
+
+def _fonts_and_icons(display: str, scale: str | None) -> tuple[float, float, int, int]:
+    code = (
+        "import tkinter as tk, tkinter.font as tkfont\n"
+        "from vcall.gui.icons import Icons, apply_scaling\n"
+        f"root = tk.Tk(screenName={display!r})\n"
+        "scale = apply_scaling(root)\n"
+        "print(scale, float(root.tk.call('tk', 'scaling')),\n"
+        "      tkfont.nametofont('TkDefaultFont').metrics('linespace'), Icons(root).size)\n"
+        "root.destroy()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GDK_", "QT_", "VCALL_S"))}
+    if scale is not None:
+        env["VCALL_SCALE"] = scale
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False,
+        cwd=Path(__file__).resolve().parents[2], env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    ui, tk_scaling, linespace, icon = done.stdout.split()
+    return float(ui), float(tk_scaling), int(linespace), int(icon)
+
+
+def test_a_scaled_desktop_scales_fonts_and_icons_on_a_96_dpi_screen(xvfb_display: str) -> None:
+    """GNOME/KDE scaling on X reports about 96 dpi and says 2x in the environment: fonts (in
+    points) and icons grow with it."""
+    plain = _fonts_and_icons(xvfb_display, None)
+    scaled = _fonts_and_icons(xvfb_display, "2")
+    assert plain[0] < 1.2 and plain[3] == round(BASE_ICON_PX * plain[0])  # Xvfb: ~100 dpi
+    assert scaled[0] == 2.0 and scaled[3] == 40
+    assert scaled[1] == pytest.approx(2 * 96 / 72, rel=0.01)
+    assert scaled[2] >= 1.7 * plain[2], (plain, scaled)

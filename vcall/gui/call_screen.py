@@ -26,7 +26,7 @@ import platformdirs
 from pipeline.presets import PRESET_NAMES
 from vcall.gui.audio_controls import AudioControls
 from vcall.gui.i18n import _
-from vcall.gui.icons import Icons
+from vcall.gui.icons import Icons, ui_scale
 from vcall.gui.logic import fit_text, pip_box, pip_position
 from vcall.gui.model import Phase, UiModel
 from vcall.gui.shortcuts import HELP_VARIANTS
@@ -98,9 +98,11 @@ class CallScreen(ttk.Frame):
         )  # fmt: skip
         self.peer_view.grid(row=0, column=0, sticky="nsew")
         # The picture-in-picture: placed over the large view, dragged with the mouse.
+        pip = ui_scale(self)  # the picture-in-picture's size in pixels follows HiDPI
         self.self_view = VideoView(
-            self, width=192, height=108, placeholder="Self view", notice_font="TkSmallCaptionFont"
-        )
+            self, width=round(192 * pip), height=round(108 * pip), placeholder="Self view",
+            notice_font="TkSmallCaptionFont",
+        )  # fmt: skip
         self.self_view.configure(highlightthickness=1, highlightbackground="#cccccc")
         self._pip_position = (1.0, 1.0)  # bottom right (logic.pip_box)
         self._pip_visible = True

@@ -47,7 +47,7 @@ from vcall.gui.history import (
     describe_record,
     missed_while_busy,
 )
-from vcall.gui.icons import Icons
+from vcall.gui.icons import Icons, apply_scaling
 from vcall.gui.incoming import IncomingDialog
 from vcall.gui.logic import QUALITY_WORDS, connection_quality, summarize_stats
 from vcall.gui.login import LoginScreen
@@ -137,7 +137,9 @@ class ClientApp:
         # The language before any widget: strings are looked up when widgets are built.
         self.language = i18n.install(i18n.choose_language(config.language))
         root.title(options.title)
-        root.minsize(640, 420)
+        # HiDPI: Tk's scaling follows the desktop's before any widget or font is made.
+        self.scale = apply_scaling(root)
+        root.minsize(round(640 * self.scale), round(420 * self.scale))
         # The window icon (task bar, window list), drawn at the sizes window managers ask for.
         self.icons = Icons(root)
         with contextlib.suppress(tk.TclError):

@@ -3,7 +3,11 @@
 API::
 
     ICON_NAMES = ("hangup", "hold", "video", "mic", "mic_off", "stats", "app")
-    ui_scale(widget) -> float                  # 1.0 at 96 dpi, 2.0 at 192 dpi (at least 1.0)
+    ui_scale(widget) -> float                  # 1.0 at 96 dpi, 2.0 at 192 dpi (at least 1.0),
+                                               # or the desktop's scale (env_scale) if larger
+    env_scale(environ) -> float | None         # VCALL_SCALE, GDK_SCALE x GDK_DPI_SCALE,
+                                               # QT_SCALE_FACTOR; None when none is set
+    apply_scaling(root) -> float               # tk scaling to match ui_scale; the scale
     draw(name: str, size: int) -> np.ndarray   # (size, size, 4) uint8 BGRA, transparent ground
     photo(master, name, size) -> tk.PhotoImage # the same as a Tk image (PNG data)
     class Icons(master)                        # .get(name) at 20 px x ui_scale; .app(): 32/64/128
@@ -13,6 +17,12 @@ so every size is sharp, a HiDPI screen gets bigger icons from the same code, and
 binary file to keep in sync. Colours are mid-tones that read on sv-ttk's light and dark themes
 (hang up is red, as in every call app).
 
+HiDPI: a desktop that scales its UI (GNOME, KDE) on an X server that reports 96 dpi says so in
+the environment (GDK_SCALE, GDK_DPI_SCALE, QT_SCALE_FACTOR; the user can set VCALL_SCALE to
+override): ``apply_scaling`` then sets Tk's scaling (pixels per point) to match, so every font
+given in points (all of vcall's) grows with it, and the icons and the fixed pixel sizes (the
+self view) use ``ui_scale``. Unreadable or absurd values are ignored (scale kept in 1..4).
+
 Guarantees: ``draw`` returns exactly (size, size, 4) for 8 <= size <= 512 (ValueError outside,
 or for an unknown name); pixels outside the shape are fully transparent.
 """
@@ -20,8 +30,9 @@ or for an unknown name); pixels outside the shape are fully transparent.
 from __future__ import annotations
 
 import base64
+import os
 import tkinter as tk
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import cv2
 import numpy as np
@@ -41,12 +52,51 @@ _TEAL = (150, 140, 30)
 BGRA = npt.NDArray[np.uint8]
 
 
-def ui_scale(widget: tk.Misc) -> float:
-    """How many times bigger than at 96 dpi things should be drawn on this screen."""
+MAX_SCALE = 4.0
+
+
+def _factor(environ: Mapping[str, str], name: str) -> float | None:
     try:
-        return max(1.0, float(widget.winfo_fpixels("1i")) / 96.0)
+        value = float(environ.get(name, ""))
+    except ValueError:
+        return None
+    return value if 0.5 <= value <= MAX_SCALE else None
+
+
+def env_scale(environ: Mapping[str, str] | None = None) -> float | None:
+    """The UI scale the desktop asks for through the environment, or None: VCALL_SCALE, else
+    GDK_SCALE x GDK_DPI_SCALE (GTK's), else QT_SCALE_FACTOR (Qt's); each 0.5..4, others
+    ignored."""
+    env = os.environ if environ is None else environ
+    explicit = _factor(env, "VCALL_SCALE")
+    if explicit is not None:
+        return explicit
+    gdk, gdk_dpi = _factor(env, "GDK_SCALE"), _factor(env, "GDK_DPI_SCALE")
+    if gdk is not None or gdk_dpi is not None:
+        return min((gdk or 1.0) * (gdk_dpi or 1.0), MAX_SCALE)
+    return _factor(env, "QT_SCALE_FACTOR")
+
+
+def ui_scale(widget: tk.Misc, environ: Mapping[str, str] | None = None) -> float:
+    """How many times bigger than at 96 dpi things should be drawn on this screen: the screen's
+    dpi / 96 or the desktop's scale (``env_scale``), whichever is larger; 1..MAX_SCALE."""
+    try:
+        dpi_scale = float(widget.winfo_fpixels("1i")) / 96.0
     except tk.TclError:
-        return 1.0
+        dpi_scale = 1.0
+    return min(max(1.0, dpi_scale, env_scale(environ) or 1.0), MAX_SCALE)
+
+
+def apply_scaling(root: tk.Misc, environ: Mapping[str, str] | None = None) -> float:
+    """Set Tk's scaling (pixels per point) to ``ui_scale`` x 96 / 72 when the desktop asks for
+    more than the screen's dpi gives, before any widget is built; returns the scale."""
+    scale = ui_scale(root, environ)
+    try:
+        if scale * 96.0 / 72.0 > float(root.tk.call("tk", "scaling")) + 0.01:
+            root.tk.call("tk", "scaling", scale * 96.0 / 72.0)
+    except (tk.TclError, ValueError):
+        pass
+    return scale
 
 
 def draw(name: str, size: int) -> BGRA:
