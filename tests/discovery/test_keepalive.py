@@ -163,6 +163,11 @@ def test_store_sessions_and_touch(spec: str) -> None:
             assert not await store.touch("nobody", 5.0)
             fetched = await store.fetch("ann")
             assert fetched is not None and fetched.ts == 5.0 and fetched.ip == "10.0.0.1"
+            # A session left behind by an account removed by hand dies with the new account
+            # of that nick: the old owner's token must not speak for the new owner.
+            await store.put_session("zed", token_digest(TOKEN), 60)
+            assert await store.create(StoredUser("zed", "10.0.0.2", 4000, ("V0",), 1.0, cred))
+            assert await store.session_digest("zed") is None
             if spec.startswith("redis"):  # every instance hears of it
                 deadline = time.monotonic() + 5
                 while not any(u.ts == 5.0 for u in sink.changed_users):
@@ -277,6 +282,13 @@ def test_keepalive_uses_a_token_and_falls_back(tmp_path: Path) -> None:
         assert states(server.address)["eve"][0] is Presence.ONLINE
         assert keepalive.token is not None and say_goodbye(reg, keepalive.token)
         assert states(server.address)["eve"][0] is Presence.OFFLINE
+        # Logging out cancels the keep-alive: a call still due afterwards sends nothing, so
+        # no late REGISTER shows the user online after the goodbye.
+        keepalive.cancelled.set()
+        keepalive.token = None  # as if the session had expired: this would REGISTER
+        keepalive(reg)
+        assert (keepalive.sessions, keepalive.registers) == (3, 2)
+        assert states(server.address)["eve"][0] is Presence.OFFLINE
     finally:
         assert server.stop() == 0, server.log()
 
@@ -347,4 +359,5 @@ def test_the_keepalive_benchmark_runs(tmp_path: Path) -> None:
         credential=hash_password("pw", ScryptParams(n=1 << 10)), users=4,
     )  # fmt: skip
     assert (row["here_keepalives"], row["register_keepalives"], row["users"]) == (40, 4, 4)
-    assert row["here_per_s"] > 0 and row["here_cpu_ms"] > 0 and row["register_cpu_ms"] > 0
+    # CPU time comes in clock ticks (10 ms): 40 keep-alives may cost less than one tick.
+    assert row["here_per_s"] > 0 and row["here_cpu_ms"] >= 0 and row["register_cpu_ms"] >= 0

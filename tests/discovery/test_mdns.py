@@ -9,14 +9,17 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from zeroconf import ServiceStateChange
 
 from tests.fixtures.discovery import start_discovery_process
 from vcall.discovery.embedded import EmbeddedServer
 from vcall.discovery.mdns import (
+    MAX_FOUND,
     MAX_INSTANCE,
     SERVICE_TYPE,
     DirectoryBrowser,
@@ -111,3 +114,31 @@ def test_the_embedded_directory_announces_itself(browser: DirectoryBrowser) -> N
         wait_until(lambda: named(browser, name) is not None, 10, "the announcement")
         assert named(browser, name) == FoundDirectory(name, "127.0.0.1", port, None)
     wait_until(lambda: named(browser, name) is None, 5, "the goodbye")
+
+
+class _Flood:
+    """Stands in for zeroconf in a unit test of the browser's own bookkeeping: every service
+    resolves to a usable directory (a host on the LAN announcing thousands of them)."""
+
+    class _Info:
+        port = 8000
+        properties: ClassVar[dict[bytes, bytes]] = {b"txtvers": b"1"}
+
+        def parsed_addresses(self) -> list[str]:
+            return ["192.0.2.7"]
+
+    def get_service_info(self, _type: str, _name: str, timeout: int = 0) -> _Info:
+        return self._Info()
+
+
+def test_a_flood_of_announcements_is_capped_and_counted() -> None:
+    browser = DirectoryBrowser()
+    zc: Any = _Flood()
+    for i in range(MAX_FOUND + 50):
+        browser._changed(zc, SERVICE_TYPE, f"d{i}.{SERVICE_TYPE}", ServiceStateChange.Added)
+    assert len(browser.found()) == MAX_FOUND and browser.ignored == 50
+    # One of those kept goes away: a new one takes its place.
+    browser._changed(zc, SERVICE_TYPE, f"d0.{SERVICE_TYPE}", ServiceStateChange.Removed)
+    browser._changed(zc, SERVICE_TYPE, f"new.{SERVICE_TYPE}", ServiceStateChange.Added)
+    assert len(browser.found()) == MAX_FOUND and browser.ignored == 50
+    browser.close()

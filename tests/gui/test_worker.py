@@ -317,6 +317,7 @@ def test_save_sdp(worker: Any, tmp_path: Any) -> None:
     notice = wait_for(worker, ev.Notice)[-1]
     assert notice == ev.Notice(f"SDP saved to {target}.")
     assert target.read_bytes() == b"v=0\r\nm=video 5004 RTP/AVP 26\r\n"
+    assert target.stat().st_mode & 0o777 == 0o600  # an SRTP call's SDP holds its key
     worker.post(ev.SaveSdp(str(tmp_path / "missing-dir" / "x.sdp")))
     assert "Cannot write" in wait_for(worker, ev.Notice)[-1].message
     media.v0 = True

@@ -227,8 +227,9 @@ class CallManager:
         remembered: a pause belongs to one call and ends with it (the next call starts
         un-paused). The pause outlasts holds: video flows again only when the call is neither
         held nor paused. Emits :class:`~vcall.call.events.PauseChanged` when the choice
-        changes; asking for the current choice again does nothing. Nothing goes on the wire:
-        the peer just stops receiving frames, as it would from a paused camera.
+        changes; asking for the current choice again does nothing. The peer stops receiving
+        frames and, when both announced ``features=media-state``, is told with CALL_MEDIA
+        (docs/protocol.md 4.1) so that it can say why.
         """
         self._run(self._action(lambda: self._pause(paused)))
 
@@ -377,8 +378,8 @@ class CallManager:
     def mute(self, muted: bool) -> None:
         """Mute (True) or unmute (False) the microphone in the current call; as ``pause``:
         only in a call (``CallUsageError`` otherwise), per call, outlasting holds. Emits
-        :class:`~vcall.call.events.MuteChanged` when the choice changes. Nothing goes on the
-        wire but the absence of audio packets."""
+        :class:`~vcall.call.events.MuteChanged` when the choice changes. Audio packets stop;
+        a peer that announced ``features=media-state`` is told with CALL_MEDIA."""
         self._run(self._action(lambda: self._mute(muted)))
 
     async def _mute(self, muted: bool) -> None:

@@ -690,7 +690,10 @@ class CallSession:
         self.peer_ssrc = msg.ext.ssrc if msg.ext is not None and self.negotiated else 0
         if msg.ext is not None and self.negotiated:
             self.codec = self._answered_codec(msg.ext)
-            self.media_state = FEATURE_MEDIA_STATE in (msg.ext.features or ())
+            # Both sides must have announced it: our offer and the callee's answer.
+            self.media_state = FEATURE_MEDIA_STATE in self.config.features and (
+                FEATURE_MEDIA_STATE in (msg.ext.features or ())
+            )
             if self.tx_key is not None and not fresh:
                 self.rx_key = msg.ext.srtp_key
         if fresh:

@@ -93,7 +93,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ses.add_argument("--password", help="default: $VCALL_PASSWORD, else a prompt")
     here = sub.add_parser("here", help="one keep-alive with a session token")
     here.add_argument("nick")
-    here.add_argument("--token", required=True, help="from `session`")
+    here.add_argument(
+        "--token", help="from `session` (default: $VCALL_TOKEN: a token on the command line "
+        "is visible to every local user in ps)"
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -134,7 +137,10 @@ def run(args: argparse.Namespace) -> int:
                 text = f"token {granted.token} valid {granted.ttl} s"
                 _out(args, {"token": granted.token, "ttl": granted.ttl}, text)
             elif args.action == "here":
-                client.here(args.nick, args.token)
+                token = args.token or os.environ.get("VCALL_TOKEN")
+                if not token:
+                    raise ValueError("no token: give --token or set $VCALL_TOKEN")
+                client.here(args.nick, token)
                 _out(args, {"nick": args.nick, "here": True}, f"{args.nick} is here")
             else:
                 entries = client.list_users()

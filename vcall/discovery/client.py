@@ -348,6 +348,10 @@ class DiscoveryClient:
 
     def _request(self, request: Request) -> Reply:
         secure_data = format_request(request)  # ValueError on our own misuse, before any I/O
+        if isinstance(request, Offline | SessionOpen):
+            # Their last field is the password: the server judges it only once the line ended
+            # (codec.parse_request), so end it rather than wait for the server's gap timer.
+            secure_data += b"\n"
         data = _Payload(secure_data, secure_data)
         if isinstance(request, Register) and request.fingerprint is not None:
             classic = dataclasses.replace(request, fingerprint=None)

@@ -502,17 +502,18 @@ def parse_request(raw: bytes, *, final: bool) -> Request | Rejected | Marker:
         return TlsPortQuery()
     if verb == Verb.VCALL_PRESENCE:
         return PresenceQuery()
-    if verb == Verb.VCALL_OFFLINE:
+    if verb in (Verb.VCALL_OFFLINE, Verb.VCALL_SESSION):
         if not valid_nick(fields[1]):
             return Rejected(NokCode.SYNTAX_ERROR, "invalid nick")
+        if not final:
+            # The password is the last field and any prefix of it is a valid password: judge
+            # it only once the message ended (vcall's client ends these requests with LF), never
+            # a fragment of a split read (a wrong-password strike for the user's own request).
+            return INCOMPLETE
         if not valid_password(fields[2]):
             return Rejected(NokCode.SYNTAX_ERROR, "invalid password")
-        return Offline(fields[1], fields[2])
-    if verb == Verb.VCALL_SESSION:
-        if not valid_nick(fields[1]):
-            return Rejected(NokCode.SYNTAX_ERROR, "invalid nick")
-        if not valid_password(fields[2]):
-            return Rejected(NokCode.SYNTAX_ERROR, "invalid password")
+        if verb == Verb.VCALL_OFFLINE:
+            return Offline(fields[1], fields[2])
         return SessionOpen(fields[1], fields[2])
     if verb == Verb.VCALL_HERE:
         if not valid_nick(fields[1]):

@@ -48,7 +48,10 @@ logger = logging.getLogger(__name__)
 SERVICE_TYPE: Final = "_vcall-dir._tcp.local."
 TXT_VERSION: Final = b"1"
 MAX_INSTANCE: Final = 63  # bytes of an instance name (RFC 6763 section 4.1.1)
-RESOLVE_TIMEOUT_MS: Final = 3000  # to resolve one service found while browsing
+# To resolve one service found while browsing. An answer on a LAN takes milliseconds; this also
+# bounds how long close() (on the client's exit) can wait for a handler still resolving.
+RESOLVE_TIMEOUT_MS: Final = 1000
+MAX_FOUND: Final = 32  # directories kept; any host can announce thousands (the rest: ignored)
 JOIN_TIMEOUT: Final = 5.0  # s to wait for the advertising thread on close
 Interfaces = list[str] | InterfaceChoice  # zeroconf's interface choice, as vcall uses it
 
@@ -237,7 +240,7 @@ class DirectoryBrowser:
         self._browser: ServiceBrowser | None = None
         self._closed = False
         self.failures = 0  # browsing could not start, or a service failed to resolve
-        self.ignored = 0  # services resolved but unusable (no IPv4 address, bad port)
+        self.ignored = 0  # unusable (no IPv4 address, bad port) or beyond MAX_FOUND
         self._thread = threading.Thread(target=self._start, name="vcall-mdns-browse", daemon=True)
 
     def start(self) -> None:
@@ -284,7 +287,7 @@ class DirectoryBrowser:
                         name, info.parsed_addresses(), info.port, info.properties
                     )
                 with self._lock:
-                    if found is None:
+                    if found is None or (name not in self._found and len(self._found) >= MAX_FOUND):
                         self.ignored += 1
                         self._found.pop(name, None)
                     else:

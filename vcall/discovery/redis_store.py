@@ -79,6 +79,7 @@ redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
 redis.call('PUBLISH', ARGV[4], ARGV[1])
+redis.call('DEL', KEYS[5])
 return 1
 """
 _UPDATE: Final = """
@@ -266,7 +267,10 @@ class RedisUserStore:
             raise StoreUnavailable(f"invalid record for {nick}") from None
 
     async def create(self, user: StoredUser) -> bool:
+        """A new account; a keep-alive session an earlier owner of the nick left (a record
+        removed by hand) is deleted in the same script: only the new owner's token counts."""
         keys, args = self._write_args(user)
+        keys.append(_key("session", user.nick))
         done = await self.call("create", self._create(keys=keys, args=args))
         return bool(done)
 

@@ -202,7 +202,9 @@ class Store:
         return None if row is None else _user(row)
 
     def insert(self, user: StoredUser) -> bool:
-        """Add a new nick; False (nothing changed) if it is taken, in any case."""
+        """Add a new nick; False (nothing changed) if it is taken, in any case. A keep-alive
+        session left by an earlier account of that nick (removed by hand) ends with it: only
+        the new owner's token may speak for the nick."""
         try:
             cursor = self._db.execute(
                 f"INSERT INTO users ({_COLUMNS}) SELECT {_MARKS} "
@@ -211,7 +213,10 @@ class Store:
             )
         except sqlite3.IntegrityError:
             return False
-        return cursor.rowcount == 1
+        if cursor.rowcount != 1:
+            return False
+        self.drop_session(user.nick)
+        return True
 
     def upsert(self, user: StoredUser) -> None:
         self._db.execute(f"INSERT OR REPLACE INTO users ({_COLUMNS}) VALUES ({_MARKS})", _row(user))

@@ -107,6 +107,10 @@ def list_interval(users: int, base: float = LIST_INTERVAL) -> float:
     return max(base, min(MAX_LIST_INTERVAL, scaled))
 
 
+class _CancelledError(Exception):
+    """The keep-alive was cancelled (log-out) between two of its requests."""
+
+
 class KeepAlive:
     """The keep-alive of one login (see the module docstring); call it with the login's
     :class:`Registration` every :data:`REFRESH_INTERVAL`. Blocking (one connection, every
@@ -121,8 +125,21 @@ class KeepAlive:
         self.heres = 0  # keep-alives sent as VCALL_HERE
         self.sessions = 0  # sessions opened (one scrypt check each on the server)
         self.registers = 0  # keep-alives or fall-backs sent as REGISTER
+        # Set at log-out: no request starts after it, so no late REGISTER or session can land
+        # after the goodbye and show the user online again.
+        self.cancelled = threading.Event()
+
+    def _check(self) -> None:
+        if self.cancelled.is_set():
+            raise _CancelledError
 
     def __call__(self, registration: Registration) -> None:
+        try:
+            self._keep_alive(registration)
+        except _CancelledError:
+            logger.debug("keep-alive cancelled: logging out")
+
+    def _keep_alive(self, registration: Registration) -> None:
         from vcall.discovery.client import (  # noqa: PLC0415
             DiscoveryClient,
             RequestRejected,
@@ -132,6 +149,7 @@ class KeepAlive:
         )
 
         r = registration
+        self._check()
         with DiscoveryClient(*r.server, timeout=PRESENCE_TIMEOUT) as client:
             if self.classic:
                 self._register(client, r)
@@ -152,6 +170,7 @@ class KeepAlive:
                 except RequestRejected:  # another server now: let VCALL_SESSION find out
                     self.token = None
             try:
+                self._check()
                 granted = client.open_session(r.nick, r.password)
             except ServiceUnavailable:
                 raise
@@ -169,6 +188,7 @@ class KeepAlive:
             self.sessions += 1
 
     def _register(self, client: Any, r: Registration) -> None:
+        self._check()
         client.register(r.nick, r.ip, r.port, r.password, r.protocols, fingerprint=r.fingerprint)
         self.registers += 1
 
@@ -298,7 +318,9 @@ class PresenceKeeper:
         self._wake.set()
 
     def stop(self, timeout: float = PRESENCE_TIMEOUT + 2.0) -> None:
-        """Stop and join (a request under way ends within its deadline)."""
+        """Stop and join (a request under way ends within its deadline; no new one starts)."""
+        if self.keepalive is not None:
+            self.keepalive.cancelled.set()
         self._stop.set()
         self._wake.set()
         if self._thread.is_alive():

@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pipeline.wire.sdp import write_sdp
 from vcall.call import events as call_events
 from vcall.call.codec import validate_codecs
 from vcall.call.policy import local_codecs
@@ -474,13 +475,11 @@ class ClientWorker:
             logger.info("sdp() refused: %s", exc)
             self._emit(ev.Notice("An SDP exists only for RTP calls (both peers run vcall).", True))
             return
-        target = Path(path)
-        tmp = target.with_name(f".{target.name}.tmp")
         try:
-            tmp.write_bytes(text.encode("utf-8"))  # as is: SDP lines end with CRLF
-            os.replace(tmp, target)
+            # Mode 0600, atomically, through a temporary file of an unpredictable name: with
+            # SRTP the description holds the call's send key (a=crypto, docs/interop.md).
+            write_sdp(path, text)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             self._emit(ev.Notice(f"Cannot write {path}: {exc.strerror or exc}.", True))
             return
         self._emit(ev.Notice(f"SDP saved to {path}."))

@@ -33,8 +33,9 @@ while at 0.8 Mbit/s it spent 0.78 (measured, one window). So the encoder opens w
 asked for (target x gain, gain in [1, MAX_GAIN]) is corrected so that what it really spends is
 TARGET_UTILIZATION of the target: down at once when it spends more, up by at most
 GAIN_STEP_UP per window when it spends less (a scene that turns busy can overshoot for at most
-one window, by at most the gain, which the pacer and the congestion controller absorb). A lower
-target resets the gain to 1: it usually means congestion, when an overshoot hurts most.
+one window, by at most the gain, which the pacer and the congestion controller absorb). A target
+more than 5% lower resets the gain to 1: it usually means congestion, when an overshoot hurts
+most (smaller steps keep it, and the next window's correction follows them).
 Why 0.85 and not more: the congestion controller needs the headroom. At 0.95 (1.9 of 2.0
 Mbit/s, 42.5 dB) the lab's 5 -> 1.5 Mbit/s step froze the picture 1.4 s and the 2 Mbit/s link
 froze once; at 0.9 the step froze 1.0 s; at 0.85 (1.7 Mbit/s, 42.0 dB in steady state) the
