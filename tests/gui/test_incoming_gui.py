@@ -4,10 +4,7 @@ registered address where nobody listens (unreachable)."""
 
 from __future__ import annotations
 
-import json
-import select
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +13,7 @@ import numpy as np
 import pytest
 
 from tests.fixtures.discovery import DiscoveryProcess, free_port
+from tests.gui.agent import Agent as MediaAgent
 from tests.gui.harness import Client
 from tests.gui.test_call_gui import PeerWindow, assert_moving, log_in, wait_listed
 from vcall.config import Config
@@ -27,51 +25,11 @@ pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("no_leaks")]
 Shot = Callable[[str], np.ndarray]
 
 
-class Agent:
+class Agent(MediaAgent):
     """``vcall agent`` (call control only), its JSON events read from stdout."""
 
     def __init__(self, server: DiscoveryProcess, nick: str, *extra: str) -> None:
-        cmd = [
-            sys.executable, "-m", "vcall", "agent", "--nick", nick, "--password", "pw",
-            "--server", f"127.0.0.1:{server.port}", "--listen-ip", "127.0.0.1",
-            "--advertise-ip", "127.0.0.1", "--no-media", *extra,
-        ]  # fmt: skip
-        self.log_path = server.db_path.with_name(f"agent-{nick}.log")
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log
-            )
-        self._buffer = b""
-        self.seen: list[dict[str, object]] = []
-
-    def wait_event(self, name: str, timeout: float = 20.0) -> dict[str, object]:
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        while True:
-            while b"\n" in self._buffer:
-                line, self._buffer = self._buffer.split(b"\n", 1)
-                event = json.loads(line)
-                self.seen.append(event)
-                if event.get("event") == name:
-                    return event
-            left = deadline - time.monotonic()
-            assert left > 0, f"agent: no {name!r} event within {timeout} s; saw {self.seen}"
-            if select.select([self.proc.stdout], [], [], left)[0]:
-                chunk = self.proc.stdout.read1(4096)  # type: ignore[attr-defined]
-                assert chunk, f"agent exited before {name!r}:\n{self.log_path.read_text()}"
-                self._buffer += chunk
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                stream.close()
+        super().__init__(server, nick, "--no-media", *extra)
 
 
 @pytest.fixture

@@ -19,9 +19,9 @@ import pytest
 from tests.audio.conftest import PulseServer, _start_pulse
 from tests.audio.test_ring import on_segments, peaks
 from tests.fixtures.discovery import DiscoveryProcess
+from tests.gui.agent import Agent
 from tests.gui.harness import Client
 from tests.gui.test_call_gui import log_in
-from tests.gui.test_peer_state_gui import Agent
 from vcall.config import Config
 from vcall.gui.model import Phase, Screen
 
