@@ -306,6 +306,7 @@ class MediaSession:
         for ring in self._rings.values():
             eventfds.update(ring.reader_fds)
         sock_fds = tuple(s.fileno() for s in self._socks)
+        wallclock_offset = time.time() - time.monotonic()  # one for every stage's SRs
         for name in self._stage_names:
             reader, writer = multiprocessing.Pipe(duplex=False)
             self._controls[name] = writer
@@ -317,6 +318,7 @@ class MediaSession:
                 stats=self._stats[name],
                 keep_fds=(*eventfds, *(sock_fds if name == "receive" else ())),
                 nice=self._stage_nice,
+                wallclock_offset=wallclock_offset,
             )
             proc = lifecycle.ChildProcess(
                 f"vcall-{name}", functools.partial(stage_main, ctx, factories[name])

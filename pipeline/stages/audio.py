@@ -166,13 +166,13 @@ class AudioStage(Stage):
             logger.warning("audio: no audio in this call: %s", exc)
             return
         self._path = path
-        # Our SRs: the audio SSRC, the 48 kHz clock, NTP from the same wall clock offset as the
-        # receive stage's video SRs (both are time.time() - time.monotonic() on this host).
+        # Our SRs: the audio SSRC, the 48 kHz clock, NTP from the very wall clock offset of the
+        # receive stage's video SRs (the session's, taken once: StageContext).
         self._rtcp = RtcpSession(
             audio_ssrc_of(peer.local_ssrc),
             clock_rate=path.clock_rate,
             interval=RTCP_INTERVAL_S,
-            wallclock_offset=time.time() - time.monotonic(),
+            wallclock_offset=self.wallclock_offset(),
         )
         self._apply()
         logger.info("audio: %s -> %s, %s -> peer", self._spec.source, self._spec.sink, peer.ip)

@@ -43,6 +43,10 @@ class StageContext:
     stats: StatsChannel
     keep_fds: tuple[int, ...] = field(default=())
     nice: int = 0  # added to the stage process's nice value (the controller's UI thread first)
+    # time.time() - time.monotonic(), taken once by the controller for all its stages: the
+    # audio and video sender reports map RTP time to NTP through the same offset, so a wall
+    # clock stepped between two stage starts cannot skew the peer's lip sync (None: now).
+    wallclock_offset: float | None = None
 
 
 class Stage:
@@ -56,6 +60,11 @@ class Stage:
         self._reset_ns = time.monotonic_ns()
 
     # -- for subclasses -------------------------------------------------------------------
+    def wallclock_offset(self) -> float:
+        """The session's wall-clock offset (``StageContext.wallclock_offset``), or now's."""
+        offset = self.ctx.wallclock_offset
+        return time.time() - time.monotonic() if offset is None else offset
+
     def wait_fds(self) -> Sequence[int]:
         return ()
 

@@ -592,7 +592,7 @@ class ReceiveStage(Stage):
                     self._rtcp_session = RtcpSession(
                         peer.local_ssrc,
                         clock_rate=info.clock_rate,
-                        wallclock_offset=time.time() - time.monotonic(),
+                        wallclock_offset=self.wallclock_offset(),
                         peer_ssrc=peer.peer_ssrc,
                     )
                     self._rtcp.connect(peer.ip, peer.rx_port + 1)
