@@ -30,7 +30,7 @@ from vcall.discovery.client import (
 )
 from vcall.discovery.embedded import EmbeddedServer
 from vcall.discovery.store import Store
-from vcall.discovery.tls import PinStore
+from vcall.discovery.tls import Pin, PinStore
 from vcall.identity import load_or_create_identity
 
 # Every process a test starts is gone when it ends.
@@ -341,5 +341,53 @@ def test_failed_tls_handshakes_are_counted_and_cost_no_connection_slot(tmp_path:
             assert time.monotonic() < deadline, server.log()
             time.sleep(0.1)
         assert "3 x TLS handshake failed or timed out" in server.log()
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def test_a_key_pinned_before_the_first_contact_closes_the_first_contact(
+    tmp_path: Path,
+) -> None:
+    """Trust on first use cannot protect the first contact; a fingerprint given out of band
+    (`vcall discovery pin`) can: the right key is used and its TLS port learnt, a wrong key is
+    refused, and so is a server that answers as a classic one (a stripped VCALL_TLS)."""
+    server = start_discovery_process(tmp_path)
+    pins_file = tmp_path / "pins.json"
+
+    def pin(fingerprint: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "vcall", "discovery", "--server",
+             f"127.0.0.1:{server.port}", "--pins", str(pins_file), "pin", fingerprint],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+
+    try:
+        real = load_or_create_identity(server.db_path.parent / "discovery-identity").fingerprint
+        assert pin("sha256:nothex").returncode == 2
+        wrong = "sha256:" + "ab" * 32
+        done = pin(wrong)
+        assert done.returncode == 0, done.stderr
+        assert PinStore(pins_file).get(*server.address) == Pin(wrong, 0)
+        with (
+            DiscoveryClient(*server.address, pins=PinStore(pins_file)) as client,
+            pytest.raises(ServerIdentityChanged, match="presented key"),
+        ):
+            client.list_users()
+        assert pin(real).returncode == 0
+        with DiscoveryClient(*server.address, pins=PinStore(pins_file)) as client:
+            client.list_users()
+            assert client.secure and client.server_fingerprint == real
+        learnt = PinStore(pins_file).get(*server.address)
+        assert learnt is not None and learnt.fingerprint == real and learnt.tls_port > 0
+        # The same pin, and the server now answers as a classic one: refused, never in clear.
+        assert pin(real).returncode == 0
+        server.stop()
+        server.extra_args = ["--no-tls"]
+        server.start()
+        with (
+            DiscoveryClient(*server.address, pins=PinStore(pins_file)) as client,
+            pytest.raises(ServerIdentityChanged, match="no longer offers TLS"),
+        ):
+            client.list_users()
     finally:
         assert server.stop() == 0, server.log()

@@ -28,8 +28,8 @@ from pathlib import Path
 
 from vcall.config import ConfigError, parse_server
 from vcall.discovery.client import DiscoveryClient, DiscoveryError, ServerGroup, parse_servers
-from vcall.discovery.tls import PinStore
-from vcall.identity import IdentityError, load_or_create_identity
+from vcall.discovery.tls import Pin, PinStore, PinStoreError
+from vcall.identity import IdentityError, is_fingerprint, load_or_create_identity
 
 DEFAULT_SERVER = "127.0.0.1:8000"
 
@@ -91,6 +91,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ses = sub.add_parser("session", help="open a keep-alive session: prints a token")
     ses.add_argument("nick")
     ses.add_argument("--password", help="default: $VCALL_PASSWORD, else a prompt")
+    pin = sub.add_parser(
+        "pin", help="pin the server's key before the first contact (from its log, out of band)"
+    )
+    pin.add_argument("fingerprint", help="sha256:<64 hex>, as vcall-discovery prints it")
     here = sub.add_parser("here", help="one keep-alive with a session token")
     here.add_argument("nick")
     here.add_argument(
@@ -104,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
     group = ServerGroup(servers) if len(servers) > 1 else None
     try:
         host, port = servers[0]
+        if args.action == "pin":
+            return _pin(args, host, port)
         pins = PinStore(args.pins) if args.tls else None
         with DiscoveryClient(
             host, port, timeout=args.timeout, group=group, pins=pins, plain=not args.tls
@@ -153,9 +159,22 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:  # our own misuse: an invalid nick, ip, password...
         print(f"vcall discovery: {exc}", file=sys.stderr)
         return 2
-    except (DiscoveryError, IdentityError, OSError) as exc:
+    except (DiscoveryError, IdentityError, PinStoreError, OSError) as exc:
         print(f"vcall discovery: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _pin(args: argparse.Namespace, host: str, port: int) -> int:
+    """Pin ``host:port``'s key with its TLS port unknown (0): the first contact must then be TLS
+    with that key (tls.py). Touches no network."""
+    fingerprint = args.fingerprint.strip().lower()
+    if not is_fingerprint(fingerprint):
+        raise ValueError(f"not a key fingerprint: {args.fingerprint!r} (sha256:<64 hex digits>)")
+    store = PinStore(args.pins)
+    store.pin(host, port, Pin(fingerprint, 0))
+    _out(args, {"server": f"{host}:{port}", "fingerprint": fingerprint},
+         f"pinned {host}:{port} to {fingerprint} in {store.path}")  # fmt: skip
     return 0
 
 

@@ -420,7 +420,7 @@ class DiscoveryClient:
             pin = pins.get(self.host, self.port)
         except PinStoreError as exc:
             raise ServerIdentityChanged(str(exc)) from None
-        if pin is not None:
+        if pin is not None and pin.tls_port:  # 0: pinned before any contact, port not known
             try:
                 return self._open_tls(pins, pin, pin.tls_port, deadline)
             except ServerUnreachable:

@@ -10,7 +10,11 @@ use (TOFU, as SSH does with host keys, RFC 4251 section 4.1): the server's key f
 * a different key is :class:`ServerIdentityChanged`, naming both fingerprints; never a prompt;
 * a pinned server that no longer offers TLS is :class:`ServerIdentityChanged` too (a
   downgrade to the plain port is never taken silently);
-* an unpinned server with no TLS (a classic server) is used in clear, as before.
+* an unpinned server with no TLS (a classic server) is used in clear, as before. That is the
+  one weakness of trust on first use: whoever answers the very first contact in its place can
+  make a vcall server look classic. A user who got the server's fingerprint out of band (its
+  log prints it at start) pins it before the first contact (``vcall discovery --server H:P
+  pin sha256:...``, tls_port 0): from then on the rules above hold from the first contact.
 
 The pin file is JSON ``{"host:port": {"fingerprint": "sha256:...", "tls_port": N}}``, mode
 0600, at most :data:`MAX_PINS_BYTES`; an unreadable file is an error (it is never silently
@@ -44,7 +48,8 @@ class PinStoreError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Pin:
-    """A server's pinned key fingerprint (``sha256:<64 hex>``) and the TLS port it used."""
+    """A server's pinned key fingerprint (``sha256:<64 hex>``) and the TLS port it used (0: not
+    known yet, for a key the user pinned before the first contact: ``vcall discovery pin``)."""
 
     fingerprint: str
     tls_port: int
@@ -76,7 +81,7 @@ class PinStore:
 
     def pin(self, host: str, port: int, pin: Pin) -> None:
         """Record (or move the TLS port of) a pin. Raises PinStoreError, ValueError."""
-        if not is_fingerprint(pin.fingerprint) or not 0 < pin.tls_port < 65536:
+        if not is_fingerprint(pin.fingerprint) or not 0 <= pin.tls_port < 65536:
             raise ValueError(f"not a pin: {pin!r}")
         with self._lock:
             pins = self._read()
@@ -107,7 +112,7 @@ class PinStore:
             fingerprint, tls_port = value.get("fingerprint"), value.get("tls_port")
             if not isinstance(fingerprint, str) or not is_fingerprint(fingerprint):
                 raise PinStoreError(f"{self.path}: bad fingerprint for {key!r}")
-            if type(tls_port) is not int or not 0 < tls_port < 65536:
+            if type(tls_port) is not int or not 0 <= tls_port < 65536:
                 raise PinStoreError(f"{self.path}: bad tls_port for {key!r}")
             pins[str(key)] = Pin(fingerprint, tls_port)
         return pins
