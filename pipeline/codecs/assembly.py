@@ -7,7 +7,8 @@ API::
         def __init__(self, counters: dict[str, int], *, timeout: float, max_partial: int,
                      on_drop: Callable[[], None] | None = None) -> None
         frames: dict[int, P]              # RTP timestamp -> the frame being assembled
-        last_done: int | None             # timestamp of the newest frame completed or dropped
+        last_done: int | None             # the newest frame completed or dropped (or the first
+                                          # of a new timeline, RESET_TICKS or more behind)
         def finished(self, ts: int) -> bool        # ts at or behind last_done: counted, drop it
         def open(self, ts, now, new: Callable[[float], P]) -> P
         def drop(self, ts: int, reason: str) -> None
@@ -111,7 +112,12 @@ class FrameAssembly(Generic[P]):
         return [t for t in self.frames if ts_diff(t, ts) < 0]
 
     def mark_done(self, ts: int) -> None:
-        if self.last_done is None or ts_diff(ts, self.last_done) > 0:
+        """``ts`` is done: the newest so far, or the start of a new timeline (more than
+        RESET_TICKS behind: a peer's clock stepped back, or the frame before was stamped far
+        ahead). Without the second case the old timeline would catch up with the new one
+        RESET_TICKS later and its frames would turn "late" then."""
+        behind = None if self.last_done is None else ts_diff(ts, self.last_done)
+        if behind is None or behind > 0 or behind <= -RESET_TICKS:
             self.last_done = ts
 
     def expire(self, now: float) -> int:

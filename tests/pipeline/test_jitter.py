@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.codecs.assembly import FrameAssembly
 from pipeline.jitter import JitterBuffer
 from pipeline.wire.rtp import to_rtp_ts
 
@@ -442,3 +444,21 @@ def test_arrival_times_out_of_order_never_raise(
     s = buf.stats
     assert s.pushed + s.late + s.duplicates == len(events)
     assert s.pushed == s.played + s.skipped + s.overflow + s.buffered
+
+
+def test_the_depacketizers_timeline_follows_a_clock_stepped_back_or_a_frame_far_ahead() -> None:
+    """FrameAssembly: a frame RESET_TICKS or more behind starts a new timeline, so the old
+    one never catches up with it (a 3 s step back used to turn frames "late" 2 s later)."""
+    counts: dict[str, int] = {"late": 0, "duplicates": 0}
+    fa: FrameAssembly[Any] = FrameAssembly(counts, timeout=0.5, max_partial=4)
+    step = 90000 // 20  # 20 fps at 90 kHz
+    ts = 10 * 90000
+    fa.mark_done(ts)
+    for stamp in (ts - 3 * 90000, ts + 8 * 90000 + step, ts - 2 * 90000):  # back; ahead; back
+        for i in range(60):  # 3 s of frames on the new timeline: none is late
+            t = (stamp + i * step) & 0xFFFFFFFF
+            assert not fa.finished(t), (stamp, i)
+            fa.mark_done(t)
+        assert fa.finished(t)  # the same frame again is a duplicate
+        assert fa.finished((t - step) & 0xFFFFFFFF)  # and one just behind is late
+    assert counts == {"late": 3, "duplicates": 3}
