@@ -12,9 +12,7 @@ All senders run at once in one loop (the box is shared: one 3-second run, not fo
 from __future__ import annotations
 
 import functools
-import multiprocessing
 import select
-import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 
@@ -22,17 +20,13 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.codecs.registry import get_codec
 from pipeline.control import Connect, MediaMode, PeerEndpoint
-from pipeline.ipc.ring import Ring, Ts
+from pipeline.ipc.ring import Ts
 from pipeline.ipc.shm import SegmentSet
-from pipeline.stages.base import StageContext
-from pipeline.stages.receive import ReceiveStage, bind_rx_sockets
-from pipeline.stats import StatsChannel
-from pipeline.wire.rtcp import SenderInfo
 from pipeline.wire.rtp import to_rtp_ts
 from pipeline.wire.v0 import encode_v0
 from tests.fixtures.rtpjpeg import JpegRtpSender
+from tests.pipeline.test_receive import Rx
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -63,39 +57,16 @@ FORGED_LEVEL = 250
 FORGED = _jpeg(FORGED_LEVEL)
 
 
-class Receiver:
+class Receiver(Rx):
     """A ``ReceiveStage`` on its own loopback sockets and rings, pumped by hand; ``shown``
     collects (frame_id, bytes) of every frame it writes for the display, in order, and
     ``held_ns`` how long each waited in the jitter buffer (for figures, never asserted)."""
 
     def __init__(self, segments: SegmentSet, name: str) -> None:
-        self.ring = Ring.create(segments, f"rx{name}", n_slots=8, capacity=1 << 16)
-        self.txinfo = Ring.create(segments, f"ti{name}", n_slots=2, capacity=SenderInfo.SIZE)
-        self._pipe = multiprocessing.Pipe(duplex=False)
-        ctx = StageContext(
-            name="receive",
-            controller_pid=0,
-            watchdog_fd=-1,
-            control=self._pipe[0],
-            stats=StatsChannel.create(segments, f"st{name}"),
-        )
-        rtp, rtcp = bind_rx_sockets(LOCAL, 0)
-        self.port = rtp.getsockname()[1]
-        self.stage = ReceiveStage(
-            ctx,
-            rtp_sock=rtp,
-            rtcp_sock=rtcp,
-            encoded_rx=self.ring,
-            txinfo=self.txinfo,
-            codec=get_codec("JPEG"),
-        )
-        self.reader = self.ring.reader()
-        self.tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        super().__init__(segments, name, slots=8, capacity=1 << 16)
+        self.reader = self.rx_ring.reader()
         self.shown: list[tuple[int, bytes]] = []
         self.held_ns: list[int] = []
-
-    def send(self, datagram: bytes | bytearray) -> None:
-        self.tx.sendto(datagram, (LOCAL, self.port))
 
     def step(self, ready: list[int]) -> None:
         own = [fd for fd in ready if fd in self.stage.wait_fds()]
@@ -112,12 +83,7 @@ class Receiver:
 
     def close(self) -> None:
         del self.reader
-        self.stage.close()
-        self.tx.close()
-        for conn in self._pipe:
-            conn.close()
-        self.ring.close()
-        self.txinfo.close()
+        super().close()
 
 
 @pytest.fixture

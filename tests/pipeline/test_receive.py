@@ -47,18 +47,21 @@ JPEG = _jpeg(LOW.width, LOW.height)
 
 
 class Rx:
-    """A ReceiveStage on its own sockets and rings, plus a sender socket on 127.0.0.1."""
+    """A ReceiveStage on its own sockets and rings, plus a sender socket on 127.0.0.1
+    (``name`` keeps several in one segment set apart)."""
 
-    def __init__(self, segments: SegmentSet) -> None:
-        self.rx_ring = Ring.create(segments, "jrx", n_slots=3, capacity=1 << 20)
-        self.txinfo = Ring.create(segments, "txi", n_slots=2, capacity=SenderInfo.SIZE)
+    def __init__(
+        self, segments: SegmentSet, name: str = "", slots: int = 3, capacity: int = 1 << 20
+    ) -> None:
+        self.rx_ring = Ring.create(segments, f"jrx{name}", n_slots=slots, capacity=capacity)
+        self.txinfo = Ring.create(segments, f"txi{name}", n_slots=2, capacity=SenderInfo.SIZE)
         self._pipe = multiprocessing.Pipe(duplex=False)
         ctx = StageContext(
             name="receive",
             controller_pid=0,
             watchdog_fd=-1,
             control=self._pipe[0],
-            stats=StatsChannel.create(segments, "receive"),
+            stats=StatsChannel.create(segments, f"receive{name}"),
         )
         rtp, rtcp = bind_rx_sockets(LOCAL, 0)
         self.port = rtp.getsockname()[1]
