@@ -29,7 +29,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -44,6 +43,7 @@ from typing import Any
 
 import psutil
 
+from pipeline.stats import percentile
 from vcall.discovery.backend import open_store
 from vcall.discovery.client import DiscoveryClient
 from vcall.discovery.codec import Presence, Verb, parse_reply
@@ -60,8 +60,7 @@ def _free_port() -> int:
 
 def _percentiles(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
-    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
-    return {"p50_ms": statistics.median(ordered) * 1e3, "p99_ms": p99 * 1e3,
+    return {"p50_ms": statistics.median(ordered) * 1e3, "p99_ms": percentile(ordered, 99) * 1e3,
             "max_ms": ordered[-1] * 1e3}  # fmt: skip
 
 
@@ -78,16 +77,16 @@ def _fill(path: Path, users: int) -> None:
         store.close()
 
 
-class _Server:
-    def __init__(self, db: Path | str) -> None:
+class _Listening:
+    """A private server process on a free loopback port, up once it accepts TCP connections
+    (within ``timeout`` s, else RuntimeError); ``stop`` ends it (SIGTERM, then SIGKILL)."""
+
+    def __init__(self, argv: Callable[[int], list[str]], what: str, timeout: float) -> None:
         self.port = _free_port()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vcall.discovery.server", "--port", str(self.port),
-             "--store", db if isinstance(db, str) else f"sqlite:{db}", "--no-tls",
-             "--scrypt-n", "1024", "--max-per-address", "100000"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 20
+            argv(self.port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
@@ -95,16 +94,29 @@ class _Server:
             except OSError:
                 time.sleep(0.05)
         self.stop()
-        raise RuntimeError("the discovery server did not start")
+        raise RuntimeError(f"{what} did not start")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.terminate()
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+class _Server(_Listening):
+    def __init__(self, db: Path | str) -> None:
+        store = db if isinstance(db, str) else f"sqlite:{db}"
+        super().__init__(
+            lambda port: [
+                sys.executable, "-m", "vcall.discovery.server", "--port", str(port),
+                "--store", store, "--no-tls", "--scrypt-n", "1024",
+                "--max-per-address", "100000",
+            ],
+            "the discovery server", 20,
+        )  # fmt: skip
 
 
 def bench_presence(users: int, samples: int, folder: Path) -> dict[str, Any]:
@@ -145,35 +157,18 @@ def bench_presence(users: int, samples: int, folder: Path) -> dict[str, Any]:
             **_percentiles(times)}  # fmt: skip
 
 
-class _Redis:
-    """A private ``redis-server`` on a free loopback port (no persistence), or None."""
+class _Redis(_Listening):
+    """A private ``redis-server`` on a free loopback port (no persistence)."""
 
     def __init__(self, folder: Path) -> None:
-        self.port = _free_port()
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(folder)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        super().__init__(
+            lambda port: [
+                "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", str(folder),
+            ],
+            "redis-server", 10,
         )  # fmt: skip
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def _fill_store(spec: str, users: int, credential: Credential) -> None:

@@ -5,12 +5,12 @@ and the GUI's KeepAlive against a real server and a classic one."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,7 +21,6 @@ from benchmarks.presence import bench_keepalive
 from pipeline.errors import RemoteProtocolError
 from tests.discovery.redis_server import RedisProcess
 from tests.fixtures.discovery import DiscoveryProcess, start_discovery_process
-from vcall.discovery import cli
 from vcall.discovery.backend import open_store
 from vcall.discovery.client import DiscoveryClient, WrongPassword
 from vcall.discovery.codec import (
@@ -331,12 +330,9 @@ def test_keepalive_against_a_classic_server() -> None:
 
 
 def test_cli_session_and_here(
-    discovery_server: DiscoveryProcess, capsys: pytest.CaptureFixture[str]
+    discovery_cli: Callable[..., int], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def vcall(*argv: str) -> int:
-        parser = argparse.ArgumentParser()
-        cli.add_arguments(parser)
-        return cli.run(parser.parse_args(["--server", f"127.0.0.1:{discovery_server.port}", *argv]))
+    vcall = discovery_cli
 
     assert vcall("register", "Eve", "--ip", "10.0.0.5", "--port", "4000", "--password", "pw",
                  "--protocols", "V0#V2435") == 0  # fmt: skip

@@ -3,12 +3,12 @@ the real server process on SQLite and on a shared Redis (two instances)."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 
 from tests.discovery.redis_server import RedisProcess
 from tests.fixtures.discovery import DiscoveryProcess, start_discovery_process
-from vcall.discovery import cli
 from vcall.discovery.client import DiscoveryClient, RequestRejected, WrongPassword
 from vcall.discovery.codec import (
     INCOMPLETE,
@@ -251,12 +250,9 @@ def test_a_classic_server_rejects_the_extension() -> None:
 
 
 def test_cli_presence_and_offline(
-    discovery_server: DiscoveryProcess, capsys: pytest.CaptureFixture[str]
+    discovery_cli: Callable[..., int], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def vcall(*argv: str) -> int:
-        parser = argparse.ArgumentParser()
-        cli.add_arguments(parser)
-        return cli.run(parser.parse_args(["--server", f"127.0.0.1:{discovery_server.port}", *argv]))
+    vcall = discovery_cli
 
     assert vcall("register", "Eve", "--ip", "10.0.0.5", "--port", "4000", "--password", "pw",
                  "--protocols", "V0#V2435") == 0  # fmt: skip

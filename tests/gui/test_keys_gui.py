@@ -9,7 +9,6 @@ the stamped test pattern; ours is a file without stamps, so the two pictures can
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,9 +19,9 @@ import pytest
 
 from pipeline.sources.pattern import read_stamp
 from tests.fixtures.discovery import DiscoveryProcess
+from tests.gui.agent import Agent
 from tests.gui.harness import Client, crop
 from tests.gui.test_call_gui import log_in
-from tests.gui.test_incoming_gui import Agent
 from vcall.config import Config, load_state
 from vcall.gui.dialogs import InfoWindow
 from vcall.gui.model import Phase, Screen
@@ -30,29 +29,6 @@ from vcall.gui.model import Phase, Screen
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("no_leaks")]
 
 Shot = Callable[[str], np.ndarray]
-
-
-class MediaAgent(Agent):
-    """``vcall agent`` with the media pipeline (the test pattern), commands on stdin."""
-
-    def __init__(self, server: DiscoveryProcess, nick: str, *extra: str) -> None:
-        cmd = [
-            sys.executable, "-m", "vcall", "agent", "--nick", nick, "--password", "pw",
-            "--server", f"127.0.0.1:{server.port}", "--listen-ip", "127.0.0.1",
-            "--advertise-ip", "127.0.0.1", "--preset", "low", *extra,
-        ]  # fmt: skip
-        self.log_path = server.db_path.with_name(f"agent-{nick}.log")
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log
-            )
-        self._buffer = b""
-        self.seen: list[dict[str, object]] = []
-
-    def command(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line.encode() + b"\n")
-        self.proc.stdin.flush()
 
 
 @pytest.fixture
@@ -174,7 +150,7 @@ def test_in_call_keys_notices_fullscreen_and_pip(
 ) -> None:
     app, call = alice.app, alice.app.call
     log_in(alice, "alice", discovery_server)
-    bob = MediaAgent(discovery_server, "bob", "--call", "alice")
+    bob = Agent(discovery_server, "bob", "--preset", "low", "--call", "alice")  # with media
     try:
         alice.pump_until(lambda: app.incoming is not None, 30, "bob's call rings")
         incoming = app.incoming
@@ -232,14 +208,14 @@ def test_in_call_keys_notices_fullscreen_and_pip(
         assert call.self_target.notice_shown == ""
 
         # bob holds: his picture stays (the last frame) under the words; then resumes.
-        bob.command("hold")
+        bob.send("hold")
         alice.pump_until(lambda: app.model.hold_remote, 10, "held by bob")
         alice.pump(0.3)
         assert call.no_video_shown == "bob put the call on hold"
         assert call.self_target.notice_shown == "On hold: not sent"
         held = large(alice, screenshot, "held-by-bob")
         assert held.mean() > 40, "the last frame is gone"
-        bob.command("resume")
+        bob.send("resume")
         alice.pump_until(lambda: not app.model.hold_remote, 10, "resumed by bob")
         alice.pump(0.3)
         assert call.no_video_shown == "" and call.self_target.notice_shown == ""
