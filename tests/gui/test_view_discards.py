@@ -66,7 +66,9 @@ def dropped_of(line: str) -> int:
     ("case", "ts_of", "ssrc", "reason"),
     [
         ("frozen timestamp", lambda k: 90_000, None, "duplicate packets"),
-        ("timestamp stepped back", lambda k: 90_000 + (k - 40 * (k >= 20)) * 4500, None, "late"),
+        # 0.5 s back, inside the depacketizer's late window (RESET_TICKS, 1 s): late packets.
+        # (A step of more than that is a new timeline and shows every frame: test_jitter.py.)
+        ("timestamp stepped back", lambda k: 90_000 + (k - 10 * (k >= 20)) * 4500, None, "late"),
         ("another sender", lambda k: 90_000 + k * 4500, 5, "wrong source"),
     ],
 )
