@@ -118,9 +118,16 @@ class StatsChannel:
         ring = Ring.create(segments, f"st{stage}", n_slots=2, capacity=STATS_CAPACITY, n_readers=0)
         return cls(ring)
 
+    def due(self, now_ns: int) -> bool:
+        """True when PUBLISH_INTERVAL_NS have passed since the last snapshot was written.
+
+        A stage asks before building a snapshot: building one sorts every latency window.
+        """
+        return now_ns - self._last_publish >= PUBLISH_INTERVAL_NS
+
     def publish(self, snapshot: dict[str, Any], now_ns: int, force: bool = False) -> bool:
         """Write ``snapshot`` unless one was written less than PUBLISH_INTERVAL_NS ago."""
-        if not force and now_ns - self._last_publish < PUBLISH_INTERVAL_NS:
+        if not force and not self.due(now_ns):
             return False
         self._last_publish = now_ns
         data = json.dumps(snapshot, separators=(",", ":")).encode()
