@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Literal
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -57,7 +58,7 @@ from pipeline.presets import DEFAULT_PRESET, Preset, get_preset
 from pipeline.sources.video import parse_spec
 from pipeline.stages import audio as audio_stage
 from pipeline.stages import capture, display, encode, receive, send
-from pipeline.stages.base import Stage, StageContext, stage_main
+from pipeline.stages.base import OPENCV_THREADS, Stage, StageContext, stage_main
 from pipeline.stats import (
     STAGE_NAMES,
     CpuMeter,
@@ -307,6 +308,8 @@ class MediaSession:
             eventfds.update(ring.reader_fds)
         sock_fds = tuple(s.fileno() for s in self._socks)
         wallclock_offset = time.time() - time.monotonic()  # one for every stage's SRs
+        # Inherited by every stage; in this process too (see OPENCV_THREADS for why here).
+        cv2.setNumThreads(OPENCV_THREADS)
         for name in self._stage_names:
             reader, writer = multiprocessing.Pipe(duplex=False)
             self._controls[name] = writer

@@ -20,15 +20,17 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-import cv2
-
 from pipeline.control import ControlMessage, ResetStats, Stop
 from pipeline.ipc import lifecycle
 from pipeline.stats import LatencyWindow, StatsChannel
 
 logger = logging.getLogger(__name__)
 
-# OpenCV threads in each stage process (see stage_main).
+# OpenCV threads in each stage process. Its worker threads spin after each parallel job:
+# between frames 33 ms apart a 720p I420 <-> RGB pair cost 2.7 ms of CPU with OpenCV's two
+# threads against 1.7 ms with one (100 frames, one window); the stages are parallel already.
+# Set by the controller before it forks the stages (pipeline.session): cv2.setNumThreads in a
+# child forked while the parent's OpenCV pool was running hangs (reproduced).
 OPENCV_THREADS = 1
 # Longest a stage sleeps without looking at its control pipe and publishing stats.
 MAX_SLEEP_S = 0.25
@@ -171,10 +173,6 @@ def stage_main(ctx: StageContext, factory: Callable[[StageContext], Stage]) -> N
     )
     if ctx.nice > 0:
         os.nice(ctx.nice)
-    # OpenCV's worker threads spin after each parallel job: between frames 33 ms apart a 720p
-    # I420 <-> RGB pair cost 2.7 ms of CPU with OpenCV's two threads against 1.7 ms with one
-    # (100 frames, one window). The stages are parallel already: one thread each.
-    cv2.setNumThreads(OPENCV_THREADS)
     # An exception propagates to lifecycle.ChildProcess: logged, exit code 1, and the controller
     # shows the stage in stats()["dead_stages"].
     stage = factory(ctx)
