@@ -36,7 +36,7 @@ from pipeline.stages.base import Stage, StageContext
 from pipeline.stats import RateMeter
 from pipeline.transport import feedback
 from pipeline.transport.edge import DatagramEdge
-from pipeline.transport.history import RetransmissionBuffer
+from pipeline.transport.history import RepeatSchedule, RetransmissionBuffer
 from pipeline.transport.pacer import PACING_FACTOR, Pacer
 from pipeline.transport.srtp import protection_for
 from pipeline.transport.stream import RtpSender
@@ -53,6 +53,15 @@ START_PACING_BPS = 50_000_000  # until the first target: pace only what is far b
 # (pipeline/transport/nack.py REPEAT_AFTER_S), answered once.
 RTX_MIN_INTERVAL_S = 0.01
 RTX_GUARD_RTTS = 0.5
+# On an RTT of RTX_REPEAT_MIN_RTT_S or more each retransmission is sent once more
+# RTX_REPEAT_AFTER_S later (history.RepeatSchedule; a fresh RTX packet with its own RTX
+# sequence number, so SRTP's replay check passes it): on the lab's 5% loss, 40+-10 ms path the
+# freezes left were second repair rounds after a lost retransmission (gaps of 175-260 ms, no
+# repair abandoned). Both copies count against the RTX_SHARE budget; on a short RTT a retry
+# is cheaper than the copy.
+RTX_REPEAT_MIN_RTT_S = 0.04
+RTX_REPEAT_AFTER_S = 0.01
+RTX_REPEAT_MAX = 256
 # Retransmissions may take at most this share of the target rate (a token bucket holding
 # RTX_BURST_S of it): on a congested link, repair must not become the congestion.
 RTX_SHARE = 0.3
@@ -83,6 +92,9 @@ class SendStage(Stage):
         self._target_reason = ""
         self._rtx_budget = 0.0
         self._rtx_refilled: float | None = None
+        self._rtx_repeats = RepeatSchedule(
+            min_rtt=RTX_REPEAT_MIN_RTT_S, after=RTX_REPEAT_AFTER_S, max_pending=RTX_REPEAT_MAX
+        )
         self._keyframe_fd = keyframe_request  # we write: a frame we never sent broke the chain
         self._awaiting_keyframe = False
         self._reader = encoded_tx.reader(0)
@@ -107,14 +119,16 @@ class SendStage(Stage):
         return (self._reader.fd,)
 
     def timeout(self, now_ns: int) -> float:
-        due = self._pacer.next_send(now_ns / 1e9)
-        return 0.25 if due is None else due
+        now = now_ns / 1e9
+        dues = (self._pacer.next_send(now), self._rtx_repeats.next_due(now))
+        return min((d for d in dues if d is not None), default=0.25)
 
     def step(self, ready: Sequence[int], now_ns: int) -> None:
         if self._feedback is not None and self._feedback.fd in ready:
             self._on_feedback()
         if self._reader.fd in ready:
             self._take_frames()
+        self._repeat_due()
         self._flush()
 
     def _on_feedback(self) -> None:
@@ -134,6 +148,21 @@ class SendStage(Stage):
         if rtp is None or not self._sending:
             return
         now = time.monotonic()
+        for seq in seqs:
+            if self._resend(seq, now, max(RTX_MIN_INTERVAL_S, RTX_GUARD_RTTS * rtt)):
+                self._rtx_repeats.add(seq, now, rtt)
+
+    def _repeat_due(self) -> None:
+        now = time.monotonic()
+        for seq in self._rtx_repeats.due(now):
+            if self._resend(seq, now, 0.0):
+                self.count("rtx_repeats")
+
+    def _resend(self, seq: int, now: float, min_interval: float) -> bool:
+        """Queue the RTX packet for ``seq`` (within the RTX budget); True when it was."""
+        rtp = self._rtp
+        if rtp is None or not self._sending:
+            return False
         if self._target_bps is not None:
             rate = RTX_SHARE * self._target_bps / 8
             if self._rtx_refilled is None:
@@ -142,15 +171,16 @@ class SendStage(Stage):
                 self._rtx_budget += (now - self._rtx_refilled) * rate
             self._rtx_budget = min(self._rtx_budget, rate * RTX_BURST_S)
             self._rtx_refilled = now
-        for seq in seqs:
-            if self._target_bps is not None and self._rtx_budget <= 0:
+            if self._rtx_budget <= 0:
                 self.count("rtx_rate_limited")
-                continue
-            packet = rtp.retransmit(seq, now, max(RTX_MIN_INTERVAL_S, RTX_GUARD_RTTS * rtt))
-            if packet is not None:
-                self._rtx_budget -= len(packet)
-                self._pacer.push(packet, now, priority=True)
-                self.count("rtx_packets")
+                return False
+        packet = rtp.retransmit(seq, now, min_interval)
+        if packet is None:
+            return False
+        self._rtx_budget -= len(packet)
+        self._pacer.push(packet, now, priority=True)
+        self.count("rtx_packets")
+        return True
 
     def _flush(self) -> None:
         """Send what the pacer lets go now, stamping the abs-send-time as it leaves."""
@@ -281,6 +311,7 @@ class SendStage(Stage):
             "pacer": dataclasses.asdict(self._pacer.stats),
             "pacer_queue": self._pacer.queued_packets,
             "retransmitted": 0 if self._rtp is None else self._rtp.retransmitted,
+            "rtx_repeats_dropped": self._rtx_repeats.dropped,
             "history": None
             if self._rtp is None or self._rtp.history is None
             else dataclasses.asdict(self._rtp.history.stats),

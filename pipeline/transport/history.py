@@ -9,6 +9,12 @@ API::
         def take(self, seq: int, now: float, min_interval: float) -> bytes | None
         stats -> HistoryStats      # stored, evicted, answered, unknown, too_soon
         bytes_held: int
+    class RepeatSchedule:           # retransmissions to send once more, a little later
+        def __init__(self, *, min_rtt: float, after: float, max_pending: int) -> None
+        def add(self, seq: int, now: float, rtt: float) -> bool   # False: full (counted)
+        def due(self, now: float) -> list[int]
+        def next_due(self, now: float) -> float | None            # seconds from now
+        dropped: int
 
 Bounded in bytes and in age: a packet older than ``max_age`` cannot make any playout time, and
 ``max_bytes`` caps memory whatever a peer asks for. ``take`` answers a NACK for one packet: None
@@ -19,7 +25,7 @@ Bounded in bytes and in age: a packet older than ``max_age`` cannot make any pla
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 MAX_BYTES = 2 << 20  # 2 MiB: 1 s of 720p H.264 at 16 Mbit/s, or ~0.7 s of 720p MJPEG
@@ -93,3 +99,41 @@ class RetransmissionBuffer:
     @property
     def stats(self) -> HistoryStats:
         return HistoryStats(**self._c)
+
+
+class RepeatSchedule:
+    """Which retransmissions to send once more, ``after`` seconds later, on a long RTT.
+
+    A lost retransmission costs the receiver a NACK retry (RTT x 1.2) plus an RTT; on a path
+    whose RTT is at least ``min_rtt`` that is longer than the playout delay, and the frame
+    freezes. A second copy a little later (not back to back: losses come in bursts) makes a
+    lost answer as unlikely as a lost request (the receiver repeats its NACKs the same way,
+    pipeline.transport.nack). Bounded: at most ``max_pending`` wait, the rest are not repeated
+    and counted in ``dropped``.
+    """
+
+    def __init__(self, *, min_rtt: float, after: float, max_pending: int) -> None:
+        self.min_rtt = min_rtt
+        self.after = after
+        self.max_pending = max_pending
+        self.dropped = 0
+        self._due: deque[tuple[float, int]] = deque()
+
+    def add(self, seq: int, now: float, rtt: float) -> bool:
+        """Schedule ``seq`` (just retransmitted) once more if the RTT is long enough."""
+        if rtt < self.min_rtt:
+            return False
+        if len(self._due) >= self.max_pending:
+            self.dropped += 1
+            return False
+        self._due.append((now + self.after, seq & 0xFFFF))
+        return True
+
+    def due(self, now: float) -> list[int]:
+        out: list[int] = []
+        while self._due and self._due[0][0] <= now:
+            out.append(self._due.popleft()[1])
+        return out
+
+    def next_due(self, now: float) -> float | None:
+        return max(0.0, self._due[0][0] - now) if self._due else None

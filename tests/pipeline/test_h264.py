@@ -267,6 +267,29 @@ def test_a_whole_frame_repaired_in_time_keeps_the_chain() -> None:
     assert depacketizer.stats.gaps == 0
 
 
+def test_a_keyframe_whose_parameter_sets_are_lost_waits_for_their_repair() -> None:
+    """A lost STAP-A (SPS + PPS) leaves an IDR slice with first_mb_in_slice 0 that looks like
+    the start of the picture: the keyframe waits for the missing packets as a P frame would,
+    and comes out whole when the repair arrives (before: at once, without its SPS, which the
+    display rejects on a first keyframe or a new size)."""
+    encoder = H264Encoder(bitrate=1_000_000)
+    frames = [encoder.encode(pattern(640, 480, i), 0).data for i in range(2)]
+    encoder.request_keyframe()
+    frames.append(encoder.encode(pattern(640, 480, 2), 0).data)
+    per_frame = packets_of(tuple(frames), max_payload=300)
+    stap_a, *rest = per_frame[2]
+    assert stap_a[12] & 0x1F == 24
+    rx, depacketizer = receiver()
+    depacketizer.repair_wait = 0.3
+    assert len(feed(rx, per_frame[0] + per_frame[1], now=0.0)) == 2
+    assert feed(rx, rest, now=0.05) == []  # complete-looking, but its head is missing
+    (key,) = feed(rx, [stap_a], now=0.15)  # the retransmission
+    assert key.keyframe and key.data == join_annexb(split_annexb(frames[2]))
+    assert H264Decoder().frame_size(key.data) == (640, 480)
+    s = depacketizer.stats
+    assert (s.gaps, s.incomplete, s.keyframes) == (0, 0, 2)
+
+
 def test_hostile_payloads_are_counted_and_dropped() -> None:
     rx, depacketizer = receiver()
     sender = RtpSender(H264Packetizer(), ssrc=SSRC, payload_type=96, initial_seq=1)

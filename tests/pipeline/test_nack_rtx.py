@@ -16,7 +16,7 @@ from pipeline.codecs.base import CodecFrame
 from pipeline.codecs.registry import get_codec
 from pipeline.jitter import JitterBuffer
 from pipeline.sources.pattern import render_into
-from pipeline.transport.history import RetransmissionBuffer
+from pipeline.transport.history import RepeatSchedule, RetransmissionBuffer
 from pipeline.transport.nack import (
     MAX_REORDER_WAIT_S,
     MIN_RETRY_S,
@@ -707,3 +707,16 @@ def test_a_long_run_of_repaired_frames_does_not_reset_the_timeline() -> None:
     s = jb.stats
     assert s.played == 400
     assert s.resets == 0
+
+
+def test_repeat_schedule_repeats_only_on_a_long_rtt_later_and_bounded() -> None:
+    schedule = RepeatSchedule(min_rtt=0.04, after=0.01, max_pending=2)
+    assert not schedule.add(7, now=1.0, rtt=0.02)  # a retry is cheaper than a copy
+    assert schedule.next_due(1.0) is None
+    assert schedule.add(7, now=1.0, rtt=0.08) and schedule.add(65537, now=1.002, rtt=0.08)
+    assert not schedule.add(9, now=1.003, rtt=0.08) and schedule.dropped == 1  # full
+    assert schedule.due(1.005) == []  # not back to back
+    assert schedule.next_due(1.005) == pytest.approx(0.005)
+    assert schedule.due(1.0105) == [7]
+    assert schedule.due(1.02) == [1]  # 16-bit sequence numbers
+    assert schedule.next_due(1.02) is None and schedule.add(9, now=1.02, rtt=0.08)

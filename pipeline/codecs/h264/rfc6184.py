@@ -27,8 +27,9 @@ picture (an AUD, SEI, SPS or PPS, or a slice whose ``first_mb_in_slice`` is 0, 7
 bit of the slice header is 1), and every FU-A was started and ended. Complete units are released
 in timestamp order: one waits up to max(REORDER_WAIT, ``repair_wait``) for an older unit still
 missing packets, or when packets are missing between it and the last frame released (a whole
-frame lost, perhaps under repair); a keyframe never waits for a gap (on a clean link nothing is
-older and nothing is missing, so nothing waits). A frame
+frame lost, perhaps under repair, or the head of this one: a lost STAP-A with the SPS and PPS
+leaves an IDR slice that looks like the start); a keyframe with its SPS and PPS never waits
+for a gap (on a clean link nothing is older and nothing is missing, so nothing waits). A frame
 that cannot be completed (a lost packet, a newer frame released past it, ``timeout`` without
 packets, more than ``max_partial`` open) is dropped and counted as ``incomplete``; a sequence
 gap between the last released frame and the next (whole frames lost: an outage) is counted as
@@ -75,6 +76,9 @@ CLOCK_RATE = 90000
 # reordered across frames); on a clean link nothing is older, so nothing waits.
 REORDER_WAIT = 0.06
 _MAX_FRAGMENTS = 4096
+# At most this many packets before a held unit's first can be its missing head (parameter
+# sets and SEI fit one STAP-A; a few more for a sender that sends them one per packet).
+_MAX_HEAD = 8
 
 
 class H264Packetizer(Packetizer):
@@ -201,8 +205,7 @@ class H264Depacketizer(Depacketizer):
         if self._units.finished(ts):
             return []
         if ts in self._ready:  # complete, waiting for an older frame
-            self._c["duplicates"] += 1
-            return []
+            return self._extend_head(ts, seq, payload, now)
         unit = self._units.open(ts, now, _AccessUnit)
         if seq in unit.packets:
             self._c["duplicates"] += 1
@@ -246,6 +249,29 @@ class H264Depacketizer(Depacketizer):
         self._ready[ts] = _Ready(unit, nals, first, unit.marker_seq, unit.last_arrival)
         return self._release(unit.last_arrival)
 
+    def _extend_head(self, ts: int, seq: int, payload: memoryview, now: float) -> list[CodecFrame]:
+        """A packet for a unit already complete and held back: a duplicate, or (just before
+        its first packet) its missing head, e.g. the repaired STAP-A with the SPS and PPS of an
+        IDR unit; the unit takes it when the packets from it to the marker are contiguous."""
+        ready = self._ready[ts]
+        unit = ready.unit
+        if seq in unit.packets or seq_diff(seq, ready.first_seq) >= 0:
+            self._c["duplicates"] += 1
+            return []
+        if len(unit.packets) >= _MAX_FRAGMENTS or seq_diff(ready.first_seq, seq) > _MAX_HEAD:
+            self._c["late"] += 1  # not a head this unit can still take
+            return []
+        unit.packets[seq] = payload
+        unit.nbytes += len(payload)
+        span = seq_diff(ready.marker_seq, seq) + 1
+        if span != len(unit.packets) or not _starts_picture(payload):
+            return []  # more of the head is missing (or this is not its start): keep waiting
+        seqs = sorted(unit.packets, key=lambda s: seq_diff(s, ready.marker_seq))
+        nals = self._nals([unit.packets[s] for s in seqs])
+        if nals:
+            self._ready[ts] = _Ready(unit, nals, seq, ready.marker_seq, ready.since)
+        return self._release(now)
+
     def _release(self, now: float) -> list[CodecFrame]:
         """Complete units, oldest first, once no older unit can still complete."""
         out: list[CodecFrame] = []
@@ -256,11 +282,13 @@ class H264Depacketizer(Depacketizer):
             last = self._last_marker_seq
             # Packets between the last frame released and this one are missing: a whole frame
             # may be lost and under repair (NACK/RTX), so wait as for an open older frame. A
-            # keyframe needs nothing older: it goes at once.
+            # keyframe that carries its parameter sets needs nothing older: it goes at once. One
+            # without them waits too: the missing packets may be its own SPS and PPS (a lost
+            # STAP-A leaves an IDR slice with first_mb_in_slice 0 looking like the start).
             gap = (
                 last is not None
                 and seq_diff(ready.first_seq, last) != 1
-                and not any((n[0] & 0x1F) == NAL_IDR for n in ready.nals)
+                and not _self_contained(ready.nals)
             )
             if (older or gap) and now - ready.since < max(REORDER_WAIT, self.repair_wait):
                 break  # an older frame may still complete (reordering, repair)
@@ -353,6 +381,12 @@ class H264Depacketizer(Depacketizer):
         """Count a discard by name; no NAL units, for the caller to return."""
         self._c[reason] += 1
         return []
+
+
+def _self_contained(nals: list[bytes]) -> bool:
+    """An IDR access unit with its SPS and PPS: decodable with nothing before it."""
+    types = {n[0] & 0x1F for n in nals}
+    return {NAL_IDR, NAL_SPS, NAL_PPS} <= types
 
 
 def _starts_picture(payload: memoryview) -> bool:
