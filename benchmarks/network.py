@@ -6,6 +6,10 @@ for ``--seconds``. The profile's timeline (rate steps, cuts) starts when alice's
 Both agents write ``--stats-json`` with ``--stats-interval 1`` (JSON Lines: one sample a
 second, the final document last) and print their call events as JSON lines on stdout.
 
+"fps shown" is frames shown over the seconds from the first frame shown to the end of the call;
+"first frame at" is when that first frame came, in seconds of the receiver's media session (the
+caller's opens when it dials, so its figure includes the ringing).
+
 The media statistics of each agent are of what it RECEIVES: alice's file describes
 bob -> alice (b_to_a), bob's file alice -> bob (a_to_b). Both agents run on this machine, so
 they share CLOCK_MONOTONIC and the pattern's embedded capture time makes capture-to-display a
@@ -268,6 +272,7 @@ def _direction(
     freezes = final.get("freezes", {})
     seconds = final.get("uptime_s") or (samples[-1]["t"] if samples else None)
     frames = freezes.get("frames_shown")
+    showing = freezes.get("showing_s") or seconds
     c2d = final.get("latency_ms", {}).get("capture_to_display", {})
     rates = [s["bitrate_received_bps"] for s in samples if s.get("bitrate_received_bps")]
     ended = receiver.find("ended")
@@ -279,7 +284,11 @@ def _direction(
         "receiver": receiver.nick,
         "seconds": seconds,
         "frames_shown": frames,
-        "fps_shown": round(frames / seconds, 2) if frames and seconds else 0.0,
+        # From the first frame shown: the caller's session opens when it dials, and its ringing
+        # time (no video can come yet) is not a low frame rate. When the first frame came is
+        # its own row.
+        "fps_shown": round(frames / showing, 2) if frames and showing else 0.0,
+        "first_frame_s": round(seconds - showing, 2) if seconds and showing else None,
         "freeze_count": freezes.get("freeze_count"),
         "total_freezes_duration_s": freezes.get("total_freezes_duration_s"),
         "longest_gap_ms": freezes.get("longest_gap_ms"),
@@ -429,6 +438,7 @@ def print_table(result: dict[str, Any]) -> None:
     rows: list[tuple[str, str, float, int]] = [
         ("frames shown", "frames_shown", 1.0, 0),
         ("fps shown", "fps_shown", 1.0, 1),
+        ("first frame at (s)", "first_frame_s", 1.0, 2),
         ("freezes", "freeze_count", 1.0, 0),
         ("freeze total (s)", "total_freezes_duration_s", 1.0, 2),
         ("longest gap (ms)", "longest_gap_ms", 1.0, 0),

@@ -310,6 +310,9 @@ class FreezeStats:
     total_pauses_duration_s: float = 0.0
     longest_gap_ms: float = 0.0  # the longest interval between two shown frames
     since_last_frame_ms: float | None = None  # now - the last frame shown (None: none yet)
+    # now - the first frame shown (0: none yet): what "frames shown per second over the call"
+    # divides by, so a caller's ringing time before any video could come is not counted
+    showing_s: float = 0.0
 
 
 PAUSE_S = 5.0
@@ -321,6 +324,7 @@ class FreezeDetector:
     """Counts freezes and pauses from the times frames are shown (seconds, one clock). Pure."""
 
     def __init__(self) -> None:
+        self._first: float | None = None
         self._last: float | None = None
         self._intervals: deque[float] = deque(maxlen=FREEZE_WINDOW)
         self._c = FreezeStats()
@@ -340,6 +344,8 @@ class FreezeDetector:
                     if gap > max(3 * mean, mean + FREEZE_MIN_EXTRA_S):
                         freezes, freeze_s = freezes + 1, freeze_s + gap
                 self._intervals.append(gap)
+        else:
+            self._first = now
         self._last = now
         self._c = FreezeStats(frames, freezes, freeze_s, pauses, pause_s, longest)
 
@@ -354,6 +360,7 @@ class FreezeDetector:
             round(c.total_pauses_duration_s, 3),
             round(c.longest_gap_ms, 1),
             since,
+            0.0 if self._first is None else round(max(0.0, now - self._first), 3),
         )
 
 

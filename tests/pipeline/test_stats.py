@@ -76,5 +76,6 @@ def test_freezes_and_pauses_follow_the_webrtc_stats_rules() -> None:
     s = d.stats(t + 0.25)
     assert (s.freeze_count, s.pause_count, s.total_pauses_duration_s) == (1, 1, 6.0)
     assert s.longest_gap_ms == 6000.0 and s.since_last_frame_ms == 250.0
-    assert s.frames_shown == 43
+    assert s.frames_shown == 43 and s.showing_s == round(t + 0.25 - 0.0, 3)  # first at 0.0
     assert FreezeDetector().stats(1.0).since_last_frame_ms is None
+    assert FreezeDetector().stats(1.0).showing_s == 0.0
