@@ -6,9 +6,9 @@ for ``--seconds``. The profile's timeline (rate steps, cuts) starts when alice's
 Both agents write ``--stats-json`` with ``--stats-interval 1`` (JSON Lines: one sample a
 second, the final document last) and print their call events as JSON lines on stdout.
 
-"fps shown" is frames shown over the seconds from the first frame shown to the end of the call;
-"first frame at" is when that first frame came, in seconds of the receiver's media session (the
-caller's opens when it dials, so its figure includes the ringing).
+"fps shown" is frames shown over the seconds from the first frame shown to the end of the call
+(the caller's media session opens when it dials: the time before any video can come is not a
+low frame rate); "first frame after (s)" is when that first frame came, from the call's start.
 
 The media statistics of each agent are of what it RECEIVES: alice's file describes
 bob -> alice (b_to_a), bob's file alice -> bob (a_to_b). Both agents run on this machine, so
@@ -204,6 +204,21 @@ def read_stats(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     return samples, final
 
 
+def _first_frame_after_start(
+    samples: list[dict[str, Any]], seconds: float | None, showing: float | None
+) -> float | None:
+    """Seconds from the call's start (the agent's ``t`` = 0) to the first frame shown: the
+    session's uptime then, less the uptime when the call started (a sample's uptime - its t;
+    the caller's session opens when it dials, and call setup over a lossy path takes seconds)."""
+    if not samples or not seconds or not showing:
+        return None
+    first = samples[0]
+    if first.get("uptime_s") is None:
+        return None
+    started = float(first["uptime_s"]) - float(first["t"])
+    return round(seconds - showing - started, 2)
+
+
 def _key_figures(sample: dict[str, Any]) -> dict[str, Any]:
     c2d = sample.get("latency_ms", {}).get("capture_to_display", {})
     freezes = sample.get("freezes", {})
@@ -288,7 +303,7 @@ def _direction(
         # time (no video can come yet) is not a low frame rate. When the first frame came is
         # its own row.
         "fps_shown": round(frames / showing, 2) if frames and showing else 0.0,
-        "first_frame_s": round(seconds - showing, 2) if seconds and showing else None,
+        "first_frame_s": _first_frame_after_start(samples, seconds, showing),
         "freeze_count": freezes.get("freeze_count"),
         "total_freezes_duration_s": freezes.get("total_freezes_duration_s"),
         "longest_gap_ms": freezes.get("longest_gap_ms"),
@@ -438,7 +453,7 @@ def print_table(result: dict[str, Any]) -> None:
     rows: list[tuple[str, str, float, int]] = [
         ("frames shown", "frames_shown", 1.0, 0),
         ("fps shown", "fps_shown", 1.0, 1),
-        ("first frame at (s)", "first_frame_s", 1.0, 2),
+        ("first frame after (s)", "first_frame_s", 1.0, 2),
         ("freezes", "freeze_count", 1.0, 0),
         ("freeze total (s)", "total_freezes_duration_s", 1.0, 2),
         ("longest gap (ms)", "longest_gap_ms", 1.0, 0),
