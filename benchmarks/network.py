@@ -210,7 +210,7 @@ def _first_frame_after_start(
     """Seconds from the call's start (the agent's ``t`` = 0) to the first frame shown: the
     session's uptime then, less the uptime when the call started (a sample's uptime - its t;
     the caller's session opens when it dials, and call setup over a lossy path takes seconds)."""
-    if not samples or not seconds or not showing:
+    if not samples or not seconds or not showing:  # no frame shown, or an agent without it
         return None
     first = samples[0]
     if first.get("uptime_s") is None:
@@ -303,7 +303,7 @@ def _direction(
         # time (no video can come yet) is not a low frame rate. When the first frame came is
         # its own row.
         "fps_shown": round(frames / showing, 2) if frames and showing else 0.0,
-        "first_frame_s": _first_frame_after_start(samples, seconds, showing),
+        "first_frame_s": _first_frame_after_start(samples, seconds, freezes.get("showing_s")),
         "freeze_count": freezes.get("freeze_count"),
         "total_freezes_duration_s": freezes.get("total_freezes_duration_s"),
         "longest_gap_ms": freezes.get("longest_gap_ms"),

@@ -246,7 +246,8 @@ class RepairStats:
     recovered: int = 0  # the peer's packets that came by retransmission
     abandoned: int = 0  # missing packets given up on (too old or too many tries)
     nacks_received: int = 0  # NACK packets from the peer about our stream
-    retransmitted: int = 0  # RTX packets we sent
+    retransmitted: int = 0  # RTX packets we sent (second copies included)
+    rtx_repeats: int = 0  # of those, second copies sent 10 ms later on a long RTT
     repair_wait_ms: float = 0.0  # how long a frame under repair is waited for, now
 
 
@@ -614,6 +615,7 @@ def _repair(rcv: Mapping[str, Any], snd: Mapping[str, Any]) -> RepairStats:
         abandoned=nack.get("abandoned", 0),
         nacks_received=rtcp.get("nacks_received", 0),
         retransmitted=snd.get("retransmitted", 0),
+        rtx_repeats=(snd.get("counters") or {}).get("rtx_repeats", 0),
         repair_wait_ms=nack.get("repair_wait_ms", 0.0),
     )
 

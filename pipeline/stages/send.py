@@ -62,6 +62,7 @@ RTX_GUARD_RTTS = 0.5
 RTX_REPEAT_MIN_RTT_S = 0.04
 RTX_REPEAT_AFTER_S = 0.01
 RTX_REPEAT_MAX = 256
+RTX_REPEAT_KEEP_BUDGET = 0.5  # a second copy goes only while half the RTX budget is left
 # Retransmissions may take at most this share of the target rate (a token bucket holding
 # RTX_BURST_S of it): on a congested link, repair must not become the congestion.
 RTX_SHARE = 0.3
@@ -155,11 +156,15 @@ class SendStage(Stage):
     def _repeat_due(self) -> None:
         now = time.monotonic()
         for seq in self._rtx_repeats.due(now):
-            if self._resend(seq, now, 0.0):
+            # A second copy never takes the budget first answers need: half is kept for them.
+            if self._resend(seq, now, 0.0, keep=RTX_REPEAT_KEEP_BUDGET):
                 self.count("rtx_repeats")
+            else:
+                self.count("rtx_repeats_skipped")  # not sending, budget kept, or gone
 
-    def _resend(self, seq: int, now: float, min_interval: float) -> bool:
-        """Queue the RTX packet for ``seq`` (within the RTX budget); True when it was."""
+    def _resend(self, seq: int, now: float, min_interval: float, keep: float = 0.0) -> bool:
+        """Queue the RTX packet for ``seq`` if the RTX budget holds more than ``keep`` of its
+        capacity; True when it was queued."""
         rtp = self._rtp
         if rtp is None or not self._sending:
             return False
@@ -171,8 +176,9 @@ class SendStage(Stage):
                 self._rtx_budget += (now - self._rtx_refilled) * rate
             self._rtx_budget = min(self._rtx_budget, rate * RTX_BURST_S)
             self._rtx_refilled = now
-            if self._rtx_budget <= 0:
-                self.count("rtx_rate_limited")
+            if self._rtx_budget <= keep * rate * RTX_BURST_S:
+                if not keep:
+                    self.count("rtx_rate_limited")
                 return False
         packet = rtp.retransmit(seq, now, min_interval)
         if packet is None:
@@ -281,6 +287,7 @@ class SendStage(Stage):
                     self._framing = self._codec.framing(peer.mode)
                 self._mode = str(peer.mode)
                 self._rtp = None
+                self._rtx_repeats.clear()  # sequence numbers of the old stream
                 if self._framing is None:
                     info = self._codec.info
                     self._rtp = RtpSender(
@@ -319,6 +326,7 @@ class SendStage(Stage):
 
     def reset_stats(self) -> None:
         self._edge.reset_stats()
+        self._rtx_repeats.dropped = 0
 
     def close(self) -> None:
         self._edge.close()

@@ -14,6 +14,7 @@ API::
         def add(self, seq: int, now: float, rtt: float) -> bool   # False: full (counted)
         def due(self, now: float) -> list[int]
         def next_due(self, now: float) -> float | None            # seconds from now
+        def clear(self) -> None                                   # a new stream
         dropped: int
 
 Bounded in bytes and in age: a packet older than ``max_age`` cannot make any playout time, and
@@ -137,3 +138,6 @@ class RepeatSchedule:
 
     def next_due(self, now: float) -> float | None:
         return max(0.0, self._due[0][0] - now) if self._due else None
+
+    def clear(self) -> None:
+        self._due.clear()

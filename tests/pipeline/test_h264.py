@@ -290,6 +290,34 @@ def test_a_keyframe_whose_parameter_sets_are_lost_waits_for_their_repair() -> No
     assert (s.gaps, s.incomplete, s.keyframes) == (0, 0, 2)
 
 
+@pytest.mark.parametrize("head_order", [(0, 1), (1, 0)])
+def test_a_head_in_several_packets_is_taken_in_any_order(head_order: tuple[int, int]) -> None:
+    """A sender that puts the SPS and the PPS in packets of their own (single NAL units, seq
+    wrapping at 65535): both lost, their repairs come back in either order."""
+    encoder = H264Encoder(bitrate=1_000_000)
+    frames = [encoder.encode(pattern(640, 480, i), 0).data for i in range(2)]
+    encoder.request_keyframe()
+    frames.append(encoder.encode(pattern(640, 480, 2), 0).data)
+    seq = 65530
+    per_frame: list[list[tuple[int, int, bool, memoryview]]] = []
+    for i, frame in enumerate(frames):
+        nals = split_annexb(frame)
+        per_frame.append(
+            [(seq + j & 0xFFFF, 3000 * i, j == len(nals) - 1, n) for j, n in enumerate(nals)]
+        )
+        seq += len(nals)
+    key = per_frame[2]
+    assert [p[3][0] & 0x1F for p in key[:2]] == [7, 8]  # SPS, PPS
+    depacketizer = H264Depacketizer()
+    depacketizer.repair_wait = 0.3
+    out = [f for p in per_frame[0] + per_frame[1] for f in depacketizer.push(*p, now=0.0)]
+    assert len(out) == 2
+    assert [f for p in key[2:] for f in depacketizer.push(*p, now=0.05)] == []
+    out = [f for i in head_order for f in depacketizer.push(*key[i], now=0.1)]
+    assert len(out) == 1 and out[0].keyframe
+    assert out[0].data == join_annexb(split_annexb(frames[2]))
+
+
 def test_hostile_payloads_are_counted_and_dropped() -> None:
     rx, depacketizer = receiver()
     sender = RtpSender(H264Packetizer(), ssrc=SSRC, payload_type=96, initial_seq=1)

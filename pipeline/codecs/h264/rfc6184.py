@@ -263,13 +263,16 @@ class H264Depacketizer(Depacketizer):
             return []
         unit.packets[seq] = payload
         unit.nbytes += len(payload)
-        span = seq_diff(ready.marker_seq, seq) + 1
-        if span != len(unit.packets) or not _starts_picture(payload):
-            return []  # more of the head is missing (or this is not its start): keep waiting
+        unit.last_arrival = now
         seqs = sorted(unit.packets, key=lambda s: seq_diff(s, ready.marker_seq))
+        first = seqs[0]  # the head's packets may come back in any order
+        if seq_diff(ready.marker_seq, first) + 1 != len(seqs):
+            return []  # more of the head is missing: keep waiting
+        if not _starts_picture(unit.packets[first]):
+            return []  # its start is still missing
         nals = self._nals([unit.packets[s] for s in seqs])
         if nals:
-            self._ready[ts] = _Ready(unit, nals, seq, ready.marker_seq, ready.since)
+            self._ready[ts] = _Ready(unit, nals, first, ready.marker_seq, ready.since)
         return self._release(now)
 
     def _release(self, now: float) -> list[CodecFrame]:
@@ -285,12 +288,16 @@ class H264Depacketizer(Depacketizer):
             # keyframe that carries its parameter sets needs nothing older: it goes at once. One
             # without them waits too: the missing packets may be its own SPS and PPS (a lost
             # STAP-A leaves an IDR slice with first_mb_in_slice 0 looking like the start).
-            gap = (
-                last is not None
-                and seq_diff(ready.first_seq, last) != 1
-                and not _self_contained(ready.nals)
-            )
-            if (older or gap) and now - ready.since < max(REORDER_WAIT, self.repair_wait):
+            # The first frame of a stream has no last frame to show a gap: one that is not
+            # self-contained waits REORDER_WAIT for a head reordered behind it (NACK cannot
+            # ask for packets before the first one seen, so no repair is worth waiting for).
+            wait = max(REORDER_WAIT, self.repair_wait)
+            if last is not None:
+                gap = seq_diff(ready.first_seq, last) != 1 and not _self_contained(ready.nals)
+            else:
+                gap = not _self_contained(ready.nals)
+                wait = wait if older else REORDER_WAIT
+            if (older or gap) and now - ready.since < wait:
                 break  # an older frame may still complete (reordering, repair)
             for t in older:  # waited long enough: the older frames are lost
                 self._units.drop(t, "incomplete")
