@@ -37,6 +37,15 @@ from pipeline.transport import feedback
 
 logger = logging.getLogger(__name__)
 
+# A delay-based cut of the target (REMB, reason "remb") of DRAIN_CUT or more below the rate the
+# encoder was following means the bottleneck queue has filled (GCC reports overuse only then):
+# the next DRAIN_S of frames are not encoded, so that queue drains at once instead of over the
+# ~0.4 s the new target's 15% headroom takes, while losses pile up and repairs wait behind it.
+# A skipped frame is never encoded, so no reference is missing (a 133 ms gap at 30 fps, under
+# the 183 ms freeze rule). Only for an encoder that follows the bitrate (H.264).
+DRAIN_CUT = 0.2
+DRAIN_S = 0.1
+
 
 class EncodeStage(Stage):
     def __init__(
@@ -73,6 +82,7 @@ class EncodeStage(Stage):
         self._framing_cap = v0_max_bytes
         self._sending = True
         self._quality = preset.quality
+        self._drain_frames = 0  # frames still to skip after a sharp delay-based cut
 
     def wait_fds(self) -> Sequence[int]:
         fds = [self._reader.fd]
@@ -85,9 +95,19 @@ class EncodeStage(Stage):
     def _on_feedback(self) -> None:
         reader = self._feedback
         assert reader is not None
-        targets = [m.bps for m in feedback.receive(reader) if isinstance(m, feedback.TargetRate)]
-        if targets:
-            self._apply_target(targets[-1])  # only the newest target matters here
+        targets = [m for m in feedback.receive(reader) if isinstance(m, feedback.TargetRate)]
+        if not targets:
+            return
+        newest = targets[-1]  # only the newest target matters here
+        before = self._encoder_bps
+        self._apply_target(newest.bps)
+        if (
+            self._plain.follows_bitrate
+            and newest.reason == "remb"
+            and self._encoder_bps <= (1 - DRAIN_CUT) * before
+        ):
+            self._drain_frames = max(1, round(DRAIN_S * self._preset.fps))
+            self.count("drains")
 
     def _apply_target(self, bps: int | None) -> None:
         self._target_bps = bps
@@ -130,6 +150,10 @@ class EncodeStage(Stage):
         adaptive = not self._plain.follows_bitrate and self._mode == "rtp"
         if adaptive and not ladder.take(self._captured):
             self.count("skipped_rate")
+            return
+        if self._drain_frames > 0:
+            self._drain_frames -= 1
+            self.count("skipped_drain")
             return
         quality = min(self._preset.quality, ladder.rung.quality) if adaptive else None
         start = time.monotonic_ns()

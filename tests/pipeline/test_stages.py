@@ -186,6 +186,53 @@ def test_encode_waits_for_connect_then_carries_the_stamps(
     jtx.close()
 
 
+@pytest.mark.parametrize(
+    ("target", "reason", "skipped"),
+    [
+        (1_000_000, "remb", 3),  # a sharp delay-based cut: 0.1 s of frames at 30 fps skipped
+        (1_000_000, "loss", 0),  # loss may be random: never a drain
+        (1_800_000, "remb", 0),  # a small cut: the encoder follows, nothing skipped
+    ],
+)
+def test_a_sharp_delay_based_cut_skips_frames_to_drain_the_queue(
+    segments: SegmentSet, make_ctx: Any, target: int, reason: str, skipped: int
+) -> None:
+    from pipeline.transport import feedback
+
+    high: Preset = get_preset("high")  # H.264 at 2 Mbit/s, 30 fps
+    size = (320, 240)
+    raw = Ring.create(segments, "raw", n_slots=3, capacity=size[0] * size[1] * 3, n_readers=2)
+    jtx = Ring.create(segments, "jtx", n_slots=8, capacity=1 << 20)
+    fb = Ring.create(segments, "fb", n_slots=8, capacity=feedback.CAPACITY, n_readers=2)
+    stage = encode.EncodeStage(
+        make_ctx("encode"),
+        raw=raw,
+        raw_reader=0,
+        encoded_tx=jtx,
+        preset=high,
+        codec=get_codec("H264"),
+        feedback_ring=fb,
+        feedback_reader=1,
+    )
+    stage.handle(Connect(PeerEndpoint("127.0.0.1", 5000, MediaMode.RTP, codec="H264")))
+    writer = raw.writer()
+    for frame_id in range(8):
+        if frame_id == 2:
+            fb.writer().write(feedback.pack(feedback.TargetRate(target, reason)), frame_id=0)
+            stage.step([fb.reader(1).fd], time.monotonic_ns())
+        dst = writer.begin_array(*size)
+        render_into(dst, frame_id, time.monotonic_ns())
+        writer.commit(frame_id=frame_id, nbytes=dst.nbytes, width=size[0], height=size[1])
+        stage.step([stage.wait_fds()[0]], time.monotonic_ns())
+    assert stage.counters.get("skipped_drain", 0) == skipped
+    assert stage.counters.get("drains", 0) == (1 if skipped else 0)
+    assert jtx.writes == 8 - skipped  # the frames after the drain encode on
+    assert stage.snapshot(time.monotonic_ns())["encoder_bps"] == min(target, high.bitrate_bps)
+    raw.close()
+    jtx.close()
+    fb.close()
+
+
 def test_display_decodes_at_the_view_size_and_rejects_bombs(
     segments: SegmentSet, make_ctx: Any
 ) -> None:
