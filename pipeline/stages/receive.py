@@ -195,6 +195,7 @@ class ReceiveStage(Stage):
         self._rtcp = DatagramEdge(rtcp_sock)
         self._writer = encoded_rx.writer()
         self._txinfo = RingReader(txinfo, -1)
+        self._txinfo_seq = 0  # the send stage's info last read (ring write number)
         self._codec = codec
         self._mode: str | None = None
         self._receiver: RtpReceiver | None = None
@@ -236,7 +237,7 @@ class ReceiveStage(Stage):
         return wait
 
     def _rtt(self) -> float | None:
-        return None if self._rtcp_session is None else self._rtcp_session.stats.rtt_s
+        return None if self._rtcp_session is None else self._rtcp_session.rtt_s
 
     def step(self, ready: Sequence[int], now_ns: int) -> None:
         if self._rtp.fileno() in ready:
@@ -519,7 +520,9 @@ class ReceiveStage(Stage):
         session = self._rtcp_session
         assert session is not None
         desc = self._txinfo.latest()
-        if desc is not None:
+        # This runs every loop turn (every packet); the send stage writes its info once a frame.
+        if desc is not None and desc.seq != self._txinfo_seq:
+            self._txinfo_seq = desc.seq
             raw = self._txinfo.copy_bytes(desc)
             if raw is not None and len(raw) == SenderInfo.SIZE:
                 info = SenderInfo.unpack(raw)

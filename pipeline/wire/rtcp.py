@@ -804,6 +804,11 @@ class RtcpSession:
                 self._rtt = rtt
 
     @property
+    def rtt_s(self) -> float | None:
+        """The newest round-trip time (RFC 3550 6.4.1, from LSR/DLSR), seconds; None before one."""
+        return self._rtt
+
+    @property
     def stats(self) -> RtcpStats:
         r = self._remote
         return RtcpStats(
