@@ -336,3 +336,52 @@ def test_send_keeps_an_inter_frame_stream_whole_after_a_ring_drop(
         os.close(kf)
         etx.close()
         txinfo.close()
+
+
+def test_display_stops_looking_for_a_stamp_in_frames_without_one(
+    segments: SegmentSet, make_ctx: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A camera's frames carry no pattern stamp: after STAMP_GIVE_UP misses in a row only one
+    frame in STAMP_GIVE_UP is searched; a stamped frame found then restores every frame."""
+    jrx = Ring.create(segments, "jrx", n_slots=4, capacity=1 << 20)
+    raw = Ring.create(segments, "raw", n_slots=3, capacity=LOW.frame_bytes, n_readers=2)
+    peer = Ring.create(segments, "peer", n_slots=3, capacity=LOW.frame_bytes)
+    mine = Ring.create(segments, "self", n_slots=3, capacity=160 * 120 * 3)
+    stage = display.DisplayStage(
+        make_ctx("display"),
+        encoded_rx=jrx,
+        raw=raw,
+        raw_reader=1,
+        rgb_peer=peer,
+        rgb_self=mine,
+        peer_box=LOW.size,
+        self_box=(160, 120),
+        codec=get_codec("JPEG"),
+    )
+    calls: list[int] = []
+    real = display.read_stamp
+    monkeypatch.setattr(display, "read_stamp", lambda img: calls.append(1) or real(img))
+    plain = cv2.imencode(".jpg", np.full((LOW.height, LOW.width, 3), 90, np.uint8))[1].tobytes()
+    stamped = np.empty((LOW.height, LOW.width, 3), np.uint8)
+    render_into(stamped, 5, time.monotonic_ns())
+    pattern_jpeg = cv2.imencode(".jpg", stamped)[1].tobytes()
+    give_up = display.STAMP_GIVE_UP
+
+    def show(jpeg: bytes, n: int) -> None:
+        for i in range(n):
+            jrx.writer().write(jpeg, frame_id=i, stamps={Ts.PLAYOUT: time.monotonic_ns()})
+            stage.step([jrx.reader_fds[0]], time.monotonic_ns())
+
+    show(plain, give_up)
+    assert len(calls) == give_up  # every frame, until the misses add up
+    show(plain, 3 * give_up)
+    assert len(calls) == give_up + 3  # then one frame in give_up
+    show(pattern_jpeg, give_up)  # the pattern comes back: found at the next search
+    searched = len(calls)
+    show(pattern_jpeg, 5)
+    assert len(calls) == searched + 5  # every frame again
+    latest = peer.reader().latest()
+    assert latest is not None and latest.pattern_id == 5
+    assert stage.counters["frames"] == 5 * give_up + 5
+    for ring in (jrx, raw, peer, mine):
+        ring.close()
