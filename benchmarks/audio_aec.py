@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +34,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from benchmarks.cli import write_json
 from pipeline.audio.frames import FRAME_SAMPLES, SAMPLE_RATE
 from pipeline.audio.processing import AudioProcessing, PassThrough, WebrtcProcessing
 
@@ -224,10 +223,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['near_end_db']:>8.1f} {r['ms_per_10ms']:>8.3f}")  # fmt: skip
     doc = {"benchmark": "audio_aec", "seconds": args.seconds, "delay_ms": args.delay,
            "noise_dbfs": args.noise, "results": results}  # fmt: skip
-    os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-    with open(args.json, "w", encoding="utf-8") as fh:
-        json.dump(doc, fh, indent=2)
-    print(f"wrote {args.json}")
+    write_json(args.json, doc)
     return 0
 
 

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.cli import write_json
 from pipeline.audio.sources import read_wav
 from pipeline.control import AudioSpec, MediaMode, PeerEndpoint
 from pipeline.session import MediaSession
@@ -306,18 +307,12 @@ def run(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="vcall-bench-audio-lab-") as tmp:
             lab_result = run_lab(args, Path(tmp))
         print_lab(lab_result)
-        if args.json:
-            with open(args.json, "w", encoding="utf-8") as out:
-                json.dump(lab_result, out, indent=2)
-            print(f"wrote {args.json}")
+        write_json(args.json, lab_result)
         return 0 if lab_result["b_to_a_bursts_heard"] else 1
     with tempfile.TemporaryDirectory(prefix="vcall-bench-audio-") as tmp:
         result = run_call(args.seconds, Path(tmp), args.codec)
     print_table(result)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as out:
-            json.dump(result, out, indent=2)
-        print(f"wrote {args.json}")
+    write_json(args.json, result)
     heard = all(d["bursts_heard"] for d in result["directions"].values())
     return 0 if heard else 1
 

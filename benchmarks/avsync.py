@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.audio_call import RATE, onsets
+from benchmarks.cli import write_json
 from pipeline.audio.frames import FRAME_SAMPLES
 from pipeline.audio.sinks import read_write_times
 from pipeline.audio.sources import read_wav
@@ -342,10 +343,7 @@ def run(args: argparse.Namespace) -> int:
             warmup=args.warmup,
         )
     print_table(result)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as out:
-            json.dump(result, out, indent=2)
-        print(f"wrote {args.json}")
+    write_json(args.json, result)
     paired = all(d["pairs"] for d in result["directions"].values())
     return 0 if paired else 1
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import os
 from typing import Any
 
 BENCHMARKS: dict[str, tuple[str, str]] = {
@@ -21,6 +23,16 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "audio": ("benchmarks.audio_call", "a loopback call's voice: mouth-to-ear, loss, audio CPU"),
     "avsync": ("benchmarks.avsync", "flash-and-beep A/V offset of a loopback call"),
 }
+
+
+def write_json(path: str | None, doc: Any) -> None:
+    """Write a benchmark's results to ``--json FILE`` (indented) and say so; None: nothing."""
+    if not path:
+        return
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w", encoding="utf-8") as out:
+        json.dump(doc, out, indent=2)
+    print(f"wrote {path}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import collections
 import contextlib
-import json
 import multiprocessing as mp
 import os
 import platform
@@ -52,6 +51,7 @@ from typing import IO, Any, TypeVar, cast
 
 import psutil
 
+from benchmarks.cli import write_json
 from vcall.discovery.client import DiscoveryClient
 from vcall.discovery.codec import UserRecord, format_reply
 from vcall.discovery.server import raise_nofile_limit
@@ -655,10 +655,7 @@ def run(args: argparse.Namespace) -> int:
         "results": [asdict(r) for r in results],
         "propagation": propagation,
     }
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
-        print(f"wrote {args.json}")
+    write_json(args.json, report)
     return 0
 
 

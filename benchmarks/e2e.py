@@ -12,7 +12,6 @@ machine. ``--json FILE`` writes everything, plus the targets and whether they we
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import select
@@ -22,6 +21,7 @@ from typing import Any
 
 import psutil
 
+from benchmarks.cli import write_json
 from benchmarks.relay import LossyRelay
 from pipeline.codecs.registry import DEFAULT_VIDEO
 from pipeline.control import MediaMode, PeerEndpoint
@@ -272,10 +272,7 @@ def print_table(result: dict[str, Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     result = run_call(args)
     print_table(result)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2)
-        print(f"wrote {args.json}")
+    write_json(args.json, result)
     if result["dead_stages"]:
         print(f"stages died: {result['dead_stages']}", file=sys.stderr)
         return 1

@@ -17,7 +17,6 @@ Prints p50/p95/p99 in ms and CPU of writer+reader; ``--json FILE`` writes them.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import statistics
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 import psutil
 
+from benchmarks.cli import write_json
 from pipeline.ipc.ring import Ring, Ts
 from pipeline.ipc.shm import SegmentSet
 from pipeline.sources.pattern import render_into
@@ -209,9 +209,7 @@ def run(args: argparse.Namespace) -> int:
             "host": {"cpus": os.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()]},
             "results": results,
         }
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=2)
-        print(f"wrote {args.json}")
+        write_json(args.json, doc)
     return 0
 
 

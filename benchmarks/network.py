@@ -41,10 +41,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import psutil
 
+from benchmarks.cli import write_json
 from benchmarks.netlab.errors import LabError
 from benchmarks.netlab.lab import A_IP, Host, Lab
 from benchmarks.netlab.profiles import PROFILES, Profile, get_profile
@@ -532,11 +533,7 @@ def run(args: argparse.Namespace) -> int:
                 for f in Path(tmp).glob("*.jsonl"):
                     shutil.copy(f, keep / f.name)
     print_table(result)
-    if args.json:
-        out: IO[str]
-        with open(args.json, "w", encoding="utf-8") as out:
-            json.dump(result, out, indent=2)
-        print(f"wrote {args.json}")
+    write_json(args.json, result)
     return 1 if result["problems"] else 0
 
 
