@@ -233,25 +233,40 @@ def test_a_sharp_delay_based_cut_skips_frames_to_drain_the_queue(
     fb.close()
 
 
-def test_display_decodes_at_the_view_size_and_rejects_bombs(
+@pytest.fixture
+def jpeg_display(
     segments: SegmentSet, make_ctx: Any
-) -> None:
+) -> Iterator[Callable[[Preset, tuple[int, int]], tuple[display.DisplayStage, Ring, Ring]]]:
+    """Makes a JPEG display stage on fresh rings: (stage, rx ring, peer ring)."""
+    rings: list[Ring] = []
+
+    def make(preset: Preset, peer_box: tuple[int, int]) -> tuple[display.DisplayStage, Ring, Ring]:
+        jrx = Ring.create(segments, "jrx", n_slots=4, capacity=1 << 20)
+        raw = Ring.create(segments, "raw", n_slots=3, capacity=preset.frame_bytes, n_readers=2)
+        peer = Ring.create(segments, "peer", n_slots=3, capacity=preset.frame_bytes)
+        mine = Ring.create(segments, "self", n_slots=3, capacity=640 * 480 * 3)
+        rings.extend((jrx, raw, peer, mine))
+        stage = display.DisplayStage(
+            make_ctx("display"),
+            encoded_rx=jrx,
+            raw=raw,
+            raw_reader=1,
+            rgb_peer=peer,
+            rgb_self=mine,
+            peer_box=peer_box,
+            self_box=(160, 120),
+            codec=get_codec("JPEG"),
+        )
+        return stage, jrx, peer
+
+    yield make
+    for ring in rings:
+        ring.close()
+
+
+def test_display_decodes_at_the_view_size_and_rejects_bombs(jpeg_display: Any) -> None:
     high: Preset = get_preset("high")
-    jrx = Ring.create(segments, "jrx", n_slots=3, capacity=1 << 20)
-    raw = Ring.create(segments, "raw", n_slots=3, capacity=high.frame_bytes, n_readers=2)
-    peer = Ring.create(segments, "peer", n_slots=3, capacity=high.frame_bytes)
-    mine = Ring.create(segments, "self", n_slots=3, capacity=640 * 480 * 3)
-    stage = display.DisplayStage(
-        make_ctx("display"),
-        encoded_rx=jrx,
-        raw=raw,
-        raw_reader=1,
-        rgb_peer=peer,
-        rgb_self=mine,
-        peer_box=(400, 400),
-        self_box=(160, 120),
-        codec=get_codec("JPEG"),
-    )
+    stage, jrx, peer = jpeg_display(high, (400, 400))
     image = np.empty((high.height, high.width, 3), np.uint8)
     t = time.monotonic_ns()
     render_into(image, 42, t)
@@ -273,8 +288,6 @@ def test_display_decodes_at_the_view_size_and_rejects_bombs(
     stage.step([jrx.reader_fds[0]], time.monotonic_ns())
     assert stage.counters["rejected_frame"] == 1
     assert peer.writes == 1
-    for ring in (jrx, raw, peer, mine):
-        ring.close()
 
 
 def test_send_keeps_an_inter_frame_stream_whole_after_a_ring_drop(
@@ -339,25 +352,11 @@ def test_send_keeps_an_inter_frame_stream_whole_after_a_ring_drop(
 
 
 def test_display_stops_looking_for_a_stamp_in_frames_without_one(
-    segments: SegmentSet, make_ctx: Any, monkeypatch: pytest.MonkeyPatch
+    jpeg_display: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A camera's frames carry no pattern stamp: after STAMP_GIVE_UP misses in a row only one
     frame in STAMP_GIVE_UP is searched; a stamped frame found then restores every frame."""
-    jrx = Ring.create(segments, "jrx", n_slots=4, capacity=1 << 20)
-    raw = Ring.create(segments, "raw", n_slots=3, capacity=LOW.frame_bytes, n_readers=2)
-    peer = Ring.create(segments, "peer", n_slots=3, capacity=LOW.frame_bytes)
-    mine = Ring.create(segments, "self", n_slots=3, capacity=160 * 120 * 3)
-    stage = display.DisplayStage(
-        make_ctx("display"),
-        encoded_rx=jrx,
-        raw=raw,
-        raw_reader=1,
-        rgb_peer=peer,
-        rgb_self=mine,
-        peer_box=LOW.size,
-        self_box=(160, 120),
-        codec=get_codec("JPEG"),
-    )
+    stage, jrx, peer = jpeg_display(LOW, LOW.size)
     calls: list[int] = []
     real = display.read_stamp
     monkeypatch.setattr(display, "read_stamp", lambda img: calls.append(1) or real(img))
@@ -383,5 +382,3 @@ def test_display_stops_looking_for_a_stamp_in_frames_without_one(
     latest = peer.reader().latest()
     assert latest is not None and latest.pattern_id == 5
     assert stage.counters["frames"] == 5 * give_up + 5
-    for ring in (jrx, raw, peer, mine):
-        ring.close()

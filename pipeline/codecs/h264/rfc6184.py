@@ -234,14 +234,11 @@ class H264Depacketizer(Depacketizer):
 
     def _try_complete(self, ts: int, unit: _AccessUnit) -> list[CodecFrame]:
         assert unit.marker_seq is not None
-        seqs = sorted(unit.packets, key=lambda s: seq_diff(s, unit.marker_seq or 0))
-        first = seqs[0]
-        span = seq_diff(unit.marker_seq, first) + 1
-        if span != len(seqs):
-            return []  # a packet inside the unit is still missing
-        if not _starts_picture(unit.packets[first]):
-            return []  # our first packets are still missing (reordered or lost: the timeout)
-        nals = self._nals([unit.packets[s] for s in seqs])
+        whole = _whole(unit, unit.marker_seq)
+        if whole is None:
+            return []  # packets are still missing (reordered or lost: repair, the timeout)
+        first, payloads = whole
+        nals = self._nals(payloads)
         if not nals:  # counted by name; all its packets are here, so it will not heal
             self._units.drop(ts, "incomplete")
             return []
@@ -264,13 +261,11 @@ class H264Depacketizer(Depacketizer):
         unit.packets[seq] = payload
         unit.nbytes += len(payload)
         unit.last_arrival = now
-        seqs = sorted(unit.packets, key=lambda s: seq_diff(s, ready.marker_seq))
-        first = seqs[0]  # the head's packets may come back in any order
-        if seq_diff(ready.marker_seq, first) + 1 != len(seqs):
+        whole = _whole(unit, ready.marker_seq)  # the head's packets may come in any order
+        if whole is None:
             return []  # more of the head is missing: keep waiting
-        if not _starts_picture(unit.packets[first]):
-            return []  # its start is still missing
-        nals = self._nals([unit.packets[s] for s in seqs])
+        first, payloads = whole
+        nals = self._nals(payloads)
         if nals:
             self._ready[ts] = _Ready(unit, nals, first, ready.marker_seq, ready.since)
         return self._release(now)
@@ -388,6 +383,16 @@ class H264Depacketizer(Depacketizer):
         """Count a discard by name; no NAL units, for the caller to return."""
         self._c[reason] += 1
         return []
+
+
+def _whole(unit: _AccessUnit, marker_seq: int) -> tuple[int, list[memoryview]] | None:
+    """(first seq, payloads in order) when the unit's packets run without a gap from one that
+    begins a picture to the marker; None while any is missing."""
+    seqs = sorted(unit.packets, key=lambda s: seq_diff(s, marker_seq))
+    first = seqs[0]
+    if seq_diff(marker_seq, first) + 1 != len(seqs) or not _starts_picture(unit.packets[first]):
+        return None
+    return first, [unit.packets[s] for s in seqs]
 
 
 def _self_contained(nals: list[bytes]) -> bool:
