@@ -56,7 +56,9 @@ def test_a_tone_goes_through_the_null_sink_and_comes_back(pulse: PulseServer) ->
         reader.join(5)
         source.close()
         sink.close()
-    assert 1.2 < elapsed < 2.0  # the device's clock paced the writes
+    # The device's clock paced the writes: 1.5 s of sound cannot be written much faster. The
+    # upper bound only catches a stall: a loaded 2-core CI machine measured 2.016 s once.
+    assert 1.2 < elapsed < 3.0
     pcm = np.concatenate(recorded).astype(np.float64)
     loud = np.flatnonzero(np.abs(pcm) > 1000)
     assert len(loud) > 0.9 * SAMPLE_RATE, "the tone did not come back"
