@@ -112,6 +112,21 @@ def test_sps_size_raises_only_h264_error(data: bytes) -> None:
         sps_size(b"\x67" + data)
 
 
+def test_each_picture_is_its_own_frame_though_the_encoder_reuses_its_buffer() -> None:
+    """The encoder hands libx264 the same I420 buffer every frame (no copy): each decoded
+    picture must still show its own frame's stamp, not a neighbour's."""
+    encoder, decoder = H264Encoder(bitrate=1_000_000, fps=30), H264Decoder()
+    out = np.empty((240, 320, 3), np.uint8)
+    ids = []
+    for i in range(8):
+        data = encoder.encode(pattern(320, 240, 100 + i), 0).data
+        decoder.frame_size(data)
+        decoder.decode_rgb_into(data, out)
+        stamp = read_stamp(out)
+        ids.append(None if stamp is None else stamp.frame_id)
+    assert ids == list(range(100, 108))
+
+
 def test_the_target_bitrate_changes_mid_stream() -> None:
     rng = np.random.default_rng(5)
     base = pattern(640, 480, 0)
