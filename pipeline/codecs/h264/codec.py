@@ -53,7 +53,8 @@ One encoder thread: on this 2-core machine x264's sliced threads gave no shorter
 wall p50 2.38 ms with the automatic count, 2.24 with one) for 18% more CPU (mean 2.64 against
 2.24 ms a frame; 150 frames, one window), and a call has ten other processes on those cores.
 Colour conversion BGR -> I420 is OpenCV's (0.7 ms at 720p here, cheaper than PyAV's swscale from
-bgr24), written into a buffer the frame wraps without a copy. The decoder runs slice threads only (frame threads would add a frame of delay).
+bgr24), written into a buffer the frame wraps without a copy. The decoder runs slice threads only
+(frame threads would add a frame of delay).
 
 Guarantees: a decoder never allocates for a size its SPS did not declare within MAX_DIMENSION
 (``nal.sps_size`` is read first); FFmpeg's errors become ``H264Error``.
