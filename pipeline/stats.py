@@ -249,6 +249,7 @@ class RepairStats:
     retransmitted: int = 0  # RTX packets we sent (second copies included)
     rtx_repeats: int = 0  # of those, second copies sent 10 ms later on a long RTT
     repair_wait_ms: float = 0.0  # how long a frame under repair is waited for, now
+    repair_rtt_ms: float | None = None  # request -> RTX, measured by our repairs (None: stale)
 
 
 @dataclass(frozen=True, slots=True)
@@ -617,6 +618,7 @@ def _repair(rcv: Mapping[str, Any], snd: Mapping[str, Any]) -> RepairStats:
         retransmitted=snd.get("retransmitted", 0),
         rtx_repeats=(snd.get("counters") or {}).get("rtx_repeats", 0),
         repair_wait_ms=nack.get("repair_wait_ms", 0.0),
+        repair_rtt_ms=nack.get("repair_rtt_ms"),
     )
 
 

@@ -35,7 +35,8 @@ time).
 Loss repair and congestion control, both directions (docs/architecture.md, "Calls on real
 networks"). What we receive: a ``NackTracker`` lists missing packets and this stage sends
 generic NACKs (RFC 4585) for them; RTX packets (RFC 4588) are unwrapped into the stream; the
-in-order depacketizer's ``repair_wait`` follows the RTT so a frame under repair is waited for;
+in-order depacketizer's ``repair_wait`` keeps a frame under repair waited for while the NACK
+list still asks for its packets (else it follows the RTT);
 a ``DelayBasedEstimator`` on the abs-send-time of each packet estimates the path's rate and a
 REMB reports it to the peer. What we send: the peer's NACKs go to the send stage and its REMB
 and report blocks feed a ``SendRateController`` whose target goes to the send stage (pacing)
@@ -92,9 +93,14 @@ MAX_PLAYOUT_DELAY_S = 0.05
 MIN_TARGET_BPS = 150_000
 MAX_TARGET_BPS = 50_000_000
 TARGET_PUBLISH_S = 1.0  # the target goes to send/encode on a change of 2 % or at this interval
-# How long a complete frame waits for an older one under repair: a NACK, its RTX and a retry
-# take about REPAIR_RTTS round trips, plus the wait for reordering; never beyond MAX_REPAIR_WAIT_S
-# (past that a keyframe request is the faster repair).
+# How long a complete frame waits for an older one under repair: while the NACK list still asks
+# for a packet, up to MAX_REPAIR_WAIT_S (the list's own age limit: past that a keyframe request
+# is the faster repair); otherwise a NACK, its RTX and a retry take about REPAIR_RTTS round trips,
+# plus the wait for reordering. Following only the RTT dropped frames whose repair was on its
+# way when the RTT grew faster than it is measured: at the lab's bandwidth step the RTT went
+# from 49 to ~240 ms in 0.3 s (the bottleneck queues filled) while RTCP still said 49, so
+# frames were given up after 142 ms, and the keyframe requests that followed froze the picture
+# for about a second. An inter-frame decoder cannot go on without the frame anyway.
 REPAIR_RTTS = 2.5
 REPAIR_MARGIN_S = 0.02
 MAX_REPAIR_WAIT_S = 0.5
@@ -231,12 +237,18 @@ class ReceiveStage(Stage):
         wait = 0.25 if due is None else due
         nack = None if self._video is None or self._video.nack is None else self._video.nack
         if nack is not None:
-            nack_due = nack.next_due(now, self._rtt())
+            nack_due = nack.next_due(now, self._rtt(now))
             if nack_due is not None:
                 wait = min(wait, nack_due)
         return wait
 
-    def _rtt(self) -> float | None:
+    def _rtt(self, now: float) -> float | None:
+        """The round trip in seconds: measured by our recent repairs (NackTracker.repair_rtt,
+        it follows a draining queue within a few repairs), else RTCP's (once a second)."""
+        nack = None if self._video is None else self._video.nack
+        measured = None if nack is None else nack.repair_rtt(now)
+        if measured is not None:
+            return measured
         return None if self._rtcp_session is None else self._rtcp_session.rtt_s
 
     def step(self, ready: Sequence[int], now_ns: int) -> None:
@@ -274,7 +286,7 @@ class ReceiveStage(Stage):
         assert session is not None
         if video is None or self._rtcp.peer is None:
             return
-        rtt = self._rtt()
+        rtt = self._rtt(now)
         nack = video.nack
         seqs: list[int] = []
         if nack is not None:
@@ -283,12 +295,14 @@ class ReceiveStage(Stage):
                 nack.overflowed = False
                 self._ask_keyframe(now)
             nst = nack.stats
-            repair_wait = min(
-                REPAIR_RTTS * (DEFAULT_RTT_S if rtt is None else rtt)
-                + nst.reorder_wait_ms / 1000
-                + REPAIR_MARGIN_S,
-                MAX_REPAIR_WAIT_S,
-            )
+            repair_wait = MAX_REPAIR_WAIT_S
+            if not nack.pending:
+                repair_wait = min(
+                    REPAIR_RTTS * (DEFAULT_RTT_S if rtt is None else rtt)
+                    + nst.reorder_wait_ms / 1000
+                    + REPAIR_MARGIN_S,
+                    MAX_REPAIR_WAIT_S,
+                )
             video.depacketizer.repair_wait = repair_wait
             if nst.requests != self._nack_requests:
                 self._nack_requests = nst.requests
@@ -477,7 +491,7 @@ class ReceiveStage(Stage):
             os.eventfd_write(self._keyframe_request, 1)
         seqs = session.nacked(packets)
         if seqs:
-            rtt = self._rtt()
+            rtt = self._rtt(now)
             rtt_ms = 0 if rtt is None else round(rtt * 1000)
             self._publish(feedback.NackRequest(tuple(seqs[: feedback.MAX_NACK_SEQS]), rtt_ms))
             if len(seqs) > feedback.MAX_NACK_SEQS:

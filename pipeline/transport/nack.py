@@ -9,6 +9,8 @@ API::
         def on_packet(self, seq: int, now: float, *, retransmitted: bool = False) -> None
         def due(self, now: float, rtt: float | None) -> list[int]   # ask for these now
         def next_due(self, now: float, rtt: float | None) -> float | None  # seconds from now
+        def repair_rtt(self, now: float) -> float | None  # seconds, measured by repairs
+        pending: bool             # some packet is still being asked for (not yet abandoned)
         overflowed: bool          # the list overflowed since last read: ask for a keyframe
         stats -> NackStats
         def reset(self) -> None
@@ -25,6 +27,13 @@ REPEAT_MIN_RETRY_S (a long RTT), each request is also sent once more REPEAT_AFTE
 answers only one of the two (its guard of half an RTT, pipeline/stages/send.py). Then it is
 abandoned (the frame cannot make its playout time: the depacketizer drops it and an
 inter-frame codec asks for a keyframe).
+The repair round trip is measured here too: from a request to the retransmission that answers
+it, only for packets asked for once (Karn's rule: an answer after a retry could belong to either
+request). ``repair_rtt`` is the median of the last REPAIR_RTT_SAMPLES such samples, none older
+than REPAIR_RTT_FRESH_S. It follows the path within a few repairs, where RTCP's RTT (RFC 3550
+6.4.1) comes once a second: after a bandwidth drop that RTT still said 236 ms for up to a second
+after the bottleneck queue had drained, so retries came every 283 ms, and with the 0.5 s age
+limit a repair lost once was abandoned (a keyframe request and a freeze of about a second).
 A jump of more than ``max_pending`` packets, or a gap after OUTAGE_S without any packet (an
 outage: what was missed is older than any repair can make up), does not list them: the list is
 cleared and ``overflowed`` set, and a keyframe request repairs faster than hundreds of NACKs.
@@ -49,6 +58,8 @@ OUTAGE_S = 0.5
 REORDER_PERCENTILE = 0.75
 REPEAT_AFTER_S = 0.015
 REPEAT_MIN_RETRY_S = 0.045
+REPAIR_RTT_SAMPLES = 5
+REPAIR_RTT_FRESH_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +72,7 @@ class NackStats:
     repeats: int = 0  # requests sent a second time REPEAT_AFTER_S later (long RTT)
     overflows: int = 0  # the list was cleared: too many at once
     reorder_wait_ms: float = 0.0
+    repair_rtt_ms: float | None = None  # the newest repair_rtt (None: no fresh sample)
 
 
 class _Missing:
@@ -89,6 +101,8 @@ class NackTracker:
         self._missing: dict[int, _Missing] = {}
         self._reorder_delays: deque[float] = deque(maxlen=REORDER_WINDOW)
         self._reorder_wait = 0.0
+        self._rtt_samples: deque[tuple[float, float]] = deque(maxlen=REPAIR_RTT_SAMPLES)
+        self._repair_rtt: float | None = None
         self.overflowed = False
         self._c = dict.fromkeys(
             ("missing", "requests", "recovered", "reordered", "abandoned", "overflows", "repeats"),
@@ -128,6 +142,8 @@ class NackTracker:
             return
         if retransmitted:
             self._c["recovered"] += 1
+            if entry.tries == 1 and entry.sent is not None:
+                self._rtt_samples.append((now, now - entry.sent))
         else:
             self._c["reordered"] += 1
             self._reorder_delays.append(now - entry.since)
@@ -135,6 +151,19 @@ class NackTracker:
             self._reorder_wait = min(
                 ordered[int(REORDER_PERCENTILE * (len(ordered) - 1))], MAX_REORDER_WAIT_S
             )
+
+    @property
+    def pending(self) -> bool:
+        """Some listed packet may still be repaired (it is dropped from the list when it
+        arrives or is abandoned)."""
+        return bool(self._missing)
+
+    def repair_rtt(self, now: float) -> float | None:
+        """Seconds from a request to its retransmission: the median of the fresh samples
+        (None when there are none in the last REPAIR_RTT_FRESH_S)."""
+        fresh = sorted(rtt for t, rtt in self._rtt_samples if now - t <= REPAIR_RTT_FRESH_S)
+        self._repair_rtt = fresh[len(fresh) // 2] if fresh else None
+        return self._repair_rtt
 
     def _retry_interval(self, rtt: float | None) -> float:
         if rtt is None:
@@ -189,4 +218,9 @@ class NackTracker:
 
     @property
     def stats(self) -> NackStats:
-        return NackStats(**self._c, reorder_wait_ms=round(self._reorder_wait * 1000, 3))
+        rtt = self._repair_rtt
+        return NackStats(
+            **self._c,
+            reorder_wait_ms=round(self._reorder_wait * 1000, 3),
+            repair_rtt_ms=None if rtt is None else round(rtt * 1000, 3),
+        )

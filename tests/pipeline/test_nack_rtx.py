@@ -20,6 +20,7 @@ from pipeline.transport.history import RepeatSchedule, RetransmissionBuffer
 from pipeline.transport.nack import (
     MAX_REORDER_WAIT_S,
     MIN_RETRY_S,
+    REPAIR_RTT_FRESH_S,
     REPEAT_AFTER_S,
     REPEAT_MIN_RETRY_S,
     UNKNOWN_RTT_RETRY_S,
@@ -119,6 +120,43 @@ def test_retransmitted_arrivals_count_as_recovered_not_reordered() -> None:
     n.on_packet(1, 0.2, retransmitted=True)
     s = n.stats
     assert (s.recovered, s.reordered, s.reorder_wait_ms) == (1, 0, 0.0)
+
+
+def test_repair_rtt_is_the_median_of_fresh_first_try_repairs() -> None:
+    """Measured from a request to its retransmission; an answer after a retry is ambiguous
+    (Karn's rule) and not a sample; samples older than REPAIR_RTT_FRESH_S are forgotten."""
+    n = NackTracker()
+    assert n.repair_rtt(0.0) is None and n.stats.repair_rtt_ms is None
+    seq, t = 0, 0.0
+    n.on_packet(seq, t)
+    for rtt in (0.30, 0.25, 0.04, 0.05, 0.045):  # a queue drains: repairs come back sooner
+        n.on_packet(seq + 2, t)
+        assert n.due(t, 0.3) == [seq + 1]
+        n.on_packet(seq + 1, t + rtt, retransmitted=True)
+        seq, t = seq + 2, t + 0.1
+    assert n.repair_rtt(t) == pytest.approx(0.05)
+    assert n.stats.repair_rtt_ms == pytest.approx(50.0)
+    # Asked twice (a retry), then answered: which request it answers is unknown.
+    n.on_packet(seq + 2, t)
+    assert n.due(t, 0.01) == [seq + 1]
+    assert n.due(t + 0.02, 0.01) == [seq + 1]
+    n.on_packet(seq + 1, t + 0.5, retransmitted=True)
+    assert n.repair_rtt(t + 0.5) == pytest.approx(0.05)
+    assert n.repair_rtt(t + REPAIR_RTT_FRESH_S + 0.1) is None  # all stale
+
+
+def test_pending_while_a_packet_is_still_asked_for() -> None:
+    """The receive stage holds a frame under repair as long as this is true."""
+    n = NackTracker(max_retries=2)
+    n.on_packet(0, 0.0)
+    assert not n.pending
+    n.on_packet(3, 0.0)
+    assert n.pending
+    n.on_packet(1, 0.05, retransmitted=True)
+    assert n.pending  # 2 is still missing
+    assert n.due(0.0, 0.01) == [2] and n.due(0.02, 0.01) == [2]
+    assert n.pending and n.due(0.04, 0.01) == []  # retries used up: abandoned
+    assert not n.pending
 
 
 @pytest.mark.parametrize(
