@@ -203,6 +203,11 @@ PROFILES: dict[str, Profile] = {
             Impairment(loss=0.10, delay_ms=60, jitter_ms=50),
         ),
         Profile.symmetric(
+            "loss5_150ms",
+            "5% loss, 150±10 ms (an RTT of 300 ms: where NACK repair is slow and FEC may pay)",
+            Impairment(loss=0.05, delay_ms=150, jitter_ms=10),
+        ),
+        Profile.symmetric(
             "rate2m_20ms",
             "2 Mbit/s with a 100 ms queue, 20 ms",
             Impairment(delay_ms=20),

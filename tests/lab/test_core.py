@@ -297,8 +297,8 @@ def test_a_reply_needs_ok() -> None:
 
 def test_the_named_profiles() -> None:
     assert list(PROFILES) == [
-        "clean", "loss1_20ms", "loss5_reorder", "loss10_jitter", "rate2m_20ms", "rate5m_20ms",
-        "step_5_1_5", "cut3s",
+        "clean", "loss1_20ms", "loss5_reorder", "loss10_jitter", "loss5_150ms", "rate2m_20ms",
+        "rate5m_20ms", "step_5_1_5", "cut3s",
     ]  # fmt: skip
     assert all(p.name == name for name, p in PROFILES.items())
     assert get_profile("loss1_20ms").a_to_b.impairment == Impairment(loss=0.01, delay_ms=20)
