@@ -182,6 +182,12 @@ class JitterBuffer(Generic[T]):
     def jitter_s(self) -> float:
         return self._jitter
 
+    @property
+    def overflows(self) -> int:
+        """Frames pushed out by ``max_frames`` so far (``stats.overflow``, without building
+        the stats)."""
+        return self._c["overflow"]
+
     def set_repair_floor(self, seconds: float) -> None:
         """Hold every frame at least ``seconds`` (0: back to the configured range): while
         packets are being repaired (NACK/RTX), a steady delay about one repair long plays

@@ -529,6 +529,7 @@ def summarise(
         peer_errors=counters["receive"].get("peer_errors", 0),
         send_errors=snd.get("send_errors", 0),
         waiting_keyframe=rcv.get("depacketizer", {}).get("waiting_keyframe", 0)
+        + counters["receive"].get("waiting_keyframe", 0)
         + counters["display"].get("waiting_keyframe", 0),
     )
     if cpu:

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -231,6 +231,10 @@ class Depacketizer(ABC):
     # How long (s) a complete frame may wait for an older one whose packets are being repaired
     # (NACK/RTX): the receiver sets it from the round-trip time. Only in-order codecs use it.
     repair_wait: float = 0.0
+    # Longer, up to repair_hold (s), while repair_pending(first_seq) says a packet before the
+    # frame's first one is still being asked for (the receiver's NACK list).
+    repair_hold: float = 0.0
+    repair_pending: Callable[[int], bool] | None = None
 
     @abstractmethod
     def push(

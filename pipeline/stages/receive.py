@@ -94,13 +94,14 @@ MIN_TARGET_BPS = 150_000
 MAX_TARGET_BPS = 50_000_000
 TARGET_PUBLISH_S = 1.0  # the target goes to send/encode on a change of 2 % or at this interval
 # How long a complete frame waits for an older one under repair: while the NACK list still asks
-# for a packet, up to MAX_REPAIR_WAIT_S (the list's own age limit: past that a keyframe request
-# is the faster repair); otherwise a NACK, its RTX and a retry take about REPAIR_RTTS round trips,
-# plus the wait for reordering. Following only the RTT dropped frames whose repair was on its
-# way when the RTT grew faster than it is measured: at the lab's bandwidth step the RTT went
-# from 49 to ~240 ms in 0.3 s (the bottleneck queues filled) while RTCP still said 49, so
-# frames were given up after 142 ms, and the keyframe requests that followed froze the picture
-# for about a second. An inter-frame decoder cannot go on without the frame anyway.
+# for a packet before the frame's first, up to MAX_REPAIR_WAIT_S (the list's own age limit: past
+# that a keyframe request is the faster repair); otherwise a NACK, its RTX and a retry take about
+# REPAIR_RTTS round trips, plus the wait for reordering. Following only the RTT dropped frames
+# whose repair was on its way when the RTT grew faster than it is measured: at the lab's
+# bandwidth step the RTT went from 49 to ~240 ms in 0.3 s (the bottleneck queues filled) while
+# RTCP still said 49, so frames were given up after 142 ms, and the keyframe requests that
+# followed froze the picture for about a second. An inter-frame decoder cannot go on without
+# the frame anyway.
 REPAIR_RTTS = 2.5
 REPAIR_MARGIN_S = 0.02
 MAX_REPAIR_WAIT_S = 0.5
@@ -109,7 +110,11 @@ SENT_RATE_S = 0.5
 EARLY_REPORT_S = 0.25
 EARLY_REPORT_LOSS = 0.1
 EARLY_REPORT_MIN_PACKETS = 20
-JITTER_MAX_FRAMES = 16  # frames waiting for playout: 0.3 s of repair at 50 fps
+# Frames waiting for playout: a repair held for MAX_REPAIR_WAIT_S at 48 fps. Beyond that an
+# in-order codec's oldest frame is pushed out, the chain of references breaks, and nothing is
+# shown until a keyframe (asked for at once).
+JITTER_MAX_FRAMES = 24
+MAX_RTT_S = 1.0  # an RTT above this (RTCP's can say up to 60 s) is taken as this
 DEFAULT_RTT_S = 0.1
 SYNC_TIMING_S = 0.2  # the peer video's timing to the audio stage (lip sync), 5 a second
 SYNC_PENDING = 64
@@ -209,6 +214,10 @@ class ReceiveStage(Stage):
         self._framing: Framing | None = None
         self._rtcp_session: RtcpSession | None = None
         self._jitter = self._new_jitter()
+        self._overflows_seen = 0  # the jitter buffer's overflows already acted on
+        self._overflow_gap = False  # an in-order frame was pushed out: show only from a keyframe
+        self._rtcp_rtt: float | None = None  # RTCP's RTT, and when it last changed
+        self._rtcp_rtt_at = 0.0
         self._frame_counter = 0
         self._pli_since_ns = 0  # monotonic ns of the first PLI not yet answered by a keyframe
         self._last_expire = 0
@@ -243,13 +252,20 @@ class ReceiveStage(Stage):
         return wait
 
     def _rtt(self, now: float) -> float | None:
-        """The round trip in seconds: measured by our recent repairs (NackTracker.repair_rtt,
-        it follows a draining queue within a few repairs), else RTCP's (once a second)."""
+        """The round trip in seconds, at most MAX_RTT_S: the newer of RTCP's (RFC 3550 6.4.1,
+        once a second) and the one our recent repairs measured (NackTracker.repair_rtt: it
+        follows a queue that drains within a few repairs; RTCP's, when newer, lifts it when the
+        queue grows and every repair is asked twice, which gives no sample by Karn's rule)."""
+        rtcp = None if self._rtcp_session is None else self._rtcp_session.rtt_s
+        if rtcp != self._rtcp_rtt:
+            self._rtcp_rtt, self._rtcp_rtt_at = rtcp, now
         nack = None if self._video is None else self._video.nack
         measured = None if nack is None else nack.repair_rtt(now)
-        if measured is not None:
-            return measured
-        return None if self._rtcp_session is None else self._rtcp_session.rtt_s
+        rtt = rtcp
+        measured_at = None if nack is None else nack.repair_rtt_at
+        if measured is not None and (rtcp is None or (measured_at or 0.0) >= self._rtcp_rtt_at):
+            rtt = measured
+        return None if rtt is None else min(rtt, MAX_RTT_S)
 
     def step(self, ready: Sequence[int], now_ns: int) -> None:
         if self._rtp.fileno() in ready:
@@ -264,6 +280,12 @@ class ReceiveStage(Stage):
             self.count("keyframe_needed_by_display")
             self._ask_keyframe(now)
         if self._video is not None and self._video.depacketizer.needs_keyframe:
+            self._ask_keyframe(now)
+        if self._jitter.overflows != self._overflows_seen:
+            self._overflows_seen = self._jitter.overflows
+            # An in-order codec's frame was pushed out: the frames after it lost a reference.
+            self._overflow_gap = not self._codec.info.intra_only
+        if self._overflow_gap:
             self._ask_keyframe(now)
         # Every due frame (one for an intra-only codec, whose pop skips to the newest).
         for _ in range(MAX_FRAMES_PER_TURN):
@@ -295,15 +317,17 @@ class ReceiveStage(Stage):
                 nack.overflowed = False
                 self._ask_keyframe(now)
             nst = nack.stats
-            repair_wait = MAX_REPAIR_WAIT_S
-            if not nack.pending:
-                repair_wait = min(
-                    REPAIR_RTTS * (DEFAULT_RTT_S if rtt is None else rtt)
-                    + nst.reorder_wait_ms / 1000
-                    + REPAIR_MARGIN_S,
-                    MAX_REPAIR_WAIT_S,
-                )
-            video.depacketizer.repair_wait = repair_wait
+            repair_wait = min(
+                REPAIR_RTTS * (DEFAULT_RTT_S if rtt is None else rtt)
+                + nst.reorder_wait_ms / 1000
+                + REPAIR_MARGIN_S,
+                MAX_REPAIR_WAIT_S,
+            )
+            depacketizer = video.depacketizer
+            depacketizer.repair_wait = repair_wait
+            if depacketizer.repair_pending is None:
+                depacketizer.repair_hold = MAX_REPAIR_WAIT_S
+                depacketizer.repair_pending = nack.pending_before
             if nst.requests != self._nack_requests:
                 self._nack_requests = nst.requests
                 self._repairing_until = now + REPAIR_MEMORY_S
@@ -420,6 +444,12 @@ class ReceiveStage(Stage):
                     del self._pending_ts[next(iter(self._pending_ts))]
 
     def _play(self, frame: _RxFrame, now_ns: int) -> None:
+        if self._overflow_gap:
+            if not frame.keyframe:
+                self.count("waiting_keyframe")
+                self._pending_ts.pop(frame.frame_id, None)
+                return
+            self._overflow_gap = False
         try:
             self._writer.write(
                 frame.data,
@@ -570,6 +600,7 @@ class ReceiveStage(Stage):
                 if peer.codec.upper() != self._codec.info.name:
                     self._codec = get_codec(peer.codec)
                     self._jitter = self._new_jitter()
+                    self._overflows_seen, self._overflow_gap = 0, False
                 self._rtp.connect(peer.ip, None)
                 self._rtcp.connect(peer.ip, None)  # RTP mode: the peer's RTCP port, below
                 # SRTP from the keys call control exchanged (None: a classic peer, a tool).

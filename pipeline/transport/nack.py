@@ -10,7 +10,8 @@ API::
         def due(self, now: float, rtt: float | None) -> list[int]   # ask for these now
         def next_due(self, now: float, rtt: float | None) -> float | None  # seconds from now
         def repair_rtt(self, now: float) -> float | None  # seconds, measured by repairs
-        pending: bool             # some packet is still being asked for (not yet abandoned)
+        repair_rtt_at: float | None   # when its newest sample was taken
+        def pending_before(self, seq: int) -> bool  # a packet before seq is still asked for
         overflowed: bool          # the list overflowed since last read: ask for a keyframe
         stats -> NackStats
         def reset(self) -> None
@@ -30,10 +31,13 @@ inter-frame codec asks for a keyframe).
 The repair round trip is measured here too: from a request to the retransmission that answers
 it, only for packets asked for once (Karn's rule: an answer after a retry could belong to either
 request). ``repair_rtt`` is the median of the last REPAIR_RTT_SAMPLES such samples, none older
-than REPAIR_RTT_FRESH_S. It follows the path within a few repairs, where RTCP's RTT (RFC 3550
-6.4.1) comes once a second: after a bandwidth drop that RTT still said 236 ms for up to a second
-after the bottleneck queue had drained, so retries came every 283 ms, and with the 0.5 s age
-limit a repair lost once was abandoned (a keyframe request and a freeze of about a second).
+than REPAIR_RTT_FRESH_S; a sample is clamped to [MIN_RTT_SAMPLE_S, max_age] (the peer chooses
+when an RTX comes: a hint, bounded). It follows the path within a few repairs, where RTCP's RTT
+(RFC 3550 6.4.1) comes once a second: after a bandwidth drop that RTT still said 236 ms for up
+to a second after the bottleneck queue had drained, so retries came every 283 ms, and with the
+0.5 s age limit a repair lost once was abandoned (a keyframe request and a freeze of about a
+second). When the RTT grows, every repair is asked twice and gives no sample: the receiver then
+takes RTCP's RTT, which is newer (pipeline/stages/receive.py).
 A jump of more than ``max_pending`` packets, or a gap after OUTAGE_S without any packet (an
 outage: what was missed is older than any repair can make up), does not list them: the list is
 cleared and ``overflowed`` set, and a keyframe request repairs faster than hundreds of NACKs.
@@ -60,6 +64,7 @@ REPEAT_AFTER_S = 0.015
 REPEAT_MIN_RETRY_S = 0.045
 REPAIR_RTT_SAMPLES = 5
 REPAIR_RTT_FRESH_S = 1.0
+MIN_RTT_SAMPLE_S = 0.001
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +117,7 @@ class NackTracker:
     def reset(self) -> None:
         self._highest = None
         self._missing.clear()
+        self._rtt_samples.clear()
         self.overflowed = False
 
     def on_packet(self, seq: int, now: float, *, retransmitted: bool = False) -> None:
@@ -143,7 +149,8 @@ class NackTracker:
         if retransmitted:
             self._c["recovered"] += 1
             if entry.tries == 1 and entry.sent is not None:
-                self._rtt_samples.append((now, now - entry.sent))
+                sample = min(max(now - entry.sent, MIN_RTT_SAMPLE_S), self.max_age)
+                self._rtt_samples.append((now, sample))
         else:
             self._c["reordered"] += 1
             self._reorder_delays.append(now - entry.since)
@@ -152,11 +159,15 @@ class NackTracker:
                 ordered[int(REORDER_PERCENTILE * (len(ordered) - 1))], MAX_REORDER_WAIT_S
             )
 
+    def pending_before(self, seq: int) -> bool:
+        """Whether a packet before ``seq`` (RFC 3550 serial order) is still listed: it may
+        still be repaired (it leaves the list when it arrives or is abandoned)."""
+        return any(seq_diff(s, seq) < 0 for s in self._missing)
+
     @property
-    def pending(self) -> bool:
-        """Some listed packet may still be repaired (it is dropped from the list when it
-        arrives or is abandoned)."""
-        return bool(self._missing)
+    def repair_rtt_at(self) -> float | None:
+        """When the newest repair RTT sample was taken (None: none yet)."""
+        return self._rtt_samples[-1][0] if self._rtt_samples else None
 
     def repair_rtt(self, now: float) -> float | None:
         """Seconds from a request to its retransmission: the median of the fresh samples

@@ -282,6 +282,49 @@ def test_a_whole_frame_repaired_in_time_keeps_the_chain() -> None:
     assert depacketizer.stats.gaps == 0
 
 
+def test_a_frame_is_held_while_a_packet_before_it_is_still_asked_for() -> None:
+    """Past ``repair_wait`` a frame still waits, up to ``repair_hold``, while the NACK list
+    asks for a packet before its first (an RTT that grew faster than it was measured); not
+    once the list gave up."""
+    per_frame = packets_of(encoded(frames=5), max_payload=100_000)
+    for listed in (True, False):
+        rx, depacketizer = receiver()
+        depacketizer.repair_wait, depacketizer.repair_hold = 0.1, 0.5
+        depacketizer.repair_pending = lambda seq, listed=listed: listed
+        shown = feed(rx, per_frame[0] + per_frame[1], now=0.0)
+        assert feed(rx, per_frame[3], now=0.01) == []  # frame 2 missing: wait
+        shown += feed(rx, per_frame[4], now=0.3)  # 0.3 s > repair_wait
+        if listed:  # still held; then the repair comes, and all go in order
+            assert len(shown) == 2  # frames 0 and 1 only
+            assert not depacketizer.needs_keyframe
+            shown += feed(rx, per_frame[2], now=0.35)
+            assert [f.timestamp for f in shown] == [0, 3000, 6000, 9000, 12000]
+        else:  # given up after repair_wait: the gap breaks the chain
+            assert depacketizer.needs_keyframe and depacketizer.stats.gaps == 1
+            assert [f.timestamp for f in shown] == [0, 3000]
+
+
+def test_a_keyframe_after_a_broken_chain_waits_for_nothing_older() -> None:
+    """Frames older than a keyframe with its SPS and PPS would be dropped anyway while the
+    chain is broken: the keyframe is shown at once, not after the repair wait."""
+    encoder = H264Encoder(bitrate=1_000_000)
+    frames = [encoder.encode(pattern(640, 480, i), 0).data for i in range(5)]
+    encoder.request_keyframe()
+    frames.append(encoder.encode(pattern(640, 480, 5), 0).data)
+    per_frame = packets_of(tuple(frames), max_payload=300)
+    rx, depacketizer = receiver()
+    depacketizer.repair_wait, depacketizer.repair_hold = 0.4, 0.5
+    depacketizer.repair_pending = lambda seq: True
+    assert len(feed(rx, per_frame[0], now=0.0)) == 1
+    assert feed(rx, per_frame[2], now=0.0) == []  # frame 1 lost whole
+    assert feed(rx, per_frame[3], now=0.6) == []  # past the hold: the chain breaks
+    assert depacketizer.needs_keyframe
+    assert feed(rx, per_frame[4][1:], now=0.61) == []  # frame 4 incomplete, still open
+    (key,) = feed(rx, per_frame[5], now=0.62)  # the keyframe: at once, though 4 is open
+    assert key.keyframe and not depacketizer.needs_keyframe
+    assert depacketizer.stats.incomplete == 1  # frame 4, dropped when the keyframe went
+
+
 def test_a_keyframe_whose_parameter_sets_are_lost_waits_for_their_repair() -> None:
     """A lost STAP-A (SPS + PPS) leaves an IDR slice with first_mb_in_slice 0 that looks like
     the start of the picture: the keyframe waits for the missing packets as a P frame would,

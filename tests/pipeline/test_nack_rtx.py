@@ -145,18 +145,33 @@ def test_repair_rtt_is_the_median_of_fresh_first_try_repairs() -> None:
     assert n.repair_rtt(t + REPAIR_RTT_FRESH_S + 0.1) is None  # all stale
 
 
-def test_pending_while_a_packet_is_still_asked_for() -> None:
-    """The receive stage holds a frame under repair as long as this is true."""
+def test_pending_before_while_an_older_packet_is_still_asked_for() -> None:
+    """The depacketizer holds a frame under repair while a packet before it is listed."""
     n = NackTracker(max_retries=2)
-    n.on_packet(0, 0.0)
-    assert not n.pending
-    n.on_packet(3, 0.0)
-    assert n.pending
-    n.on_packet(1, 0.05, retransmitted=True)
-    assert n.pending  # 2 is still missing
-    assert n.due(0.0, 0.01) == [2] and n.due(0.02, 0.01) == [2]
-    assert n.pending and n.due(0.04, 0.01) == []  # retries used up: abandoned
-    assert not n.pending
+    n.on_packet(65534, 0.0)
+    assert not n.pending_before(2)
+    n.on_packet(2, 0.0)  # 65535, 0 and 1 missing (across the wrap)
+    assert n.pending_before(0) and n.pending_before(2) and not n.pending_before(65535)
+    n.on_packet(65535, 0.05, retransmitted=True)
+    n.on_packet(0, 0.05, retransmitted=True)
+    assert n.pending_before(2) and not n.pending_before(1)  # only 1 is left
+    assert n.due(0.0, 0.01) == [1] and n.due(0.02, 0.01) == [1]
+    assert n.due(0.04, 0.01) == []  # retries used up: abandoned
+    assert not n.pending_before(2)
+
+
+def test_repair_rtt_samples_are_bounded_and_forgotten_on_reset() -> None:
+    """The peer decides when an RTX comes: a sample is a hint within [1 ms, max_age]."""
+    for delay, expected in ((0.0, 0.001), (5.0, 0.5)):
+        n = NackTracker(max_age=0.5)
+        n.on_packet(0, 0.0)
+        n.on_packet(2, 0.0)
+        assert n.due(0.0, 0.05) == [1]
+        n.on_packet(1, delay, retransmitted=True)
+        assert n.repair_rtt(delay) == pytest.approx(expected)
+        assert n.repair_rtt_at == delay
+        n.reset()
+        assert n.repair_rtt(delay) is None and n.repair_rtt_at is None
 
 
 @pytest.mark.parametrize(

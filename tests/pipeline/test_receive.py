@@ -16,15 +16,19 @@ import cv2
 import numpy as np
 import pytest
 
+from pipeline.codecs.h264.codec import H264Encoder
+from pipeline.codecs.h264.rfc6184 import H264Packetizer
 from pipeline.codecs.registry import get_codec
 from pipeline.control import Connect, MediaMode, PeerEndpoint
 from pipeline.ipc.ring import Ring
 from pipeline.ipc.shm import SegmentSet
 from pipeline.presets import get_preset
+from pipeline.sources.pattern import render_into
 from pipeline.stages.base import StageContext
-from pipeline.stages.receive import ReceiveStage, bind_rx_sockets
+from pipeline.stages.receive import JITTER_MAX_FRAMES, ReceiveStage, bind_rx_sockets
 from pipeline.stats import SessionInfo, StatsChannel, summarise
-from pipeline.wire.rtcp import SenderInfo
+from pipeline.transport.stream import RtpSender
+from pipeline.wire.rtcp import PictureLossIndication, SenderInfo, parse_rtcp
 from pipeline.wire.rtp import to_rtp_ts
 from pipeline.wire.v0 import encode_v0
 from tests.fixtures.rtpjpeg import JpegRtpSender
@@ -191,3 +195,46 @@ def test_no_peer_triggered_error_ends_the_stage(
     send_frame(4)
     rx.pump(lambda: rx.frames() == 2)  # the stage survived and plays again
     assert rx.stage.counters["peer_errors"] == 2
+
+
+def test_an_h264_frame_pushed_out_of_the_jitter_buffer_breaks_the_chain(rx: Rx) -> None:
+    """A repair that lands after many frames were held behind it releases them at once; more
+    than the jitter buffer holds pushes the oldest out. The frames after it lost a reference:
+    none is played until a keyframe, which is asked for (RTCP PLI) at once."""
+    peer_rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer_rtcp.bind((LOCAL, 0))
+    peer_rtcp.settimeout(5.0)
+    token = 0x4343
+    endpoint = PeerEndpoint(
+        LOCAL, peer_rtcp.getsockname()[1] - 1, MediaMode.RTP, 0x1111, token, codec="H264"
+    )
+    rx.stage.handle(Connect(endpoint))
+    encoder = H264Encoder(bitrate=300_000, fps=30)
+    sender = RtpSender(H264Packetizer(1200), ssrc=token, payload_type=96)
+    image = np.empty((120, 160, 3), np.uint8)
+
+    def packets(i: int) -> list[bytes]:
+        render_into(image, i, i)
+        return sender.packetize(encoder.encode(image, 0).data, 0, 0, 3000 * i)
+
+    frames = [packets(i) for i in range(JITTER_MAX_FRAMES + 8)]
+    late = frames[1].pop()  # frame 1's last packet comes after all the others
+    try:
+        for p in [p for f in frames for p in f] + [late]:
+            rx.send(p)
+        rx.pump(lambda: rx.stage.counters.get("waiting_keyframe", 0) > 0)
+        assert rx.stage.snapshot(time.monotonic_ns())["jitter_buffer"]["overflow"] > 0
+        encoder.request_keyframe()
+        for p in packets(len(frames)):
+            rx.send(p)
+        played = rx.frames()
+        rx.pump(lambda: rx.frames() > played)
+        desc = rx.rx_ring.reader().latest()
+        assert desc is not None and desc.keyframe  # nothing but the keyframe after the gap
+        assert rx.frames() + rx.stage.counters["waiting_keyframe"] <= len(frames) + 1
+        plis = []
+        while not plis:
+            data = peer_rtcp.recv(2048)
+            plis = [p for p in parse_rtcp(data) if isinstance(p, PictureLossIndication)]
+    finally:
+        peer_rtcp.close()

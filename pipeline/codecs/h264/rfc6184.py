@@ -286,13 +286,16 @@ class H264Depacketizer(Depacketizer):
             # The first frame of a stream has no last frame to show a gap: one that is not
             # self-contained waits REORDER_WAIT for a head reordered behind it (NACK cannot
             # ask for packets before the first one seen, so no repair is worth waiting for).
+            # While the chain is broken, a keyframe with its parameter sets waits for nothing:
+            # the older frames would be dropped (waiting_keyframe) even if they completed.
             wait = max(REORDER_WAIT, self.repair_wait)
             if last is not None:
                 gap = seq_diff(ready.first_seq, last) != 1 and not _self_contained(ready.nals)
             else:
                 gap = not _self_contained(ready.nals)
                 wait = wait if older else REORDER_WAIT
-            if (older or gap) and now - ready.since < wait:
+            restart = self._broken and _self_contained(ready.nals)
+            if (older or gap) and not restart and self._waits(ready, now, wait):
                 break  # an older frame may still complete (reordering, repair)
             for t in older:  # waited long enough: the older frames are lost
                 self._units.drop(t, "incomplete")
@@ -301,6 +304,15 @@ class H264Depacketizer(Depacketizer):
             if frame is not None:
                 out.append(frame)
         return out
+
+    def _waits(self, ready: _Ready, now: float, wait: float) -> bool:
+        """Whether ``ready`` still waits for what is missing before it: ``wait`` seconds, or
+        up to ``repair_hold`` while a packet before its first is still asked for."""
+        held = now - ready.since
+        if held < wait:
+            return True
+        pending = self.repair_pending
+        return held < self.repair_hold and pending is not None and pending(ready.first_seq)
 
     def _emit(self, ts: int, ready: _Ready) -> CodecFrame | None:
         self._units.mark_done(ts)
