@@ -93,6 +93,10 @@ def _start_pulse() -> PulseServer:
         f"--load=module-null-sink sink_name={SINK} rate=48000 channels=1",
     ]
     log = open(os.path.join(directory, "log"), "wb")  # noqa: SIM115 - the daemon's stderr
+    # Its own session (a Ctrl-C to pytest must not reach it first), but it dies with us even
+    # when pytest is killed: PR_SET_PDEATHSIG through setpriv, as the lab's programs do.
+    if shutil.which("setpriv"):
+        args = ["setpriv", "--pdeathsig", "KILL", "--", *args]
     process = subprocess.Popen(args, env=env, stdout=log, stderr=log, start_new_session=True)
     log.close()
     server = PulseServer(process, directory, f"unix:{socket_path}")
