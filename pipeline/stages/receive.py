@@ -35,8 +35,8 @@ time).
 Loss repair and congestion control, both directions (docs/architecture.md, "Calls on real
 networks"). What we receive: a ``NackTracker`` lists missing packets and this stage sends
 generic NACKs (RFC 4585) for them; RTX packets (RFC 4588) are unwrapped into the stream; the
-in-order depacketizer's ``repair_wait`` keeps a frame under repair waited for while the NACK
-list still asks for its packets (else it follows the RTT);
+in-order depacketizer's ``repair_wait`` follows the RTT so a frame under repair is waited for
+(longer while the NACK list still asks for a packet before it: transport/stream.py);
 a ``DelayBasedEstimator`` on the abs-send-time of each packet estimates the path's rate and a
 REMB reports it to the peer. What we send: the peer's NACKs go to the send stage and its REMB
 and report blocks feed a ``SendRateController`` whose target goes to the send stage (pacing)
@@ -93,15 +93,15 @@ MAX_PLAYOUT_DELAY_S = 0.05
 MIN_TARGET_BPS = 150_000
 MAX_TARGET_BPS = 50_000_000
 TARGET_PUBLISH_S = 1.0  # the target goes to send/encode on a change of 2 % or at this interval
-# How long a complete frame waits for an older one under repair: while the NACK list still asks
-# for a packet before the frame's first, up to MAX_REPAIR_WAIT_S (the list's own age limit: past
-# that a keyframe request is the faster repair); otherwise a NACK, its RTX and a retry take about
-# REPAIR_RTTS round trips, plus the wait for reordering. Following only the RTT dropped frames
-# whose repair was on its way when the RTT grew faster than it is measured: at the lab's
-# bandwidth step the RTT went from 49 to ~240 ms in 0.3 s (the bottleneck queues filled) while
-# RTCP still said 49, so frames were given up after 142 ms, and the keyframe requests that
-# followed froze the picture for about a second. An inter-frame decoder cannot go on without
-# the frame anyway.
+# How long a complete frame waits for an older one under repair: a NACK, its RTX and a retry
+# take about REPAIR_RTTS round trips, plus the wait for reordering; never beyond
+# MAX_REPAIR_WAIT_S (past that a keyframe request is the faster repair), the NACK list's own age
+# limit, up to which the depacketizer holds a frame while the list still asks for a packet
+# before it (RtpReceiver.add_rtx). Following only the RTT dropped frames whose repair was on its
+# way when the RTT grew faster than it is measured: at the lab's bandwidth step the RTT went from
+# 49 to ~240 ms in 0.3 s (the bottleneck queues filled) while RTCP still said 49, so frames were
+# given up after 142 ms, and the keyframe requests that followed froze the picture for about a
+# second. An inter-frame decoder cannot go on without the frame anyway.
 REPAIR_RTTS = 2.5
 REPAIR_MARGIN_S = 0.02
 MAX_REPAIR_WAIT_S = 0.5
@@ -262,9 +262,10 @@ class ReceiveStage(Stage):
         nack = None if self._video is None else self._video.nack
         measured = None if nack is None else nack.repair_rtt(now)
         rtt = rtcp
-        measured_at = None if nack is None else nack.repair_rtt_at
-        if measured is not None and (rtcp is None or (measured_at or 0.0) >= self._rtcp_rtt_at):
-            rtt = measured
+        if measured is not None and nack is not None:
+            measured_at = nack.repair_rtt_at or 0.0  # not None: there is a sample
+            if rtcp is None or measured_at >= self._rtcp_rtt_at:
+                rtt = measured
         return None if rtt is None else min(rtt, MAX_RTT_S)
 
     def step(self, ready: Sequence[int], now_ns: int) -> None:
@@ -323,11 +324,7 @@ class ReceiveStage(Stage):
                 + REPAIR_MARGIN_S,
                 MAX_REPAIR_WAIT_S,
             )
-            depacketizer = video.depacketizer
-            depacketizer.repair_wait = repair_wait
-            if depacketizer.repair_pending is None:
-                depacketizer.repair_hold = MAX_REPAIR_WAIT_S
-                depacketizer.repair_pending = nack.pending_before
+            video.depacketizer.repair_wait = repair_wait
             if nst.requests != self._nack_requests:
                 self._nack_requests = nst.requests
                 self._repairing_until = now + REPAIR_MEMORY_S

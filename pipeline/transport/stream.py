@@ -356,13 +356,16 @@ class RtpReceiver:
 
     def add_rtx(self, stream: RtpStream, payload_type: int) -> None:
         """Route RTX packets of ``payload_type`` (RFC 4588) into ``stream``, and keep a NACK
-        list for it (``stream.nack``)."""
+        list for it (``stream.nack``); its depacketizer holds a frame while the list still asks
+        for a packet before it, up to the list's age limit (``Depacketizer.repair_pending``)."""
         if payload_type in self._by_pt or payload_type in self._rtx or not 0 <= payload_type < 128:
             raise ValueError(f"payload type {payload_type} taken or out of range")
         self._rtx[payload_type] = stream
         stream.rtx_payload_type = payload_type
         if stream.nack is None:
-            stream.nack = NackTracker()
+            nack = stream.nack = NackTracker()
+            stream.depacketizer.repair_pending = nack.pending_before
+            stream.depacketizer.repair_hold = nack.max_age
 
     def add_forward(self, payload_type: int, forward: Callable[[bytes, float], None]) -> None:
         """Hand every datagram of ``payload_type`` whole to ``forward(datagram, now)``."""

@@ -663,6 +663,15 @@ def test_add_rtx_refuses_a_taken_payload_type() -> None:
             rx.add_rtx(stream, pt)
 
 
+def test_add_rtx_lets_the_depacketizer_hold_frames_the_nack_list_still_asks_for() -> None:
+    rx, _ = receiver()
+    (stream,) = rx.streams
+    nack = stream.nack
+    assert nack is not None
+    assert stream.depacketizer.repair_pending == nack.pending_before
+    assert stream.depacketizer.repair_hold == nack.max_age
+
+
 # -- the jitter buffer and repaired frames --------------------------------------------------
 
 FRAME_TS = 3000  # 30 fps at 90 kHz
