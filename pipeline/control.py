@@ -84,7 +84,8 @@ class ResetStats:
 
 @dataclass(frozen=True, slots=True)
 class Connect:
-    """Start sending to / accepting from ``peer`` (encode, send, receive)."""
+    """Start sending to / accepting from ``peer`` (capture: the codec's raw format; encode, send,
+    receive, display)."""
 
     peer: PeerEndpoint
 

@@ -225,7 +225,11 @@ class MediaSession:
         p = self._preset
         factories: dict[str, Callable[[StageContext], Stage]] = {
             "capture": functools.partial(
-                capture.CaptureStage, raw=r["raw"], spec=self._source, preset=p
+                capture.CaptureStage,
+                raw=r["raw"],
+                spec=self._source,
+                preset=p,
+                raw_formats=self._codec.info.raw_formats,
             ),
             "encode": functools.partial(
                 encode.EncodeStage,
@@ -431,7 +435,7 @@ class MediaSession:
             self._peer = peer
             self._codec = codec
             self._audio_port = audio_port
-            self._send(Connect(peer), "encode", "send", "receive", "display")
+            self._send(Connect(peer), "capture", "encode", "send", "receive", "display")
             if self._audio is not None:
                 to = peer if audio_port is None else dataclasses.replace(peer, rx_port=audio_port)
                 self._send(Connect(to), "audio")

@@ -51,6 +51,7 @@ import numpy.typing as npt
 
 from pipeline.control import MediaMode
 from pipeline.errors import LocalProtocolError, RemoteProtocolError
+from pipeline.pixels import PixelFormat
 
 U8Array = npt.NDArray[np.uint8]
 # One RTP payload as the pieces to join after the RTP header (one copy, in the sender).
@@ -93,6 +94,9 @@ class CodecInfo:
     picture sizes the payload format can describe (RFC 2435: multiples of 8, at most 2040).
     ``rtx_payload_type``: the dynamic payload type of its retransmission stream (RFC 4588,
     ``a=rtpmap:N rtx/clock`` with ``apt``), None when it is never repaired.
+    ``raw_formats``: the raw picture formats its encoder takes (``pipeline.pixels``), best first;
+    a source writes the first one it can, and the encode stage converts anything else to BGR24
+    (which every encoder takes).
     """
 
     name: str
@@ -108,6 +112,7 @@ class CodecInfo:
     max_dimension: int = 4096
     size_multiple: int = 1
     rtx_payload_type: int | None = None
+    raw_formats: tuple[PixelFormat, ...] = (PixelFormat.BGR24,)
 
     @property
     def rtpmap(self) -> str:
@@ -172,7 +177,9 @@ class VideoEncoder(ABC):
 
     @abstractmethod
     def encode(self, bgr: U8Array, quality: int) -> EncodedFrame:
-        """Encode one (height, width, 3) BGR frame. EncodeError if it cannot be carried."""
+        """Encode one (height, width, 3) BGR frame, or one (height * 3 // 2, width) I420 frame
+        where ``CodecInfo.raw_formats`` lists I420 (``pipeline.pixels``). EncodeError if it
+        cannot be carried."""
 
     def request_keyframe(self) -> None:  # noqa: B027 - a no-op for intra-only codecs
         """Make the next frame a keyframe (intra-only codecs: every frame already is)."""

@@ -17,7 +17,9 @@ Guarantees:
   the 8-byte eventfd counter wakes them. Each reader has its own eventfd (the counter coalesces,
   so a burst of frames costs one wake-up). Several rings may share one eventfd (the controller
   waits on one fd for both display rings).
-- Per-stage timestamps (``time.monotonic_ns()``, index ``Ts``) travel in the descriptor.
+- Per-stage timestamps (``time.monotonic_ns()``, index ``Ts``) travel in the descriptor, and so
+  does a raw picture's layout (``pixel_format``: ``pipeline.pixels``; ``begin_picture`` and
+  ``picture`` shape the slot for it).
 
 Only the controller creates rings (see ``shm.SegmentSet``); stage processes use them through
 fork-inherited mappings and eventfds.
@@ -38,6 +40,7 @@ import numpy.typing as npt
 
 from pipeline.errors import LocalProtocolError
 from pipeline.ipc.shm import Segment, SegmentSet
+from pipeline.pixels import PixelFormat, raw_shape
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +67,7 @@ _H_MAGIC, _H_SLOTS, _H_CAPACITY, _H_WRITES = range(4)
     _S_PATTERN_ID,
 ) = range(11)
 _S_STAMPS = 11  # 11 + N_STAMPS words of 8 bytes fit the 256-byte slot header
+_S_PIXEL_FORMAT = _S_STAMPS + N_STAMPS  # raw rings: the picture's PixelFormat
 
 U8Array = npt.NDArray[np.uint8]
 
@@ -82,6 +86,14 @@ class Ts(enum.IntEnum):
     PLAYOUT = 8  # released by the jitter buffer, committed to the rx JPEG ring
     DECODE_START = 9
     DISPLAYED = 10  # decoded into the RGB ring, controller notified
+
+
+def _pixel_format(value: int) -> PixelFormat:
+    """The slot header's format word; an unknown value (never written by us) reads as BGR24."""
+    try:
+        return PixelFormat(value)
+    except ValueError:
+        return PixelFormat.BGR24
 
 
 class RingError(LocalProtocolError):
@@ -105,6 +117,7 @@ class Descriptor:
     keyframe: bool = False  # decodes on its own (encoded rings)
     pattern_id: int = 0  # the test pattern's embedded frame id (display rings; 0: not the pattern)
     stamps: tuple[int, ...] = field(default=(0,) * N_STAMPS)
+    pixel_format: PixelFormat = PixelFormat.BGR24  # raw rings: the picture's layout
 
     def stamp(self, ts: Ts) -> int:
         return self.stamps[ts]
@@ -224,6 +237,18 @@ class RingWriter:
             raise RingError(f"{width}x{height}x{channels} does not fit a {self.ring.capacity} slot")
         return self.begin()[:n].reshape(height, width, channels)
 
+    def begin_picture(self, fmt: PixelFormat, width: int, height: int) -> U8Array:
+        """``begin`` as a view shaped for a width x height picture in ``fmt``
+        (``pixels.raw_shape``); commit it with the same ``pixel_format``."""
+        try:
+            shape = raw_shape(fmt, width, height)
+        except ValueError as exc:
+            raise RingError(str(exc)) from None
+        n = int(np.prod(shape))
+        if n > self.ring.capacity:
+            raise RingError(f"{width}x{height} {fmt.name} does not fit a {self.ring.capacity} slot")
+        return self.begin()[:n].reshape(shape)
+
     def commit(
         self,
         *,
@@ -237,6 +262,7 @@ class RingWriter:
         keyframe: bool = False,
         pattern_id: int = 0,
         stamps: Mapping[int, int] | None = None,
+        pixel_format: PixelFormat = PixelFormat.BGR24,
     ) -> int:
         """Publish the open slot and wake the readers; returns the frame's seq."""
         slot = self._open
@@ -257,6 +283,7 @@ class RingWriter:
         header[_S_QUALITY] = quality
         header[_S_KEYFRAME] = int(keyframe)
         header[_S_PATTERN_ID] = pattern_id
+        header[_S_PIXEL_FORMAT] = int(pixel_format)
         for i in range(N_STAMPS):
             header[_S_STAMPS + i] = 0
         if stamps:
@@ -351,6 +378,7 @@ class RingReader:
             keyframe=bool(header[_S_KEYFRAME]),
             pattern_id=header[_S_PATTERN_ID],
             stamps=tuple(header[_S_STAMPS : _S_STAMPS + N_STAMPS].tolist()),
+            pixel_format=_pixel_format(header[_S_PIXEL_FORMAT]),
         )
         if header[_S_LOCK] != lock:
             return None
@@ -410,6 +438,18 @@ class RingReader:
         if n > desc.nbytes or n == 0:
             raise RingError(f"descriptor {desc.width}x{desc.height} does not match {desc.nbytes}")
         return self.ring.slot_data(desc.slot)[:n].reshape(desc.height, desc.width, channels)
+
+    def picture(self, desc: Descriptor) -> U8Array:
+        """A raw ring's frame as a view in place, shaped for its ``pixel_format``
+        (``pixels.raw_shape``). RingError if the descriptor does not describe such a picture."""
+        try:
+            shape = raw_shape(desc.pixel_format, desc.width, desc.height)
+        except ValueError as exc:
+            raise RingError(str(exc)) from None
+        n = int(np.prod(shape))
+        if n > desc.nbytes:
+            raise RingError(f"descriptor {desc.width}x{desc.height} does not match {desc.nbytes}")
+        return self.ring.slot_data(desc.slot)[:n].reshape(shape)
 
     def valid(self, desc: Descriptor) -> bool:
         """True if the writer has not touched the frame's slot since ``desc`` was read."""

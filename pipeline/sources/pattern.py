@@ -9,6 +9,8 @@ API::
     class PatternRenderer:
         def __init__(self, width: int, height: int) -> None
         def render_into(self, dst: np.ndarray, frame_id: int, capture_ns: int) -> None
+        def render_i420_into(self, dst: np.ndarray, frame_id: int, capture_ns: int) -> None
+            # dst: (H * 3 // 2, W) uint8 I420 (pipeline.pixels), even sizes; the same picture
     def render_into(dst: np.ndarray, frame_id: int, capture_ns: int) -> None
         # dst: (H, W, 3) uint8 BGR, e.g. a view into a shared-memory slot; written in place,
         # no frame-sized allocation (renderers are cached per size)
@@ -31,6 +33,13 @@ Guarantees: the stamp survives JPEG at quality >= 30 (4:2:0) and a downscale of 
 a wrong stamp (sync cells, decisive cells and the CRC must all agree; a false positive on
 arbitrary content needs about 2**-40 luck). Rendering 1280x720 costs about 0.4 ms (1920x1080
 about 0.8 ms); read_stamp about 0.2 ms at any size (a fixed 4x4 samples per cell).
+
+The I420 rendering (for an encoder that takes I420: no BGR -> YUV conversion per frame) draws
+the same picture from planes converted once (OpenCV's BT.601 limited range, as
+``COLOR_BGR2YUV_I420`` would give): the scrolled background window, the box and the stamp
+strip exactly on the luma grid, their chroma on the half grid (a box edge at an odd pixel is
+rounded down there, as 4:2:0 sampling does anyway); the caption is converted at its own small
+size. It writes half the bytes of BGR.
 """
 
 from __future__ import annotations
@@ -43,6 +52,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import numpy.typing as npt
+
+from pipeline.pixels import i420_planes
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +148,18 @@ class PatternRenderer:
         self._background = self._make_background(2 * width, body_h)
         self._box = max(8, min(width, height) // 6)
         self._init_label()
+        self._i420: _I420Planes | None = None  # built on the first I420 frame
+
+    def prepare_i420(self) -> None:
+        """Convert what the I420 rendering needs now rather than on its first frame (even sizes
+        only; a no-op otherwise)."""
+        if self.width % 2 == 0 and self.height % 2 == 0:
+            self._i420_planes()
+
+    def _i420_planes(self) -> _I420Planes:
+        if self._i420 is None:
+            self._i420 = _I420Planes(self)
+        return self._i420
 
     def _init_label(self) -> None:
         """A small scratch image for the human-readable caption (frame id and time)."""
@@ -146,6 +169,7 @@ class PatternRenderer:
         pad = max(2, th // 3)
         self._label_org = (pad, pad + th)
         lw, lh = tw + 2 * pad, th + base + 2 * pad
+        lw, lh = lw + (lw & 1), lh + (lh & 1)  # even: the I420 rendering copies it whole
         # Drawn into its own contiguous buffer (OpenCV cannot draw on a strided view of dst),
         # then copied to the bottom-left corner; skipped when the frame is too small for it.
         self._label: U8Array | None = None
@@ -168,6 +192,34 @@ class PatternRenderer:
         bg[upper:, :, 2] = ((phase * 3) % 256).astype(np.uint8)
         return bg
 
+    def _offset(self, frame_id: int) -> int:
+        """The background's scroll (always even: the chroma planes scroll by half)."""
+        return (frame_id * 4) % self.width
+
+    def _box_at(self, frame_id: int) -> tuple[int, int]:
+        """The box's top-left corner: a triangle wave in x and y at different speeds."""
+        sh = self._strip_h
+        span_x = self.width - self._box
+        span_y = self.height - sh - self._box
+        tx = (frame_id * 7) % (2 * span_x) if span_x > 0 else 0
+        ty = (frame_id * 5) % (2 * span_y) if span_y > 0 else 0
+        bx = tx if tx <= span_x else 2 * span_x - tx
+        by = sh + (ty if ty <= span_y else 2 * span_y - ty)
+        return bx, by
+
+    def _draw_label(self, frame_id: int, capture_ns: int) -> U8Array | None:
+        """The caption drawn into its scratch image (None when the frame is too small)."""
+        label = self._label
+        if label is None:
+            return None
+        label[:] = 0
+        text = f"frame {frame_id}  t {capture_ns / 1e9:.3f} s"
+        cv2.putText(
+            label, text, self._label_org, _FONT, self._font_scale, (255, 255, 255),
+            self._thickness, cv2.LINE_AA,
+        )  # fmt: skip
+        return label
+
     def render_into(self, dst: U8Array, frame_id: int, capture_ns: int) -> None:
         """Draw frame ``frame_id`` stamped with ``capture_ns`` into ``dst`` (H, W, 3) uint8."""
         if dst.shape != (self.height, self.width, 3) or dst.dtype != np.uint8:
@@ -175,15 +227,9 @@ class PatternRenderer:
                 f"dst must be ({self.height}, {self.width}, 3) uint8, got {dst.shape} {dst.dtype}"
             )
         sh = self._strip_h
-        offset = (frame_id * 4) % self.width
+        offset = self._offset(frame_id)
         dst[sh:] = self._background[:, offset : offset + self.width]
-        # The box bounces: a triangle wave in x and y at different speeds.
-        span_x = self.width - self._box
-        span_y = self.height - sh - self._box
-        tx = (frame_id * 7) % (2 * span_x) if span_x > 0 else 0
-        ty = (frame_id * 5) % (2 * span_y) if span_y > 0 else 0
-        bx = tx if tx <= span_x else 2 * span_x - tx
-        by = sh + (ty if ty <= span_y else 2 * span_y - ty)
+        bx, by = self._box_at(frame_id)
         dst[by : by + self._box, bx : bx + self._box] = (255, 255, 255)
         inner = self._box // 4
         dst[by + inner : by + self._box - inner, bx + inner : bx + self._box - inner] = (
@@ -191,14 +237,8 @@ class PatternRenderer:
             0,
             255,
         )
-        if self._label is not None:
-            label = self._label
-            label[:] = 0
-            text = f"frame {frame_id}  t {capture_ns / 1e9:.3f} s"
-            cv2.putText(
-                label, text, self._label_org, _FONT, self._font_scale, (255, 255, 255),
-                self._thickness, cv2.LINE_AA,
-            )  # fmt: skip
+        label = self._draw_label(frame_id, capture_ns)
+        if label is not None:
             lh, lw = label.shape[:2]
             dst[self.height - lh :, :lw] = label
         # One pixel row per stamp row, then row copies: works on any view of dst and costs
@@ -207,6 +247,88 @@ class PatternRenderer:
         edges = self._row_edges
         for row in range(STAMP_ROWS):
             dst[edges[row] : edges[row + 1]] = self._strip_rows[row]
+
+    def render_i420_into(self, dst: U8Array, frame_id: int, capture_ns: int) -> None:
+        """Draw the same frame into ``dst`` (H * 3 // 2, W) uint8 I420 (``pipeline.pixels``);
+        ValueError for another shape or an odd size."""
+        w, h = self.width, self.height
+        if w % 2 or h % 2 or dst.shape != (h * 3 // 2, w) or dst.dtype != np.uint8:
+            raise ValueError(
+                f"dst must be ({h * 3 // 2}, {w}) uint8, even sizes; got {dst.shape} {dst.dtype}"
+            )
+        planes = self._i420_planes()
+        y, u, v = i420_planes(dst, w, h)
+        sh = self._strip_h
+        offset = self._offset(frame_id)
+        y[sh:] = planes.bg_y[:, offset : offset + w]
+        ch = sh // 2  # the body's chroma starts at the strip's last chroma row when sh is odd
+        u[ch:] = planes.bg_u[:, offset // 2 : offset // 2 + w // 2]
+        v[ch:] = planes.bg_v[:, offset // 2 : offset // 2 + w // 2]
+        u[:ch] = 128
+        v[:ch] = 128
+        bx, by = self._box_at(frame_id)
+        inner = self._box // 4
+        for (x0, y0, size), colour in (
+            ((bx, by, self._box), planes.white),
+            ((bx + inner, by + inner, self._box - 2 * inner), planes.red),
+        ):
+            y[y0 : y0 + size, x0 : x0 + size] = colour[0]
+            cx, cy, cs = x0 // 2, y0 // 2, (size + 1) // 2
+            u[cy : cy + cs, cx : cx + cs] = colour[1]
+            v[cy : cy + cs, cx : cx + cs] = colour[2]
+        label = self._draw_label(frame_id, capture_ns)
+        if label is not None:
+            planes.put_label(label, y, u, v)
+        bits = _encode_bits(frame_id, capture_ns)[:, self._col_of_x]
+        strip_y = planes.black_y + (bits.astype(np.uint16) * planes.span_y // 255).astype(np.uint8)
+        edges = self._row_edges
+        for row in range(STAMP_ROWS):
+            y[edges[row] : edges[row + 1]] = strip_y[row]
+
+
+class _I420Planes:
+    """What the I420 rendering of one PatternRenderer needs, converted once."""
+
+    def __init__(self, renderer: PatternRenderer) -> None:
+        w, h, sh = renderer.width, renderer.height, renderer._strip_h
+        body = renderer._background  # (h - sh, 2w, 3) BGR
+        # Convert with an even number of rows: the first body row is repeated when sh is odd
+        # (the chroma row it shares with the strip takes the body's colour).
+        top = sh // 2 * 2
+        full = np.empty((h - top, 2 * w, 3), dtype=np.uint8)
+        full[full.shape[0] - body.shape[0] :] = body
+        full[: full.shape[0] - body.shape[0]] = body[:1]
+        yuv: U8Array = np.asarray(cv2.cvtColor(full, cv2.COLOR_BGR2YUV_I420), dtype=np.uint8)
+        by, bu, bv = i420_planes(yuv, 2 * w, h - top)
+        self.bg_y: U8Array = by[sh - top :].copy()
+        self.bg_u: U8Array = bu.copy()
+        self.bg_v: U8Array = bv.copy()
+        self.white = _yuv_of((255, 255, 255))
+        self.red = _yuv_of((0, 0, 255))
+        black = _yuv_of((0, 0, 0))
+        self.black_y = black[0]
+        self.span_y = int(self.white[0]) - int(black[0])
+        label = renderer._label
+        self._label_size = (0, 0) if label is None else (label.shape[1], label.shape[0])
+
+    def put_label(self, label: U8Array, y: U8Array, u: U8Array, v: U8Array) -> None:
+        """Copy the caption (BGR, even sizes) into the bottom-left corner of the planes."""
+        lw, lh = self._label_size
+        # The label's sizes are even.
+        small: U8Array = np.asarray(cv2.cvtColor(label, cv2.COLOR_BGR2YUV_I420), dtype=np.uint8)
+        ly, lu, lv = i420_planes(small, lw, lh)
+        height = y.shape[0]
+        y[height - lh :, :lw] = ly
+        u[(height - lh) // 2 :, : lw // 2] = lu
+        v[(height - lh) // 2 :, : lw // 2] = lv
+
+
+def _yuv_of(bgr: tuple[int, int, int]) -> tuple[int, int, int]:
+    """(Y, U, V) of one BGR colour, as OpenCV's I420 conversion gives it."""
+    block = np.empty((2, 2, 3), dtype=np.uint8)
+    block[:] = bgr
+    yuv = cv2.cvtColor(block, cv2.COLOR_BGR2YUV_I420).reshape(-1)
+    return int(yuv[0]), int(yuv[4]), int(yuv[5])
 
 
 # A renderer holds a background twice the frame's width (12 MB at 1080p): keep only a few.

@@ -4,9 +4,12 @@ API::
 
     class Source(Protocol):
         spec: str; width: int; height: int
+        raw_formats: tuple[PixelFormat, ...]        # what read_into can write (BGR24 always)
         def read_into(self, dst: np.ndarray, now_ns: int) -> int | None
-            # writes one (height, width, 3) uint8 BGR frame into dst (e.g. a shared-memory
-            # slot view); returns its frame id, or None when no frame could be had this time
+            # writes one frame into dst (e.g. a shared-memory slot view): (height, width, 3)
+            # uint8 BGR, or (height * 3 // 2, width) I420 where raw_formats has it (the test
+            # pattern: pipeline.pixels); returns its frame id, or None when no frame could be
+            # had this time
         def close(self) -> None                      # idempotent
     def open_source(spec: str, width: int, height: int, fps: float, *,
                     first_id: int = 0) -> Source
@@ -61,6 +64,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.pixels import PixelFormat
 from pipeline.sources.pattern import PatternRenderer
 from pipeline.sources.playback import FileTimeline
 
@@ -137,6 +141,7 @@ class Source(Protocol):
     spec: str
     width: int
     height: int
+    raw_formats: tuple[PixelFormat, ...]
 
     def read_into(self, dst: U8Array, now_ns: int) -> int | None: ...
 
@@ -188,6 +193,9 @@ def fit_into(src: U8Array, dst: U8Array) -> None:
 class _CountingSource:
     """Frame-id bookkeeping shared by the sources."""
 
+    # Cameras, files and the screen come through OpenCV or mss as BGR.
+    raw_formats: tuple[PixelFormat, ...] = (PixelFormat.BGR24,)
+
     def __init__(self, spec: str, width: int, height: int, first_id: int) -> None:
         self.spec = spec
         self.width = width
@@ -202,15 +210,23 @@ class _CountingSource:
 
 
 class PatternSource(_CountingSource):
-    """The stamped test pattern."""
+    """The stamped test pattern, drawn in BGR or straight in I420 (no conversion later)."""
+
+    raw_formats: tuple[PixelFormat, ...] = (PixelFormat.I420, PixelFormat.BGR24)
 
     def __init__(self, width: int, height: int, first_id: int = 0) -> None:
         super().__init__("pattern", width, height, first_id)
         self._renderer = PatternRenderer(width, height)
+        # The I420 planes are converted here, not in the first frame's timed capture (12 ms at
+        # 1080p, once).
+        self._renderer.prepare_i420()
 
     def read_into(self, dst: U8Array, now_ns: int) -> int | None:
         frame_id = self._take_id()
-        self._renderer.render_into(dst, frame_id, now_ns)
+        if dst.ndim == 2:
+            self._renderer.render_i420_into(dst, frame_id, now_ns)
+        else:
+            self._renderer.render_into(dst, frame_id, now_ns)
         return frame_id
 
     def close(self) -> None:

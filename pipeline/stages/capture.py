@@ -2,7 +2,10 @@
 
 Control: ``("preset", Preset)`` changes size and rate (the source is reopened at the new size);
 ``("source", spec)`` switches source (on failure the old one stays and the error is counted and
-shown in the stats). Frame ids keep counting across switches.
+shown in the stats). Frame ids keep counting across switches. ``Connect`` tells which codec the
+call uses: frames are written in the first of its ``CodecInfo.raw_formats`` that the source can
+write (the test pattern draws I420 straight for H.264, which then needs no BGR -> YUV
+conversion), else BGR; the descriptor says which (``Descriptor.pixel_format``).
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.control import ControlMessage, SetPreset, SetSource
+from pipeline.codecs.registry import get_codec
+from pipeline.control import Connect, ControlMessage, SetPreset, SetSource
 from pipeline.ipc.ring import Ring, Ts
+from pipeline.pixels import PixelFormat, can_hold
 from pipeline.presets import Preset
 from pipeline.sources.video import Source, SourceError, open_source
 from pipeline.stages.base import Stage, StageContext
@@ -25,7 +30,15 @@ LOG_EVERY = 50
 
 
 class CaptureStage(Stage):
-    def __init__(self, ctx: StageContext, *, raw: Ring, spec: str, preset: Preset) -> None:
+    def __init__(
+        self,
+        ctx: StageContext,
+        *,
+        raw: Ring,
+        spec: str,
+        preset: Preset,
+        raw_formats: tuple[PixelFormat, ...] = (PixelFormat.BGR24,),
+    ) -> None:
         super().__init__(ctx)
         self._writer = raw.writer()
         self._capacity = raw.capacity
@@ -34,6 +47,7 @@ class CaptureStage(Stage):
         self._next_id = 0
         self._source: Source | None = None
         self._last_error = ""
+        self._wanted = raw_formats  # the call codec's, best first (Connect may change it)
         self._source = self._open(spec, preset)
         if self._source is None and spec != "pattern":
             self._spec = "pattern"
@@ -72,7 +86,8 @@ class CaptureStage(Stage):
             # frame at once; frames more than one period late are skipped, never burst out.
             self._deadline = max(self._deadline + self._period_ns, now_ns - self._period_ns)
         p = self._preset
-        dst = self._writer.begin_array(p.width, p.height)
+        fmt = self._format(self._source)
+        dst = self._writer.begin_picture(fmt, p.width, p.height)
         capture_ns = time.monotonic_ns()
         try:
             frame_id = self._source.read_into(dst, capture_ns)
@@ -94,9 +109,18 @@ class CaptureStage(Stage):
             width=p.width,
             height=p.height,
             stamps={Ts.CAPTURE: capture_ns, Ts.CAPTURED: done},
+            pixel_format=fmt,
         )
         self.window("capture").add_ns(done - capture_ns)
         self.count("frames")
+
+    def _format(self, source: Source) -> PixelFormat:
+        """The first format the codec takes that the source writes at this size, else BGR."""
+        p = self._preset
+        for fmt in self._wanted:
+            if fmt in source.raw_formats and can_hold(fmt, p.width, p.height):
+                return fmt
+        return PixelFormat.BGR24
 
     def _failed(self, now_ns: int, counter: str, error: str) -> None:
         self.count(counter)
@@ -109,6 +133,8 @@ class CaptureStage(Stage):
 
     def handle(self, msg: ControlMessage) -> None:
         match msg:
+            case Connect(peer=peer):
+                self._wanted = get_codec(peer.codec).info.raw_formats
             case SetPreset(preset=preset):
                 source = self._open(self._spec, preset)
                 if source is not None:
@@ -133,6 +159,7 @@ class CaptureStage(Stage):
             "source": self._spec,
             "size": [p.width, p.height],
             "fps_target": p.fps,
+            "pixel_format": None if self._source is None else self._format(self._source).name,
             "error": self._last_error,
         }
 

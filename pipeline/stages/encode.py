@@ -30,7 +30,8 @@ from pipeline.codecs.base import Codec, EncodeError, VideoEncoder
 from pipeline.codecs.ladder import QualityLadder
 from pipeline.codecs.registry import get_codec
 from pipeline.control import Connect, ControlMessage, SetPreset, SetSending
-from pipeline.ipc.ring import Ring, RingError, Ts
+from pipeline.ipc.ring import Descriptor, Ring, RingError, Ts
+from pipeline.pixels import to_bgr
 from pipeline.presets import Preset
 from pipeline.stages.base import Stage, StageContext
 from pipeline.transport import feedback
@@ -126,6 +127,16 @@ class EncodeStage(Stage):
         size = (max(m, round(w * scale / m) * m), max(m, round(h * scale / m) * m))
         return cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
 
+    def _picture(self, desc: Descriptor) -> Any:
+        """The raw frame in a format the codec takes: in place when it does (no copy), else
+        converted to BGR (``CodecInfo.raw_formats``; e.g. an I420 frame just before a switch to
+        JPEG), counted as ``converted_to_bgr``."""
+        image = self._reader.picture(desc)
+        if desc.pixel_format in self._codec.info.raw_formats:
+            return image
+        self.count("converted_to_bgr")
+        return to_bgr(image, desc.pixel_format)
+
     def step(self, ready: Sequence[int], now_ns: int) -> None:
         if self._feedback is not None and self._feedback.fd in ready:
             self._on_feedback()
@@ -158,15 +169,21 @@ class EncodeStage(Stage):
         quality = min(self._preset.quality, ladder.rung.quality) if adaptive else None
         start = time.monotonic_ns()
         try:
+            image = self._picture(desc)
             if quality is None:
-                frame = encoder.encode(self._reader.array(desc), self._preset.quality)
+                frame = encoder.encode(image, self._preset.quality)
             else:
-                frame = encoder.encode(self._scaled(self._reader.array(desc)), quality)
+                frame = encoder.encode(self._scaled(image), quality)
         except EncodeError:
             self.count("too_large")
             return
         if not self._reader.valid(desc):
+            # The capture stage overwrote the picture while it was read: drop it. An encoder
+            # that keeps references has coded it anyway, so its next frame must not refer to
+            # it: ask for a keyframe (what the peer decodes next then stands on its own).
             self.count("torn")
+            if not self._codec.info.intra_only:
+                encoder.request_keyframe()
             return
         self._quality = frame.quality
         stamps = dict(enumerate(desc.stamps[: Ts.CAPTURED + 1]))

@@ -14,6 +14,7 @@ LAYERS: dict[str, int] = {
     "pipeline.errors": 0,
     "pipeline.presets": 1,
     "pipeline.control": 1,
+    "pipeline.pixels": 1,
     "pipeline.wire": 2,
     "pipeline.ipc": 2,
     "pipeline.codecs": 3,

@@ -18,6 +18,7 @@ from pipeline.codecs.registry import get_codec
 from pipeline.control import Connect, MediaMode, PeerEndpoint, SetSending
 from pipeline.ipc.ring import Ring, Ts
 from pipeline.ipc.shm import SegmentSet
+from pipeline.pixels import PixelFormat
 from pipeline.presets import Preset, get_preset
 from pipeline.sources.pattern import read_stamp, render_into
 from pipeline.sources.video import SourceError
@@ -60,6 +61,7 @@ def make_ctx(segments: SegmentSet) -> Iterator[Callable[[str], StageContext]]:
 class FailingCamera:
     spec = "camera:9"
     width, height = LOW.width, LOW.height
+    raw_formats = (PixelFormat.BGR24,)
 
     def __init__(self) -> None:
         self.reads = 0

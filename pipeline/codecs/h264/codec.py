@@ -52,9 +52,10 @@ a safety net for receivers that cannot ask (ffplay and other tools send no RTCP 
 One encoder thread: on this 2-core machine x264's sliced threads gave no shorter encode (720p,
 wall p50 2.38 ms with the automatic count, 2.24 with one) for 18% more CPU (mean 2.64 against
 2.24 ms a frame; 150 frames, one window), and a call has ten other processes on those cores.
-Colour conversion BGR -> I420 is OpenCV's (0.7 ms at 720p here, cheaper than PyAV's swscale from
-bgr24), written into a buffer the frame wraps without a copy. The decoder runs slice threads only
-(frame threads would add a frame of delay).
+Colour conversion: none when the source writes I420 (the test pattern; ``raw_formats``), the
+frame wrapping the raw ring's slot where it lies; otherwise BGR -> I420 is OpenCV's (0.44-0.7 ms
+at 720p here, cheaper than PyAV's swscale from bgr24), written into a buffer the frame wraps
+without a copy. The decoder runs slice threads only (frame threads would add a frame of delay).
 
 Guarantees: a decoder never allocates for a size its SPS did not declare within MAX_DIMENSION
 (``nal.sps_size`` is read first); FFmpeg's errors become ``H264Error``.
@@ -91,6 +92,7 @@ from pipeline.codecs.h264.nal import (
 )
 from pipeline.codecs.h264.rfc6184 import H264Depacketizer, H264Packetizer
 from pipeline.control import MediaMode
+from pipeline.pixels import PixelFormat, picture_size
 
 logger = logging.getLogger(__name__)
 
@@ -120,11 +122,13 @@ H264_INFO = CodecInfo(
     fmtp="packetization-mode=1;profile-level-id=42e028;level-asymmetry-allowed=1",
     max_dimension=MAX_DIMENSION,
     size_multiple=2,
+    # libx264 codes I420: a source that can write it (the test pattern) saves the conversion.
+    raw_formats=(PixelFormat.I420, PixelFormat.BGR24),
 )
 
 
 class H264Encoder(VideoEncoder):
-    """BGR frames -> H.264 access units (Annex B) through libx264."""
+    """BGR or I420 frames (``pipeline.pixels``) -> H.264 access units (Annex B), libx264."""
 
     backend = "libx264"
     follows_bitrate = True
@@ -168,6 +172,8 @@ class H264Encoder(VideoEncoder):
 
     def coded_luma(self, bgr: U8Array) -> U8Array | None:
         """The Y plane libx264 gets for ``bgr`` (BT.601, video range: OpenCV's I420)."""
+        if bgr.ndim == 2:
+            return bgr[: picture_size(bgr)[1]]
         yuv: U8Array = np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420), dtype=np.uint8)
         return yuv[: bgr.shape[0]]
 
@@ -218,19 +224,28 @@ class H264Encoder(VideoEncoder):
         self.gain = min(max(self.gain * min(ratio, GAIN_STEP_UP), 1.0), MAX_GAIN)
 
     def encode(self, bgr: U8Array, quality: int) -> EncodedFrame:
-        h, w = bgr.shape[:2]
+        w, h = picture_size(bgr)
         if w % 2 or h % 2:
             raise EncodeError(f"H.264 4:2:0 needs even sizes, not {w}x{h}")
         if (w, h) != self._size:
             self._open(w, h)  # a new size starts with an IDR anyway
-        # OpenCV converts straight into the encoder's own I420 buffer, which the frame wraps
-        # without a copy: libx264 copies the picture into its own padded planes inside
-        # x264_encoder_encode (no lookahead or frame threads here), so the buffer is free again
-        # when encode returns. from_ndarray's copy cost 0.5 ms of CPU a 720p frame in the
-        # encode stage (1.5% of a core at 30 fps; vcall bench e2e, one window).
-        yuv = self._i420
-        cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420, dst=yuv)
-        frame = av.VideoFrame.from_numpy_buffer(yuv, format="yuv420p")
+        # The frame wraps an I420 buffer without a copy: libx264 copies the picture into its
+        # own padded planes inside x264_encoder_encode (no lookahead or frame threads here), so
+        # the buffer is free again when encode returns. from_ndarray's copy cost 0.5 ms of CPU
+        # a 720p frame in the encode stage (1.5% of a core at 30 fps; vcall bench e2e). An I420
+        # frame (the test pattern's) is wrapped where it lies; BGR is converted by OpenCV into
+        # the encoder's own buffer (0.44 ms a 720p frame).
+        if bgr.ndim == 2:
+            yuv = np.ascontiguousarray(bgr)
+        else:
+            yuv = self._i420
+            cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420, dst=yuv)
+        if h % 4:
+            # from_numpy_buffer derives the height as rows // 6 * 4 (270 -> 268) and would read
+            # the chroma planes from the wrong rows; from_ndarray knows the layout (and copies).
+            frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+        else:
+            frame = av.VideoFrame.from_numpy_buffer(yuv, format="yuv420p")
         frame.pts = self._pts
         self._pts += 90000 // self._fps
         self._ask()
