@@ -79,9 +79,15 @@ STAGES = STAGE_NAMES
 RAW_SLOTS = 4
 ENCODED_SLOTS = 4
 # Frames released together after a repair (in order, an inter-frame codec) must all reach the
-# display: a burst of up to MAX_FRAMES_PER_TURN with room to spare. Pages are touched only
-# as frames fill them, so idle slots cost address space, not memory.
-ENCODED_RX_SLOTS = 12
+# display, which decodes them one by one (2-3 ms each at 720p) while the receive stage writes
+# the whole burst within a millisecond or two, MAX_FRAMES_PER_TURN a loop turn: up to
+# everything the jitter buffer held, and one more turn's worth for frames that complete
+# meanwhile. With 12 slots, a hold of more than 12 frames (400 ms, at a bandwidth drop) lapped
+# the display, which then saw a broken chain and waited for a keyframe behind the same full
+# queues (a 0.8-1.1 s freeze with all packets repaired: vcall bench network --profile
+# step_5_1_5). Pages are touched only as frames fill them, so idle slots cost address space,
+# not memory.
+ENCODED_RX_SLOTS = receive.JITTER_MAX_FRAMES + receive.MAX_FRAMES_PER_TURN
 AUDIO_SLOTS = 64  # 1.3 s of 20 ms packets: the audio stage reads them in order
 AUDIO_CAPACITY = 1500  # one datagram (RFC 7587: one Opus packet per RTP packet)
 FEEDBACK_SLOTS = 32  # NACK and rate messages; a reader that falls behind skips (counted)

@@ -384,3 +384,51 @@ def test_display_stops_looking_for_a_stamp_in_frames_without_one(
     latest = peer.reader().latest()
     assert latest is not None and latest.pattern_id == 5
     assert stage.counters["frames"] == 5 * give_up + 5
+
+
+def test_a_burst_released_after_a_repair_hold_reaches_the_display_whole(
+    segments: SegmentSet, make_ctx: Any
+) -> None:
+    """After a long repair hold the receive stage releases everything the jitter buffer held
+    within a few loop turns, faster than the display decodes. Every frame must still be in the
+    ring when the display reads it in order: a lapped frame breaks an H.264 chain, and the
+    picture then waits for a keyframe (a freeze though every packet was repaired)."""
+    from pipeline.codecs.h264.codec import H264Encoder
+    from pipeline.session import ENCODED_RX_SLOTS
+    from pipeline.stages.receive import JITTER_MAX_FRAMES, MAX_FRAMES_PER_TURN
+
+    burst = JITTER_MAX_FRAMES + MAX_FRAMES_PER_TURN
+    erx = Ring.create(segments, "erx", n_slots=ENCODED_RX_SLOTS, capacity=1 << 20)
+    raw = Ring.create(segments, "raw", n_slots=3, capacity=LOW.frame_bytes, n_readers=2)
+    peer = Ring.create(segments, "peer", n_slots=3, capacity=LOW.frame_bytes)
+    mine = Ring.create(segments, "self", n_slots=3, capacity=640 * 480 * 3)
+    stage = display.DisplayStage(
+        make_ctx("display"),
+        encoded_rx=erx,
+        raw=raw,
+        raw_reader=1,
+        rgb_peer=peer,
+        rgb_self=mine,
+        peer_box=LOW.size,
+        self_box=(160, 120),
+        codec=get_codec("H264"),
+    )
+    encoder = H264Encoder(bitrate=LOW.bitrate_bps, fps=LOW.fps)
+    image = np.empty((LOW.height, LOW.width, 3), np.uint8)
+    writer = erx.writer()
+    for frame_id in range(burst):  # written back to back, as the receive stage does
+        render_into(image, frame_id, time.monotonic_ns())
+        frame = encoder.encode(image, 0)
+        writer.write(
+            frame.data,
+            frame_id=frame_id,
+            width=frame.width,
+            height=frame.height,
+            keyframe=frame.keyframe,
+        )
+    stage.step([stage.wait_fds()[0]], time.monotonic_ns())
+    assert stage.counters["frames"] == burst
+    assert stage.counters.get("waiting_keyframe", 0) == 0
+    assert stage.snapshot(time.monotonic_ns())["ring_dropped"] == 0
+    for ring in (erx, raw, peer, mine):
+        ring.close()
