@@ -115,6 +115,9 @@ EARLY_REPORT_MIN_PACKETS = 20
 # shown until a keyframe (asked for at once).
 JITTER_MAX_FRAMES = 24
 MAX_RTT_S = 1.0  # an RTT above this (RTCP's can say up to 60 s) is taken as this
+# What a keyframe needs beyond one RTT to answer a request: the encoder's next frame (33 ms at
+# 30 fps) and the keyframe's own serialisation (about 60 ms for 12 KB at 1.5 Mbit/s).
+KEYFRAME_ANSWER_MARGIN_S = 0.1
 DEFAULT_RTT_S = 0.1
 SYNC_TIMING_S = 0.2  # the peer video's timing to the audio stage (lip sync), 5 a second
 SYNC_PENDING = 64
@@ -536,12 +539,19 @@ class ReceiveStage(Stage):
                 rate.on_loss(st.remote_fraction_lost, now)
 
     def _ask_keyframe(self, now: float) -> None:
-        """Ask the peer for a keyframe (RTCP PLI + FIR), at most every 200 ms."""
+        """Ask the peer for a keyframe (RTCP PLI + FIR). A request is repeated only when the
+        answer to the last one is overdue: after one RTT plus KEYFRAME_ANSWER_MARGIN_S, at
+        least every 200 ms (``KEYFRAME_REQUEST_INTERVAL``). Each request makes the peer send
+        an IDR; on a congested path (RTT 250 ms at the lab's bandwidth step) requests every
+        200 ms crossed the keyframe in flight and sent a second, larger frame into the same
+        full queue."""
         session, video = self._rtcp_session, self._video
         if session is None or video is None or not self._codec.info.keyframe_requests:
             return
         media_ssrc = video.ssrc if video.ssrc is not None else 0
-        request = session.build_keyframe_request(media_ssrc, now)
+        rtt = self._rtt(now)
+        answer = (DEFAULT_RTT_S if rtt is None else rtt) + KEYFRAME_ANSWER_MARGIN_S
+        request = session.build_keyframe_request(media_ssrc, now, answer)
         if request is None:
             return
         if self._pli_since_ns == 0:

@@ -29,7 +29,7 @@ API::
         def build_report(self, now, reception=None) -> bytes   # SR (if sending) or RR, + CNAME
         def build_bye(self, reason="") -> bytes
         def receive(self, datagram, now) -> list[RtcpPacket]    # never raises; counts garbage
-        def build_keyframe_request(self, media_ssrc, now) -> bytes | None
+        def build_keyframe_request(self, media_ssrc, now, min_interval=0.2) -> bytes | None
                                                       # RR + PLI + FIR, rate-limited (None)
         keyframe_requested(packets) -> bool           # a PLI/FIR about our SSRC from the peer
         stats -> RtcpStats(rtt_s, remote_fraction_lost, remote_cumulative_lost, remote_jitter_s,
@@ -687,11 +687,14 @@ class RtcpSession:
         self._reports_sent += 1
         return serialize_rtcp([report, sdes])
 
-    def build_keyframe_request(self, media_ssrc: int, now: float) -> bytes | None:
+    def build_keyframe_request(
+        self, media_ssrc: int, now: float, min_interval: float = KEYFRAME_REQUEST_INTERVAL
+    ) -> bytes | None:
         """An RR with a PLI (RFC 4585) and a FIR (RFC 5104) about ``media_ssrc``, or None when
-        one was built less than KEYFRAME_REQUEST_INTERVAL ago (the rate limit)."""
+        one was built less than ``min_interval`` seconds ago (the rate limit; never less than
+        KEYFRAME_REQUEST_INTERVAL)."""
         last = self._last_keyframe_request
-        if last is not None and now - last < KEYFRAME_REQUEST_INTERVAL:
+        if last is not None and now - last < max(min_interval, KEYFRAME_REQUEST_INTERVAL):
             return None
         self._last_keyframe_request = now
         self._fir_seq = (self._fir_seq + 1) & 0xFF

@@ -430,6 +430,22 @@ def test_pli_and_fir_round_trip_and_are_rate_limited() -> None:
     assert (receiver_side.stats.plis_sent, sender_side.stats.plis_received) == (2, 1)
 
 
+def test_a_keyframe_request_is_repeated_only_when_the_answer_is_overdue() -> None:
+    """The receive stage passes RTT + a margin: on a 300 ms path a request every 200 ms would
+    cross the keyframe in flight and ask for a second one."""
+    from pipeline.stages.receive import KEYFRAME_ANSWER_MARGIN_S
+
+    session = RtcpSession(ssrc=10, peer_ssrc=20)
+    answer = 0.3 + KEYFRAME_ANSWER_MARGIN_S
+    assert session.build_keyframe_request(20, 1.0, answer) is not None
+    assert session.build_keyframe_request(20, 1.25, answer) is None  # 200 ms: not yet
+    assert session.build_keyframe_request(20, 1.0 + answer + 0.001, answer) is not None
+    # Never more often than every 200 ms, whatever the caller passes.
+    assert session.build_keyframe_request(20, 2.0, 0.01) is not None
+    assert session.build_keyframe_request(20, 2.1, 0.01) is None
+    assert session.stats.plis_sent == 3
+
+
 # -- real sessions --------------------------------------------------------------------------
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
