@@ -3,9 +3,7 @@ choice, the encoders' use of it and the self view."""
 
 from __future__ import annotations
 
-import multiprocessing
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import cv2
@@ -21,8 +19,6 @@ from pipeline.pixels import PixelFormat, can_hold, raw_shape, shrink_to_rgb, to_
 from pipeline.presets import get_preset
 from pipeline.sources.pattern import PatternRenderer, read_stamp
 from pipeline.stages import capture, encode
-from pipeline.stages.base import StageContext
-from pipeline.stats import StatsChannel
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -82,25 +78,6 @@ def test_the_self_view_of_i420_matches_the_one_of_bgr(w: int, h: int) -> None:
     assert a[..., 0].mean() == pytest.approx(b[..., 0].mean(), abs=3)  # RGB order, both
 
 
-@pytest.fixture
-def segments() -> Iterator[SegmentSet]:
-    seg = SegmentSet()
-    yield seg
-    seg.close()
-
-
-def _ctx(segments: SegmentSet, name: str, pipes: list[Any]) -> StageContext:
-    reader, writer = multiprocessing.Pipe(duplex=False)
-    pipes.extend((reader, writer))
-    return StageContext(
-        name=name,
-        controller_pid=0,
-        watchdog_fd=-1,
-        control=reader,
-        stats=StatsChannel.create(segments, name),
-    )
-
-
 def test_the_ring_carries_the_pixel_format(segments: SegmentSet) -> None:
     ring = Ring.create(segments, "raw", n_slots=2, capacity=640 * 480 * 3)
     writer, reader = ring.writer(), ring.reader()
@@ -131,13 +108,10 @@ def test_the_ring_carries_the_pixel_format(segments: SegmentSet) -> None:
     [(None, PixelFormat.BGR24), ("H264", PixelFormat.I420), ("JPEG", PixelFormat.BGR24)],
 )
 def test_capture_writes_what_the_call_codec_takes(
-    segments: SegmentSet, codec: str | None, expected: PixelFormat
+    segments: SegmentSet, make_ctx: Any, codec: str | None, expected: PixelFormat
 ) -> None:
-    pipes: list[Any] = []
     raw = Ring.create(segments, "raw", n_slots=3, capacity=LOW.frame_bytes)
-    stage = capture.CaptureStage(
-        _ctx(segments, "capture", pipes), raw=raw, spec="pattern", preset=LOW
-    )
+    stage = capture.CaptureStage(make_ctx("capture"), raw=raw, spec="pattern", preset=LOW)
     if codec is not None:
         stage.handle(Connect(PeerEndpoint("127.0.0.1", 5000, MediaMode.RTP, codec=codec)))
     stage.step([], time.monotonic_ns())
@@ -148,8 +122,6 @@ def test_capture_writes_what_the_call_codec_takes(
     assert stamp is not None and stamp.capture_ns == desc.stamp(Ts.CAPTURE)
     stage.close()
     raw.close()
-    for conn in pipes:
-        conn.close()
 
 
 def test_h264_codes_an_i420_frame_as_it_codes_the_same_picture_in_bgr() -> None:
@@ -164,11 +136,11 @@ def test_h264_codes_an_i420_frame_as_it_codes_the_same_picture_in_bgr() -> None:
         assert fa.data == fb.data and fa.keyframe == fb.keyframe == (frame_id == 0)
 
 
-def _encode_stage(segments: SegmentSet, codec: str, pipes: list[Any]) -> tuple[Any, Ring, Ring]:
+def _encode_stage(segments: SegmentSet, codec: str, make_ctx: Any) -> tuple[Any, Ring, Ring]:
     raw = Ring.create(segments, "raw", n_slots=3, capacity=LOW.frame_bytes, n_readers=2)
     etx = Ring.create(segments, "etx", n_slots=3, capacity=1 << 20)
     stage = encode.EncodeStage(
-        _ctx(segments, "encode", pipes),
+        make_ctx("encode"),
         raw=raw,
         raw_reader=0,
         encoded_tx=etx,
@@ -194,9 +166,8 @@ def _capture_i420(raw: Ring, frame_id: int) -> None:
     )
 
 
-def test_a_jpeg_call_converts_a_leftover_i420_frame(segments: SegmentSet) -> None:
-    pipes: list[Any] = []
-    stage, raw, etx = _encode_stage(segments, "JPEG", pipes)
+def test_a_jpeg_call_converts_a_leftover_i420_frame(segments: SegmentSet, make_ctx: Any) -> None:
+    stage, raw, etx = _encode_stage(segments, "JPEG", make_ctx)
     _capture_i420(raw, 3)
     stage.step([stage.wait_fds()[0]], time.monotonic_ns())
     assert stage.counters["converted_to_bgr"] == 1
@@ -207,17 +178,14 @@ def test_a_jpeg_call_converts_a_leftover_i420_frame(segments: SegmentSet) -> Non
     assert stamp is not None and stamp.frame_id == 3
     raw.close()
     etx.close()
-    for conn in pipes:
-        conn.close()
 
 
 def test_a_torn_h264_frame_is_dropped_and_the_next_one_is_a_keyframe(
-    segments: SegmentSet, monkeypatch: pytest.MonkeyPatch
+    segments: SegmentSet, make_ctx: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """libx264 coded the torn picture and may refer to it: the peer never gets it, so the next
     frame must not need it."""
-    pipes: list[Any] = []
-    stage, raw, etx = _encode_stage(segments, "H264", pipes)
+    stage, raw, etx = _encode_stage(segments, "H264", make_ctx)
     reader = stage._reader
     for frame_id in range(3):
         _capture_i420(raw, frame_id)
@@ -234,8 +202,6 @@ def test_a_torn_h264_frame_is_dropped_and_the_next_one_is_a_keyframe(
     assert desc is not None and desc.frame_id == 4 and desc.keyframe
     raw.close()
     etx.close()
-    for conn in pipes:
-        conn.close()
 
 
 @pytest.mark.parametrize(("width", "height"), [(480, 270), (480, 272), (642, 362)])

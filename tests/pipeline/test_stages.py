@@ -4,7 +4,6 @@ descriptor stamps carried along, display sizing, JPEG checks."""
 from __future__ import annotations
 
 import inspect
-import multiprocessing
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,39 +22,10 @@ from pipeline.presets import Preset, get_preset
 from pipeline.sources.pattern import read_stamp, render_into
 from pipeline.sources.video import SourceError
 from pipeline.stages import capture, display, encode
-from pipeline.stages.base import StageContext
-from pipeline.stats import StatsChannel
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
 LOW = get_preset("low")
-
-
-@pytest.fixture
-def segments() -> Iterator[SegmentSet]:
-    seg = SegmentSet()
-    yield seg
-    seg.close()
-
-
-@pytest.fixture
-def make_ctx(segments: SegmentSet) -> Iterator[Callable[[str], StageContext]]:
-    pipes: list[Any] = []
-
-    def make(name: str) -> StageContext:
-        reader, writer = multiprocessing.Pipe(duplex=False)
-        pipes.extend((reader, writer))
-        return StageContext(
-            name=name,
-            controller_pid=0,
-            watchdog_fd=-1,
-            control=reader,
-            stats=StatsChannel.create(segments, name),
-        )
-
-    yield make
-    for conn in pipes:
-        conn.close()
 
 
 class FailingCamera:
@@ -236,14 +206,16 @@ def test_a_sharp_delay_based_cut_skips_frames_to_drain_the_queue(
 
 
 @pytest.fixture
-def jpeg_display(
+def make_display(
     segments: SegmentSet, make_ctx: Any
-) -> Iterator[Callable[[Preset, tuple[int, int]], tuple[display.DisplayStage, Ring, Ring]]]:
-    """Makes a JPEG display stage on fresh rings: (stage, rx ring, peer ring)."""
+) -> Iterator[Callable[..., tuple[display.DisplayStage, Ring, Ring]]]:
+    """Makes a display stage on fresh rings: (stage, rx ring, peer ring)."""
     rings: list[Ring] = []
 
-    def make(preset: Preset, peer_box: tuple[int, int]) -> tuple[display.DisplayStage, Ring, Ring]:
-        jrx = Ring.create(segments, "jrx", n_slots=4, capacity=1 << 20)
+    def make(
+        preset: Preset, peer_box: tuple[int, int], codec: str = "JPEG", rx_slots: int = 4
+    ) -> tuple[display.DisplayStage, Ring, Ring]:
+        jrx = Ring.create(segments, "jrx", n_slots=rx_slots, capacity=1 << 20)
         raw = Ring.create(segments, "raw", n_slots=3, capacity=preset.frame_bytes, n_readers=2)
         peer = Ring.create(segments, "peer", n_slots=3, capacity=preset.frame_bytes)
         mine = Ring.create(segments, "self", n_slots=3, capacity=640 * 480 * 3)
@@ -257,7 +229,7 @@ def jpeg_display(
             rgb_self=mine,
             peer_box=peer_box,
             self_box=(160, 120),
-            codec=get_codec("JPEG"),
+            codec=get_codec(codec),
         )
         return stage, jrx, peer
 
@@ -266,9 +238,9 @@ def jpeg_display(
         ring.close()
 
 
-def test_display_decodes_at_the_view_size_and_rejects_bombs(jpeg_display: Any) -> None:
+def test_display_decodes_at_the_view_size_and_rejects_bombs(make_display: Any) -> None:
     high: Preset = get_preset("high")
-    stage, jrx, peer = jpeg_display(high, (400, 400))
+    stage, jrx, peer = make_display(high, (400, 400))
     image = np.empty((high.height, high.width, 3), np.uint8)
     t = time.monotonic_ns()
     render_into(image, 42, t)
@@ -354,11 +326,11 @@ def test_send_keeps_an_inter_frame_stream_whole_after_a_ring_drop(
 
 
 def test_display_stops_looking_for_a_stamp_in_frames_without_one(
-    jpeg_display: Any, monkeypatch: pytest.MonkeyPatch
+    make_display: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A camera's frames carry no pattern stamp: after STAMP_GIVE_UP misses in a row only one
     frame in STAMP_GIVE_UP is searched; a stamped frame found then restores every frame."""
-    stage, jrx, peer = jpeg_display(LOW, LOW.size)
+    stage, jrx, peer = make_display(LOW, LOW.size)
     calls: list[int] = []
     real = display.read_stamp
     monkeypatch.setattr(display, "read_stamp", lambda img: calls.append(1) or real(img))
@@ -387,7 +359,7 @@ def test_display_stops_looking_for_a_stamp_in_frames_without_one(
 
 
 def test_a_burst_released_after_a_repair_hold_reaches_the_display_whole(
-    segments: SegmentSet, make_ctx: Any
+    make_display: Any,
 ) -> None:
     """After a long repair hold the receive stage releases everything the jitter buffer held
     within a few loop turns, faster than the display decodes. Every frame must still be in the
@@ -398,21 +370,7 @@ def test_a_burst_released_after_a_repair_hold_reaches_the_display_whole(
     from pipeline.stages.receive import JITTER_MAX_FRAMES, MAX_FRAMES_PER_TURN
 
     burst = JITTER_MAX_FRAMES + MAX_FRAMES_PER_TURN
-    erx = Ring.create(segments, "erx", n_slots=ENCODED_RX_SLOTS, capacity=1 << 20)
-    raw = Ring.create(segments, "raw", n_slots=3, capacity=LOW.frame_bytes, n_readers=2)
-    peer = Ring.create(segments, "peer", n_slots=3, capacity=LOW.frame_bytes)
-    mine = Ring.create(segments, "self", n_slots=3, capacity=640 * 480 * 3)
-    stage = display.DisplayStage(
-        make_ctx("display"),
-        encoded_rx=erx,
-        raw=raw,
-        raw_reader=1,
-        rgb_peer=peer,
-        rgb_self=mine,
-        peer_box=LOW.size,
-        self_box=(160, 120),
-        codec=get_codec("H264"),
-    )
+    stage, erx, _peer = make_display(LOW, LOW.size, "H264", ENCODED_RX_SLOTS)
     encoder = H264Encoder(bitrate=LOW.bitrate_bps, fps=LOW.fps)
     image = np.empty((LOW.height, LOW.width, 3), np.uint8)
     writer = erx.writer()
@@ -430,5 +388,3 @@ def test_a_burst_released_after_a_repair_hold_reaches_the_display_whole(
     assert stage.counters["frames"] == burst
     assert stage.counters.get("waiting_keyframe", 0) == 0
     assert stage.snapshot(time.monotonic_ns())["ring_dropped"] == 0
-    for ring in (erx, raw, peer, mine):
-        ring.close()
