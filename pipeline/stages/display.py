@@ -133,8 +133,9 @@ class DisplayStage(Stage):
             return
         start = time.monotonic_ns()
         data = self._rx.copy_bytes(desc)
-        if data is None:
+        if data is None:  # overwritten while copied: for an in-order codec a lost reference
             self.count("torn")
+            self._lose_chain()
             return
         try:
             width, height = self._decoder.frame_size(data)

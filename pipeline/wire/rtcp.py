@@ -31,6 +31,7 @@ API::
         def receive(self, datagram, now) -> list[RtcpPacket]    # never raises; counts garbage
         def build_keyframe_request(self, media_ssrc, now, min_interval=0.2) -> bytes | None
                                                       # RR + PLI + FIR, rate-limited (None)
+        def keyframe_answered() -> None               # a keyframe came: lift the rate limit
         keyframe_requested(packets) -> bool           # a PLI/FIR about our SSRC from the peer
         stats -> RtcpStats(rtt_s, remote_fraction_lost, remote_cumulative_lost, remote_jitter_s,
                            reports_sent, reports_received, malformed, peer_ssrc,
@@ -706,6 +707,11 @@ class RtcpSession:
                 FullIntraRequest(self.ssrc, ((media_ssrc, self._fir_seq),)),
             ]
         )
+
+    def keyframe_answered(self) -> None:
+        """A keyframe arrived: the next ``build_keyframe_request`` is not rate-limited by the
+        requests before it (a new loss asks at once)."""
+        self._last_keyframe_request = None
 
     def keyframe_requested(self, packets: Sequence[RtcpPacket]) -> bool:
         """Whether ``packets`` (from ``receive``) ask us for a keyframe: a PLI or FIR about our

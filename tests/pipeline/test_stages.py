@@ -388,3 +388,40 @@ def test_a_burst_released_after_a_repair_hold_reaches_the_display_whole(
     assert stage.counters["frames"] == burst
     assert stage.counters.get("waiting_keyframe", 0) == 0
     assert stage.snapshot(time.monotonic_ns())["ring_dropped"] == 0
+
+
+def test_a_frame_torn_while_copied_breaks_an_inter_frame_chain(
+    make_display: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The display never decodes past a frame it could not copy: the next frames would refer to
+    it, so nothing is shown until a keyframe."""
+    from pipeline.codecs.h264.codec import H264Encoder
+
+    stage, erx, _peer = make_display(LOW, LOW.size, "H264", 8)
+    encoder = H264Encoder(bitrate=LOW.bitrate_bps, fps=LOW.fps)
+    image = np.empty((LOW.height, LOW.width, 3), np.uint8)
+    writer = erx.writer()
+
+    def send(frame_id: int) -> None:
+        render_into(image, frame_id, time.monotonic_ns())
+        frame = encoder.encode(image, 0)
+        writer.write(frame.data, frame_id=frame_id, width=frame.width, height=frame.height,
+                     keyframe=frame.keyframe)  # fmt: skip
+
+    send(0)
+    stage.step([stage.wait_fds()[0]], time.monotonic_ns())
+    assert stage.counters["frames"] == 1
+    reader = stage._rx
+    copy = reader.copy_bytes
+    monkeypatch.setattr(reader, "copy_bytes", lambda desc: None)
+    send(1)
+    stage.step([stage.wait_fds()[0]], time.monotonic_ns())
+    assert stage.counters["torn"] == 1
+    monkeypatch.setattr(reader, "copy_bytes", copy)
+    send(2)  # refers to frame 1, which the decoder never got
+    stage.step([stage.wait_fds()[0]], time.monotonic_ns())
+    assert stage.counters["frames"] == 1 and stage.counters["waiting_keyframe"] == 1
+    encoder.request_keyframe()
+    send(3)
+    stage.step([stage.wait_fds()[0]], time.monotonic_ns())
+    assert stage.counters["frames"] == 2
