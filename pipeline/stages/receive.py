@@ -479,7 +479,7 @@ class ReceiveStage(Stage):
             self.window("keyframe_after_pli").add_ns(now_ns - self._pli_since_ns)
             self._pli_since_ns = 0
         if frame.keyframe and self._rtcp_session is not None:
-            # Requests are answered: a new break asks at once, not after the repeat interval.
+            # Requests are answered: a new break asks after the 200 ms floor, not one RTT.
             self._rtcp_session.keyframe_answered()
         self.window("reassembly").add_ns(frame.complete_ns - frame.first_ns)
         self.window("jitter_buffer").add_ns(now_ns - frame.complete_ns)

@@ -31,7 +31,7 @@ API::
         def receive(self, datagram, now) -> list[RtcpPacket]    # never raises; counts garbage
         def build_keyframe_request(self, media_ssrc, now, min_interval=0.2) -> bytes | None
                                                       # RR + PLI + FIR, rate-limited (None)
-        def keyframe_answered() -> None               # a keyframe came: lift the rate limit
+        def keyframe_answered() -> None               # a keyframe came: only the 200 ms floor
         keyframe_requested(packets) -> bool           # a PLI/FIR about our SSRC from the peer
         stats -> RtcpStats(rtt_s, remote_fraction_lost, remote_cumulative_lost, remote_jitter_s,
                            reports_sent, reports_received, malformed, peer_ssrc,
@@ -623,6 +623,7 @@ class RtcpSession:
         self._wrong_source = 0
         self._fir_seq = 0
         self._last_keyframe_request: float | None = None
+        self._keyframe_answered = False
         self._plis_sent = 0
         self._plis_received = 0
         self._fb = dict.fromkeys(
@@ -693,11 +694,15 @@ class RtcpSession:
     ) -> bytes | None:
         """An RR with a PLI (RFC 4585) and a FIR (RFC 5104) about ``media_ssrc``, or None when
         one was built less than ``min_interval`` seconds ago (the rate limit; never less than
-        KEYFRAME_REQUEST_INTERVAL)."""
+        KEYFRAME_REQUEST_INTERVAL, and only that since ``keyframe_answered``)."""
         last = self._last_keyframe_request
-        if last is not None and now - last < max(min_interval, KEYFRAME_REQUEST_INTERVAL):
+        interval = KEYFRAME_REQUEST_INTERVAL
+        if not self._keyframe_answered:
+            interval = max(min_interval, KEYFRAME_REQUEST_INTERVAL)
+        if last is not None and now - last < interval:
             return None
         self._last_keyframe_request = now
+        self._keyframe_answered = False
         self._fir_seq = (self._fir_seq + 1) & 0xFF
         self._plis_sent += 1
         return serialize_rtcp(
@@ -709,9 +714,10 @@ class RtcpSession:
         )
 
     def keyframe_answered(self) -> None:
-        """A keyframe arrived: the next ``build_keyframe_request`` is not rate-limited by the
-        requests before it (a new loss asks at once)."""
-        self._last_keyframe_request = None
+        """A keyframe arrived: the next ``build_keyframe_request`` waits only the 200 ms floor
+        since the last request, not the caller's longer interval (a new break is a new request,
+        not a repeat; the floor still keeps a congested path from a storm of keyframes)."""
+        self._keyframe_answered = True
 
     def keyframe_requested(self, packets: Sequence[RtcpPacket]) -> bool:
         """Whether ``packets`` (from ``receive``) ask us for a keyframe: a PLI or FIR about our

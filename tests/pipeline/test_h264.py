@@ -444,8 +444,10 @@ def test_a_keyframe_request_is_repeated_only_when_the_answer_is_overdue() -> Non
     assert session.build_keyframe_request(20, 2.0, 0.01) is not None
     assert session.build_keyframe_request(20, 2.1, 0.01) is None
     assert session.stats.plis_sent == 3
-    session.keyframe_answered()  # a keyframe came: a new break asks at once
-    assert session.build_keyframe_request(20, 2.11, answer) is not None
+    session.keyframe_answered()  # a keyframe came: a new break waits only the 200 ms floor
+    assert session.build_keyframe_request(20, 2.15, answer) is None
+    assert session.build_keyframe_request(20, 2.21, answer) is not None
+    assert session.build_keyframe_request(20, 2.45, answer) is None  # a repeat: RTT + margin
 
 
 # -- real sessions --------------------------------------------------------------------------
