@@ -84,9 +84,9 @@ ENCODED_SLOTS = 4
 # everything the jitter buffer held, and one more turn's worth for frames that complete
 # meanwhile. With 12 slots, a hold of more than 12 frames (400 ms, at a bandwidth drop) lapped
 # the display, which then saw a broken chain and waited for a keyframe behind the same full
-# queues (a 0.8-1.1 s freeze with all packets repaired: vcall bench network --profile
-# step_5_1_5). Pages are touched only as frames fill them, so idle slots cost address space,
-# not memory.
+# queues (likely the 841 ms freeze of one vcall bench network --profile step_5_1_5 run in
+# which every lost packet was repaired). Pages are touched only as frames fill them: a normal
+# call's slots hold a few MB; a peer sending frames near the 4 MiB cap could fill them all.
 ENCODED_RX_SLOTS = receive.JITTER_MAX_FRAMES + receive.MAX_FRAMES_PER_TURN
 AUDIO_SLOTS = 64  # 1.3 s of 20 ms packets: the audio stage reads them in order
 AUDIO_CAPACITY = 1500  # one datagram (RFC 7587: one Opus packet per RTP packet)

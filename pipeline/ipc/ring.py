@@ -88,6 +88,15 @@ class Ts(enum.IntEnum):
     DISPLAYED = 10  # decoded into the RGB ring, controller notified
 
 
+def _picture_shape(fmt: PixelFormat, width: int, height: int) -> tuple[tuple[int, ...], int]:
+    """The shape and byte count of a raw picture (``pixels.raw_shape``), or RingError."""
+    try:
+        shape = raw_shape(fmt, width, height)
+    except ValueError as exc:
+        raise RingError(str(exc)) from None
+    return shape, int(np.prod(shape))
+
+
 def _pixel_format(value: int) -> PixelFormat:
     """The slot header's format word; an unknown value (never written by us) reads as BGR24."""
     try:
@@ -240,11 +249,7 @@ class RingWriter:
     def begin_picture(self, fmt: PixelFormat, width: int, height: int) -> U8Array:
         """``begin`` as a view shaped for a width x height picture in ``fmt``
         (``pixels.raw_shape``); commit it with the same ``pixel_format``."""
-        try:
-            shape = raw_shape(fmt, width, height)
-        except ValueError as exc:
-            raise RingError(str(exc)) from None
-        n = int(np.prod(shape))
+        shape, n = _picture_shape(fmt, width, height)
         if n > self.ring.capacity:
             raise RingError(f"{width}x{height} {fmt.name} does not fit a {self.ring.capacity} slot")
         return self.begin()[:n].reshape(shape)
@@ -442,11 +447,7 @@ class RingReader:
     def picture(self, desc: Descriptor) -> U8Array:
         """A raw ring's frame as a view in place, shaped for its ``pixel_format``
         (``pixels.raw_shape``). RingError if the descriptor does not describe such a picture."""
-        try:
-            shape = raw_shape(desc.pixel_format, desc.width, desc.height)
-        except ValueError as exc:
-            raise RingError(str(exc)) from None
-        n = int(np.prod(shape))
+        shape, n = _picture_shape(desc.pixel_format, desc.width, desc.height)
         if n > desc.nbytes:
             raise RingError(f"descriptor {desc.width}x{desc.height} does not match {desc.nbytes}")
         return self.ring.slot_data(desc.slot)[:n].reshape(shape)

@@ -308,13 +308,10 @@ class _I420Planes:
         black = _yuv_of((0, 0, 0))
         self.black_y = black[0]
         self.span_y = int(self.white[0]) - int(black[0])
-        label = renderer._label
-        self._label_size = (0, 0) if label is None else (label.shape[1], label.shape[0])
 
     def put_label(self, label: U8Array, y: U8Array, u: U8Array, v: U8Array) -> None:
         """Copy the caption (BGR, even sizes) into the bottom-left corner of the planes."""
-        lw, lh = self._label_size
-        # The label's sizes are even.
+        lh, lw = label.shape[:2]
         small: U8Array = np.asarray(cv2.cvtColor(label, cv2.COLOR_BGR2YUV_I420), dtype=np.uint8)
         ly, lu, lv = i420_planes(small, lw, lh)
         height = y.shape[0]
