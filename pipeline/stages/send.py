@@ -14,7 +14,8 @@ carries the abs-send-time extension, stamped as it leaves (the peer's bandwidth 
 it); packets leave through a ``Pacer`` at PACING_FACTOR x the target rate; sent packets stay in
 a bounded ``RetransmissionBuffer``, and the peer's NACKs (from the receive stage, on the
 ``feedback`` ring) are answered with RTX packets (RFC 4588), ahead of new media. The target rate
-comes on the same ring.
+comes on the same ring; after a sharp delay-based cut, repair is thriftier and a congestion loss
+is repaired with one keyframe instead of retransmissions through the full queue (CONGESTION_CUT).
 """
 
 from __future__ import annotations
@@ -67,6 +68,24 @@ RTX_REPEAT_KEEP_BUDGET = 0.5  # a second copy goes only while half the RTX budge
 # RTX_BURST_S of it): on a congested link, repair must not become the congestion.
 RTX_SHARE = 0.3
 RTX_BURST_S = 0.5
+# Congestion: a delay-based cut (TargetRate reason "remb") of more than CONGESTION_CUT says the
+# bottleneck queue is full (GCC reports overuse only then), and for CONGESTION_MEMORY_S after it
+# the losses are that queue's, not the path's. Then (measured at the lab's 5 -> 1.5 Mbit/s step,
+# vcall bench network --profile step_5_1_5; figures in docs/architecture.md):
+# - retransmissions get RTX_SHARE_CONGESTED of the target in a RTX_BURST_CONGESTED_S bucket and
+#   no second copy: at RTX_SHARE, answers, retries and copies went into the full queue at up to
+#   0.7 Mbit/s on top of the media, were lost there and asked for again;
+# - if the peer NACKed within CONGESTION_NACK_WINDOW_S before the cut, or NACKs while it lasts,
+#   the encoder is asked for one keyframe (at most one per CONGESTION_MEMORY_S): it comes after
+#   the encode stage's drain, sized for the new target (pipeline.codecs.h264 reopens below
+#   REOPEN_BELOW), and the peer's depacketizer shows it at once, dropping the older frames
+#   still waiting for repairs through the queue. Repairing them instead took retries of RTT
+#   250 ms and froze 0.7-1.5 s.
+CONGESTION_CUT = 0.1
+CONGESTION_MEMORY_S = 2.0
+RTX_SHARE_CONGESTED = 0.15
+RTX_BURST_CONGESTED_S = 0.25
+CONGESTION_NACK_WINDOW_S = 0.5
 
 
 def rtp_ts_of(monotonic_ns: int, clock_rate: int = 90000) -> int:
@@ -91,6 +110,9 @@ class SendStage(Stage):
         self._pacer = Pacer(START_PACING_BPS)
         self._target_bps: int | None = None
         self._target_reason = ""
+        self._congested_until = 0.0
+        self._last_nack = float("-inf")
+        self._congestion_keyframe = float("-inf")
         self._rtx_budget = 0.0
         self._rtx_refilled: float | None = None
         self._rtx_repeats = RepeatSchedule(
@@ -137,12 +159,38 @@ class SendStage(Stage):
         assert reader is not None
         for msg in feedback.receive(reader):
             if isinstance(msg, feedback.NackRequest):
+                self._last_nack = time.monotonic()
+                self._congestion_repair(self._last_nack)
                 self._retransmit(msg.seqs, msg.rtt_ms / 1000)
             elif isinstance(msg, feedback.TargetRate):
+                before = self._target_bps
+                if (
+                    msg.reason == "remb"
+                    and before is not None
+                    and msg.bps < (1 - CONGESTION_CUT) * before
+                ):
+                    self._congested_until = time.monotonic() + CONGESTION_MEMORY_S
+                    self._rtx_repeats.clear()
+                    self._congestion_repair(time.monotonic())
                 self._target_bps, self._target_reason = msg.bps, msg.reason
                 self._pacer.set_rate(int(PACING_FACTOR * msg.bps))
             else:
                 self.count("feedback_malformed")
+
+    def _congestion_repair(self, now: float) -> None:
+        """Ask the encoder for one keyframe when the queue a delay-based cut reported has
+        already lost packets the peer wants (see CONGESTION_CUT)."""
+        if (
+            now < self._congested_until
+            and now - self._last_nack < CONGESTION_NACK_WINDOW_S
+            and now - self._congestion_keyframe > CONGESTION_MEMORY_S
+            and self._keyframe_fd >= 0
+            and self._codec.info.keyframe_requests
+        ):
+            self._congestion_keyframe = now
+            self.count("congestion_keyframes")
+            with contextlib.suppress(BlockingIOError):
+                os.eventfd_write(self._keyframe_fd, 1)
 
     def _retransmit(self, seqs: Sequence[int], rtt: float = 0.0) -> None:
         rtp = self._rtp
@@ -150,7 +198,8 @@ class SendStage(Stage):
             return
         now = time.monotonic()
         for seq in seqs:
-            if self._resend(seq, now, max(RTX_MIN_INTERVAL_S, RTX_GUARD_RTTS * rtt)):
+            resent = self._resend(seq, now, max(RTX_MIN_INTERVAL_S, RTX_GUARD_RTTS * rtt))
+            if resent and now >= self._congested_until:  # no second copy into a full queue
                 self._rtx_repeats.add(seq, now, rtt)
 
     def _repeat_due(self) -> None:
@@ -169,14 +218,16 @@ class SendStage(Stage):
         if rtp is None or not self._sending:
             return False
         if self._target_bps is not None:
-            rate = RTX_SHARE * self._target_bps / 8
+            congested = now < self._congested_until
+            rate = (RTX_SHARE_CONGESTED if congested else RTX_SHARE) * self._target_bps / 8
+            burst = rate * (RTX_BURST_CONGESTED_S if congested else RTX_BURST_S)
             if self._rtx_refilled is None:
-                self._rtx_budget = rate * RTX_BURST_S  # the first repair starts with a full bucket
+                self._rtx_budget = burst  # the first repair starts with a full bucket
             else:
                 self._rtx_budget += (now - self._rtx_refilled) * rate
-            self._rtx_budget = min(self._rtx_budget, rate * RTX_BURST_S)
+            self._rtx_budget = min(self._rtx_budget, burst)
             self._rtx_refilled = now
-            if self._rtx_budget <= keep * rate * RTX_BURST_S:
+            if self._rtx_budget <= keep * burst:
                 if not keep:
                     self.count("rtx_rate_limited")
                 return False

@@ -25,11 +25,15 @@ paced packets). For two consecutive groups, the one-way delay variation is
 d = (arrival_i - arrival_{i-1}) - (send_i - send_{i-1}) (section 5.1). The trendline estimator
 accumulates d, smooths it (TRENDLINE_SMOOTHING) and fits a line to the last TRENDLINE_WINDOW
 points; its slope, scaled, is compared with an adaptive threshold (section 5.4) to say
-overusing / normal / underusing. The rate controller (section 5.5): overuse -> decrease to
-BETA x the incoming rate; normal -> increase (multiplicative: INCREASE_PER_S in the CALM_AFTER_S
-after a decrease, INCREASE_CALM_PER_S later, so a link that got better is found within seconds
-without probe packets); underuse -> hold. The
-estimate never exceeds 1.5 x the incoming rate (an application-limited sender cannot prove more).
+overusing / normal / underusing. The rate controller (section 5.5): overuse -> decrease to BETA
+x the incoming rate, the lower of its rate over RATE_WINDOW_S and over the last
+DECREASE_WINDOW_S (overuse is found ~0.3 s after a link's capacity drops, when half of the
+longer window still holds what came before: at the lab's 5 -> 1.5 Mbit/s step the first cut
+went to 1.43 Mbit/s, 95% of the new link, and its queue stayed full); normal -> increase
+(multiplicative: INCREASE_PER_S in the CALM_AFTER_S after a decrease, INCREASE_CALM_PER_S
+later, so a link that got better is found within seconds without probe packets); underuse ->
+hold. The estimate never exceeds 1.5 x the incoming rate (an application-limited sender cannot
+prove more).
 There is no estimate (and no REMB) until the path first shows queueing: a sender that stays
 below the path's capacity is never held back by a guess.
 """
@@ -58,6 +62,7 @@ INCREASE_PER_S = 0.08  # section 5.5's multiplicative increase, right after a de
 INCREASE_CALM_PER_S = 0.25  # after CALM_AFTER_S without one (libwebrtc probes instead)
 CALM_AFTER_S = 2.0
 RATE_WINDOW_S = 0.5
+DECREASE_WINDOW_S = 0.25  # 7-8 frames at 30 fps: the bottleneck's rate while its queue grows
 REMB_INTERVAL_S = 0.5
 REMB_DROP_FRACTION = 0.03
 _TICKS_PER_S = 1 << 18
@@ -217,6 +222,16 @@ class DelayBasedEstimator:
             self._arrived_bytes -= self._arrivals.popleft()[1]
         return int(self._arrived_bytes * 8 / RATE_WINDOW_S)
 
+    def _recent_bps(self, now: float) -> int:
+        """Bits per second received over the last DECREASE_WINDOW_S (the bottleneck's rate
+        while its queue grows; the longer window still holds what arrived before a drop)."""
+        total = 0
+        for at, size in reversed(self._arrivals):
+            if now - at > DECREASE_WINDOW_S:
+                break
+            total += size
+        return int(total * 8 / DECREASE_WINDOW_S)
+
     def _control(self, now: float) -> None:
         incoming = self.incoming_bps(now)
         if self.estimate_bps is None:
@@ -230,7 +245,7 @@ class DelayBasedEstimator:
         current = float(self.estimate_bps)
         if self.state == "overusing":
             if self._rate_state != "decrease":
-                current = min(current, BETA * incoming)
+                current = min(current, BETA * min(incoming, self._recent_bps(now)))
                 self._decreased_at = now
                 self._rate_state = "decrease"
         elif self.state == "underusing":

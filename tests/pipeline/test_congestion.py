@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from pipeline.codecs.ladder import DOWN_HOLD_S, DOWN_MARGIN, UP_HOLD_S, QualityLadder
 from pipeline.transport.bwe import (
+    BETA,
     MAX_BPS,
     MIN_BPS,
     REMB_DROP_FRACTION,
@@ -57,13 +58,15 @@ def simulate(
     send_time_offset: int = 0,
     keyframe_every: int = 0,
     propagation_s: float = 0.02,
+    capacity_from: tuple[float, int] | None = None,
 ) -> Run:
     """A 30 fps sender, each frame's packets paced at 2.5x its rate, through a FIFO bottleneck
     of ``capacity_bps`` (a router queue: a packet leaves when the ones before it have), then
     ``propagation_s`` plus uniform random ``jitter_s`` per packet (which may reorder them).
     The receiver feeds the estimator in arrival order and asks for a REMB after each packet;
     with ``follow`` the sender obeys the REMB (at most ``send_bps``). abs-send-time is the
-    sender's clock in 6.18 fixed point, plus ``send_time_offset`` ticks, modulo 2**24."""
+    sender's clock in 6.18 fixed point, plus ``send_time_offset`` ticks, modulo 2**24.
+    ``capacity_from`` = (t, bps): the bottleneck's capacity from time t on."""
     rng = random.Random(seed)
     run = Run(DelayBasedEstimator())
     rate = send_bps
@@ -89,7 +92,10 @@ def simulate(
         for i in range(max(1, -(-frame_bytes // MTU))):
             size = max(min(MTU, frame_bytes - i * MTU), 100) + 20
             send_time = (send_time_offset + int(sent * TICKS_PER_S)) % ABS_SEND_TIME_MOD
-            link_free = max(sent, link_free) + size * 8 / capacity_bps
+            capacity = capacity_bps
+            if capacity_from is not None and link_free >= capacity_from[0]:
+                capacity = capacity_from[1]
+            link_free = max(sent, link_free) + size * 8 / capacity
             arrival = link_free + propagation_s + rng.uniform(0.0, jitter_s)
             in_flight.append((arrival, send_time, size))
             sent += size * 8 / (2.5 * rate)
@@ -148,6 +154,17 @@ def test_a_bottleneck_below_the_send_rate_is_found() -> None:
     # Decrease to BETA x the incoming rate, which the bottleneck caps at its capacity.
     assert 0.7 * capacity <= first <= capacity
     assert all(0.7 * capacity <= bps <= 1.2 * capacity for _, bps in run.rembs)
+
+
+def test_after_a_capacity_drop_the_first_cut_is_from_the_new_capacity() -> None:
+    """The lab's 5 -> 1.5 Mbit/s step with a 1.8 Mbit/s sender: overuse shows ~0.3 s after the
+    drop, when the half-second incoming rate still holds what came before (1.6-1.7 Mbit/s, a
+    cut to 95% of the new link that left its queue full). The cut uses the rate of the last
+    DECREASE_WINDOW_S, which the bottleneck caps at its new capacity."""
+    run = simulate(6, 1_800_000, 5_000_000, capacity_from=(3.0, 1_500_000))
+    first_at, first = run.rembs[0]
+    assert 3.0 < first_at < 3.6
+    assert first <= BETA * 1_500_000 * 1.1, (first_at, first)  # was 1.5 Mbit/s: the whole link
 
 
 @pytest.mark.parametrize("capacity", [600_000, 1_000_000, 3_000_000])

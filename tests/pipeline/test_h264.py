@@ -21,6 +21,7 @@ from pipeline.codecs.h264.codec import (
     H264_INFO,
     MAX_GAIN,
     PT_H264_RTX,
+    REOPEN_BELOW,
     H264Decoder,
     H264Encoder,
 )
@@ -143,6 +144,44 @@ def test_the_target_bitrate_changes_mid_stream() -> None:
     assert kbit[1] < kbit[0] / 3, kbit  # no restart, no keyframe needed
     encoder.set_bitrate(4_000_000)  # above the ceiling it opened with: reopens with an IDR
     assert encoder.encode(frame(80), 0).keyframe
+
+
+def test_a_keyframe_asked_for_far_below_the_opening_rate_is_sized_for_the_new_rate() -> None:
+    """The VBV buffer is fixed when libx264 opens: an IDR forced after a congestion cut would be
+    sized for the old rate (at the lab's 5 -> 1.5 Mbit/s step a 16 KB IDR, a whole router queue).
+    A keyframe asked for below REOPEN_BELOW of the opening rate reopens the encoder instead."""
+    rng = np.random.default_rng(7)
+    base = pattern(640, 480, 0)
+
+    def frame(i: int) -> np.ndarray:
+        return np.roll(base, 8 * i, axis=1) + rng.integers(0, 60, base.shape, dtype=np.uint8)
+
+    def keyframe_after_cut(to_bps: int) -> tuple[int, int]:
+        encoder = H264Encoder(bitrate=2_000_000, fps=30)
+        for i in range(10):
+            encoder.encode(frame(i), 0)
+        encoder.set_bitrate(to_bps)
+        for i in range(10, 20):
+            encoder.encode(frame(i), 0)
+        encoder.request_keyframe()
+        key = encoder.encode(frame(20), 0)
+        assert key.keyframe
+        return len(key.data), encoder.ceiling
+
+    small_cut = keyframe_after_cut(int(2_000_000 * REOPEN_BELOW * 1.05))  # above: no reopen
+    big_cut = keyframe_after_cut(600_000)
+    assert small_cut[1] == int(2_000_000 * MAX_GAIN)  # still the encoder it opened
+    assert big_cut[1] == int(600_000 * MAX_GAIN)  # reopened for the new target
+    assert big_cut[0] < small_cut[0] * 0.6, (big_cut, small_cut)
+
+
+def test_no_periodic_keyframe_from_the_encoder() -> None:
+    """Keyframes come on request only (a PLI, a reopen); the safety net for receivers that
+    cannot ask lives in the encode stage, only toward such peers."""
+    encoder = H264Encoder(bitrate=300_000, fps=30)
+    picture = pattern(160, 120, 0)
+    keys = [encoder.encode(np.roll(picture, i, axis=1), 0).keyframe for i in range(320)]
+    assert keys[0] and not any(keys[1:])
 
 
 def test_the_encoder_spends_its_budget_and_obeys_a_lower_target_at_once() -> None:
@@ -323,6 +362,33 @@ def test_a_keyframe_after_a_broken_chain_waits_for_nothing_older() -> None:
     (key,) = feed(rx, per_frame[5], now=0.62)  # the keyframe: at once, though 4 is open
     assert key.keyframe and not depacketizer.needs_keyframe
     assert depacketizer.stats.incomplete == 1  # frame 4, dropped when the keyframe went
+
+
+def test_a_complete_keyframe_waits_for_nothing_older_while_the_chain_is_whole() -> None:
+    """An older frame still under repair is not worth waiting for once a complete keyframe with
+    its parameter sets is here: nothing after the keyframe refers to it, and the display shows
+    the newest decodable frame anyway. Under congestion the keyframe is the repair
+    (pipeline.stages.send asks for one), and waiting for the older frame's retransmission
+    through a full queue was the rest of the freeze."""
+    encoder = H264Encoder(bitrate=1_000_000)
+    frames = [encoder.encode(pattern(640, 480, i), 0).data for i in range(3)]
+    encoder.request_keyframe()
+    frames.append(encoder.encode(pattern(640, 480, 3), 0).data)
+    per_frame = packets_of(tuple(frames), max_payload=300)
+    rx, depacketizer = receiver()
+    depacketizer.repair_wait, depacketizer.repair_hold = 0.4, 0.5
+    depacketizer.repair_pending = lambda seq: True
+    assert len(feed(rx, per_frame[0], now=0.0)) == 1
+    assert feed(rx, per_frame[1][:-1], now=0.03) == []  # frame 1: its last packet under repair
+    assert feed(rx, per_frame[2], now=0.06) == []  # frame 2 waits for frame 1
+    assert not depacketizer.needs_keyframe
+    (key,) = feed(rx, per_frame[3], now=0.1)  # the keyframe: at once
+    assert key.keyframe and key.timestamp == 9000
+    s = depacketizer.stats
+    assert (s.incomplete, s.waiting_keyframe, s.gaps) == (1, 1, 0)  # frames 1 and 2, no outage
+    assert not depacketizer.needs_keyframe
+    assert feed(rx, per_frame[1][-1:], now=0.2) == []  # frame 1's repair, too late: ignored
+    assert depacketizer.stats.late == 1
 
 
 def test_a_keyframe_whose_parameter_sets_are_lost_waits_for_their_repair() -> None:

@@ -425,3 +425,137 @@ def test_a_frame_torn_while_copied_breaks_an_inter_frame_chain(
     send(3)
     stage.step([stage.wait_fds()[0]], time.monotonic_ns())
     assert stage.counters["frames"] == 2
+
+
+def test_a_sharp_delay_based_cut_with_losses_asks_for_one_keyframe_and_thriftier_repair(
+    segments: SegmentSet, make_ctx: Any
+) -> None:
+    """Congestion (pipeline.stages.send CONGESTION_CUT): after a delay-based cut of more than
+    10% the peer's NACKs are answered without the second copy a long RTT otherwise gets, and a
+    loss the peer NACKed around the cut asks the encoder for one keyframe, not one per NACK.
+    A cut for loss (random loss is not a full queue) changes nothing."""
+    import os
+    import select
+    import socket
+
+    from pipeline.codecs.h264.codec import H264Encoder
+    from pipeline.stages import send
+    from pipeline.transport import feedback
+    from pipeline.wire.rtcp import SenderInfo
+
+    etx = Ring.create(segments, "etx", n_slots=4, capacity=1 << 20)
+    txinfo = Ring.create(segments, "txi", n_slots=2, capacity=SenderInfo.SIZE, n_readers=0)
+    fb = Ring.create(segments, "fb", n_slots=16, capacity=feedback.CAPACITY)
+    kf = os.eventfd(0, os.EFD_NONBLOCK)
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.settimeout(2.0)
+    stage = send.SendStage(
+        make_ctx("send"),
+        encoded_tx=etx,
+        txinfo=txinfo,
+        fps=30,
+        codec=get_codec("H264"),
+        keyframe_request=kf,
+        feedback_ring=fb,
+    )
+    fbw = fb.writer()
+
+    def tell(msg: feedback.NackRequest | feedback.TargetRate) -> None:
+        fbw.write(feedback.pack(msg), frame_id=fb.writes + 1)
+        stage.step([fb.reader_fds[0]], time.monotonic_ns())
+
+    def keyframe_asked() -> bool:
+        if select.select([kf], [], [], 0)[0]:
+            os.eventfd_read(kf)
+            return True
+        return False
+
+    try:
+        stage.handle(
+            Connect(PeerEndpoint("127.0.0.1", peer.getsockname()[1], MediaMode.RTP, codec="H264"))
+        )
+        encoder = H264Encoder(bitrate=500_000)
+        rng = np.random.default_rng(3)
+        for i in range(3):
+            f = encoder.encode(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8), 0)
+            etx.writer().write(f.data, frame_id=i, width=128, height=96, keyframe=f.keyframe)
+            stage.step([etx.reader_fds[0]], time.monotonic_ns())
+        seqs = []
+        for _ in range(stage.counters["datagrams"]):
+            data = peer.recv(2048)
+            seqs.append(int.from_bytes(data[2:4], "big"))
+        assert len(seqs) >= 6
+        rtt_ms = 250  # the lab's bandwidth step: a full queue each way
+
+        tell(feedback.TargetRate(30_000_000, "loss"))
+        tell(feedback.NackRequest((seqs[0],), rtt_ms))  # uncongested: answered, and copied
+        time.sleep(send.RTX_REPEAT_AFTER_S * 2)
+        stage.step([], time.monotonic_ns())
+        assert (stage.counters["rtx_packets"], stage.counters.get("rtx_repeats", 0)) == (2, 1)
+        assert not keyframe_asked()
+
+        tell(feedback.TargetRate(20_000_000, "loss"))  # a loss-based cut: not congestion
+        tell(feedback.NackRequest((seqs[1],), rtt_ms))
+        time.sleep(send.RTX_REPEAT_AFTER_S * 2)
+        stage.step([], time.monotonic_ns())
+        assert (stage.counters["rtx_packets"], stage.counters["rtx_repeats"]) == (4, 2)
+        assert not keyframe_asked() and "congestion_keyframes" not in stage.counters
+
+        tell(feedback.TargetRate(1_200_000, "remb"))  # sharp and delay-based, NACKs just came
+        assert keyframe_asked() and stage.counters["congestion_keyframes"] == 1
+        repeats = stage.counters["rtx_repeats"]
+        tell(feedback.NackRequest((seqs[2],), rtt_ms))  # answered once, no copy
+        tell(feedback.NackRequest((seqs[3],), rtt_ms))
+        time.sleep(send.RTX_REPEAT_AFTER_S * 2)
+        stage.step([], time.monotonic_ns())
+        assert stage.counters["rtx_repeats"] == repeats == 2
+        assert stage.counters["rtx_packets"] == 4 + 2
+        tell(feedback.TargetRate(900_000, "remb"))  # a second cut soon after: no second keyframe
+        assert not keyframe_asked() and stage.counters["congestion_keyframes"] == 1
+    finally:
+        stage.close()
+        peer.close()
+        os.close(kf)
+        etx.close()
+        txinfo.close()
+        fb.close()
+
+
+@pytest.mark.parametrize(("peer_ssrc", "safety"), [(None, True), (0x5EED, False)])
+def test_periodic_keyframes_go_only_to_a_peer_that_cannot_ask(
+    segments: SegmentSet,
+    make_ctx: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    peer_ssrc: int | None,
+    safety: bool,
+) -> None:
+    """A tool fed from our SDP (no negotiated SSRC) gets a keyframe every KEYFRAME_SAFETY_S; a
+    vcall peer asks with PLI when it needs one and gets no periodic IDR."""
+    monkeypatch.setattr(encode, "KEYFRAME_SAFETY_S", 0.1)  # 3 frames at 30 fps
+    high: Preset = get_preset("high")
+    size = (160, 120)
+    raw = Ring.create(segments, "raw", n_slots=3, capacity=size[0] * size[1] * 3)
+    jtx = Ring.create(segments, "jtx", n_slots=16, capacity=1 << 20)
+    stage = encode.EncodeStage(
+        make_ctx("encode"), raw=raw, raw_reader=0, encoded_tx=jtx, preset=high,
+        codec=get_codec("H264"),
+    )  # fmt: skip
+    stage.handle(
+        Connect(PeerEndpoint("127.0.0.1", 5000, MediaMode.RTP, peer_ssrc=peer_ssrc, codec="H264"))
+    )
+    writer, reader = raw.writer(), jtx.reader(0)
+    keyframes = []
+    for frame_id in range(10):
+        dst = writer.begin_array(*size)
+        render_into(dst, frame_id, time.monotonic_ns())
+        writer.commit(frame_id=frame_id, nbytes=dst.nbytes, width=size[0], height=size[1])
+        stage.step([stage.wait_fds()[0]], time.monotonic_ns())
+        desc = reader.next()
+        assert desc is not None
+        keyframes.append(desc.keyframe)
+    expected = [i % 3 == 0 for i in range(10)] if safety else [i == 0 for i in range(10)]
+    assert keyframes == expected
+    assert stage.counters.get("safety_keyframes", 0) == (3 if safety else 0)
+    raw.close()
+    jtx.close()

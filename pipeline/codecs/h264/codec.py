@@ -12,7 +12,9 @@ API::
                                                # MAX_GAIN x the bitrate the encoder opened with
                                                # (VBV maxrate), above it a reopen (an IDR)
         gain                                   # bit_rate asked of libx264 / target
-        request_keyframe()                     # the next frame is an IDR (with SPS and PPS)
+        request_keyframe()                     # the next frame is an IDR (with SPS and PPS);
+                                               # far below the opening rate, a reopen
+        ceiling                                # the VBV maxrate it opened with, bit/s
     class H264Decoder(VideoDecoder):
         frame_size(access_unit) -> (w, h)      # from the newest SPS, checked before decoding
         decode_rgb_into(access_unit, dst)      # H264Error (a CodecError) on failure
@@ -47,8 +49,15 @@ A buffer of one frame was measured first: it starves keyframes (a 640x480 IDR at
 readable); slices of at most SLICE_MAX_BYTES so
 that most NAL units fit one RTP packet and a lost packet costs one slice, not a frame's worth of
 fragments; SPS and PPS repeated before every IDR, so a receiver that joins or recovers needs
-nothing out of band; keyframes on request (``forced-idr``), plus one every KEYFRAME_SAFETY_S as
-a safety net for receivers that cannot ask (ffplay and other tools send no RTCP feedback).
+nothing out of band; keyframes on request only (``forced-idr``, ``keyint=infinite``): a vcall
+peer asks (PLI) when it needs one, and a periodic IDR (up to the two-frame VBV buffer) is a
+burst into a tight link's queue for nothing (libwebrtc sends none either; the encode stage sends
+one every ``KEYFRAME_SAFETY_S`` only to a peer that cannot ask: ffplay and other tools send no
+PLI). A keyframe asked for while the target is below REOPEN_BELOW of the rate the encoder opened
+with reopens it (an IDR anyway, 5-7 ms at 720p here): the VBV buffer libx264 opened with is
+sized for the old rate and PyAV cannot change it: after the lab's cut from 2.0 to 1.2 Mbit/s a
+forced 720p IDR came in 16 packets (~17 KB), nearly the whole 100 ms queue of a 1.5 Mbit/s link.
+Reopened at 1.2 Mbit/s an IDR of a noisy 720p picture is 8.2 KB, against 13.2 KB at 2.0.
 One encoder thread: on this 2-core machine x264's sliced threads gave no shorter encode (720p,
 wall p50 2.38 ms with the automatic count, 2.24 with one) for 18% more CPU (mean 2.64 against
 2.24 ms a frame; 150 frames, one window), and a call has ten other processes on those cores.
@@ -98,13 +107,13 @@ logger = logging.getLogger(__name__)
 
 MAX_GAIN = 1.35  # the most the encoder is asked for above the target (see the module docstring)
 TARGET_UTILIZATION = 0.85  # what the encoder should really spend, as a share of the target
+REOPEN_BELOW = 0.75  # a keyframe asked for below this share of the opening rate reopens
 GAIN_STEP_UP = 1.1  # the most the gain grows in one window
 ADJUST_WINDOW_S = 1.0  # seconds of frames (at the set frame rate) per gain correction
 PT_H264_RTX = 97  # RFC 4588 retransmissions of PT_H264 (apt=96)
 PT_H264 = 96
 MAX_DIMENSION = 4096
 SLICE_MAX_BYTES = 1100
-KEYFRAME_SAFETY_S = 10
 DEFAULT_BITRATE = 2_000_000
 DEFAULT_FPS = 30
 
@@ -163,12 +172,19 @@ class H264Encoder(VideoEncoder):
             # above it, reopen at the next frame (which then is an IDR).
             self._size = None
 
+    @property
+    def ceiling(self) -> int:
+        """The VBV maxrate (bit/s) the open encoder was given: MAX_GAIN x its opening rate."""
+        return self._ceiling
+
     def set_fps(self, fps: int) -> None:
         """The frame rate the VBV buffer is sized for (takes effect at the next size change)."""
         self._fps = max(1, fps)
 
     def request_keyframe(self) -> None:
         self._force_keyframe = True
+        if self._ctx is not None and self._bitrate * MAX_GAIN < REOPEN_BELOW * self._ceiling:
+            self._size = None  # reopen: the IDR and its VBV sized for the lower target
 
     def coded_luma(self, bgr: U8Array) -> U8Array | None:
         """The Y plane libx264 gets for ``bgr`` (BT.601, video range: OpenCV's I420)."""
@@ -193,7 +209,7 @@ class H264Encoder(VideoEncoder):
             "maxrate": str(self._ceiling),
             "bufsize": str(max(int(self._bitrate * self._vbv_frames / self._fps), 8000)),
             "x264-params": (
-                f"keyint={KEYFRAME_SAFETY_S * self._fps}:min-keyint=1:scenecut=0:bframes=0:"
+                f"keyint=infinite:min-keyint=1:scenecut=0:bframes=0:"
                 f"repeat-headers=1:slice-max-size={SLICE_MAX_BYTES}"
             ),
         }

@@ -28,8 +28,10 @@ bit of the slice header is 1), and every FU-A was started and ended. Complete un
 in timestamp order: one waits up to max(REORDER_WAIT, ``repair_wait``) for an older unit still
 missing packets, or when packets are missing between it and the last frame released (a whole
 frame lost, perhaps under repair, or the head of this one: a lost STAP-A with the SPS and PPS
-leaves an IDR slice that looks like the start); a keyframe with its SPS and PPS never waits
-for a gap (on a clean link nothing is older and nothing is missing, so nothing waits). A frame
+leaves an IDR slice that looks like the start); a complete keyframe with its SPS and PPS never
+waits: what is older and still open or waiting is dropped (``incomplete``, ``waiting_keyframe``)
+and the keyframe goes out (on a clean link nothing is older and nothing is missing, so nothing
+waits). A frame
 that cannot be completed (a lost packet, a newer frame released past it, ``timeout`` without
 packets, more than ``max_partial`` open) is dropped and counted as ``incomplete``; a sequence
 gap between the last released frame and the next (whole frames lost: an outage) is counted as
@@ -273,6 +275,7 @@ class H264Depacketizer(Depacketizer):
     def _release(self, now: float) -> list[CodecFrame]:
         """Complete units, oldest first, once no older unit can still complete."""
         out: list[CodecFrame] = []
+        self._supersede()
         while self._ready:
             ts = min(self._ready, key=lambda t: ts_diff(t, next(iter(self._ready))))
             ready = self._ready[ts]
@@ -286,16 +289,14 @@ class H264Depacketizer(Depacketizer):
             # The first frame of a stream has no last frame to show a gap: one that is not
             # self-contained waits REORDER_WAIT for a head reordered behind it (NACK cannot
             # ask for packets before the first one seen, so no repair is worth waiting for).
-            # While the chain is broken, a keyframe with its parameter sets waits for nothing:
-            # the older frames would be dropped (waiting_keyframe) even if they completed.
+            # A keyframe with its parameter sets waits for nothing (``_supersede``).
             wait = max(REORDER_WAIT, self.repair_wait)
             if last is not None:
                 gap = seq_diff(ready.first_seq, last) != 1 and not _self_contained(ready.nals)
             else:
                 gap = not _self_contained(ready.nals)
                 wait = wait if older else REORDER_WAIT
-            restart = self._broken and _self_contained(ready.nals)
-            if (older or gap) and not restart and self._waits(ready, now, wait):
+            if (older or gap) and self._waits(ready, now, wait):
                 break  # an older frame may still complete (reordering, repair)
             for t in older:  # waited long enough: the older frames are lost
                 self._units.drop(t, "incomplete")
@@ -304,6 +305,30 @@ class H264Depacketizer(Depacketizer):
             if frame is not None:
                 out.append(frame)
         return out
+
+    def _supersede(self) -> None:
+        """A complete keyframe with its parameter sets is never held for older frames: what is
+        older is dropped (open frames as ``incomplete``, complete ones waiting for them as
+        ``waiting_keyframe``) and the keyframe goes out. Nothing after it refers to them, and
+        the display shows the newest decodable frame anyway; under congestion the keyframe is
+        the repair (pipeline.stages.send asks for one) and waiting for an older frame's
+        retransmission through the full queue was the rest of the freeze."""
+        keys = [t for t, r in self._ready.items() if _self_contained(r.nals)]
+        if not keys:
+            return
+        ref = keys[0]
+        key = max(keys, key=lambda t: ts_diff(t, ref))
+        older = [t for t in self._ready if ts_diff(t, key) < 0]
+        for t in older:
+            del self._ready[t]
+            self._units.mark_done(t)
+            self._c["waiting_keyframe"] += 1
+        open_older = self._units.older(key)
+        for t in open_older:
+            self._units.drop(t, "incomplete")
+        if older or open_older:
+            # What is skipped is not an outage: no gap is counted before the keyframe.
+            self._last_marker_seq = (self._ready[key].first_seq - 1) & 0xFFFF
 
     def _waits(self, ready: _Ready, now: float, wait: float) -> bool:
         """Whether ``ready`` still waits for what is missing before it: ``wait`` seconds, or
