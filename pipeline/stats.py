@@ -245,6 +245,7 @@ class RepairStats:
     packets_requested: int = 0  # sequence numbers they named (a retry counts again)
     recovered: int = 0  # the peer's packets that came by retransmission
     abandoned: int = 0  # missing packets given up on (too old or too many tries)
+    superseded: int = 0  # missing packets no longer asked for: a keyframe made them unneeded
     nacks_received: int = 0  # NACK packets from the peer about our stream
     retransmitted: int = 0  # RTX packets we sent (second copies included)
     rtx_repeats: int = 0  # of those, second copies sent 10 ms later on a long RTT
@@ -615,6 +616,7 @@ def _repair(rcv: Mapping[str, Any], snd: Mapping[str, Any]) -> RepairStats:
         packets_requested=nack.get("requests", 0),
         recovered=nack.get("recovered", 0),
         abandoned=nack.get("abandoned", 0),
+        superseded=nack.get("superseded", 0),
         nacks_received=rtcp.get("nacks_received", 0),
         retransmitted=snd.get("retransmitted", 0),
         rtx_repeats=(snd.get("counters") or {}).get("rtx_repeats", 0),

@@ -242,6 +242,9 @@ class Depacketizer(ABC):
     # frame's first one is still being asked for (the receiver's NACK list).
     repair_hold: float = 0.0
     repair_pending: Callable[[int], bool] | None = None
+    # Called with a sequence number when nothing before it is needed any more (a keyframe
+    # superseded the older frames still under repair): the receiver stops asking for them.
+    repair_moot: Callable[[int], None] | None = None
 
     @abstractmethod
     def push(

@@ -3,8 +3,7 @@ and sending.
 
 The stage holds the call's codec (``pipeline.codecs``, the one named in ``Connect``) and never
 asks which one it is. A keyframe request from the peer (RTCP PLI/FIR, read by the receive stage)
-arrives on the ``keyframe_request`` eventfd and makes the next frame a keyframe; a peer that
-cannot ask (a tool: no negotiated SSRC) gets one every KEYFRAME_SAFETY_S instead. The frame
+arrives on the ``keyframe_request`` eventfd and makes the next frame a keyframe. The frame
 is encoded straight from the raw ring's slot (no copy); if the capture stage overwrote the slot
 meanwhile (``valid`` fails) the result is thrown away and counted as torn. When the call mode
 has a framing of its own (JPEG's classic V0 datagram), the framing wraps the encoder: it keeps
@@ -47,11 +46,6 @@ logger = logging.getLogger(__name__)
 # the 183 ms freeze rule). Only for an encoder that follows the bitrate (H.264).
 DRAIN_CUT = 0.2
 DRAIN_S = 0.1
-# A peer that cannot ask for keyframes (no negotiated SSRC: ffplay, a GStreamer pipeline, any
-# tool fed from our SDP) gets one every KEYFRAME_SAFETY_S of frames from an inter-frame codec, so
-# that it can join late and recover from a loss. A vcall peer asks (RTCP PLI) and gets none:
-# a periodic IDR is a burst into a tight link's queue for nothing (pipeline.codecs.h264).
-KEYFRAME_SAFETY_S = 10
 
 
 class EncodeStage(Stage):
@@ -90,8 +84,6 @@ class EncodeStage(Stage):
         self._sending = True
         self._quality = preset.quality
         self._drain_frames = 0  # frames still to skip after a sharp delay-based cut
-        self._safety_keyframes = False  # the peer cannot ask for keyframes (a tool)
-        self._since_keyframe = 0  # frames encoded since the last keyframe
 
     def wait_fds(self) -> Sequence[int]:
         fds = [self._reader.fd]
@@ -175,11 +167,6 @@ class EncodeStage(Stage):
             self.count("skipped_drain")
             return
         quality = min(self._preset.quality, ladder.rung.quality) if adaptive else None
-        period = round(KEYFRAME_SAFETY_S * self._preset.fps)  # frames from keyframe to keyframe
-        if self._safety_keyframes and self._since_keyframe + 1 >= period:
-            encoder.request_keyframe()
-            self._since_keyframe = 0
-            self.count("safety_keyframes")
         start = time.monotonic_ns()
         try:
             image = self._picture(desc)
@@ -220,7 +207,6 @@ class EncodeStage(Stage):
         self.window("encode").add_ns(done - start)
         if adaptive:
             ladder.on_frame(len(frame.data), done / 1e9, self._preset.fps)
-        self._since_keyframe = 0 if frame.keyframe else self._since_keyframe + 1
         self.count("frames")
         self.count("bytes", len(frame.data))
 
@@ -232,8 +218,6 @@ class EncodeStage(Stage):
                     self._plain = self._codec.encoder(self._backend)
                 self._plain.set_fps(self._preset.fps)
                 self._ladder = QualityLadder(self._preset.quality)
-                self._safety_keyframes = peer.peer_ssrc is None and not self._codec.info.intra_only
-                self._since_keyframe = 0
                 self._apply_target(None)
                 framing = self._codec.framing(peer.mode, self._framing_cap)
                 self._encoder = self._plain if framing is None else framing.encoder(self._plain)

@@ -118,6 +118,13 @@ MAX_RTT_S = 1.0  # an RTT above this (RTCP's can say up to 60 s) is taken as thi
 # What a keyframe needs beyond one RTT to answer a request: the encoder's next frame (33 ms at
 # 30 fps) and the keyframe's own serialisation (about 60 ms for 12 KB at 1.5 Mbit/s).
 KEYFRAME_ANSWER_MARGIN_S = 0.1
+# A peer that has sent no RTCP for KEYFRAME_SAFETY_S cannot ask for keyframes (ffplay or a
+# GStreamer pipeline fed from our SDP, whose reports, if any, do not reach our RTCP port; a vcall
+# peer whose RTCP is blocked): our encoder is asked for one every KEYFRAME_SAFETY_S, so such a
+# receiver can join late and recover from a loss. A vcall peer reports every second and asks
+# (PLI) when it needs one: it gets no periodic IDR, a burst into a tight link's queue for
+# nothing (pipeline.codecs.h264; libwebrtc sends none either).
+KEYFRAME_SAFETY_S = 10.0
 DEFAULT_RTT_S = 0.1
 SYNC_TIMING_S = 0.2  # the peer video's timing to the audio stage (lip sync), 5 a second
 SYNC_PENDING = 64
@@ -204,6 +211,8 @@ class ReceiveStage(Stage):
         self._sent_base: SenderInfo | None = None
         self._repairing_until = 0.0
         self._keyframe_request = keyframe_request  # we write: the peer asked for a keyframe
+        self._peer_rtcp_at = 0.0  # the last RTCP from the peer (or the Connect), monotonic s
+        self._safety_keyframe_at = 0.0  # the last keyframe asked for by KEYFRAME_SAFETY_S
         self._keyframe_needed = keyframe_needed  # we read: the display lost the chain
         self._rtp = DatagramEdge(rtp_sock)
         self._rtcp = DatagramEdge(rtcp_sock)
@@ -520,6 +529,8 @@ class ReceiveStage(Stage):
 
     def _on_rtcp(self, session: RtcpSession, datagram: bytes, now: float) -> None:
         packets = session.receive(datagram, now)
+        if packets:
+            self._peer_rtcp_at = now
         if session.keyframe_requested(packets) and self._keyframe_request >= 0:
             os.eventfd_write(self._keyframe_request, 1)
         seqs = session.nacked(packets)
@@ -573,6 +584,14 @@ class ReceiveStage(Stage):
     def _rtcp_tick(self, now: float) -> None:
         session = self._rtcp_session
         assert session is not None
+        if (
+            self._keyframe_request >= 0
+            and self._codec.info.keyframe_requests
+            and now - max(self._peer_rtcp_at, self._safety_keyframe_at) >= KEYFRAME_SAFETY_S
+        ):
+            self._safety_keyframe_at = now
+            os.eventfd_write(self._keyframe_request, 1)
+            self.count("safety_keyframes")
         desc = self._txinfo.latest()
         # This runs every loop turn (every packet); the send stage writes its info once a frame.
         if desc is not None and desc.seq != self._txinfo_seq:
@@ -654,6 +673,7 @@ class ReceiveStage(Stage):
                         peer_ssrc=peer.peer_ssrc,
                     )
                     self._rtcp.connect(peer.ip, peer.rx_port + 1)
+                    self._peer_rtcp_at = self._safety_keyframe_at = time.monotonic()
                 logger.info("receive: %s from %s", peer.mode, peer.ip)
 
     def snapshot(self, now_ns: int) -> dict[str, Any]:

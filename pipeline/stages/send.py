@@ -68,10 +68,12 @@ RTX_REPEAT_KEEP_BUDGET = 0.5  # a second copy goes only while half the RTX budge
 # RTX_BURST_S of it): on a congested link, repair must not become the congestion.
 RTX_SHARE = 0.3
 RTX_BURST_S = 0.5
-# Congestion: a delay-based cut (TargetRate reason "remb") of more than CONGESTION_CUT says the
-# bottleneck queue is full (GCC reports overuse only then), and for CONGESTION_MEMORY_S after it
-# the losses are that queue's, not the path's. Then (measured at the lab's 5 -> 1.5 Mbit/s step,
-# vcall bench network --profile step_5_1_5; figures in docs/architecture.md):
+# Congestion: a delay-based target (TargetRate reason "remb") more than CONGESTION_CUT below
+# what we sent over the last 2 s says the bottleneck queue is full (GCC reports overuse only
+# then; measured against the rate sent, not the last target, which may be far above what the
+# encoder spends, so that this matches the encode stage's drain), and for CONGESTION_MEMORY_S
+# after it the losses are that queue's, not the path's. Then (measured at the lab's 5 -> 1.5
+# Mbit/s step, vcall bench network --profile step_5_1_5; figures in docs/architecture.md):
 # - retransmissions get RTX_SHARE_CONGESTED of the target in a RTX_BURST_CONGESTED_S bucket and
 #   no second copy: at RTX_SHARE, answers, retries and copies went into the full queue at up to
 #   0.7 Mbit/s on top of the media, were lost there and asked for again;
@@ -163,12 +165,8 @@ class SendStage(Stage):
                 self._congestion_repair(self._last_nack)
                 self._retransmit(msg.seqs, msg.rtt_ms / 1000)
             elif isinstance(msg, feedback.TargetRate):
-                before = self._target_bps
-                if (
-                    msg.reason == "remb"
-                    and before is not None
-                    and msg.bps < (1 - CONGESTION_CUT) * before
-                ):
+                sent = self._rate.bits_per_second(time.monotonic_ns())
+                if msg.reason == "remb" and msg.bps < (1 - CONGESTION_CUT) * sent:
                     self._congested_until = time.monotonic() + CONGESTION_MEMORY_S
                     self._rtx_repeats.clear()
                     self._congestion_repair(time.monotonic())
@@ -339,6 +337,9 @@ class SendStage(Stage):
                 self._mode = str(peer.mode)
                 self._rtp = None
                 self._rtx_repeats.clear()  # sequence numbers of the old stream
+                # A new stream (a reconnect) starts uncongested; its first cut says afresh.
+                self._congested_until, self._last_nack = 0.0, float("-inf")
+                self._congestion_keyframe = float("-inf")
                 if self._framing is None:
                     info = self._codec.info
                     self._rtp = RtpSender(

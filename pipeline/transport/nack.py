@@ -74,6 +74,7 @@ class NackStats:
     recovered: int = 0  # arrived by retransmission
     reordered: int = 0  # arrived by themselves, late
     abandoned: int = 0  # given up (retries or age ran out)
+    superseded: int = 0  # no longer asked for: a keyframe made them unneeded (forget_before)
     repeats: int = 0  # requests sent a second time REPEAT_AFTER_S later (long RTT)
     overflows: int = 0  # the list was cleared: too many at once
     reorder_wait_ms: float = 0.0
@@ -110,7 +111,16 @@ class NackTracker:
         self._repair_rtt: float | None = None
         self.overflowed = False
         self._c = dict.fromkeys(
-            ("missing", "requests", "recovered", "reordered", "abandoned", "overflows", "repeats"),
+            (
+                "missing",
+                "requests",
+                "recovered",
+                "reordered",
+                "abandoned",
+                "superseded",
+                "overflows",
+                "repeats",
+            ),
             0,
         )
 
@@ -158,6 +168,16 @@ class NackTracker:
             self._reorder_wait = min(
                 ordered[int(REORDER_PERCENTILE * (len(ordered) - 1))], MAX_REORDER_WAIT_S
             )
+
+    def forget_before(self, seq: int) -> None:
+        """Stop asking for every listed packet before ``seq`` (RFC 3550 serial order): a
+        keyframe from ``seq`` on made the frames they belong to unneeded (the depacketizer's
+        ``repair_moot``). Asking on would spend the peer's repair budget, on a congested path,
+        on packets that could only arrive late (libwebrtc's NackRequester.ClearUpTo)."""
+        gone = [s for s in self._missing if seq_diff(s, seq) < 0]
+        for s in gone:
+            del self._missing[s]
+        self._c["superseded"] += len(gone)
 
     def pending_before(self, seq: int) -> bool:
         """Whether a packet before ``seq`` (RFC 3550 serial order) is still listed: it may

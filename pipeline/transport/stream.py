@@ -365,6 +365,7 @@ class RtpReceiver:
         if stream.nack is None:
             nack = stream.nack = NackTracker()
             stream.depacketizer.repair_pending = nack.pending_before
+            stream.depacketizer.repair_moot = nack.forget_before
             stream.depacketizer.repair_hold = nack.max_age
 
     def add_forward(self, payload_type: int, forward: Callable[[bytes, float], None]) -> None:

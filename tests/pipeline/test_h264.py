@@ -148,15 +148,17 @@ def test_the_target_bitrate_changes_mid_stream() -> None:
 
 def test_a_keyframe_asked_for_far_below_the_opening_rate_is_sized_for_the_new_rate() -> None:
     """The VBV buffer is fixed when libx264 opens: an IDR forced after a congestion cut would be
-    sized for the old rate (at the lab's 5 -> 1.5 Mbit/s step a 16 KB IDR, a whole router queue).
-    A keyframe asked for below REOPEN_BELOW of the opening rate reopens the encoder instead."""
+    sized for the old rate (at the lab's 5 -> 1.5 Mbit/s step a 16-packet IDR, nearly a whole
+    router queue). A keyframe asked for below REOPEN_BELOW of the buffer's rate reopens the
+    encoder with the buffer sized for the target; the maxrate ceiling stays, so the target
+    climbing back needs no reopen and brings no IDR nobody asked for."""
     rng = np.random.default_rng(7)
     base = pattern(640, 480, 0)
 
     def frame(i: int) -> np.ndarray:
         return np.roll(base, 8 * i, axis=1) + rng.integers(0, 60, base.shape, dtype=np.uint8)
 
-    def keyframe_after_cut(to_bps: int) -> tuple[int, int]:
+    def keyframe_after_cut(to_bps: int) -> tuple[int, H264Encoder]:
         encoder = H264Encoder(bitrate=2_000_000, fps=30)
         for i in range(10):
             encoder.encode(frame(i), 0)
@@ -166,13 +168,19 @@ def test_a_keyframe_asked_for_far_below_the_opening_rate_is_sized_for_the_new_ra
         encoder.request_keyframe()
         key = encoder.encode(frame(20), 0)
         assert key.keyframe
-        return len(key.data), encoder.ceiling
+        return len(key.data), encoder
 
-    small_cut = keyframe_after_cut(int(2_000_000 * REOPEN_BELOW * 1.05))  # above: no reopen
-    big_cut = keyframe_after_cut(600_000)
-    assert small_cut[1] == int(2_000_000 * MAX_GAIN)  # still the encoder it opened
-    assert big_cut[1] == int(600_000 * MAX_GAIN)  # reopened for the new target
-    assert big_cut[0] < small_cut[0] * 0.6, (big_cut, small_cut)
+    small_size, small = keyframe_after_cut(int(2_000_000 * REOPEN_BELOW * 1.05))  # no reopen
+    big_size, big = keyframe_after_cut(600_000)
+    assert (small.vbv_bps, small.ceiling) == (2_000_000, int(2_000_000 * MAX_GAIN))
+    assert (big.vbv_bps, big.ceiling) == (600_000, int(2_000_000 * MAX_GAIN))  # ceiling kept
+    assert big_size < small_size * 0.6, (big_size, small_size)
+    for bps in (900_000, 1_400_000, 2_000_000):  # the target climbs back: no reopen, no IDR
+        big.set_bitrate(bps)
+        assert not any(big.encode(frame(21 + i), 0).keyframe for i in range(3))
+    assert big.vbv_bps == 600_000
+    big.request_keyframe()  # the next keyframe asked for resizes the buffer for the target
+    assert big.encode(frame(30), 0).keyframe and big.vbv_bps == 2_000_000
 
 
 def test_no_periodic_keyframe_from_the_encoder() -> None:
@@ -378,6 +386,8 @@ def test_a_complete_keyframe_waits_for_nothing_older_while_the_chain_is_whole() 
     rx, depacketizer = receiver()
     depacketizer.repair_wait, depacketizer.repair_hold = 0.4, 0.5
     depacketizer.repair_pending = lambda seq: True
+    moot: list[int] = []
+    depacketizer.repair_moot = moot.append
     assert len(feed(rx, per_frame[0], now=0.0)) == 1
     assert feed(rx, per_frame[1][:-1], now=0.03) == []  # frame 1: its last packet under repair
     assert feed(rx, per_frame[2], now=0.06) == []  # frame 2 waits for frame 1
@@ -386,6 +396,8 @@ def test_a_complete_keyframe_waits_for_nothing_older_while_the_chain_is_whole() 
     assert key.keyframe and key.timestamp == 9000
     s = depacketizer.stats
     assert (s.incomplete, s.waiting_keyframe, s.gaps) == (1, 1, 0)  # frames 1 and 2, no outage
+    first_of_key = int.from_bytes(per_frame[3][0][2:4], "big")
+    assert moot == [first_of_key]  # the receiver stops asking for frame 1's packet
     assert not depacketizer.needs_keyframe
     assert feed(rx, per_frame[1][-1:], now=0.2) == []  # frame 1's repair, too late: ignored
     assert depacketizer.stats.late == 1

@@ -207,6 +207,17 @@ def test_each_request_is_repeated_once_only_on_a_long_rtt() -> None:
         assert n.stats.requests == 1
 
 
+def test_forget_before_drops_older_requests_across_the_wrap() -> None:
+    """A keyframe from ``seq`` on made older packets unneeded: they are asked for no more and
+    counted as superseded; newer ones stay."""
+    t = NackTracker()
+    t.on_packet(65530, 0.0)
+    t.on_packet(4, 0.0)  # 65531..65535 and 0..3 missing
+    t.forget_before(1)
+    assert sorted(t.due(0.0, 0.1)) == [1, 2, 3]
+    assert t.stats.superseded == 6 and t.pending_before(4) and not t.pending_before(1)
+
+
 def test_abandoned_after_max_retries() -> None:
     n = NackTracker(max_retries=3)
     n.on_packet(0, 0.0)

@@ -24,11 +24,18 @@ from pipeline.ipc.ring import Ring
 from pipeline.ipc.shm import SegmentSet
 from pipeline.presets import get_preset
 from pipeline.sources.pattern import render_into
+from pipeline.stages import receive
 from pipeline.stages.base import StageContext
 from pipeline.stages.receive import JITTER_MAX_FRAMES, ReceiveStage, bind_rx_sockets
 from pipeline.stats import SessionInfo, StatsChannel, summarise
 from pipeline.transport.stream import RtpSender
-from pipeline.wire.rtcp import PictureLossIndication, SenderInfo, parse_rtcp
+from pipeline.wire.rtcp import (
+    PictureLossIndication,
+    ReceiverReport,
+    SenderInfo,
+    parse_rtcp,
+    serialize_rtcp,
+)
 from pipeline.wire.rtp import to_rtp_ts
 from pipeline.wire.v0 import encode_v0
 from tests.fixtures.rtpjpeg import JpegRtpSender
@@ -55,7 +62,12 @@ class Rx:
     (``name`` keeps several in one segment set apart)."""
 
     def __init__(
-        self, segments: SegmentSet, name: str = "", slots: int = 3, capacity: int = 1 << 20
+        self,
+        segments: SegmentSet,
+        name: str = "",
+        slots: int = 3,
+        capacity: int = 1 << 20,
+        keyframe_request: int = -1,
     ) -> None:
         self.rx_ring = Ring.create(segments, f"jrx{name}", n_slots=slots, capacity=capacity)
         self.txinfo = Ring.create(segments, f"txi{name}", n_slots=2, capacity=SenderInfo.SIZE)
@@ -76,6 +88,7 @@ class Rx:
             encoded_rx=self.rx_ring,
             txinfo=self.txinfo,
             codec=get_codec("JPEG"),
+            keyframe_request=keyframe_request,
         )
         self.tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 
@@ -238,3 +251,46 @@ def test_an_h264_frame_pushed_out_of_the_jitter_buffer_breaks_the_chain(rx: Rx) 
             plis = [p for p in parse_rtcp(data) if isinstance(p, PictureLossIndication)]
     finally:
         peer_rtcp.close()
+
+
+def test_a_peer_that_sends_no_rtcp_gets_a_keyframe_every_keyframe_safety_s(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A vcall peer reports every second and asks (PLI) when it needs a keyframe: no periodic
+    IDR for it. A peer whose RTCP never comes (ffplay fed from our SDP, blocked RTCP) gets one
+    every KEYFRAME_SAFETY_S, so it can join late and recover from a loss."""
+    import os
+
+    monkeypatch.setattr(receive, "KEYFRAME_SAFETY_S", 0.3)
+    segments = SegmentSet()
+    kf = os.eventfd(0, os.EFD_NONBLOCK)
+    r = Rx(segments, keyframe_request=kf)
+    token = 0x5151
+
+    def asked() -> int:
+        try:
+            return os.eventfd_read(kf)
+        except BlockingIOError:
+            return 0
+
+    def run(seconds: float, report_every: float | None) -> None:
+        end = last = time.monotonic()
+        end += seconds
+        while time.monotonic() < end:
+            if report_every is not None and time.monotonic() - last >= report_every:
+                last = time.monotonic()
+                r.send(serialize_rtcp([ReceiverReport(token)]), rtcp=True)
+            ready, _, _ = select.select(list(r.stage.wait_fds()), [], [], 0.02)
+            r.stage.step(ready, time.monotonic_ns())
+
+    try:
+        r.stage.handle(Connect(PeerEndpoint(LOCAL, 9, MediaMode.RTP, 0x1111, token, codec="H264")))
+        run(0.9, report_every=0.1)  # a peer that reports: three periods, no keyframe
+        assert asked() == 0 and "safety_keyframes" not in r.stage.counters
+        run(1.0, report_every=None)  # silent: one every 0.3 s, the first 0.3 s after the last RR
+        n = r.stage.counters["safety_keyframes"]
+        assert 2 <= n <= 4 and asked() == n
+    finally:
+        r.close()
+        os.close(kf)
+        segments.close()

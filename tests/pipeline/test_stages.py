@@ -430,10 +430,11 @@ def test_a_frame_torn_while_copied_breaks_an_inter_frame_chain(
 def test_a_sharp_delay_based_cut_with_losses_asks_for_one_keyframe_and_thriftier_repair(
     segments: SegmentSet, make_ctx: Any
 ) -> None:
-    """Congestion (pipeline.stages.send CONGESTION_CUT): after a delay-based cut of more than
-    10% the peer's NACKs are answered without the second copy a long RTT otherwise gets, and a
-    loss the peer NACKed around the cut asks the encoder for one keyframe, not one per NACK.
-    A cut for loss (random loss is not a full queue) changes nothing."""
+    """Congestion (pipeline.stages.send CONGESTION_CUT): after a delay-based target more than
+    10% below what was sent, the peer's NACKs are answered without the second copy a long RTT
+    otherwise gets, and a loss the peer NACKed around the cut asks the encoder for one keyframe,
+    not one per NACK. A cut for loss (random loss is not a full queue) or a small delay-based
+    trim changes nothing."""
     import os
     import select
     import socket
@@ -502,7 +503,11 @@ def test_a_sharp_delay_based_cut_with_losses_asks_for_one_keyframe_and_thriftier
         assert (stage.counters["rtx_packets"], stage.counters["rtx_repeats"]) == (4, 2)
         assert not keyframe_asked() and "congestion_keyframes" not in stage.counters
 
-        tell(feedback.TargetRate(1_200_000, "remb"))  # sharp and delay-based, NACKs just came
+        sent = stage.snapshot(time.monotonic_ns())["bitrate_bps"]  # what went out lately
+        assert sent > 0
+        tell(feedback.TargetRate(int(sent * 0.95), "remb"))  # a delay-based trim: not a full queue
+        assert not keyframe_asked() and "congestion_keyframes" not in stage.counters
+        tell(feedback.TargetRate(int(sent * 0.6), "remb"))  # sharp and delay-based, NACKs came
         assert keyframe_asked() and stage.counters["congestion_keyframes"] == 1
         repeats = stage.counters["rtx_repeats"]
         tell(feedback.NackRequest((seqs[2],), rtt_ms))  # answered once, no copy
@@ -511,7 +516,7 @@ def test_a_sharp_delay_based_cut_with_losses_asks_for_one_keyframe_and_thriftier
         stage.step([], time.monotonic_ns())
         assert stage.counters["rtx_repeats"] == repeats == 2
         assert stage.counters["rtx_packets"] == 4 + 2
-        tell(feedback.TargetRate(900_000, "remb"))  # a second cut soon after: no second keyframe
+        tell(feedback.TargetRate(int(sent * 0.4), "remb"))  # a second cut soon after: no keyframe
         assert not keyframe_asked() and stage.counters["congestion_keyframes"] == 1
     finally:
         stage.close()
@@ -520,42 +525,3 @@ def test_a_sharp_delay_based_cut_with_losses_asks_for_one_keyframe_and_thriftier
         etx.close()
         txinfo.close()
         fb.close()
-
-
-@pytest.mark.parametrize(("peer_ssrc", "safety"), [(None, True), (0x5EED, False)])
-def test_periodic_keyframes_go_only_to_a_peer_that_cannot_ask(
-    segments: SegmentSet,
-    make_ctx: Any,
-    monkeypatch: pytest.MonkeyPatch,
-    peer_ssrc: int | None,
-    safety: bool,
-) -> None:
-    """A tool fed from our SDP (no negotiated SSRC) gets a keyframe every KEYFRAME_SAFETY_S; a
-    vcall peer asks with PLI when it needs one and gets no periodic IDR."""
-    monkeypatch.setattr(encode, "KEYFRAME_SAFETY_S", 0.1)  # 3 frames at 30 fps
-    high: Preset = get_preset("high")
-    size = (160, 120)
-    raw = Ring.create(segments, "raw", n_slots=3, capacity=size[0] * size[1] * 3)
-    jtx = Ring.create(segments, "jtx", n_slots=16, capacity=1 << 20)
-    stage = encode.EncodeStage(
-        make_ctx("encode"), raw=raw, raw_reader=0, encoded_tx=jtx, preset=high,
-        codec=get_codec("H264"),
-    )  # fmt: skip
-    stage.handle(
-        Connect(PeerEndpoint("127.0.0.1", 5000, MediaMode.RTP, peer_ssrc=peer_ssrc, codec="H264"))
-    )
-    writer, reader = raw.writer(), jtx.reader(0)
-    keyframes = []
-    for frame_id in range(10):
-        dst = writer.begin_array(*size)
-        render_into(dst, frame_id, time.monotonic_ns())
-        writer.commit(frame_id=frame_id, nbytes=dst.nbytes, width=size[0], height=size[1])
-        stage.step([stage.wait_fds()[0]], time.monotonic_ns())
-        desc = reader.next()
-        assert desc is not None
-        keyframes.append(desc.keyframe)
-    expected = [i % 3 == 0 for i in range(10)] if safety else [i == 0 for i in range(10)]
-    assert keyframes == expected
-    assert stage.counters.get("safety_keyframes", 0) == (3 if safety else 0)
-    raw.close()
-    jtx.close()

@@ -13,8 +13,10 @@ API::
                                                # (VBV maxrate), above it a reopen (an IDR)
         gain                                   # bit_rate asked of libx264 / target
         request_keyframe()                     # the next frame is an IDR (with SPS and PPS);
-                                               # far below the opening rate, a reopen
-        ceiling                                # the VBV maxrate it opened with, bit/s
+                                               # a reopen when the VBV buffer is sized for a
+                                               # rate far from the target (REOPEN_BELOW)
+        ceiling, vbv_bps                       # the VBV maxrate it opened with, and the rate
+                                               # its buffer is sized for, bit/s
     class H264Decoder(VideoDecoder):
         frame_size(access_unit) -> (w, h)      # from the newest SPS, checked before decoding
         decode_rgb_into(access_unit, dst)      # H264Error (a CodecError) on failure
@@ -51,13 +53,19 @@ that most NAL units fit one RTP packet and a lost packet costs one slice, not a 
 fragments; SPS and PPS repeated before every IDR, so a receiver that joins or recovers needs
 nothing out of band; keyframes on request only (``forced-idr``, ``keyint=infinite``): a vcall
 peer asks (PLI) when it needs one, and a periodic IDR (up to the two-frame VBV buffer) is a
-burst into a tight link's queue for nothing (libwebrtc sends none either; the encode stage sends
-one every ``KEYFRAME_SAFETY_S`` only to a peer that cannot ask: ffplay and other tools send no
-PLI). A keyframe asked for while the target is below REOPEN_BELOW of the rate the encoder opened
-with reopens it (an IDR anyway, 5-7 ms at 720p here): the VBV buffer libx264 opened with is
-sized for the old rate and PyAV cannot change it: after the lab's cut from 2.0 to 1.2 Mbit/s a
-forced 720p IDR came in 16 packets (~17 KB), nearly the whole 100 ms queue of a 1.5 Mbit/s link.
-Reopened at 1.2 Mbit/s an IDR of a noisy 720p picture is 8.2 KB, against 13.2 KB at 2.0.
+burst into a tight link's queue for nothing (libwebrtc sends none either; the receive stage asks
+for one every ``KEYFRAME_SAFETY_S`` only while the peer sends no RTCP: ffplay and other tools
+cannot ask). A keyframe asked for while the target is below REOPEN_BELOW of the rate the VBV
+buffer was sized for (or above it by 1 / REOPEN_BELOW) reopens the encoder (an IDR anyway, 5-7
+ms at 720p here) with the buffer sized for the target and the old maxrate ceiling kept, so that
+a target climbing back reopens nothing. The VBV buffer libx264 opened with is sized for the old
+rate and PyAV cannot change it: after the lab's cut from 2.0 to 1.2 Mbit/s a forced 720p IDR
+came in 16 packets (~17 KB), nearly the whole 100 ms queue of a 1.5 Mbit/s link. Reopened at 1.2
+Mbit/s an IDR of a noisy 720p picture is 8.2 KB, against 13.2 KB at 2.0. The cost of the kept
+buffer when the target climbs back before the next keyframe: a buffer sized for 1.2 Mbit/s at a
+2.0 Mbit/s target spent 1611 kbit/s at PSNR-Y 41.62 dB, against 1702 kbit/s at 41.77 dB for a
+fresh encoder (the camera-like clip of ``vcall bench codec``, noise 4, 720p, 8 s; one run each,
+deterministic).
 One encoder thread: on this 2-core machine x264's sliced threads gave no shorter encode (720p,
 wall p50 2.38 ms with the automatic count, 2.24 with one) for 18% more CPU (mean 2.64 against
 2.24 ms a frame; 150 frames, one window), and a call has ten other processes on those cores.
@@ -107,7 +115,7 @@ logger = logging.getLogger(__name__)
 
 MAX_GAIN = 1.35  # the most the encoder is asked for above the target (see the module docstring)
 TARGET_UTILIZATION = 0.85  # what the encoder should really spend, as a share of the target
-REOPEN_BELOW = 0.75  # a keyframe asked for below this share of the opening rate reopens
+REOPEN_BELOW = 0.8  # a keyframe asked for this far from the VBV buffer's rate reopens
 GAIN_STEP_UP = 1.1  # the most the gain grows in one window
 ADJUST_WINDOW_S = 1.0  # seconds of frames (at the set frame rate) per gain correction
 PT_H264_RTX = 97  # RFC 4588 retransmissions of PT_H264 (apt=96)
@@ -149,6 +157,8 @@ class H264Encoder(VideoEncoder):
         self._fps = fps
         self._vbv_frames = vbv_frames
         self._ceiling = bitrate  # the VBV maxrate the open encoder was given
+        self._vbv_bps = bitrate  # the rate its VBV buffer (bufsize) was sized for
+        self._keep_ceiling = False  # the next open keeps _ceiling (a reopen for a keyframe)
         self._ctx: Any = None
         self._size: tuple[int, int] | None = None
         self._i420: U8Array = np.empty((0, 0), dtype=np.uint8)  # the frame libx264 reads
@@ -177,14 +187,22 @@ class H264Encoder(VideoEncoder):
         """The VBV maxrate (bit/s) the open encoder was given: MAX_GAIN x its opening rate."""
         return self._ceiling
 
+    @property
+    def vbv_bps(self) -> int:
+        """The rate (bit/s) the open encoder's VBV buffer is sized for (two frames of it)."""
+        return self._vbv_bps
+
     def set_fps(self, fps: int) -> None:
         """The frame rate the VBV buffer is sized for (takes effect at the next size change)."""
         self._fps = max(1, fps)
 
     def request_keyframe(self) -> None:
         self._force_keyframe = True
-        if self._ctx is not None and self._bitrate * MAX_GAIN < REOPEN_BELOW * self._ceiling:
-            self._size = None  # reopen: the IDR and its VBV sized for the lower target
+        vbv = self._vbv_bps
+        if self._ctx is not None and not REOPEN_BELOW * vbv <= self._bitrate <= vbv / REOPEN_BELOW:
+            # Reopen for the IDR (it comes anyway) with the VBV buffer sized for the target; the
+            # maxrate ceiling stays, so a target climbing back needs no reopen (and no IDR).
+            self._size, self._keep_ceiling = None, True
 
     def coded_luma(self, bgr: U8Array) -> U8Array | None:
         """The Y plane libx264 gets for ``bgr`` (BT.601, video range: OpenCV's I420)."""
@@ -194,7 +212,10 @@ class H264Encoder(VideoEncoder):
         return yuv[: bgr.shape[0]]
 
     def _open(self, width: int, height: int) -> None:
-        self._ceiling = int(self._bitrate * MAX_GAIN)
+        ceiling = int(self._bitrate * MAX_GAIN)
+        self._ceiling = max(ceiling, self._ceiling) if self._keep_ceiling else ceiling
+        self._keep_ceiling = False
+        self._vbv_bps = self._bitrate
         ctx = av.CodecContext.create("libx264", "w")
         ctx.width, ctx.height = width, height
         ctx.pix_fmt = "yuv420p"
@@ -267,13 +288,13 @@ class H264Encoder(VideoEncoder):
         self._ask()
         if self._force_keyframe:
             frame.pict_type = av.video.frame.PictureType.I
-            self._force_keyframe = False
         try:
             packets = self._ctx.encode(frame)
         except av.error.FFmpegError as exc:
             raise EncodeError(f"libx264: {exc}") from exc
         if not packets:
             raise EncodeError("libx264 gave no access unit (it should, with zerolatency)")
+        self._force_keyframe = False  # only now: a request outlives a frame that failed
         data = b"".join(bytes(p) for p in packets)
         keyframe = any(p.is_keyframe for p in packets)
         self._adjust(len(data))

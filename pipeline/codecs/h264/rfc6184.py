@@ -138,7 +138,8 @@ class H264Packetizer(Packetizer):
 
 @dataclass(frozen=True, slots=True)
 class H264DepacketizerStats(DepacketizerStats):
-    waiting_keyframe: int = 0  # complete frames dropped because a reference was lost
+    waiting_keyframe: int = 0  # complete frames dropped: a reference was lost, or a newer
+    # keyframe made them unneeded (``_supersede``)
     keyframes: int = 0
     gaps: int = 0  # sequence gaps between frames (whole frames lost: an outage)
 
@@ -327,8 +328,12 @@ class H264Depacketizer(Depacketizer):
         for t in open_older:
             self._units.drop(t, "incomplete")
         if older or open_older:
-            # What is skipped is not an outage: no gap is counted before the keyframe.
-            self._last_marker_seq = (self._ready[key].first_seq - 1) & 0xFFFF
+            # What is skipped is not an outage: no gap is counted before the keyframe, and
+            # the packets still missing before it are asked for no more.
+            first = self._ready[key].first_seq
+            self._last_marker_seq = (first - 1) & 0xFFFF
+            if self.repair_moot is not None:
+                self.repair_moot(first)
 
     def _waits(self, ready: _Ready, now: float, wait: float) -> bool:
         """Whether ``ready`` still waits for what is missing before it: ``wait`` seconds, or
