@@ -160,16 +160,18 @@ class SendStage(Stage):
         reader = self._feedback
         assert reader is not None
         for msg in feedback.receive(reader):
+            now_ns = time.monotonic_ns()
+            now = now_ns / 1e9
             if isinstance(msg, feedback.NackRequest):
-                self._last_nack = time.monotonic()
-                self._congestion_repair(self._last_nack)
+                self._last_nack = now
+                self._congestion_repair(now)
                 self._retransmit(msg.seqs, msg.rtt_ms / 1000)
             elif isinstance(msg, feedback.TargetRate):
-                sent = self._rate.bits_per_second(time.monotonic_ns())
+                sent = self._rate.bits_per_second(now_ns)
                 if msg.reason == "remb" and msg.bps < (1 - CONGESTION_CUT) * sent:
-                    self._congested_until = time.monotonic() + CONGESTION_MEMORY_S
+                    self._congested_until = now + CONGESTION_MEMORY_S
                     self._rtx_repeats.clear()
-                    self._congestion_repair(time.monotonic())
+                    self._congestion_repair(now)
                 self._target_bps, self._target_reason = msg.bps, msg.reason
                 self._pacer.set_rate(int(PACING_FACTOR * msg.bps))
             else:
@@ -182,11 +184,15 @@ class SendStage(Stage):
             now < self._congested_until
             and now - self._last_nack < CONGESTION_NACK_WINDOW_S
             and now - self._congestion_keyframe > CONGESTION_MEMORY_S
-            and self._keyframe_fd >= 0
             and self._codec.info.keyframe_requests
         ):
             self._congestion_keyframe = now
             self.count("congestion_keyframes")
+            self._ask_keyframe()
+
+    def _ask_keyframe(self) -> None:
+        """Make the encoder's next frame a keyframe (the ``keyframe_request`` eventfd)."""
+        if self._keyframe_fd >= 0:
             with contextlib.suppress(BlockingIOError):
                 os.eventfd_write(self._keyframe_fd, 1)
 
@@ -270,9 +276,7 @@ class SendStage(Stage):
             if self._reader.dropped != dropped:
                 self._awaiting_keyframe = True
                 self.count("ring_drops_inter_frame")
-                if self._keyframe_fd >= 0:
-                    with contextlib.suppress(BlockingIOError):
-                        os.eventfd_write(self._keyframe_fd, 1)
+                self._ask_keyframe()
             if self._awaiting_keyframe and not desc.keyframe:
                 self.count("waiting_keyframe")
                 continue

@@ -264,65 +264,81 @@ def test_display_decodes_at_the_view_size_and_rejects_bombs(make_display: Any) -
     assert peer.writes == 1
 
 
-def test_send_keeps_an_inter_frame_stream_whole_after_a_ring_drop(
+@pytest.fixture
+def make_send(
     segments: SegmentSet, make_ctx: Any
-) -> None:
+) -> Iterator[Callable[..., tuple[Any, Ring, int, Any, Ring | None]]]:
+    """Makes an H.264 send stage connected to a UDP socket on 127.0.0.1, on fresh rings (a
+    4-slot encoded ring; with ``feedback``, a feedback ring too): (stage, encoded ring,
+    keyframe eventfd, peer socket, feedback ring or None)."""
+    import os
+    import socket
+
+    from pipeline.stages.send import SendStage
+    from pipeline.transport import feedback as fbmsg
+    from pipeline.wire.rtcp import SenderInfo
+
+    closers: list[Callable[[], None]] = []
+
+    def make(feedback: bool = False) -> tuple[Any, Ring, int, Any, Ring | None]:
+        etx = Ring.create(segments, "etx", n_slots=4, capacity=1 << 20)
+        txinfo = Ring.create(segments, "txi", n_slots=2, capacity=SenderInfo.SIZE, n_readers=0)
+        fb = Ring.create(segments, "fb", n_slots=16, capacity=fbmsg.CAPACITY) if feedback else None
+        kf = os.eventfd(0, os.EFD_NONBLOCK)
+        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        peer.bind(("127.0.0.1", 0))
+        peer.settimeout(2.0)
+        stage = SendStage(
+            make_ctx("send"),
+            encoded_tx=etx,
+            txinfo=txinfo,
+            fps=30,
+            codec=get_codec("H264"),
+            keyframe_request=kf,
+            feedback_ring=fb,
+        )
+        closers.extend((stage.close, peer.close, lambda: os.close(kf), etx.close, txinfo.close))
+        if fb is not None:
+            closers.append(fb.close)
+        port = peer.getsockname()[1]
+        stage.handle(Connect(PeerEndpoint("127.0.0.1", port, MediaMode.RTP, codec="H264")))
+        return stage, etx, kf, peer, fb
+
+    yield make
+    for close in closers:
+        close()
+
+
+def test_send_keeps_an_inter_frame_stream_whole_after_a_ring_drop(make_send: Any) -> None:
     """H.264: frames go out in order; when the encode->send ring overwrote frames the stage never
     read, nothing but a keyframe goes out next (the RTP sequence would hide the gap from the
     receiver) and the encoder is asked for one."""
-    import os
     import select
-    import socket
 
     from pipeline.codecs.h264.codec import H264Encoder
-    from pipeline.ipc.ring import Ring as _Ring
-    from pipeline.stages.send import SendStage
-    from pipeline.wire.rtcp import SenderInfo
 
-    etx = _Ring.create(segments, "etx", n_slots=4, capacity=1 << 20)
-    txinfo = _Ring.create(segments, "txi", n_slots=2, capacity=SenderInfo.SIZE, n_readers=0)
-    kf = os.eventfd(0, os.EFD_NONBLOCK)
-    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    peer.bind(("127.0.0.1", 0))
-    stage = SendStage(
-        make_ctx("send"),
-        encoded_tx=etx,
-        txinfo=txinfo,
-        fps=30,
-        codec=get_codec("H264"),
-        keyframe_request=kf,
-    )
-    try:
-        stage.handle(
-            Connect(PeerEndpoint("127.0.0.1", peer.getsockname()[1], MediaMode.RTP, codec="H264"))
-        )
-        encoder = H264Encoder(bitrate=500_000)
-        writer = etx.writer()
+    stage, etx, kf, _peer, _fb = make_send()
+    encoder = H264Encoder(bitrate=500_000)
+    writer = etx.writer()
 
-        def encode(i: int) -> None:
-            f = encoder.encode(np.full((96, 128, 3), i * 20 % 256, np.uint8), 0)
-            writer.write(f.data, frame_id=i, width=128, height=96, keyframe=f.keyframe)
+    def encode(i: int) -> None:
+        f = encoder.encode(np.full((96, 128, 3), i * 20 % 256, np.uint8), 0)
+        writer.write(f.data, frame_id=i, width=128, height=96, keyframe=f.keyframe)
 
-        encode(0)  # the IDR
-        stage.step([etx.reader_fds[0]], time.monotonic_ns())
-        assert stage.counters["frames"] == 1
-        for i in range(1, 7):  # six P frames while the stage sleeps: the 4-slot ring drops two
-            encode(i)
-        stage.step([etx.reader_fds[0]], time.monotonic_ns())
-        assert stage.counters["ring_drops_inter_frame"] == 1
-        assert stage.counters["waiting_keyframe"] == 4  # nothing broken goes out
-        assert stage.counters["frames"] == 1
-        assert select.select([kf], [], [], 0)[0] == [kf]  # the encoder is asked for a keyframe
-        encoder.request_keyframe()
-        encode(7)
-        stage.step([etx.reader_fds[0]], time.monotonic_ns())
-        assert stage.counters["frames"] == 2  # the keyframe, and the stream goes on
-    finally:
-        stage.close()
-        peer.close()
-        os.close(kf)
-        etx.close()
-        txinfo.close()
+    encode(0)  # the IDR
+    stage.step([etx.reader_fds[0]], time.monotonic_ns())
+    assert stage.counters["frames"] == 1
+    for i in range(1, 7):  # six P frames while the stage sleeps: the 4-slot ring drops two
+        encode(i)
+    stage.step([etx.reader_fds[0]], time.monotonic_ns())
+    assert stage.counters["ring_drops_inter_frame"] == 1
+    assert stage.counters["waiting_keyframe"] == 4  # nothing broken goes out
+    assert stage.counters["frames"] == 1
+    assert select.select([kf], [], [], 0)[0] == [kf]  # the encoder is asked for a keyframe
+    encoder.request_keyframe()
+    encode(7)
+    stage.step([etx.reader_fds[0]], time.monotonic_ns())
+    assert stage.counters["frames"] == 2  # the keyframe, and the stream goes on
 
 
 def test_display_stops_looking_for_a_stamp_in_frames_without_one(
@@ -428,7 +444,7 @@ def test_a_frame_torn_while_copied_breaks_an_inter_frame_chain(
 
 
 def test_a_sharp_delay_based_cut_with_losses_asks_for_one_keyframe_and_thriftier_repair(
-    segments: SegmentSet, make_ctx: Any
+    make_send: Any,
 ) -> None:
     """Congestion (pipeline.stages.send CONGESTION_CUT): after a delay-based target more than
     10% below what was sent, the peer's NACKs are answered without the second copy a long RTT
@@ -437,29 +453,13 @@ def test_a_sharp_delay_based_cut_with_losses_asks_for_one_keyframe_and_thriftier
     trim changes nothing."""
     import os
     import select
-    import socket
 
     from pipeline.codecs.h264.codec import H264Encoder
     from pipeline.stages import send
     from pipeline.transport import feedback
-    from pipeline.wire.rtcp import SenderInfo
 
-    etx = Ring.create(segments, "etx", n_slots=4, capacity=1 << 20)
-    txinfo = Ring.create(segments, "txi", n_slots=2, capacity=SenderInfo.SIZE, n_readers=0)
-    fb = Ring.create(segments, "fb", n_slots=16, capacity=feedback.CAPACITY)
-    kf = os.eventfd(0, os.EFD_NONBLOCK)
-    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    peer.bind(("127.0.0.1", 0))
-    peer.settimeout(2.0)
-    stage = send.SendStage(
-        make_ctx("send"),
-        encoded_tx=etx,
-        txinfo=txinfo,
-        fps=30,
-        codec=get_codec("H264"),
-        keyframe_request=kf,
-        feedback_ring=fb,
-    )
+    stage, etx, kf, peer, fb = make_send(feedback=True)
+    assert fb is not None
     fbw = fb.writer()
 
     def tell(msg: feedback.NackRequest | feedback.TargetRate) -> None:
@@ -472,10 +472,6 @@ def test_a_sharp_delay_based_cut_with_losses_asks_for_one_keyframe_and_thriftier
             return True
         return False
 
-    try:
-        stage.handle(
-            Connect(PeerEndpoint("127.0.0.1", peer.getsockname()[1], MediaMode.RTP, codec="H264"))
-        )
         encoder = H264Encoder(bitrate=500_000)
         rng = np.random.default_rng(3)
         for i in range(3):
@@ -518,10 +514,3 @@ def test_a_sharp_delay_based_cut_with_losses_asks_for_one_keyframe_and_thriftier
         assert stage.counters["rtx_packets"] == 4 + 2
         tell(feedback.TargetRate(int(sent * 0.4), "remb"))  # a second cut soon after: no keyframe
         assert not keyframe_asked() and stage.counters["congestion_keyframes"] == 1
-    finally:
-        stage.close()
-        peer.close()
-        os.close(kf)
-        etx.close()
-        txinfo.close()
-        fb.close()
