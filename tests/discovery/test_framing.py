@@ -151,3 +151,18 @@ def test_any_bytes_any_split_end_in_events_never_a_stall(chunks: list[bytes]) ->
 def test_newline_framing_is_exact(messages: list[bytes]) -> None:
     got = feed_all([b"".join(m + b"\r\n" for m in messages)], Limits(max_errors=100))
     assert len(got) == len(messages)
+
+
+def test_a_poll_at_exactly_the_gap_judges_the_message() -> None:
+    """Found by the property test above: after chunks at 0.01 s steps, ``now - last_rx`` at
+    last_rx + gap rounded to just below the gap and the message waited forever."""
+    framer = RequestFramer(LIMITS, now=0.0)
+    now = 0.0
+    for chunk in [b"\x00", b"\xc2", b"\x80\xc2", b"\x80\xc2"] * 2:
+        now += 0.01
+        framer.receive_data(chunk, now)
+        events(framer, now)
+    assert framer.pending
+    judged = framer.poll(now + LIMITS.gap)  # the third bad request in a row: a drop
+    assert isinstance(judged, Drop) and judged.reason == DropReason.ERRORS
+    assert not framer.pending

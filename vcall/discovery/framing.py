@@ -91,7 +91,7 @@ class RequestFramer:
                 candidate, rest, final = buf[:newline], buf[newline + 1 :], True
             else:
                 candidate, rest = buf, b""
-                final = now - self._last_rx >= self._limits.gap
+                final = now >= self._last_rx + self._limits.gap
             if len(candidate) > self._limits.max_size:
                 return self._drop(DropReason.TOO_LONG, reply=True)
             result = parse_request(candidate, final=final)
@@ -113,18 +113,20 @@ class RequestFramer:
 
     def poll(self, now: float) -> Event | None:
         """Called on a timer: judge a message whose sender went quiet, or drop the connection.
+        Deadlines are compared as ``now >= start + limit``: a timer set to fire at exactly
+        ``start + limit`` fires (``now - start`` could round to just below the limit).
 
         Must not be called while the adapter is still answering an earlier request.
         """
         if self.closed:
             return None
         if self._buf:
-            if now - self._started >= self._limits.request_timeout:
+            if now >= self._started + self._limits.request_timeout:
                 return self._drop(DropReason.SLOW, reply=False)
-            if now - self._last_rx >= self._limits.gap:
+            if now >= self._last_rx + self._limits.gap:
                 return self.next_event(now)
             return None
-        if now - self._last_rx >= self._limits.idle_timeout:
+        if now >= self._last_rx + self._limits.idle_timeout:
             return self._drop(DropReason.IDLE, reply=False)
         return None
 
